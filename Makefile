@@ -1,0 +1,50 @@
+# Two commands set everything up on a fresh machine with Python 3.11+ and make:
+#   make demo   - create .venv, install dmf, generate a matrix on a local cluster, show it
+#   make test   - create .venv, install dmf with its test extras, run pytest
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo-output
+BENCH_DIR ?= bench-data
+
+.PHONY: demo test bench lint clean help
+
+help:
+	@echo "make demo   generate a matrix on a local cluster and describe it"
+	@echo "make test   run the test suite"
+	@echo "make bench  run the benchmarks (long; prints ratio tables)"
+	@echo "make lint   ruff"
+
+$(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall when pyproject.toml changes.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@ $(VENV)/.installed-run
+
+demo: $(VENV)/.installed-run
+	$(BIN)/python -m dmf generate lowrank $(DEMO_DIR)/X.zarr --shape 200000x500 --rank 10 \
+		--noise 0.01 --seed 0 --dtype float32 --nonnegative --overwrite
+	$(BIN)/python -m dmf info $(DEMO_DIR)/X.zarr
+	@echo
+	@echo "matrix: $(DEMO_DIR)/X.zarr   planted factors: $(DEMO_DIR)/X.factors.zarr"
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m benchmarks --data $(BENCH_DIR) all
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check dmf tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

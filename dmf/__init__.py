@@ -1,0 +1,29 @@
+"""dmf: distributed, out-of-core matrix factorization on Zarr and Dask.
+
+Examples
+--------
+>>> import numpy as np, dmf
+>>> dmf.save_matrix(np.ones((4, 2)), "memory://doc/init.zarr")
+'memory://doc/init.zarr'
+>>> dmf.open_matrix("memory://doc/init.zarr").shape
+(4, 2)
+"""
+
+from dmf import errors
+from dmf._version import __version__
+from dmf.engine.cluster import connect
+from dmf.store import generate
+from dmf.store.api import open_matrix, save_matrix
+from dmf.store.ingest import ingest
+from dmf.store.validate import check_finite
+
+__all__ = [
+    "__version__",
+    "check_finite",
+    "connect",
+    "errors",
+    "generate",
+    "ingest",
+    "open_matrix",
+    "save_matrix",
+]

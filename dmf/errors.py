@@ -1,0 +1,54 @@
+"""Exception and warning types raised by dmf.
+
+Each exception maps to one CLI exit code (see ``EXIT_CODES``): the CLI prints
+the message on one line, without a traceback, and exits with that code.
+Messages name the file or URL at fault and say how to fix the input.
+"""
+
+from __future__ import annotations
+
+
+class DmfError(Exception):
+    """Base class of every error dmf raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(DmfError, ValueError):
+    """The input is unusable: shape, dtype, NaN/Inf, negative entries for NMF,
+    k out of range, an unreadable or malformed file."""
+
+    exit_code = 2
+
+
+class StoreError(DmfError, OSError):
+    """A store is missing, is not a Zarr store, is incomplete or corrupt."""
+
+    exit_code = 2
+
+
+class CheckpointMismatch(DmfError):
+    """The output holds a checkpoint of a different job."""
+
+    exit_code = 3
+
+
+class OutputLocked(DmfError):
+    """Another job is writing the same output."""
+
+    exit_code = 3
+
+
+class DmfWarning(UserWarning):
+    """Something was changed on the way in (a dtype, a chunking) and the user
+    should know."""
+
+
+__all__ = [
+    "DmfError",
+    "InputError",
+    "StoreError",
+    "CheckpointMismatch",
+    "OutputLocked",
+    "DmfWarning",
+]

@@ -1,0 +1,136 @@
+"""The store's public functions: ``open_matrix`` and ``save_matrix``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dask.array as da
+import scipy.sparse
+import zarr
+
+from dmf.errors import InputError, StoreError
+from dmf.store import sparse
+from dmf.store.dense import dmf_attrs, location_of, open_dense, save_dense
+from dmf.store.location import Location
+
+
+def open_matrix(
+    url: str | os.PathLike | zarr.Array, *, storage_options: dict[str, Any] | None = None
+) -> da.Array:
+    """Open a stored matrix as a lazy dask array.
+
+    Parameters
+    ----------
+    url : str, path or zarr.Array
+        A local path or an fsspec URL (``s3://``, ``memory://``, ``file://``)
+        of a dense Zarr array (format 2 or 3) or of a CSR group.
+    storage_options : dict, optional
+        Passed to fsspec, e.g. ``{"anon": True}`` or an ``endpoint_url``.
+
+    Returns
+    -------
+    dask.array.Array
+        One task per stored chunk. A sparse store gives an array whose blocks
+        are ``scipy.sparse.csr_matrix`` row blocks.
+
+    Raises
+    ------
+    StoreError
+        Nothing there, not a Zarr store, an incomplete write; a corrupt chunk
+        is reported (naming its file) when it is read.
+    InputError
+        Not a 2-D matrix, or a dtype that is not a real number.
+
+    Examples
+    --------
+    >>> import numpy as np, dmf
+    >>> dmf.save_matrix(np.eye(3, dtype="float32"), "memory://doc/eye.zarr")
+    'memory://doc/eye.zarr'
+    >>> x = dmf.open_matrix("memory://doc/eye.zarr")
+    >>> x.shape, x.dtype
+    ((3, 3), dtype('float32'))
+    >>> float(x.sum().compute())
+    3.0
+    """
+    if isinstance(url, zarr.Array):
+        return open_dense(url, location_of(url))
+    location = Location.parse(url, storage_options)
+    node = location.open_node()
+    if isinstance(node, zarr.Group):
+        if sparse.is_csr_group(node):
+            return sparse.open_csr(node, location)
+        if dmf_attrs(node).get("kind") == "result":
+            raise InputError(
+                f"{location}: a dmf result, not a matrix; open one of its arrays "
+                f"(e.g. {location}/W) or use dmf.load"
+            )
+        raise StoreError(f"{location}: a Zarr group, not a matrix (no CSR encoding attrs)")
+    return open_dense(node, location)
+
+
+def save_matrix(
+    x,
+    url: str | os.PathLike,
+    *,
+    chunks=None,
+    overwrite: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    codec: str | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> str:
+    """Write a matrix to a Zarr store, checking it on the way.
+
+    Dense input (numpy, dask, zarr, or a URL) becomes a 2-D Zarr array in
+    format 3; scipy.sparse input becomes a CSR group (anndata encoding).
+    float32 and float64 are kept bit for bit; integers become float64 (with a
+    :class:`~dmf.errors.DmfWarning` and ``source_dtype`` in the attrs).
+
+    Parameters
+    ----------
+    x : array-like, dask array, zarr array, scipy.sparse matrix or URL
+    url : str or path
+        Where to write: a local path or an fsspec URL.
+    chunks : int or (int, int), optional
+        Rows per block, or (rows, columns). Default: row blocks of about
+        64 MiB (:func:`dmf.store.dense.default_chunks`).
+    overwrite : bool
+        Replace a store already there. The old store stays intact until the
+        new one is completely written and checked.
+    storage_options : dict, optional
+        Passed to fsspec.
+    codec : {"lz4", "zstd", "blosc-zstd", "none"}, optional
+        Compression; the default is the fastest to read
+        (see benchmarks/README.md).
+    attrs : dict, optional
+        Extra entries for ``attrs["dmf"]``.
+
+    Returns
+    -------
+    str
+        The normalized URL (an absolute path for local files).
+
+    Raises
+    ------
+    InputError
+        Not 2-D, empty, NaN or Inf (counted, first position named),
+        unsupported dtype. Nothing is left at ``url`` and an existing store
+        there is untouched.
+    StoreError
+        ``url`` exists and ``overwrite`` is False.
+
+    Examples
+    --------
+    >>> import numpy as np, dmf
+    >>> x = np.arange(12, dtype="float64").reshape(4, 3)
+    >>> dmf.save_matrix(x, "memory://doc/x.zarr", chunks=2)
+    'memory://doc/x.zarr'
+    >>> bool((dmf.open_matrix("memory://doc/x.zarr").compute() == x).all())
+    True
+    """
+    location = Location.parse(url, storage_options)
+    if scipy.sparse.issparse(x) or sparse.is_sparse_dask(x):
+        sparse.save_csr(x, location, overwrite=overwrite, codec=codec, attrs=attrs)
+    else:
+        save_dense(x, location, chunks=chunks, overwrite=overwrite, codec=codec, attrs=attrs)
+    return str(location)

@@ -1,0 +1,54 @@
+"""Compression presets for matrices dmf writes.
+
+An iterative method reads X once per iteration, and on a few cores that read
+is bound by decompression long before the disk. The default below was chosen
+by ``python -m benchmarks codec`` (table in benchmarks/README.md): it is the
+fastest setting to read that still compresses.
+"""
+
+from __future__ import annotations
+
+from zarr.codecs import BloscCodec, ZstdCodec
+
+from dmf.errors import InputError
+
+#: name -> zarr v3 ``compressors`` list (empty: stored raw).
+PRESETS: dict[str, tuple] = {
+    "none": (),
+    # zarr's own default, kept to compare with and for users who need it.
+    "zstd": (ZstdCodec(level=0),),
+    # Byte shuffle groups the exponent bytes of floats, which is what
+    # compresses; LZ4 decodes several times faster than zstd.
+    "lz4": (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),),
+    "blosc-zstd": (BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"),),
+}
+
+DEFAULT_CODEC = "lz4"
+
+
+def compressors(codec: str | None) -> tuple:
+    """The zarr ``compressors`` for a preset name (``None`` means the default)."""
+    name = DEFAULT_CODEC if codec is None else codec
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise InputError(
+            f"unknown codec {name!r}; choose one of {', '.join(sorted(PRESETS))}"
+        ) from None
+
+
+def describe(array_compressors) -> str:
+    """A short human name for the compressors of an open zarr array."""
+    if not array_compressors:
+        return "none"
+    parts = []
+    for c in array_compressors:
+        if isinstance(c, BloscCodec):
+            cname = getattr(c.cname, "value", c.cname)
+            shuffle = getattr(c.shuffle, "value", c.shuffle)
+            parts.append(f"blosc-{cname}(clevel={c.clevel}, {shuffle})")
+        elif isinstance(c, ZstdCodec):
+            parts.append(f"zstd(level={c.level})")
+        else:
+            parts.append(repr(c))  # numcodecs objects of format-2 arrays
+    return "+".join(parts)

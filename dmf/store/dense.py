@@ -1,0 +1,299 @@
+"""Dense matrices in Zarr: write them safely, read them lazily.
+
+A dense matrix is a 2-D Zarr array (format 3 written; 2 and 3 read), chunked
+in row blocks of about 64 MiB, with ``attrs["dmf"] = {"kind": "dense", ...}``.
+
+Writes are safe for a good result already there: a new store is written next
+to it and swapped in only once complete and checked. ``attrs["dmf"]["complete"]``
+is set last; because Zarr skips empty chunks, counting chunk files would not
+prove a write finished.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import zarr
+import zarr.storage
+
+from dmf._version import __version__
+from dmf.errors import DmfWarning, InputError, StoreError
+from dmf.store import codecs
+from dmf.store.location import Location, _one_line
+from dmf.store.validate import (
+    block_report,
+    check_shape,
+    map_block_reports,
+    raise_for_reports,
+    storage_dtype,
+)
+
+#: Target size of one chunk: large enough that per-chunk overhead is noise,
+#: small enough that a worker holds several at once.
+TARGET_CHUNK_BYTES = 64 * 2**20
+
+
+def default_chunks(
+    shape: tuple[int, int], dtype, target_bytes: int = TARGET_CHUNK_BYTES
+) -> tuple[int, int]:
+    """Row blocks of about ``target_bytes``; column blocks too only when one
+    row alone is larger than that.
+
+    Examples
+    --------
+    >>> default_chunks((1_000_000, 1000), "float32")
+    (16777, 1000)
+    >>> default_chunks((10, 1000), "float64")
+    (10, 1000)
+    """
+    m, n = int(shape[0]), int(shape[1])
+    itemsize = np.dtype(dtype).itemsize
+    row_bytes = n * itemsize
+    if row_bytes <= target_bytes:
+        return (max(1, min(m, target_bytes // row_bytes)), n)
+    return (1, max(1, min(n, target_bytes // itemsize)))
+
+
+def normalize_chunks(chunks, shape: tuple[int, int], dtype) -> tuple[int, int]:
+    """Regular Zarr chunks from ``None`` (default), an int (rows per block) or
+    a (rows, columns) pair."""
+    if chunks is None:
+        return default_chunks(shape, dtype)
+    if isinstance(chunks, (int, np.integer)):
+        chunks = (int(chunks), shape[1])
+    try:
+        rows, cols = (int(c) for c in chunks)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"chunks must be an int (rows per block) or a (rows, columns) pair, got {chunks!r}"
+        ) from None
+    if rows <= 0 or cols <= 0:
+        raise InputError(f"chunks must be positive, got {(rows, cols)}")
+    return (min(rows, shape[0]), min(cols, shape[1]))
+
+
+# --------------------------------------------------------------------------
+# reading
+
+
+class ChunkReader:
+    """Array-like view of a Zarr array for ``dask.array.from_array`` that
+    names the chunk file when a read fails, and refuses to read a
+    process-local store from another process (a Dask worker would silently
+    see zeros)."""
+
+    def __init__(self, zarray: zarr.Array, location: Location):
+        self.zarray = zarray
+        self.location = location
+        self.shape = zarray.shape
+        self.dtype = zarray.dtype
+        self.ndim = zarray.ndim
+        self._owner_pid = os.getpid()
+
+    def __dask_tokenize__(self):
+        return (self.location.url, self.zarray.metadata.to_dict())
+
+    def __getitem__(self, key):
+        if self.location.is_process_local and os.getpid() != self._owner_pid:
+            raise StoreError(
+                f"{self.location}: a memory:// store cannot be read by Dask workers in "
+                "other processes; use a local path or s3:// with a cluster"
+            )
+        try:
+            return self.zarray[key]
+        except Exception as exc:  # noqa: BLE001 - any decode failure means a bad chunk
+            raise StoreError(
+                f"{self.location}/{self._chunk_key(key)}: chunk cannot be read, the "
+                f"store is corrupt or truncated ({_one_line(exc)})"
+            ) from None
+
+    def _chunk_key(self, key) -> str:
+        starts = [k.start or 0 if isinstance(k, slice) else int(k) for k in key]
+        coords = tuple(s // c for s, c in zip(starts, self.zarray.chunks))
+        return self.zarray.metadata.encode_chunk_key(coords)
+
+
+def dmf_attrs(node) -> dict[str, Any]:
+    attrs = node.attrs.asdict() if hasattr(node.attrs, "asdict") else dict(node.attrs)
+    value = attrs.get("dmf", {})
+    return value if isinstance(value, dict) else {}
+
+
+def check_complete(node, location: Location) -> None:
+    if dmf_attrs(node).get("complete") is False:
+        raise StoreError(
+            f"{location}: incomplete store (its writer stopped before finishing); "
+            "write it again"
+        )
+
+
+def open_dense(zarray: zarr.Array, location: Location) -> da.Array:
+    """A lazy dask array over a dense Zarr array, one task per chunk."""
+    check_shape(zarray.shape, str(location))
+    check_complete(zarray, location)
+    reader = ChunkReader(zarray, location)
+    x = da.from_array(reader, chunks=zarray.chunks, asarray=False, inline_array=True,
+                      name=f"read-{dask.base.tokenize(reader)}")
+    if x.dtype.kind in "iub":
+        warnings.warn(f"{location}: {x.dtype} values are read as float64", DmfWarning,
+                      stacklevel=3)
+        x = x.astype(np.float64)
+    elif x.dtype not in (np.float32, np.float64):
+        storage_dtype(x.dtype, str(location))  # raises for what cannot be converted
+        x = x.astype(np.float32)
+    return x
+
+
+# --------------------------------------------------------------------------
+# writing
+
+
+def _write_block(block, zarray, dtype, ncols, block_info=None):
+    (r0, r1), (c0, c1) = block_info[0]["array-location"]
+    report = block_report(block, r0, c0, ncols)
+    if not (report[0] or report[1] or report[3]):
+        # A bad block is not written: the whole store is dropped anyway.
+        zarray[r0:r1, c0:c1] = block.astype(dtype, copy=False)
+    return report[None, :]
+
+
+def create_dense(
+    location: Location, shape, dtype, chunks, *, codec: str | None = None, attrs=None
+) -> zarr.Array:
+    """An empty dense array marked incomplete, ready for blocks to be written."""
+    meta = {"kind": "dense", "complete": False, "dmf_version": __version__, **(attrs or {})}
+    return zarr.create_array(
+        store=location.zarr_store(),
+        shape=tuple(int(s) for s in shape),
+        chunks=tuple(int(c) for c in chunks),
+        dtype=np.dtype(dtype),
+        compressors=codecs.compressors(codec),
+        fill_value=0,
+        attributes={"dmf": meta},
+        zarr_format=3,
+        overwrite=True,
+    )
+
+
+def mark_complete(zarray: zarr.Array, **extra) -> None:
+    meta = dmf_attrs(zarray)
+    meta.update(extra, complete=True)
+    zarray.update_attributes({"dmf": meta})
+
+
+def write_dask(
+    x: da.Array, zarray: zarr.Array, *, name: str, scheduler: str | None = None,
+    extra: list | None = None,
+) -> list:
+    """Write ``x`` into ``zarray`` block by block, checking every value on the
+    way (one pass). Raises :class:`InputError` naming the first bad value.
+
+    ``extra`` are further dask collections computed in the same pass (for
+    instance statistics of a generator); their results are returned.
+    """
+    x = x.rechunk(zarray.chunks)
+    reports = map_block_reports(x, _write_block, zarray, zarray.dtype, x.shape[1])
+    kwargs = {"scheduler": scheduler} if scheduler else {}
+    reports, *results = dask.compute(reports, *(extra or []), **kwargs)
+    raise_for_reports(reports, x.shape, name)
+    return results
+
+
+def prepare_target(location: Location, overwrite: bool) -> Location:
+    """Where to write: the target itself when nothing good is there, else a
+    hidden sibling that replaces the target once complete."""
+    if not location.exists():
+        return location
+    if location.is_zarr_node():
+        try:
+            node = location.open_node()
+        except StoreError:
+            node = None
+        if node is not None and dmf_attrs(node).get("complete") is False:
+            return location  # the remains of an interrupted write: nothing to keep
+    if not overwrite:
+        raise StoreError(
+            f"{location}: already exists; pass overwrite=True (CLI: --overwrite) to replace it"
+        )
+    return location.sibling(f".{location.name}.dmf-tmp-{uuid.uuid4().hex[:8]}")
+
+
+def commit_target(staging: Location, location: Location) -> None:
+    """Put a completely written ``staging`` store in place of ``location``."""
+    if staging == location:
+        return
+    if location.is_local:
+        trash = location.sibling(f".{location.name}.dmf-old-{uuid.uuid4().hex[:8]}")
+        os.rename(location.url, trash.url)
+        os.rename(staging.url, location.url)
+        trash.remove()
+    else:
+        location.remove()
+        staging.move_to(location)
+
+
+def scheduler_for(location: Location, *inputs) -> str | None:
+    """Force the threaded scheduler when data cannot leave this process."""
+    if location.is_process_local or any(isinstance(i, np.ndarray) for i in inputs):
+        return "threads"
+    return None
+
+
+def location_of(zarray: zarr.Array) -> Location:
+    """The Location of an already open Zarr array (for messages and checks)."""
+    store = zarray.store
+    sub = zarray.path
+    if isinstance(store, zarr.storage.LocalStore):
+        return Location.parse(os.path.join(str(store.root), sub))
+    if isinstance(store, zarr.storage.FsspecStore):
+        protocol = store.fs.protocol
+        protocol = protocol[0] if isinstance(protocol, (tuple, list)) else protocol
+        path = "/".join(p for p in (store.path.strip("/"), sub) if p)
+        return Location(f"{protocol}://{path}")
+    # zarr's own MemoryStore and anything else we cannot name lives in-process
+    return Location(f"memory://zarr-{id(store):x}/{sub}")
+
+
+def as_dask(x, *, name: str = "input", chunks=None) -> da.Array:
+    """A dask array over any matrix-like input (URL, zarr, dask, numpy)."""
+    from dmf.store.api import open_matrix  # late: api imports this module
+
+    if isinstance(x, (str, os.PathLike, Location)):
+        return open_matrix(x)
+    if isinstance(x, zarr.Array):
+        return open_dense(x, location_of(x))
+    if isinstance(x, da.Array):
+        return x
+    arr = np.asarray(x)
+    return da.from_array(arr, chunks=normalize_chunks(chunks, arr.shape, arr.dtype)
+                         if arr.ndim == 2 and arr.size else -1)
+
+
+def save_dense(
+    x, location: Location, *, chunks=None, overwrite: bool = False, codec: str | None = None,
+    attrs: dict | None = None, name: str | None = None,
+) -> zarr.Array:
+    name = name or ("input array" if not isinstance(x, (str, os.PathLike)) else str(x))
+    arr = as_dask(x, name=name)
+    check_shape(arr.shape, name)
+    dtype = storage_dtype(arr.dtype, name)
+    extra_attrs = dict(attrs or {})
+    if dtype != arr.dtype:
+        extra_attrs.setdefault("source_dtype", str(arr.dtype))
+    chunks = normalize_chunks(chunks, arr.shape, dtype)
+    staging = prepare_target(location, overwrite)
+    try:
+        zarray = create_dense(staging, arr.shape, dtype, chunks, codec=codec, attrs=extra_attrs)
+        write_dask(arr, zarray, name=name, scheduler=scheduler_for(location, x))
+        mark_complete(zarray)
+    except BaseException:
+        staging.remove()
+        raise
+    commit_target(staging, location)
+    return zarr.open_array(store=location.zarr_store(read_only=True), mode="r")

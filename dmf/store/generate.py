@@ -1,0 +1,204 @@
+"""Synthetic matrices with known structure, written block by block.
+
+``lowrank`` plants X = W H + noise. Each row block of W (and its noise) is
+drawn from a random stream keyed by (seed, block index), so the matrix is the
+same for a given seed and chunking whatever the number of workers, and no
+task holds more than one block. The true singular values of W H are computed
+exactly from two small Gram matrices, accumulated in the same pass, and
+stored in the attrs with the planted factors' location so accuracy can be
+checked later.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import scipy.linalg
+import zarr
+
+from dmf.errors import InputError
+from dmf.store.dense import (
+    create_dense,
+    mark_complete,
+    commit_target,
+    normalize_chunks,
+    prepare_target,
+    save_dense,
+    write_dask,
+)
+from dmf.store.location import Location
+
+# Second moment of |N(0, 1)| products, to give non-negative products unit RMS.
+_HALF_NORMAL_MEAN_SQ = 2.0 / np.pi
+
+
+def _stream(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def _planted_H(seed: int, rank: int, n: int, nonnegative: bool) -> np.ndarray:
+    h = _stream(seed, 0).standard_normal((rank, n))
+    if nonnegative:
+        h = np.abs(h)
+        # E[(W H)_ij^2] for half-normal entries; scale it to 1.
+        second_moment = rank + rank * (rank - 1) * _HALF_NORMAL_MEAN_SQ**2
+        return h / np.sqrt(second_moment)
+    return h / np.sqrt(rank)
+
+
+def _planted_W_block(seed: int, block: int, rows: int, rank: int, nonnegative: bool):
+    w = _stream(seed, 1, block).standard_normal((rows, rank))
+    return np.abs(w) if nonnegative else w
+
+
+def _x_block(w_block, H, seed, noise, nonnegative, dtype, block_info=None):
+    block = block_info[None]["chunk-location"][0]
+    x = w_block @ H
+    if noise:
+        x += noise * _stream(seed, 2, block).standard_normal(x.shape)
+    if nonnegative:
+        np.maximum(x, 0.0, out=x)
+    return x.astype(dtype, copy=False)
+
+
+def _w_block(seed, rank, nonnegative, block_info=None):
+    info = block_info[None]
+    rows = info["chunk-shape"][0]
+    return _planted_W_block(seed, info["chunk-location"][0], rows, rank, nonnegative)
+
+
+def planted_singular_values(gram_W: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """Singular values of W H from W^T W and H, without forming W H.
+
+    With W^T W = L L^T (Cholesky), W = Q L^T for an orthonormal Q, so the
+    singular values of W H are those of L^T H, whose squares are the
+    eigenvalues of L^T (H H^T) L, a rank x rank matrix.
+    """
+    L = scipy.linalg.cholesky(gram_W, lower=True)
+    small = L.T @ (H @ H.T) @ L
+    ev = np.clip(np.linalg.eigvalsh((small + small.T) / 2), 0.0, None)
+    return np.sqrt(ev)[::-1]
+
+
+def factors_location(location: Location) -> Location:
+    """Where ``lowrank`` writes the planted factors: ``X.zarr`` ->
+    ``X.factors.zarr`` beside it."""
+    name = location.name
+    stem = name[: -len(".zarr")] if name.endswith(".zarr") else name
+    return location.sibling(f"{stem}.factors.zarr")
+
+
+def lowrank(
+    url: str | os.PathLike,
+    shape: tuple[int, int],
+    rank: int,
+    *,
+    noise: float = 0.0,
+    seed: int = 0,
+    dtype: str = "float64",
+    nonnegative: bool = False,
+    chunks=None,
+    save_factors: bool = True,
+    overwrite: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    codec: str | None = None,
+) -> dict[str, Any]:
+    """Write X = W H + noise, a matrix of known rank, block by block.
+
+    Entries of W H have unit root-mean-square, so ``noise`` is the
+    noise-to-signal ratio of the Gaussian noise added to each entry. With
+    ``nonnegative=True``, W and H are half-normal and X is clipped at 0.
+
+    Parameters
+    ----------
+    url : str or path
+        Where to write X (a dense Zarr array).
+    shape : (int, int)
+        (m, n).
+    rank : int
+        Inner dimension of W (m x rank) and H (rank x n).
+    noise : float
+        Standard deviation of the added noise, relative to the signal.
+    seed : int
+        Same seed and chunks: the same matrix, bit for bit.
+    dtype : {"float64", "float32"}
+    nonnegative : bool
+        Plant non-negative factors (for NMF).
+    chunks : int or (int, int), optional
+        As for :func:`dmf.save_matrix`; only row blocks are supported.
+    save_factors : bool
+        Also write W and H to ``<stem>.factors.zarr`` beside X.
+
+    Returns
+    -------
+    dict
+        What was stored in ``attrs["dmf"]["generator"]``: the parameters, the
+        singular values of W H (noise-free, before clipping) and the factors'
+        location.
+
+    Examples
+    --------
+    >>> import numpy as np, dmf
+    >>> info = dmf.generate.lowrank("memory://doc/g.zarr", (100, 20), 3, seed=1)
+    >>> s = np.linalg.svd(dmf.open_matrix("memory://doc/g.zarr").compute(), compute_uv=False)
+    >>> bool(np.allclose(s[:3], info["singular_values"]))
+    True
+    """
+    location = Location.parse(url, storage_options)
+    m, n = _check_args(shape, rank, noise, dtype)
+    dtype = np.dtype(dtype)
+    chunks = normalize_chunks(chunks, (m, n), dtype)
+    if chunks[1] != n:
+        raise InputError(f"lowrank writes row blocks; chunks must span all {n} columns")
+
+    H = _planted_H(seed, rank, n, nonnegative)
+    row_chunks = da.core.normalize_chunks((chunks[0], rank), (m, rank))
+    W = da.map_blocks(_w_block, seed, rank, nonnegative, chunks=row_chunks, dtype=np.float64)
+    X = W.map_blocks(_x_block, H, seed, noise, nonnegative, dtype,
+                     chunks=(row_chunks[0], (n,)), dtype=dtype)
+    gram_W = W.T @ W
+
+    generator = {
+        "kind": "lowrank", "shape": [m, n], "rank": rank, "noise": float(noise),
+        "seed": int(seed), "nonnegative": bool(nonnegative), "dtype": str(dtype),
+    }
+    factors = factors_location(location)
+    staging = prepare_target(location, overwrite)
+    try:
+        zarray = create_dense(staging, (m, n), dtype, chunks, codec=codec,
+                              attrs={"generator": generator})
+        (gram,) = write_dask(X, zarray, name=str(location), extra=[gram_W],
+                             scheduler="threads" if location.is_process_local else None)
+        generator["singular_values"] = planted_singular_values(gram, H).tolist()
+        if save_factors:
+            zarr.open_group(store=factors.zarr_store(), mode="w", zarr_format=3,
+                            attributes={"dmf": {"kind": "planted-factors", "of": location.name}})
+            save_dense(W.astype(dtype), factors.join("W"), chunks=(chunks[0], rank),
+                       overwrite=True, codec=codec)
+            save_dense(H.astype(dtype), factors.join("H"), overwrite=True, codec=codec)
+            generator["factors"] = factors.name  # relative: the pair moves together
+        mark_complete(zarray, generator=generator)
+    except BaseException:
+        staging.remove()
+        raise
+    commit_target(staging, location)
+    return generator
+
+
+def _check_args(shape, rank, noise, dtype) -> tuple[int, int]:
+    try:
+        m, n = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise InputError(f"shape must be two integers (m, n), got {shape!r}") from None
+    if m <= 0 or n <= 0:
+        raise InputError(f"shape must be positive, got {(m, n)}")
+    if not 1 <= rank <= min(m, n):
+        raise InputError(f"rank must be between 1 and min(m, n) = {min(m, n)}, got {rank}")
+    if not np.isfinite(noise) or noise < 0:
+        raise InputError(f"noise must be a finite number >= 0, got {noise}")
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise InputError(f"dtype must be float32 or float64, got {dtype}")
+    return m, n

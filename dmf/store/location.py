@@ -1,0 +1,180 @@
+"""Where a store lives: local paths and fsspec URLs behind one small type.
+
+Every public function that takes a path also takes an fsspec URL
+(``s3://``, ``memory://``, ``file://``...) with ``storage_options``. This
+module turns either into a :class:`Location`, which knows how to open a Zarr
+store there, whether something exists there, and how to remove or replace it.
+Local paths are made absolute, because Dask workers may run in another
+working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import zarr
+import zarr.storage
+
+from dmf.errors import StoreError
+
+# Files whose presence makes a directory a Zarr node, by format.
+ZARR_V3_META = "zarr.json"
+ZARR_V2_META = (".zarray", ".zgroup")
+
+
+@dataclass(frozen=True)
+class Location:
+    """A local path or an fsspec URL, with the options to open it.
+
+    Examples
+    --------
+    >>> Location.parse("data/x.zarr").protocol
+    'file'
+    >>> Location.parse("s3://bucket/x.zarr", {"anon": True}).protocol
+    's3'
+    """
+
+    url: str
+    storage_options: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def parse(
+        cls, url: str | os.PathLike | Location, storage_options: dict[str, Any] | None = None
+    ) -> Location:
+        if isinstance(url, Location):
+            if storage_options:
+                return cls(url.url, dict(storage_options))
+            return url
+        text = os.fspath(url)
+        if text.startswith("file://"):
+            text = text[len("file://") :]
+        if "://" not in text:
+            text = os.path.abspath(os.path.expanduser(text))
+        else:
+            text = text.rstrip("/")
+        return cls(text, dict(storage_options or {}))
+
+    # -- what kind of place -------------------------------------------------
+    @property
+    def protocol(self) -> str:
+        return self.url.split("://", 1)[0] if "://" in self.url else "file"
+
+    @property
+    def is_local(self) -> bool:
+        return self.protocol == "file"
+
+    @property
+    def is_process_local(self) -> bool:
+        """True for ``memory://``: other processes (Dask workers) cannot see it."""
+        return self.protocol == "memory"
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.url.rstrip("/"))
+
+    def __str__(self) -> str:
+        return self.url
+
+    # -- derived locations --------------------------------------------------
+    def join(self, *parts: str) -> Location:
+        if self.is_local:
+            return Location(os.path.join(self.url, *parts), self.storage_options)
+        return Location(posixpath.join(self.url, *parts), self.storage_options)
+
+    def sibling(self, name: str) -> Location:
+        """A location next to this one, in the same folder or bucket prefix."""
+        if self.is_local:
+            return Location(os.path.join(os.path.dirname(self.url), name), self.storage_options)
+        head = self.url.rsplit("/", 1)[0]
+        return Location(f"{head}/{name}", self.storage_options)
+
+    # -- filesystem operations ----------------------------------------------
+    def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
+        """A synchronous fsspec filesystem and the path on it."""
+        if self.is_local:
+            return fsspec.filesystem("file"), self.url
+        fs, path = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        return fs, path
+
+    def exists(self) -> bool:
+        if self.is_local:
+            return os.path.exists(self.url)
+        fs, path = self.filesystem()
+        try:
+            fs.invalidate_cache(path)
+        except Exception:  # noqa: BLE001 - not every filesystem caches
+            pass
+        return bool(fs.exists(path))
+
+    def is_zarr_node(self) -> bool:
+        return any(self.join(meta).exists() for meta in (ZARR_V3_META, *ZARR_V2_META))
+
+    def remove(self) -> None:
+        """Delete whatever is here (a whole store); no error if nothing is."""
+        if self.is_local:
+            if os.path.isdir(self.url):
+                shutil.rmtree(self.url)
+            elif os.path.exists(self.url):
+                os.remove(self.url)
+            return
+        fs, path = self.filesystem()
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+    def move_to(self, target: Location) -> None:
+        """Move this store to ``target`` (which must not exist).
+
+        Atomic on a local filesystem (one rename); a copy then delete on
+        object stores, which have no rename.
+        """
+        if self.is_local and target.is_local:
+            os.rename(self.url, target.url)
+            return
+        fs, path = self.filesystem()
+        _, target_path = target.filesystem()
+        fs.mv(path, target_path, recursive=True)
+
+    def size_on_store(self) -> int:
+        """Bytes this store occupies: the sum of its files' sizes."""
+        if self.is_local:
+            total = 0
+            for root, _dirs, files in os.walk(self.url):
+                total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+            return total
+        fs, path = self.filesystem()
+        return int(fs.du(path, total=True))
+
+    # -- zarr ---------------------------------------------------------------
+    def zarr_store(self, *, read_only: bool = False) -> zarr.abc.store.Store:
+        if self.is_local:
+            if not read_only:
+                os.makedirs(self.url, exist_ok=True)
+            return zarr.storage.LocalStore(self.url, read_only=read_only)
+        return zarr.storage.FsspecStore.from_url(
+            self.url, storage_options=self.storage_options or None, read_only=read_only
+        )
+
+    def open_node(self) -> zarr.Array | zarr.Group:
+        """Open the Zarr array or group here, read-only, or raise ``StoreError``."""
+        if not self.exists():
+            raise StoreError(f"{self}: no such file or directory")
+        if not self.is_zarr_node():
+            raise StoreError(
+                f"{self}: not a Zarr store (no {ZARR_V3_META}, .zarray or .zgroup); "
+                "convert files with `dmf ingest SRC OUT`"
+            )
+        try:
+            return zarr.open(store=self.zarr_store(read_only=True), mode="r")
+        except Exception as exc:  # noqa: BLE001 - any failure here means a broken store
+            raise StoreError(f"{self}: corrupt Zarr metadata ({_one_line(exc)})") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return f"{type(exc).__name__}: {first}"
