@@ -45,10 +45,10 @@ class DmfWarning(UserWarning):
 
 
 __all__ = [
-    "DmfError",
-    "InputError",
-    "StoreError",
     "CheckpointMismatch",
-    "OutputLocked",
+    "DmfError",
     "DmfWarning",
+    "InputError",
+    "OutputLocked",
+    "StoreError",
 ]

@@ -115,7 +115,7 @@ class ChunkReader:
 
     def _chunk_key(self, key) -> str:
         starts = [k.start or 0 if isinstance(k, slice) else int(k) for k in key]
-        coords = tuple(s // c for s, c in zip(starts, self.zarray.chunks))
+        coords = tuple(s // c for s, c in zip(starts, self.zarray.chunks, strict=True))
         return self.zarray.metadata.encode_chunk_key(coords)
 
 
@@ -260,7 +260,7 @@ def location_of(zarray: zarr.Array) -> Location:
     return Location(f"memory://zarr-{id(store):x}/{sub}")
 
 
-def as_dask(x, *, name: str = "input", chunks=None) -> da.Array:
+def as_dask(x, *, chunks=None) -> da.Array:
     """A dask array over any matrix-like input (URL, zarr, dask, numpy)."""
     from dmf.store.api import open_matrix  # late: api imports this module
 
@@ -280,7 +280,7 @@ def save_dense(
     attrs: dict | None = None, name: str | None = None,
 ) -> zarr.Array:
     name = name or ("input array" if not isinstance(x, (str, os.PathLike)) else str(x))
-    arr = as_dask(x, name=name)
+    arr = as_dask(x)
     check_shape(arr.shape, name)
     dtype = storage_dtype(arr.dtype, name)
     extra_attrs = dict(attrs or {})

@@ -21,9 +21,9 @@ import zarr
 
 from dmf.errors import InputError
 from dmf.store.dense import (
+    commit_target,
     create_dense,
     mark_complete,
-    commit_target,
     normalize_chunks,
     prepare_target,
     save_dense,

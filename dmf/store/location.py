@@ -170,7 +170,7 @@ class Location:
             )
         try:
             return zarr.open(store=self.zarr_store(read_only=True), mode="r")
-        except Exception as exc:  # noqa: BLE001 - any failure here means a broken store
+        except Exception as exc:
             raise StoreError(f"{self}: corrupt Zarr metadata ({_one_line(exc)})") from exc
 
 

@@ -1,0 +1,252 @@
+"""The ``dmf`` command.
+
+Exit codes (the contract of ../shared/DESIGN.md): 0 done; 2 bad usage or bad
+input (one line naming the file and the problem, no traceback); 3 the output
+is locked or holds a checkpoint of a different job; 130/143 interrupted; 1
+anything unexpected (with a traceback, since that is a bug report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+
+from dmf._version import __version__
+from dmf.errors import DmfError, DmfWarning
+
+log = logging.getLogger("dmf")
+
+EXIT_OK, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_CONFLICT = 0, 1, 2, 3
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+EPILOG = """\
+exit codes: 0 done, 2 bad usage or input, 3 output locked or holds another
+job's checkpoint, 130/143 interrupted (after a checkpoint), 1 unexpected.
+URLs: any local path, file://, s3://BUCKET/KEY (with --storage-options),
+memory:// (this process only).
+"""
+
+
+# -- argument types -----------------------------------------------------------
+
+def shape_arg(text: str) -> tuple[int, int]:
+    """``"1000x50"`` -> (1000, 50)."""
+    try:
+        m, n = (int(part) for part in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MxN such as 1000x50, got {text!r}") from None
+    if m <= 0 or n <= 0:
+        raise argparse.ArgumentTypeError(f"both dimensions must be positive, got {text!r}")
+    return m, n
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object such as {\"anon\": true}")
+    return value
+
+
+# -- the parser -----------------------------------------------------------------
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """Options accepted before or after the command. On subcommands the
+    defaults are suppressed so that a value given before the command is not
+    overwritten by the subcommand's default."""
+    d = {"default": argparse.SUPPRESS} if suppress else {}
+    g = parser.add_argument_group("cluster and output (any command)")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address; default "
+                   "$DASK_SCHEDULER_ADDRESS, else a local cluster", **d)
+    g.add_argument("--workers", type=positive_int, metavar="N",
+                   help="local cluster: worker processes", **d)
+    g.add_argument("--threads", type=positive_int, metavar="N",
+                   help="local cluster: threads per worker", **d)
+    g.add_argument("--memory-limit", metavar="SIZE", help="local cluster: memory per worker, "
+                   "e.g. 4GiB", **d)
+    g.add_argument("--storage-options", type=json_object, metavar="JSON",
+                   help="fsspec options for every URL, e.g. "
+                   "'{\"client_kwargs\": {\"endpoint_url\": \"http://127.0.0.1:9000\"}}'", **d)
+    g.add_argument("-v", "--verbose", action="count", help="more log output (-vv: debug)", **d)
+    g.add_argument("-q", "--quiet", action="store_true", help="errors only, no progress", **d)
+
+
+GLOBAL_DEFAULTS = {"scheduler": None, "workers": None, "threads": None, "memory_limit": None,
+                   "storage_options": None, "verbose": 0, "quiet": False}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dmf",
+        description="Out-of-core matrix factorization on Zarr stores and Dask clusters.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"dmf {__version__}")
+    _global_options(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, func: Callable, help: str, parent=commands) -> argparse.ArgumentParser:
+        sub = parent.add_parser(name, help=help, description=help, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+        _global_options(sub, suppress=True)
+        sub.set_defaults(func=func)
+        return sub
+
+    # generate
+    gen = commands.add_parser("generate", help="write a synthetic matrix of known structure")
+    kinds = gen.add_subparsers(dest="kind", metavar="KIND", required=True)
+    low = command("lowrank", cmd_generate_lowrank, "X = W H + noise with known singular values, "
+                  "written block by block on the cluster", parent=kinds)
+    low.add_argument("out", metavar="OUT", help="where to write X (path or URL)")
+    low.add_argument("--shape", type=shape_arg, required=True, metavar="MxN")
+    low.add_argument("--rank", type=positive_int, required=True, metavar="R")
+    low.add_argument("--noise", type=float, default=0.0, metavar="S",
+                     help="noise-to-signal ratio (entries of W H have unit RMS); default 0")
+    low.add_argument("--seed", type=int, default=0, metavar="N", help="default 0")
+    low.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    low.add_argument("--nonnegative", action="store_true", help="plant non-negative factors")
+    _write_options(low)
+    low.add_argument("--no-factors", action="store_true",
+                     help="do not save the planted W and H beside X")
+
+    # ingest
+    ing = command("ingest", cmd_ingest, "convert a file to a Zarr store, streaming in row blocks")
+    ing.add_argument("src", metavar="SRC", help=".npy, .csv/.tsv, .mtx or .npz file")
+    ing.add_argument("out", metavar="OUT", help="where to write (path or URL)")
+    ing.add_argument("--format", choices=["npy", "csv", "tsv", "mtx", "npz"],
+                     help="override the format guessed from SRC's extension")
+    ing.add_argument("--dtype", choices=["float32", "float64"],
+                     help="stored dtype (default: float32 and float64 kept, others float64)")
+    _write_options(ing)
+
+    # info
+    info = command("info", cmd_info, "describe a stored matrix or result")
+    info.add_argument("url", metavar="URL")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return parser
+
+
+def _write_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--chunks", type=positive_int, metavar="ROWS",
+                     help="rows per block (default: blocks of about 64 MiB)")
+    sub.add_argument("--codec", choices=["lz4", "zstd", "blosc-zstd", "none"],
+                     help="compression (default: the fastest to read, see benchmarks/README.md)")
+    sub.add_argument("--overwrite", action="store_true",
+                     help="replace OUT if it exists (the old store stays intact until the new one "
+                     "is complete)")
+
+
+# -- commands -----------------------------------------------------------------
+
+def cluster(args: argparse.Namespace):
+    """The Dask client a command computes with."""
+    from dmf.engine.cluster import connect
+
+    return connect(args.scheduler, n_workers=args.workers, threads_per_worker=args.threads,
+                   memory_limit=args.memory_limit)
+
+
+def cmd_generate_lowrank(args: argparse.Namespace) -> int:
+    from dmf.store import generate
+
+    with cluster(args):
+        gen = generate.lowrank(
+            args.out, args.shape, args.rank, noise=args.noise, seed=args.seed,
+            dtype=args.dtype, nonnegative=args.nonnegative, chunks=args.chunks,
+            save_factors=not args.no_factors, overwrite=args.overwrite,
+            storage_options=args.storage_options, codec=args.codec,
+        )
+    if not args.quiet:
+        print(f"wrote {args.out}: {args.shape[0]} x {args.shape[1]} {args.dtype}, "
+              f"rank {args.rank}, noise {args.noise}, seed {args.seed}")
+        if gen.get("factors"):
+            print(f"planted factors: {gen['factors']} beside it")
+    return EXIT_OK
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from dmf.store.ingest import ingest
+
+    url = ingest(args.src, args.out, format=args.format, overwrite=args.overwrite,
+                 storage_options=args.storage_options, chunks=args.chunks, codec=args.codec,
+                 dtype=args.dtype)
+    if not args.quiet:
+        print(f"wrote {url}")
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from dmf.store.info import describe, format_facts
+
+    facts = describe(args.url, storage_options=args.storage_options)
+    print(json.dumps(facts, indent=2) if args.json else format_facts(facts))
+    return EXIT_OK
+
+
+# -- running ------------------------------------------------------------------
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[
+        min(verbose, 2)]
+    logging.basicConfig(level=level, format="dmf: %(levelname)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("dmf").setLevel(level)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    if issubclass(category, DmfWarning):
+        print(f"dmf: note: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for key, value in GLOBAL_DEFAULTS.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    _setup_logging(args.verbose or 0, args.quiet)
+    warnings.showwarning = _show_warning
+    try:
+        return args.func(args)
+    except DmfError as exc:
+        print(f"dmf: error: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dmf: interrupted", file=sys.stderr)
+        return EXIT_SIGINT
+    except BrokenPipeError:
+        with contextlib.suppress(Exception):
+            sys.stderr.close()
+        return EXIT_OK
+    except Exception:  # noqa: BLE001 - the last resort: report the bug
+        traceback.print_exc()
+        print("dmf: unexpected error (a bug: please report it with the traceback above)",
+              file=sys.stderr)
+        return EXIT_UNEXPECTED
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+__all__ = ["build_parser", "main"]

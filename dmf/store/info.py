@@ -1,0 +1,141 @@
+"""What is in a store: the facts ``dmf info`` prints."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import zarr
+
+from dmf.store import codecs
+from dmf.store.dense import dmf_attrs
+from dmf.store.location import Location
+
+
+def describe(url: str | os.PathLike, *, storage_options: dict | None = None) -> dict[str, Any]:
+    """A dict describing the store at ``url``: its kind (dense, sparse,
+    result, group), shape, dtype, chunks, codec, stored and logical bytes; for
+    a result its algorithm, status, iterations and final loss.
+
+    Examples
+    --------
+    >>> import numpy as np, dmf
+    >>> _ = dmf.save_matrix(np.zeros((4, 2), "float32"), "memory://doc/info.zarr")
+    >>> d = describe("memory://doc/info.zarr")
+    >>> d["kind"], d["shape"], d["dtype"], d["logical_bytes"]
+    ('dense', [4, 2], 'float32', 32)
+    """
+    location = Location.parse(url, storage_options)
+    node = location.open_node()
+    meta = dmf_attrs(node)
+    facts: dict[str, Any] = {"url": str(location), "zarr_format": node.metadata.zarr_format}
+    if isinstance(node, zarr.Array):
+        facts.update(kind="dense", **_array_facts(node))
+    elif dict(node.attrs).get("encoding-type") == "csr_matrix":
+        facts.update(kind="sparse", **_sparse_facts(node))
+    elif meta.get("kind") == "result":
+        facts.update(kind="result", **_result_facts(node, meta))
+    else:
+        facts.update(kind=meta.get("kind", "group"), arrays=_members(node))
+    facts["stored_bytes"] = location.size_on_store()
+    if facts.get("logical_bytes"):
+        ratio = facts["logical_bytes"] / max(facts["stored_bytes"], 1)
+        facts["compression_ratio"] = round(ratio, 3)
+    if "complete" in meta:
+        facts["complete"] = bool(meta["complete"])
+    for key in ("generator", "source_dtype", "source"):
+        if key in meta:
+            facts[key] = meta[key]
+    return facts
+
+
+def _array_facts(arr: zarr.Array) -> dict[str, Any]:
+    return {
+        "shape": list(arr.shape),
+        "dtype": str(arr.dtype),
+        "chunks": list(arr.chunks),
+        "codec": codecs.describe(arr.compressors),
+        "logical_bytes": int(np.prod(arr.shape, dtype=np.int64)) * arr.dtype.itemsize,
+    }
+
+
+def _sparse_facts(group: zarr.Group) -> dict[str, Any]:
+    data, indptr = group["data"], group["indptr"]
+    shape = [int(s) for s in group.attrs["shape"]]
+    nnz = int(indptr[-1]) if indptr.shape[0] else 0
+    logical = sum(int(group[a].nbytes) for a in ("data", "indices", "indptr"))
+    return {
+        "shape": shape,
+        "dtype": str(data.dtype),
+        "nnz": nnz,
+        "density": nnz / max(1, shape[0] * shape[1]),
+        "chunks": list(data.chunks),
+        "codec": codecs.describe(data.compressors),
+        "logical_bytes": logical,
+    }
+
+
+def _members(group: zarr.Group) -> dict[str, Any]:
+    return {
+        name: {"shape": list(member.shape), "dtype": str(member.dtype)}
+        for name, member in sorted(group.members())
+        if isinstance(member, zarr.Array)
+    }
+
+
+def _result_facts(group: zarr.Group, meta: dict[str, Any]) -> dict[str, Any]:
+    history = meta.get("loss_history") or []
+    return {
+        "algorithm": meta.get("algorithm"),
+        "status": meta.get("status"),
+        "n_iter": meta.get("n_iter"),
+        "final_loss": history[-1] if history else meta.get("final_loss"),
+        "parameters": meta.get("parameters", {}),
+        "arrays": _members(group),
+    }
+
+
+def format_facts(facts: dict[str, Any]) -> str:
+    """Human-readable lines, one fact per line."""
+    lines = []
+    order = ["url", "kind", "shape", "dtype", "nnz", "density", "chunks", "codec",
+             "zarr_format", "logical_bytes", "stored_bytes", "compression_ratio", "complete",
+             "algorithm", "status", "n_iter", "final_loss", "source_dtype", "source"]
+    for key in order:
+        if key in facts:
+            lines.append(f"{key:18} {_show(key, facts[key])}")
+    for name, arr in (facts.get("arrays") or {}).items():
+        lines.append(f"{'array ' + name:18} {'x'.join(map(str, arr['shape']))} {arr['dtype']}")
+    for key, value in (facts.get("parameters") or {}).items():
+        lines.append(f"{'param ' + key:18} {value}")
+    gen = facts.get("generator")
+    if gen:
+        sv = gen.get("singular_values") or []
+        shown = ", ".join(f"{s:.6g}" for s in sv[:5]) + (", ..." if len(sv) > 5 else "")
+        lines.append(f"{'generator':18} {gen.get('kind')} rank={gen.get('rank')} "
+                     f"noise={gen.get('noise')} seed={gen.get('seed')} "
+                     f"nonnegative={gen.get('nonnegative')}")
+        if sv:
+            lines.append(f"{'true singular vals':18} {shown}")
+        if gen.get("factors"):
+            lines.append(f"{'planted factors':18} {gen['factors']} (beside this store)")
+    return "\n".join(lines)
+
+
+def _show(key: str, value: Any) -> str:
+    if key in ("shape", "chunks"):
+        return " x ".join(str(v) for v in value)
+    if key.endswith("_bytes"):
+        return f"{value:,} ({_human(value)})"
+    if key == "density":
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)  # pragma: no cover
