@@ -12,18 +12,23 @@ Examples
 from dmf import errors
 from dmf._version import __version__
 from dmf.engine.cluster import connect
+from dmf.linalg import svd
+from dmf.results import SVDResult, load
 from dmf.store import generate
 from dmf.store.api import open_matrix, save_matrix
 from dmf.store.ingest import ingest
 from dmf.store.validate import check_finite
 
 __all__ = [
+    "SVDResult",
     "__version__",
     "check_finite",
     "connect",
     "errors",
     "generate",
     "ingest",
+    "load",
     "open_matrix",
     "save_matrix",
+    "svd",
 ]

@@ -56,6 +56,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def json_object(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -76,8 +86,9 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     g = parser.add_argument_group("cluster and output (any command)")
     g.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address; default "
                    "$DASK_SCHEDULER_ADDRESS, else a local cluster", **d)
-    g.add_argument("--workers", type=positive_int, metavar="N",
-                   help="local cluster: worker processes", **d)
+    g.add_argument("--workers", type=nonnegative_int, metavar="N",
+                   help="local cluster: worker processes (0: no cluster, threads in this "
+                   "process)", **d)
     g.add_argument("--threads", type=positive_int, metavar="N",
                    help="local cluster: threads per worker", **d)
     g.add_argument("--memory-limit", metavar="SIZE", help="local cluster: memory per worker, "
@@ -138,11 +149,41 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stored dtype (default: float32 and float64 kept, others float64)")
     _write_options(ing)
 
+    # svd
+    svd = command("svd", cmd_svd, "truncated SVD: U, S, Vt of the top K singular triplets")
+    svd.add_argument("x", metavar="X", help="input matrix (path or URL)")
+    svd.add_argument("out", metavar="OUT", help="output group for U, S, Vt")
+    svd.add_argument("-k", "--k", type=positive_int, required=True, metavar="K")
+    svd.add_argument("--method", choices=["power"], default="power",
+                     help="power: power iteration with deflation, one pass per step")
+    svd.add_argument("--seed", type=int, default=0, help="default 0")
+    svd.add_argument("--tol", type=float, help="power: residual tolerance (default 1e-7)")
+    svd.add_argument("--max-iter", type=positive_int, metavar="N",
+                     help="power: most steps per component (default 1000)")
+    _run_options(svd)
+
     # info
     info = command("info", cmd_info, "describe a stored matrix or result")
     info.add_argument("url", metavar="URL")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
+
+
+def _run_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--checkpoint-every", type=positive_int, metavar="N",
+                     help="checkpoint every N iterations (default 10)")
+    sub.add_argument("--no-resume", action="store_true",
+                     help="start over even if OUT holds checkpoints of this job")
+    sub.add_argument("--progress", action="store_true",
+                     help="show progress even when stderr is not a terminal")
+    sub.add_argument("--no-cache", action="store_true",
+                     help="stream X from the store on every pass even if it fits in memory")
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    if args.quiet:
+        return False
+    return True if args.progress else None
 
 
 def _write_options(sub: argparse.ArgumentParser) -> None:
@@ -158,8 +199,11 @@ def _write_options(sub: argparse.ArgumentParser) -> None:
 # -- commands -----------------------------------------------------------------
 
 def cluster(args: argparse.Namespace):
-    """The Dask client a command computes with."""
+    """The Dask client a command computes with (none with --workers 0)."""
     from dmf.engine.cluster import connect
+
+    if args.workers == 0 and not args.scheduler:
+        return contextlib.nullcontext()
 
     return connect(args.scheduler, n_workers=args.workers, threads_per_worker=args.threads,
                    memory_limit=args.memory_limit)
@@ -191,6 +235,24 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                  dtype=args.dtype)
     if not args.quiet:
         print(f"wrote {url}")
+    return EXIT_OK
+
+
+def cmd_svd(args: argparse.Namespace) -> int:
+    import dmf
+
+    with cluster(args):
+        result = dmf.svd(args.x, args.k, method=args.method, seed=args.seed, tol=args.tol,
+                         max_iter=args.max_iter, out=args.out,
+                         storage_options=args.storage_options,
+                         checkpoint_every=args.checkpoint_every, resume=not args.no_resume,
+                         progress=_progress(args), cache=False if args.no_cache else "auto")
+    if not args.quiet:
+        verb = "already complete" if result.attrs.get("skipped") else "wrote"
+        values = ", ".join(f"{s:.6g}" for s in result.S[:10])
+        print(f"{verb} {result.location}: U, S, Vt ({args.method}, k={args.k}, "
+              f"{result.n_iter} iterations)")
+        print(f"singular values: {values}{', ...' if len(result.S) > 10 else ''}")
     return EXIT_OK
 
 

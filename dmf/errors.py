@@ -39,6 +39,30 @@ class OutputLocked(DmfError):
     exit_code = 3
 
 
+class ClusterError(DmfError):
+    """The Dask scheduler went away or a computation was lost on the cluster.
+
+    The job's last checkpoint is intact; rerunning the command resumes it.
+    """
+
+    exit_code = 1
+
+
+class Interrupted(DmfError):
+    """SIGINT or SIGTERM arrived; a checkpoint was written before stopping.
+
+    The exit code is 128 + the signal number: 130 for SIGINT, 143 for SIGTERM.
+    """
+
+    def __init__(self, message: str, signum: int = 2):
+        super().__init__(message, signum)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class DmfWarning(UserWarning):
     """Something was changed on the way in (a dtype, a chunking) and the user
     should know."""
@@ -46,9 +70,11 @@ class DmfWarning(UserWarning):
 
 __all__ = [
     "CheckpointMismatch",
+    "ClusterError",
     "DmfError",
     "DmfWarning",
     "InputError",
+    "Interrupted",
     "OutputLocked",
     "StoreError",
 ]

@@ -126,7 +126,10 @@ def connect(
             threads_per_worker=threads,
             processes=True,
             memory_limit=memory_limit if memory_limit is not None else "auto",
-            dashboard_address=":0" if dashboard else None,
+            # The scheduler serves health and metrics over HTTP even without the
+            # dashboard; a random port keeps clusters from fighting over 8787.
+            dashboard_address=":0",
+            scheduler_kwargs={"dashboard": dashboard},
             silence_logs=logging.ERROR,
         )
         client = Client(cluster, set_as_default=True)
@@ -137,3 +140,13 @@ def connect(
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def current_client() -> Client | None:
+    """The distributed client Dask computes with now, or None (threads)."""
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except ValueError:
+        return None

@@ -6,13 +6,22 @@ import os
 from typing import Any
 
 import dask.array as da
+import numpy as np
 import scipy.sparse
 import zarr
 
 from dmf.errors import InputError, StoreError
 from dmf.store import sparse
-from dmf.store.dense import dmf_attrs, location_of, open_dense, save_dense
+from dmf.store.dense import (
+    as_dask,
+    default_chunks,
+    dmf_attrs,
+    location_of,
+    open_dense,
+    save_dense,
+)
 from dmf.store.location import Location
+from dmf.store.validate import check_finite, check_shape, storage_dtype
 
 
 def open_matrix(
@@ -134,3 +143,41 @@ def save_matrix(
     else:
         save_dense(x, location, chunks=chunks, overwrite=overwrite, codec=codec, attrs=attrs)
     return str(location)
+
+
+def as_matrix(
+    X, *, storage_options: dict[str, Any] | None = None, name: str | None = None
+) -> da.Array:
+    """The validated dask array an algorithm works on.
+
+    Accepts a URL, a Zarr array, a dask or numpy array, or a scipy.sparse
+    matrix. Checks that it is a non-empty 2-D matrix of real numbers and,
+    unless it is a complete store written by dmf (checked when written),
+    that every value is finite: one extra pass, blockwise.
+    """
+    checked = False
+    if isinstance(X, (str, os.PathLike, Location)):
+        location = Location.parse(X, storage_options)
+        name = name or str(location)
+        arr = open_matrix(location)
+        checked = dmf_attrs(location.open_node()).get("complete") is True
+    elif scipy.sparse.issparse(X):
+        name = name or "input matrix"
+        X = scipy.sparse.csr_matrix(X)
+        check_shape(X.shape, name)
+        if not np.isfinite(X.data).all():
+            raise InputError(f"{name}: {int((~np.isfinite(X.data)).sum())} NaN or Inf values; "
+                             "dmf needs finite values")
+        storage_dtype(X.dtype, name)
+        arr, checked = da.from_array(X, chunks=(default_chunks(X.shape, X.dtype)[0], -1),
+                                     asarray=False), True
+    else:
+        name = name or "input matrix"
+        arr = X if isinstance(X, da.Array) else as_dask(X)
+    check_shape(arr.shape, name)
+    dtype = storage_dtype(arr.dtype, name)
+    if dtype != arr.dtype:
+        arr = arr.astype(dtype)
+    if not checked and not sparse.is_sparse_dask(arr):
+        check_finite(arr, name=name)
+    return arr

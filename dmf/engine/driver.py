@@ -1,0 +1,371 @@
+"""The iteration driver: one loop, written once, for every iterative solver.
+
+A solver is a :class:`Solver`: ``init(X, ctx) -> state`` and
+``step(X, state, ctx) -> (state, Stats)``, plus ``finalize(X, state)`` that
+turns the last state into the result's arrays. State is a flat dict of
+numpy arrays (small factors), dask arrays (tall factors) and JSON scalars.
+The driver owns everything else: convergence, loss history, progress,
+checkpoints, resume, the output lock, signals, and keeping task graphs from
+growing with the iteration count.
+
+Same input, chunks, parameters and seed give bitwise the same state at every
+iteration: solvers draw randomness only from ``ctx.rng`` (whose state is
+checkpointed), reduce in a fixed order, and the driver restores state arrays
+bit for bit, so a resumed run ends exactly where an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from dmf.engine.cluster import current_client
+from dmf.engine.faults import failpoint
+from dmf.engine.lock import OutputLock
+from dmf.engine.output import JobOutput, first_difference
+from dmf.engine.progress import Progress
+from dmf.engine.signals import SignalGuard, StopRequested
+from dmf.errors import CheckpointMismatch, ClusterError, DmfError, Interrupted
+from dmf.store.location import Location
+
+log = logging.getLogger(__name__)
+
+State = dict[str, Any]
+
+
+@dataclass
+class Stats:
+    """What one step measured: the loss (lower is better), optionally the
+    solver's own verdict on convergence, and anything else worth logging."""
+
+    loss: float
+    done: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """What a solver may use besides X and its state."""
+
+    rng: np.random.Generator
+    iteration: int = 0
+
+
+def relative_change_below(history: list[float], tol: float) -> bool:
+    """Default convergence: the loss changed by less than ``tol`` (relative)."""
+    if len(history) < 2:
+        return False
+    prev, last = history[-2], history[-1]
+    return abs(prev - last) <= tol * max(abs(prev), np.finfo(float).tiny)
+
+
+@dataclass
+class Solver:
+    """An iterative method, as the driver sees it.
+
+    ``params`` are the JSON-able parameters that define the job: with the
+    algorithm name, input and seed they form the fingerprint that a
+    checkpoint must match to be resumed.
+    """
+
+    name: str
+    params: dict[str, Any]
+    init: Callable[[Any, Context], State]
+    step: Callable[[Any, State, Context], tuple[State, Stats]]
+    finalize: Callable[[Any, State], dict[str, Any]]
+    converged: Callable[[list[float], float], bool] = relative_change_below
+
+
+@dataclass
+class RunResult:
+    """The outcome of :func:`run`."""
+
+    arrays: dict[str, Any]
+    loss_history: list[float]
+    n_iter: int
+    converged: bool
+    resumed_from: int | None = None
+    skipped: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+    location: Location | None = None
+
+
+def materialize(state: State) -> State:
+    """Persist the dask arrays of a state (on the cluster, or in this
+    process for the threaded scheduler) so the next step's graph starts from
+    their blocks, not from the whole history."""
+    lazy = {k: v for k, v in state.items() if isinstance(v, da.Array)}
+    if not lazy:
+        return state
+    persisted = dask.persist(*lazy.values())
+    client = current_client()
+    if client is not None:
+        from distributed import wait
+
+        wait(persisted)
+    return {**state, **dict(zip(lazy, persisted, strict=True))}
+
+
+def input_fingerprint(X) -> dict[str, Any]:
+    """What identifies the input: shape, dtype, chunks and the dask token
+    (which, for a stored matrix, covers its URL and its write id)."""
+    return {"shape": list(X.shape), "dtype": str(X.dtype),
+            "chunks": [list(c) for c in X.chunks], "token": X.name}
+
+
+def run(
+    solver: Solver,
+    X,
+    *,
+    seed: int | None,
+    max_iter: int,
+    tol: float,
+    out=None,
+    storage_options: dict | None = None,
+    checkpoint_every: int | None = None,
+    checkpoint_seconds: float | None = None,
+    keep: int = 2,
+    resume: bool = True,
+    progress: bool | None = None,
+    callback: Callable[[int, State, Stats], None] | None = None,
+) -> RunResult:
+    """Run ``solver`` on ``X`` until it converges or ``max_iter`` steps.
+
+    Parameters
+    ----------
+    solver : Solver
+    X : dask.array.Array
+        The input, already validated and chunked as the solver wants it.
+    seed : int or None
+        Seeds ``ctx.rng``; None draws a seed (then recorded in the output so
+        a rerun resumes the same job).
+    max_iter, tol : int, float
+        Stop after ``max_iter`` steps, or when the solver's convergence check
+        passes for ``tol``.
+    out : str, path or Location, optional
+        The output group. With it, the run takes the output's lock, writes
+        checkpoints, resumes from them, and writes the result.
+    checkpoint_every : int, optional
+        Checkpoint every this many iterations (default 10 with ``out``).
+    checkpoint_seconds : float, optional
+        Also checkpoint when this long has passed since the last one
+        (default 300 with ``out``).
+    keep : int
+        Checkpoints kept (default 2).
+    resume : bool
+        Resume from a checkpoint of the same job at ``out`` (and do nothing
+        if that job is complete). False starts over.
+    progress : bool, optional
+        Show progress on stderr; default: when stderr is a terminal.
+    callback : callable, optional
+        ``callback(iteration, state, stats)`` after every step.
+    """
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % 2**32)
+    fingerprint = {"algorithm": solver.name, "parameters": solver.params,
+                   "input": input_fingerprint(X), "seed": seed}
+    location = Location.parse(out, storage_options) if out is not None else None
+    if location is not None:
+        checkpoint_every = checkpoint_every or 10
+        checkpoint_seconds = checkpoint_seconds or 300.0
+    display = Progress(solver.name, max_iter, enabled=progress)
+
+    with contextlib.ExitStack() as stack:
+        output = None
+        checkpoint = None
+        if location is not None:
+            output = JobOutput(location, keep=keep)
+            output.existing_meta()  # refuse a non-result before taking the lock there
+            stack.enter_context(OutputLock(location))
+            status = output.check_job(fingerprint, resume=resume)
+            if status == "complete":
+                display.message(f"{location} is already complete; nothing to do "
+                                "(use --no-resume to recompute)")
+                return _stored_result(output, skipped=True)
+            if status == "resume":
+                checkpoint = output.checkpoints.latest()
+                if checkpoint is not None:
+                    diff = first_difference(checkpoint.fingerprint, fingerprint)
+                    if diff:
+                        raise CheckpointMismatch(f"{location}: checkpoint of a different job "
+                                                 f"({diff}); use --no-resume to start over")
+            output.begin(fingerprint, {"algorithm": solver.name,
+                                       "parameters": solver.params, "seed": seed},
+                         fresh=status == "fresh")
+        if current_client() is None:
+            # Threaded scheduler: one BLAS thread per Dask thread here too.
+            stack.enter_context(threadpool_limits(limits=1))
+        guard = stack.enter_context(SignalGuard())
+        try:
+            return _loop(solver, X, seed=seed, max_iter=max_iter, tol=tol, output=output,
+                         checkpoint=checkpoint, fingerprint=fingerprint,
+                         checkpoint_every=checkpoint_every,
+                         checkpoint_seconds=checkpoint_seconds, guard=guard,
+                         display=display, callback=callback)
+        finally:
+            display.close()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
+          checkpoint_every, checkpoint_seconds, guard, display, callback) -> RunResult:
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    ctx = Context(rng=rng)
+    if checkpoint is not None:
+        state, it, history = checkpoint.state, checkpoint.iteration, list(checkpoint.history)
+        rng.bit_generator.state = checkpoint.rng_state
+        converged = bool(state.pop("_converged", False))
+        resumed_from = it
+        display.message(f"resuming from iteration {it} ({checkpoint.name})")
+    else:
+        try:
+            state = _guarded(lambda: materialize(solver.init(X, ctx)), output, None)
+        except StopRequested as stop:
+            raise _interrupted(stop.signum, None) from None
+        it, history, converged, resumed_from = 0, [], False, None
+    init_s = time.perf_counter() - started
+    last_saved_it, last_saved_at = it, time.monotonic()
+    step_times: list[float] = []
+
+    def save(current_state, current_it, is_converged) -> None:
+        if output is None:
+            return
+        _guarded(lambda: output.checkpoints.save(
+            current_it, {**current_state, "_converged": is_converged},
+            rng.bit_generator.state, history, fingerprint), output, current_it)
+
+    def stop(signum: int) -> Interrupted:
+        if output is None:
+            return _interrupted(signum, None)
+        with guard.critical():
+            if last_saved_it != it or output.checkpoints.latest() is None:
+                save(state, it, converged)
+        return _interrupted(signum, it)
+
+    while it < max_iter and not converged:
+        t0 = time.perf_counter()
+        ctx.iteration = it
+        try:
+            new_state, stats = _guarded(_step, output, it, solver, X, state, ctx)
+        except StopRequested as stopped:
+            raise stop(stopped.signum) from None
+        with guard.critical():
+            state, it = new_state, it + 1
+            history.append(float(stats.loss))
+            converged = bool(stats.done) if stats.done is not None else solver.converged(
+                history, tol)
+            step_times.append(time.perf_counter() - t0)
+            rel = (abs(history[-2] - history[-1]) / max(abs(history[-2]), 1e-300)
+                   if len(history) > 1 else None)
+            display.update(it, history[-1], rel, float(np.mean(step_times[-10:])))
+            log.info("%s iteration %d loss %.10g", solver.name, it, history[-1])
+            if callback is not None:
+                callback(it, state, stats)
+            if output is not None and (
+                it - last_saved_it >= checkpoint_every
+                or time.monotonic() - last_saved_at >= checkpoint_seconds
+                or converged or it >= max_iter
+            ):
+                save(state, it, converged)
+                last_saved_it, last_saved_at = it, time.monotonic()
+                state = _rebased(state, output)
+        if guard.pending is not None:
+            raise stop(guard.pending)
+
+    # A signal from here on waits: finishing the result is quicker than
+    # resuming it.
+    t_final = time.perf_counter()
+    with guard.critical():
+        arrays = _guarded(lambda: solver.finalize(X, state), output, it)
+        timings = {"init_s": init_s, "iterations_s": float(sum(step_times)),
+                   "seconds_per_iter": float(np.mean(step_times)) if step_times else 0.0,
+                   "finalize_s": time.perf_counter() - t_final}
+        meta = {"n_iter": it, "loss_history": history, "converged": converged,
+                "timings": timings, "resumed_from": resumed_from}
+        if output is None:
+            return RunResult(arrays=arrays, loss_history=history, n_iter=it,
+                             converged=converged, resumed_from=resumed_from, timings=timings)
+        _guarded(lambda: output.write_result(arrays, meta), output, it)
+        failpoint("result-complete")
+    return _stored_result(output, skipped=False)
+
+
+def _step(solver, X, state, ctx):
+    new_state, stats = solver.step(X, state, ctx)
+    return materialize(new_state), stats
+
+
+def _rebased(state: State, output: JobOutput) -> State:
+    """Swap the state's dask arrays for their copies in the checkpoint just
+    written: same values, but no task lineage behind them."""
+    if not any(isinstance(v, da.Array) for v in state.values()):
+        return state
+    latest = output.checkpoints.latest()
+    restored = latest.state
+    restored.pop("_converged", None)
+    return {k: (restored[k] if isinstance(v, da.Array) else v) for k, v in state.items()}
+
+
+def _guarded(func, output, iteration, *args):
+    """Run ``func``; a lost scheduler becomes a ClusterError that says the
+    last checkpoint is intact."""
+    try:
+        return func(*args)
+    except (DmfError, StopRequested, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        client = current_client()
+        if client is None or _client_alive(client):
+            raise
+        where = ""
+        if output is not None:
+            latest = output.checkpoints.latest()
+            where = (f"; the last checkpoint (iteration {latest.iteration}) is intact: rerun "
+                     "to resume" if latest else "; no checkpoint was written yet")
+        raise ClusterError(f"lost the Dask scheduler at {client.scheduler.address} "
+                           f"during iteration {iteration}{where}") from exc
+
+
+def _client_alive(client) -> bool:
+    for _ in range(20):
+        if client.status == "running":
+            return True
+        if client.status in ("closed", "closing", "failed"):
+            return False
+        time.sleep(0.1)
+    return client.status == "running"
+
+
+def _interrupted(signum: int, saved_iteration: int | None) -> Interrupted:
+    import signal as _signal
+
+    name = _signal.Signals(signum).name
+    if saved_iteration is None:
+        return Interrupted(f"stopped by {name}; nothing was checkpointed", signum)
+    return Interrupted(f"stopped by {name} after checkpointing iteration {saved_iteration}; "
+                       "run the same command again to resume", signum)
+
+
+def _stored_result(output: JobOutput, *, skipped: bool) -> RunResult:
+    from dmf.store.api import open_matrix
+
+    meta = output.meta()
+    arrays = {}
+    for name in meta.get("result_arrays", []):
+        where = output.location.join(name)
+        node = where.open_node()
+        arrays[name] = open_matrix(where) if node.ndim == 2 and node.nbytes > 2**24 else node[...]
+    return RunResult(arrays=arrays, loss_history=list(meta.get("loss_history", [])),
+                     n_iter=int(meta.get("n_iter", 0)), converged=bool(meta.get("converged")),
+                     resumed_from=meta.get("resumed_from"), skipped=skipped,
+                     timings=meta.get("timings", {}), location=output.location)

@@ -1,0 +1,136 @@
+"""A job's output group: fingerprint, status, checkpoints, final arrays.
+
+The output of a job is a Zarr group whose ``attrs["dmf"]`` says what made it
+(algorithm, parameters, input, seed: the *fingerprint*), and whether it is
+``running`` or ``complete``. Running the same job again resumes from its
+checkpoints, or does nothing when it is complete; a different job is refused
+(:class:`~dmf.errors.CheckpointMismatch`, naming what differs) unless told to
+start over.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+
+from dmf._version import __version__
+from dmf.engine.checkpoint import Checkpoints, jsonable
+from dmf.engine.faults import failpoint
+from dmf.engine.lock import LOCK_NAME
+from dmf.errors import CheckpointMismatch, StoreError
+from dmf.store.dense import dmf_attrs, save_dense
+from dmf.store.location import Location
+
+log = logging.getLogger(__name__)
+
+
+def first_difference(old: Any, new: Any, path: str = "") -> str | None:
+    """The first place two fingerprints differ, as ``a.b: OLD != NEW``.
+
+    Examples
+    --------
+    >>> first_difference({"p": {"k": 5}}, {"p": {"k": 6}})
+    'p.k: 5 (stored) vs 6 (this job)'
+    >>> first_difference({"a": 1}, {"a": 1}) is None
+    True
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            sub = f"{path}.{key}" if path else str(key)
+            diff = first_difference(old.get(key), new.get(key), sub)
+            if diff:
+                return diff
+        return None
+    if old != new:
+        return f"{path}: {old!r} (stored) vs {new!r} (this job)"
+    return None
+
+
+class JobOutput:
+    """The output group of one job."""
+
+    def __init__(self, location: Location, *, keep: int = 2):
+        self.location = location
+        self.checkpoints = Checkpoints(location.join("checkpoints"), keep=keep)
+
+    # -- inspecting ---------------------------------------------------------
+    def existing_meta(self) -> dict[str, Any] | None:
+        """``attrs["dmf"]`` of a result already here; None if nothing is here.
+
+        Raises StoreError if something that is not a dmf result is here: a job
+        never writes over a matrix or a foreign store.
+        """
+        if not self.location.exists():
+            return None
+        if not self.location.join("zarr.json").exists():
+            if _only_lock_files(self.location):
+                return None
+            raise StoreError(f"{self.location}: exists and is not a dmf result; "
+                             "choose another output")
+        node = self.location.open_node()
+        meta = dmf_attrs(node)
+        if not isinstance(node, zarr.Group) or meta.get("kind") != "result":
+            raise StoreError(f"{self.location}: holds a {meta.get('kind', 'Zarr store')}, "
+                             "not a dmf result; choose another output")
+        return meta
+
+    def check_job(self, fingerprint: dict[str, Any], *, resume: bool) -> str:
+        """``"fresh"``, ``"resume"`` or ``"complete"`` for this job here."""
+        meta = self.existing_meta()
+        if meta is None:
+            return "fresh"
+        diff = first_difference(meta.get("fingerprint"), jsonable(fingerprint))
+        if not resume:
+            return "fresh"
+        if diff:
+            raise CheckpointMismatch(
+                f"{self.location}: holds a {meta.get('status', 'running')} result of a "
+                f"different job ({diff}); use --no-resume (resume=False) to replace it, "
+                "or another output"
+            )
+        return "complete" if meta.get("status") == "complete" else "resume"
+
+    # -- writing ------------------------------------------------------------
+    def begin(self, fingerprint: dict[str, Any], meta: dict[str, Any], *, fresh: bool) -> None:
+        """Mark the output as a running job; drop old checkpoints when fresh."""
+        if fresh:
+            self.checkpoints.clear()
+        group = zarr.open_group(store=self.location.zarr_store(), mode="a", zarr_format=3)
+        attrs = {"kind": "result", "status": "running", "dmf_version": __version__,
+                 "fingerprint": jsonable(fingerprint), **jsonable(meta)}
+        group.update_attributes({"dmf": attrs})
+
+    def write_result(self, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Write the final arrays, then mark the result complete, then drop
+        the checkpoints (they are not needed once the result is whole)."""
+        for name, value in arrays.items():
+            target = self.location.join(name)
+            if isinstance(value, da.Array):
+                save_dense(value, target, overwrite=True, name=f"{self.location}/{name}")
+            else:
+                value = np.asarray(value)
+                target.remove()
+                zarr.create_array(store=target.zarr_store(), data=value, zarr_format=3,
+                                  chunks=value.shape or None)
+        failpoint("result-arrays")
+        group = zarr.open_group(store=self.location.zarr_store(), mode="a", zarr_format=3)
+        attrs = dmf_attrs(group)
+        attrs.update(jsonable(meta), status="complete", result_arrays=list(arrays))
+        group.update_attributes({"dmf": attrs})
+        self.checkpoints.clear()
+
+    def meta(self) -> dict[str, Any]:
+        return dmf_attrs(self.location.open_node())
+
+
+def _only_lock_files(location: Location) -> bool:
+    fs, path = location.filesystem()
+    try:
+        names = [e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(path, detail=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return all(n.startswith(LOCK_NAME) for n in names)  # the lock and its temp files

@@ -1,0 +1,63 @@
+"""SIGINT and SIGTERM during a run: stop at a safe point, checkpoint, exit.
+
+While a step is computing, a signal stops it at once (its half-done work is
+discarded; the state of the last finished iteration is what gets saved).
+While a checkpoint or the result is being written, the signal only marks a
+stop as pending; the driver stops once the write is complete, so a signal
+never tears one. A second signal stops the
+process immediately.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+
+class StopRequested(BaseException):
+    """Raised in the main thread when a stop signal arrived."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class SignalGuard:
+    """Installs the handlers for the duration of a ``with`` block."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self._critical = 0
+        self._previous: dict[int, object] = {}
+
+    def _handler(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
+        if self.pending is not None:
+            raise KeyboardInterrupt  # second signal: no more waiting
+        self.pending = signum
+        if not self._critical:
+            raise StopRequested(signum)
+
+    @contextlib.contextmanager
+    def critical(self) -> Iterator[None]:
+        """A section a signal must not interrupt. A signal arriving inside it
+        only sets ``pending``; the caller checks that after the section."""
+        self._critical += 1
+        try:
+            yield
+        finally:
+            self._critical -= 1
+
+    def __enter__(self) -> SignalGuard:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()

@@ -1,0 +1,125 @@
+"""Truncated SVD by power iteration with deflation, on the engine.
+
+The method a course teaches first: for each component j in turn,
+
+    v <- A^T A v / ||A^T A v||,   v kept orthogonal to v_1 .. v_{j-1},
+    sigma_j^2 = v^T A^T A v       (the Rayleigh quotient),
+
+until v stops moving; then start the next component from a fresh random
+vector. A^T A is never formed, nor is a deflated matrix: one step is one
+pass over X, sum over row blocks of X_b^T (X_b v) in float64, and deflation
+projects the found vectors out of the result (twice, which keeps the
+projection orthogonal to working precision).
+
+Convergence of component j is measured by the eigen-residual
+``||A^T A v - sigma^2 v|| / sigma^2``; each step shrinks it by about
+(sigma_{j+1} / sigma_j)^2, so the method is slow when singular values are
+close (use ``method="randomized"`` then). The singular value's error is of
+the order of the residual squared.
+
+Because it works with A^T A, values below about ``sqrt(max(m, n) * eps)``
+times sigma_1 (eps of float64; about 5e-7 sigma_1 for n = 1000) cannot be
+told from zero: they are reported as exactly 0, with orthonormal vectors.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import dask.array as da
+import numpy as np
+
+from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.errors import DmfWarning
+from dmf.linalg.orthonormal import complete_basis
+from dmf.linalg.products import gram_apply, tall_times
+
+
+def null_cutoff(shape: tuple[int, int]) -> float:
+    """Relative cut-off on sigma^2 / sigma_1^2 below which sigma counts as 0."""
+    return max(shape) * np.finfo(np.float64).eps
+
+
+def fix_signs(V: np.ndarray) -> np.ndarray:
+    """Flip columns so that each one's largest-magnitude entry is positive
+    (the first such entry, on ties).
+
+    Examples
+    --------
+    >>> fix_signs(np.array([[0.6, -1.0], [-0.8, 0.5]])).tolist()
+    [[-0.6, 1.0], [0.8, -0.5]]
+    """
+    idx = np.argmax(np.abs(V), axis=0)
+    signs = np.sign(V[idx, np.arange(V.shape[1])])
+    signs[signs == 0] = 1
+    return V * signs
+
+
+def _project_out(w: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    for _ in range(2):  # twice is enough (Kahan-Parlett)
+        w = w - Q @ (Q.T @ w)
+    return w
+
+
+def _start_vector(rng: np.random.Generator, found: np.ndarray) -> np.ndarray:
+    v = _project_out(rng.standard_normal(found.shape[0]), found)
+    return v / np.linalg.norm(v)
+
+
+def power_solver(k: int, *, tol: float, max_iter: int) -> Solver:
+    """A :class:`~dmf.engine.driver.Solver` for the top-``k`` singular
+    triplets; ``max_iter`` is per component."""
+
+    def init(X, ctx: Context) -> State:
+        n = X.shape[1]
+        V = np.zeros((n, k))
+        return {"V": V, "sigma2": np.zeros(k), "v": _start_vector(ctx.rng, V[:, :0]),
+                "j": 0, "inner": 0, "top": 0.0}
+
+    def step(X, state: State, ctx: Context) -> tuple[State, Stats]:
+        V, sigma2 = state["V"].copy(), state["sigma2"].copy()
+        v, j, inner, top = state["v"], int(state["j"]), int(state["inner"]) + 1, state["top"]
+        w = _project_out(gram_apply(X, v[:, None]).compute()[:, 0], V[:, :j])
+        lam = float(v @ w)
+        top = max(top, lam)
+        null = lam <= null_cutoff(X.shape) * top or top == 0.0
+        residual = 0.0 if null else float(np.linalg.norm(w - lam * v) / lam)
+        if null or residual <= tol or inner >= max_iter:
+            if not null and residual > tol:
+                warnings.warn(f"power iteration: component {j + 1} stopped after {inner} "
+                              f"steps with residual {residual:.2e} > tol {tol:g}; singular "
+                              "values may be close (try method='randomized')", DmfWarning,
+                              stacklevel=2)
+            # v is orthonormal to the found vectors; the step's w is a
+            # better vector when the component is real.
+            best = v if null else _project_out(w, V[:, :j])
+            V[:, j] = best / np.linalg.norm(best)
+            sigma2[j] = 0.0 if null else lam
+            j, inner = j + 1, 0
+            if j < k:
+                v = _start_vector(ctx.rng, V[:, :j])
+        else:
+            v = w / np.linalg.norm(w)
+        new = {"V": V, "sigma2": sigma2, "v": v, "j": j, "inner": inner, "top": top}
+        return new, Stats(loss=residual, done=j == k,
+                          extra={"component": j, "sigma": float(np.sqrt(max(lam, 0.0)))})
+
+    def finalize(X, state: State) -> dict:
+        return svd_from_right_vectors(X, state["V"], np.sqrt(state["sigma2"]))
+
+    return Solver(name="svd-power", params={"k": k, "tol": tol, "max_iter": max_iter},
+                  init=init, step=step, finalize=finalize)
+
+
+def svd_from_right_vectors(X: da.Array, V: np.ndarray, sigma: np.ndarray) -> dict:
+    """U, S, Vt from right singular vectors: sorted by sigma, signs fixed on
+    V; U = X V / sigma for nonzero sigma, and orthonormal vectors orthogonal
+    to those for sigma = 0 (never a division by zero)."""
+    order = np.argsort(-sigma, kind="stable")
+    sigma, V = sigma[order], fix_signs(V[:, order])
+    dtype = X.dtype
+    nonzero = sigma > 0
+    scale = np.zeros_like(sigma)
+    scale[nonzero] = 1.0 / sigma[nonzero]
+    U = complete_basis(tall_times(X, V * scale, dtype=dtype), ~nonzero)
+    return {"U": U, "S": sigma.astype(dtype), "Vt": V.T.astype(dtype)}

@@ -1,0 +1,100 @@
+"""Result objects, and ``dmf.load`` to get one back from its store."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dmf.engine.driver import RunResult
+from dmf.errors import InputError
+from dmf.store.dense import dmf_attrs
+from dmf.store.location import Location
+
+
+@dataclass
+class SVDResult:
+    """A truncated SVD, X ~ U diag(S) Vt.
+
+    Attributes
+    ----------
+    U : dask.array.Array
+        m x k left singular vectors (lazy; orthonormal columns).
+    S : numpy.ndarray
+        k singular values, descending; exact zeros for a rank-deficient X.
+    Vt : numpy.ndarray
+        k x n right singular vectors; each row's largest-magnitude entry is
+        positive.
+    method : str
+    n_iter : int
+        Iterations (passes of the iterative part) performed.
+    loss_history : list of float
+        Per iteration, what the method measures (for ``power``, the
+        eigen-residual of the component being computed).
+    converged : bool
+    location : str or None
+        Where the result is stored, if it is.
+    attrs : dict
+        Everything else recorded (parameters, timings, fingerprint).
+    """
+
+    U: Any
+    S: np.ndarray
+    Vt: np.ndarray
+    method: str
+    n_iter: int = 0
+    loss_history: list[float] = field(default_factory=list)
+    converged: bool = True
+    location: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_run(cls, run: RunResult, method: str) -> SVDResult:
+        a = run.arrays
+        attrs = {"timings": run.timings, "resumed_from": run.resumed_from,
+                 "skipped": run.skipped}
+        return cls(U=a["U"], S=np.asarray(a["S"]), Vt=np.asarray(a["Vt"]), method=method,
+                   n_iter=run.n_iter, loss_history=run.loss_history, converged=run.converged,
+                   location=str(run.location) if run.location else None, attrs=attrs)
+
+
+def _read(location: Location, name: str):
+    from dmf.store.api import open_matrix
+
+    node = location.join(name).open_node()
+    if node.ndim == 2 and node.nbytes > 2**24:
+        return open_matrix(location.join(name))
+    return node[...]
+
+
+def load(url: str | os.PathLike, *, storage_options: dict | None = None) -> SVDResult:
+    """The result stored at ``url`` (written with ``out=`` or by the CLI).
+
+    Examples
+    --------
+    >>> import numpy as np, dmf
+    >>> X = np.diag([3.0, 2.0, 1.0])
+    >>> _ = dmf.svd(X, 2, method="power", out="memory://doc/r.zarr", seed=0)
+    >>> dmf.load("memory://doc/r.zarr").S.round(6).tolist()
+    [3.0, 2.0]
+    """
+    location = Location.parse(url, storage_options)
+    meta = dmf_attrs(location.open_node())
+    if meta.get("kind") != "result":
+        raise InputError(f"{location}: not a dmf result (kind {meta.get('kind')!r})")
+    if meta.get("status") != "complete":
+        raise InputError(f"{location}: the job is still running or was interrupted "
+                         f"(status {meta.get('status')!r}); rerun it to finish")
+    algorithm = meta.get("algorithm", "")
+    arrays = {name: _read(location, name) for name in meta.get("result_arrays", [])}
+    common = {"n_iter": int(meta.get("n_iter", 0)),
+              "loss_history": list(meta.get("loss_history", [])),
+              "converged": bool(meta.get("converged", True)), "location": str(location),
+              "attrs": meta}
+    if algorithm.startswith("svd-"):
+        return SVDResult(U=arrays["U"], S=np.asarray(arrays["S"]),
+                         Vt=np.asarray(arrays["Vt"]), method=algorithm[4:], **common)
+    raise InputError(f"{location}: results of {algorithm!r} cannot be loaded by this "
+                     "version of dmf")
