@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from dmf.engine.driver import RunResult
+from dmf.engine.output import read_result_arrays
 from dmf.errors import InputError
 from dmf.store.dense import dmf_attrs
 from dmf.store.location import Location
@@ -60,15 +61,6 @@ class SVDResult:
                    location=str(run.location) if run.location else None, attrs=attrs)
 
 
-def _read(location: Location, name: str):
-    from dmf.store.api import open_matrix
-
-    node = location.join(name).open_node()
-    if node.ndim == 2 and node.nbytes > 2**24:
-        return open_matrix(location.join(name))
-    return node[...]
-
-
 def load(url: str | os.PathLike, *, storage_options: dict | None = None) -> SVDResult:
     """The result stored at ``url`` (written with ``out=`` or by the CLI).
 
@@ -88,7 +80,7 @@ def load(url: str | os.PathLike, *, storage_options: dict | None = None) -> SVDR
         raise InputError(f"{location}: the job is still running or was interrupted "
                          f"(status {meta.get('status')!r}); rerun it to finish")
     algorithm = meta.get("algorithm", "")
-    arrays = {name: _read(location, name) for name in meta.get("result_arrays", [])}
+    arrays = read_result_arrays(location, meta)
     common = {"n_iter": int(meta.get("n_iter", 0)),
               "loss_history": list(meta.get("loss_history", [])),
               "converged": bool(meta.get("converged", True)), "location": str(location),

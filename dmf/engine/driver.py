@@ -256,6 +256,7 @@ def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
         t0 = time.perf_counter()
         ctx.iteration = it
         try:
+            failpoint("iteration")
             new_state, stats = _guarded(_step, output, it, solver, X, state, ctx)
         except StopRequested as stopped:
             raise stop(stopped.signum) from None
@@ -357,15 +358,8 @@ def _interrupted(signum: int, saved_iteration: int | None) -> Interrupted:
 
 
 def _stored_result(output: JobOutput, *, skipped: bool) -> RunResult:
-    from dmf.store.api import open_matrix
-
     meta = output.meta()
-    arrays = {}
-    for name in meta.get("result_arrays", []):
-        where = output.location.join(name)
-        node = where.open_node()
-        arrays[name] = open_matrix(where) if node.ndim == 2 and node.nbytes > 2**24 else node[...]
-    return RunResult(arrays=arrays, loss_history=list(meta.get("loss_history", [])),
+    return RunResult(arrays=output.read_arrays(), loss_history=list(meta.get("loss_history", [])),
                      n_iter=int(meta.get("n_iter", 0)), converged=bool(meta.get("converged")),
                      resumed_from=meta.get("resumed_from"), skipped=skipped,
                      timings=meta.get("timings", {}), location=output.location)

@@ -119,12 +119,29 @@ class JobOutput:
         failpoint("result-arrays")
         group = zarr.open_group(store=self.location.zarr_store(), mode="a", zarr_format=3)
         attrs = dmf_attrs(group)
-        attrs.update(jsonable(meta), status="complete", result_arrays=list(arrays))
+        # Which arrays are tall (read back lazily) and which small (in memory).
+        kinds = {name: "dask" if isinstance(v, da.Array) else "numpy"
+                 for name, v in arrays.items()}
+        attrs.update(jsonable(meta), status="complete", result_arrays=kinds)
         group.update_attributes({"dmf": attrs})
         self.checkpoints.clear()
 
     def meta(self) -> dict[str, Any]:
         return dmf_attrs(self.location.open_node())
+
+    def read_arrays(self) -> dict[str, Any]:
+        """The result's arrays: tall ones lazily, small ones in memory."""
+        return read_result_arrays(self.location, self.meta())
+
+
+def read_result_arrays(location: Location, meta: dict[str, Any]) -> dict[str, Any]:
+    from dmf.store.api import open_matrix
+
+    arrays = {}
+    for name, kind in (meta.get("result_arrays") or {}).items():
+        where = location.join(name)
+        arrays[name] = open_matrix(where) if kind == "dask" else where.open_node()[...]
+    return arrays
 
 
 def _only_lock_files(location: Location) -> bool:
