@@ -2,8 +2,10 @@
 
 A test sets ``DMF_FAILPOINT=NAME:N`` and ``DMF_FAILPOINT_FILE=PATH``; the N-th
 time the engine passes ``failpoint("NAME")`` it creates PATH and sleeps, so
-the test knows exactly where the process is when it sends SIGKILL. Without
-the variable a fail point costs one dictionary lookup.
+the test knows exactly where the process is when it sends SIGKILL. With
+``DMF_FAILPOINT_SLEEP=SECONDS`` it pauses that long instead, for tests of a
+signal arriving at that point. Without the variable a fail point costs one
+dictionary lookup.
 """
 
 from __future__ import annotations
@@ -28,5 +30,9 @@ def failpoint(name: str) -> None:
     if marker:
         with open(marker, "w") as f:
             f.write(f"{name} {os.getpid()}\n")
+    pause = os.environ.get("DMF_FAILPOINT_SLEEP")
+    if pause:
+        time.sleep(float(pause))
+        return
     while True:  # wait here to be killed
         time.sleep(3600)

@@ -1,0 +1,179 @@
+"""Kill the ``dmf`` command at chosen moments and check that running it again
+finishes with bitwise the same result as a run that was never interrupted.
+
+The moments are fail points in the engine (``dmf.engine.faults``): the
+process stops there and waits, the test SIGKILLs it (or sends SIGINT /
+SIGTERM), then reruns the same command.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import zarr
+
+import dmf
+
+K = 3
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    m, n = 3000, 60
+    U, _ = np.linalg.qr(rng.standard_normal((m, n)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    A = (U * (10 * 0.8 ** np.arange(n))) @ V.T
+    url = tmp_path_factory.mktemp("kill") / "X.zarr"
+    dmf.save_matrix(A, url, chunks=500)
+    return url
+
+
+def command(x, out) -> list[str]:
+    return [sys.executable, "-m", "dmf", "--workers", "0", "svd", str(x), str(out), "-k",
+            str(K), "--method", "power", "--seed", "3", "--checkpoint-every", "3",
+            "--progress"]
+
+
+def run_cli(x, out, **env):
+    return subprocess.run(command(x, out), capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})
+
+
+def start_until(x, out, failpoint: str, marker, **env) -> subprocess.Popen:
+    """Start the command and return once it stands at ``failpoint``."""
+    proc = subprocess.Popen(command(x, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "DMF_FAILPOINT": failpoint,
+                                            "DMF_FAILPOINT_FILE": str(marker), **env})
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"exited {proc.returncode} before {failpoint}: "
+                                 f"{proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"never reached {failpoint}")
+        time.sleep(0.02)
+    return proc
+
+
+def result_bytes(out) -> dict[str, bytes]:
+    group = zarr.open_group(str(out), mode="r")
+    assert group.attrs["dmf"]["status"] == "complete"
+    return {name: np.asarray(group[name][...]).tobytes() for name in ("U", "S", "Vt")}
+
+
+@pytest.fixture(scope="module")
+def reference(matrix, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "svd.zarr"
+    done = run_cli(matrix, out)
+    assert done.returncode == 0, done.stderr
+    return result_bytes(out)
+
+
+@pytest.mark.parametrize(
+    ("failpoint", "resumes_from"),
+    [
+        ("iteration:1", None),            # before any checkpoint: starts over
+        ("iteration:8", 6),               # between checkpoints
+        ("checkpoint-arrays:2", 3),       # while writing checkpoint 6 (arrays, no marker)
+        ("checkpoint-complete:2", 3),     # checkpoint 6 complete, pointer not yet moved
+        ("checkpoint-pointer:2", 6),      # pointer moved, old ones not yet pruned
+        ("result-arrays:1", "last"),      # final arrays written, result not yet complete
+    ],
+)
+def test_sigkill_then_rerun_is_bitwise_equal(matrix, reference, tmp_path, failpoint,
+                                             resumes_from):
+    out = tmp_path / "svd.zarr"
+    proc = start_until(matrix, out, failpoint, tmp_path / "marker")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert zarr.open_group(str(out), mode="r").attrs["dmf"]["status"] == "running"
+
+    again = run_cli(matrix, out)
+    assert again.returncode == 0, again.stderr
+    # the dead process's lock was taken over, with a warning
+    assert "stale lock" in again.stderr
+    if resumes_from is None:
+        assert "resuming" not in again.stderr
+    elif resumes_from == "last":
+        assert "resuming from iteration" in again.stderr
+    else:
+        assert f"resuming from iteration {resumes_from} " in again.stderr
+    assert result_bytes(out) == reference
+    assert not (out / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_iteration_checkpoints_then_exits(matrix, reference, tmp_path, sig, code):
+    out = tmp_path / "svd.zarr"
+    proc = start_until(matrix, out, "iteration:8", tmp_path / "marker")
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "after checkpointing iteration 7" in err
+    # the state of the last finished iteration (7) was saved, so the rerun
+    # resumes there rather than at the periodic checkpoint (6)
+    again = run_cli(matrix, out)
+    assert again.returncode == 0, again.stderr
+    assert "resuming from iteration 7 " in again.stderr
+    assert result_bytes(out) == reference
+
+
+def test_signal_during_checkpoint_write_waits_for_it(matrix, reference, tmp_path):
+    out = tmp_path / "svd.zarr"
+    proc = start_until(matrix, out, "checkpoint-arrays:2", tmp_path / "marker",
+                       DMF_FAILPOINT_SLEEP="1.5")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    # the interrupted write was finished, not torn: the pointer is on it
+    pointer = zarr.open_group(str(out / "checkpoints"), mode="r").attrs["dmf"]
+    assert pointer["latest"] == "ckpt-00000006"
+    again = run_cli(matrix, out)
+    assert "resuming from iteration 6 " in again.stderr
+    assert result_bytes(out) == reference
+
+
+def test_no_resume_starts_over(matrix, reference, tmp_path):
+    out = tmp_path / "svd.zarr"
+    proc = start_until(matrix, out, "iteration:8", tmp_path / "marker")
+    proc.kill()
+    proc.wait()
+    fresh = subprocess.run([*command(matrix, out), "--no-resume"], capture_output=True,
+                           text=True, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
+    assert "resuming" not in fresh.stderr
+    assert result_bytes(out) == reference
+
+
+def test_checkpoint_of_another_job_exits_3(matrix, tmp_path):
+    out = tmp_path / "svd.zarr"
+    proc = start_until(matrix, out, "iteration:5", tmp_path / "marker")
+    proc.kill()
+    proc.wait()
+    other = subprocess.run([*command(matrix, out)[:-1], "--seed", "4"], capture_output=True,
+                           text=True, timeout=300)
+    assert other.returncode == 3
+    assert "seed: 3 (stored) vs 4 (this job)" in other.stderr
+    errors = [line for line in other.stderr.splitlines() if line.startswith("dmf: error:")]
+    assert len(errors) == 1 and "Traceback" not in other.stderr
+
+
+def test_second_job_on_same_output_exits_3(matrix, tmp_path):
+    out = tmp_path / "svd.zarr"
+    first = start_until(matrix, out, "iteration:5", tmp_path / "marker")
+    try:
+        second = run_cli(matrix, out)
+        assert second.returncode == 3
+        assert f"pid {first.pid}" in second.stderr and "locked" in second.stderr
+    finally:
+        first.kill()
+        first.wait()
