@@ -271,6 +271,17 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         min(verbose, 2)]
     logging.basicConfig(level=level, format="dmf: %(levelname)s: %(message)s", stream=sys.stderr)
     logging.getLogger("dmf").setLevel(level)
+    # Dask logs what went wrong on the cluster with tracebacks; dmf reports the
+    # consequence in one line (a lost scheduler, say). Show Dask's own logs
+    # only when asked with -v.
+    # Dask's logging config gives some children (distributed.client...)
+    # levels of their own, so set every one of them.
+    dask_level = (logging.CRITICAL, logging.WARNING, logging.INFO)[min(verbose, 2)]
+    import distributed  # noqa: F401 - its import configures the loggers we override
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("distributed", "tornado", "asyncio"):
+            logging.getLogger(name).setLevel(dask_level)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001

@@ -268,7 +268,8 @@ def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
             step_times.append(time.perf_counter() - t0)
             rel = (abs(history[-2] - history[-1]) / max(abs(history[-2]), 1e-300)
                    if len(history) > 1 else None)
-            display.update(it, history[-1], rel, float(np.mean(step_times[-10:])))
+            display.update(it, history[-1], rel, float(np.mean(step_times[-10:])),
+                           note=str(stats.extra.get("note", "")))
             log.info("%s iteration %d loss %.10g", solver.name, it, history[-1])
             if callback is not None:
                 callback(it, state, stats)

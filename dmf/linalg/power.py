@@ -102,7 +102,8 @@ def power_solver(k: int, *, tol: float, max_iter: int) -> Solver:
             v = w / np.linalg.norm(w)
         new = {"V": V, "sigma2": sigma2, "v": v, "j": j, "inner": inner, "top": top}
         return new, Stats(loss=residual, done=j == k,
-                          extra={"component": j, "sigma": float(np.sqrt(max(lam, 0.0)))})
+                          extra={"component": j, "sigma": float(np.sqrt(max(lam, 0.0))),
+                                 "note": f"component {min(j + 1, k)}/{k}"})
 
     def finalize(X, state: State) -> dict:
         return svd_from_right_vectors(X, state["V"], np.sqrt(state["sigma2"]))

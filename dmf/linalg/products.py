@@ -33,7 +33,11 @@ def _row_slices(block, itemsize: int = 8):
 def _as_f64(part):
     if scipy.sparse.issparse(part):
         return part.astype(np.float64)
-    return np.asarray(part, dtype=np.float64)
+    # OpenBLAS takes another code path, with other rounding, for arrays not
+    # aligned to their itemsize, and decoded Zarr chunks can start at any
+    # byte: without the copy, the same block gives different bits on
+    # different workers.
+    return np.require(part, dtype=np.float64, requirements="A")
 
 
 def _gram_block(block, V):

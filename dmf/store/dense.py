@@ -106,7 +106,9 @@ class ChunkReader:
                 "other processes; use a local path or s3:// with a cluster"
             )
         try:
-            return self.zarray[key]
+            # Decoded chunks may start at any byte; BLAS rounds differently on
+            # unaligned data, so results would depend on the worker.
+            return np.require(self.zarray[key], requirements="A")
         except Exception as exc:  # noqa: BLE001 - any decode failure means a bad chunk
             raise StoreError(
                 f"{self.location}/{self._chunk_key(key)}: chunk cannot be read, the "
