@@ -10,6 +10,7 @@ import warnings
 
 import dask.array as da
 import numpy as np
+import scipy.sparse
 
 from dmf.errors import DmfWarning, InputError
 
@@ -29,6 +30,8 @@ def storage_dtype(dtype: np.dtype, name: str) -> np.dtype:
     is an :class:`~dmf.errors.InputError`.
     """
     dtype = np.dtype(dtype)
+    if dtype.byteorder not in "=|":
+        dtype = dtype.newbyteorder("=")  # big-endian files: same values, native order
     if dtype in (np.float32, np.float64):
         return dtype
     if dtype == np.float16:
@@ -57,29 +60,81 @@ def check_shape(shape: tuple[int, ...], name: str) -> None:
         raise InputError(f"{name}: the matrix is empty (shape {tuple(shape)})")
 
 
-def block_report(block: np.ndarray, row0: int, col0: int, ncols: int) -> np.ndarray:
-    """Count NaN, Inf and inexact integers in one block.
+def block_report(block, row0: int, col0: int, ncols: int) -> np.ndarray:
+    """Count NaN, Inf and inexact integers in one block (dense or scipy.sparse).
 
     Returns the five numbers of a report row: NaN count, Inf count, first
     non-finite position (as a flat row-major index of the whole matrix, -1 if
     none), count of integers beyond 2**53, and the first of those.
     """
+    if scipy.sparse.issparse(block):
+        csr = scipy.sparse.csr_matrix(block)
+        rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
+        return entries_report(rows + row0, csr.indices.astype(np.int64) + col0, csr.data, ncols)
+
+    def first(mask):
+        r, c = np.unravel_index(np.argmax(mask), block.shape)
+        return (row0 + r) * ncols + col0 + c
+
+    return _fill_report(block, first)
+
+
+def entries_report(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, ncols: int
+) -> np.ndarray:
+    """:func:`block_report` for entries given by position (sparse data):
+    ``values[k]`` sits at ``(rows[k], cols[k])`` of the whole matrix.
+
+    Examples
+    --------
+    >>> entries_report(np.array([3, 1]), np.array([0, 2]), np.array([np.nan, np.inf]), 4)
+    array([ 1,  1,  6,  0, -1])
+    """
+    rows, cols = np.asarray(rows), np.asarray(cols)
+
+    def first(mask):
+        # entries may come in any order: the first is the smallest position
+        return int((rows[mask].astype(np.int64) * ncols + cols[mask]).min())
+
+    return _fill_report(np.asarray(values), first)
+
+
+def _fill_report(values: np.ndarray, first) -> np.ndarray:
     report = np.array([0, 0, -1, 0, -1], dtype=np.int64)
-    if block.dtype.kind == "f":
-        nan = np.isnan(block)
-        inf = np.isinf(block)
+    if values.dtype.kind == "f":
+        nan = np.isnan(values)
+        inf = np.isinf(values)
         report[_N_NAN] = nan.sum()
         report[_N_INF] = inf.sum()
         if report[_N_NAN] or report[_N_INF]:
-            r, c = np.unravel_index(np.argmax(nan | inf), block.shape)
-            report[_FIRST_BAD] = (row0 + r) * ncols + col0 + c
-    elif block.dtype.kind in "iu" and block.dtype.itemsize >= 8:
-        unsafe = np.abs(block.astype(np.float64)) > FLOAT64_EXACT_INT
+            report[_FIRST_BAD] = first(nan | inf)
+    elif values.dtype.kind in "iu" and values.dtype.itemsize >= 8:
+        # compared as integers: 2**53 + 1 would round to 2**53 as a float
+        unsafe = (values > FLOAT64_EXACT_INT) | (values < -FLOAT64_EXACT_INT)
         report[_N_UNSAFE] = unsafe.sum()
         if report[_N_UNSAFE]:
-            r, c = np.unravel_index(np.argmax(unsafe), block.shape)
-            report[_FIRST_UNSAFE] = (row0 + r) * ncols + col0 + c
+            report[_FIRST_UNSAFE] = first(unsafe)
     return report
+
+
+def precast(values: np.ndarray, dtype) -> np.ndarray:
+    """``values`` as they are to be checked before being stored as ``dtype``.
+
+    Floats are cast first, so that a value overflowing the storage dtype is
+    caught as Inf; integers are left as they are, so that those beyond 2**53
+    are caught before float64 rounds them.
+
+    Examples
+    --------
+    >>> precast(np.array([1e300]), np.float32)
+    array([inf], dtype=float32)
+    >>> precast(np.array([2**60]), np.float64).dtype
+    dtype('int64')
+    """
+    if values.dtype.kind == "f":
+        with np.errstate(over="ignore"):  # the overflow is reported as Inf
+            return values.astype(dtype, copy=False)
+    return values
 
 
 def _report_of_block(block, ncols, block_info=None):
