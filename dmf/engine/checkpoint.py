@@ -73,6 +73,7 @@ class Checkpoints:
     >>> ck = Checkpoints(Location.parse("memory://doc/job/checkpoints"))
     >>> rng = np.random.default_rng(0)
     >>> ck.save(3, {"v": np.arange(3.0), "j": 1}, rng.bit_generator.state, [0.5, 0.25], {})
+    'ckpt-00000003'
     >>> latest = ck.latest()
     >>> latest.iteration, latest.state["j"], latest.state["v"].tolist()
     (3, 1, [0.0, 1.0, 2.0])

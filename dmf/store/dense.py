@@ -92,7 +92,8 @@ class ChunkReader:
         self.zarray = zarray
         self.location = location
         self.shape = zarray.shape
-        self.dtype = zarray.dtype
+        # zarr may report an explicit byte order ('<f4'); dmf shows native names.
+        self.dtype = zarray.dtype.newbyteorder("=")
         self.ndim = zarray.ndim
         self._owner_pid = os.getpid()
 
@@ -141,7 +142,8 @@ def open_dense(zarray: zarr.Array, location: Location) -> da.Array:
     check_complete(zarray, location)
     reader = ChunkReader(zarray, location)
     x = da.from_array(reader, chunks=zarray.chunks, asarray=False, inline_array=True,
-                      name=f"read-{dask.base.tokenize(reader)}")
+                      name=f"read-{dask.base.tokenize(reader)}",
+                      meta=np.empty((0, 0), dtype=reader.dtype))
     if x.dtype.kind in "iub":
         warnings.warn(f"{location}: {x.dtype} values are read as float64", DmfWarning,
                       stacklevel=3)
@@ -227,17 +229,17 @@ def prepare_target(location: Location, overwrite: bool) -> Location:
 
 
 def commit_target(staging: Location, location: Location) -> None:
-    """Put a completely written ``staging`` store in place of ``location``."""
+    """Put a completely written ``staging`` store in place of ``location``.
+
+    The old store is moved aside first and deleted last, so a crash in
+    between leaves it recoverable (``.NAME.dmf-old-*``) rather than lost.
+    """
     if staging == location:
         return
-    if location.is_local:
-        trash = location.sibling(f".{location.name}.dmf-old-{uuid.uuid4().hex[:8]}")
-        os.rename(location.url, trash.url)
-        os.rename(staging.url, location.url)
-        trash.remove()
-    else:
-        location.remove()
-        staging.move_to(location)
+    trash = location.sibling(f".{location.name}.dmf-old-{uuid.uuid4().hex[:8]}")
+    location.move_to(trash)
+    staging.move_to(location)
+    trash.remove()
 
 
 def scheduler_for(location: Location, *inputs) -> str | None:

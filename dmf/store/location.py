@@ -129,15 +129,19 @@ class Location:
     def move_to(self, target: Location) -> None:
         """Move this store to ``target`` (which must not exist).
 
-        Atomic on a local filesystem (one rename); a copy then delete on
-        object stores, which have no rename.
+        Atomic on a local filesystem (one rename). Object stores have no
+        rename and no real folders: every object is copied (server side),
+        then the source is deleted.
         """
         if self.is_local and target.is_local:
             os.rename(self.url, target.url)
             return
         fs, path = self.filesystem()
         _, target_path = target.filesystem()
-        fs.mv(path, target_path, recursive=True)
+        path = path.rstrip("/")
+        for source in fs.find(path):
+            fs.copy(source, target_path.rstrip("/") + source[len(path):])
+        fs.rm(path, recursive=True)
 
     def size_on_store(self) -> int:
         """Bytes this store occupies: the sum of its files' sizes."""
