@@ -167,3 +167,17 @@ def test_checkpoints_and_resume_on_s3(s3):
     for name in ("W", "H"):
         assert (np.asarray(resumed.arrays[name]).tobytes()
                 == np.asarray(reference.arrays[name]).tobytes())
+
+
+def test_lock_on_s3_refuses_a_second_writer(s3):
+    from dmf.engine.lock import OutputLock
+    from dmf.errors import OutputLocked
+
+    out = f"{s3.url}/locked.zarr"
+    with OutputLock(Location.parse(out, s3.storage_options)):
+        with pytest.raises(OutputLocked, match="locked by another job"):
+            run(toy_nmf(2), nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=out,
+                storage_options=s3.storage_options)
+    # released: now it runs
+    assert run(toy_nmf(2), nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=out,
+               storage_options=s3.storage_options).n_iter == 2

@@ -121,3 +121,26 @@ def test_result_is_stored_and_loadable(tmp_path):
     facts = describe(out)
     assert facts["kind"] == "result" and facts["algorithm"] == "svd-power"
     assert facts["status"] == "complete" and facts["n_iter"] == r.n_iter
+
+
+def test_cli_svd_then_info(tmp_path):
+    import subprocess
+    import sys
+
+    x, out = tmp_path / "X.zarr", tmp_path / "svd.zarr"
+    dmf.save_matrix(gapped_matrix(), x)
+    run = subprocess.run([sys.executable, "-m", "dmf", "--workers", "0", "svd", str(x),
+                          str(out), "-k", "3", "--method", "power", "--seed", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "singular values: 10, 8, 6.4" in run.stdout
+    info = subprocess.run([sys.executable, "-m", "dmf", "info", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert info.returncode == 0, info.stderr
+    lines = dict(line.split(None, 1) for line in info.stdout.splitlines() if " " in line)
+    assert lines["kind"].strip() == "result"
+    assert lines["algorithm"].strip() == "svd-power"
+    assert lines["status"].strip() == "complete"
+    assert int(lines["n_iter"]) == dmf.load(out).n_iter
+    assert float(lines["final_loss"]) <= 1e-7
+    assert "array U" in info.stdout and "600x3" in info.stdout
