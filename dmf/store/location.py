@@ -139,7 +139,11 @@ class Location:
         fs, path = self.filesystem()
         _, target_path = target.filesystem()
         path = path.rstrip("/")
-        for source in fs.find(path):
+        fs.invalidate_cache(path)
+        # Metadata last, the root's very last: until then the target is not a
+        # store at all, so a crash mid-move never leaves one that looks whole.
+        files = sorted(fs.find(path), key=lambda f: (_is_metadata(f), -f.count("/")))
+        for source in files:
             fs.copy(source, target_path.rstrip("/") + source[len(path):])
         fs.rm(path, recursive=True)
 
@@ -176,6 +180,10 @@ class Location:
             return zarr.open(store=self.zarr_store(read_only=True), mode="r")
         except Exception as exc:
             raise StoreError(f"{self}: corrupt Zarr metadata ({_one_line(exc)})") from exc
+
+
+def _is_metadata(key: str) -> bool:
+    return key.rsplit("/", 1)[-1] in (ZARR_V3_META, *ZARR_V2_META, ".zattrs")
 
 
 def _one_line(exc: BaseException) -> str:
