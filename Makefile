@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh machine with Python 3.11+ and make:
-#   make demo   - create .venv, install dmf, generate a matrix on a local cluster, show it
+#   make demo   - create .venv, install dmf, generate a matrix and take its SVD on a local cluster
 #   make test   - create .venv, install dmf with its test extras, run pytest
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
@@ -11,7 +11,7 @@ BENCH_DIR ?= bench-data
 .PHONY: demo test bench lint clean help
 
 help:
-	@echo "make demo   generate a matrix on a local cluster and describe it"
+	@echo "make demo   generate a matrix and take its SVD on a local cluster"
 	@echo "make test   run the test suite"
 	@echo "make bench  run the benchmarks (long; prints ratio tables)"
 	@echo "make lint   ruff"
@@ -31,11 +31,15 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	@touch $@ $(VENV)/.installed-run
 
 demo: $(VENV)/.installed-run
-	$(BIN)/python -m dmf generate lowrank $(DEMO_DIR)/X.zarr --shape 200000x500 --rank 10 \
-		--noise 0.01 --seed 0 --dtype float32 --nonnegative --overwrite
-	$(BIN)/python -m dmf info $(DEMO_DIR)/X.zarr
+	$(BIN)/dmf generate lowrank $(DEMO_DIR)/X.zarr --shape 100000x300 --rank 10 \
+		--noise 0.01 --seed 0 --dtype float32 --overwrite
+	$(BIN)/dmf info $(DEMO_DIR)/X.zarr
+	$(BIN)/dmf svd $(DEMO_DIR)/X.zarr $(DEMO_DIR)/svd.zarr -k 5 --method power --no-resume
+	$(BIN)/dmf info $(DEMO_DIR)/svd.zarr
 	@echo
-	@echo "matrix: $(DEMO_DIR)/X.zarr   planted factors: $(DEMO_DIR)/X.factors.zarr"
+	@echo "matrix:          $(DEMO_DIR)/X.zarr (planted factors: $(DEMO_DIR)/X.factors.zarr)"
+	@echo "SVD (U, S, Vt):  $(DEMO_DIR)/svd.zarr   - compare its singular values with"
+	@echo "                 the true ones printed by 'dmf info $(DEMO_DIR)/X.zarr'"
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest

@@ -6,8 +6,9 @@ by ``python -m benchmarks codec`` (table in benchmarks/README.md).
 
 Every preset ends with a CRC-32C checksum of the stored bytes: a damaged
 chunk (truncated, overwritten, bit rot) is then an error naming the chunk,
-never silently wrong numbers. At about 8 GB/s per core (hardware CRC) it
-costs little next to decoding.
+never silently wrong numbers. It makes a raw read pass 16-49% slower
+(measured, benchmarks/README.md), and raw bytes with it are still faster to
+read than any compressed preset.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ PRESETS: dict[str, tuple] = {
     "blosc-zstd": (BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"), _CHECKSUM),
 }
 
-DEFAULT_CODEC = "lz4"
+#: Fastest to read in every mode measured (benchmarks/README.md): noisy
+#: floats barely compress, and decoding costs more than the bytes it saves.
+DEFAULT_CODEC = "none"
 
 
 def compressors(codec: str | None) -> tuple:
