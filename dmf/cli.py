@@ -302,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except DmfError as exc:
-        print(f"dmf: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"dmf: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("dmf: interrupted", file=sys.stderr)
@@ -316,10 +316,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("dmf: unexpected error (a bug: please report it with the traceback above)",
               file=sys.stderr)
         return EXIT_UNEXPECTED
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 __all__ = ["build_parser", "main"]

@@ -51,7 +51,7 @@ def s():
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_npy(tmp_path, monkeypatch, x, order, dtype):
-    import dmf.store.ingest as ingest_module
+    import dmf.store.ingest.npy as ingest_module
 
     monkeypatch.setattr(ingest_module, "_FORTRAN_GATHER", 100)  # a few columns at a time
     src = tmp_path / "x.npy"
@@ -120,7 +120,7 @@ def test_text_details(tmp_path):
 def test_text_parsed_in_batches(tmp_path, monkeypatch, x):
     """Batches of a line or two: blocks straddle batches, the header and
     comments fall anywhere, line numbers in errors stay right."""
-    import dmf.store.ingest as ingest_module
+    import dmf.store.ingest.lines as ingest_module
 
     monkeypatch.setattr(ingest_module, "_BATCH_CHARS", 60)
     lines = [",".join(f"{v:.17g}" for v in row) for row in x]
@@ -185,7 +185,7 @@ def test_mtx_duplicates_summed(tmp_path):
 
 @pytest.mark.parametrize("layout", ["coordinate", "array"])
 def test_mtx_small_batches_and_comments(tmp_path, monkeypatch, s, layout):
-    import dmf.store.ingest as ingest_module
+    import dmf.store.ingest.lines as ingest_module
 
     monkeypatch.setattr(ingest_module, "_BATCH_CHARS", 40)
     src = tmp_path / "c.mtx"
@@ -215,7 +215,7 @@ def test_npz(tmp_path, s, fmt, compressed):
 
 def test_npz_streams_in_blocks(tmp_path, monkeypatch, s):
     """Small row blocks and triplet chunks: many pieces, same result."""
-    import dmf.store.ingest as ingest_module
+    import dmf.store.ingest.npz as ingest_module
     import dmf.store.sparse as sparse_module
 
     monkeypatch.setattr(ingest_module, "_TRIPLET_CHUNK", 7)
@@ -230,7 +230,7 @@ def test_npz_streams_in_blocks(tmp_path, monkeypatch, s):
 
 def test_npz_coo_coords(tmp_path, monkeypatch, s):
     """The layout scipy announces for COO: one 2 x nnz ``coords`` member."""
-    import dmf.store.ingest as ingest_module
+    import dmf.store.ingest.npz as ingest_module
 
     monkeypatch.setattr(ingest_module, "_TRIPLET_CHUNK", 9)
     src = tmp_path / "coords.npz"

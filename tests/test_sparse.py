@@ -20,8 +20,8 @@ from dmf.store.sparse import (
     open_csr,
     plan_row_blocks,
     save_csr,
-    write_csr_from_triplets,
 )
+from dmf.store.triplets import write_csr_from_triplets
 
 
 def random_csr(m=200, n=50, density=0.1, dtype=np.float64, seed=0):

@@ -25,7 +25,7 @@ import zarr.storage
 from dmf._version import __version__
 from dmf.errors import DmfWarning, InputError, StoreError
 from dmf.store import codecs
-from dmf.store.location import Location, _one_line
+from dmf.store.location import Location, one_line
 from dmf.store.validate import (
     block_report,
     check_shape,
@@ -113,7 +113,7 @@ class ChunkReader:
         except Exception as exc:  # noqa: BLE001 - any decode failure means a bad chunk
             raise StoreError(
                 f"{self.location}/{self._chunk_key(key)}: chunk cannot be read, the "
-                f"store is corrupt or truncated ({_one_line(exc)})"
+                f"store is corrupt or truncated ({one_line(exc)})"
             ) from None
 
     def _chunk_key(self, key) -> str:
@@ -158,7 +158,7 @@ def open_dense(zarray: zarr.Array, location: Location) -> da.Array:
 # writing
 
 
-def _write_block(block, zarray, dtype, ncols, block_info=None):
+def write_block(block, zarray, dtype, ncols, block_info=None):
     (r0, r1), (c0, c1) = block_info[0]["array-location"]
     report = block_report(block, r0, c0, ncols)
     if not (report[0] or report[1] or report[3]):
@@ -202,7 +202,7 @@ def write_dask(
     instance statistics of a generator); their results are returned.
     """
     x = x.rechunk(zarray.chunks)
-    reports = map_block_reports(x, _write_block, zarray, zarray.dtype, x.shape[1])
+    reports = map_block_reports(x, write_block, zarray, zarray.dtype, x.shape[1])
     kwargs = {"scheduler": scheduler} if scheduler else {}
     reports, *results = dask.compute(reports, *(extra or []), **kwargs)
     raise_for_reports(reports, x.shape, name)

@@ -179,14 +179,14 @@ class Location:
         try:
             return zarr.open(store=self.zarr_store(read_only=True), mode="r")
         except Exception as exc:
-            raise StoreError(f"{self}: corrupt Zarr metadata ({_one_line(exc)})") from exc
+            raise StoreError(f"{self}: corrupt Zarr metadata ({one_line(exc)})") from exc
 
 
 def _is_metadata(key: str) -> bool:
     return key.rsplit("/", 1)[-1] in (ZARR_V3_META, *ZARR_V2_META, ".zattrs")
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     return f"{type(exc).__name__}: {first}"
