@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     low.add_argument("--seed", type=int, default=0, metavar="N", help="default 0")
     low.add_argument("--dtype", choices=["float32", "float64"], default="float64")
     low.add_argument("--nonnegative", action="store_true", help="plant non-negative factors")
+    low.add_argument("--decay", type=float, default=1.0, metavar="D",
+                     help="scale W's column j by D**j: a spectrum falling geometrically "
+                     "(default 1: similar singular values)")
     _write_options(low)
     low.add_argument("--no-factors", action="store_true",
                      help="do not save the planted W and H beside X")
@@ -215,7 +218,8 @@ def cmd_generate_lowrank(args: argparse.Namespace) -> int:
     with cluster(args):
         gen = generate.lowrank(
             args.out, args.shape, args.rank, noise=args.noise, seed=args.seed,
-            dtype=args.dtype, nonnegative=args.nonnegative, chunks=args.chunks,
+            dtype=args.dtype, nonnegative=args.nonnegative, decay=args.decay,
+            chunks=args.chunks,
             save_factors=not args.no_factors, overwrite=args.overwrite,
             storage_options=args.storage_options, codec=args.codec,
         )

@@ -4,6 +4,7 @@ every URL kind, errors, safe overwrites, and the synthetic generator."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -168,13 +169,16 @@ def test_integers_beyond_2_53_are_refused(tmp_path, value):
 
 def test_default_chunks_are_row_blocks_of_about_64_mib():
     assert TARGET_CHUNK_BYTES == 64 * 2**20
-    rows, cols = default_chunks((1_000_000, 1000), "float32")
-    assert (rows, cols) == (16777, 1000)
-    # as many whole rows as fit in 64 MiB: one more row would not
-    assert rows * cols * 4 <= TARGET_CHUNK_BYTES < (rows + 1) * cols * 4
+    m = 1_000_000
+    rows, cols = default_chunks((m, 1000), "float32")
+    assert (rows, cols) == (16667, 1000)
+    # at most 64 MiB per block, in the fewest blocks (4 GB / 64 MiB -> 60),
+    # of equal size, so that no short last block is stored padded
+    assert rows * cols * 4 <= TARGET_CHUNK_BYTES
+    assert math.ceil(m / rows) == math.ceil(m * cols * 4 / TARGET_CHUNK_BYTES) == 60
     assert default_chunks((10, 1000), "float64") == (10, 1000)  # small: one block
-    # a single row over 64 MiB: split the columns instead
-    assert default_chunks((5, 10_000_000), "float64") == (1, TARGET_CHUNK_BYTES // 8)
+    # a single row over 64 MiB: split the columns instead, evenly
+    assert default_chunks((5, 10_000_000), "float64") == (1, 5_000_000)
 
 
 def test_stored_array_gets_default_chunks(tmp_path):
@@ -183,10 +187,10 @@ def test_stored_array_gets_default_chunks(tmp_path):
     url = str(tmp_path / "x.zarr")
     dmf.save_matrix(x, url)
     expected = default_chunks(shape, "float32")
-    assert expected == (335_544, 50)
+    assert expected == (200_000, 50)
     assert zarr_json(url)["chunk_grid"]["configuration"]["chunk_shape"] == list(expected)
     y = dmf.open_matrix(url)
-    assert y.chunks == ((335_544, 64_456), (50,))
+    assert y.chunks == ((200_000, 200_000), (50,))
     assert float(y.sum().compute()) == shape[0] * shape[1]
 
 
@@ -614,3 +618,12 @@ def test_lowrank_same_bits_on_a_cluster(local_client, tmp_path):
     assert_same_bits(_read(tmp_path / "cluster.factors.zarr/W"),
                      _read(tmp_path / "threads.factors.zarr/W"))
     assert a["singular_values"] == b["singular_values"]
+
+
+def test_lowrank_decay_gives_a_falling_spectrum(memory_url):
+    info = dmf.generate.lowrank(f"{memory_url}/x.zarr", (500, 40), 6, seed=0, decay=0.5)
+    s = np.linalg.svd(dmf.open_matrix(f"{memory_url}/x.zarr").compute(), compute_uv=False)
+    assert np.allclose(s[:6], info["singular_values"], rtol=1e-10)
+    # each value well below the one before (geometric-ish fall), nothing beyond the rank
+    assert (s[1:6] / s[:5] < 0.8).all() and s[6] < 1e-10 * s[0]
+    assert info["decay"] == 0.5

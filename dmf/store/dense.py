@@ -11,6 +11,7 @@ prove a write finished.
 
 from __future__ import annotations
 
+import math
 import os
 import uuid
 import warnings
@@ -42,13 +43,14 @@ TARGET_CHUNK_BYTES = 64 * 2**20
 def default_chunks(
     shape: tuple[int, int], dtype, target_bytes: int = TARGET_CHUNK_BYTES
 ) -> tuple[int, int]:
-    """Row blocks of about ``target_bytes``; column blocks too only when one
-    row alone is larger than that.
+    """Row blocks of at most ``target_bytes``, as few as possible and of
+    equal size (a short last block would be stored padded to full size);
+    column blocks too only when one row alone is larger than that.
 
     Examples
     --------
-    >>> default_chunks((1_000_000, 1000), "float32")
-    (16777, 1000)
+    >>> default_chunks((1_000_000, 1000), "float32")  # 60 blocks of 63.6 MiB
+    (16667, 1000)
     >>> default_chunks((10, 1000), "float64")
     (10, 1000)
     """
@@ -56,8 +58,15 @@ def default_chunks(
     itemsize = np.dtype(dtype).itemsize
     row_bytes = n * itemsize
     if row_bytes <= target_bytes:
-        return (max(1, min(m, target_bytes // row_bytes)), n)
-    return (1, max(1, min(n, target_bytes // itemsize)))
+        return (_even_split(m, target_bytes // row_bytes), n)
+    return (1, _even_split(n, target_bytes // itemsize))
+
+
+def _even_split(length: int, most: int) -> int:
+    """The block length that covers ``length`` in the fewest blocks of at
+    most ``most``, with the blocks as equal as possible."""
+    blocks = max(1, math.ceil(length / max(1, most)))
+    return max(1, math.ceil(length / blocks))
 
 
 def normalize_chunks(chunks, shape: tuple[int, int], dtype) -> tuple[int, int]:

@@ -49,9 +49,12 @@ def _planted_H(seed: int, rank: int, n: int, nonnegative: bool) -> np.ndarray:
     return h / np.sqrt(rank)
 
 
-def _planted_W_block(seed: int, block: int, rows: int, rank: int, nonnegative: bool):
+def _planted_W_block(seed: int, block: int, rows: int, rank: int, nonnegative: bool,
+                     decay: float):
     w = _stream(seed, 1, block).standard_normal((rows, rank))
-    return np.abs(w) if nonnegative else w
+    if nonnegative:
+        w = np.abs(w)
+    return w * decay ** np.arange(rank) if decay != 1.0 else w
 
 
 def _x_block(w_block, H, seed, noise, nonnegative, dtype, block_info=None):
@@ -64,10 +67,10 @@ def _x_block(w_block, H, seed, noise, nonnegative, dtype, block_info=None):
     return x.astype(dtype, copy=False)
 
 
-def _w_block(seed, rank, nonnegative, block_info=None):
+def _w_block(seed, rank, nonnegative, decay, block_info=None):
     info = block_info[None]
     rows = info["chunk-shape"][0]
-    return _planted_W_block(seed, info["chunk-location"][0], rows, rank, nonnegative)
+    return _planted_W_block(seed, info["chunk-location"][0], rows, rank, nonnegative, decay)
 
 
 def planted_singular_values(gram_W: np.ndarray, H: np.ndarray) -> np.ndarray:
@@ -100,6 +103,7 @@ def lowrank(
     seed: int = 0,
     dtype: str = "float64",
     nonnegative: bool = False,
+    decay: float = 1.0,
     chunks=None,
     save_factors: bool = True,
     overwrite: bool = False,
@@ -127,6 +131,10 @@ def lowrank(
     dtype : {"float64", "float32"}
     nonnegative : bool
         Plant non-negative factors (for NMF).
+    decay : float
+        Scale column j of W by ``decay ** j``: below 1, the singular values
+        fall roughly geometrically, as in most real data (and W H's RMS
+        drops below 1). The default 1.0 gives singular values of similar size.
     chunks : int or (int, int), optional
         As for :func:`dmf.save_matrix`; only row blocks are supported.
     save_factors : bool
@@ -149,6 +157,8 @@ def lowrank(
     """
     location = Location.parse(url, storage_options)
     m, n = _check_args(shape, rank, noise, dtype)
+    if not 0.0 < decay <= 1.0:
+        raise InputError(f"decay must be in (0, 1], got {decay}")
     dtype = np.dtype(dtype)
     chunks = normalize_chunks(chunks, (m, n), dtype)
     if chunks[1] != n:
@@ -156,14 +166,16 @@ def lowrank(
 
     H = _planted_H(seed, rank, n, nonnegative)
     row_chunks = da.core.normalize_chunks((chunks[0], rank), (m, rank))
-    W = da.map_blocks(_w_block, seed, rank, nonnegative, chunks=row_chunks, dtype=np.float64)
+    W = da.map_blocks(_w_block, seed, rank, nonnegative, decay, chunks=row_chunks,
+                      dtype=np.float64)
     X = W.map_blocks(_x_block, H, seed, noise, nonnegative, dtype,
                      chunks=(row_chunks[0], (n,)), dtype=dtype)
     gram_W = W.T @ W
 
     generator = {
         "kind": "lowrank", "shape": [m, n], "rank": rank, "noise": float(noise),
-        "seed": int(seed), "nonnegative": bool(nonnegative), "dtype": str(dtype),
+        "seed": int(seed), "nonnegative": bool(nonnegative), "decay": float(decay),
+        "dtype": str(dtype),
     }
     factors = factors_location(location)
     staging = prepare_target(location, overwrite)

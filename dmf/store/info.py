@@ -115,7 +115,7 @@ def format_facts(facts: dict[str, Any]) -> str:
         shown = ", ".join(f"{s:.6g}" for s in sv[:5]) + (", ..." if len(sv) > 5 else "")
         lines.append(f"{'generator':18} {gen.get('kind')} rank={gen.get('rank')} "
                      f"noise={gen.get('noise')} seed={gen.get('seed')} "
-                     f"nonnegative={gen.get('nonnegative')}")
+                     f"nonnegative={gen.get('nonnegative')} decay={gen.get('decay', 1.0)}")
         if sv:
             lines.append(f"{'true singular vals':18} {shown}")
         if gen.get("factors"):
