@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--checkpoint-every", type=positive_int, metavar="N",
                      help="checkpoint every N iterations (default 10)")
+    sub.add_argument("--checkpoint-seconds", type=float, metavar="T",
+                     help="also checkpoint when T seconds passed since the last one "
+                     "(default 300)")
     sub.add_argument("--no-resume", action="store_true",
                      help="start over even if OUT holds checkpoints of this job")
     sub.add_argument("--progress", action="store_true",
@@ -249,7 +252,8 @@ def cmd_svd(args: argparse.Namespace) -> int:
         result = dmf.svd(args.x, args.k, method=args.method, seed=args.seed, tol=args.tol,
                          max_iter=args.max_iter, out=args.out,
                          storage_options=args.storage_options,
-                         checkpoint_every=args.checkpoint_every, resume=not args.no_resume,
+                         checkpoint_every=args.checkpoint_every,
+                         checkpoint_seconds=args.checkpoint_seconds, resume=not args.no_resume,
                          progress=_progress(args), cache=False if args.no_cache else "auto")
     if not args.quiet:
         verb = "already complete" if result.attrs.get("skipped") else "wrote"

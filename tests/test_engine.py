@@ -117,6 +117,20 @@ def test_resume_after_crash_is_bitwise_equal(tmp_path):
     assert len(resumed.loss_history) == 12
 
 
+def test_checkpoints_by_elapsed_time(tmp_path):
+    seen = {}
+
+    def callback(it, state, stats):
+        if it == 5:
+            latest = Checkpoints(Location.parse(tmp_path / "job.zarr" / "checkpoints")).latest()
+            seen["latest"] = latest.iteration
+
+    # every 100 iterations would never trigger here; any elapsed time does
+    run(toy_nmf(3), nonnegative_matrix(), seed=0, max_iter=6, tol=0, out=tmp_path / "job.zarr",
+        checkpoint_every=100, checkpoint_seconds=1e-9, callback=callback)
+    assert seen == {"latest": 4}
+
+
 def test_complete_job_is_not_rerun(tmp_path):
     X = nonnegative_matrix()
     out = tmp_path / "job.zarr"

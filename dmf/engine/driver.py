@@ -175,8 +175,8 @@ def run(
                    "input": input_fingerprint(X), "seed": seed}
     location = Location.parse(out, storage_options) if out is not None else None
     if location is not None:
-        checkpoint_every = checkpoint_every or 10
-        checkpoint_seconds = checkpoint_seconds or 300.0
+        checkpoint_every = 10 if checkpoint_every is None else checkpoint_every
+        checkpoint_seconds = 300.0 if checkpoint_seconds is None else checkpoint_seconds
     display = Progress(solver.name, max_iter, enabled=progress)
 
     with contextlib.ExitStack() as stack:

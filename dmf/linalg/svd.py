@@ -39,6 +39,7 @@ def svd(
     out: str | os.PathLike | None = None,
     storage_options: dict[str, Any] | None = None,
     checkpoint_every: int | None = None,
+    checkpoint_seconds: float | None = None,
     resume: bool = True,
     progress: bool | None = None,
     cache: bool | str = "auto",
@@ -67,6 +68,9 @@ def svd(
         iterating, and resume from a checkpoint of the same job.
     checkpoint_every : int, optional
         Iterations between checkpoints (default 10 when ``out`` is given).
+    checkpoint_seconds : float, optional
+        Also checkpoint when this many seconds passed since the last one
+        (default 300 when ``out`` is given).
     resume : bool
         False: start over even if ``out`` holds checkpoints of this job.
     progress : bool, optional
@@ -104,5 +108,5 @@ def svd(
     solver = power_solver(k, tol=tol, max_iter=max_iter)
     result = run(solver, X, seed=seed, max_iter=k * max_iter, tol=tol, out=out,
                  storage_options=storage_options, checkpoint_every=checkpoint_every,
-                 resume=resume, progress=progress)
+                 checkpoint_seconds=checkpoint_seconds, resume=resume, progress=progress)
     return SVDResult.from_run(result, method)
