@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from dmf._version import __version__
-from dmf.errors import DmfError, DmfWarning
+from dmf.errors import DmfError, DmfWarning, InputError
 
 log = logging.getLogger("dmf")
 
@@ -157,8 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
     svd.add_argument("x", metavar="X", help="input matrix (path or URL)")
     svd.add_argument("out", metavar="OUT", help="output group for U, S, Vt")
     svd.add_argument("-k", "--k", type=positive_int, required=True, metavar="K")
-    svd.add_argument("--method", choices=["power"], default="power",
-                     help="power: power iteration with deflation, one pass per step")
+    svd.add_argument("--method", choices=["randomized", "sketch", "eigh", "power"],
+                     default="randomized",
+                     help="randomized: Q power iterations, Q + 2 passes (default); sketch: "
+                     "one pass, with an error estimate; eigh: symmetric X, signed "
+                     "eigenvalues; power: power iteration with deflation")
+    svd.add_argument("--n-iter", metavar="Q", default="auto",
+                     help="power iterations of randomized/eigh (default auto: 7 for small k, "
+                     "else 4)")
+    svd.add_argument("--oversamples", type=int, default=10, metavar="P",
+                     help="extra random directions (default 10)")
+    svd.add_argument("--normalizer", choices=["auto", "QR", "LU", "none"], default="auto",
+                     help="re-orthonormalization of the power iterations (default QR)")
+    svd.add_argument("--assume-symmetric", action="store_true",
+                     help="eigh: skip the symmetry check")
     svd.add_argument("--seed", type=int, default=0, help="default 0")
     svd.add_argument("--tol", type=float, help="power: residual tolerance (default 1e-7)")
     svd.add_argument("--max-iter", type=positive_int, metavar="N",
@@ -248,20 +260,35 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_svd(args: argparse.Namespace) -> int:
     import dmf
 
+    n_iter = args.n_iter if args.n_iter == "auto" else _int_option("--n-iter", args.n_iter)
     with cluster(args):
-        result = dmf.svd(args.x, args.k, method=args.method, seed=args.seed, tol=args.tol,
-                         max_iter=args.max_iter, out=args.out,
+        result = dmf.svd(args.x, args.k, method=args.method, n_iter=n_iter,
+                         n_oversamples=args.oversamples, normalizer=args.normalizer,
+                         seed=args.seed, tol=args.tol, max_iter=args.max_iter,
+                         assume_symmetric=args.assume_symmetric, out=args.out,
                          storage_options=args.storage_options,
                          checkpoint_every=args.checkpoint_every,
                          checkpoint_seconds=args.checkpoint_seconds, resume=not args.no_resume,
                          progress=_progress(args), cache=False if args.no_cache else "auto")
     if not args.quiet:
         verb = "already complete" if result.attrs.get("skipped") else "wrote"
-        values = ", ".join(f"{s:.6g}" for s in result.S[:10])
+        shown = result.eigenvalues if args.method == "eigh" else result.S
+        values = ", ".join(f"{s:.6g}" for s in shown[:10])
+        label = "eigenvalues" if args.method == "eigh" else "singular values"
         print(f"{verb} {result.location}: U, S, Vt ({args.method}, k={args.k}, "
               f"{result.n_iter} iterations)")
-        print(f"singular values: {values}{', ...' if len(result.S) > 10 else ''}")
+        print(f"{label}: {values}{', ...' if len(shown) > 10 else ''}")
+        if "relative_error_estimate" in result.attrs:
+            print(f"estimated relative error ||X - U S Vt||_F / ||X||_F: "
+                  f"{result.attrs['relative_error_estimate']:.3g}")
     return EXIT_OK
+
+
+def _int_option(flag: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"{flag} must be an integer or 'auto', got {text!r}") from None
 
 
 def cmd_info(args: argparse.Namespace) -> int:

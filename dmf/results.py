@@ -30,15 +30,17 @@ class SVDResult:
         positive.
     method : str
     n_iter : int
-        Iterations (passes of the iterative part) performed.
+        Steps of the iterative part (one pass over X each).
     loss_history : list of float
-        Per iteration, what the method measures (for ``power``, the
-        eigen-residual of the component being computed).
+        Per step, what the method measures: for ``power`` the eigen-residual
+        of the component being computed, for ``randomized`` and ``eigh`` the
+        largest relative change of the top-k estimates.
     converged : bool
     location : str or None
         Where the result is stored, if it is.
     attrs : dict
-        Everything else recorded (parameters, timings, fingerprint).
+        Everything else recorded (parameters, timings, fingerprint, and the
+        method's own facts: ``error_estimate``, ``eigenvalues``...).
     """
 
     U: Any
@@ -51,10 +53,38 @@ class SVDResult:
     location: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def explained_variance_(self) -> np.ndarray:
+        """Variance of each column of X V = U S, as in scikit-learn's
+        TruncatedSVD (X not centred)."""
+        return np.asarray(self.attrs["explained_variance"])
+
+    @property
+    def explained_variance_ratio_(self) -> np.ndarray:
+        """``explained_variance_`` over the summed variances of X's columns."""
+        return np.asarray(self.attrs["explained_variance_ratio"])
+
+    @property
+    def eigenvalues(self) -> np.ndarray:
+        """``method="eigh"``: the eigenvalues, with their signs (S holds
+        their magnitudes; X = U diag(eigenvalues) U^T)."""
+        if "eigenvalues" not in self.attrs:
+            raise AttributeError("eigenvalues: only method='eigh' computes them")
+        return np.asarray(self.attrs["eigenvalues"])
+
+    @property
+    def error_estimate(self) -> float:
+        """``method="sketch"``: estimated ||X - U S Vt||_F (Tropp et al.'s
+        test sketch); ``attrs["relative_error_estimate"]`` divides it by
+        ||X||_F."""
+        if "error_estimate" not in self.attrs:
+            raise AttributeError("error_estimate: only method='sketch' estimates its error")
+        return float(self.attrs["error_estimate"])
+
     @classmethod
     def from_run(cls, run: RunResult, method: str) -> SVDResult:
         a = run.arrays
-        attrs = {"timings": run.timings, "resumed_from": run.resumed_from,
+        attrs = {**run.meta, "timings": run.timings, "resumed_from": run.resumed_from,
                  "skipped": run.skipped}
         return cls(U=a["U"], S=np.asarray(a["S"]), Vt=np.asarray(a["Vt"]), method=method,
                    n_iter=run.n_iter, loss_history=run.loss_history, converged=run.converged,

@@ -4,7 +4,9 @@ A solver is a :class:`Solver`: ``init(X, ctx) -> state`` and
 ``step(X, state, ctx) -> (state, Stats)``, plus ``finalize(X, state)`` that
 turns the last state into the result's arrays. State is a flat dict of
 numpy arrays (small factors), dask arrays (tall factors) and JSON scalars.
-The driver owns everything else: convergence, loss history, progress,
+``finalize`` may also return ``(arrays, meta)``: meta (JSON-able facts such as
+an error estimate) is recorded with the result. The driver owns everything
+else: convergence, loss history, progress,
 checkpoints, resume, the output lock, signals, and keeping task graphs from
 growing with the iteration count.
 
@@ -81,7 +83,7 @@ class Solver:
     params: dict[str, Any]
     init: Callable[[Any, Context], State]
     step: Callable[[Any, State, Context], tuple[State, Stats]]
-    finalize: Callable[[Any, State], dict[str, Any]]
+    finalize: Callable[[Any, State], dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]]
     converged: Callable[[list[float], float], bool] = relative_change_below
 
 
@@ -97,6 +99,7 @@ class RunResult:
     skipped: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     location: Location | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def materialize(state: State) -> State:
@@ -289,14 +292,16 @@ def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
     t_final = time.perf_counter()
     with guard.critical():
         arrays = _guarded(lambda: solver.finalize(X, state), output, it)
+        arrays, extra = arrays if isinstance(arrays, tuple) else (arrays, {})
         timings = {"init_s": init_s, "iterations_s": float(sum(step_times)),
                    "seconds_per_iter": float(np.mean(step_times)) if step_times else 0.0,
                    "finalize_s": time.perf_counter() - t_final}
-        meta = {"n_iter": it, "loss_history": history, "converged": converged,
+        meta = {**extra, "n_iter": it, "loss_history": history, "converged": converged,
                 "timings": timings, "resumed_from": resumed_from}
         if output is None:
             return RunResult(arrays=arrays, loss_history=history, n_iter=it,
-                             converged=converged, resumed_from=resumed_from, timings=timings)
+                             converged=converged, resumed_from=resumed_from, timings=timings,
+                             meta=meta)
         _guarded(lambda: output.write_result(arrays, meta), output, it)
         failpoint("result-complete")
     return _stored_result(output, skipped=False)
@@ -363,4 +368,4 @@ def _stored_result(output: JobOutput, *, skipped: bool) -> RunResult:
     return RunResult(arrays=output.read_arrays(), loss_history=list(meta.get("loss_history", [])),
                      n_iter=int(meta.get("n_iter", 0)), converged=bool(meta.get("converged")),
                      resumed_from=meta.get("resumed_from"), skipped=skipped,
-                     timings=meta.get("timings", {}), location=output.location)
+                     timings=meta.get("timings", {}), location=output.location, meta=meta)

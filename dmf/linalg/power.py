@@ -26,33 +26,14 @@ from __future__ import annotations
 
 import warnings
 
+import dask
 import dask.array as da
 import numpy as np
 
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.errors import DmfWarning
-from dmf.linalg.orthonormal import complete_basis
-from dmf.linalg.products import gram_apply, tall_times
-
-
-def null_cutoff(shape: tuple[int, int]) -> float:
-    """Relative cut-off on sigma^2 / sigma_1^2 below which sigma counts as 0."""
-    return max(shape) * np.finfo(np.float64).eps
-
-
-def fix_signs(V: np.ndarray) -> np.ndarray:
-    """Flip columns so that each one's largest-magnitude entry is positive
-    (the first such entry, on ties).
-
-    Examples
-    --------
-    >>> fix_signs(np.array([[0.6, -1.0], [-0.8, 0.5]])).tolist()
-    [[-0.6, 1.0], [0.8, -0.5]]
-    """
-    idx = np.argmax(np.abs(V), axis=0)
-    signs = np.sign(V[idx, np.arange(V.shape[1])])
-    signs[signs == 0] = 1
-    return V * signs
+from dmf.linalg.common import assemble, finish_sides, null_cutoff
+from dmf.linalg.products import column_moments, gram_apply, split_moments
 
 
 def _project_out(w: np.ndarray, Q: np.ndarray) -> np.ndarray:
@@ -66,20 +47,28 @@ def _start_vector(rng: np.random.Generator, found: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def power_solver(k: int, *, tol: float, max_iter: int) -> Solver:
+def power_solver(k: int, *, tol: float, max_iter: int, transposed: bool = False) -> Solver:
     """A :class:`~dmf.engine.driver.Solver` for the top-``k`` singular
-    triplets; ``max_iter`` is per component."""
+    triplets; ``max_iter`` is per component. With ``transposed`` the solver
+    is given X^T and returns X's factors."""
 
     def init(X, ctx: Context) -> State:
         n = X.shape[1]
         V = np.zeros((n, k))
         return {"V": V, "sigma2": np.zeros(k), "v": _start_vector(ctx.rng, V[:, :0]),
-                "j": 0, "inner": 0, "top": 0.0}
+                "j": 0, "inner": 0, "top": 0.0, "colsum": np.zeros(n), "sumsq": 0.0,
+                "rowsq": 0.0, "first": True}
 
     def step(X, state: State, ctx: Context) -> tuple[State, Stats]:
         V, sigma2 = state["V"].copy(), state["sigma2"].copy()
         v, j, inner, top = state["v"], int(state["j"]), int(state["inner"]) + 1, state["top"]
-        w = _project_out(gram_apply(X, v[:, None]).compute()[:, 0], V[:, :j])
+        moments = {}
+        if state["first"]:  # X's moments ride along with the first pass
+            w, values = dask.compute(gram_apply(X, v[:, None]), column_moments(X))
+            moments["colsum"], moments["sumsq"], moments["rowsq"] = split_moments(values)
+        else:
+            w = gram_apply(X, v[:, None]).compute()
+        w = _project_out(w[:, 0], V[:, :j])
         lam = float(v @ w)
         top = max(top, lam)
         null = lam <= null_cutoff(X.shape) * top or top == 0.0
@@ -100,27 +89,23 @@ def power_solver(k: int, *, tol: float, max_iter: int) -> Solver:
                 v = _start_vector(ctx.rng, V[:, :j])
         else:
             v = w / np.linalg.norm(w)
-        new = {"V": V, "sigma2": sigma2, "v": v, "j": j, "inner": inner, "top": top}
+        new = {**state, **moments, "V": V, "sigma2": sigma2, "v": v, "j": j, "inner": inner,
+               "top": top, "first": False}
         return new, Stats(loss=residual, done=j == k,
                           extra={"component": j, "sigma": float(np.sqrt(max(lam, 0.0))),
                                  "note": f"component {min(j + 1, k)}/{k}"})
 
-    def finalize(X, state: State) -> dict:
-        return svd_from_right_vectors(X, state["V"], np.sqrt(state["sigma2"]))
+    def finalize(X, state: State) -> tuple[dict, dict]:
+        arrays = svd_from_right_vectors(X, state["V"], np.sqrt(state["sigma2"]))
+        return finish_sides(X, arrays, state, transposed)
 
-    return Solver(name="svd-power", params={"k": k, "tol": tol, "max_iter": max_iter},
+    return Solver(name="svd-power",
+                  params={"k": k, "tol": tol, "max_iter": max_iter, "transposed": transposed},
                   init=init, step=step, finalize=finalize)
 
 
 def svd_from_right_vectors(X: da.Array, V: np.ndarray, sigma: np.ndarray) -> dict:
-    """U, S, Vt from right singular vectors: sorted by sigma, signs fixed on
-    V; U = X V / sigma for nonzero sigma, and orthonormal vectors orthogonal
-    to those for sigma = 0 (never a division by zero)."""
-    order = np.argsort(-sigma, kind="stable")
-    sigma, V = sigma[order], fix_signs(V[:, order])
-    dtype = X.dtype
-    nonzero = sigma > 0
-    scale = np.zeros_like(sigma)
-    scale[nonzero] = 1.0 / sigma[nonzero]
-    U = complete_basis(tall_times(X, V * scale, dtype=dtype), ~nonzero)
-    return {"U": U, "S": sigma.astype(dtype), "Vt": V.T.astype(dtype)}
+    """U, S, Vt from right singular vectors: U = X V / sigma for nonzero
+    sigma, orthonormal completion for zero ones (never a division by 0)."""
+    scale = np.divide(1.0, sigma, out=np.zeros_like(sigma), where=sigma > 0)
+    return assemble(X, V * scale, sigma, V, len(sigma))

@@ -1,91 +1,132 @@
-"""Block products with a tall matrix X, each one pass over X.
+"""Block products with a large matrix X, each one pass over X.
 
-X is read in row blocks X_b (dense or scipy.sparse). Small results are
-accumulated in float64 and summed in a fixed tree, so they are bitwise the
-same whatever the number of workers; float32 blocks are widened to float64 a
-slice at a time, so a task never holds more than a few MiB of widened data.
+X is read block by block (dense or scipy.sparse blocks, any chunk grid: row
+blocks, column blocks or both, never rechunked). One task handles one block
+row X_r = [X_r1 ... X_rc] (``da.blockwise`` with ``concatenate=False`` hands
+it the row as a list), so a task holds at most one row of blocks. Small
+results are accumulated in float64 per row and summed by dask's reduction
+tree, whose shape depends only on the chunks, so they are bitwise the same
+whatever the number of workers; float32 blocks are widened to float64 a
+slice at a time.
 
-- ``gram_apply(X, V)``  = X^T X V, as sum_b X_b^T (X_b V): one pass, n x p.
-- ``tall_times(X, M)``  = X M, a lazy tall array with X's row blocks.
-- ``transpose_times(X, Y)`` = X^T Y for Y tall with X's row blocks: one pass.
+- ``gram_apply(X, V)``      = X^T X V, as sum_r X_r^T (X_r V): n x p.
+- ``transpose_times(X, Y)`` = X^T Y for a tall Y with X's row blocks: n x p.
+- ``tall_times(X, M)``      = X M, a lazy tall array with X's row blocks.
+- ``column_moments(X)``     = column sums, sum of squares, squared row sums.
+
+Everything is built from dask array operations, never ``to_delayed``: a
+graph made that way names a persisted X's blocks without holding their
+futures, and the blocks are released under any lazy result built on them.
 """
 
 from __future__ import annotations
 
-import dask
 import dask.array as da
 import numpy as np
 import scipy.sparse
 
 #: Widen at most this many bytes of a block to float64 at a time.
 SLICE_BYTES = 8 * 2**20
-#: Fan-in of the reduction tree.
-SPLIT_EVERY = 8
 
 
-def _row_slices(block, itemsize: int = 8):
+def row_slices(block, itemsize: int = 8):
     rows = block.shape[0]
     step = max(1, SLICE_BYTES // max(1, block.shape[1] * itemsize))
     for r0 in range(0, rows, step):
         yield slice(r0, min(rows, r0 + step))
 
 
-def _as_f64(part):
+def as_f64(part):
+    """``part`` as float64, aligned, ready for BLAS.
+
+    OpenBLAS takes another code path, with other rounding, for arrays not
+    aligned to their itemsize, and decoded Zarr chunks or arrays received
+    from another worker can start at any byte: without this copy the same
+    block gives different bits on different workers.
+    """
     if scipy.sparse.issparse(part):
         return part.astype(np.float64)
-    # OpenBLAS takes another code path, with other rounding, for arrays not
-    # aligned to their itemsize, and decoded Zarr chunks can start at any
-    # byte: without the copy, the same block gives different bits on
-    # different workers.
     return np.require(part, dtype=np.float64, requirements="A")
 
 
-def _gram_block(block, V):
-    out = np.zeros((block.shape[1], V.shape[1]))
-    for sl in _row_slices(block):
-        xs = _as_f64(block[sl])
-        out += xs.T @ (xs @ V)
+def small(M: np.ndarray, row_chunks) -> da.Array:
+    """A small n x p matrix as a dask array split like X's columns (one graph
+    key per piece: it travels to each worker once, not once per task)."""
+    return da.from_array(np.asarray(M, dtype=np.float64), chunks=(row_chunks, -1))
+
+
+def stacked_sum(parts: da.Array) -> np.ndarray:
+    """Sum of per-row results (r x a x b, one chunk per row) as a lazy a x b
+    array; dask's tree fixes the order of the additions."""
+    return parts.sum(axis=0, dtype=np.float64)
+
+
+# -- per block row -----------------------------------------------------------------
+
+def _times(blocks, Ms):
+    """X_r M in float64, for the row's blocks and M's matching pieces."""
+    out = None
+    for block, Mc in zip(blocks, Ms, strict=True):
+        Mc = np.asarray(Mc, dtype=np.float64)
+        part = np.empty((block.shape[0], Mc.shape[1]))
+        for sl in row_slices(block):
+            part[sl] = as_f64(block[sl]) @ Mc
+        out = part if out is None else out + part
     return out
 
 
-def _transpose_block(block, Y):
-    out = np.zeros((block.shape[1], Y.shape[1]))
-    Y = np.asarray(Y, dtype=np.float64)
-    for sl in _row_slices(block):
-        out += _as_f64(block[sl]).T @ Y[sl]
-    return out
+def _row_gram(blocks, Vs):
+    if len(blocks) == 1:  # the common case: fuse per slice, never hold X_r V whole
+        block, V = blocks[0], np.asarray(Vs[0], dtype=np.float64)
+        out = np.zeros((block.shape[1], V.shape[1]))
+        for sl in row_slices(block):
+            xs = as_f64(block[sl])
+            out += xs.T @ (xs @ V)
+        return out[None]
+    return _row_transpose(blocks, _times(blocks, Vs))
 
 
-def _tall_block(block, M, dtype):
-    out = np.empty((block.shape[0], M.shape[1]), dtype=dtype)
-    for sl in _row_slices(block):
-        out[sl] = _as_f64(block[sl]) @ M
-    return out
+def _row_transpose(blocks, Y):
+    """X_r^T Y_r in float64, stacked: 1 x n x p."""
+    Y = as_f64(Y)
+    parts = []
+    for block in blocks:
+        acc = np.zeros((block.shape[1], Y.shape[1]))
+        for sl in row_slices(block):
+            acc += as_f64(block[sl]).T @ Y[sl]
+        parts.append(acc)
+    return np.concatenate(parts)[None]
 
 
-def _sum(parts):
-    total = parts[0].copy()
-    for p in parts[1:]:
-        total += p
-    return total
+def _row_transpose_times(blocks, Ys):
+    return _row_transpose(blocks, Ys[0] if isinstance(Ys, list) else Ys)
 
 
-def tree_sum(parts: list) -> dask.delayed:
-    """Sum delayed arrays pairwise-in-groups, in a fixed order."""
-    parts = list(parts)
-    while len(parts) > 1:
-        parts = [dask.delayed(_sum, pure=True)(parts[i:i + SPLIT_EVERY])
-                 for i in range(0, len(parts), SPLIT_EVERY)]
-    return parts[0]
+def _row_tall(blocks, Ms, dtype):
+    return _times(blocks, Ms).astype(dtype, copy=False)
 
 
-def row_blocks(X: da.Array) -> da.Array:
-    """X with full-width row blocks (a no-op for dmf's stores)."""
-    return X if X.numblocks[1] == 1 else X.rechunk({1: -1})
+def _row_moments(blocks):
+    """[column sums..., sum of squares, sum of squared row sums], 1 x (n + 2)."""
+    colsums = []
+    rowsum = np.zeros(blocks[0].shape[0])
+    sumsq = 0.0
+    for block in blocks:
+        acc = np.zeros(block.shape[1])
+        for sl in row_slices(block):
+            xs = as_f64(block[sl])
+            acc += np.asarray(xs.sum(axis=0)).ravel()
+            rowsum[sl] += np.asarray(xs.sum(axis=1)).ravel()
+            sumsq += float((xs.multiply(xs)).sum() if scipy.sparse.issparse(xs)
+                           else np.einsum("ij,ij->", xs, xs))
+        colsums.append(acc)
+    return np.concatenate([*colsums, [sumsq, float(rowsum @ rowsum)]])[None]
 
 
-def gram_apply(X: da.Array, V: np.ndarray) -> dask.delayed:
-    """Delayed X^T (X V) in float64: one pass over X.
+# -- public ------------------------------------------------------------------------
+
+def gram_apply(X: da.Array, V: np.ndarray) -> da.Array:
+    """Lazy X^T (X V) in float64 (n x p): one pass over X.
 
     Examples
     --------
@@ -95,28 +136,44 @@ def gram_apply(X: da.Array, V: np.ndarray) -> dask.delayed:
     >>> bool(np.allclose(gram_apply(da.from_array(A, chunks=2), V).compute(), A.T @ A @ V))
     True
     """
-    X = row_blocks(X)
-    V_key = dask.delayed(np.asarray(V, dtype=np.float64), pure=True)
-    parts = [dask.delayed(_gram_block, pure=True)(b, V_key) for b in X.to_delayed().ravel()]
-    return tree_sum(parts)
+    n, p = X.shape[1], np.shape(V)[1]
+    parts = da.blockwise(_row_gram, "iab", X, "ij", small(V, X.chunks[1]), "jb",
+                         new_axes={"a": n}, adjust_chunks={"i": 1, "b": p},
+                         concatenate=False, dtype=np.float64, meta=np.empty((0, 0, 0)))
+    return stacked_sum(parts.rechunk({1: -1, 2: -1}))
 
 
-def transpose_times(X: da.Array, Y: da.Array) -> dask.delayed:
-    """Delayed X^T Y in float64 for a tall Y with X's row blocks: one pass."""
-    X = row_blocks(X)
+def transpose_times(X: da.Array, Y: da.Array) -> da.Array:
+    """Lazy X^T Y in float64 (n x p) for a tall Y (rechunked to X's row
+    blocks, a no-op when it has them): one pass."""
+    n, p = X.shape[1], Y.shape[1]
     Y = Y.rechunk((X.chunks[0], -1))
-    parts = [dask.delayed(_transpose_block, pure=True)(b, y)
-             for b, y in zip(X.to_delayed().ravel(), Y.to_delayed().ravel(), strict=True)]
-    return tree_sum(parts)
+    parts = da.blockwise(_row_transpose_times, "iab", X, "ij", Y, "ib",
+                         new_axes={"a": n}, adjust_chunks={"i": 1, "b": p},
+                         concatenate=False, dtype=np.float64, meta=np.empty((0, 0, 0)))
+    return stacked_sum(parts)
 
 
 def tall_times(X: da.Array, M: np.ndarray, dtype=None) -> da.Array:
     """Lazy X M (m x p) with X's row blocks, computed in float64 and stored
     as ``dtype`` (default: X's dtype)."""
-    X = row_blocks(X)
-    M = np.asarray(M, dtype=np.float64)
     dtype = np.dtype(dtype or X.dtype)
-    # One graph key for M, so it travels to each worker once, not per task.
-    M_key = dask.delayed(M, pure=True)
-    return X.map_blocks(_tall_block, M_key, dtype, chunks=(X.chunks[0], (M.shape[1],)),
-                        dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
+    p = np.shape(M)[1]
+    return da.blockwise(_row_tall, "ib", X, "ij", small(M, X.chunks[1]), "jb", dtype,
+                        None, adjust_chunks={"b": p}, concatenate=False, dtype=dtype,
+                        meta=np.empty((0, 0), dtype=dtype))
+
+
+def column_moments(X: da.Array) -> da.Array:
+    """Lazy [column sums..., sum of squares, sum of squared row sums] in
+    float64: one pass, or none extra when computed in the same graph as
+    another product of X. (The row sums serve the transposed problem.)
+    :func:`split_moments` unpacks it."""
+    parts = da.blockwise(_row_moments, "ia", X, "ij", new_axes={"a": X.shape[1] + 2},
+                         adjust_chunks={"i": 1}, concatenate=False, dtype=np.float64,
+                         meta=np.empty((0, 0)))
+    return stacked_sum(parts)
+
+
+def split_moments(values: np.ndarray) -> tuple[np.ndarray, float, float]:
+    return values[:-2], float(values[-2]), float(values[-1])

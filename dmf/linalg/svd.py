@@ -5,15 +5,19 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import dask.array as da
+
 from dmf.engine.cache import cache_input
 from dmf.engine.driver import run
 from dmf.errors import InputError
+from dmf.linalg.eigh import check_square, eigh_solver
 from dmf.linalg.power import power_solver
-from dmf.linalg.products import row_blocks
+from dmf.linalg.randomized import auto_n_iter, check_normalizer, randomized_solver
+from dmf.linalg.sketch import sketch_solver
 from dmf.results import SVDResult
 from dmf.store.api import as_matrix
 
-METHODS = ("power",)
+METHODS = ("randomized", "sketch", "eigh", "power")
 
 
 def check_k(k, shape: tuple[int, int], name: str = "k") -> int:
@@ -28,14 +32,32 @@ def check_k(k, shape: tuple[int, int], name: str = "k") -> int:
     return k
 
 
+def works_on_transpose(X: da.Array) -> bool:
+    """Whether to factor X^T (a lazy view, never copied) instead of X.
+
+    A pass handles one block row at a time, so the side with fewer blocks
+    per row is cheaper; between equals, the side whose small dimension is
+    smaller (the solver's state is n x (k + oversamples)). Row-blocked X,
+    dmf's default even when wide, is factored as it is.
+    """
+    rows, cols = X.numblocks
+    if rows != cols:
+        return rows < cols
+    return X.shape[0] < X.shape[1]
+
+
 def svd(
     X,
     k: int,
     *,
-    method: str = "power",
+    method: str = "randomized",
+    n_iter: int | str = "auto",
+    n_oversamples: int = 10,
+    normalizer: str = "auto",
     seed: int | None = None,
     tol: float | None = None,
     max_iter: int | None = None,
+    assume_symmetric: bool = False,
     out: str | os.PathLike | None = None,
     storage_options: dict[str, Any] | None = None,
     checkpoint_every: int | None = None,
@@ -49,30 +71,45 @@ def svd(
     Parameters
     ----------
     X : URL, zarr.Array, dask or numpy array, scipy.sparse matrix
-        m x n input; streamed in row blocks.
+        m x n input, streamed block by block. A wide X in column blocks is
+        factored through its transpose (a lazy view, not a copy).
     k : int
         Number of singular triplets, 1 <= k <= min(m, n).
-    method : {"power"}
-        ``"power"``: power iteration with deflation (one pass over X per
-        step; see :mod:`dmf.linalg.power`).
+    method : {"randomized", "sketch", "eigh", "power"}
+        - ``"randomized"``: range finder with ``n_oversamples`` extra
+          columns and ``n_iter`` power iterations, re-orthonormalized every
+          step; reads X ``n_iter + 2`` times (:mod:`dmf.linalg.randomized`).
+        - ``"sketch"``: reads X exactly once; an a posteriori error estimate
+          comes with the result (:mod:`dmf.linalg.sketch`).
+        - ``"eigh"``: symmetric X: eigenvalues with their signs, top k by
+          magnitude; ``S`` holds their magnitudes and
+          ``result.eigenvalues`` the signed values (:mod:`dmf.linalg.eigh`).
+        - ``"power"``: power iteration with deflation, one pass per step
+          (:mod:`dmf.linalg.power`).
+    n_iter : int or "auto"
+        Power iterations (randomized, eigh); "auto" is scikit-learn's rule:
+        7 when k < 0.1 min(m, n), else 4.
+    n_oversamples : int
+        Extra random directions (randomized, sketch, eigh), default 10.
+    normalizer : {"auto", "QR", "LU", "none"}
+        How the power iterations are re-orthonormalized ("auto": QR; "none"
+        only for float64, where it still loses accuracy).
     seed : int, optional
-        Seeds the start vectors; same seed, input and chunks give bitwise
-        the same result on any number of workers.
-    tol : float, optional
-        Power iteration: stop a component when its eigen-residual
-        ``||X^T X v - s^2 v|| / s^2`` is below ``tol`` (default 1e-7).
-    max_iter : int, optional
-        Power iteration: most steps per component (default 1000).
+        Same seed, input and chunks: bitwise the same result on any number
+        of workers.
+    tol, max_iter : float, int, optional
+        Power iteration only: residual tolerance (default 1e-7) and most
+        steps per component (default 1000).
+    assume_symmetric : bool
+        eigh: skip the symmetry check.
     out : str or path, optional
         Store the result there (a Zarr group with U, S, Vt), checkpoint while
-        iterating, and resume from a checkpoint of the same job.
-    checkpoint_every : int, optional
-        Iterations between checkpoints (default 10 when ``out`` is given).
-    checkpoint_seconds : float, optional
-        Also checkpoint when this many seconds passed since the last one
-        (default 300 when ``out`` is given).
+        iterating, resume from a checkpoint of the same job, and return the
+        stored result when the same job is already complete.
+    checkpoint_every, checkpoint_seconds : int, float, optional
+        Checkpoint cadence with ``out`` (default every 10 iterations or 300 s).
     resume : bool
-        False: start over even if ``out`` holds checkpoints of this job.
+        False: start over even if ``out`` holds this job's checkpoints.
     progress : bool, optional
         Progress on stderr (default: when stderr is a terminal).
     cache : {"auto", True, False}
@@ -81,15 +118,30 @@ def svd(
     Returns
     -------
     SVDResult
-        ``U`` (lazy, m x k), ``S`` (k,), ``Vt`` (k x n) in X's dtype; signs
-        fixed so each row of Vt has its largest-magnitude entry positive.
+        ``U`` (lazy, m x k, orthonormal columns), ``S`` (k, descending,
+        exact zeros where X has no more rank), ``Vt`` (k x n; each row's
+        largest-magnitude entry is positive), in X's dtype, with
+        ``explained_variance_`` and ``explained_variance_ratio_`` as in
+        scikit-learn's TruncatedSVD.
 
     Examples
     --------
-    The course's example: A = [[3, 2], [2, 3]] has singular values 5 and 1,
-    with vectors (1, 1)/sqrt(2) and (1, -1)/sqrt(2).
+    The course's rank-2 example, asked for 4 components:
 
     >>> import numpy as np, dmf
+    >>> A = np.array([[1, 2, 3, 4, 3, 3], [1, 2, 3, 4, 3, 3],
+    ...               [3, 3, 3, 1, 4, 5], [3, 3, 3, 1, 4, 5]], dtype=float)
+    >>> r = dmf.svd(A, 4, seed=0)
+    >>> r.S.round(2).tolist()
+    [14.74, 4.1, 0.0, 0.0]
+    >>> U = r.U.compute()
+    >>> bool(np.abs(U).max() <= 1 and np.allclose(U.T @ U, np.eye(4)))
+    True
+    >>> float(np.abs((U * r.S) @ r.Vt - A).max()) < 1e-12
+    True
+
+    Power iteration, on the course's seed example A = [[3, 2], [2, 3]]:
+
     >>> r = dmf.svd(np.array([[3.0, 2.0], [2.0, 3.0]]), 2, method="power", seed=0)
     >>> r.S.round(10).tolist()
     [5.0, 1.0]
@@ -100,13 +152,38 @@ def svd(
         raise InputError(f"unknown SVD method {method!r}; available: {', '.join(METHODS)}")
     X = as_matrix(X, storage_options=storage_options)
     k = check_k(k, X.shape)
-    X = cache_input(row_blocks(X), cache)
-    tol = 1e-7 if tol is None else float(tol)
-    max_iter = 1000 if max_iter is None else int(max_iter)
-    if tol < 0 or max_iter <= 0:
-        raise InputError(f"tol must be >= 0 and max_iter > 0, got {tol}, {max_iter}")
-    solver = power_solver(k, tol=tol, max_iter=max_iter)
-    result = run(solver, X, seed=seed, max_iter=k * max_iter, tol=tol, out=out,
-                 storage_options=storage_options, checkpoint_every=checkpoint_every,
+    if isinstance(n_oversamples, bool) or not isinstance(n_oversamples, int) or n_oversamples < 0:
+        raise InputError(f"n_oversamples must be an integer >= 0, got {n_oversamples!r}")
+    if n_iter == "auto":
+        n_iter = auto_n_iter(k, X.shape)
+    elif isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
+        raise InputError(f"n_iter must be 'auto' or an integer >= 0, got {n_iter!r}")
+    X = cache_input(X, cache)
+    transposed = method != "eigh" and works_on_transpose(X)
+    A = X.T if transposed else X
+    if method == "randomized":
+        solver = randomized_solver(k, n_oversamples=n_oversamples, n_iter=n_iter,
+                                   normalizer=check_normalizer(normalizer, X.dtype),
+                                   shape=A.shape, transposed=transposed)
+        max_steps = n_iter + 1
+    elif method == "sketch":
+        solver = sketch_solver(k, n_oversamples=n_oversamples, shape=A.shape,
+                               transposed=transposed)
+        max_steps = 1
+    elif method == "eigh":
+        check_square(X.shape)
+        solver = eigh_solver(k, n_oversamples=n_oversamples, n_iter=n_iter,
+                             assume_symmetric=assume_symmetric, shape=X.shape, dtype=X.dtype)
+        max_steps = n_iter + 1
+    else:
+        tol = 1e-7 if tol is None else float(tol)
+        max_iter = 1000 if max_iter is None else int(max_iter)
+        if tol < 0 or max_iter <= 0:
+            raise InputError(f"tol must be >= 0 and max_iter > 0, got {tol}, {max_iter}")
+        solver = power_solver(k, tol=tol, max_iter=max_iter, transposed=transposed)
+        max_steps = k * max_iter
+    result = run(solver, A, seed=seed, max_iter=max_steps, tol=0.0 if tol is None else tol,
+                 out=out, storage_options=storage_options, checkpoint_every=checkpoint_every,
                  checkpoint_seconds=checkpoint_seconds, resume=resume, progress=progress)
     return SVDResult.from_run(result, method)
+

@@ -93,6 +93,8 @@ def _result_facts(group: zarr.Group, meta: dict[str, Any]) -> dict[str, Any]:
         "final_loss": history[-1] if history else meta.get("final_loss"),
         "parameters": meta.get("parameters", {}),
         "arrays": _members(group),
+        **{key: meta[key] for key in ("eigenvalues", "explained_variance_ratio",
+                                     "relative_error_estimate") if key in meta},
     }
 
 
@@ -109,6 +111,11 @@ def format_facts(facts: dict[str, Any]) -> str:
         lines.append(f"{'array ' + name:18} {'x'.join(map(str, arr['shape']))} {arr['dtype']}")
     for key, value in (facts.get("parameters") or {}).items():
         lines.append(f"{'param ' + key:18} {value}")
+    for key in ("eigenvalues", "explained_variance_ratio"):
+        if facts.get(key):
+            lines.append(f"{key[:18]:18} {', '.join(f'{v:.4g}' for v in facts[key][:10])}")
+    if "relative_error_estimate" in facts:
+        lines.append(f"{'est. rel. error':18} {facts['relative_error_estimate']:.3g}")
     gen = facts.get("generator")
     if gen:
         sv = gen.get("singular_values") or []

@@ -559,7 +559,7 @@ def _row_slices(csr: scipy.sparse.csr_matrix, target_bytes: int) -> Iterator:
 def _dask_blocks(x: da.Array) -> Iterator:
     if x.numblocks[1] > 1:
         x = x.rechunk({1: -1})
-    parts = x.to_delayed().ravel()
+    parts = x.to_delayed(optimize_graph=False).ravel()
     for i in range(0, len(parts), _DASK_WINDOW):
         yield from dask.compute(*parts[i:i + _DASK_WINDOW])
 

@@ -1,0 +1,136 @@
+"""Randomized truncated SVD with power iterations, q + 2 passes over X.
+
+The textbook scheme (Halko, Martinsson and Tropp 2011, algorithm 4.4 with a
+normalization after every product) reads X 2q + 2 times::
+
+    Y = X Omega;  repeat q times: Y = X (X^T Y), re-orthonormalized;
+    Q = orth(Y);  B = Q^T X;  B = U~ S Vt;  U = Q U~
+
+dmf takes its power steps on the n side instead, each in ONE pass, as the
+sum over row blocks of X_b^T (X_b Z)::
+
+    Z_0 = orth(Omega);  G_j = X^T X Z_j;  Z_{j+1} = orth(G_j)   (j < q)
+
+and finishes from G_q = X^T X Z_q alone. With Y = X Z_q (never formed),
+Y^T Y = Z_q^T G_q = W diag(lam) W^T, so Q = Y W lam^(-1/2) is an
+orthonormal basis of range(Y) and
+
+    B = Q^T X = lam^(-1/2) W^T Z_q^T X^T X = lam^(-1/2) W^T G_q^T,
+
+then B = U~ S Vt and U = Q U~ = X (Z_q W lam^(-1/2) U~): one last pass. Since
+Z_q spans (X^T X)^q Omega, range(Y) is range((X X^T)^q X Omega), the
+textbook's Q: in exact arithmetic the two schemes give the same U, S, Vt,
+with q + 2 passes instead of 2q + 2.
+
+What it costs in precision: Q comes from the Gram matrix Y^T Y, whose
+condition number is the square of Y's. Directions with
+s_i / s_1 < sqrt(max(m, n) * eps) (about 5e-7 for n = 1000 in float64) cannot
+be told from rounding; their singular values are reported as exactly 0 and
+their vectors completed to orthonormal ones. The textbook scheme resolves
+values down to about eps * s_1, at twice the passes. All small products are
+accumulated in float64, and Z is re-orthonormalized (QR or LU) after every
+product, so float32 input loses nothing beyond its own rounding.
+"""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+import scipy.linalg
+
+from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.errors import InputError
+from dmf.linalg.common import assemble, finish_sides, null_cutoff
+from dmf.linalg.products import column_moments, gram_apply, split_moments
+
+NORMALIZERS = ("auto", "QR", "LU", "none")
+
+
+def auto_n_iter(k: int, shape: tuple[int, int]) -> int:
+    """scikit-learn's rule: 7 power iterations for small k, else 4."""
+    return 7 if k < 0.1 * min(shape) else 4
+
+
+def normalize(G: np.ndarray, how: str) -> np.ndarray:
+    """A well-conditioned basis of range(G): QR's Q, LU's permuted L, or G
+    scaled to unit columns (``"none"``: only for float64 input)."""
+    if how == "LU":
+        return scipy.linalg.lu(G, permute_l=True)[0]
+    if how == "none":
+        return G / np.maximum(np.linalg.norm(G, axis=0), np.finfo(float).tiny)
+    return np.linalg.qr(G)[0]
+
+
+def check_normalizer(normalizer: str, dtype) -> str:
+    if normalizer not in NORMALIZERS:
+        raise InputError(f"normalizer must be one of {', '.join(NORMALIZERS)}, got "
+                         f"{normalizer!r}")
+    if normalizer == "none" and dtype != np.float64:
+        raise InputError("normalizer='none' loses every direction but the first on "
+                         f"{np.dtype(dtype)} data; use 'QR' or 'LU'")
+    return "QR" if normalizer == "auto" else normalizer
+
+
+def ritz_values(Z: np.ndarray, G: np.ndarray, k: int) -> np.ndarray:
+    """Singular value estimates from span(Z): sqrt of the eigenvalues of
+    Z^T X^T X Z = Z^T G, largest first."""
+    T = Z.T @ G
+    ev = np.linalg.eigvalsh((T + T.T) / 2)[::-1][:k]
+    return np.sqrt(np.clip(ev, 0.0, None))
+
+
+def randomized_solver(k: int, *, n_oversamples: int, n_iter: int, normalizer: str,
+                      shape: tuple[int, int], transposed: bool = False) -> Solver:
+    """A :class:`~dmf.engine.driver.Solver` taking ``n_iter + 1`` steps (one
+    pass each), the last of which leaves G_q for :func:`finish`. With
+    ``transposed`` the solver is given X^T and returns X's factors."""
+    width = min(k + n_oversamples, min(shape))
+
+    def init(X, ctx: Context) -> State:
+        Z = normalize(ctx.rng.standard_normal((X.shape[1], width)), "QR")
+        return {"Z": Z, "G": np.zeros_like(Z), "sigma": np.zeros(k), "j": 0,
+                "colsum": np.zeros(X.shape[1]), "sumsq": 0.0, "rowsq": 0.0}
+
+    def step(X, state: State, _ctx: Context) -> tuple[State, Stats]:
+        Z, j = state["Z"], int(state["j"])
+        new = dict(state)
+        if j == 0:  # X's column moments ride along with the first pass
+            G, moments = dask.compute(gram_apply(X, Z), column_moments(X))
+            new["colsum"], new["sumsq"], new["rowsq"] = split_moments(moments)
+        else:
+            G = gram_apply(X, Z).compute()
+        sigma = ritz_values(Z, G, k)
+        change = (1.0 if j == 0 else
+                  float(np.max(np.abs(sigma - state["sigma"]) / np.maximum(sigma, 1e-300))))
+        done = j == n_iter
+        if not done:
+            # the last normalization before the final pass is always QR
+            Z = normalize(G, "QR" if j == n_iter - 1 else normalizer)
+        new.update(Z=Z, G=G, sigma=sigma, j=j + 1)
+        return new, Stats(loss=change, done=done,
+                          extra={"note": f"power iteration {j}/{n_iter}" if j else "range"})
+
+    def finalize(X, state: State) -> tuple[dict, dict]:
+        return finish_sides(X, finish(X, state["Z"], state["G"], k), state, transposed)
+
+    return Solver(name="svd-randomized",
+                  params={"k": k, "n_oversamples": n_oversamples, "n_iter": n_iter,
+                          "normalizer": normalizer, "transposed": transposed},
+                  init=init, step=step, finalize=finalize)
+
+
+def finish(X, Z: np.ndarray, G: np.ndarray, k: int) -> dict:
+    """U, S, Vt from Z and G = X^T X Z (see the module docstring)."""
+    T = Z.T @ G
+    lam, W = np.linalg.eigh((T + T.T) / 2)
+    lam, W = lam[::-1], W[:, ::-1]
+    keep = lam > null_cutoff(X.shape) * max(lam[0], 0.0)
+    if not keep.any():  # X is zero
+        n = X.shape[1]
+        return assemble(X, np.zeros((n, 0)), np.zeros(0), np.zeros((n, 0)), k)
+    scale = 1.0 / np.sqrt(lam[keep])
+    Wk = W[:, keep] * scale                    # Q = X Z Wk is orthonormal
+    B = Wk.T @ G.T                             # B = Q^T X, r x n
+    Ub, S, Vt = np.linalg.svd(B, full_matrices=False)
+    M = Z @ (Wk @ Ub)                          # U = X M
+    return assemble(X, M, S, Vt.T, k)

@@ -1,0 +1,143 @@
+"""Single-pass truncated SVD: X is read exactly once.
+
+Tropp, Yurtsever, Udell and Cevher, "Practical sketching algorithms for
+low-rank matrix approximation" (SIMAX 2017), two-sketch recovery, with their
+a posteriori error estimator (2019). In the one pass over X, each block row
+X_b contributes to three sketches:
+
+    Y = X Omega        (m x s_r, tall, kept blockwise: the range sketch)
+    W = Psi X          (s_c x n: the co-range sketch, Psi_b drawn per block)
+    E = Theta X        (t x n: a test sketch, for the error estimate)
+
+Then, without X: Q = orth(Y) (tall QR), B = (Psi Q)^+ W, B = U~ S Vt, U = Q U~,
+truncated to k. The error estimate ||E - Theta X_k||_F^2 / t is an unbiased
+estimate of ||X - X_k||_F^2 for the rank-k result X_k.
+
+When to prefer it: when reading X dominates (an object store far away, data
+that can be read only once or arrives as a stream), or for a first look at
+a large matrix. It is exact when rank(X) <= s_r; otherwise, without power
+iterations, its error follows the tail of the spectrum: on slowly decaying
+spectra use ``method="randomized"``, which reads X q + 2 times.
+"""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+
+from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.linalg.common import assemble, finish_sides, null_cutoff
+from dmf.linalg.products import (
+    as_f64,
+    column_moments,
+    row_slices,
+    split_moments,
+    stacked_sum,
+    tall_times,
+)
+
+#: Rows of the test sketch (Tropp et al. suggest 10).
+TEST_ROWS = 10
+
+
+def sketch_sizes(k: int, n_oversamples: int, shape: tuple[int, int]) -> tuple[int, int]:
+    """Range and co-range sketch sizes: s_r = max(2k + 1, k + oversamples),
+    s_c = 2 s_r + 1, capped by the matrix."""
+    m, n = shape
+    s_r = min(max(2 * k + 1, k + n_oversamples), m, n)
+    return s_r, min(2 * s_r + 1, m)
+
+
+def _left(seed: int, block: int, rows: int, width: int) -> np.ndarray:
+    """Rows of Psi (and Theta) for one block row, from their own stream."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(block,)))
+    return rng.standard_normal((width, rows))
+
+
+def _row_left(blocks, index, seed, width):
+    left = _left(seed, int(index[0]), blocks[0].shape[0], width)
+    parts = []
+    for block in blocks:
+        acc = np.zeros((width, block.shape[1]))
+        for sl in row_slices(block):
+            acc += np.asarray(left[:, sl] @ as_f64(block[sl]))
+        parts.append(acc)
+    return np.concatenate(parts, axis=1)[None]
+
+
+def left_sketch(X: da.Array, seed: int, width: int) -> da.Array:
+    """Lazy [Psi; Theta] X (width x n) in float64: one pass."""
+    index = da.arange(X.numblocks[0], chunks=1)
+    parts = da.blockwise(_row_left, "iab", X, "ij", index, "i", seed, None, width, None,
+                         new_axes={"a": width, "b": X.shape[1]}, adjust_chunks={"i": 1},
+                         concatenate=False, align_arrays=False, dtype=np.float64,
+                         meta=np.empty((0, 0, 0)))
+    return stacked_sum(parts)
+
+
+def _row_left_tall(q, index, seed, width):
+    return (_left(seed, int(index[0]), q.shape[0], width) @ as_f64(q))[None]
+
+
+def left_times_tall(Q: da.Array, seed: int, width: int) -> da.Array:
+    """Lazy [Psi; Theta] Q for a tall Q with the same row blocks as X."""
+    index = da.arange(Q.numblocks[0], chunks=1)
+    parts = da.blockwise(_row_left_tall, "iab", Q, "ib", index, "i", seed, None, width, None,
+                         new_axes={"a": width}, adjust_chunks={"i": 1}, align_arrays=False,
+                         dtype=np.float64, meta=np.empty((0, 0, 0)))
+    return stacked_sum(parts)
+
+
+def sketch_solver(k: int, *, n_oversamples: int, shape: tuple[int, int],
+                  transposed: bool = False) -> Solver:
+    s_r, s_c = sketch_sizes(k, n_oversamples, shape)
+
+    def init(X, ctx: Context) -> State:
+        return {"Omega": ctx.rng.standard_normal((X.shape[1], s_r)),
+                "seed": int(ctx.rng.integers(2**63)), "done": False}
+
+    def step(X, state: State, _ctx: Context) -> tuple[State, Stats]:
+        # One graph, so each block of X is read once for all three sketches.
+        Y, WE, moments = dask.persist(
+            tall_times(X, state["Omega"], dtype=np.float64),
+            left_sketch(X, state["seed"], s_c + TEST_ROWS), column_moments(X))
+        WE, moments = dask.compute(WE, moments)
+        colsum, sumsq, rowsq = split_moments(moments)
+        new = {**state, "Y": Y, "W": WE[:s_c], "E": WE[s_c:], "colsum": colsum,
+               "sumsq": sumsq, "rowsq": rowsq, "done": True}
+        return new, Stats(loss=0.0, done=True, extra={"note": "sketched"})
+
+    def finalize(X, state: State) -> tuple[dict, dict]:
+        Y, W, E = state["Y"], state["W"], state["E"]
+        Q, _ = da.linalg.tsqr(Y.rechunk({1: -1}))
+        PQ = left_times_tall(Q, state["seed"], s_c + TEST_ROWS).compute()
+        psi_q, theta_q = PQ[:s_c], PQ[s_c:]
+        B = np.linalg.lstsq(psi_q, W, rcond=None)[0]          # s_r x n
+        Ub, S, Vt = np.linalg.svd(B, full_matrices=False)
+        keep = S**2 > null_cutoff(X.shape) * S[0] ** 2 if S[0] > 0 else S > 0
+        Ub, S, Vt = Ub[:, keep][:, :k], S[keep][:k], Vt[keep][:k]
+        # X_k = Q Ub S Vt; its test sketch is (Theta Q) Ub S Vt
+        residual = E - (theta_q @ Ub) * S @ Vt
+        err2 = float(np.sum(residual**2)) / TEST_ROWS
+        norm2 = float(state["sumsq"])
+        meta = {"error_estimate": float(np.sqrt(err2)),
+                "relative_error_estimate": float(np.sqrt(err2 / norm2)) if norm2 else 0.0,
+                "sketch_sizes": [s_r, s_c, TEST_ROWS]}
+        arrays, variance = finish_sides(X, assemble_from_q(X, Q, Ub, S, Vt.T, k), state,
+                                        transposed)
+        return arrays, {**meta, **variance}
+
+    return Solver(name="svd-sketch",
+                  params={"k": k, "n_oversamples": n_oversamples, "transposed": transposed},
+                  init=init, step=step, finalize=finalize)
+
+
+def assemble_from_q(X, Q: da.Array, Ub, S, V, k) -> dict:
+    """Like :func:`dmf.linalg.common.assemble`, with U = Q Ub (no pass over X)."""
+    # assemble() forms U = A M for a lazy A; here A is Q, not X.
+    out = assemble(Q.astype(np.float64), Ub, S, V, k)
+    out["U"] = out["U"].astype(X.dtype)
+    out["S"] = out["S"].astype(X.dtype)
+    out["Vt"] = out["Vt"].astype(X.dtype)
+    return out
