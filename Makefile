@@ -34,7 +34,7 @@ demo: $(VENV)/.installed-run
 	$(BIN)/dmf generate lowrank $(DEMO_DIR)/X.zarr --shape 100000x300 --rank 10 \
 		--decay 0.8 --noise 0.01 --seed 0 --dtype float32 --overwrite
 	$(BIN)/dmf info $(DEMO_DIR)/X.zarr
-	$(BIN)/dmf svd $(DEMO_DIR)/X.zarr $(DEMO_DIR)/svd.zarr -k 5 --method power --no-resume
+	$(BIN)/dmf svd $(DEMO_DIR)/X.zarr $(DEMO_DIR)/svd.zarr -k 5 --no-resume
 	$(BIN)/dmf info $(DEMO_DIR)/svd.zarr
 	@echo
 	@echo "matrix:          $(DEMO_DIR)/X.zarr (planted factors: $(DEMO_DIR)/X.factors.zarr)"
