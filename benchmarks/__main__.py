@@ -1,8 +1,9 @@
 """``python -m benchmarks [--data DIR] NAME|all [options]``
 
-Starts one local Dask cluster, runs the named benchmark (or all of them, one
-after another) on it and prints each one's markdown table on stdout; progress
-goes to stderr. Generated data is kept in ``--data`` and reused.
+Starts a local Dask cluster, runs the named benchmark (or all of them, one
+after another, each on a cluster of its own) and prints each one's markdown
+tables on stdout; progress goes to stderr. Generated data is kept in
+``--data`` and reused.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from types import ModuleType
 import dask
 
 import dmf
-from benchmarks import codec
-from benchmarks.harness import Env, run_suite
+from benchmarks import codec, svd
+from benchmarks.harness import Env, Suite, run_suite
 from dmf.engine.cluster import local_cluster_size
 
 #: name -> module with NAME, HELP, add_arguments(parser) and build(args, env) -> Suite
-BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (codec,)}
+#: (or a list of them); optionally CLUSTER, its defaults for the common options
+#: that shape the cluster (e.g. {"workers": 2, "memory_limit": "1GiB"})
+BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (codec, svd)}
 
 #: glibc reads MALLOC_* once, at start; distributed later puts its workers'
 #: settings into os.environ, so what this process runs with is taken now.
@@ -38,6 +41,9 @@ COMMON = [
     (("--threads-per-worker",), 1, int, "threads per worker process (default 1)"),
     (("--threads",), None, int,
      "threads of the threaded scheduler and of raw reads (default: the cluster's total)"),
+    (("--memory-limit",), None, str,
+     "memory limit per cluster worker, e.g. 1GiB (default: the benchmark's, else the "
+     "machine's memory shared evenly)"),
     (("--baseline",), None, str, "row that ratios are relative to, e.g. 'zstd / threads (warm)'"),
     (("--worker-env",), None, str,
      "NAME=VALUE[,NAME=VALUE] set in the workers' environment, over Dask's "
@@ -75,7 +81,7 @@ def command(name: str, args: argparse.Namespace, p: argparse.ArgumentParser) -> 
     words = [f"{k}={v}" for k, v in sorted(CLIENT_MALLOC_ENV.items())]
     words += ["python", "-m", "benchmarks"]
     for flags, *_ in COMMON:
-        dest = flags[0].lstrip("-").replace("-", "_")
+        dest = _dest(flags)
         if getattr(args, dest, None) is not None:
             words += [flags[0], str(getattr(args, dest))]
     words.append(name)
@@ -93,36 +99,65 @@ def command(name: str, args: argparse.Namespace, p: argparse.ArgumentParser) -> 
     return shlex.join(words)
 
 
+def _dest(flags: tuple[str, ...]) -> str:
+    return flags[0].lstrip("-").replace("-", "_")
+
+
+def bench_arguments(name: str, args: argparse.Namespace, p: argparse.ArgumentParser
+                    ) -> argparse.Namespace:
+    """``args`` completed for one benchmark: the common options given, else
+    the benchmark's CLUSTER defaults, else the common defaults; with ``all``,
+    the benchmark's own defaults for its options."""
+    out = argparse.Namespace(**vars(args))
+    if args.name == "all":
+        out = p.parse_args([], namespace=out)
+    own = getattr(BENCHMARKS[name], "CLUSTER", {})
+    for flags, default, *_ in COMMON:
+        dest = _dest(flags)
+        if not hasattr(out, dest):
+            setattr(out, dest, own.get(dest, default))
+    out.workers, out.threads_per_worker = local_cluster_size(out.workers,
+                                                             out.threads_per_worker)
+    out.threads = out.threads or out.workers * out.threads_per_worker
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser, subparsers = make_parser()
     args = parser.parse_args(argv)
-    for flags, default, *_ in COMMON:
-        dest = flags[0].lstrip("-").replace("-", "_")
-        if not hasattr(args, dest):
-            setattr(args, dest, default)
-    workers, tpw = local_cluster_size(args.workers, args.threads_per_worker)
-    args.workers, args.threads_per_worker = workers, tpw
-    args.threads = args.threads or workers * tpw
     names = list(BENCHMARKS) if args.name == "all" else [args.name]
 
     logging.basicConfig(level=logging.WARNING)
-    # Dask sets e.g. MALLOC_TRIM_THRESHOLD_ in workers it spawns; a benchmark of
-    # the allocator's effect must be able to override what dask puts there.
-    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
-    for item in filter(None, (args.worker_env or "").split(",")):
-        key, _, value = item.partition("=")
-        environ[key.strip()] = value.strip()
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
-            dmf.connect(n_workers=workers, threads_per_worker=tpw) as client:
-        env = Env(data_dir=args.data.resolve(), client=client, threads=args.threads)
-        for name in names:
-            p = subparsers[name]
-            bench_args = args
-            if args.name == "all":  # this benchmark's own defaults, the common options given
-                bench_args = p.parse_args([], namespace=argparse.Namespace(**vars(args)))
-            suite = BENCHMARKS[name].build(bench_args, env)
-            suite.command = command(name, bench_args, p)
-            print(run_suite(suite, env, repeat=args.repeat, warmup=args.warmup), flush=True)
+    for name in names:
+        p = subparsers[name]
+        bench_args = bench_arguments(name, args, p)
+        # Dask sets e.g. MALLOC_TRIM_THRESHOLD_ in workers it spawns; a benchmark of
+        # the allocator's effect must be able to override what dask puts there.
+        environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+        for item in filter(None, (bench_args.worker_env or "").split(",")):
+            key, _, value = item.partition("=")
+            environ[key.strip()] = value.strip()
+        data_dir = bench_args.data.resolve()
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+                dmf.connect(n_workers=bench_args.workers,
+                            threads_per_worker=bench_args.threads_per_worker,
+                            memory_limit=bench_args.memory_limit) as client:
+            env = Env(data_dir=data_dir, client=client, threads=bench_args.threads)
+            built = BENCHMARKS[name].build(bench_args, env)
+            suites: list[Suite] = built if isinstance(built, list) else [built]
+            for suite in suites:
+                suite.command = command(name, bench_args, p)
+            for suite in suites:
+                if suite.cluster:
+                    print(run_suite(suite, env, repeat=bench_args.repeat,
+                                    warmup=bench_args.warmup), flush=True)
+        # Suites that use no cluster run once it is gone: dmf must find no
+        # distributed client, as in a session that never started one.
+        env = Env(data_dir=data_dir, client=None, threads=bench_args.threads)
+        for suite in suites:
+            if not suite.cluster:
+                print(run_suite(suite, env, repeat=bench_args.repeat,
+                                warmup=bench_args.warmup), flush=True)
     return 0
 
 

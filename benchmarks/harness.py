@@ -21,7 +21,12 @@ What is measured, per repetition:
   one did not;
 - resident memory of the processes doing the work (each worker for the
   cluster, this process otherwise), sampled at about 20 Hz in a background
-  thread: the peak, and the rise above the RSS the call started with.
+  thread: the peak, and the rise above the RSS the call started with;
+- optionally, columns computed from what the callable returned (an error
+  against a reference, say) by the case's ``measure``, outside the timing.
+
+A case that raises is reported as failed (its row says why) and is not run
+again; the other cases go on.
 """
 
 from __future__ import annotations
@@ -34,10 +39,10 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import dask
 import psutil
@@ -77,7 +82,8 @@ class Data:
         return sorted(found)
 
     def nbytes(self) -> int:
-        """Bytes on disk: the denominator of "passes"."""
+        """Bytes on disk: the denominator of "passes" (0 for data held in
+        memory, ``paths=()``: no passes are reported then)."""
         return sum(f.stat().st_size for f in self.files())
 
     def evict(self) -> None:
@@ -105,13 +111,19 @@ class Data:
 
 @dataclass(frozen=True)
 class Case:
-    """One variant: ``run()`` does the work that is timed."""
+    """One variant: ``run()`` does the work that is timed.
+
+    ``measure``, if given, is called with what ``run()`` returned, after the
+    timing, and returns extra columns for the table (name -> number; the
+    table shows the median over the repetitions).
+    """
 
     name: str
     run: Callable[[], object]
     data: Data
     where: Where = "threads"
     cache: Cache = "warm"
+    measure: Callable[[Any], Mapping[str, float]] | None = None
 
     @property
     def key(self) -> str:
@@ -139,13 +151,21 @@ class Env:
 @dataclass
 class Suite:
     """A benchmark ready to run: its cases, the row others are compared to,
-    markdown notes printed under the table, and the command that reproduces it."""
+    markdown notes printed under the table, and the command that reproduces it.
+
+    ``summary``, if given, turns the results into more markdown lines printed
+    after the notes (targets met or not, say). ``cluster=False``: no case
+    uses the cluster, and the suite is run with none (``Env.client`` None,
+    so that code which asks for a distributed client finds none).
+    """
 
     title: str
     cases: list[Case]
     baseline: str
     notes: list[str] = field(default_factory=list)
     command: str = ""
+    summary: Callable[[list[Result]], list[str]] | None = None
+    cluster: bool = True
 
 
 @dataclass
@@ -155,6 +175,8 @@ class Rep:
     read_bytes: int
     #: label ("client", "w0", ...) -> (peak RSS, rise above the starting RSS)
     memory: dict[str, tuple[int, int]]
+    #: the case's ``measure`` columns
+    extra: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,6 +184,8 @@ class Result:
     case: Case
     nbytes: int
     reps: list[Rep] = field(default_factory=list)
+    #: why the case stopped ("ExceptionType: message"), or None
+    failure: str | None = None
 
     @property
     def median(self) -> float:
@@ -174,6 +198,15 @@ class Result:
     @property
     def disk_passes(self) -> float:
         return statistics.median(r.read_bytes for r in self.reps) / self.nbytes
+
+    def extra(self, column: str) -> float | None:
+        """Median of a ``measure`` column over the repetitions, or None."""
+        values = [r.extra[column] for r in self.reps if column in r.extra]
+        return statistics.median(values) if values else None
+
+    def peak_rss(self) -> int:
+        """The highest peak RSS of any process, over all repetitions."""
+        return max((peak for peak, _rise in self.memory().values()), default=0)
 
     def memory(self) -> dict[str, tuple[int, int]]:
         """Per process: the largest peak and the largest rise over all reps."""
@@ -282,10 +315,11 @@ def run_once(case: Case, env: Env) -> Rep:
     before = _io(watched)
     with _scheduler(case, env), RssSampler(mem_pids) as sampler:
         t0 = time.perf_counter()
-        case.run()
+        value = case.run()
         seconds = time.perf_counter() - t0
     chars, disk = _io_delta(before, _io(watched))
-    return Rep(seconds, chars, disk, sampler.result())
+    extra = {k: float(v) for k, v in case.measure(value).items()} if case.measure else {}
+    return Rep(seconds, chars, disk, sampler.result(), extra)
 
 
 def run_cases(
@@ -305,8 +339,16 @@ def run_cases(
     for r in range(rounds):
         tag = "warm-up" if r < warmup else f"{r - warmup + 1}/{repeat}"
         for result in results:
-            rep = run_once(result.case, env)
-            log(f"  [{tag}] {result.case.key}: {rep.seconds:.3f} s")
+            if result.failure:
+                continue
+            try:
+                rep = run_once(result.case, env)
+            except Exception as exc:  # noqa: BLE001 - reported in the table, others go on
+                result.failure = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+                log(f"  [{tag}] {result.case.key}: FAILED {result.failure}")
+                continue
+            extra = "".join(f", {k} {v:.3g}" for k, v in rep.extra.items())
+            log(f"  [{tag}] {result.case.key}: {rep.seconds:.3f} s{extra}")
             if r >= warmup:
                 result.reps.append(rep)
     return results
@@ -329,29 +371,44 @@ def _memory(mem: dict[str, tuple[int, int]]) -> tuple[str, str]:
 
 
 def table(results: list[Result], baseline: str) -> str:
-    """The markdown table, one row per case, in the order given."""
+    """The markdown table, one row per case, in the order given; a failed
+    case's row says why, and a column is blank where it has no meaning."""
     by_key = {r.case.key: r for r in results}
     if baseline not in by_key:
         raise ValueError(f"baseline {baseline!r} is not one of {sorted(by_key)}")
-    base = by_key[baseline].median
+    base = by_key[baseline].median if by_key[baseline].reps else None
     throughput = any(r.case.data.logical_bytes for r in results)
+    files = any(r.nbytes for r in results)
+    extras = list(dict.fromkeys(k for r in results for rep in r.reps for k in rep.extra))
     head = ["variant", "cache", "median s (min-max)", f"x {baseline}"]
     head += ["GB/s"] if throughput else []
-    head += ["passes", "from disk", "peak RSS MiB", "rise MiB"]
+    head += ["passes", "from disk"] if files else []
+    head += ["peak RSS MiB", "rise MiB", *extras]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
+        name = r.case.name + (" **(baseline)**" if r.case.key == baseline else "")
+        if not r.reps:
+            failed = f"failed: {r.failure}" if r.failure else "no repetitions"
+            row = [name, r.case.cache, failed] + [""] * (len(head) - 3)
+            lines.append("| " + " | ".join(row).replace("\n", " ") + " |")
+            continue
         times = [rep.seconds for rep in r.reps]
         peak, rise = _memory(r.memory())
         row = [
-            r.case.name + (" **(baseline)**" if r.case.key == baseline else ""),
+            name + (f" (failed later: {r.failure})" if r.failure else ""),
             r.case.cache,
             f"{_seconds(r.median)} ({_seconds(min(times))}-{_seconds(max(times))})",
-            f"{r.median / base:.2f}",
+            f"{r.median / base:.2f}" if base else "",
         ]
         if throughput:
             logical = r.case.data.logical_bytes
             row.append(f"{logical / r.median / 1e9:.2f}" if logical else "")
-        row += [f"{r.passes:.2f}", f"{r.disk_passes:.2f}", peak, rise]
+        if files:
+            row += ([f"{r.passes:.2f}", f"{r.disk_passes:.2f}"] if r.nbytes else ["", ""])
+        row += [peak, rise]
+        for column in extras:
+            value = r.extra(column)
+            row.append("" if value is None else f"{value:.3g}")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -362,22 +419,28 @@ def run_suite(suite: Suite, env: Env, *, repeat: int, warmup: int = 1) -> str:
           file=sys.stderr, flush=True)
     results = run_cases(suite.cases, env, repeat=repeat, warmup=warmup)
     parts = [f"### {suite.title}", "", table(results, suite.baseline), ""]
+    passes = ("passes = bytes read (read_chars, page-cache hits included) / bytes stored; "
+              "from disk = the same with read_bytes (cache misses only); "
+              if any(r.nbytes for r in results) else "")
     parts += [
         f"Median of {repeat} interleaved repetitions (after {warmup} warm-up round); "
-        "passes = bytes read (read_chars, page-cache hits included) / bytes stored; "
-        "from disk = the same with read_bytes (cache misses only); peak RSS and its rise "
+        f"{passes}peak RSS and its rise "
         "per worker (cluster rows) or of the client process (other rows).",
         "",
     ]
-    cold_misses = [r.case.key for r in results if r.case.cache == "cold" and r.disk_passes < 0.5]
-    warm_misses = [r.case.key for r in results if r.case.cache == "warm" and r.disk_passes > 0.05]
+    measured = [r for r in results if r.reps and r.nbytes]
+    cold_misses = [r.case.key for r in measured if r.case.cache == "cold" and r.disk_passes < 0.5]
+    warm_misses = [r.case.key for r in measured if r.case.cache == "warm" and r.disk_passes > 0.05]
     if cold_misses:
         parts += [f"**Warning**: these cold rows read little from disk (eviction did not "
                   f"work, or read_bytes is not counted here): {', '.join(cold_misses)}", ""]
     if warm_misses:
         parts += [f"**Warning**: these warm rows read from disk (memory pressure evicted "
-                  f"their data): {', '.join(warm_misses)}", ""]
+                  f"their data, or workers read back what they spilled): "
+                  f"{', '.join(warm_misses)}", ""]
     parts += [*suite.notes]
+    if suite.summary is not None:
+        parts += ["", *suite.summary(results)]
     if suite.command:
         parts += ["", f"Command: `{suite.command}`"]
     return "\n".join(parts) + "\n"

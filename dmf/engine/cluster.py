@@ -142,8 +142,18 @@ def connect(
             cluster.close()
 
 
+LOCAL_SCHEDULERS = {"threads", "threading", "sync", "synchronous", "single-threaded",
+                    "processes", "multiprocessing"}
+
+
 def current_client() -> Client | None:
-    """The distributed client Dask computes with now, or None (threads)."""
+    """The distributed client Dask computes with now, or None when it
+    computes in this process (no client, or ``dask.config.set(scheduler=
+    "threads")`` in force even though a client exists)."""
+    import dask
+
+    if dask.config.get("scheduler", None) in LOCAL_SCHEDULERS:
+        return None
     try:
         from distributed import default_client
 

@@ -31,6 +31,7 @@ from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import (
     as_f64,
     column_moments,
+    for_blas,
     row_slices,
     split_moments,
     stacked_sum,
@@ -55,38 +56,45 @@ def _left(seed: int, block: int, rows: int, width: int) -> np.ndarray:
     return rng.standard_normal((width, rows))
 
 
-def _row_left(blocks, index, seed, width):
-    left = _left(seed, int(index[0]), blocks[0].shape[0], width)
-    parts = []
-    for block in blocks:
-        acc = np.zeros((width, block.shape[1]))
-        for sl in row_slices(block):
-            acc += np.asarray(left[:, sl] @ as_f64(block[sl]))
-        parts.append(acc)
-    return np.concatenate(parts, axis=1)[None]
+def _row_left(block, seed, width, block_id=None):
+    left = _left(seed, block_id[0], block.shape[0], width)
+    left = left.astype(for_blas(block[:0]).dtype)
+    out = np.zeros((width, block.shape[1]))
+    for sl in row_slices(block):
+        out += np.asarray(left[:, sl] @ for_blas(block[sl]))
+    return out
+
+
+def _per_row_sum(parts: da.Array, width: int) -> da.Array:
+    """Sum the (width x p) results of the row blocks, stacked vertically."""
+    rows = parts.shape[0] // width
+    return stacked_sum(parts.reshape((rows, width, parts.shape[1]), merge_chunks=False))
 
 
 def left_sketch(X: da.Array, seed: int, width: int) -> da.Array:
-    """Lazy [Psi; Theta] X (width x n) in float64: one pass."""
-    index = da.arange(X.numblocks[0], chunks=1)
-    parts = da.blockwise(_row_left, "iab", X, "ij", index, "i", seed, None, width, None,
-                         new_axes={"a": width, "b": X.shape[1]}, adjust_chunks={"i": 1},
-                         concatenate=False, align_arrays=False, dtype=np.float64,
-                         meta=np.empty((0, 0, 0)))
-    return stacked_sum(parts)
+    """Lazy [Psi; Theta] X (width x n) in float64: one pass.
+
+    Each block row draws its own rows of Psi from a stream keyed by its
+    index (``block_id``), so nothing but X is an input: an index array as a
+    second input lets dask's ordering read every block before sketching any.
+    """
+    X = X if X.numblocks[1] == 1 else X.rechunk({1: -1})  # one block row per task
+    parts = X.map_blocks(_row_left, seed, width, chunks=((width,) * X.numblocks[0],
+                                                           (X.shape[1],)),
+                         dtype=np.float64, meta=np.empty((0, 0)))
+    return _per_row_sum(parts, width)
 
 
-def _row_left_tall(q, index, seed, width):
-    return (_left(seed, int(index[0]), q.shape[0], width) @ as_f64(q))[None]
+def _row_left_tall(q, seed, width, block_id=None):
+    return _left(seed, block_id[0], q.shape[0], width) @ as_f64(q)
 
 
 def left_times_tall(Q: da.Array, seed: int, width: int) -> da.Array:
     """Lazy [Psi; Theta] Q for a tall Q with the same row blocks as X."""
-    index = da.arange(Q.numblocks[0], chunks=1)
-    parts = da.blockwise(_row_left_tall, "iab", Q, "ib", index, "i", seed, None, width, None,
-                         new_axes={"a": width}, adjust_chunks={"i": 1}, align_arrays=False,
-                         dtype=np.float64, meta=np.empty((0, 0, 0)))
-    return stacked_sum(parts)
+    parts = Q.map_blocks(_row_left_tall, seed, width,
+                         chunks=((width,) * Q.numblocks[0], (Q.shape[1],)),
+                         dtype=np.float64, meta=np.empty((0, 0)))
+    return _per_row_sum(parts, width)
 
 
 def sketch_solver(k: int, *, n_oversamples: int, shape: tuple[int, int],
