@@ -118,11 +118,12 @@ def materialize(state: State) -> State:
     return {**state, **dict(zip(lazy, persisted, strict=True))}
 
 
-def input_fingerprint(X) -> dict[str, Any]:
-    """What identifies the input: shape, dtype, chunks and the dask token
-    (which, for a stored matrix, covers its URL and its write id)."""
+def input_fingerprint(X, token: str | None = None) -> dict[str, Any]:
+    """What identifies the input: shape, dtype, chunks and a token: the
+    dask name unless given (for a stored matrix it covers the URL and the
+    store's write id; for in-memory data the caller hashes the content)."""
     return {"shape": list(X.shape), "dtype": str(X.dtype),
-            "chunks": [list(c) for c in X.chunks], "token": X.name}
+            "chunks": [list(c) for c in X.chunks], "token": token or X.name}
 
 
 def run(
@@ -140,6 +141,7 @@ def run(
     resume: bool = True,
     progress: bool | None = None,
     callback: Callable[[int, State, Stats], None] | None = None,
+    input_token: str | None = None,
 ) -> RunResult:
     """Run ``solver`` on ``X`` until it converges or ``max_iter`` steps.
 
@@ -171,11 +173,14 @@ def run(
         Show progress on stderr; default: when stderr is a terminal.
     callback : callable, optional
         ``callback(iteration, state, stats)`` after every step.
+    input_token : str, optional
+        Identifies X's content in the fingerprint instead of its dask name
+        (which, for an array made from memory, is random).
     """
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % 2**32)
     fingerprint = {"algorithm": solver.name, "parameters": solver.params,
-                   "input": input_fingerprint(X), "seed": seed}
+                   "input": input_fingerprint(X, input_token), "seed": seed}
     location = Location.parse(out, storage_options) if out is not None else None
     if location is not None:
         checkpoint_every = 10 if checkpoint_every is None else checkpoint_every

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import warnings
 
-import dask
 import dask.array as da
 import numpy as np
 
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.errors import DmfWarning
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
-from dmf.linalg.products import column_moments, gram_apply, split_moments
+from dmf.linalg.products import gram_apply, gram_with_moments, unpack_moments
 
 
 def _project_out(w: np.ndarray, Q: np.ndarray) -> np.ndarray:
@@ -64,8 +63,8 @@ def power_solver(k: int, *, tol: float, max_iter: int, transposed: bool = False)
         v, j, inner, top = state["v"], int(state["j"]), int(state["inner"]) + 1, state["top"]
         moments = {}
         if state["first"]:  # X's moments ride along with the first pass
-            w, values = dask.compute(gram_apply(X, v[:, None]), column_moments(X))
-            moments["colsum"], moments["sumsq"], moments["rowsq"] = split_moments(values)
+            w, (moments["colsum"], moments["sumsq"], moments["rowsq"]) = unpack_moments(
+                gram_with_moments(X, v[:, None]).compute())
         else:
             w = gram_apply(X, v[:, None]).compute()
         w = _project_out(w[:, 0], V[:, :j])

@@ -13,6 +13,7 @@ slice at a time.
 - ``transpose_times(X, Y)`` = X^T Y for a tall Y with X's row blocks: n x p.
 - ``tall_times(X, M)``      = X M, a lazy tall array with X's row blocks.
 - ``column_moments(X)``     = column sums, sum of squares, squared row sums.
+- ``gram_with_moments(X, V)`` = the first two in the same tasks.
 
 Everything is built from dask array operations, never ``to_delayed``: a
 graph made that way names a persisted X's blocks without holding their
@@ -85,7 +86,7 @@ def _times(blocks, Ms):
     return out
 
 
-def _row_gram(blocks, Vs):
+def _row_gram(blocks, Vs, with_moments=False):
     if len(blocks) == 1:  # the common case: fuse per slice, never hold X_r V whole
         block = blocks[0]
         V = np.asarray(Vs[0], dtype=for_blas(block[:0]).dtype)
@@ -93,8 +94,30 @@ def _row_gram(blocks, Vs):
         for sl in row_slices(block):
             xs = for_blas(block[sl])
             out += xs.T @ (xs @ V)
-        return out[None]
-    return _row_transpose(blocks, _times(blocks, Vs))
+        out = out[None]
+    else:
+        out = _row_transpose(blocks, _times(blocks, Vs))
+    if not with_moments:
+        return out
+    return pack_moments(out[0], row_moments(blocks)[0])[None]
+
+
+def pack_moments(G: np.ndarray, moments: np.ndarray) -> np.ndarray:
+    """[[G, colsum], [sumsq, rowsq, 0...]]: (n + 1) x (p + 1), so that one
+    task per block row can return both (one consumer per block: a second
+    one would keep blocks in memory until both ran)."""
+    n, p = G.shape
+    out = np.zeros((n + 1, p + 1))
+    out[:n, :p] = G
+    out[:n, p] = moments[:n]
+    out[n, :2] = moments[n:]
+    return out
+
+
+def unpack_moments(packed: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, float, float]]:
+    """G and (column sums, sum of squares, squared row sums) from
+    :func:`pack_moments`'s layout."""
+    return packed[:-1, :-1], (packed[:-1, -1], float(packed[-1, 0]), float(packed[-1, 1]))
 
 
 def _row_transpose(blocks, Y):
@@ -117,7 +140,7 @@ def _row_tall(blocks, Ms, dtype):
     return _times(blocks, Ms).astype(dtype, copy=False)
 
 
-def _row_moments(blocks):
+def row_moments(blocks):
     """[column sums..., sum of squares, sum of squared row sums], 1 x (n + 2)."""
     colsums = []
     rowsum = np.zeros(blocks[0].shape[0])
@@ -147,11 +170,24 @@ def gram_apply(X: da.Array, V: np.ndarray) -> da.Array:
     >>> bool(np.allclose(gram_apply(da.from_array(A, chunks=2), V).compute(), A.T @ A @ V))
     True
     """
+    return _gram(X, V, with_moments=False)
+
+
+def gram_with_moments(X: da.Array, V: np.ndarray) -> da.Array:
+    """:func:`gram_apply` and :func:`column_moments` in the same tasks (one
+    pass, each block read and multiplied once); :func:`unpack_moments`
+    splits the result."""
+    return _gram(X, V, with_moments=True)
+
+
+def _gram(X: da.Array, V: np.ndarray, with_moments: bool) -> da.Array:
     n, p = X.shape[1], np.shape(V)[1]
+    extra = 1 if with_moments else 0
     parts = da.blockwise(_row_gram, "iab", X, "ij", small(V, X.chunks[1]), "jb",
-                         new_axes={"a": n}, adjust_chunks={"i": 1, "b": p},
-                         concatenate=False, dtype=np.float64, meta=np.empty((0, 0, 0)))
-    return stacked_sum(parts.rechunk({1: -1, 2: -1}))
+                         with_moments, None, new_axes={"a": n + extra},
+                         adjust_chunks={"i": 1, "b": p + extra}, concatenate=False,
+                         dtype=np.float64, meta=np.empty((0, 0, 0)))
+    return stacked_sum(parts)
 
 
 def transpose_times(X: da.Array, Y: da.Array) -> da.Array:
@@ -180,7 +216,7 @@ def column_moments(X: da.Array) -> da.Array:
     float64: one pass, or none extra when computed in the same graph as
     another product of X. (The row sums serve the transposed problem.)
     :func:`split_moments` unpacks it."""
-    parts = da.blockwise(_row_moments, "ia", X, "ij", new_axes={"a": X.shape[1] + 2},
+    parts = da.blockwise(row_moments, "ia", X, "ij", new_axes={"a": X.shape[1] + 2},
                          adjust_chunks={"i": 1}, concatenate=False, dtype=np.float64,
                          meta=np.empty((0, 0)))
     return stacked_sum(parts)

@@ -34,14 +34,13 @@ product, so float32 input loses nothing beyond its own rounding.
 
 from __future__ import annotations
 
-import dask
 import numpy as np
 import scipy.linalg
 
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.errors import InputError
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
-from dmf.linalg.products import column_moments, gram_apply, split_moments
+from dmf.linalg.products import gram_apply, gram_with_moments, unpack_moments
 
 NORMALIZERS = ("auto", "QR", "LU", "none")
 
@@ -95,8 +94,8 @@ def randomized_solver(k: int, *, n_oversamples: int, n_iter: int, normalizer: st
         Z, j = state["Z"], int(state["j"])
         new = dict(state)
         if j == 0:  # X's column moments ride along with the first pass
-            G, moments = dask.compute(gram_apply(X, Z), column_moments(X))
-            new["colsum"], new["sumsq"], new["rowsq"] = split_moments(moments)
+            G, (new["colsum"], new["sumsq"], new["rowsq"]) = unpack_moments(
+                gram_with_moments(X, Z).compute())
         else:
             G = gram_apply(X, Z).compute()
         sigma = ritz_values(Z, G, k)

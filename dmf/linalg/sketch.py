@@ -30,12 +30,11 @@ from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import (
     as_f64,
-    column_moments,
     for_blas,
+    row_moments,
     row_slices,
     split_moments,
     stacked_sum,
-    tall_times,
 )
 
 #: Rows of the test sketch (Tropp et al. suggest 10).
@@ -56,45 +55,59 @@ def _left(seed: int, block: int, rows: int, width: int) -> np.ndarray:
     return rng.standard_normal((width, rows))
 
 
-def _row_left(block, seed, width, block_id=None):
-    left = _left(seed, block_id[0], block.shape[0], width)
-    left = left.astype(for_blas(block[:0]).dtype)
-    out = np.zeros((width, block.shape[1]))
+def _row_sketch(block, Omega, seed, width, block_id=None):
+    """Everything the one pass takes from a block row, in one task (a single
+    consumer per block, so each is freed as soon as it is used): its rows of
+    Y = X Omega, its term of [Psi; Theta] X, and its moments."""
+    dtype = for_blas(block[:0]).dtype
+    left = _left(seed, block_id[0], block.shape[0], width).astype(dtype)
+    Om = Omega.astype(dtype)
+    Y = np.empty((block.shape[0], Omega.shape[1]))
+    WE = np.zeros((width, block.shape[1]))
     for sl in row_slices(block):
-        out += np.asarray(left[:, sl] @ for_blas(block[sl]))
+        xs = for_blas(block[sl])
+        Y[sl] = xs @ Om
+        WE += np.asarray(left[:, sl] @ xs)
+    out = np.empty(1, dtype=object)
+    out[0] = (Y, WE, row_moments([block])[0])
     return out
 
 
-def _per_row_sum(parts: da.Array, width: int) -> da.Array:
-    """Sum the (width x p) results of the row blocks, stacked vertically."""
-    rows = parts.shape[0] // width
-    return stacked_sum(parts.reshape((rows, width, parts.shape[1]), merge_chunks=False))
+def _part(packed, index):
+    return packed[0][index][None] if index else packed[0][index]
 
 
-def left_sketch(X: da.Array, seed: int, width: int) -> da.Array:
-    """Lazy [Psi; Theta] X (width x n) in float64: one pass.
+def sketch_pass(X: da.Array, Omega: np.ndarray, seed: int, width: int):
+    """Lazy (Y, [Psi; Theta] X, moments) from one read of X.
 
     Each block row draws its own rows of Psi from a stream keyed by its
-    index (``block_id``), so nothing but X is an input: an index array as a
-    second input lets dask's ordering read every block before sketching any.
+    index (``block_id``), so nothing but X and Omega is an input: an index
+    array as an input lets dask's ordering read every block before
+    sketching any.
     """
     X = X if X.numblocks[1] == 1 else X.rechunk({1: -1})  # one block row per task
-    parts = X.map_blocks(_row_left, seed, width, chunks=((width,) * X.numblocks[0],
-                                                           (X.shape[1],)),
-                         dtype=np.float64, meta=np.empty((0, 0)))
-    return _per_row_sum(parts, width)
+    rows, n, s_r = X.numblocks[0], X.shape[1], Omega.shape[1]
+    packed = X.map_blocks(_row_sketch, Omega, seed, width, drop_axis=1, chunks=((1,) * rows,),
+                          dtype=object, meta=np.empty((0,), dtype=object))
+    Y = packed.map_blocks(_part, 0, new_axis=1, chunks=(X.chunks[0], (s_r,)),
+                          dtype=np.float64, meta=np.empty((0, 0)))
+    WE = packed.map_blocks(_part, 1, new_axis=[1, 2], chunks=((1,) * rows, (width,), (n,)),
+                           dtype=np.float64, meta=np.empty((0, 0, 0)))
+    moments = packed.map_blocks(_part, 2, new_axis=1, chunks=((1,) * rows, (n + 2,)),
+                                dtype=np.float64, meta=np.empty((0, 0)))
+    return Y, stacked_sum(WE), stacked_sum(moments)
 
 
 def _row_left_tall(q, seed, width, block_id=None):
-    return _left(seed, block_id[0], q.shape[0], width) @ as_f64(q)
+    return (_left(seed, block_id[0], q.shape[0], width) @ as_f64(q))[None]
 
 
 def left_times_tall(Q: da.Array, seed: int, width: int) -> da.Array:
     """Lazy [Psi; Theta] Q for a tall Q with the same row blocks as X."""
-    parts = Q.map_blocks(_row_left_tall, seed, width,
-                         chunks=((width,) * Q.numblocks[0], (Q.shape[1],)),
-                         dtype=np.float64, meta=np.empty((0, 0)))
-    return _per_row_sum(parts, width)
+    parts = Q.map_blocks(_row_left_tall, seed, width, new_axis=2,
+                         chunks=((1,) * Q.numblocks[0], (width,), (Q.shape[1],)),
+                         dtype=np.float64, meta=np.empty((0, 0, 0)))
+    return stacked_sum(parts)
 
 
 def sketch_solver(k: int, *, n_oversamples: int, shape: tuple[int, int],
@@ -106,10 +119,8 @@ def sketch_solver(k: int, *, n_oversamples: int, shape: tuple[int, int],
                 "seed": int(ctx.rng.integers(2**63)), "done": False}
 
     def step(X, state: State, _ctx: Context) -> tuple[State, Stats]:
-        # One graph, so each block of X is read once for all three sketches.
-        Y, WE, moments = dask.persist(
-            tall_times(X, state["Omega"], dtype=np.float64),
-            left_sketch(X, state["seed"], s_c + TEST_ROWS), column_moments(X))
+        Y, WE, moments = dask.persist(*sketch_pass(X, state["Omega"], state["seed"],
+                                                   s_c + TEST_ROWS))
         WE, moments = dask.compute(WE, moments)
         colsum, sumsq, rowsq = split_moments(moments)
         new = {**state, "Y": Y, "W": WE[:s_c], "E": WE[s_c:], "colsum": colsum,

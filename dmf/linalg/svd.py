@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import dask
 import dask.array as da
+import numpy as np
 
 from dmf.engine.cache import cache_input
 from dmf.engine.driver import run
@@ -150,6 +152,11 @@ def svd(
     """
     if method not in METHODS:
         raise InputError(f"unknown SVD method {method!r}; available: {', '.join(METHODS)}")
+    token = None
+    if isinstance(X, np.ndarray):
+        cache = False  # already in memory: a cached copy would double it
+        if out is not None:  # a resumable job needs a token of the content
+            token = "ndarray-" + dask.base.tokenize(X)
     X = as_matrix(X, storage_options=storage_options)
     k = check_k(k, X.shape)
     if isinstance(n_oversamples, bool) or not isinstance(n_oversamples, int) or n_oversamples < 0:
@@ -184,6 +191,7 @@ def svd(
         max_steps = k * max_iter
     result = run(solver, A, seed=seed, max_iter=max_steps, tol=0.0 if tol is None else tol,
                  out=out, storage_options=storage_options, checkpoint_every=checkpoint_every,
-                 checkpoint_seconds=checkpoint_seconds, resume=resume, progress=progress)
+                 checkpoint_seconds=checkpoint_seconds, resume=resume, progress=progress,
+                 input_token=token)
     return SVDResult.from_run(result, method)
 

@@ -32,7 +32,9 @@ import collections
 import concurrent.futures
 import contextlib
 import itertools
+import json
 import os
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 
@@ -206,10 +208,13 @@ class CsrReader:
                     f"{location}: CSR group has no '{name}' array; the store is corrupt"
                 ) from None
         self.dtype = self.arrays["data"].dtype
+        # the attrs carry the write id: a store written again at the same URL
+        # is another input
+        self._attrs = json.dumps(dict(group.attrs), sort_keys=True, default=str)
         self._owner_pid = os.getpid()
 
     def __dask_tokenize__(self):
-        return (self.location.url, self.shape,
+        return (self.location.url, self.shape, self._attrs,
                 *(a.metadata.to_dict()["shape"] for a in self.arrays.values()))
 
     def read(self, name: str, start: int, stop: int) -> np.ndarray:
@@ -443,6 +448,7 @@ class CsrWriter:
         self.rows = 0
         self.nnz = 0
         meta = {"kind": "sparse", "format": "csr", "complete": False,
+                "write_id": uuid.uuid4().hex,
                 "dmf_version": __version__, **(attrs or {})}
         self.group = zarr.create_group(
             store=location.zarr_store(), overwrite=True, zarr_format=3,

@@ -102,6 +102,12 @@ def entries_report(
 def _fill_report(values: np.ndarray, first) -> np.ndarray:
     report = np.array([0, 0, -1, 0, -1], dtype=np.int64)
     if values.dtype.kind == "f":
+        # A finite sum proves there is no NaN or Inf, at the cost of one
+        # streaming read (no mask arrays); only a non-finite sum (bad values,
+        # or an overflow of big ones) needs the masks below.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(values.sum()):
+                return report
         nan = np.isnan(values)
         inf = np.isinf(values)
         report[_N_NAN] = nan.sum()
