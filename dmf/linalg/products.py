@@ -60,6 +60,15 @@ def as_f64(part):
     return np.require(part, dtype=np.float64, requirements="A")
 
 
+def scratch(block, p: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Buffers for a slice's products, reused across slices: fresh ones per
+    slice cost a page fault per 4 KiB where glibc hands out every block
+    above 128 KiB with mmap (Dask sets MALLOC_TRIM_THRESHOLD_ on its
+    workers, which freezes that threshold): measured 1.5x slower."""
+    step = next(row_slices(block)).stop if block.shape[0] else 0
+    return np.empty((step, p), dtype=dtype), np.empty((block.shape[1], p), dtype=dtype)
+
+
 def small(M: np.ndarray, row_chunks) -> da.Array:
     """A small n x p matrix as a dask array split like X's columns (one graph
     key per piece: it travels to each worker once, not once per task)."""
@@ -80,8 +89,14 @@ def _times(blocks, Ms):
     for block, Mc in zip(blocks, Ms, strict=True):
         Mc = np.asarray(Mc, dtype=for_blas(block[:0]).dtype)
         part = np.empty((block.shape[0], Mc.shape[1]))
+        y, _ = scratch(block, Mc.shape[1], Mc.dtype)
         for sl in row_slices(block):
-            part[sl] = for_blas(block[sl]) @ Mc
+            xs = for_blas(block[sl])
+            if scipy.sparse.issparse(xs):
+                part[sl] = xs @ Mc
+                continue
+            np.matmul(xs, Mc, out=y[:xs.shape[0]])
+            part[sl] = y[:xs.shape[0]]
         out = part if out is None else out + part
     return out
 
@@ -91,9 +106,16 @@ def _row_gram(blocks, Vs, with_moments=False):
         block = blocks[0]
         V = np.asarray(Vs[0], dtype=for_blas(block[:0]).dtype)
         out = np.zeros((block.shape[1], V.shape[1]))
+        y, acc = scratch(block, V.shape[1], V.dtype)
         for sl in row_slices(block):
             xs = for_blas(block[sl])
-            out += xs.T @ (xs @ V)
+            rows = xs.shape[0]
+            if scipy.sparse.issparse(xs):
+                out += xs.T @ (xs @ V)
+                continue
+            np.matmul(xs, V, out=y[:rows])
+            np.matmul(xs.T, y[:rows], out=acc)
+            np.add(out, acc, out=out)
         out = out[None]
     else:
         out = _row_transpose(blocks, _times(blocks, Vs))
@@ -125,10 +147,16 @@ def _row_transpose(blocks, Y):
     parts = []
     for block in blocks:
         Yb = np.require(Y, dtype=for_blas(block[:0]).dtype, requirements="A")
-        acc = np.zeros((block.shape[1], Y.shape[1]))
+        total = np.zeros((block.shape[1], Y.shape[1]))
+        _, acc = scratch(block, Y.shape[1], Yb.dtype)
         for sl in row_slices(block):
-            acc += for_blas(block[sl]).T @ Yb[sl]
-        parts.append(acc)
+            xs = for_blas(block[sl])
+            if scipy.sparse.issparse(xs):
+                total += xs.T @ Yb[sl]
+                continue
+            np.matmul(xs.T, Yb[sl], out=acc)
+            np.add(total, acc, out=total)
+        parts.append(total)
     return np.concatenate(parts)[None]
 
 

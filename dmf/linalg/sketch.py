@@ -25,6 +25,7 @@ from __future__ import annotations
 import dask
 import dask.array as da
 import numpy as np
+import scipy.sparse
 
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
@@ -33,6 +34,7 @@ from dmf.linalg.products import (
     for_blas,
     row_moments,
     row_slices,
+    scratch,
     split_moments,
     stacked_sum,
 )
@@ -64,10 +66,19 @@ def _row_sketch(block, Omega, seed, width, block_id=None):
     Om = Omega.astype(dtype)
     Y = np.empty((block.shape[0], Omega.shape[1]))
     WE = np.zeros((width, block.shape[1]))
+    y, _ = scratch(block, Omega.shape[1], dtype)  # reused: see products.scratch
+    term = np.empty((width, block.shape[1]), dtype=dtype)
     for sl in row_slices(block):
         xs = for_blas(block[sl])
-        Y[sl] = xs @ Om
-        WE += np.asarray(left[:, sl] @ xs)
+        if scipy.sparse.issparse(xs):
+            Y[sl] = xs @ Om
+            WE += np.asarray((xs.T @ left[:, sl].T).T)
+            continue
+        rows = xs.shape[0]
+        np.matmul(xs, Om, out=y[:rows])
+        Y[sl] = y[:rows]
+        np.matmul(left[:, sl], xs, out=term)
+        np.add(WE, term, out=WE)
     out = np.empty(1, dtype=object)
     out[0] = (Y, WE, row_moments([block])[0])
     return out
