@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     svd.add_argument("-k", "--k", type=positive_int, required=True, metavar="K")
     svd.add_argument("--method", choices=["randomized", "sketch", "eigh", "power"],
                      default="randomized",
-                     help="randomized: Q power iterations, Q + 2 passes (default); sketch: "
+                     help="randomized: Q power iterations, Q + 1 passes (default); sketch: "
                      "one pass, with an error estimate; eigh: symmetric X, signed "
                      "eigenvalues; power: power iteration with deflation")
     svd.add_argument("--n-iter", metavar="Q", default="auto",

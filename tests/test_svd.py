@@ -71,7 +71,7 @@ def test_planted_singular_values_and_orthonormal_vectors(method, chunks, dtype, 
     assert (V[idx, np.arange(5)] > 0).all()  # the sign rule
 
 
-def test_randomized_reads_x_q_plus_2_times(tmp_path):
+def test_randomized_reads_x_q_plus_1_times(tmp_path):
     url = tmp_path / "X.zarr"
     A, _ = planted(m=4000, n=100)
     dmf.save_matrix(A, url, chunks=500)
@@ -81,7 +81,7 @@ def test_randomized_reads_x_q_plus_2_times(tmp_path):
     r = dmf.svd(url, 5, method="randomized", n_iter=3, seed=0, cache=False)
     r.U.compute()
     passes = (proc.io_counters().read_chars - before) / stored
-    assert 3 + 2 <= passes < 3 + 2.5, passes  # margin: imports read files too
+    assert 3 + 1 <= passes < 3 + 1.5, passes  # margin: imports read files too
 
 
 def test_sketch_reads_x_exactly_once(tmp_path):
@@ -139,7 +139,7 @@ def test_wide_matrices(chunks, method):
 
 
 def test_wide_column_blocked_store_is_read_through_its_transpose(tmp_path):
-    """The transpose is a view, not a copy: q + 2 passes, as for a tall matrix."""
+    """The transpose is a view, not a copy: q + 1 passes, as for a tall matrix."""
     T, s = planted(m=4000, n=100, seed=7)
     url = tmp_path / "W.zarr"
     dmf.save_matrix(np.ascontiguousarray(T.T), url, chunks=(100, 500))
@@ -148,7 +148,7 @@ def test_wide_column_blocked_store_is_read_through_its_transpose(tmp_path):
     before = proc.io_counters().read_chars
     r = dmf.svd(url, 4, method="randomized", n_iter=2, seed=0, cache=False)
     passes = (proc.io_counters().read_chars - before) / stored
-    assert 2 + 2 <= passes < 2 + 2.5, passes  # margin: imports read files too
+    assert 2 + 1 <= passes < 2 + 1.5, passes  # margin: imports read files too
     assert np.allclose(r.S, s[:4], rtol=1e-6)
 
 

@@ -104,10 +104,12 @@ def to_original_side(arrays: dict, row_chunks) -> dict:
             "S": arrays["S"], "Vt": (V * signs).T.astype(dtype)}
 
 
-def assemble(X: da.Array, M: np.ndarray, S: np.ndarray, V: np.ndarray, k: int) -> dict:
-    """The result arrays from U = X M (lazy), singular values S and right
-    vectors V (n x r, r possibly < k): sorted, cut to k, padded with zeros,
-    signs fixed on V, vectors of zero values completed to orthonormal."""
+def assemble(X: da.Array, M: np.ndarray, S: np.ndarray, V: np.ndarray, k: int,
+             left: da.Array | None = None) -> dict:
+    """The result arrays from U = X M (lazy; ``left`` M when given, a tall
+    array already computed from X), singular values S and right vectors V
+    (n x r, r possibly < k): sorted, cut to k, padded with zeros, signs fixed
+    on V, vectors of zero values completed to orthonormal."""
     order = np.argsort(-S, kind="stable")[:k]
     S, V, M = S[order], V[:, order], M[:, order]
     pad = k - len(S)
@@ -120,7 +122,7 @@ def assemble(X: da.Array, M: np.ndarray, S: np.ndarray, V: np.ndarray, k: int) -
     V = complete_columns(V, zero)
     signs = fix_signs(V)
     V, M = V * signs, M * signs
-    U = complete_basis(tall_times(X, M, dtype=X.dtype), zero)
+    U = complete_basis(tall_times(X if left is None else left, M, dtype=X.dtype), zero)
     return {"U": U, "S": S.astype(X.dtype), "Vt": V.T.astype(X.dtype)}
 
 

@@ -14,6 +14,7 @@ slice at a time.
 - ``tall_times(X, M)``      = X M, a lazy tall array with X's row blocks.
 - ``column_moments(X)``     = column sums, sum of squares, squared row sums.
 - ``gram_with_moments(X, V)`` = the first two in the same tasks.
+- ``gram_and_product(X, V)`` = X^T X V and the tall X V, in the same tasks.
 
 Everything is built from dask array operations, never ``to_delayed``: a
 graph made that way names a persisted X's blocks without holding their
@@ -101,27 +102,52 @@ def _times(blocks, Ms):
     return out
 
 
-def _row_gram(blocks, Vs, with_moments=False):
-    if len(blocks) == 1:  # the common case: fuse per slice, never hold X_r V whole
-        block = blocks[0]
-        V = np.asarray(Vs[0], dtype=for_blas(block[:0]).dtype)
-        out = np.zeros((block.shape[1], V.shape[1]))
-        y, acc = scratch(block, V.shape[1], V.dtype)
-        for sl in row_slices(block):
-            xs = for_blas(block[sl])
-            rows = xs.shape[0]
-            if scipy.sparse.issparse(xs):
-                out += xs.T @ (xs @ V)
-                continue
-            np.matmul(xs, V, out=y[:rows])
-            np.matmul(xs.T, y[:rows], out=acc)
+def _gram_core(blocks, Vs, keep_y: bool):
+    """X_r^T (X_r V) in float64, and X_r V itself (float64) if ``keep_y``."""
+    if len(blocks) > 1:
+        Y = _times(blocks, Vs)
+        return _row_transpose(blocks, Y)[0], Y if keep_y else None
+    block = blocks[0]  # the common case: fuse per slice, never hold X_r V whole
+    V = np.asarray(Vs[0], dtype=for_blas(block[:0]).dtype)
+    out = np.zeros((block.shape[1], V.shape[1]))
+    y, acc = scratch(block, V.shape[1], V.dtype)
+    Y = np.empty((block.shape[0], V.shape[1])) if keep_y else None
+    for sl in row_slices(block):
+        xs = for_blas(block[sl])
+        rows = xs.shape[0]
+        if scipy.sparse.issparse(xs):
+            ys = xs @ V
+            out += xs.T @ ys
+        else:
+            ys = np.matmul(xs, V, out=y[:rows])
+            np.matmul(xs.T, ys, out=acc)
             np.add(out, acc, out=out)
-        out = out[None]
-    else:
-        out = _row_transpose(blocks, _times(blocks, Vs))
+        if keep_y:
+            Y[sl] = ys
+    return out, Y
+
+
+def _row_gram(blocks, Vs, with_moments=False):
+    G, _ = _gram_core(blocks, Vs, keep_y=False)
     if not with_moments:
-        return out
-    return pack_moments(out[0], row_moments(blocks)[0])[None]
+        return G[None]
+    return pack_moments(G, row_moments(blocks)[0])[None]
+
+
+def _row_gram_keep(blocks, Vs):
+    # V's column index is contracted here too (the output has no "b"), so
+    # each of its pieces comes as a list of one block
+    Vs = [v[0] if isinstance(v, list) else v for v in Vs]
+    out = np.empty(1, dtype=object)
+    out[0] = _gram_core(blocks, Vs, keep_y=True)
+    return out
+
+
+def part_of(packed, index: int, lead: bool):
+    """Item ``index`` of a one-element object block (``lead``: with a
+    leading axis of length 1, for :func:`stacked_sum`)."""
+    item = packed[0][index]
+    return item[None] if lead else item
 
 
 def pack_moments(G: np.ndarray, moments: np.ndarray) -> np.ndarray:
@@ -216,6 +242,21 @@ def _gram(X: da.Array, V: np.ndarray, with_moments: bool) -> da.Array:
                          adjust_chunks={"i": 1, "b": p + extra}, concatenate=False,
                          dtype=np.float64, meta=np.empty((0, 0, 0)))
     return stacked_sum(parts)
+
+
+def gram_and_product(X: da.Array, V: np.ndarray) -> tuple[da.Array, da.Array]:
+    """Lazy (X^T X V, X V) from the same tasks: one pass, the tall X V
+    (float64, X's row blocks) kept instead of thrown away."""
+    n, p = X.shape[1], np.shape(V)[1]
+    packed = da.blockwise(_row_gram_keep, "i", X, "ij", small(V, X.chunks[1]), "jb",
+                          adjust_chunks={"i": 1}, concatenate=False, dtype=object,
+                          meta=np.empty((0,), dtype=object))
+    rows = X.numblocks[0]
+    G = packed.map_blocks(part_of, 0, True, new_axis=[1, 2], chunks=((1,) * rows, (n,), (p,)),
+                          dtype=np.float64, meta=np.empty((0, 0, 0)))
+    Y = packed.map_blocks(part_of, 1, False, new_axis=1, chunks=(X.chunks[0], (p,)),
+                          dtype=np.float64, meta=np.empty((0, 0)))
+    return stacked_sum(G), Y
 
 
 def transpose_times(X: da.Array, Y: da.Array) -> da.Array:

@@ -1,4 +1,4 @@
-"""Randomized truncated SVD with power iterations, q + 2 passes over X.
+"""Randomized truncated SVD with power iterations, q + 1 passes over X.
 
 The textbook scheme (Halko, Martinsson and Tropp 2011, algorithm 4.4 with a
 normalization after every product) reads X 2q + 2 times::
@@ -11,36 +11,47 @@ sum over row blocks of X_b^T (X_b Z)::
 
     Z_0 = orth(Omega);  G_j = X^T X Z_j;  Z_{j+1} = orth(G_j)   (j < q)
 
-and finishes from G_q = X^T X Z_q alone. With Y = X Z_q (never formed),
-Y^T Y = Z_q^T G_q = W diag(lam) W^T, so Q = Y W lam^(-1/2) is an
-orthonormal basis of range(Y) and
+and finishes from the last pass alone, which computes G_q = X^T X Z_q and
+keeps Y = X Z_q (a by-product: X_b Z_q is formed on the way to
+X_b^T X_b Z_q; Y is m x (k + oversamples), small beside X). Then
+Y^T Y = Z_q^T G_q = W diag(lam) W^T, so Q = Y W lam^(-1/2) is an orthonormal
+basis of range(Y) and
 
     B = Q^T X = lam^(-1/2) W^T Z_q^T X^T X = lam^(-1/2) W^T G_q^T,
 
-then B = U~ S Vt and U = Q U~ = X (Z_q W lam^(-1/2) U~): one last pass. Since
-Z_q spans (X^T X)^q Omega, range(Y) is range((X X^T)^q X Omega), the
+then B = U~ S Vt and U = Q U~ = Y (W lam^(-1/2) U~), without reading X again.
+Since Z_q spans (X^T X)^q Omega, range(Y) is range((X X^T)^q X Omega), the
 textbook's Q: in exact arithmetic the two schemes give the same U, S, Vt,
-with q + 2 passes instead of 2q + 2.
+with q + 1 passes instead of 2q + 2 (2 when q = 0).
 
 What it costs in precision: Q comes from the Gram matrix Y^T Y, whose
 condition number is the square of Y's. Directions with
 s_i / s_1 < sqrt(max(m, n) * eps) (about 5e-7 for n = 1000 in float64) cannot
 be told from rounding; their singular values are reported as exactly 0 and
 their vectors completed to orthonormal ones. The textbook scheme resolves
-values down to about eps * s_1, at twice the passes. All small products are
-accumulated in float64, and Z is re-orthonormalized (QR or LU) after every
-product, so float32 input loses nothing beyond its own rounding.
+values down to about eps * s_1, at twice the passes. The small products are
+accumulated in float64 (float32 blocks are multiplied in float32 a 2 MiB
+slice at a time, see :mod:`dmf.linalg.products`), and Z is
+re-orthonormalized (QR or LU) after every product, so float32 input loses
+nothing beyond its own rounding.
 """
 
 from __future__ import annotations
 
+import dask
 import numpy as np
 import scipy.linalg
 
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.errors import InputError
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
-from dmf.linalg.products import gram_apply, gram_with_moments, unpack_moments
+from dmf.linalg.products import (
+    gram_and_product,
+    gram_apply,
+    gram_with_moments,
+    tall_times,
+    unpack_moments,
+)
 
 NORMALIZERS = ("auto", "QR", "LU", "none")
 
@@ -87,21 +98,28 @@ def randomized_solver(k: int, *, n_oversamples: int, n_iter: int, normalizer: st
 
     def init(X, ctx: Context) -> State:
         Z = normalize(ctx.rng.standard_normal((X.shape[1], width)), "QR")
-        return {"Z": Z, "G": np.zeros_like(Z), "sigma": np.zeros(k), "j": 0,
+        return {"Z": Z, "G": np.zeros_like(Z), "sigma": np.zeros(k), "j": 0, "Y": None,
                 "colsum": np.zeros(X.shape[1]), "sumsq": 0.0, "rowsq": 0.0}
 
     def step(X, state: State, _ctx: Context) -> tuple[State, Stats]:
         Z, j = state["Z"], int(state["j"])
         new = dict(state)
+        last = j == n_iter
         if j == 0:  # X's column moments ride along with the first pass
             G, (new["colsum"], new["sumsq"], new["rowsq"]) = unpack_moments(
                 gram_with_moments(X, Z).compute())
+            if last:  # no power iteration: X Z in a pass of its own
+                new["Y"] = tall_times(X, Z, dtype=np.float64)
+        elif last:  # keep X Z from the last pass: U is formed from it, not from X
+            # one persist for both, or X would be read once for each
+            G, new["Y"] = dask.persist(*gram_and_product(X, Z))
+            G = G.compute()
         else:
             G = gram_apply(X, Z).compute()
         sigma = ritz_values(Z, G, k)
         change = (1.0 if j == 0 else
                   float(np.max(np.abs(sigma - state["sigma"]) / np.maximum(sigma, 1e-300))))
-        done = j == n_iter
+        done = last
         if not done:
             # the last normalization before the final pass is always QR
             Z = normalize(G, "QR" if j == n_iter - 1 else normalizer)
@@ -110,7 +128,8 @@ def randomized_solver(k: int, *, n_oversamples: int, n_iter: int, normalizer: st
                           extra={"note": f"power iteration {j}/{n_iter}" if j else "range"})
 
     def finalize(X, state: State) -> tuple[dict, dict]:
-        return finish_sides(X, finish(X, state["Z"], state["G"], k), state, transposed)
+        return finish_sides(X, finish(X, state["Z"], state["G"], k, Y=state["Y"]), state,
+                            transposed)
 
     return Solver(name="svd-randomized",
                   params={"k": k, "n_oversamples": n_oversamples, "n_iter": n_iter,
@@ -118,8 +137,9 @@ def randomized_solver(k: int, *, n_oversamples: int, n_iter: int, normalizer: st
                   init=init, step=step, finalize=finalize)
 
 
-def finish(X, Z: np.ndarray, G: np.ndarray, k: int) -> dict:
-    """U, S, Vt from Z and G = X^T X Z (see the module docstring)."""
+def finish(X, Z: np.ndarray, G: np.ndarray, k: int, Y=None) -> dict:
+    """U, S, Vt from Z and G = X^T X Z (see the module docstring); U from
+    Y = X Z when it was kept, else from X (one more pass)."""
     T = Z.T @ G
     lam, W = np.linalg.eigh((T + T.T) / 2)
     lam, W = lam[::-1], W[:, ::-1]
@@ -131,5 +151,6 @@ def finish(X, Z: np.ndarray, G: np.ndarray, k: int) -> dict:
     Wk = W[:, keep] * scale                    # Q = X Z Wk is orthonormal
     B = Wk.T @ G.T                             # B = Q^T X, r x n
     Ub, S, Vt = np.linalg.svd(B, full_matrices=False)
-    M = Z @ (Wk @ Ub)                          # U = X M
-    return assemble(X, M, S, Vt.T, k)
+    if Y is not None:
+        return assemble(X, Wk @ Ub, S, Vt.T, k, left=Y)   # U = Y Wk Ub
+    return assemble(X, Z @ (Wk @ Ub), S, Vt.T, k)     # U = X Z Wk Ub

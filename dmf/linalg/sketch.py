@@ -17,7 +17,7 @@ When to prefer it: when reading X dominates (an object store far away, data
 that can be read only once or arrives as a stream), or for a first look at
 a large matrix. It is exact when rank(X) <= s_r; otherwise, without power
 iterations, its error follows the tail of the spectrum: on slowly decaying
-spectra use ``method="randomized"``, which reads X q + 2 times.
+spectra use ``method="randomized"``, which reads X q + 1 times.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import (
     as_f64,
     for_blas,
+    part_of,
     row_moments,
     row_slices,
     scratch,
@@ -84,10 +85,6 @@ def _row_sketch(block, Omega, seed, width, block_id=None):
     return out
 
 
-def _part(packed, index):
-    return packed[0][index][None] if index else packed[0][index]
-
-
 def sketch_pass(X: da.Array, Omega: np.ndarray, seed: int, width: int):
     """Lazy (Y, [Psi; Theta] X, moments) from one read of X.
 
@@ -100,11 +97,11 @@ def sketch_pass(X: da.Array, Omega: np.ndarray, seed: int, width: int):
     rows, n, s_r = X.numblocks[0], X.shape[1], Omega.shape[1]
     packed = X.map_blocks(_row_sketch, Omega, seed, width, drop_axis=1, chunks=((1,) * rows,),
                           dtype=object, meta=np.empty((0,), dtype=object))
-    Y = packed.map_blocks(_part, 0, new_axis=1, chunks=(X.chunks[0], (s_r,)),
+    Y = packed.map_blocks(part_of, 0, False, new_axis=1, chunks=(X.chunks[0], (s_r,)),
                           dtype=np.float64, meta=np.empty((0, 0)))
-    WE = packed.map_blocks(_part, 1, new_axis=[1, 2], chunks=((1,) * rows, (width,), (n,)),
+    WE = packed.map_blocks(part_of, 1, True, new_axis=[1, 2], chunks=((1,) * rows, (width,), (n,)),
                            dtype=np.float64, meta=np.empty((0, 0, 0)))
-    moments = packed.map_blocks(_part, 2, new_axis=1, chunks=((1,) * rows, (n + 2,)),
+    moments = packed.map_blocks(part_of, 2, True, new_axis=1, chunks=((1,) * rows, (n + 2,)),
                                 dtype=np.float64, meta=np.empty((0, 0)))
     return Y, stacked_sum(WE), stacked_sum(moments)
 

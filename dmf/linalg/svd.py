@@ -80,7 +80,8 @@ def svd(
     method : {"randomized", "sketch", "eigh", "power"}
         - ``"randomized"``: range finder with ``n_oversamples`` extra
           columns and ``n_iter`` power iterations, re-orthonormalized every
-          step; reads X ``n_iter + 2`` times (:mod:`dmf.linalg.randomized`).
+          step; reads X ``n_iter + 1`` times (2 for n_iter = 0)
+          (:mod:`dmf.linalg.randomized`).
         - ``"sketch"``: reads X exactly once; an a posteriori error estimate
           comes with the result (:mod:`dmf.linalg.sketch`).
         - ``"eigh"``: symmetric X: eigenvalues with their signs, top k by
