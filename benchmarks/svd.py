@@ -7,7 +7,7 @@ from the store:
 
 - ``read pass``: ``open_matrix(url).sum()``, one pass: the limit;
 - ``dmf randomized``: ``dmf.svd(method="randomized", n_iter=q, cache=False)``,
-  q + 2 passes;
+  q + 1 passes (its last pass keeps X Z, from which U is formed);
 - ``dmf sketch``: ``dmf.svd(method="sketch", cache=False)``, one pass;
 - ``dask QR``: ``da.linalg.svd_compressed(iterator="QR", n_power_iter=q,
   compute=True)``, 2q + 2 passes (the baseline);
@@ -322,11 +322,12 @@ def build_a(args: argparse.Namespace, env: Env) -> Suite:
         f"{ref_s[k - 1] / ref_s[r]:.1f}.",
         "",
         f"k = {k}, seed {seed} for every method. dmf: `dmf.svd(url, {k}, method=..., "
-        f"n_iter={q}, seed={seed}, cache=False)` (randomized: q + 2 = {q + 2} passes; sketch: "
+        f"n_iter={q}, seed={seed}, cache=False)` (randomized: q + 1 = {q + 1} passes; sketch: "
         "1), then `r.U.compute()`: the result is U, S, Vt in client memory, as for dask's "
         f"`dask.compute(u, s, v)`; no store is written by either (`out=` would add a store "
-        "write and checkpoints that dask does not do). dmf's U = X M is one of its passes; "
-        f"dask's U = Q U~ needs none. dask: `svd_compressed(X, k={k}, n_power_iter={q}, "
+        "write and checkpoints that dask does not do). dmf's U = (X Z) M comes from the X Z "
+        "its last pass keeps, as dask's U = Q U~ needs no pass of its own. dask: "
+        f"`svd_compressed(X, k={k}, n_power_iter={q}, "
         f"iterator='QR', compute=True, seed={seed})` (2q + 2 = {2 * q + 2} passes, float32 "
         f"arithmetic on float32 input) and `svd_compressed(X, k={k}, seed={seed})` (no power "
         "iteration; one graph reading X twice, so X's blocks wait in worker memory, or "

@@ -30,10 +30,10 @@ import scipy.sparse
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import (
+    SliceMoments,
     as_f64,
     for_blas,
     part_of,
-    row_moments,
     row_slices,
     scratch,
     split_moments,
@@ -69,8 +69,10 @@ def _row_sketch(block, Omega, seed, width, block_id=None):
     WE = np.zeros((width, block.shape[1]))
     y, _ = scratch(block, Omega.shape[1], dtype)  # reused: see products.scratch
     term = np.empty((width, block.shape[1]), dtype=dtype)
+    sums = SliceMoments(block)
     for sl in row_slices(block):
         xs = for_blas(block[sl])
+        sums.add(xs)
         if scipy.sparse.issparse(xs):
             Y[sl] = xs @ Om
             WE += np.asarray((xs.T @ left[:, sl].T).T)
@@ -81,7 +83,7 @@ def _row_sketch(block, Omega, seed, width, block_id=None):
         np.matmul(left[:, sl], xs, out=term)
         np.add(WE, term, out=WE)
     out = np.empty(1, dtype=object)
-    out[0] = (Y, WE, row_moments([block])[0])
+    out[0] = (Y, WE, sums.packed())
     return out
 
 
