@@ -13,13 +13,15 @@ from dmf import errors
 from dmf._version import __version__
 from dmf.engine.cluster import connect
 from dmf.linalg import svd
-from dmf.results import SVDResult, load
+from dmf.nmf import nmf
+from dmf.results import NMFResult, SVDResult, load
 from dmf.store import generate
 from dmf.store.api import open_matrix, save_matrix
 from dmf.store.ingest import ingest
 from dmf.store.validate import check_finite
 
 __all__ = [
+    "NMFResult",
     "SVDResult",
     "__version__",
     "check_finite",
@@ -28,6 +30,7 @@ __all__ = [
     "generate",
     "ingest",
     "load",
+    "nmf",
     "open_matrix",
     "save_matrix",
     "svd",

@@ -91,7 +91,55 @@ class SVDResult:
                    location=str(run.location) if run.location else None, attrs=attrs)
 
 
-def load(url: str | os.PathLike, *, storage_options: dict | None = None) -> SVDResult:
+@dataclass
+class NMFResult:
+    """A non-negative factorization, X ~ W H.
+
+    Attributes
+    ----------
+    W : dask.array.Array
+        m x k, non-negative (lazy).
+    H : numpy.ndarray
+        k x n, non-negative.
+    loss : float
+        The beta of the divergence minimized (2 Frobenius, 1 KL, 0 IS).
+    n_iter : int
+    loss_history : list of float
+        Entry t: the penalized objective after t iterations (entry 0: at the
+        start); the returned factors' objective is ``attrs["final_objective"]``.
+    converged : bool
+    location : str or None
+    attrs : dict
+        Parameters, timings, fingerprint, ``reconstruction_err``.
+    """
+
+    W: Any
+    H: np.ndarray
+    loss: float
+    n_iter: int = 0
+    loss_history: list[float] = field(default_factory=list)
+    converged: bool = True
+    location: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reconstruction_err_(self) -> float:
+        """sqrt(2 D_beta(X | W H)) of the returned factors, as scikit-learn
+        defines it (the Frobenius norm of X - WH for beta = 2)."""
+        return float(self.attrs["reconstruction_err"])
+
+    @classmethod
+    def from_run(cls, run: RunResult) -> NMFResult:
+        attrs = {**run.meta, "timings": run.timings, "resumed_from": run.resumed_from,
+                 "skipped": run.skipped}
+        return cls(W=run.arrays["W"], H=np.asarray(run.arrays["H"]),
+                   loss=float(attrs["beta"]),
+                   n_iter=run.n_iter, loss_history=run.loss_history, converged=run.converged,
+                   location=str(run.location) if run.location else None, attrs=attrs)
+
+
+def load(url: str | os.PathLike, *, storage_options: dict | None = None
+         ) -> SVDResult | NMFResult:
     """The result stored at ``url`` (written with ``out=`` or by the CLI).
 
     Examples
@@ -118,5 +166,8 @@ def load(url: str | os.PathLike, *, storage_options: dict | None = None) -> SVDR
     if algorithm.startswith("svd-"):
         return SVDResult(U=arrays["U"], S=np.asarray(arrays["S"]),
                          Vt=np.asarray(arrays["Vt"]), method=algorithm[4:], **common)
+    if algorithm.startswith("nmf-"):
+        return NMFResult(W=arrays["W"], H=np.asarray(arrays["H"]), loss=float(meta["beta"]),
+                         **common)
     raise InputError(f"{location}: results of {algorithm!r} cannot be loaded by this "
                      "version of dmf")

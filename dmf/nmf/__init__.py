@@ -1,0 +1,5 @@
+"""Non-negative matrix factorization out of core (:func:`dmf.nmf`)."""
+
+from dmf.nmf.api import nmf
+
+__all__ = ["nmf"]

@@ -1,0 +1,205 @@
+"""``dmf.nmf``: non-negative matrix factorization X ~ W H, out of core."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from dmf.engine.cache import cache_input
+from dmf.engine.driver import Context, run
+from dmf.errors import InputError
+from dmf.linalg.svd import check_k
+from dmf.nmf.beta import beta_of
+from dmf.nmf.checks import nonnegative_facts
+from dmf.nmf.mu import full_rows, mu_solver
+from dmf.results import NMFResult
+from dmf.store.api import as_matrix
+
+SOLVERS = ("auto", "mu")
+INITS = ("auto", "random", "custom")
+
+
+def _random_rows(seed: int, k: int, avg: float, block_info=None) -> np.ndarray:
+    info = block_info[None]
+    block = info["chunk-location"][0]
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(block,)))
+    return avg * np.abs(rng.standard_normal((info["chunk-shape"][0], k)))
+
+
+def _random_init(k: int, avg: float):
+    """scikit-learn's ``init="random"``: |N(0, 1)| * sqrt(mean(X) / k), W's
+    rows drawn per block from their own stream (so a block's rows do not
+    depend on the others, and the result not on the number of workers)."""
+
+    def init(X, ctx: Context):
+        H = avg * np.abs(ctx.rng.standard_normal((k, X.shape[1])))
+        seed = int(ctx.rng.integers(2**63))
+        W = da.map_blocks(_random_rows, seed, k, avg, chunks=(X.chunks[0], (k,)),
+                          dtype=np.float64, meta=np.empty((0, 0)))
+        return W, H
+
+    return init
+
+
+def _factor(F, shape: tuple[int, int], name: str):
+    F = F if isinstance(F, da.Array) else np.asarray(F)
+    if F.ndim != 2 or tuple(F.shape) != shape:
+        raise InputError(f"init='custom': {name} must have shape {shape}, got "
+                         f"{tuple(F.shape)}")
+    low, finite = dask.compute(F.min(), da.isfinite(F).all() if isinstance(F, da.Array)
+                               else np.isfinite(F).all())
+    if not finite or low < 0:
+        raise InputError(f"init='custom': {name} must be finite and non-negative")
+    return F
+
+
+def _custom_init(W0, H0):
+    def init(X, _ctx: Context):
+        W = da.asarray(W0).astype(np.float64).rechunk((X.chunks[0], -1))
+        return W, np.asarray(H0, dtype=np.float64)
+
+    return init
+
+
+def regularization(alpha_W: float, alpha_H, l1_ratio: float, shape: tuple[int, int]):
+    """(l1_W, l1_H, l2_W, l2_H) scaled as scikit-learn scales them: by
+    n_features for W and n_samples for H."""
+    alpha_H = alpha_W if alpha_H == "same" else alpha_H
+    for label, value in (("alpha_W", alpha_W), ("alpha_H", alpha_H), ("l1_ratio", l1_ratio)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise InputError(f"{label} must be a number >= 0, got {value!r}")
+    if l1_ratio > 1:
+        raise InputError(f"l1_ratio must be between 0 and 1, got {l1_ratio}")
+    m, n = shape
+    return (n * alpha_W * l1_ratio, m * alpha_H * l1_ratio,
+            n * alpha_W * (1 - l1_ratio), m * alpha_H * (1 - l1_ratio))
+
+
+def nmf(
+    X,
+    k: int,
+    *,
+    loss="frobenius",
+    solver: str = "auto",
+    init: str = "auto",
+    alpha_W: float = 0.0,
+    alpha_H="same",
+    l1_ratio: float = 0.0,
+    tol: float = 1e-4,
+    max_iter: int = 200,
+    seed: int | None = None,
+    W=None,
+    H=None,
+    out: str | os.PathLike | None = None,
+    storage_options: dict[str, Any] | None = None,
+    checkpoint_every: int | None = None,
+    checkpoint_seconds: float | None = None,
+    resume: bool = True,
+    progress: bool | None = None,
+    cache: bool | str = "auto",
+) -> NMFResult:
+    """Non-negative factors W (m x k) and H (k x n) with X ~ W H, out of core.
+
+    Minimizes D_beta(X | W H) + alpha_W l1_ratio n |W|_1
+    + 0.5 alpha_W (1 - l1_ratio) n ||W||^2 + (the same for H with m), as
+    scikit-learn's ``NMF`` does, by multiplicative updates that read X once
+    per iteration (:mod:`dmf.nmf.mu`).
+
+    Parameters
+    ----------
+    X : URL, zarr.Array, dask or numpy array
+        m x n, non-negative (no zeros either when beta <= 0).
+    k : int
+        Number of components, 1 <= k <= min(m, n).
+    loss : {"frobenius", "kl", "is"} or float
+        The beta-divergence: 2 (Frobenius), 1 (Kullback-Leibler), 0
+        (Itakura-Saito) or any beta; outside [1, 2] the updates use Fevotte
+        and Idier's exponent so the objective still never increases.
+    solver : {"auto", "mu"}
+        Multiplicative updates (the only solver so far; HALS is planned).
+    init : {"auto", "random", "custom"}
+        "random" is scikit-learn's (|N(0, 1)| sqrt(mean(X) / k)); "custom"
+        starts from the given ``W`` and ``H``; "auto" is "custom" when they
+        are given, else "random".
+    alpha_W, alpha_H, l1_ratio : float
+        Regularization, with scikit-learn's meaning and scaling
+        (``alpha_H="same"``: alpha_W).
+    tol, max_iter :
+        scikit-learn's rule: every 10 iterations, stop when the objective
+        fell by less than ``tol`` times the initial objective since the last
+        check (tol = 0: run ``max_iter`` iterations).
+    seed : int, optional
+        Same seed, input and chunks: bitwise the same factors on any number
+        of workers and after any number of kill-and-resume cycles.
+    out, checkpoint_every, checkpoint_seconds, resume, progress, cache :
+        As for :func:`dmf.svd`: store the result, checkpoint, resume.
+
+    Returns
+    -------
+    NMFResult
+        ``W`` (lazy, m x k), ``H`` (k x n), in X's dtype; ``loss_history``
+        (entry t: the objective after t iterations), ``reconstruction_err_``
+        (sqrt(2 D_beta) of the returned factors, scikit-learn's definition).
+
+    Examples
+    --------
+    >>> import numpy as np, dmf
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.random((60, 4)) @ rng.random((4, 30))
+    >>> r = dmf.nmf(X, 4, loss="kl", max_iter=300, tol=0, seed=0)
+    >>> bool((r.H >= 0).all() and (r.W.compute() >= 0).all())
+    True
+    >>> h = r.loss_history
+    >>> all(b <= a * (1 + 1e-12) for a, b in zip(h, h[1:]))   # never increases
+    True
+    >>> bool(r.reconstruction_err_ < 0.05 * np.sqrt((X ** 2).sum()))
+    True
+    """
+    beta = beta_of(loss)
+    if solver not in SOLVERS:
+        raise InputError(f"unknown NMF solver {solver!r}; available: {', '.join(SOLVERS)}")
+    if init not in INITS:
+        raise InputError(f"unknown NMF init {init!r}; available: {', '.join(INITS)}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise InputError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+        raise InputError(f"tol must be a number >= 0, got {tol!r}")
+    token = None
+    name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
+    if isinstance(X, np.ndarray):
+        cache = False
+        if out is not None:
+            token = "ndarray-" + dask.base.tokenize(X)
+    X = as_matrix(X, storage_options=storage_options)
+    if hasattr(X._meta, "nnz"):
+        raise InputError(f"{name}: sparse input is not supported by dmf.nmf yet; "
+                         "densify it (dmf ingest without the sparse format) for now")
+    k = check_k(k, X.shape)
+    reg = regularization(alpha_W, alpha_H, l1_ratio, X.shape)
+    X = full_rows(cache_input(X, cache))
+    facts = nonnegative_facts(X, name, zeros_allowed=beta > 0)
+    if init == "auto":
+        init = "custom" if W is not None or H is not None else "random"
+    params: dict[str, Any] = {"init": init, "regularization": list(reg),
+                              "max_iter": max_iter, "tol": tol}
+    if init == "custom":
+        if W is None or H is None:
+            raise InputError("init='custom' needs both W and H")
+        W = _factor(W, (X.shape[0], k), "W")
+        H = _factor(H, (k, X.shape[1]), "H")
+        params["custom"] = dask.base.tokenize(W, H)
+        start = _custom_init(W, H)
+    else:
+        if W is not None or H is not None:
+            raise InputError(f"W and H are used only with init='custom' (init={init!r})")
+        start = _random_init(k, float(np.sqrt(facts["mean"] / k)))
+    solver_obj = mu_solver(k, beta=beta, regularization=reg, init=start, params=params)
+    result = run(solver_obj, X, seed=seed, max_iter=max_iter, tol=tol, out=out,
+                 storage_options=storage_options, checkpoint_every=checkpoint_every,
+                 checkpoint_seconds=checkpoint_seconds, resume=resume, progress=progress,
+                 input_token=token)
+    return NMFResult.from_run(result)

@@ -1,0 +1,63 @@
+"""What NMF asks of its input beyond finiteness: no negative entries, and no
+zeros when beta <= 0. One blockwise pass that also returns the sums the
+initialization needs."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+
+from dmf.errors import InputError
+
+
+def _block_facts(block, block_info=None):
+    """[negatives, first negative (flat index in X, or -1), zeros, first
+    zero, sum] of a block."""
+    (r0, _), (c0, _) = block_info[0]["array-location"]
+    ncols = block_info[0]["shape"][1]
+    block = np.asarray(block)
+
+    def first(mask) -> int:
+        hits = np.flatnonzero(mask)
+        if not len(hits):
+            return -1
+        r, c = divmod(int(hits[0]), block.shape[1])
+        return (r0 + r) * ncols + c0 + c
+
+    neg, zero = block < 0, block == 0
+    return np.array([[int(neg.sum()), first(neg), int(zero.sum()), first(zero),
+                      float(block.sum(dtype=np.float64))]])
+
+
+def nonnegative_facts(X: da.Array, name: str, *, zeros_allowed: bool) -> dict:
+    """Check X for NMF; return its sum and size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> nonnegative_facts(da.from_array(np.array([[1.0, -2.0], [0.0, 3.0]])), "X",
+    ...                   zeros_allowed=True)
+    Traceback (most recent call last):
+    ...
+    dmf.errors.InputError: X: 1 negative values (first at row 0, column 1); NMF needs X >= 0 ...
+    """
+    facts = X.map_blocks(_block_facts, chunks=((1,) * X.numblocks[0], (5,) * X.numblocks[1]),
+                         dtype=np.float64).compute().reshape(-1, 5)
+    ncols = X.shape[1]
+
+    def where(column: int) -> str:
+        hits = facts[:, column][facts[:, column] >= 0]
+        r, c = divmod(int(hits.min()), ncols)
+        return f"first at row {r}, column {c}"
+
+    negatives = int(facts[:, 0].sum())
+    if negatives:
+        raise InputError(f"{name}: {negatives} negative values ({where(1)}); NMF needs X >= 0 "
+                         "(shift or clip the data, or use dmf.svd)")
+    zeros = int(facts[:, 2].sum())
+    if zeros and not zeros_allowed:
+        raise InputError(f"{name}: {zeros} zero values ({where(3)}); a beta-divergence with "
+                         "beta <= 0 (e.g. Itakura-Saito) is undefined at 0: add a small "
+                         "offset to X (e.g. X + 1e-6 * X.max()) or use beta > 0")
+    total = float(facts[:, 4].sum())
+    return {"sum": total, "mean": total / (X.shape[0] * X.shape[1])}

@@ -1,0 +1,185 @@
+"""Multiplicative updates for the beta-divergence, one read of X per
+iteration.
+
+scikit-learn's MU updates W with the current H, then H with the new W. Both
+halves need X, but the W update of a row block is local to it, and the H
+update only needs sums over row blocks of terms made from that block and its
+new rows of W. So one task per block row does both, while the block is in
+memory, a row slice at a time (:mod:`dmf.nmf.beta`):
+
+    W_b <- W_b * (num_W / den_W)^gamma           (the block's new rows of W)
+    A  += W_b^T R_b,  B += W_b^T W_b | colsum W_b | W_b^T (W_b H)^(beta-1)
+
+and the client finishes H <- H * (A / den_H(B))^gamma after dask's tree has
+summed A and B. The same task adds up the objective of the factors it was
+given (WH is formed for the W update anyway; for beta = 2 it comes from
+X H^T and W^T W in float64), so the loss history lags the factors by one
+iteration: entry t is the objective after t iterations, entry 0 the
+initial one, and the objective of the returned factors takes one more pass
+at the end. WH is formed per slice and dropped: nothing m x n is held.
+"""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+
+from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.linalg.products import as_f64, part_of, row_slices, stacked_sum
+from dmf.nmf.beta import EPSILON, apply_update, divergence_sum, exponent, h_terms, w_terms
+
+#: Checked every this many iterations, as scikit-learn does.
+CHECK_EVERY = 10
+
+
+def sklearn_schedule(history: list[float], tol: float) -> bool:
+    """scikit-learn's MU stopping rule on a lagged history: every 10
+    iterations, stop when the objective fell by less than ``tol`` times the
+    initial one since the last check."""
+    done = len(history) - 1  # iterations whose objective is known
+    if tol <= 0 or done < CHECK_EVERY or done % CHECK_EVERY:
+        return False
+    return (history[-1 - CHECK_EVERY] - history[-1]) / max(history[0], 1e-300) < tol
+
+
+def _b_size(beta: float, k: int, n: int) -> int:
+    return k * k if beta == 2 else k if beta == 1 else k * n
+
+
+def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum):
+    """The W update of a block row and its terms of the H update and of the
+    objective, packed: (new W rows, flat small sums)."""
+    k, n = H.shape
+    W_new = np.empty_like(Wb)
+    A = np.zeros((k, n))
+    B = np.zeros((k, k) if beta == 2 else k if beta == 1 else (k, n))
+    G_old = np.zeros((k, k))
+    div = cross = 0.0
+    for sl in row_slices(block):
+        xs = as_f64(block[sl])
+        Ws = Wb[sl]
+        if beta == 2:
+            G_old += Ws.T @ Ws
+            div += float(np.vdot(xs, xs))
+        num, den = w_terms(xs, Ws, H, beta, HHt=HHt, H_sum=H_sum)
+        if beta == 2:
+            cross += float(np.vdot(Ws, num))  # num = X_s H^T
+        else:
+            div += divergence_sum(xs, Ws @ H, beta)
+        Wn = apply_update(Ws, num, den, l1_W, l2_W, gamma)
+        W_new[sl] = Wn
+        a, b = h_terms(xs, Wn, H, beta)
+        A += a
+        B += b
+    # layout: A, B, W^T W of the given W (beta = 2), then four scalars
+    flat = np.concatenate([A.ravel(), np.ravel(B), G_old.ravel() if beta == 2 else [],
+                           [div, cross, float(Wb.sum()), float(np.vdot(Wb, Wb))]])
+    out = np.empty(1, dtype=object)
+    out[0] = (W_new, flat[None])
+    return out
+
+
+def _row_divergence(block, Wb, H, beta):
+    total = 0.0
+    for sl in row_slices(block):
+        xs = as_f64(block[sl])
+        WH = Wb[sl] @ H
+        total += (0.5 * float(np.vdot(xs - WH, xs - WH)) if beta == 2
+                  else divergence_sum(xs, WH, beta))
+    return total
+
+
+def _row_divergence_1d(block, Wb, H, beta):
+    return np.array([_row_divergence(block, Wb, H, beta)])
+
+
+def full_rows(X: da.Array) -> da.Array:
+    """X with whole rows per block (a no-op for dmf's row-blocked stores)."""
+    return X if X.numblocks[1] == 1 else X.rechunk({1: -1})
+
+
+def _per_row(func, X: da.Array, W: da.Array, H: np.ndarray, *args, **kwargs) -> da.Array:
+    """``func(X_b, W_b, H, *args)`` for each block row b. H travels as one
+    graph key (sent to each worker once, not embedded in every task)."""
+    H_key = da.from_array(H, chunks=H.shape)
+    return da.blockwise(func, "i", X, "ij", W.rechunk((X.chunks[0], -1)), "ik", H_key, "kj",
+                        *[a for arg in args for a in (arg, None)], concatenate=True,
+                        adjust_chunks={"i": 1}, **kwargs)
+
+
+def divergence(X: da.Array, W: da.Array, H: np.ndarray, beta: float) -> float:
+    """D_beta(X | W H), one pass (scikit-learn's definition; 0.5 ||X - WH||^2
+    for beta = 2)."""
+    X = full_rows(X)
+    parts = _per_row(_row_divergence_1d, X, W, H, beta, dtype=np.float64,
+                     meta=np.empty((0,)))
+    return float(parts.sum().compute())
+
+
+def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float, float],
+              init, params: dict) -> Solver:
+    """The MU solver on the engine. ``init(X, ctx) -> (W, H)`` gives the
+    starting factors (W a dask array in X's row blocks, float64)."""
+    gamma = exponent(beta)
+    l1_W, l1_H, l2_W, l2_H = regularization
+
+    def start(X, ctx: Context) -> State:
+        W, H = init(X, ctx)
+        return {"W": W, "H": np.asarray(H, dtype=np.float64)}
+
+    def step(X, state: State, _ctx: Context) -> tuple[State, Stats]:
+        X = full_rows(X)
+        W, H = state["W"], state["H"]
+        n = H.shape[1]
+        HHt = H @ H.T if beta == 2 else None
+        H_sum = H.sum(axis=1) if beta == 1 else None
+        packed = _per_row(_row_step, X, W, H, beta, gamma, l1_W, l2_W, HHt, H_sum,
+                          dtype=object, meta=np.empty((0,), dtype=object))
+        W_new = packed.map_blocks(part_of, 0, False, new_axis=1, chunks=(X.chunks[0], (k,)),
+                                  dtype=np.float64, meta=np.empty((0, 0)))
+        nb = _b_size(beta, k, n)
+        size = k * n + nb + (k * k if beta == 2 else 0) + 4
+        sums = stacked_sum(packed.map_blocks(part_of, 1, False, new_axis=1,
+                                             chunks=((1,) * X.numblocks[0], (size,)),
+                                             dtype=np.float64, meta=np.empty((0, 0))))
+        # one persist for both, or each block would be read twice
+        W_new, sums = dask.persist(W_new, sums)
+        flat = np.asarray(sums.compute())
+        A, B = flat[:k * n].reshape(k, n), flat[k * n:k * n + nb]
+        div, cross, w_l1, w_l2 = (float(v) for v in flat[-4:])
+        if beta == 2:  # 0.5 ||X - WH||^2 = 0.5 (|X|^2 - 2 <W, X H^T> + <W^T W, H H^T>)
+            G_old = flat[k * n + nb:-4].reshape(k, k)
+            div = 0.5 * (div - 2 * cross + float(np.vdot(G_old, HHt)))
+            B = B.reshape(k, k)
+        loss = (div + l1_W * w_l1 + 0.5 * l2_W * w_l2
+                + l1_H * float(H.sum()) + 0.5 * l2_H * float(np.vdot(H, H)))
+        if beta == 2:
+            den = B @ H
+        elif beta == 1:
+            B = B.copy()
+            B[B == 0] = 1.0
+            den = np.broadcast_to(B[:, None], H.shape)
+        else:
+            den = B.reshape(k, n)
+        H_new = apply_update(H, A, den, l1_H, l2_H, gamma)
+        if beta <= 1:  # scikit-learn's guard for stability
+            H_new[H_new < np.finfo(np.float64).eps] = 0.0
+        return {"W": W_new, "H": H_new}, Stats(loss=float(loss),
+                                                 extra={"divergence": float(div)})
+
+    def finalize(X, state: State):
+        W, H = state["W"], state["H"]
+        div = divergence(X, W, H, beta)
+        wl1, wl2 = (float(v) for v in dask.compute(W.sum(), (W * W).sum()))
+        objective = (div + l1_W * wl1 + 0.5 * l2_W * wl2 + l1_H * float(H.sum())
+                     + 0.5 * l2_H * float(np.vdot(H, H)))
+        meta = {"beta": beta, "final_objective": objective, "final_divergence": div,
+                "reconstruction_err": float(np.sqrt(2 * max(div, 0.0)))}
+        return {"W": W.astype(X.dtype), "H": H.astype(X.dtype)}, meta
+
+    return Solver(name="nmf-mu", params={**params, "k": k, "beta": beta, "solver": "mu"},
+                  init=start, step=step, finalize=finalize, converged=sklearn_schedule)
+
+
+__all__ = ["EPSILON", "divergence", "mu_solver", "sklearn_schedule"]

@@ -1,0 +1,194 @@
+"""NMF by multiplicative updates: agreement with scikit-learn, monotone
+objective, dtypes, one read per iteration, determinism, resume, errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import dask
+import dask.array as da
+import numpy as np
+import psutil
+import pytest
+import zarr
+from sklearn.decomposition import non_negative_factorization
+from sklearn.decomposition._nmf import _beta_divergence
+
+import dmf
+from dmf.engine.checkpoint import Checkpoints
+from dmf.errors import InputError
+from dmf.store.location import Location
+
+CHUNKINGS = {"regular": (60, -1), "irregular": ((50, 90, 20, 40), (40,)), "single": (-1, -1),
+             "column-blocked": (60, 15)}
+
+
+def planted(m=200, n=40, rank=5, seed=0, noise=0.01):
+    rng = np.random.default_rng(seed)
+    return rng.random((m, rank)) @ rng.random((rank, n)) + noise * rng.random((m, n))
+
+
+def start(m=200, n=40, k=5, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.random((m, k)), rng.random((k, n))
+
+
+def objective(X, W, H, beta, alpha, l1_ratio):
+    m, n = X.shape
+    l1_W, l2_W = n * alpha * l1_ratio, n * alpha * (1 - l1_ratio)
+    l1_H, l2_H = m * alpha * l1_ratio, m * alpha * (1 - l1_ratio)
+    return (_beta_divergence(X, W, H, beta) + l1_W * W.sum() + 0.5 * l2_W * (W ** 2).sum()
+            + l1_H * H.sum() + 0.5 * l2_H * (H ** 2).sum())
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.01], ids=["plain", "regularized"])
+@pytest.mark.parametrize("beta", [2, 1, 0, 0.5, 3])
+def test_mu_equals_scikit_learn(beta, alpha):
+    X = planted()
+    W0, H0 = start()
+    Ws, Hs, _ = non_negative_factorization(X, n_components=5, init="custom", W=W0.copy(),
+                                           H=H0.copy(), solver="mu", beta_loss=beta,
+                                           max_iter=50, tol=0, alpha_W=alpha, l1_ratio=0.3)
+    r = dmf.nmf(da.from_array(X, chunks=(60, -1)), 5, loss=beta, init="custom", W=W0, H=H0,
+                max_iter=50, tol=0, alpha_W=alpha, l1_ratio=0.3, seed=0)
+    W = r.W.compute()
+    assert np.abs(W - Ws).max() <= 1e-6 * np.abs(Ws).max()
+    assert np.abs(r.H - Hs).max() <= 1e-6 * np.abs(Hs).max()
+    # entry 0 is the starting objective, the stored one that of the result
+    assert r.loss_history[0] == pytest.approx(objective(X, W0, H0, beta, alpha, 0.3), rel=1e-9)
+    assert r.attrs["final_objective"] == pytest.approx(objective(X, W, r.H, beta, alpha, 0.3),
+                                                       rel=1e-9)
+    assert r.reconstruction_err_ == pytest.approx(
+        _beta_divergence(X, W, r.H, beta, square_root=True), rel=1e-9)
+    assert r.n_iter == 50 and len(r.loss_history) == 50
+
+
+@pytest.mark.parametrize("chunks", CHUNKINGS.values(), ids=CHUNKINGS.keys())
+def test_any_chunking_gives_the_same_factors(chunks):
+    X = planted()
+    W0, H0 = start()
+    ref = dmf.nmf(X, 5, loss="kl", W=W0, H=H0, max_iter=20, tol=0)
+    r = dmf.nmf(da.from_array(X, chunks=chunks), 5, loss="kl", W=W0, H=H0, max_iter=20, tol=0)
+    np.testing.assert_allclose(r.W.compute(), ref.W.compute(), rtol=1e-10)
+    np.testing.assert_allclose(r.H, ref.H, rtol=1e-10)
+
+
+@pytest.mark.parametrize("loss", ["frobenius", "kl", "is", 0.5, 3.0])
+def test_objective_never_increases_and_factors_stay_nonnegative(loss):
+    X = planted(noise=0.1) + 0.01  # no zeros: Itakura-Saito is defined
+    r = dmf.nmf(X, 4, loss=loss, max_iter=80, tol=0, seed=3)
+    h = np.array(r.loss_history)
+    assert (np.diff(h) <= 1e-12 * np.abs(h[:-1])).all(), h
+    assert h[-1] < 0.5 * h[0]
+    assert (r.W.compute() >= 0).all() and (r.H >= 0).all()
+
+
+def test_dtype_preserved_and_float32_agrees_with_float64():
+    X = planted()
+    W0, H0 = start()
+    r64 = dmf.nmf(X, 5, W=W0, H=H0, max_iter=30, tol=0)
+    r32 = dmf.nmf(X.astype(np.float32), 5, W=W0, H=H0, max_iter=30, tol=0)
+    assert r32.W.dtype == np.float32 and r32.H.dtype == np.float32
+    assert r64.W.dtype == np.float64
+    np.testing.assert_allclose(r32.H, r64.H, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(r32.W.compute(), r64.W.compute(), rtol=1e-4, atol=1e-6)
+
+
+def test_tol_stops_on_scikit_learns_schedule():
+    X = planted()
+    r = dmf.nmf(X, 5, max_iter=500, tol=1e-3, seed=0)
+    assert r.converged and r.n_iter < 500
+    assert (r.n_iter - 1) % 10 == 0  # checked every 10 iterations, one behind
+    h = r.loss_history
+    assert (h[-11] - h[-1]) / h[0] < 1e-3 <= (h[-21] - h[-11]) / h[0]
+
+
+def test_reads_x_once_per_iteration(tmp_path):
+    url = tmp_path / "X.zarr"
+    dmf.save_matrix(planted(m=4000, n=100), url, chunks=500)
+    stored = sum(p.stat().st_size for p in (url / "c").rglob("*") if p.is_file())
+    proc = psutil.Process()
+    before = proc.io_counters().read_chars
+    dmf.nmf(url, 5, loss="kl", max_iter=10, tol=0, seed=0, cache=False)
+    passes = (proc.io_counters().read_chars - before) / stored
+    # 10 iterations, one check of X's signs before them, one objective after
+    assert 12 <= passes < 12.5, passes
+
+
+def test_same_bits_on_a_cluster_and_in_process(local_client, tmp_path):
+    url = tmp_path / "X.zarr"
+    dmf.save_matrix(planted(m=1000), url, chunks=150)
+    on_cluster = dmf.nmf(url, 5, loss="kl", max_iter=15, tol=0, seed=5)
+    with dask.config.set(scheduler="threads"):
+        in_process = dmf.nmf(url, 5, loss="kl", max_iter=15, tol=0, seed=5)
+    assert on_cluster.W.compute().tobytes() == in_process.W.compute().tobytes()
+    assert on_cluster.H.tobytes() == in_process.H.tobytes()
+
+
+def _cli(x, out):
+    return [sys.executable, "-m", "dmf", "--workers", "0", "-q", "nmf", str(x), str(out), "-k",
+            "4", "--loss", "kl", "--max-iter", "12", "--tol", "0", "--checkpoint-every", "3",
+            "--seed", "2"]
+
+
+def test_killed_and_rerun_gives_the_same_bits(tmp_path):
+    x = tmp_path / "X.zarr"
+    dmf.save_matrix(planted(m=600), x, chunks=100)
+    ref = tmp_path / "ref.zarr"
+    assert subprocess.run(_cli(x, ref), capture_output=True, timeout=300).returncode == 0
+    out, marker = tmp_path / "out.zarr", tmp_path / "marker"
+    proc = subprocess.Popen(_cli(x, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "DMF_FAILPOINT": "iteration:8",
+                                 "DMF_FAILPOINT_FILE": str(marker)})
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    latest = Checkpoints(Location.parse(out / "checkpoints")).latest()
+    assert latest.iteration == 6  # killed in iteration 8: the rerun resumes from 6
+    again = subprocess.run(_cli(x, out), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    a, b = zarr.open_group(str(ref), mode="r"), zarr.open_group(str(out), mode="r")
+    assert a.attrs["dmf"]["n_iter"] == b.attrs["dmf"]["n_iter"] == 12
+    for name in ("W", "H"):
+        assert np.asarray(a[name][...]).tobytes() == np.asarray(b[name][...]).tobytes()
+    loaded = dmf.load(out)
+    assert isinstance(loaded, dmf.NMFResult) and loaded.loss == 1.0
+
+
+@pytest.mark.parametrize(
+    ("X", "kwargs", "message"),
+    [
+        (-planted(), {}, "negative values (first at row 0, column 0)"),
+        (np.where(np.eye(200, 40) > 0, 0.0, planted()), {"loss": "is"}, "add a small offset"),
+        (np.full((5, 4), np.nan), {}, "NaN"),
+        (planted(), {"k": 0}, "k must be between 1"),
+        (planted(), {"k": 41}, "k must be between 1"),
+        (planted(), {"loss": "hinge"}, "unknown NMF loss"),
+        (planted(), {"init": "custom"}, "needs both W and H"),
+        (planted(), {"W": np.ones((3, 5)), "H": np.ones((5, 40))}, "W must have shape"),
+        (planted(), {"alpha_W": -1.0}, "alpha_W must be a number >= 0"),
+    ],
+)
+def test_bad_input_is_an_input_error(X, kwargs, message):
+    kwargs = {"k": 5, **kwargs}
+    k = kwargs.pop("k")
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        dmf.nmf(X, k, max_iter=2, **kwargs)
+
+
+def test_cli_bad_input_exits_2(tmp_path):
+    x = tmp_path / "neg.zarr"
+    dmf.save_matrix(-planted(), x)
+    done = subprocess.run([sys.executable, "-m", "dmf", "--workers", "0", "nmf", str(x),
+                           str(tmp_path / "out.zarr"), "-k", "3"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert str(x) in done.stderr and "negative values" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
