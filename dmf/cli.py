@@ -177,6 +177,33 @@ def build_parser() -> argparse.ArgumentParser:
                      help="power: most steps per component (default 1000)")
     _run_options(svd)
 
+    # nmf
+    nmf = command("nmf", cmd_nmf, "non-negative factorization X ~ W H (multiplicative updates, "
+                  "one read of X per iteration)")
+    nmf.add_argument("x", metavar="X", help="input matrix, non-negative (path or URL)")
+    nmf.add_argument("out", metavar="OUT", help="output group for W, H")
+    nmf.add_argument("-k", "--k", type=positive_int, required=True, metavar="K")
+    nmf.add_argument("--loss", default="frobenius", metavar="LOSS",
+                     help="frobenius (default), kl, is, or a number: the beta of a "
+                     "beta-divergence")
+    nmf.add_argument("--solver", choices=["auto", "mu"], default="auto",
+                     help="mu: multiplicative updates (the only solver so far)")
+    nmf.add_argument("--init", choices=["auto", "random"], default="auto",
+                     help="starting factors (auto: random, as scikit-learn's 'random')")
+    nmf.add_argument("--alpha-w", type=float, default=0.0, metavar="A",
+                     help="regularization of W, scaled by n_features as in scikit-learn")
+    nmf.add_argument("--alpha-h", default="same", metavar="A",
+                     help="regularization of H (default: same as --alpha-w)")
+    nmf.add_argument("--l1-ratio", type=float, default=0.0, metavar="R",
+                     help="share of L1 in the regularization (0: L2 only)")
+    nmf.add_argument("--max-iter", type=positive_int, default=200, metavar="N",
+                     help="default 200")
+    nmf.add_argument("--tol", type=float, default=1e-4, metavar="T",
+                     help="stop when the objective fell by less than T times the initial "
+                     "one over 10 iterations (default 1e-4; 0: run --max-iter)")
+    nmf.add_argument("--seed", type=int, default=0, help="default 0")
+    _run_options(nmf)
+
     # info
     info = command("info", cmd_info, "describe a stored matrix or result")
     info.add_argument("url", metavar="URL")
@@ -282,6 +309,35 @@ def cmd_svd(args: argparse.Namespace) -> int:
             print(f"estimated relative error ||X - U S Vt||_F / ||X||_F: "
                   f"{result.attrs['relative_error_estimate']:.3g}")
     return EXIT_OK
+
+
+def cmd_nmf(args: argparse.Namespace) -> int:
+    import dmf
+
+    alpha_h = args.alpha_h if args.alpha_h == "same" else _float_option("--alpha-h",
+                                                                        args.alpha_h)
+    with cluster(args):
+        result = dmf.nmf(args.x, args.k, loss=args.loss, solver=args.solver, init=args.init,
+                         alpha_W=args.alpha_w, alpha_H=alpha_h, l1_ratio=args.l1_ratio,
+                         tol=args.tol, max_iter=args.max_iter, seed=args.seed, out=args.out,
+                         storage_options=args.storage_options,
+                         checkpoint_every=args.checkpoint_every,
+                         checkpoint_seconds=args.checkpoint_seconds, resume=not args.no_resume,
+                         progress=_progress(args), cache=False if args.no_cache else "auto")
+    if not args.quiet:
+        verb = "already complete" if result.attrs.get("skipped") else "wrote"
+        state = "converged" if result.converged else "stopped at --max-iter"
+        print(f"{verb} {result.location}: W, H (beta={result.loss:g}, k={args.k}, "
+              f"{result.n_iter} iterations, {state})")
+        print(f"reconstruction error sqrt(2 D_beta): {result.reconstruction_err_:.6g}")
+    return EXIT_OK
+
+
+def _float_option(flag: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"{flag} must be a number or 'same', got {text!r}") from None
 
 
 def _int_option(flag: str, text: str) -> int:
