@@ -68,9 +68,15 @@ class DmfWarning(UserWarning):
     should know."""
 
 
+class ConvergenceWarning(DmfWarning):
+    """An iterative method stopped at ``max_iter`` before meeting ``tol``
+    (scikit-learn's ``ConvergenceWarning`` has the same meaning)."""
+
+
 __all__ = [
     "CheckpointMismatch",
     "ClusterError",
+    "ConvergenceWarning",
     "DmfError",
     "DmfWarning",
     "InputError",

@@ -20,7 +20,7 @@ from sklearn.decomposition._nmf import _beta_divergence
 
 import dmf
 from dmf.engine.checkpoint import Checkpoints
-from dmf.errors import InputError
+from dmf.errors import ConvergenceWarning, InputError
 from dmf.store.location import Location
 
 CHUNKINGS = {"regular": (60, -1), "irregular": ((50, 90, 20, 40), (40,)), "single": (-1, -1),
@@ -105,6 +105,12 @@ def test_tol_stops_on_scikit_learns_schedule():
     assert (r.n_iter - 1) % 10 == 0  # checked every 10 iterations, one behind
     h = r.loss_history
     assert (h[-11] - h[-1]) / h[0] < 1e-3 <= (h[-21] - h[-11]) / h[0]
+
+
+def test_max_iter_before_tol_warns_as_scikit_learn_does():
+    with pytest.warns(ConvergenceWarning, match="max_iter=20"):
+        r = dmf.nmf(planted(), 5, max_iter=20, tol=1e-9, seed=0)
+    assert not r.converged and r.n_iter == 20
 
 
 def test_reads_x_once_per_iteration(tmp_path):

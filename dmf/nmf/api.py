@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import dask
@@ -11,7 +12,7 @@ import numpy as np
 
 from dmf.engine.cache import cache_input
 from dmf.engine.driver import Context, run
-from dmf.errors import InputError
+from dmf.errors import ConvergenceWarning, InputError
 from dmf.linalg.svd import check_k
 from dmf.nmf.beta import beta_of
 from dmf.nmf.checks import nonnegative_facts
@@ -202,4 +203,8 @@ def nmf(
                  storage_options=storage_options, checkpoint_every=checkpoint_every,
                  checkpoint_seconds=checkpoint_seconds, resume=resume, progress=progress,
                  input_token=token)
+    if tol > 0 and not result.converged and not result.skipped:
+        warnings.warn(f"NMF stopped at max_iter={max_iter} before the objective's decrease "
+                      f"fell below tol={tol}; raise max_iter or tol", ConvergenceWarning,
+                      stacklevel=2)
     return NMFResult.from_run(result)
