@@ -36,7 +36,7 @@ def chunked(A, chunks):
     return da.from_array(A, chunks=chunks)
 
 
-@pytest.mark.parametrize("method", ["randomized", "sketch", "power"])
+@pytest.mark.parametrize("method", ["randomized", "sketch", "power", "gram"])
 def test_course_example_is_exact(method):
     # power iteration is as exact as its residual tolerance allows
     extra = {"tol": 1e-13} if method == "power" else {}
@@ -53,7 +53,7 @@ def test_course_example_is_exact(method):
 @pytest.mark.parametrize("chunks", CHUNKINGS.values(), ids=CHUNKINGS.keys())
 @pytest.mark.parametrize(("dtype", "bound"), [(np.float64, 1e-6), (np.float32, 1e-4)],
                          ids=["float64", "float32"])
-@pytest.mark.parametrize("method", ["randomized", "sketch"])
+@pytest.mark.parametrize("method", ["randomized", "sketch", "gram"])
 def test_planted_singular_values_and_orthonormal_vectors(method, chunks, dtype, bound):
     # the sketch is exact on matrices of rank below its size; randomized
     # gets the top of any spectrum with a gap
@@ -82,6 +82,27 @@ def test_randomized_reads_x_q_plus_1_times(tmp_path):
     r.U.compute()
     passes = (proc.io_counters().read_chars - before) / stored
     assert 3 + 1 <= passes < 3 + 1.5, passes  # margin: imports read files too
+
+
+def test_gram_is_exact_in_one_pass_and_u_in_one_more(tmp_path):
+    url = tmp_path / "X.zarr"
+    A, s = planted(m=4000, n=100)
+    dmf.save_matrix(A, url, chunks=500)
+    stored = sum(p.stat().st_size for p in (url / "c").rglob("*") if p.is_file())
+    proc = psutil.Process()
+    before = proc.io_counters().read_chars
+    r = dmf.svd(url, 40, method="gram", cache=False)
+    assert 1 <= (proc.io_counters().read_chars - before) / stored < 1.5
+    U = r.U.compute()
+    assert 2 <= (proc.io_counters().read_chars - before) / stored < 2.5
+    # through X^T X: accurate to about eps (s_1 / s_i)^2, here 4e-9 for s_40
+    assert np.allclose(r.S, s[:40], rtol=1e-8)
+    assert np.allclose(U.T @ U, np.eye(40), atol=1e-8)
+
+
+def test_gram_refuses_a_large_small_side():
+    with pytest.raises(InputError, match="min\\(m, n\\) <= 8192"):
+        dmf.svd(da.zeros((8200, 8200), chunks=(1000, -1)), 2, method="gram")
 
 
 def test_sketch_reads_x_exactly_once(tmp_path):
@@ -123,7 +144,7 @@ def test_explained_variance_matches_scikit_learn(method):
 
 @pytest.mark.parametrize("chunks", [(40, -1), (-1, 500), (40, 500), (-1, -1)],
                          ids=["row-blocks", "column-blocks", "grid", "single"])
-@pytest.mark.parametrize("method", ["randomized", "sketch"])
+@pytest.mark.parametrize("method", ["randomized", "sketch", "gram"])
 def test_wide_matrices(chunks, method):
     T, s = planted(m=2000, n=120, rank=None if method == "randomized" else 7, seed=6)
     A = np.ascontiguousarray(T.T)  # 120 x 2000
@@ -237,7 +258,7 @@ def test_nan_and_inf_named_with_count_and_position(method):
         dmf.svd(chunked(A, (10, -1)), 3, method=method)
 
 
-@pytest.mark.parametrize("method", ["randomized", "sketch", "eigh", "power"])
+@pytest.mark.parametrize("method", ["randomized", "sketch", "eigh", "power", "gram", "auto"])
 def test_cli_every_method_writes_a_loadable_result(tmp_path, method):
     A, lam = planted_symmetric(n=200)
     x, out = tmp_path / "X.zarr", tmp_path / "svd.zarr"
@@ -247,6 +268,7 @@ def test_cli_every_method_writes_a_loadable_result(tmp_path, method):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     back = dmf.load(out)
+    method = "gram" if method == "auto" else method  # auto: gram for a 200 x 200 matrix
     assert back.method == method
     # one pass without power iterations is approximate on a full-rank matrix
     assert np.allclose(back.S, np.abs(lam[:3]), rtol=0.05 if method == "sketch" else 1e-6)

@@ -90,10 +90,13 @@ def ritz_values(Z: np.ndarray, G: np.ndarray, k: int) -> np.ndarray:
 
 
 def randomized_solver(k: int, *, n_oversamples: int, n_iter: int, normalizer: str,
-                      shape: tuple[int, int], transposed: bool = False) -> Solver:
+                      shape: tuple[int, int], transposed: bool = False,
+                      name: str = "svd-randomized", keep_y: bool = True) -> Solver:
     """A :class:`~dmf.engine.driver.Solver` taking ``n_iter + 1`` steps (one
     pass each), the last of which leaves G_q for :func:`finish`. With
-    ``transposed`` the solver is given X^T and returns X's factors."""
+    ``transposed`` the solver is given X^T and returns X's factors. Without
+    ``keep_y`` the tall X Z is not kept (it is m x n for ``gram``) and U is
+    X M, read again when it is computed."""
     width = min(k + n_oversamples, min(shape))
 
     def init(X, ctx: Context) -> State:
@@ -108,9 +111,9 @@ def randomized_solver(k: int, *, n_oversamples: int, n_iter: int, normalizer: st
         if j == 0:  # X's column moments ride along with the first pass
             G, (new["colsum"], new["sumsq"], new["rowsq"]) = unpack_moments(
                 gram_with_moments(X, Z).compute())
-            if last:  # no power iteration: X Z in a pass of its own
+            if last and keep_y:  # no power iteration: X Z in a pass of its own
                 new["Y"] = tall_times(X, Z, dtype=np.float64)
-        elif last:  # keep X Z from the last pass: U is formed from it, not from X
+        elif last and keep_y:  # keep X Z from the last pass: U is formed from it, not from X
             # one persist for both, or X would be read once for each
             G, new["Y"] = dask.persist(*gram_and_product(X, Z))
             G = G.compute()
@@ -131,7 +134,7 @@ def randomized_solver(k: int, *, n_oversamples: int, n_iter: int, normalizer: st
         return finish_sides(X, finish(X, state["Z"], state["G"], k, Y=state["Y"]), state,
                             transposed)
 
-    return Solver(name="svd-randomized",
+    return Solver(name=name,
                   params={"k": k, "n_oversamples": n_oversamples, "n_iter": n_iter,
                           "normalizer": normalizer, "transposed": transposed},
                   init=init, step=step, finalize=finalize)

@@ -19,7 +19,12 @@ from dmf.linalg.sketch import sketch_solver
 from dmf.results import SVDResult
 from dmf.store.api import as_matrix
 
-METHODS = ("randomized", "sketch", "eigh", "power")
+METHODS = ("randomized", "sketch", "eigh", "power", "gram", "auto")
+
+#: ``gram`` holds n x n matrices (X^T X and a basis of R^n): refused above this.
+GRAM_MAX = 8192
+#: ``auto`` takes the exact ``gram`` up to this small side, ``randomized`` above.
+AUTO_GRAM_MAX = 1000
 
 
 def check_k(k, shape: tuple[int, int], name: str = "k") -> int:
@@ -77,7 +82,7 @@ def svd(
         factored through its transpose (a lazy view, not a copy).
     k : int
         Number of singular triplets, 1 <= k <= min(m, n).
-    method : {"randomized", "sketch", "eigh", "power"}
+    method : {"randomized", "sketch", "eigh", "power", "gram", "auto"}
         - ``"randomized"``: range finder with ``n_oversamples`` extra
           columns and ``n_iter`` power iterations, re-orthonormalized every
           step; reads X ``n_iter + 1`` times (2 for n_iter = 0)
@@ -89,6 +94,14 @@ def svd(
           ``result.eigenvalues`` the signed values (:mod:`dmf.linalg.eigh`).
         - ``"power"``: power iteration with deflation, one pass per step
           (:mod:`dmf.linalg.power`).
+        - ``"gram"``: exact, from the eigendecomposition of the n x n
+          X^T X (n the smaller side, at most 8192) summed in float64 in one
+          pass; U = X V S^-1 is read from X again when computed. No
+          randomness, but through a Gram matrix: s_i is accurate to about
+          eps (s_1 / s_i)^2 relative, and values below
+          sqrt(max(m, n) eps) s_1 are reported as 0.
+        - ``"auto"``: ``"gram"`` when the smaller side is at most 1000, else
+          ``"randomized"``.
     n_iter : int or "auto"
         Power iterations (randomized, eigh); "auto" is scikit-learn's rule:
         7 when k < 0.1 min(m, n), else 4.
@@ -167,9 +180,22 @@ def svd(
     elif isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
         raise InputError(f"n_iter must be 'auto' or an integer >= 0, got {n_iter!r}")
     X = cache_input(X, cache)
-    transposed = method != "eigh" and works_on_transpose(X)
+    if method == "auto":
+        method = "gram" if min(X.shape) <= AUTO_GRAM_MAX else "randomized"
+    if method == "gram":  # the n x n side must be the small one
+        transposed = X.shape[0] < X.shape[1]
+    else:
+        transposed = method != "eigh" and works_on_transpose(X)
     A = X.T if transposed else X
-    if method == "randomized":
+    if method == "gram":
+        if A.shape[1] > GRAM_MAX:
+            raise InputError(f"method='gram' needs min(m, n) <= {GRAM_MAX} (it holds "
+                             f"{A.shape[1]} x {A.shape[1]} matrices); use 'randomized'")
+        solver = randomized_solver(k, n_oversamples=A.shape[1] - k, n_iter=0, normalizer="QR",
+                                   shape=A.shape, transposed=transposed, name="svd-gram",
+                                   keep_y=False)
+        max_steps = 1
+    elif method == "randomized":
         solver = randomized_solver(k, n_oversamples=n_oversamples, n_iter=n_iter,
                                    normalizer=check_normalizer(normalizer, X.dtype),
                                    shape=A.shape, transposed=transposed)
