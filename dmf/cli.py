@@ -157,12 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     svd.add_argument("x", metavar="X", help="input matrix (path or URL)")
     svd.add_argument("out", metavar="OUT", help="output group for U, S, Vt")
     svd.add_argument("-k", "--k", type=positive_int, required=True, metavar="K")
-    svd.add_argument("--method", choices=["randomized", "sketch", "eigh", "power", "gram", "auto"],
+    svd.add_argument("--method", choices=["randomized", "sketch", "eigh", "power", "gram",
+                                         "tsqr", "auto"],
                      default="randomized",
                      help="randomized: Q power iterations, Q + 1 passes (default); sketch: "
                      "one pass, with an error estimate; eigh: symmetric X, signed "
                      "eigenvalues; power: power iteration with deflation; gram: exact, "
-                     "from X^T X in one pass (min(m, n) <= 8192); auto: gram up to "
+                     "from X^T X in one pass (min(m, n) <= 8192); tsqr: exact through a "
+                     "tall-skinny QR, nothing squared; auto: gram up to "
                      "min(m, n) = 1000, else randomized")
     svd.add_argument("--n-iter", metavar="Q", default="auto",
                      help="power iterations of randomized/eigh (default auto: 7 for small k, "

@@ -36,7 +36,7 @@ def chunked(A, chunks):
     return da.from_array(A, chunks=chunks)
 
 
-@pytest.mark.parametrize("method", ["randomized", "sketch", "power", "gram"])
+@pytest.mark.parametrize("method", ["randomized", "sketch", "power", "gram", "tsqr"])
 def test_course_example_is_exact(method):
     # power iteration is as exact as its residual tolerance allows
     extra = {"tol": 1e-13} if method == "power" else {}
@@ -53,7 +53,7 @@ def test_course_example_is_exact(method):
 @pytest.mark.parametrize("chunks", CHUNKINGS.values(), ids=CHUNKINGS.keys())
 @pytest.mark.parametrize(("dtype", "bound"), [(np.float64, 1e-6), (np.float32, 1e-4)],
                          ids=["float64", "float32"])
-@pytest.mark.parametrize("method", ["randomized", "sketch", "gram"])
+@pytest.mark.parametrize("method", ["randomized", "sketch", "gram", "tsqr"])
 def test_planted_singular_values_and_orthonormal_vectors(method, chunks, dtype, bound):
     # the sketch is exact on matrices of rank below its size; randomized
     # gets the top of any spectrum with a gap
@@ -84,20 +84,22 @@ def test_randomized_reads_x_q_plus_1_times(tmp_path):
     assert 3 + 1 <= passes < 3 + 1.5, passes  # margin: imports read files too
 
 
-def test_gram_is_exact_in_one_pass_and_u_in_one_more(tmp_path):
+@pytest.mark.parametrize(("method", "bound"), [("gram", 1e-8), ("tsqr", 1e-12)])
+def test_exact_methods_read_x_once_and_u_once_more(tmp_path, method, bound):
     url = tmp_path / "X.zarr"
     A, s = planted(m=4000, n=100)
     dmf.save_matrix(A, url, chunks=500)
     stored = sum(p.stat().st_size for p in (url / "c").rglob("*") if p.is_file())
     proc = psutil.Process()
     before = proc.io_counters().read_chars
-    r = dmf.svd(url, 40, method="gram", cache=False)
+    r = dmf.svd(url, 40, method=method, cache=False)
     assert 1 <= (proc.io_counters().read_chars - before) / stored < 1.5
     U = r.U.compute()
     assert 2 <= (proc.io_counters().read_chars - before) / stored < 2.5
-    # through X^T X: accurate to about eps (s_1 / s_i)^2, here 4e-9 for s_40
-    assert np.allclose(r.S, s[:40], rtol=1e-8)
-    assert np.allclose(U.T @ U, np.eye(40), atol=1e-8)
+    # gram goes through X^T X: accurate to about eps (s_1 / s_i)^2, 4e-9 for s_40;
+    # tsqr squares nothing
+    assert np.allclose(r.S, s[:40], rtol=bound)
+    assert np.allclose(U.T @ U, np.eye(40), atol=bound)
 
 
 def test_gram_refuses_a_large_small_side():
@@ -144,7 +146,7 @@ def test_explained_variance_matches_scikit_learn(method):
 
 @pytest.mark.parametrize("chunks", [(40, -1), (-1, 500), (40, 500), (-1, -1)],
                          ids=["row-blocks", "column-blocks", "grid", "single"])
-@pytest.mark.parametrize("method", ["randomized", "sketch", "gram"])
+@pytest.mark.parametrize("method", ["randomized", "sketch", "gram", "tsqr"])
 def test_wide_matrices(chunks, method):
     T, s = planted(m=2000, n=120, rank=None if method == "randomized" else 7, seed=6)
     A = np.ascontiguousarray(T.T)  # 120 x 2000
@@ -258,7 +260,8 @@ def test_nan_and_inf_named_with_count_and_position(method):
         dmf.svd(chunked(A, (10, -1)), 3, method=method)
 
 
-@pytest.mark.parametrize("method", ["randomized", "sketch", "eigh", "power", "gram", "auto"])
+@pytest.mark.parametrize("method",
+                         ["randomized", "sketch", "eigh", "power", "gram", "tsqr", "auto"])
 def test_cli_every_method_writes_a_loadable_result(tmp_path, method):
     A, lam = planted_symmetric(n=200)
     x, out = tmp_path / "X.zarr", tmp_path / "svd.zarr"

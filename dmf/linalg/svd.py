@@ -16,10 +16,11 @@ from dmf.linalg.eigh import check_square, eigh_solver
 from dmf.linalg.power import power_solver
 from dmf.linalg.randomized import auto_n_iter, check_normalizer, randomized_solver
 from dmf.linalg.sketch import sketch_solver
+from dmf.linalg.tsqr import TSQR_MAX, tsqr_solver
 from dmf.results import SVDResult
 from dmf.store.api import as_matrix
 
-METHODS = ("randomized", "sketch", "eigh", "power", "gram", "auto")
+METHODS = ("randomized", "sketch", "eigh", "power", "gram", "tsqr", "auto")
 
 #: ``gram`` holds n x n matrices (X^T X and a basis of R^n): refused above this.
 GRAM_MAX = 8192
@@ -82,7 +83,7 @@ def svd(
         factored through its transpose (a lazy view, not a copy).
     k : int
         Number of singular triplets, 1 <= k <= min(m, n).
-    method : {"randomized", "sketch", "eigh", "power", "gram", "auto"}
+    method : {"randomized", "sketch", "eigh", "power", "gram", "tsqr", "auto"}
         - ``"randomized"``: range finder with ``n_oversamples`` extra
           columns and ``n_iter`` power iterations, re-orthonormalized every
           step; reads X ``n_iter + 1`` times (2 for n_iter = 0)
@@ -100,6 +101,9 @@ def svd(
           randomness, but through a Gram matrix: s_i is accurate to about
           eps (s_1 / s_i)^2 relative, and values below
           sqrt(max(m, n) eps) s_1 are reported as 0.
+        - ``"tsqr"``: exact through dask's tall-skinny QR (nothing squared:
+          values accurate to about eps s_1), n at most 8192; one pass for S
+          and Vt, one more for U (:mod:`dmf.linalg.tsqr`).
         - ``"auto"``: ``"gram"`` when the smaller side is at most 1000, else
           ``"randomized"``.
     n_iter : int or "auto"
@@ -182,7 +186,7 @@ def svd(
     X = cache_input(X, cache)
     if method == "auto":
         method = "gram" if min(X.shape) <= AUTO_GRAM_MAX else "randomized"
-    if method == "gram":  # the n x n side must be the small one
+    if method in ("gram", "tsqr"):  # the n x n side must be the small one
         transposed = X.shape[0] < X.shape[1]
     else:
         transposed = method != "eigh" and works_on_transpose(X)
@@ -194,6 +198,12 @@ def svd(
         solver = randomized_solver(k, n_oversamples=A.shape[1] - k, n_iter=0, normalizer="QR",
                                    shape=A.shape, transposed=transposed, name="svd-gram",
                                    keep_y=False)
+        max_steps = 1
+    elif method == "tsqr":
+        if A.shape[1] > TSQR_MAX:
+            raise InputError(f"method='tsqr' needs min(m, n) <= {TSQR_MAX} (R is "
+                             f"{A.shape[1]} x {A.shape[1]} per block); use 'randomized'")
+        solver = tsqr_solver(k, shape=A.shape, transposed=transposed)
         max_steps = 1
     elif method == "randomized":
         solver = randomized_solver(k, n_oversamples=n_oversamples, n_iter=n_iter,

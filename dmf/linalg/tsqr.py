@@ -1,0 +1,63 @@
+"""Exact truncated SVD of a tall matrix through dask's tall-skinny QR.
+
+X = Q R (dask's ``tsqr``: a QR per row block, then of the stacked R's, in a
+fixed tree), then R = U_R S V^T in memory (n x n, n the smaller side), so
+X = (Q U_R) S V^T. Nothing is squared: singular values are accurate to
+about eps s_1 in absolute terms (where ``gram`` and ``randomized`` resolve
+only down to sqrt(eps) s_1), at the price of an n x n R per block and of
+dask's arithmetic in X's own precision. One pass gives S and V^T (with X's
+moments); U = Q U_R recomputes Q from X when it is computed: one more pass.
+Values below max(m, n) eps s_1 are reported as 0.
+"""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+
+from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.linalg.common import finish_sides, fix_signs
+from dmf.linalg.products import column_moments, split_moments
+
+#: R is n x n per block and in memory: refused above this n.
+TSQR_MAX = 8192
+
+
+def tall_blocks(A: da.Array) -> da.Array:
+    """A with whole rows per block and each block at least as tall as wide
+    (what dask's tsqr needs)."""
+    n = A.shape[1]
+    if A.numblocks[1] > 1:
+        A = A.rechunk({1: -1})
+    if min(A.chunks[0]) < n:
+        A = A.rechunk({0: max(n, max(A.chunks[0]))})
+    return A
+
+
+def tsqr_solver(k: int, *, shape: tuple[int, int], transposed: bool) -> Solver:
+    def init(X, _ctx: Context) -> State:
+        n = X.shape[1]
+        return {"R": np.zeros((n, n)), "colsum": np.zeros(n), "sumsq": 0.0, "rowsq": 0.0}
+
+    def step(X, _state: State, _ctx: Context) -> tuple[State, Stats]:
+        A = tall_blocks(X)
+        _, R = da.linalg.tsqr(A)
+        R, moments = dask.compute(R, column_moments(A))
+        colsum, sumsq, rowsq = split_moments(moments)
+        return ({"R": np.asarray(R, dtype=np.float64), "colsum": colsum, "sumsq": sumsq,
+                 "rowsq": rowsq}, Stats(loss=0.0, done=True))
+
+    def finalize(X, state: State):
+        A = tall_blocks(X)
+        Q, _ = da.linalg.tsqr(A)  # lazy: computed again with U
+        Ur, S, Vt = np.linalg.svd(state["R"])
+        S = np.where(S > max(shape) * np.finfo(X.dtype).eps * S[0], S, 0.0) if len(S) else S
+        signs = fix_signs(Vt[:k].T)
+        U = Q @ da.from_array((Ur[:, :k] * signs).astype(Q.dtype), chunks=-1)
+        arrays = {"U": U.rechunk((X.chunks[0], -1)).astype(X.dtype),
+                  "S": S[:k].astype(X.dtype), "Vt": (Vt[:k] * signs[:, None]).astype(X.dtype)}
+        return finish_sides(X, arrays, state, transposed)
+
+    return Solver(name="svd-tsqr", params={"k": k, "transposed": transposed}, init=init,
+                  step=step, finalize=finalize)
