@@ -190,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     nmf.add_argument("--loss", default="frobenius", metavar="LOSS",
                      help="frobenius (default), kl, is, or a number: the beta of a "
                      "beta-divergence")
-    nmf.add_argument("--solver", choices=["auto", "mu"], default="auto",
-                     help="mu: multiplicative updates (the only solver so far)")
+    nmf.add_argument("--solver", choices=["auto", "mu", "hals"], default="auto",
+                     help="mu: multiplicative updates, any loss; hals: coordinate descent, "
+                     "Frobenius only; auto (default): hals for Frobenius, else mu")
     nmf.add_argument("--init", choices=["auto", "random"], default="auto",
                      help="starting factors (auto: random, as scikit-learn's 'random')")
     nmf.add_argument("--alpha-w", type=float, default=0.0, metavar="A",
@@ -331,7 +332,8 @@ def cmd_nmf(args: argparse.Namespace) -> int:
     if not args.quiet:
         verb = "already complete" if result.attrs.get("skipped") else "wrote"
         state = "converged" if result.converged else "stopped at --max-iter"
-        print(f"{verb} {result.location}: W, H (beta={result.loss:g}, k={args.k}, "
+        print(f"{verb} {result.location}: W, H ({result.attrs['solver']}, "
+              f"beta={result.loss:g}, k={args.k}, "
               f"{result.n_iter} iterations, {state})")
         print(f"reconstruction error sqrt(2 D_beta): {result.reconstruction_err_:.6g}")
     return EXIT_OK

@@ -53,8 +53,8 @@ def test_mu_equals_scikit_learn(beta, alpha):
     Ws, Hs, _ = non_negative_factorization(X, n_components=5, init="custom", W=W0.copy(),
                                            H=H0.copy(), solver="mu", beta_loss=beta,
                                            max_iter=50, tol=0, alpha_W=alpha, l1_ratio=0.3)
-    r = dmf.nmf(da.from_array(X, chunks=(60, -1)), 5, loss=beta, init="custom", W=W0, H=H0,
-                max_iter=50, tol=0, alpha_W=alpha, l1_ratio=0.3, seed=0)
+    r = dmf.nmf(da.from_array(X, chunks=(60, -1)), 5, loss=beta, solver="mu", init="custom",
+                W=W0, H=H0, max_iter=50, tol=0, alpha_W=alpha, l1_ratio=0.3, seed=0)
     W = r.W.compute()
     assert np.abs(W - Ws).max() <= 1e-6 * np.abs(Ws).max()
     assert np.abs(r.H - Hs).max() <= 1e-6 * np.abs(Hs).max()
@@ -65,6 +65,35 @@ def test_mu_equals_scikit_learn(beta, alpha):
     assert r.reconstruction_err_ == pytest.approx(
         _beta_divergence(X, W, r.H, beta, square_root=True), rel=1e-9)
     assert r.n_iter == 50 and len(r.loss_history) == 50
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.01], ids=["plain", "regularized"])
+def test_hals_equals_scikit_learn_cd(alpha):
+    X = planted()
+    W0, H0 = start()
+    Ws, Hs, _ = non_negative_factorization(X, n_components=5, init="custom", W=W0.copy(),
+                                           H=H0.copy(), solver="cd", max_iter=50, tol=0,
+                                           alpha_W=alpha, l1_ratio=0.3)
+    r = dmf.nmf(da.from_array(X, chunks=(60, -1)), 5, init="custom", W=W0, H=H0,
+                max_iter=50, tol=0, alpha_W=alpha, l1_ratio=0.3)
+    assert r.attrs["solver"] == "hals" and r.n_iter == 50  # auto: hals for Frobenius
+    assert np.abs(r.W.compute() - Ws).max() <= 1e-6 * np.abs(Ws).max()
+    assert np.abs(r.H - Hs).max() <= 1e-6 * np.abs(Hs).max()
+    assert r.loss_history[0] == pytest.approx(objective(X, W0, H0, 2, alpha, 0.3), rel=1e-9)
+    h = np.array(r.loss_history)
+    assert (np.diff(h) <= 1e-12 * h[:-1]).all()
+
+
+@pytest.mark.parametrize("tol", [1e-2, 1e-3])
+def test_hals_stops_where_scikit_learn_cd_stops(tol):
+    rng = np.random.default_rng(0)
+    X = rng.random((200, 6)) @ rng.random((6, 40))
+    W0, H0 = rng.random((200, 6)), rng.random((6, 40))
+    _, Hs, n_iter = non_negative_factorization(X, n_components=6, init="custom", W=W0.copy(),
+                                               H=H0.copy(), solver="cd", max_iter=3000, tol=tol)
+    r = dmf.nmf(X, 6, solver="hals", W=W0, H=H0, max_iter=3000, tol=tol)
+    assert r.converged and r.n_iter == n_iter < 3000
+    assert np.abs(r.H - Hs).max() <= 1e-6 * np.abs(Hs).max()
 
 
 @pytest.mark.parametrize("chunks", CHUNKINGS.values(), ids=CHUNKINGS.keys())
@@ -100,7 +129,7 @@ def test_dtype_preserved_and_float32_agrees_with_float64():
 
 def test_tol_stops_on_scikit_learns_schedule():
     X = planted()
-    r = dmf.nmf(X, 5, max_iter=500, tol=1e-3, seed=0)
+    r = dmf.nmf(X, 5, solver="mu", max_iter=500, tol=1e-3, seed=0)
     assert r.converged and r.n_iter < 500
     assert (r.n_iter - 1) % 10 == 0  # checked every 10 iterations, one behind
     h = r.loss_history
@@ -180,6 +209,7 @@ def test_killed_and_rerun_gives_the_same_bits(tmp_path):
         (planted(), {"init": "custom"}, "needs both W and H"),
         (planted(), {"W": np.ones((3, 5)), "H": np.ones((5, 40))}, "W must have shape"),
         (planted(), {"alpha_W": -1.0}, "alpha_W must be a number >= 0"),
+        (planted(), {"solver": "hals", "loss": "kl"}, "Frobenius loss only"),
     ],
 )
 def test_bad_input_is_an_input_error(X, kwargs, message):

@@ -16,11 +16,12 @@ from dmf.errors import ConvergenceWarning, InputError
 from dmf.linalg.svd import check_k
 from dmf.nmf.beta import beta_of
 from dmf.nmf.checks import nonnegative_facts
+from dmf.nmf.hals import hals_solver
 from dmf.nmf.mu import full_rows, mu_solver
 from dmf.results import NMFResult
 from dmf.store.api import as_matrix
 
-SOLVERS = ("auto", "mu")
+SOLVERS = ("auto", "mu", "hals")
 INITS = ("auto", "random", "custom")
 
 
@@ -120,8 +121,11 @@ def nmf(
         The beta-divergence: 2 (Frobenius), 1 (Kullback-Leibler), 0
         (Itakura-Saito) or any beta; outside [1, 2] the updates use Fevotte
         and Idier's exponent so the objective still never increases.
-    solver : {"auto", "mu"}
-        Multiplicative updates (the only solver so far; HALS is planned).
+    solver : {"auto", "mu", "hals"}
+        "mu": multiplicative updates (:mod:`dmf.nmf.mu`), any beta; "hals":
+        coordinate descent (scikit-learn's "cd", :mod:`dmf.nmf.hals`),
+        Frobenius only, usually far fewer iterations; "auto": hals for
+        Frobenius, else mu.
     init : {"auto", "random", "custom"}
         "random" is scikit-learn's (|N(0, 1)| sqrt(mean(X) / k)); "custom"
         starts from the given ``W`` and ``H``; "auto" is "custom" when they
@@ -130,9 +134,11 @@ def nmf(
         Regularization, with scikit-learn's meaning and scaling
         (``alpha_H="same"``: alpha_W).
     tol, max_iter :
-        scikit-learn's rule: every 10 iterations, stop when the objective
-        fell by less than ``tol`` times the initial objective since the last
-        check (tol = 0: run ``max_iter`` iterations).
+        scikit-learn's rules. mu: every 10 iterations, stop when the
+        objective fell by less than ``tol`` times the initial objective
+        since the last check. hals: stop when an iteration's
+        projected-gradient violation is at most ``tol`` times the first
+        one's. tol = 0: run ``max_iter`` iterations.
     seed : int, optional
         Same seed, input and chunks: bitwise the same factors on any number
         of workers and after any number of kill-and-resume cycles.
@@ -198,13 +204,21 @@ def nmf(
         if W is not None or H is not None:
             raise InputError(f"W and H are used only with init='custom' (init={init!r})")
         start = _random_init(k, float(np.sqrt(facts["mean"] / k)))
-    solver_obj = mu_solver(k, beta=beta, regularization=reg, init=start, params=params)
+    if solver == "auto":
+        solver = "hals" if beta == 2 else "mu"
+    if solver == "hals":
+        if beta != 2:
+            raise InputError("solver='hals' minimizes the Frobenius loss only (got "
+                             f"beta={beta:g}); use solver='mu'")
+        solver_obj = hals_solver(k, regularization=reg, init=start, params=params)
+    else:
+        solver_obj = mu_solver(k, beta=beta, regularization=reg, init=start, params=params)
     result = run(solver_obj, X, seed=seed, max_iter=max_iter, tol=tol, out=out,
                  storage_options=storage_options, checkpoint_every=checkpoint_every,
                  checkpoint_seconds=checkpoint_seconds, resume=resume, progress=progress,
                  input_token=token)
     if tol > 0 and not result.converged and not result.skipped:
-        warnings.warn(f"NMF stopped at max_iter={max_iter} before the objective's decrease "
-                      f"fell below tol={tol}; raise max_iter or tol", ConvergenceWarning,
+        warnings.warn(f"NMF ({solver}) stopped at max_iter={max_iter} before meeting "
+                      f"tol={tol}; raise max_iter or tol", ConvergenceWarning,
                       stacklevel=2)
     return NMFResult.from_run(result)

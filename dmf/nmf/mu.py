@@ -117,6 +117,41 @@ def divergence(X: da.Array, W: da.Array, H: np.ndarray, beta: float) -> float:
     return float(parts.sum().compute())
 
 
+def row_pass(func, X: da.Array, W: da.Array, H: np.ndarray, *args, size: int):
+    """Run ``func(X_b, W_b, H, *args) -> (new W_b, flat sums (1 x size))`` on
+    every block row: the new W (persisted) and the sums added up by dask's
+    tree, from one read of X."""
+    k = W.shape[1]
+    packed = _per_row(func, X, W, H, *args, dtype=object, meta=np.empty((0,), dtype=object))
+    W_new = packed.map_blocks(part_of, 0, False, new_axis=1, chunks=(X.chunks[0], (k,)),
+                              dtype=np.float64, meta=np.empty((0, 0)))
+    sums = stacked_sum(packed.map_blocks(part_of, 1, False, new_axis=1,
+                                         chunks=((1,) * X.numblocks[0], (size,)),
+                                         dtype=np.float64, meta=np.empty((0, 0))))
+    # one persist for both, or each block would be read twice
+    W_new, sums = dask.persist(W_new, sums)
+    return W_new, np.asarray(sums.compute())
+
+
+def penalty(W_l1: float, W_l2: float, H: np.ndarray, regularization) -> float:
+    """The regularization terms of the objective, from |W|_1 and ||W||^2."""
+    l1_W, l1_H, l2_W, l2_H = regularization
+    return (l1_W * W_l1 + 0.5 * l2_W * W_l2 + l1_H * float(H.sum())
+            + 0.5 * l2_H * float(np.vdot(H, H)))
+
+
+def finish(X: da.Array, W: da.Array, H: np.ndarray, beta: float, regularization,
+           solver: str):
+    """The result arrays in X's dtype, and the returned factors' objective
+    (one more pass)."""
+    div = divergence(X, W, H, beta)
+    wl1, wl2 = (float(v) for v in dask.compute(W.sum(), (W * W).sum()))
+    meta = {"beta": beta, "solver": solver,
+            "final_objective": div + penalty(wl1, wl2, H, regularization),
+            "final_divergence": div, "reconstruction_err": float(np.sqrt(2 * max(div, 0.0)))}
+    return {"W": W.astype(X.dtype), "H": H.astype(X.dtype)}, meta
+
+
 def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float, float],
               init, params: dict) -> Solver:
     """The MU solver on the engine. ``init(X, ctx) -> (W, H)`` gives the
@@ -134,26 +169,16 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
         n = H.shape[1]
         HHt = H @ H.T if beta == 2 else None
         H_sum = H.sum(axis=1) if beta == 1 else None
-        packed = _per_row(_row_step, X, W, H, beta, gamma, l1_W, l2_W, HHt, H_sum,
-                          dtype=object, meta=np.empty((0,), dtype=object))
-        W_new = packed.map_blocks(part_of, 0, False, new_axis=1, chunks=(X.chunks[0], (k,)),
-                                  dtype=np.float64, meta=np.empty((0, 0)))
         nb = _b_size(beta, k, n)
-        size = k * n + nb + (k * k if beta == 2 else 0) + 4
-        sums = stacked_sum(packed.map_blocks(part_of, 1, False, new_axis=1,
-                                             chunks=((1,) * X.numblocks[0], (size,)),
-                                             dtype=np.float64, meta=np.empty((0, 0))))
-        # one persist for both, or each block would be read twice
-        W_new, sums = dask.persist(W_new, sums)
-        flat = np.asarray(sums.compute())
+        W_new, flat = row_pass(_row_step, X, W, H, beta, gamma, l1_W, l2_W, HHt, H_sum,
+                               size=k * n + nb + (k * k if beta == 2 else 0) + 4)
         A, B = flat[:k * n].reshape(k, n), flat[k * n:k * n + nb]
         div, cross, w_l1, w_l2 = (float(v) for v in flat[-4:])
         if beta == 2:  # 0.5 ||X - WH||^2 = 0.5 (|X|^2 - 2 <W, X H^T> + <W^T W, H H^T>)
             G_old = flat[k * n + nb:-4].reshape(k, k)
             div = 0.5 * (div - 2 * cross + float(np.vdot(G_old, HHt)))
             B = B.reshape(k, k)
-        loss = (div + l1_W * w_l1 + 0.5 * l2_W * w_l2
-                + l1_H * float(H.sum()) + 0.5 * l2_H * float(np.vdot(H, H)))
+        loss = div + penalty(w_l1, w_l2, H, regularization)
         if beta == 2:
             den = B @ H
         elif beta == 1:
@@ -169,17 +194,11 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
                                                  extra={"divergence": float(div)})
 
     def finalize(X, state: State):
-        W, H = state["W"], state["H"]
-        div = divergence(X, W, H, beta)
-        wl1, wl2 = (float(v) for v in dask.compute(W.sum(), (W * W).sum()))
-        objective = (div + l1_W * wl1 + 0.5 * l2_W * wl2 + l1_H * float(H.sum())
-                     + 0.5 * l2_H * float(np.vdot(H, H)))
-        meta = {"beta": beta, "final_objective": objective, "final_divergence": div,
-                "reconstruction_err": float(np.sqrt(2 * max(div, 0.0)))}
-        return {"W": W.astype(X.dtype), "H": H.astype(X.dtype)}, meta
+        return finish(X, state["W"], state["H"], beta, regularization, "mu")
 
     return Solver(name="nmf-mu", params={**params, "k": k, "beta": beta, "solver": "mu"},
                   init=start, step=step, finalize=finalize, converged=sklearn_schedule)
 
 
-__all__ = ["EPSILON", "divergence", "mu_solver", "sklearn_schedule"]
+__all__ = ["EPSILON", "divergence", "finish", "mu_solver", "penalty", "row_pass",
+           "sklearn_schedule"]
