@@ -193,8 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     nmf.add_argument("--solver", choices=["auto", "mu", "hals"], default="auto",
                      help="mu: multiplicative updates, any loss; hals: coordinate descent, "
                      "Frobenius only; auto (default): hals for Frobenius, else mu")
-    nmf.add_argument("--init", choices=["auto", "random"], default="auto",
-                     help="starting factors (auto: random, as scikit-learn's 'random')")
+    nmf.add_argument("--init", choices=["auto", "random", "nndsvd", "nndsvda", "nndsvdar"],
+                     default="auto", help="starting factors, as in scikit-learn (auto: "
+                     "nndsvda, from dmf's randomized SVD)")
     nmf.add_argument("--alpha-w", type=float, default=0.0, metavar="A",
                      help="regularization of W, scaled by n_features as in scikit-learn")
     nmf.add_argument("--alpha-h", default="same", metavar="A",

@@ -16,11 +16,13 @@ import psutil
 import pytest
 import zarr
 from sklearn.decomposition import non_negative_factorization
-from sklearn.decomposition._nmf import _beta_divergence
+from sklearn.decomposition._nmf import _beta_divergence, _initialize_nmf
 
 import dmf
 from dmf.engine.checkpoint import Checkpoints
-from dmf.errors import ConvergenceWarning, InputError
+from dmf.engine.driver import Context
+from dmf.errors import ConvergenceWarning, DmfWarning, InputError
+from dmf.nmf.init import nndsvd_init
 from dmf.store.location import Location
 
 CHUNKINGS = {"regular": (60, -1), "irregular": ((50, 90, 20, 40), (40,)), "single": (-1, -1),
@@ -136,6 +138,44 @@ def test_tol_stops_on_scikit_learns_schedule():
     assert (h[-11] - h[-1]) / h[0] < 1e-3 <= (h[-21] - h[-11]) / h[0]
 
 
+@pytest.mark.parametrize("variant", ["nndsvd", "nndsvda"])
+def test_nndsvd_starts_equal_scikit_learns(variant):
+    X = planted(m=300, n=50, rank=6)
+    Ws, Hs = _initialize_nmf(X, 5, init=variant, random_state=0)
+    W, H = nndsvd_init(5, variant, X.mean(), solver="hals")(
+        da.from_array(X, chunks=(70, -1)), Context(rng=np.random.default_rng(0)))
+    W = W.compute()
+    assert np.abs(W - Ws).max() <= 1e-8 * np.abs(Ws).max()
+    assert np.abs(H - Hs).max() <= 1e-8 * np.abs(Hs).max()
+    assert ((W == 0) == (Ws == 0)).all()
+
+
+def test_nndsvdar_fills_nndsvds_zeros_with_small_values():
+    X = planted(m=300, n=50, rank=6)
+    ctx = lambda: Context(rng=np.random.default_rng(0))  # noqa: E731
+    Xd = da.from_array(X, chunks=(70, -1))
+    W0, H0 = nndsvd_init(5, "nndsvd", X.mean(), solver="hals")(Xd, ctx())
+    W1, H1 = nndsvd_init(5, "nndsvdar", X.mean(), solver="hals")(Xd, ctx())
+    W0, W1 = W0.compute(), W1.compute()
+    for zero, filled in ((W0 == 0, W1), (H0 == 0, H1)):
+        assert zero.any()
+        assert (filled[zero] > 0).all() and (filled[zero] < X.mean()).all()
+    assert np.array_equal(W1[W0 > 0], W0[W0 > 0]) and np.array_equal(H1[H0 > 0], H0[H0 > 0])
+
+
+def test_mu_with_nndsvd_warns_as_scikit_learn_does():
+    with pytest.warns(DmfWarning, match="cannot update zeros"):
+        dmf.nmf(planted(), 5, solver="mu", init="nndsvd", max_iter=2, tol=0)
+
+
+def test_default_start_is_nndsvda():
+    X = planted()
+    r = dmf.nmf(X, 5, max_iter=30, tol=0, seed=0)
+    ref = dmf.nmf(X, 5, init="nndsvda", max_iter=30, tol=0, seed=0)
+    other = dmf.nmf(X, 5, init="random", max_iter=30, tol=0, seed=0)
+    assert np.array_equal(r.H, ref.H) and not np.array_equal(r.H, other.H)
+
+
 def test_max_iter_before_tol_warns_as_scikit_learn_does():
     with pytest.warns(ConvergenceWarning, match="max_iter=20"):
         r = dmf.nmf(planted(), 5, max_iter=20, tol=1e-9, seed=0)
@@ -148,7 +188,7 @@ def test_reads_x_once_per_iteration(tmp_path):
     stored = sum(p.stat().st_size for p in (url / "c").rglob("*") if p.is_file())
     proc = psutil.Process()
     before = proc.io_counters().read_chars
-    dmf.nmf(url, 5, loss="kl", max_iter=10, tol=0, seed=0, cache=False)
+    dmf.nmf(url, 5, loss="kl", init="random", max_iter=10, tol=0, seed=0, cache=False)
     passes = (proc.io_counters().read_chars - before) / stored
     # 10 iterations, one check of X's signs before them, one objective after
     assert 12 <= passes < 12.5, passes
@@ -166,8 +206,8 @@ def test_same_bits_on_a_cluster_and_in_process(local_client, tmp_path):
 
 def _cli(x, out):
     return [sys.executable, "-m", "dmf", "--workers", "0", "-q", "nmf", str(x), str(out), "-k",
-            "4", "--loss", "kl", "--max-iter", "12", "--tol", "0", "--checkpoint-every", "3",
-            "--seed", "2"]
+            "4", "--loss", "kl", "--init", "random", "--max-iter", "12", "--tol", "0",
+            "--checkpoint-every", "3", "--seed", "2"]
 
 
 def test_killed_and_rerun_gives_the_same_bits(tmp_path):

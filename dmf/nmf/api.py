@@ -7,64 +7,21 @@ import warnings
 from typing import Any
 
 import dask
-import dask.array as da
 import numpy as np
 
 from dmf.engine.cache import cache_input
-from dmf.engine.driver import Context, run
+from dmf.engine.driver import run
 from dmf.errors import ConvergenceWarning, InputError
 from dmf.linalg.svd import check_k
 from dmf.nmf.beta import beta_of
 from dmf.nmf.checks import nonnegative_facts
 from dmf.nmf.hals import hals_solver
+from dmf.nmf.init import INITS, check_factor, custom_init, nndsvd_init, random_init
 from dmf.nmf.mu import full_rows, mu_solver
 from dmf.results import NMFResult
 from dmf.store.api import as_matrix
 
 SOLVERS = ("auto", "mu", "hals")
-INITS = ("auto", "random", "custom")
-
-
-def _random_rows(seed: int, k: int, avg: float, block_info=None) -> np.ndarray:
-    info = block_info[None]
-    block = info["chunk-location"][0]
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(block,)))
-    return avg * np.abs(rng.standard_normal((info["chunk-shape"][0], k)))
-
-
-def _random_init(k: int, avg: float):
-    """scikit-learn's ``init="random"``: |N(0, 1)| * sqrt(mean(X) / k), W's
-    rows drawn per block from their own stream (so a block's rows do not
-    depend on the others, and the result not on the number of workers)."""
-
-    def init(X, ctx: Context):
-        H = avg * np.abs(ctx.rng.standard_normal((k, X.shape[1])))
-        seed = int(ctx.rng.integers(2**63))
-        W = da.map_blocks(_random_rows, seed, k, avg, chunks=(X.chunks[0], (k,)),
-                          dtype=np.float64, meta=np.empty((0, 0)))
-        return W, H
-
-    return init
-
-
-def _factor(F, shape: tuple[int, int], name: str):
-    F = F if isinstance(F, da.Array) else np.asarray(F)
-    if F.ndim != 2 or tuple(F.shape) != shape:
-        raise InputError(f"init='custom': {name} must have shape {shape}, got "
-                         f"{tuple(F.shape)}")
-    low, finite = dask.compute(F.min(), da.isfinite(F).all() if isinstance(F, da.Array)
-                               else np.isfinite(F).all())
-    if not finite or low < 0:
-        raise InputError(f"init='custom': {name} must be finite and non-negative")
-    return F
-
-
-def _custom_init(W0, H0):
-    def init(X, _ctx: Context):
-        W = da.asarray(W0).astype(np.float64).rechunk((X.chunks[0], -1))
-        return W, np.asarray(H0, dtype=np.float64)
-
-    return init
 
 
 def regularization(alpha_W: float, alpha_H, l1_ratio: float, shape: tuple[int, int]):
@@ -126,10 +83,14 @@ def nmf(
         coordinate descent (scikit-learn's "cd", :mod:`dmf.nmf.hals`),
         Frobenius only, usually far fewer iterations; "auto": hals for
         Frobenius, else mu.
-    init : {"auto", "random", "custom"}
-        "random" is scikit-learn's (|N(0, 1)| sqrt(mean(X) / k)); "custom"
-        starts from the given ``W`` and ``H``; "auto" is "custom" when they
-        are given, else "random".
+    init : {"auto", "random", "nndsvd", "nndsvda", "nndsvdar", "custom"}
+        As scikit-learn: "random" (|N(0, 1)| sqrt(mean(X) / k)), the NNDSVD
+        family (from dmf's out-of-core randomized SVD: its passes over X
+        come first; "nndsvda" fills zeros with mean(X), "nndsvdar" with
+        small random values, "nndsvd" keeps them and warns with mu, which
+        cannot move them), "custom" (the given ``W`` and ``H``). "auto":
+        "custom" when W and H are given, else scikit-learn's default
+        "nndsvda".
     alpha_W, alpha_H, l1_ratio : float
         Regularization, with scikit-learn's meaning and scaling
         (``alpha_H="same"``: alpha_W).
@@ -189,27 +150,29 @@ def nmf(
     reg = regularization(alpha_W, alpha_H, l1_ratio, X.shape)
     X = full_rows(cache_input(X, cache))
     facts = nonnegative_facts(X, name, zeros_allowed=beta > 0)
-    if init == "auto":
-        init = "custom" if W is not None or H is not None else "random"
+    if init == "auto":  # scikit-learn's default, or the factors given
+        init = "custom" if W is not None or H is not None else "nndsvda"
+    if solver == "auto":
+        solver = "hals" if beta == 2 else "mu"
+    if solver == "hals" and beta != 2:
+        raise InputError("solver='hals' minimizes the Frobenius loss only (got "
+                         f"beta={beta:g}); use solver='mu'")
     params: dict[str, Any] = {"init": init, "regularization": list(reg),
                               "max_iter": max_iter, "tol": tol}
     if init == "custom":
         if W is None or H is None:
             raise InputError("init='custom' needs both W and H")
-        W = _factor(W, (X.shape[0], k), "W")
-        H = _factor(H, (k, X.shape[1]), "H")
+        W = check_factor(W, (X.shape[0], k), "W")
+        H = check_factor(H, (k, X.shape[1]), "H")
         params["custom"] = dask.base.tokenize(W, H)
-        start = _custom_init(W, H)
+        start = custom_init(W, H)
+    elif W is not None or H is not None:
+        raise InputError(f"W and H are used only with init='custom' (init={init!r})")
+    elif init == "random":
+        start = random_init(k, float(np.sqrt(facts["mean"] / k)))
     else:
-        if W is not None or H is not None:
-            raise InputError(f"W and H are used only with init='custom' (init={init!r})")
-        start = _random_init(k, float(np.sqrt(facts["mean"] / k)))
-    if solver == "auto":
-        solver = "hals" if beta == 2 else "mu"
+        start = nndsvd_init(k, init, facts["mean"], solver=solver)
     if solver == "hals":
-        if beta != 2:
-            raise InputError("solver='hals' minimizes the Frobenius loss only (got "
-                             f"beta={beta:g}); use solver='mu'")
         solver_obj = hals_solver(k, regularization=reg, init=start, params=params)
     else:
         solver_obj = mu_solver(k, beta=beta, regularization=reg, init=start, params=params)
