@@ -128,6 +128,37 @@ class NMFResult:
         defines it (the Frobenius norm of X - WH for beta = 2)."""
         return float(self.attrs["reconstruction_err"])
 
+    def transform(self, X, **options) -> Any:
+        """W for new rows X (m' x n) with H fixed, as scikit-learn's
+        ``NMF.transform``: the same loss, solver and regularization, fitted
+        out of core (one read of X per iteration; ``options`` go to
+        :func:`dmf.nmf`, e.g. ``max_iter``, ``tol``, ``out``).
+
+        Examples
+        --------
+        >>> import numpy as np, dmf
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.random((80, 3)) @ rng.random((3, 20))
+        >>> r = dmf.nmf(X, 3, max_iter=500, tol=1e-6, seed=0)
+        >>> W = r.transform(X[:10]).compute()
+        >>> bool(np.abs(W @ r.H - X[:10]).max() < 0.05)
+        True
+        """
+        from dmf.nmf.api import nmf
+
+        p = self.attrs["parameters"]
+        settings = {"loss": self.loss, "solver": self.attrs["solver"], "alpha_W": p["alpha_W"],
+                    "alpha_H": p["alpha_H"], "l1_ratio": p["l1_ratio"], "tol": p["tol"],
+                    "max_iter": p["max_iter"], **options}
+        return nmf(X, self.H.shape[0], H=self.H, update_H=False, **settings).W
+
+    def inverse_transform(self, W) -> Any:
+        """W H (lazy, m x n): data back from its components."""
+        import dask.array as da
+
+        W = W if isinstance(W, da.Array) else da.asarray(W)
+        return W @ da.from_array(self.H, chunks=-1)
+
     @classmethod
     def from_run(cls, run: RunResult) -> NMFResult:
         attrs = {**run.meta, "timings": run.timings, "resumed_from": run.resumed_from,

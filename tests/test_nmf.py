@@ -15,7 +15,7 @@ import numpy as np
 import psutil
 import pytest
 import zarr
-from sklearn.decomposition import non_negative_factorization
+from sklearn.decomposition import NMF, non_negative_factorization
 from sklearn.decomposition._nmf import _beta_divergence, _initialize_nmf
 
 import dmf
@@ -174,6 +174,25 @@ def test_default_start_is_nndsvda():
     ref = dmf.nmf(X, 5, init="nndsvda", max_iter=30, tol=0, seed=0)
     other = dmf.nmf(X, 5, init="random", max_iter=30, tol=0, seed=0)
     assert np.array_equal(r.H, ref.H) and not np.array_equal(r.H, other.H)
+
+
+@pytest.mark.parametrize(("solver", "beta"), [("cd", 2), ("mu", 2), ("mu", 1), ("mu", 0.5)])
+def test_transform_equals_scikit_learns(solver, beta):
+    X, X_new = planted(), planted(m=50, seed=4)
+    fitted = NMF(5, solver=solver, beta_loss=beta, init="random", random_state=0, max_iter=50,
+                 tol=0).fit(X)
+    r = dmf.nmf(X, 5, loss=beta, solver="hals" if solver == "cd" else "mu", init="random",
+                max_iter=2, tol=0, seed=0)
+    r.H = fitted.components_.copy()  # the same H for both
+    W = r.transform(da.from_array(X_new, chunks=(20, -1)), max_iter=50, tol=0).compute()
+    assert np.abs(W - fitted.transform(X_new)).max() <= 1e-10 * np.abs(W).max()
+    back = r.inverse_transform(W).compute()
+    np.testing.assert_allclose(back, fitted.inverse_transform(W), rtol=1e-12)
+
+
+def test_fixed_h_needs_h_and_no_w():
+    with pytest.raises(InputError, match="pass H"):
+        dmf.nmf(planted(), 5, update_H=False)
 
 
 def test_max_iter_before_tol_warns_as_scikit_learn_does():

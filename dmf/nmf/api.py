@@ -16,7 +16,14 @@ from dmf.linalg.svd import check_k
 from dmf.nmf.beta import beta_of
 from dmf.nmf.checks import nonnegative_facts
 from dmf.nmf.hals import hals_solver
-from dmf.nmf.init import INITS, check_factor, custom_init, nndsvd_init, random_init
+from dmf.nmf.init import (
+    INITS,
+    check_factor,
+    custom_init,
+    fixed_h_init,
+    nndsvd_init,
+    random_init,
+)
 from dmf.nmf.mu import full_rows, mu_solver
 from dmf.results import NMFResult
 from dmf.store.api import as_matrix
@@ -53,6 +60,7 @@ def nmf(
     seed: int | None = None,
     W=None,
     H=None,
+    update_H: bool = True,
     out: str | os.PathLike | None = None,
     storage_options: dict[str, Any] | None = None,
     checkpoint_every: int | None = None,
@@ -103,6 +111,12 @@ def nmf(
     seed : int, optional
         Same seed, input and chunks: bitwise the same factors on any number
         of workers and after any number of kill-and-resume cycles.
+    W, H : array-like, optional
+        The starting factors of ``init="custom"``.
+    update_H : bool
+        False: H (given) stays fixed and only W is fitted, as scikit-learn's
+        ``transform`` does (W starts at sqrt(mean(X) / k) for mu, 0 for
+        hals); see :meth:`dmf.NMFResult.transform`.
     out, checkpoint_every, checkpoint_seconds, resume, progress, cache :
         As for :func:`dmf.svd`: store the result, checkpoint, resume.
 
@@ -150,7 +164,7 @@ def nmf(
     reg = regularization(alpha_W, alpha_H, l1_ratio, X.shape)
     X = full_rows(cache_input(X, cache))
     facts = nonnegative_facts(X, name, zeros_allowed=beta > 0)
-    if init == "auto":  # scikit-learn's default, or the factors given
+    if init == "auto" and update_H:  # scikit-learn's default, or the factors given
         init = "custom" if W is not None or H is not None else "nndsvda"
     if solver == "auto":
         solver = "hals" if beta == 2 else "mu"
@@ -158,8 +172,15 @@ def nmf(
         raise InputError("solver='hals' minimizes the Frobenius loss only (got "
                          f"beta={beta:g}); use solver='mu'")
     params: dict[str, Any] = {"init": init, "regularization": list(reg),
+                              "alpha_W": alpha_W, "alpha_H": alpha_H, "l1_ratio": l1_ratio,
                               "max_iter": max_iter, "tol": tol}
-    if init == "custom":
+    if not update_H:
+        if H is None or W is not None:
+            raise InputError("update_H=False fits W for a given H: pass H (and no W)")
+        H = check_factor(H, (k, X.shape[1]), "H")
+        params.update(init="fixed-H", custom=dask.base.tokenize(H), update_H=False)
+        start = fixed_h_init(H, float(np.sqrt(facts["mean"] / k)) if solver == "mu" else 0.0)
+    elif init == "custom":
         if W is None or H is None:
             raise InputError("init='custom' needs both W and H")
         W = check_factor(W, (X.shape[0], k), "W")
@@ -173,9 +194,11 @@ def nmf(
     else:
         start = nndsvd_init(k, init, facts["mean"], solver=solver)
     if solver == "hals":
-        solver_obj = hals_solver(k, regularization=reg, init=start, params=params)
+        solver_obj = hals_solver(k, regularization=reg, init=start, params=params,
+                                 update_H=update_H)
     else:
-        solver_obj = mu_solver(k, beta=beta, regularization=reg, init=start, params=params)
+        solver_obj = mu_solver(k, beta=beta, regularization=reg, init=start, params=params,
+                               update_H=update_H)
     result = run(solver_obj, X, seed=seed, max_iter=max_iter, tol=tol, out=out,
                  storage_options=storage_options, checkpoint_every=checkpoint_every,
                  checkpoint_seconds=checkpoint_seconds, resume=resume, progress=progress,

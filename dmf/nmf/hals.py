@@ -68,9 +68,10 @@ def _row_hals(block, Wb, H, HHt, l1_W, l2_W):
 
 
 def hals_solver(k: int, *, regularization: tuple[float, float, float, float], init,
-                params: dict) -> Solver:
+                params: dict, update_H: bool = True) -> Solver:
     l1_W, l1_H, l2_W, l2_H = regularization
     tol = float(params["tol"])
+    solver_params = {**params, "k": k, "beta": 2.0, "solver": "hals"}
 
     def start(X, ctx: Context) -> State:
         W, H = init(X, ctx)
@@ -90,7 +91,8 @@ def hals_solver(k: int, *, regularization: tuple[float, float, float, float], in
         div = 0.5 * (sq - 2 * cross + float(np.vdot(G_old, HHt)))
         loss = div + penalty(w_l1, w_l2, H, regularization)
         Ht = H.T.copy()
-        violation += sweep(Ht, *_regularized(WtW, WtX.T, l1_H, l2_H))
+        if update_H:
+            violation += sweep(Ht, *_regularized(WtW, WtX.T, l1_H, l2_H))
         first = ctx.iteration == 0
         violation_init = violation if first else float(state["violation_init"])
         done = violation_init == 0 or violation / violation_init <= tol
@@ -99,8 +101,8 @@ def hals_solver(k: int, *, regularization: tuple[float, float, float, float], in
                       extra={"divergence": div, "violation": violation}))
 
     def finalize(X, state: State):
-        return finish(X, state["W"], state["H"], 2.0, regularization, "hals")
+        return finish(X, state["W"], state["H"], 2.0, regularization, "hals", solver_params)
 
-    return Solver(name="nmf-hals", params={**params, "k": k, "beta": 2.0, "solver": "hals"},
+    return Solver(name="nmf-hals", params=solver_params,
                   init=start, step=step, finalize=finalize)
 

@@ -65,6 +65,17 @@ def custom_init(W0, H0):
     return init
 
 
+def fixed_h_init(H, fill: float):
+    """W all ``fill`` (scikit-learn's start for ``transform``: sqrt(mean(X)/k)
+    for mu, which cannot move zeros, else 0), H as given."""
+
+    def init(X, _ctx: Context):
+        W = da.full((X.shape[0], H.shape[0]), fill, chunks=(X.chunks[0], -1), dtype=np.float64)
+        return W, np.asarray(H, dtype=np.float64)
+
+    return init
+
+
 def _nndsvd_rows(U, choice, scale, fill, avg, seed, block_info=None):
     """W's rows from U's: column 0 |u_0|, column j the positive or negative
     part of u_j (whichever ``choice`` says) scaled; small entries zeroed,
@@ -133,4 +144,5 @@ def nndsvd_init(k: int, variant: str, avg: float, *, solver: str):
     return init
 
 
-__all__ = ["INITS", "check_factor", "custom_init", "nndsvd_init", "random_init"]
+__all__ = ["INITS", "check_factor", "custom_init", "fixed_h_init", "nndsvd_init",
+           "random_init"]

@@ -47,7 +47,7 @@ def _b_size(beta: float, k: int, n: int) -> int:
     return k * k if beta == 2 else k if beta == 1 else k * n
 
 
-def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum):
+def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True):
     """The W update of a block row and its terms of the H update and of the
     objective, packed: (new W rows, flat small sums)."""
     k, n = H.shape
@@ -69,9 +69,10 @@ def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum):
             div += divergence_sum(xs, Ws @ H, beta)
         Wn = apply_update(Ws, num, den, l1_W, l2_W, gamma)
         W_new[sl] = Wn
-        a, b = h_terms(xs, Wn, H, beta)
-        A += a
-        B += b
+        if update_H:
+            a, b = h_terms(xs, Wn, H, beta)
+            A += a
+            B += b
     # layout: A, B, W^T W of the given W (beta = 2), then four scalars
     flat = np.concatenate([A.ravel(), np.ravel(B), G_old.ravel() if beta == 2 else [],
                            [div, cross, float(Wb.sum()), float(np.vdot(Wb, Wb))]])
@@ -141,23 +142,25 @@ def penalty(W_l1: float, W_l2: float, H: np.ndarray, regularization) -> float:
 
 
 def finish(X: da.Array, W: da.Array, H: np.ndarray, beta: float, regularization,
-           solver: str):
+           solver: str, params: dict):
     """The result arrays in X's dtype, and the returned factors' objective
     (one more pass)."""
     div = divergence(X, W, H, beta)
     wl1, wl2 = (float(v) for v in dask.compute(W.sum(), (W * W).sum()))
-    meta = {"beta": beta, "solver": solver,
+    meta = {"beta": beta, "solver": solver, "parameters": params,
             "final_objective": div + penalty(wl1, wl2, H, regularization),
             "final_divergence": div, "reconstruction_err": float(np.sqrt(2 * max(div, 0.0)))}
     return {"W": W.astype(X.dtype), "H": H.astype(X.dtype)}, meta
 
 
 def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float, float],
-              init, params: dict) -> Solver:
+              init, params: dict, update_H: bool = True) -> Solver:
     """The MU solver on the engine. ``init(X, ctx) -> (W, H)`` gives the
-    starting factors (W a dask array in X's row blocks, float64)."""
+    starting factors (W a dask array in X's row blocks, float64); without
+    ``update_H`` only W moves (``transform``)."""
     gamma = exponent(beta)
     l1_W, l1_H, l2_W, l2_H = regularization
+    solver_params = {**params, "k": k, "beta": beta, "solver": "mu"}
 
     def start(X, ctx: Context) -> State:
         W, H = init(X, ctx)
@@ -170,7 +173,7 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
         HHt = H @ H.T if beta == 2 else None
         H_sum = H.sum(axis=1) if beta == 1 else None
         nb = _b_size(beta, k, n)
-        W_new, flat = row_pass(_row_step, X, W, H, beta, gamma, l1_W, l2_W, HHt, H_sum,
+        W_new, flat = row_pass(_row_step, X, W, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H,
                                size=k * n + nb + (k * k if beta == 2 else 0) + 4)
         A, B = flat[:k * n].reshape(k, n), flat[k * n:k * n + nb]
         div, cross, w_l1, w_l2 = (float(v) for v in flat[-4:])
@@ -187,16 +190,16 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
             den = np.broadcast_to(B[:, None], H.shape)
         else:
             den = B.reshape(k, n)
-        H_new = apply_update(H, A, den, l1_H, l2_H, gamma)
-        if beta <= 1:  # scikit-learn's guard for stability
+        H_new = apply_update(H, A, den, l1_H, l2_H, gamma) if update_H else H
+        if beta <= 1 and update_H:  # scikit-learn's guard for stability
             H_new[H_new < np.finfo(np.float64).eps] = 0.0
         return {"W": W_new, "H": H_new}, Stats(loss=float(loss),
                                                  extra={"divergence": float(div)})
 
     def finalize(X, state: State):
-        return finish(X, state["W"], state["H"], beta, regularization, "mu")
+        return finish(X, state["W"], state["H"], beta, regularization, "mu", solver_params)
 
-    return Solver(name="nmf-mu", params={**params, "k": k, "beta": beta, "solver": "mu"},
+    return Solver(name="nmf-mu", params=solver_params,
                   init=start, step=step, finalize=finalize, converged=sklearn_schedule)
 
 
