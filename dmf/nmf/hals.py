@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from dmf.engine.driver import Context, Solver, State, Stats
-from dmf.linalg.products import as_f64, row_slices
+from dmf.linalg.products import row_slices
+from dmf.nmf.beta import Scratch
 from dmf.nmf.mu import finish, full_rows, penalty, row_pass
 
 
@@ -50,8 +51,9 @@ def _row_hals(block, Wb, H, HHt, l1_W, l2_W):
     k, n = H.shape
     XHt = np.empty((block.shape[0], k))
     sq = 0.0
+    scratch = Scratch(next(row_slices(block)).stop if block.shape[0] else 0, n, k)
     for sl in row_slices(block):
-        xs = as_f64(block[sl])
+        xs = scratch.widen(block[sl])
         XHt[sl] = xs @ H.T
         sq += float(np.vdot(xs, xs))
     old = [sq, float(np.vdot(Wb, XHt)), float(Wb.sum()), float(np.vdot(Wb, Wb))]
@@ -60,7 +62,7 @@ def _row_hals(block, Wb, H, HHt, l1_W, l2_W):
     violation = sweep(W, *_regularized(HHt, XHt, l1_W, l2_W))
     WtX = np.zeros((k, n))
     for sl in row_slices(block):
-        WtX += W[sl].T @ as_f64(block[sl])
+        WtX += np.matmul(W[sl].T, scratch.widen(block[sl]), out=scratch.num)
     flat = np.concatenate([WtX.ravel(), (W.T @ W).ravel(), G_old.ravel(), old, [violation]])
     out = np.empty(1, dtype=object)
     out[0] = (W, flat[None])

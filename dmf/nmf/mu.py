@@ -26,8 +26,16 @@ import dask.array as da
 import numpy as np
 
 from dmf.engine.driver import Context, Solver, State, Stats
-from dmf.linalg.products import as_f64, part_of, row_slices, stacked_sum
-from dmf.nmf.beta import EPSILON, apply_update, divergence_sum, exponent, h_terms, w_terms
+from dmf.linalg.products import part_of, row_slices, stacked_sum
+from dmf.nmf.beta import (
+    EPSILON,
+    Scratch,
+    apply_update,
+    divergence_sum,
+    exponent,
+    h_terms,
+    w_terms,
+)
 
 #: Checked every this many iterations, as scikit-learn does.
 CHECK_EVERY = 10
@@ -56,21 +64,23 @@ def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True):
     B = np.zeros((k, k) if beta == 2 else k if beta == 1 else (k, n))
     G_old = np.zeros((k, k))
     div = cross = 0.0
+    scratch = Scratch(next(row_slices(block)).stop if block.shape[0] else 0, n, k)
     for sl in row_slices(block):
-        xs = as_f64(block[sl])
+        xs = scratch.widen(block[sl])
         Ws = Wb[sl]
         if beta == 2:
             G_old += Ws.T @ Ws
             div += float(np.vdot(xs, xs))
-        num, den = w_terms(xs, Ws, H, beta, HHt=HHt, H_sum=H_sum)
-        if beta == 2:
+            num, den = w_terms(xs, Ws, H, beta, scratch, HHt=HHt)
             cross += float(np.vdot(Ws, num))  # num = X_s H^T
         else:
-            div += divergence_sum(xs, Ws @ H, beta)
+            WH = scratch.product(Ws, H)
+            div += divergence_sum(xs, WH, beta, scratch)
+            num, den = w_terms(xs, Ws, H, beta, scratch, WH=WH, H_sum=H_sum)
         Wn = apply_update(Ws, num, den, l1_W, l2_W, gamma)
         W_new[sl] = Wn
         if update_H:
-            a, b = h_terms(xs, Wn, H, beta)
+            a, b = h_terms(xs, Wn, H, beta, scratch)
             A += a
             B += b
     # layout: A, B, W^T W of the given W (beta = 2), then four scalars
@@ -83,11 +93,16 @@ def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True):
 
 def _row_divergence(block, Wb, H, beta):
     total = 0.0
+    scratch = Scratch(next(row_slices(block)).stop if block.shape[0] else 0, H.shape[1],
+                      H.shape[0])
     for sl in row_slices(block):
-        xs = as_f64(block[sl])
-        WH = Wb[sl] @ H
-        total += (0.5 * float(np.vdot(xs - WH, xs - WH)) if beta == 2
-                  else divergence_sum(xs, WH, beta))
+        xs = scratch.widen(block[sl])
+        WH = scratch.product(Wb[sl], H)
+        if beta == 2:
+            np.subtract(xs, WH, out=WH)
+            total += 0.5 * float(np.vdot(WH, WH))
+        else:
+            total += divergence_sum(xs, WH, beta, scratch)
     return total
 
 
