@@ -188,8 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     nmf.add_argument("out", metavar="OUT", help="output group for W, H")
     nmf.add_argument("-k", "--k", type=positive_int, required=True, metavar="K")
     nmf.add_argument("--loss", default="frobenius", metavar="LOSS",
-                     help="frobenius (default), kl, is, or a number: the beta of a "
-                     "beta-divergence")
+                     help="frobenius (default), kl, is, l1 (robust to outliers), or a "
+                     "number: the beta of a beta-divergence")
     nmf.add_argument("--solver", choices=["auto", "mu", "hals"], default="auto",
                      help="mu: multiplicative updates, any loss; hals: coordinate descent, "
                      "Frobenius only; auto (default): hals for Frobenius, else mu")
@@ -333,10 +333,11 @@ def cmd_nmf(args: argparse.Namespace) -> int:
     if not args.quiet:
         verb = "already complete" if result.attrs.get("skipped") else "wrote"
         state = "converged" if result.converged else "stopped at --max-iter"
-        print(f"{verb} {result.location}: W, H ({result.attrs['solver']}, "
-              f"beta={result.loss:g}, k={args.k}, "
+        loss = result.loss if isinstance(result.loss, str) else f"beta={result.loss:g}"
+        print(f"{verb} {result.location}: W, H ({result.attrs['solver']}, {loss}, k={args.k}, "
               f"{result.n_iter} iterations, {state})")
-        print(f"reconstruction error sqrt(2 D_beta): {result.reconstruction_err_:.6g}")
+        what = "sum |X - WH|" if result.loss == "l1" else "sqrt(2 D_beta)"
+        print(f"reconstruction error {what}: {result.reconstruction_err_:.6g}")
     return EXIT_OK
 
 

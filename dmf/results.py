@@ -101,8 +101,9 @@ class NMFResult:
         m x k, non-negative (lazy).
     H : numpy.ndarray
         k x n, non-negative.
-    loss : float
-        The beta of the divergence minimized (2 Frobenius, 1 KL, 0 IS).
+    loss : float or str
+        The beta of the divergence minimized (2 Frobenius, 1 KL, 0 IS), or
+        "l1".
     n_iter : int
     loss_history : list of float
         Entry t: the penalized objective after t iterations (entry 0: at the
@@ -115,7 +116,7 @@ class NMFResult:
 
     W: Any
     H: np.ndarray
-    loss: float
+    loss: float | str
     n_iter: int = 0
     loss_history: list[float] = field(default_factory=list)
     converged: bool = True
@@ -164,9 +165,13 @@ class NMFResult:
         attrs = {**run.meta, "timings": run.timings, "resumed_from": run.resumed_from,
                  "skipped": run.skipped}
         return cls(W=run.arrays["W"], H=np.asarray(run.arrays["H"]),
-                   loss=float(attrs["beta"]),
+                   loss=_loss_of(attrs["beta"]),
                    n_iter=run.n_iter, loss_history=run.loss_history, converged=run.converged,
                    location=str(run.location) if run.location else None, attrs=attrs)
+
+
+def _loss_of(beta) -> float | str:
+    return beta if isinstance(beta, str) else float(beta)
 
 
 def load(url: str | os.PathLike, *, storage_options: dict | None = None
@@ -198,7 +203,7 @@ def load(url: str | os.PathLike, *, storage_options: dict | None = None
         return SVDResult(U=arrays["U"], S=np.asarray(arrays["S"]),
                          Vt=np.asarray(arrays["Vt"]), method=algorithm[4:], **common)
     if algorithm.startswith("nmf-"):
-        return NMFResult(W=arrays["W"], H=np.asarray(arrays["H"]), loss=float(meta["beta"]),
+        return NMFResult(W=arrays["W"], H=np.asarray(arrays["H"]), loss=_loss_of(meta["beta"]),
                          **common)
     raise InputError(f"{location}: results of {algorithm!r} cannot be loaded by this "
                      "version of dmf")

@@ -195,6 +195,25 @@ def test_fixed_h_needs_h_and_no_w():
         dmf.nmf(planted(), 5, update_H=False)
 
 
+def test_l1_loss_sees_through_sparse_large_outliers():
+    rng = np.random.default_rng(0)
+    clean = rng.random((400, 4)) @ rng.random((4, 60))
+    X = clean.copy()
+    hit = rng.random(X.shape) < 0.03
+    X[hit] += 20 * clean.max() * rng.random(int(hit.sum()))  # 3% of entries, huge
+    errors = {}
+    for loss in ("l1", "frobenius"):
+        r = dmf.nmf(da.from_array(X, chunks=(90, -1)), 4, loss=loss, max_iter=300, tol=0,
+                    seed=0)
+        errors[loss] = np.abs(r.W.compute() @ r.H - clean).sum() / clean.sum()
+        if loss == "l1":
+            h = np.array(r.loss_history)
+            assert (np.diff(h) <= 1e-12 * h[:-1]).all()  # sum |X - WH| never increases
+            assert r.loss == "l1" and r.reconstruction_err_ == pytest.approx(
+                np.abs(X - r.W.compute() @ r.H).sum(), rel=1e-9)
+    assert errors["l1"] < 0.25 < 1.0 < errors["frobenius"], errors
+
+
 def test_max_iter_before_tol_warns_as_scikit_learn_does():
     with pytest.warns(ConvergenceWarning, match="max_iter=20"):
         r = dmf.nmf(planted(), 5, max_iter=20, tol=1e-9, seed=0)
@@ -269,6 +288,7 @@ def test_killed_and_rerun_gives_the_same_bits(tmp_path):
         (planted(), {"W": np.ones((3, 5)), "H": np.ones((5, 40))}, "W must have shape"),
         (planted(), {"alpha_W": -1.0}, "alpha_W must be a number >= 0"),
         (planted(), {"solver": "hals", "loss": "kl"}, "Frobenius loss only"),
+        (planted(), {"solver": "hals", "loss": "l1"}, "reweighted multiplicative"),
     ],
 )
 def test_bad_input_is_an_input_error(X, kwargs, message):

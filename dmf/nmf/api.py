@@ -24,6 +24,7 @@ from dmf.nmf.init import (
     nndsvd_init,
     random_init,
 )
+from dmf.nmf.l1 import l1_solver
 from dmf.nmf.mu import full_rows, mu_solver
 from dmf.results import NMFResult
 from dmf.store.api import as_matrix
@@ -82,10 +83,12 @@ def nmf(
         m x n, non-negative (no zeros either when beta <= 0).
     k : int
         Number of components, 1 <= k <= min(m, n).
-    loss : {"frobenius", "kl", "is"} or float
+    loss : {"frobenius", "kl", "is", "l1"} or float
         The beta-divergence: 2 (Frobenius), 1 (Kullback-Leibler), 0
         (Itakura-Saito) or any beta; outside [1, 2] the updates use Fevotte
-        and Idier's exponent so the objective still never increases.
+        and Idier's exponent so the objective still never increases. "l1":
+        sum |X - WH| (robust to outliers), by reweighted multiplicative
+        updates (:mod:`dmf.nmf.l1`).
     solver : {"auto", "mu", "hals"}
         "mu": multiplicative updates (:mod:`dmf.nmf.mu`), any beta; "hals":
         coordinate descent (scikit-learn's "cd", :mod:`dmf.nmf.hals`),
@@ -141,7 +144,8 @@ def nmf(
     >>> bool(r.reconstruction_err_ < 0.05 * np.sqrt((X ** 2).sum()))
     True
     """
-    beta = beta_of(loss)
+    is_l1 = isinstance(loss, str) and loss.lower() == "l1"
+    beta = 1.0 if is_l1 else beta_of(loss)  # l1: zeros allowed, as for beta > 0
     if solver not in SOLVERS:
         raise InputError(f"unknown NMF solver {solver!r}; available: {', '.join(SOLVERS)}")
     if init not in INITS:
@@ -166,8 +170,11 @@ def nmf(
     facts = nonnegative_facts(X, name, zeros_allowed=beta > 0)
     if init == "auto" and update_H:  # scikit-learn's default, or the factors given
         init = "custom" if W is not None or H is not None else "nndsvda"
+    if is_l1 and solver == "hals":
+        raise InputError("the l1 loss is fitted by reweighted multiplicative updates: use "
+                         "solver='mu' or 'auto'")
     if solver == "auto":
-        solver = "hals" if beta == 2 else "mu"
+        solver = "hals" if beta == 2 and not is_l1 else "mu"
     if solver == "hals" and beta != 2:
         raise InputError("solver='hals' minimizes the Frobenius loss only (got "
                          f"beta={beta:g}); use solver='mu'")
@@ -193,7 +200,12 @@ def nmf(
         start = random_init(k, float(np.sqrt(facts["mean"] / k)))
     else:
         start = nndsvd_init(k, init, facts["mean"], solver=solver)
-    if solver == "hals":
+    if is_l1:
+        if not update_H:
+            raise InputError("update_H=False is not available for the l1 loss yet")
+        solver_obj = l1_solver(k, delta=max(1e-6 * facts["mean"], 1e-300), regularization=reg,
+                               init=start, params=params)
+    elif solver == "hals":
         solver_obj = hals_solver(k, regularization=reg, init=start, params=params,
                                  update_H=update_H)
     else:
