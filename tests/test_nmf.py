@@ -14,6 +14,7 @@ import dask.array as da
 import numpy as np
 import psutil
 import pytest
+import scipy.sparse
 import zarr
 from sklearn.decomposition import NMF, non_negative_factorization
 from sklearn.decomposition._nmf import _beta_divergence, _initialize_nmf
@@ -214,6 +215,35 @@ def test_l1_loss_sees_through_sparse_large_outliers():
     assert errors["l1"] < 0.25 < 1.0 < errors["frobenius"], errors
 
 
+@pytest.mark.parametrize(("beta", "solver"), [(2, "mu"), (1, "mu"), (2, "hals")])
+def test_sparse_and_dense_agree_and_equal_scikit_learn(tmp_path, beta, solver):
+    S = scipy.sparse.random(300, 40, density=0.3, format="csr", random_state=1)
+    W0, H0 = start(m=300)
+    url = dmf.save_matrix(S, tmp_path / "S.zarr")
+    sparse_blocks = da.from_array(S, chunks=(70, -1), asarray=False)
+    _, Hs, _ = non_negative_factorization(S, n_components=5, init="custom", W=W0.copy(),
+                                          H=H0.copy(), beta_loss=beta, max_iter=30, tol=0,
+                                          solver="cd" if solver == "hals" else "mu")
+    dense = dmf.nmf(S.toarray(), 5, loss=beta, solver=solver, W=W0, H=H0, max_iter=30, tol=0)
+    for X in (url, sparse_blocks):
+        r = dmf.nmf(X, 5, loss=beta, solver=solver, W=W0, H=H0, max_iter=30, tol=0)
+        np.testing.assert_allclose(r.W.compute(), dense.W.compute(), rtol=1e-10)
+        np.testing.assert_allclose(r.H, dense.H, rtol=1e-10)
+        assert np.abs(r.H - Hs).max() <= 1e-6 * np.abs(Hs).max()
+        assert r.reconstruction_err_ == pytest.approx(dense.reconstruction_err_, rel=1e-10)
+        assert r.loss_history == pytest.approx(dense.loss_history, rel=1e-10)
+
+
+def test_sparse_with_a_loss_that_needs_wh_everywhere_is_refused():
+    S = scipy.sparse.random(50, 20, density=0.3, format="csr", random_state=0)
+    for loss in ("is", 0.5, "l1"):
+        with pytest.raises(InputError, match="frobenius or kl loss only"):
+            dmf.nmf(S, 3, loss=loss)
+    S.data[3] = -1.0
+    with pytest.raises(InputError, match="1 negative values"):
+        dmf.nmf(S, 3)
+
+
 def test_max_iter_before_tol_warns_as_scikit_learn_does():
     with pytest.warns(ConvergenceWarning, match="max_iter=20"):
         r = dmf.nmf(planted(), 5, max_iter=20, tol=1e-9, seed=0)
@@ -242,19 +272,22 @@ def test_same_bits_on_a_cluster_and_in_process(local_client, tmp_path):
     assert on_cluster.H.tobytes() == in_process.H.tobytes()
 
 
-def _cli(x, out):
+def _cli(x, out, loss, solver):
     return [sys.executable, "-m", "dmf", "--workers", "0", "-q", "nmf", str(x), str(out), "-k",
-            "4", "--loss", "kl", "--init", "random", "--max-iter", "12", "--tol", "0",
-            "--checkpoint-every", "3", "--seed", "2"]
+            "4", "--loss", loss, "--solver", solver, "--init", "random", "--max-iter", "12",
+            "--tol", "0", "--checkpoint-every", "3", "--seed", "2"]
 
 
-def test_killed_and_rerun_gives_the_same_bits(tmp_path):
+@pytest.mark.parametrize(("loss", "solver"), [("kl", "mu"), ("frobenius", "hals"), ("l1", "mu")])
+def test_killed_and_rerun_gives_the_same_bits(tmp_path, loss, solver):
     x = tmp_path / "X.zarr"
     dmf.save_matrix(planted(m=600), x, chunks=100)
     ref = tmp_path / "ref.zarr"
-    assert subprocess.run(_cli(x, ref), capture_output=True, timeout=300).returncode == 0
+    done = subprocess.run(_cli(x, ref, loss, solver), capture_output=True, timeout=300)
+    assert done.returncode == 0
     out, marker = tmp_path / "out.zarr", tmp_path / "marker"
-    proc = subprocess.Popen(_cli(x, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(_cli(x, out, loss, solver), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
                             env={**os.environ, "DMF_FAILPOINT": "iteration:8",
                                  "DMF_FAILPOINT_FILE": str(marker)})
     deadline = time.monotonic() + 120
@@ -265,14 +298,16 @@ def test_killed_and_rerun_gives_the_same_bits(tmp_path):
     proc.wait(timeout=30)
     latest = Checkpoints(Location.parse(out / "checkpoints")).latest()
     assert latest.iteration == 6  # killed in iteration 8: the rerun resumes from 6
-    again = subprocess.run(_cli(x, out), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(_cli(x, out, loss, solver), capture_output=True, text=True,
+                           timeout=300)
     assert again.returncode == 0, again.stderr
     a, b = zarr.open_group(str(ref), mode="r"), zarr.open_group(str(out), mode="r")
     assert a.attrs["dmf"]["n_iter"] == b.attrs["dmf"]["n_iter"] == 12
     for name in ("W", "H"):
         assert np.asarray(a[name][...]).tobytes() == np.asarray(b[name][...]).tobytes()
     loaded = dmf.load(out)
-    assert isinstance(loaded, dmf.NMFResult) and loaded.loss == 1.0
+    assert isinstance(loaded, dmf.NMFResult) and loaded.attrs["solver"] == (
+        "mu-l1" if loss == "l1" else solver)
 
 
 @pytest.mark.parametrize(

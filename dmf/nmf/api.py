@@ -26,6 +26,7 @@ from dmf.nmf.init import (
 )
 from dmf.nmf.l1 import l1_solver
 from dmf.nmf.mu import full_rows, mu_solver
+from dmf.nmf.sparse import SPARSE_BETAS
 from dmf.results import NMFResult
 from dmf.store.api import as_matrix
 
@@ -161,9 +162,10 @@ def nmf(
         if out is not None:
             token = "ndarray-" + dask.base.tokenize(X)
     X = as_matrix(X, storage_options=storage_options)
-    if hasattr(X._meta, "nnz"):
-        raise InputError(f"{name}: sparse input is not supported by dmf.nmf yet; "
-                         "densify it (dmf ingest without the sparse format) for now")
+    if hasattr(X._meta, "nnz") and (is_l1 or beta not in SPARSE_BETAS):
+        raise InputError(f"{name}: a sparse X can be factored with the frobenius or kl loss "
+                         "only (the others need W H at every entry); densify it to use "
+                         f"loss={loss!r}")
     k = check_k(k, X.shape)
     reg = regularization(alpha_W, alpha_H, l1_ratio, X.shape)
     X = full_rows(cache_input(X, cache))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dask.array as da
 import numpy as np
+import scipy.sparse
 
 from dmf.errors import InputError
 
@@ -15,6 +16,16 @@ def _block_facts(block, block_info=None):
     zero, sum] of a block."""
     (r0, _), (c0, _) = block_info[0]["array-location"]
     ncols = block_info[0]["shape"][1]
+    if scipy.sparse.issparse(block):  # zeros are implicit: only the stored values can be < 0
+        coo = scipy.sparse.coo_matrix(block)
+        neg = coo.data < 0
+        first_neg = -1
+        if neg.any():
+            order = np.lexsort((coo.col[neg], coo.row[neg]))[0]
+            first_neg = (r0 + int(coo.row[neg][order])) * ncols + c0 + int(coo.col[neg][order])
+        zeros = block.shape[0] * block.shape[1] - int((coo.data != 0).sum())
+        return np.array([[int(neg.sum()), first_neg, zeros, -1,
+                          float(coo.data.sum(dtype=np.float64))]])
     block = np.asarray(block)
 
     def first(mask) -> int:
@@ -42,7 +53,7 @@ def nonnegative_facts(X: da.Array, name: str, *, zeros_allowed: bool) -> dict:
     dmf.errors.InputError: X: 1 negative values (first at row 0, column 1); NMF needs X >= 0 ...
     """
     facts = X.map_blocks(_block_facts, chunks=((1,) * X.numblocks[0], (5,) * X.numblocks[1]),
-                         dtype=np.float64).compute().reshape(-1, 5)
+                         dtype=np.float64, meta=np.empty((0, 0))).compute().reshape(-1, 5)
     ncols = X.shape[1]
 
     def where(column: int) -> str:

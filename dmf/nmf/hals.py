@@ -17,11 +17,13 @@ entering an iteration comes from the same task, as for ``mu``.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse
 
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import row_slices
 from dmf.nmf.beta import Scratch
 from dmf.nmf.mu import finish, full_rows, penalty, row_pass
+from dmf.nmf.sparse import as_csr
 
 
 def sweep(F: np.ndarray, FtF: np.ndarray, FtX: np.ndarray) -> float:
@@ -52,7 +54,13 @@ def _row_hals(block, Wb, H, HHt, l1_W, l2_W):
     XHt = np.empty((block.shape[0], k))
     sq = 0.0
     scratch = Scratch(next(row_slices(block)).stop if block.shape[0] else 0, n, k)
+    sparse = scipy.sparse.issparse(block)
     for sl in row_slices(block):
+        if sparse:
+            xs = as_csr(block[sl])
+            XHt[sl] = np.asarray(xs @ H.T)
+            sq += float(xs.data @ xs.data)
+            continue
         xs = scratch.widen(block[sl])
         XHt[sl] = xs @ H.T
         sq += float(np.vdot(xs, xs))
@@ -62,7 +70,10 @@ def _row_hals(block, Wb, H, HHt, l1_W, l2_W):
     violation = sweep(W, *_regularized(HHt, XHt, l1_W, l2_W))
     WtX = np.zeros((k, n))
     for sl in row_slices(block):
-        WtX += np.matmul(W[sl].T, scratch.widen(block[sl]), out=scratch.num)
+        if sparse:
+            WtX += np.asarray(as_csr(block[sl]).T @ W[sl]).T
+        else:
+            WtX += np.matmul(W[sl].T, scratch.widen(block[sl]), out=scratch.num)
     flat = np.concatenate([WtX.ravel(), (W.T @ W).ravel(), G_old.ravel(), old, [violation]])
     out = np.empty(1, dtype=object)
     out[0] = (W, flat[None])

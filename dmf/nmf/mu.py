@@ -24,9 +24,11 @@ from __future__ import annotations
 import dask
 import dask.array as da
 import numpy as np
+import scipy.sparse
 
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import part_of, row_slices, stacked_sum
+from dmf.nmf import sparse as nmf_sparse
 from dmf.nmf.beta import (
     EPSILON,
     Scratch,
@@ -65,9 +67,27 @@ def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True):
     G_old = np.zeros((k, k))
     div = cross = 0.0
     scratch = Scratch(next(row_slices(block)).stop if block.shape[0] else 0, n, k)
+    sparse = scipy.sparse.issparse(block)
     for sl in row_slices(block):
-        xs = scratch.widen(block[sl])
         Ws = Wb[sl]
+        if sparse:  # X H^T, X^T W; for KL, W H only at X's nonzeros
+            xs = nmf_sparse.as_csr(block[sl])
+            if beta == 2:
+                G_old += Ws.T @ Ws
+                div += float(xs.data @ xs.data)
+            num, den = nmf_sparse.w_terms(xs, Ws, H, beta, HHt=HHt, H_sum=H_sum)
+            if beta == 2:
+                cross += float(np.vdot(Ws, num))
+            else:
+                div += nmf_sparse.divergence_sum(xs, Ws, H, beta)
+            Wn = apply_update(Ws, num, den, l1_W, l2_W, gamma)
+            W_new[sl] = Wn
+            if update_H:
+                a, b = nmf_sparse.h_terms(xs, Wn, H, beta)
+                A += a
+                B += b
+            continue
+        xs = scratch.widen(block[sl])
         if beta == 2:
             G_old += Ws.T @ Ws
             div += float(np.vdot(xs, xs))
@@ -96,6 +116,9 @@ def _row_divergence(block, Wb, H, beta):
     scratch = Scratch(next(row_slices(block)).stop if block.shape[0] else 0, H.shape[1],
                       H.shape[0])
     for sl in row_slices(block):
+        if scipy.sparse.issparse(block):
+            total += nmf_sparse.divergence_sum(nmf_sparse.as_csr(block[sl]), Wb[sl], H, beta)
+            continue
         xs = scratch.widen(block[sl])
         WH = scratch.product(Wb[sl], H)
         if beta == 2:
