@@ -105,6 +105,8 @@ class NMFResult:
         The beta of the divergence minimized (2 Frobenius, 1 KL, 0 IS), or
         "l1".
     n_iter : int
+        Iterations that made the returned factors (as scikit-learn's
+        ``n_iter_``; mu stopped by ``tol`` read X once more, to measure them).
     loss_history : list of float
         Entry t: the penalized objective after t iterations (entry 0: at the
         start); the returned factors' objective is ``attrs["final_objective"]``.
@@ -166,7 +168,8 @@ class NMFResult:
                  "skipped": run.skipped}
         return cls(W=run.arrays["W"], H=np.asarray(run.arrays["H"]),
                    loss=_loss_of(attrs["beta"]),
-                   n_iter=run.n_iter, loss_history=run.loss_history, converged=run.converged,
+                   n_iter=int(attrs.get("factors_after", run.n_iter)),
+                   loss_history=run.loss_history, converged=run.converged,
                    location=str(run.location) if run.location else None, attrs=attrs)
 
 
@@ -203,6 +206,7 @@ def load(url: str | os.PathLike, *, storage_options: dict | None = None
         return SVDResult(U=arrays["U"], S=np.asarray(arrays["S"]),
                          Vt=np.asarray(arrays["Vt"]), method=algorithm[4:], **common)
     if algorithm.startswith("nmf-"):
+        common["n_iter"] = int(meta.get("factors_after", common["n_iter"]))
         return NMFResult(W=arrays["W"], H=np.asarray(arrays["H"]), loss=_loss_of(meta["beta"]),
                          **common)
     raise InputError(f"{location}: results of {algorithm!r} cannot be loaded by this "

@@ -130,13 +130,18 @@ def test_dtype_preserved_and_float32_agrees_with_float64():
     np.testing.assert_allclose(r32.W.compute(), r64.W.compute(), rtol=1e-4, atol=1e-6)
 
 
-def test_tol_stops_on_scikit_learns_schedule():
-    X = planted()
-    r = dmf.nmf(X, 5, solver="mu", max_iter=500, tol=1e-3, seed=0)
-    assert r.converged and r.n_iter < 500
-    assert (r.n_iter - 1) % 10 == 0  # checked every 10 iterations, one behind
-    h = r.loss_history
-    assert (h[-11] - h[-1]) / h[0] < 1e-3 <= (h[-21] - h[-11]) / h[0]
+@pytest.mark.parametrize(("beta", "tol"), [(2, 1e-3), (1, 1e-4)])
+def test_mu_stops_where_scikit_learn_stops(beta, tol):
+    rng = np.random.default_rng(0)
+    X = rng.random((500, 15)) @ rng.random((15, 80)) + 0.01 * rng.random((500, 80))
+    W0, H0 = rng.random((500, 10)), rng.random((10, 80))
+    fitted = NMF(10, solver="mu", beta_loss=beta, init="custom", tol=tol, max_iter=1000).fit(
+        X, W=W0.copy(), H=H0.copy())
+    r = dmf.nmf(X, 10, loss=beta, solver="mu", W=W0, H=H0, tol=tol, max_iter=1000)
+    assert r.converged and r.n_iter == fitted.n_iter_ < 1000
+    assert len(r.loss_history) == r.n_iter + 1  # one more pass measured the answer
+    assert np.abs(r.H - fitted.components_).max() <= 1e-6 * np.abs(fitted.components_).max()
+    assert r.reconstruction_err_ == pytest.approx(fitted.reconstruction_err_, rel=1e-9)
 
 
 @pytest.mark.parametrize("variant", ["nndsvd", "nndsvda"])

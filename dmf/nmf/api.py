@@ -107,9 +107,10 @@ def nmf(
         Regularization, with scikit-learn's meaning and scaling
         (``alpha_H="same"``: alpha_W).
     tol, max_iter :
-        scikit-learn's rules. mu: every 10 iterations, stop when the
-        objective fell by less than ``tol`` times the initial objective
-        since the last check. hals: stop when an iteration's
+        scikit-learn's rules. mu: every 10 iterations, stop when
+        sqrt(2 D_beta) fell by less than ``tol`` times its initial value
+        since the last check (the same iteration as scikit-learn, one pass
+        later). hals: stop when an iteration's
         projected-gradient violation is at most ``tol`` times the first
         one's. tol = 0: run ``max_iter`` iterations.
     seed : int, optional

@@ -53,6 +53,21 @@ def sklearn_schedule(history: list[float], tol: float) -> bool:
     return (history[-1 - CHECK_EVERY] - history[-1]) / max(history[0], 1e-300) < tol
 
 
+def stop_check(iteration: int, divergence: float, state: State, tol: float):
+    """scikit-learn's MU stopping rule, one iteration late: ``divergence`` is
+    D_beta after ``iteration`` iterations; every 10 iterations, stop when
+    sqrt(2 D) fell by less than ``tol`` times its initial value since the
+    last check. Returns (stop?, the state's updated err_init / err_prev)."""
+    err = float(np.sqrt(2 * max(divergence, 0.0)))
+    if iteration == 0:
+        return False, {"err_init": err, "err_prev": err}
+    errors = {"err_init": float(state["err_init"]), "err_prev": float(state["err_prev"])}
+    if tol <= 0 or iteration % CHECK_EVERY:
+        return False, errors
+    done = (errors["err_prev"] - err) / max(errors["err_init"], 1e-300) < tol
+    return bool(done), {**errors, "err_prev": err}
+
+
 def _b_size(beta: float, k: int, n: int) -> int:
     return k * k if beta == 2 else k if beta == 1 else k * n
 
@@ -199,12 +214,14 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
     gamma = exponent(beta)
     l1_W, l1_H, l2_W, l2_H = regularization
     solver_params = {**params, "k": k, "beta": beta, "solver": "mu"}
+    tol = float(params["tol"])
 
     def start(X, ctx: Context) -> State:
         W, H = init(X, ctx)
-        return {"W": W, "H": np.asarray(H, dtype=np.float64)}
+        return {"W": W, "H": np.asarray(H, dtype=np.float64), "err_init": 0.0,
+                "err_prev": 0.0, "factors_after": -1}
 
-    def step(X, state: State, _ctx: Context) -> tuple[State, Stats]:
+    def step(X, state: State, ctx: Context) -> tuple[State, Stats]:
         X = full_rows(X)
         W, H = state["W"], state["H"]
         n = H.shape[1]
@@ -231,15 +248,22 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
         H_new = apply_update(H, A, den, l1_H, l2_H, gamma) if update_H else H
         if beta <= 1 and update_H:  # scikit-learn's guard for stability
             H_new[H_new < np.finfo(np.float64).eps] = 0.0
-        return {"W": W_new, "H": H_new}, Stats(loss=float(loss),
-                                                 extra={"divergence": float(div)})
+        done, errors = stop_check(ctx.iteration, div, state, tol)
+        stats = Stats(loss=float(loss), done=done, extra={"divergence": float(div)})
+        if done:  # the factors this pass measured are scikit-learn's answer: keep them
+            return {**state, **errors, "factors_after": ctx.iteration}, stats
+        return {"W": W_new, "H": H_new, **errors, "factors_after": -1}, stats
 
     def finalize(X, state: State):
-        return finish(X, state["W"], state["H"], beta, regularization, "mu", solver_params)
+        arrays, meta = finish(X, state["W"], state["H"], beta, regularization, "mu",
+                              solver_params)
+        if int(state["factors_after"]) >= 0:  # stopped by tol: the previous iterate
+            meta["factors_after"] = int(state["factors_after"])
+        return arrays, meta
 
     return Solver(name="nmf-mu", params=solver_params,
-                  init=start, step=step, finalize=finalize, converged=sklearn_schedule)
+                  init=start, step=step, finalize=finalize)
 
 
 __all__ = ["EPSILON", "divergence", "finish", "mu_solver", "penalty", "row_pass",
-           "sklearn_schedule"]
+           "sklearn_schedule", "stop_check"]
