@@ -87,7 +87,7 @@ def test_hals_equals_scikit_learn_cd(alpha):
     assert (np.diff(h) <= 1e-12 * h[:-1]).all()
 
 
-@pytest.mark.parametrize("tol", [1e-2, 1e-3])
+@pytest.mark.parametrize("tol", [1e-2, 3e-3])
 def test_hals_stops_where_scikit_learn_cd_stops(tol):
     rng = np.random.default_rng(0)
     X = rng.random((200, 6)) @ rng.random((6, 40))
@@ -130,7 +130,7 @@ def test_dtype_preserved_and_float32_agrees_with_float64():
     np.testing.assert_allclose(r32.W.compute(), r64.W.compute(), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize(("beta", "tol"), [(2, 1e-3), (1, 1e-4)])
+@pytest.mark.parametrize(("beta", "tol"), [(2, 3e-3), (1, 3e-3)])
 def test_mu_stops_where_scikit_learn_stops(beta, tol):
     rng = np.random.default_rng(0)
     X = rng.random((500, 15)) @ rng.random((15, 80)) + 0.01 * rng.random((500, 80))
@@ -209,7 +209,7 @@ def test_l1_loss_sees_through_sparse_large_outliers():
     X[hit] += 20 * clean.max() * rng.random(int(hit.sum()))  # 3% of entries, huge
     errors = {}
     for loss in ("l1", "frobenius"):
-        r = dmf.nmf(da.from_array(X, chunks=(90, -1)), 4, loss=loss, max_iter=300, tol=0,
+        r = dmf.nmf(da.from_array(X, chunks=(200, -1)), 4, loss=loss, max_iter=100, tol=0,
                     seed=0)
         errors[loss] = np.abs(r.W.compute() @ r.H - clean).sum() / clean.sum()
         if loss == "l1":
