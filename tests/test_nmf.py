@@ -249,6 +249,15 @@ def test_sparse_with_a_loss_that_needs_wh_everywhere_is_refused():
         dmf.nmf(S, 3)
 
 
+def test_warm_start_from_a_saved_result(tmp_path):
+    X = planted()
+    first = dmf.nmf(X, 5, max_iter=20, tol=0, seed=0, out=tmp_path / "a.zarr")
+    saved = dmf.load(tmp_path / "a.zarr")
+    more = dmf.nmf(X, 5, W=saved.W, H=saved.H, max_iter=10, tol=0)
+    assert more.loss_history[0] == pytest.approx(first.attrs["final_objective"], rel=1e-12)
+    assert more.attrs["final_objective"] < first.attrs["final_objective"]
+
+
 def test_max_iter_before_tol_warns_as_scikit_learn_does():
     with pytest.warns(ConvergenceWarning, match="max_iter=20"):
         r = dmf.nmf(planted(), 5, max_iter=20, tol=1e-9, seed=0)
