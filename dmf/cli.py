@@ -182,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(svd)
 
     # nmf
-    nmf = command("nmf", cmd_nmf, "non-negative factorization X ~ W H (multiplicative updates, "
-                  "one read of X per iteration)")
+    nmf = command("nmf", cmd_nmf, "non-negative factorization X ~ W H (HALS or multiplicative "
+                  "updates; Frobenius, KL, IS, any beta, L1; one read of X per iteration)")
     nmf.add_argument("x", metavar="X", help="input matrix, non-negative (path or URL)")
     nmf.add_argument("out", metavar="OUT", help="output group for W, H")
     nmf.add_argument("-k", "--k", type=positive_int, required=True, metavar="K")
