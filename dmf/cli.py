@@ -299,10 +299,7 @@ def cmd_svd(args: argparse.Namespace) -> int:
                          n_oversamples=args.oversamples, normalizer=args.normalizer,
                          seed=args.seed, tol=args.tol, max_iter=args.max_iter,
                          assume_symmetric=args.assume_symmetric, out=args.out,
-                         storage_options=args.storage_options,
-                         checkpoint_every=args.checkpoint_every,
-                         checkpoint_seconds=args.checkpoint_seconds, resume=not args.no_resume,
-                         progress=_progress(args), cache=False if args.no_cache else "auto")
+                         **_run_kwargs(args))
     if not args.quiet:
         verb = "already complete" if result.attrs.get("skipped") else "wrote"
         shown = result.eigenvalues if args.method == "eigh" else result.S
@@ -317,6 +314,14 @@ def cmd_svd(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_kwargs(args: argparse.Namespace) -> dict:
+    """What :func:`_run_options` parsed, as keyword arguments of an iterative
+    method (``dmf.svd``, ``dmf.nmf``)."""
+    return {"storage_options": args.storage_options, "checkpoint_every": args.checkpoint_every,
+            "checkpoint_seconds": args.checkpoint_seconds, "resume": not args.no_resume,
+            "progress": _progress(args), "cache": False if args.no_cache else "auto"}
+
+
 def cmd_nmf(args: argparse.Namespace) -> int:
     import dmf
 
@@ -326,10 +331,7 @@ def cmd_nmf(args: argparse.Namespace) -> int:
         result = dmf.nmf(args.x, args.k, loss=args.loss, solver=args.solver, init=args.init,
                          alpha_W=args.alpha_w, alpha_H=alpha_h, l1_ratio=args.l1_ratio,
                          tol=args.tol, max_iter=args.max_iter, seed=args.seed, out=args.out,
-                         storage_options=args.storage_options,
-                         checkpoint_every=args.checkpoint_every,
-                         checkpoint_seconds=args.checkpoint_seconds, resume=not args.no_resume,
-                         progress=_progress(args), cache=False if args.no_cache else "auto")
+                         **_run_kwargs(args))
     if not args.quiet:
         verb = "already complete" if result.attrs.get("skipped") else "wrote"
         state = "converged" if result.converged else "stopped at --max-iter"
