@@ -358,6 +358,11 @@ def run_cases(
 # reporting
 
 
+def by_name(results: list[Result]) -> dict[str, Result]:
+    """Results keyed by their case's name (for a suite's summary)."""
+    return {r.case.name: r for r in results}
+
+
 def _seconds(s: float) -> str:
     return f"{s:.3g}"
 

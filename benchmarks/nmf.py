@@ -26,7 +26,7 @@ import zarr
 
 import dmf
 from benchmarks.codec import _complete, parse_size
-from benchmarks.harness import Case, Data, Env, Result, Suite
+from benchmarks.harness import Case, Data, Env, Result, Suite, by_name
 from dmf.store.dense import default_chunks
 
 NAME = "nmf"
@@ -83,13 +83,9 @@ def _per_iter(result) -> dict[str, float]:
             "iters": float(result.n_iter)}
 
 
-def _by_name(results: list[Result]) -> dict[str, Result]:
-    return {r.case.name: r for r in results}
-
-
 def _targets_a(names: dict[str, str], iters: int) -> Callable[[list[Result]], list[str]]:
     def summary(results: list[Result]) -> list[str]:
-        by = _by_name(results)
+        by = by_name(results)
         read = by.get(names["read"])
         lines = ["Targets (issue 5):", "", "| target | measured | verdict |", "|---|---|---|"]
         for key in ("mu", "hals", "kl"):
@@ -163,7 +159,7 @@ def _loss_of(value) -> dict[str, float]:
 
 def _targets_b(names: dict[str, str]) -> Callable[[list[Result]], list[str]]:
     def summary(results: list[Result]) -> list[str]:
-        by = _by_name(results)
+        by = by_name(results)
         lines = ["Targets (issue 5):", "", "| target | measured | verdict |", "|---|---|---|"]
         for ours, theirs in (("hals", "cd"), ("mu", "sk_mu")):
             a, b = by.get(names[ours]), by.get(names[theirs])

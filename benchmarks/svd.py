@@ -41,7 +41,7 @@ from scipy.linalg.blas import dsyrk
 
 import dmf
 from benchmarks.codec import _complete, parse_size
-from benchmarks.harness import Case, Data, Env, Result, Suite
+from benchmarks.harness import Case, Data, Env, Result, Suite, by_name
 from dmf.store.dense import default_chunks
 
 NAME = "svd"
@@ -219,10 +219,6 @@ def _dask_svd(url: str, **kwargs) -> Callable[[], tuple]:
     return run
 
 
-def _by_name(results: list[Result]) -> dict[str, Result]:
-    return {r.case.name: r for r in results}
-
-
 def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
@@ -243,7 +239,7 @@ def _accuracy_line(what: str, ours: Result, theirs: Result, floor: float) -> str
 
 def _targets_a(names: dict[str, str], k: int) -> Callable[[list[Result]], list[str]]:
     def summary(results: list[Result]) -> list[str]:
-        by = _by_name(results)
+        by = by_name(results)
         rnd, sk, qr = (by.get(names[key]) for key in ("randomized", "sketch", "dask_qr"))
         have = [r is not None and bool(r.reps) for r in (rnd, sk, qr)]
         lines = ["Targets (issue 4):", "", "| target | measured | verdict |", "|---|---|---|"]
@@ -385,7 +381,7 @@ def _sklearn(X: np.ndarray, k: int, seed: int) -> Callable[[], tuple]:
 
 def _targets_b(names: dict[str, str]) -> Callable[[list[Result]], list[str]]:
     def summary(results: list[Result]) -> list[str]:
-        by = _by_name(results)
+        by = by_name(results)
         ours, theirs = by.get(names["dmf"]), by.get(names["sklearn"])
         lines = ["Targets (issue 4):", "", "| target | measured | verdict |", "|---|---|---|"]
         if not (ours and ours.reps and theirs and theirs.reps):
