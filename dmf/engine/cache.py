@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 
+import dask
 import dask.array as da
+import numpy as np
 import psutil
 
 from dmf.engine.cluster import current_client
@@ -30,6 +32,16 @@ def memory_budget() -> int:
         return int(psutil.virtual_memory().available * LOCAL_FRACTION)
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     return int(sum(w.get("memory_limit") or 0 for w in workers) * CLUSTER_FRACTION)
+
+
+def numpy_input(X, cache: bool | str, out) -> tuple[bool | str, str | None]:
+    """For a numpy X: no cached copy (it is in memory already, a copy would
+    double it) and, when the job is stored, a token of the content for its
+    fingerprint (the dask name of an array made from memory is random).
+    Anything else: ``cache`` as given and no token."""
+    if not isinstance(X, np.ndarray):
+        return cache, None
+    return False, ("ndarray-" + dask.base.tokenize(X)) if out is not None else None
 
 
 def cache_input(X: da.Array, cache: bool | str = "auto") -> da.Array:

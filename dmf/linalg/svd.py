@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import dask
 import dask.array as da
-import numpy as np
 
-from dmf.engine.cache import cache_input
+from dmf.engine.cache import cache_input, numpy_input
 from dmf.engine.driver import run
 from dmf.errors import InputError
 from dmf.linalg.eigh import check_square, eigh_solver
@@ -170,11 +168,7 @@ def svd(
     """
     if method not in METHODS:
         raise InputError(f"unknown SVD method {method!r}; available: {', '.join(METHODS)}")
-    token = None
-    if isinstance(X, np.ndarray):
-        cache = False  # already in memory: a cached copy would double it
-        if out is not None:  # a resumable job needs a token of the content
-            token = "ndarray-" + dask.base.tokenize(X)
+    cache, token = numpy_input(X, cache, out)
     X = as_matrix(X, storage_options=storage_options)
     k = check_k(k, X.shape)
     if isinstance(n_oversamples, bool) or not isinstance(n_oversamples, int) or n_oversamples < 0:

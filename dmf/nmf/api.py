@@ -9,7 +9,7 @@ from typing import Any
 import dask
 import numpy as np
 
-from dmf.engine.cache import cache_input
+from dmf.engine.cache import cache_input, numpy_input
 from dmf.engine.driver import run
 from dmf.errors import ConvergenceWarning, InputError
 from dmf.linalg.svd import check_k
@@ -156,12 +156,8 @@ def nmf(
         raise InputError(f"max_iter must be an integer >= 1, got {max_iter!r}")
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise InputError(f"tol must be a number >= 0, got {tol!r}")
-    token = None
     name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
-    if isinstance(X, np.ndarray):
-        cache = False
-        if out is not None:
-            token = "ndarray-" + dask.base.tokenize(X)
+    cache, token = numpy_input(X, cache, out)
     X = as_matrix(X, storage_options=storage_options)
     if hasattr(X._meta, "nnz") and (is_l1 or beta not in SPARSE_BETAS):
         raise InputError(f"{name}: a sparse X can be factored with the frobenius or kl loss "

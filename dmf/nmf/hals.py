@@ -49,7 +49,7 @@ def _regularized(HHt: np.ndarray, XHt: np.ndarray, l1: float, l2: float):
     return HHt, XHt - l1 if l1 else XHt
 
 
-def _row_hals(block, Wb, H, HHt, l1_W, l2_W):
+def _row_hals(block, Wb, H, HHt, l1_W, l2_W, update_H=True):
     k, n = H.shape
     XHt = np.empty((block.shape[0], k))
     sq = 0.0
@@ -69,7 +69,7 @@ def _row_hals(block, Wb, H, HHt, l1_W, l2_W):
     W = np.array(Wb, dtype=np.float64)
     violation = sweep(W, *_regularized(HHt, XHt, l1_W, l2_W))
     WtX = np.zeros((k, n))
-    for sl in row_slices(block):
+    for sl in row_slices(block) if update_H else ():  # transform: H's terms unused
         if sparse:
             WtX += np.asarray(as_csr(block[sl]).T @ W[sl]).T
         else:
@@ -95,7 +95,7 @@ def hals_solver(k: int, *, regularization: tuple[float, float, float, float], in
         W, H = state["W"], state["H"]
         n = H.shape[1]
         HHt = H @ H.T
-        W_new, flat = row_pass(_row_hals, X, W, H, HHt, l1_W, l2_W,
+        W_new, flat = row_pass(_row_hals, X, W, H, HHt, l1_W, l2_W, update_H,
                                size=k * n + 2 * k * k + 5)
         WtX = flat[:k * n].reshape(k, n)
         WtW = flat[k * n:k * n + k * k].reshape(k, k)
