@@ -1,0 +1,127 @@
+"""Ratings as the collaborative-filtering models read them.
+
+A rating matrix R is users x items and sparse: only observed ratings are
+stored. Models need it two ways round: by user (the user half-step of ALS
+reads each user's ratings) and by item (the item half-step reads each
+item's). :class:`Ratings` holds both views as dask arrays of
+``scipy.sparse.csr_matrix`` row blocks, ``by_user`` (m x n) and ``by_item``
+(n x m, the transpose), plus the external ids of users and items.
+
+Stored ratings (``dmf ingest --format ratings``, ``dmf generate ratings``)
+keep the item view as a CSC twin of the CSR group, so neither view needs a
+transpose in memory; for a scipy.sparse matrix both views are made here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import scipy.sparse
+
+from dmf.errors import InputError
+from dmf.store.location import Location
+
+#: Rows per block when the views are made from an in-memory matrix.
+MEMORY_BLOCK_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class Ratings:
+    """Observed ratings, by user and by item.
+
+    Attributes
+    ----------
+    by_user : dask.array.Array
+        m x n, blocks of ``csr_matrix`` holding whole rows (users).
+    by_item : dask.array.Array
+        n x m, the transpose, blocks of ``csr_matrix`` rows (items).
+    user_ids, item_ids : numpy.ndarray
+        External id of each row / column (``arange`` when there are none).
+    token : str
+        Identifies the content, for job fingerprints.
+    location : Location or None
+        Where the ratings are stored, if they are.
+    timestamps : dask.array.Array or None
+        m x n like ``by_user`` with the time of each rating as its value,
+        when the source had them (used by the temporal split).
+    """
+
+    by_user: da.Array
+    by_item: da.Array
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    token: str
+    location: Location | None = None
+    timestamps: da.Array | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.by_user.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.by_user.dtype
+
+    def to_scipy(self) -> scipy.sparse.csr_matrix:
+        """The whole matrix in memory (for small data and tests)."""
+        return scipy.sparse.csr_matrix(self.by_user.compute())
+
+
+def _blocks(csr: scipy.sparse.csr_matrix, rows: int) -> da.Array:
+    return da.from_array(csr, chunks=(max(1, min(rows, csr.shape[0])), -1), asarray=False,
+                         name="ratings-" + dask.base.tokenize(csr.data, csr.indices,
+                                                              csr.indptr, csr.shape, rows))
+
+
+def ratings_from_scipy(R, *, name: str = "ratings", block_rows: int = MEMORY_BLOCK_ROWS,
+                       user_ids=None, item_ids=None) -> Ratings:
+    """Both views of an in-memory sparse matrix. Every stored entry is a
+    rating, explicit zeros included; duplicates are summed.
+
+    Examples
+    --------
+    >>> import scipy.sparse
+    >>> R = scipy.sparse.csr_matrix([[5.0, 0, 3.0], [0, 4.0, 0]])
+    >>> r = ratings_from_scipy(R)
+    >>> r.shape, r.by_item.shape
+    ((2, 3), (3, 2))
+    """
+    R = scipy.sparse.csr_matrix(R, copy=True)
+    if R.ndim != 2 or 0 in R.shape:
+        raise InputError(f"{name}: ratings must be a non-empty 2-D matrix, got shape {R.shape}")
+    if R.dtype.kind not in "fiub":
+        raise InputError(f"{name}: ratings must be real numbers, got dtype {R.dtype}")
+    if R.dtype.kind != "f":
+        R = R.astype(np.float64)
+    R.sum_duplicates()
+    R.sort_indices()
+    if not np.isfinite(R.data).all():
+        raise InputError(f"{name}: {int((~np.isfinite(R.data)).sum())} NaN or Inf ratings")
+    T = scipy.sparse.csr_matrix(R.T)
+    T.sort_indices()
+    m, n = R.shape
+    token = "ratings-" + dask.base.tokenize(R.data, R.indices, R.indptr, R.shape)
+    return Ratings(by_user=_blocks(R, block_rows), by_item=_blocks(T, block_rows),
+                   user_ids=np.arange(m) if user_ids is None else np.asarray(user_ids),
+                   item_ids=np.arange(n) if item_ids is None else np.asarray(item_ids),
+                   token=token)
+
+
+def as_ratings(R, *, storage_options: dict[str, Any] | None = None) -> Ratings:
+    """The :class:`Ratings` of a ratings store URL, a scipy.sparse matrix, or
+    a :class:`Ratings` (returned as it is)."""
+    if isinstance(R, Ratings):
+        return R
+    if scipy.sparse.issparse(R):
+        return ratings_from_scipy(R)
+    if isinstance(R, (str, os.PathLike, Location)):
+        from dmf.cf.store import open_ratings  # the store side of ratings
+
+        return open_ratings(R, storage_options=storage_options)
+    raise InputError(f"ratings must be a ratings store URL or a scipy.sparse matrix, "
+                     f"got {type(R).__name__}")
