@@ -1,0 +1,390 @@
+"""Item-based k-nearest-neighbour collaborative filtering, out of core.
+
+**Similarities** are computed over co-rating users, as Surprise does: for
+items i and j, with U_ij the users who rated both and y the (centred)
+ratings,
+
+- ``cosine``:           sum y_ui y_uj / sqrt(sum y_ui^2 * sum y_uj^2), y = r
+- ``adjusted_cosine``:  the same with y = r - (the user's mean rating)
+                        (Sarwar et al. 2001)
+- ``pearson``:          the correlation of r_ui and r_uj over U_ij, each item
+                        centred by its mean over U_ij (exact, not the mean
+                        over all its raters)
+
+all sums over U_ij. Each is a function of a few n x n sums over users, and
+each of those is a sum over user row blocks X_b of sparse products (B the
+0/1 pattern of the ratings, Y the values, Y2 their squares)::
+
+    n_ij = (B^T B)_ij       co-rating count
+    G_ij = (Y^T Y)_ij       cross products
+    Q_ij = (Y2^T B)_ij      sum of y_ui^2 over U_ij, and Q_ji = (B^T Y2)_ij
+    A_ij = (Y^T B)_ij       sum of y_ui over U_ij, and A_ji = (B^T Y)_ij (pearson)
+
+Pairs with n_ij < ``min_support`` get 0; the rest are shrunk towards 0 by
+n_ij / (n_ij + shrinkage) (Koren 2010), so similarities resting on a few
+co-raters count less.
+
+**Panels.** The client never holds n x n: the columns of the sums are taken
+a panel of p items at a time, with p chosen so that one block's terms for a
+panel (t x n x p float64, t = 4 or 6) stay under ``panel_bytes``. For a
+panel, one task per user block computes its terms, dask's tree adds them up,
+and one more task turns the sums into similarities and keeps each panel
+item's ``k`` most similar items (positive similarities only). The client
+collects n x k neighbours. A panel is one pass over the ratings; several
+panels share a pass when the memory budget allows.
+
+**Predictions** are Koren's kNN on top of the baseline b_ui = mu + b_u + b_i
+(:mod:`dmf.cf.baseline`)::
+
+    r_hat_ui = b_ui + sum_{j in N_k(i), j rated by u} s_ij (r_uj - b_uj)
+                      / sum_{j in N_k(i), j rated by u} |s_ij|
+
+with N_k(i) the item's k stored neighbours (so a user may have fewer than
+k of them rated; with none, the prediction is b_ui). For a block of users
+the numerators and denominators are two sparse products with the n x n
+neighbour matrix.
+
+Costs: fitting reads the ratings ``n_epochs + 1`` times (baseline) plus
+once per panel group; a block task does O(sum_u |R(u)| |R(u) in panel|)
+work for each of its t products. Memory: n * k on the client, t n p per
+task.
+"""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import scipy.sparse
+
+from dmf.cf.baseline import Baseline
+from dmf.cf.data import Ratings, as_ratings
+from dmf.cf.rows import as_csr, as_index, full_rows, user_rows
+from dmf.engine.cache import memory_budget
+from dmf.errors import InputError
+from dmf.linalg.products import stacked_sum
+
+SIMILARITIES = ("cosine", "adjusted_cosine", "pearson")
+
+#: Most bytes of one block's terms for one panel of items.
+PANEL_BYTES = 64 * 2**20
+
+
+def _n_terms(similarity: str) -> int:
+    return 6 if similarity == "pearson" else 4
+
+
+# -- per block ---------------------------------------------------------------------
+
+
+def _panel_terms(block, c0: int, c1: int, similarity: str):
+    """The block's terms for the panel of items [c0, c1): t x n x p, in the
+    order n, G, Q, Q^T (and A, A^T for pearson); 1 x t x n x p."""
+    Y = as_csr(block)
+    if similarity == "adjusted_cosine":
+        counts = np.diff(Y.indptr)
+        means = np.divide(np.add.reduceat(Y.data, Y.indptr[:-1]) if Y.nnz else
+                          np.zeros(Y.shape[0]), counts, out=np.zeros(Y.shape[0]),
+                          where=counts > 0)
+        Y.data = Y.data - np.repeat(means, counts)
+    B = Y.copy()
+    B.data = np.ones_like(B.data)
+    Y2 = Y.copy()
+    Y2.data = Y.data * Y.data
+    Yp, Bp, Y2p = Y[:, c0:c1], B[:, c0:c1], Y2[:, c0:c1]
+    BT, YT = B.T.tocsr(), Y.T.tocsr()
+    products = [BT @ Bp, YT @ Yp, Y2.T.tocsr() @ Bp, BT @ Y2p]
+    if similarity == "pearson":
+        products += [YT @ Bp, BT @ Yp]
+    out = np.empty((1, len(products), Y.shape[1], c1 - c0))
+    for t, product in enumerate(products):
+        out[0, t] = product.toarray()
+    return out
+
+
+# -- per panel ---------------------------------------------------------------------
+
+
+def similarity_from_terms(terms: np.ndarray, similarity: str, *, shrinkage: float = 0.0,
+                          min_support: int = 1) -> np.ndarray:
+    """Similarities (n x p) from the summed terms of a panel (t x n x p):
+    0 where fewer than ``min_support`` users co-rated or a variance is 0."""
+    N, G, Q, QT = terms[:4]
+    if similarity == "pearson":
+        A, AT = terms[4], terms[5]
+        inv_n = np.divide(1.0, N, out=np.zeros_like(N), where=N > 0)
+        num = G - A * AT * inv_n
+        var_i = Q - A * A * inv_n
+        var_j = QT - AT * AT * inv_n
+        # a variance lost to rounding (all co-ratings equal) is a zero one
+        var_i[var_i <= 1e-12 * Q] = 0.0
+        var_j[var_j <= 1e-12 * QT] = 0.0
+    else:
+        num, var_i, var_j = G, Q, QT
+    den = np.sqrt(var_i * var_j)
+    S = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    np.clip(S, -1.0, 1.0, out=S)
+    S[N < max(min_support, 1)] = 0.0
+    if shrinkage:
+        S *= N / (N + shrinkage)
+    return S
+
+
+def _top_k(S: np.ndarray, c0: int, k: int) -> np.ndarray:
+    """Each column's k largest positive entries, the column's own item
+    (row c0 + j) left out: 2 x k x p (row indices, -1 for none; values)."""
+    n, p = S.shape
+    S = S.copy()
+    S[np.arange(c0, c0 + p), np.arange(p)] = 0.0
+    k = min(k, n)
+    if k < n:
+        idx = np.argpartition(-S, k - 1, axis=0)[:k]
+    else:
+        idx = np.broadcast_to(np.arange(n)[:, None], (n, p)).copy()
+    idx.sort(axis=0)  # ties go to the lower index, whatever argpartition did
+    vals = np.take_along_axis(S, idx, axis=0)
+    order = np.argsort(-vals, axis=0, kind="stable")
+    idx = np.take_along_axis(idx, order, axis=0)
+    vals = np.take_along_axis(vals, order, axis=0)
+    idx[vals <= 0] = -1
+    vals[vals <= 0] = 0.0
+    return np.stack([idx.astype(np.float64), vals])
+
+
+def _panel_top(terms, c0: int, k: int, similarity: str, shrinkage: float, min_support: int):
+    S = similarity_from_terms(terms[0] if terms.ndim == 4 else terms, similarity,
+                              shrinkage=shrinkage, min_support=min_support)
+    return _top_k(S, c0, k)
+
+
+def _panel(X: da.Array, c0: int, c1: int, k: int, similarity: str, shrinkage: float,
+           min_support: int) -> da.Array:
+    """Lazy 2 x k x p neighbours of the items [c0, c1)."""
+    n, t, p = X.shape[1], _n_terms(similarity), c1 - c0
+    parts = da.blockwise(_panel_terms, "itab", X, "ij", c0, None, c1, None, similarity, None,
+                         new_axes={"t": t, "a": n, "b": p}, adjust_chunks={"i": 1},
+                         concatenate=True, dtype=np.float64, meta=np.empty((0, 0, 0, 0)))
+    sums = stacked_sum(parts)
+    return sums.map_blocks(_panel_top, c0, min(k, n), similarity, shrinkage, min_support,
+                           chunks=((2,), (min(k, n),), (p,)), dtype=np.float64,
+                           meta=np.empty((0, 0, 0)))
+
+
+def _panel_width(n: int, similarity: str, panel_bytes: int) -> int:
+    return int(max(1, min(n, panel_bytes // (_n_terms(similarity) * n * 8))))
+
+
+# -- public ------------------------------------------------------------------------
+
+
+def item_neighbours(ratings, *, k: int = 40, similarity: str = "cosine",
+                    shrinkage: float = 100.0, min_support: int = 1,
+                    panel_bytes: int = PANEL_BYTES) -> scipy.sparse.csr_matrix:
+    """The ``k`` most similar items of every item, out of core.
+
+    Parameters
+    ----------
+    ratings : Ratings, scipy.sparse matrix or ratings store URL
+    k : int
+        Neighbours kept per item.
+    similarity : {"cosine", "adjusted_cosine", "pearson"}
+        Computed over co-rating users (see the module's docstring).
+    shrinkage : float
+        s_ij * n_ij / (n_ij + shrinkage), n_ij the co-rating count; 0 for none.
+    min_support : int
+        Pairs with fewer co-rating users get similarity 0.
+    panel_bytes : int
+        Most bytes of one user block's terms for one panel of items; sets the
+        panel width (and so the number of passes for large n).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        n x n; row i holds s_ij for i's neighbours j (positive values only,
+        at most k per row, never i itself).
+
+    Examples
+    --------
+    >>> import scipy.sparse
+    >>> R = scipy.sparse.csr_matrix([[5.0, 4.0, 1.0], [4.0, 5.0, 0], [1.0, 0, 5.0]])
+    >>> S = item_neighbours(R, k=1, shrinkage=0, min_support=2)
+    >>> S.toarray().round(3)
+    array([[0.   , 0.976, 0.   ],
+           [0.976, 0.   , 0.   ],
+           [0.385, 0.   , 0.   ]])
+    """
+    if similarity not in SIMILARITIES:
+        raise InputError(f"similarity must be one of {', '.join(SIMILARITIES)}, "
+                         f"got {similarity!r}")
+    if int(k) != k or k < 1:
+        raise InputError(f"k must be a positive integer, got {k!r}")
+    if shrinkage < 0 or min_support < 0:
+        raise InputError(f"shrinkage and min_support must be >= 0, got {shrinkage}, "
+                         f"{min_support}")
+    R: Ratings = as_ratings(ratings)
+    X = full_rows(R.by_user)
+    n = X.shape[1]
+    k = int(min(k, max(n - 1, 1)))
+    width = _panel_width(n, similarity, int(panel_bytes))
+    starts = list(range(0, n, width))
+    # a panel in flight takes a few times its terms (block results, tree sums)
+    per_pass = max(1, memory_budget() // (4 * _n_terms(similarity) * n * width * 8))
+    rows, cols, vals = [], [], []
+    for g in range(0, len(starts), per_pass):
+        group = starts[g:g + per_pass]
+        panels = [_panel(X, c0, min(c0 + width, n), k, similarity, shrinkage, min_support)
+                  for c0 in group]
+        for c0, top in zip(group, dask.compute(*panels), strict=True):
+            idx, sim = top[0].astype(np.int64), top[1]
+            keep = idx >= 0
+            rows.append(np.broadcast_to(np.arange(c0, c0 + idx.shape[1]), idx.shape)[keep])
+            cols.append(idx[keep])
+            vals.append(sim[keep])
+    return scipy.sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows),
+                                                          np.concatenate(cols))), shape=(n, n))
+
+
+def knn_scores(residuals: scipy.sparse.csr_matrix, neighbours: scipy.sparse.csr_matrix
+               ) -> np.ndarray:
+    """The neighbourhood term of every item for some users (len x n): for
+    user u and item i, sum s_ij e_uj / sum |s_ij| over i's neighbours j that
+    u rated (``residuals`` holds e_uj = r_uj - b_uj at u's ratings), 0 when
+    u rated none of them."""
+    pattern = residuals.copy()
+    pattern.data = np.ones_like(pattern.data)
+    weights = abs(neighbours).T.tocsr()
+    num = (residuals @ neighbours.T.tocsr()).toarray()
+    den = (pattern @ weights).toarray()
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+class ItemKNN:
+    """Item-based kNN with baseline (Koren's kNNBaseline), out of core.
+
+    Implements the recommender protocol: ``user_ids``, ``item_ids``,
+    ``predict(users, items)`` and ``scores(users)``. Predictions need the
+    training ratings of the users asked about, so the model keeps a
+    reference to them (``ratings_``, lazy: rows are read when needed).
+
+    Parameters
+    ----------
+    k : int
+        Neighbours kept per item.
+    similarity : {"cosine", "adjusted_cosine", "pearson"}
+    shrinkage : float
+        s_ij * n_ij / (n_ij + shrinkage).
+    min_support : int
+        Fewest co-rating users for a non-zero similarity.
+    reg_user, reg_item, n_epochs
+        The baseline's parameters (:class:`dmf.cf.baseline.Baseline`).
+    panel_bytes : int
+        Memory of one block's similarity terms for a panel of items.
+
+    Attributes
+    ----------
+    neighbours_ : scipy.sparse.csr_matrix
+        n x n, row i: similarities of i's k nearest items.
+    baseline_ : Baseline
+        The fitted bias model (``global_mean_``, ``user_bias_``,
+        ``item_bias_``, ``item_counts_`` are its own).
+    ratings_ : Ratings
+        The training ratings.
+    user_ids, item_ids : ndarray
+
+    Examples
+    --------
+    >>> import scipy.sparse
+    >>> R = scipy.sparse.csr_matrix([[5.0, 4.0, 1.0], [4.0, 5.0, 0], [1.0, 0, 5.0]])
+    >>> model = ItemKNN(k=2, shrinkage=0, min_support=2).fit(R)
+    >>> model.neighbours_.nnz
+    4
+    >>> model.predict([1], [2]).round(3).tolist()
+    [3.968]
+    >>> model.scores([0, 1]).shape
+    (2, 3)
+    """
+
+    def __init__(self, k: int = 40, similarity: str = "cosine", shrinkage: float = 100.0,
+                 min_support: int = 1, *, reg_user: float = 15.0, reg_item: float = 10.0,
+                 n_epochs: int = 10, panel_bytes: int = PANEL_BYTES):
+        self.k = k
+        self.similarity = similarity
+        self.shrinkage = shrinkage
+        self.min_support = min_support
+        self.reg_user = reg_user
+        self.reg_item = reg_item
+        self.n_epochs = n_epochs
+        self.panel_bytes = panel_bytes
+
+    def fit(self, ratings) -> ItemKNN:
+        R = as_ratings(ratings)
+        self.neighbours_ = item_neighbours(R, k=self.k, similarity=self.similarity,
+                                           shrinkage=self.shrinkage,
+                                           min_support=self.min_support,
+                                           panel_bytes=self.panel_bytes)
+        self.baseline_ = Baseline(reg_user=self.reg_user, reg_item=self.reg_item,
+                                  n_epochs=self.n_epochs).fit(R)
+        self.ratings_ = R
+        self.user_ids, self.item_ids = R.user_ids, R.item_ids
+        return self
+
+    # the baseline's fitted biases, for the popularity fallback
+    @property
+    def global_mean_(self) -> float:
+        return self.baseline_.global_mean_
+
+    @property
+    def user_bias_(self) -> np.ndarray:
+        return self.baseline_.user_bias_
+
+    @property
+    def item_bias_(self) -> np.ndarray:
+        return self.baseline_.item_bias_
+
+    @property
+    def item_counts_(self) -> np.ndarray:
+        return self.baseline_.item_counts_
+
+    def _residuals(self, users: np.ndarray) -> scipy.sparse.csr_matrix:
+        """r_uj - b_uj at the training ratings of ``users`` (one row each)."""
+        rows = user_rows(self.ratings_.by_user, users)
+        counts = np.diff(rows.indptr)
+        base = self.baseline_
+        rows.data = (rows.data - base.global_mean_ - np.repeat(base.user_bias_[users], counts)
+                     - base.item_bias_[rows.indices])
+        return rows
+
+    def predict(self, users, items) -> np.ndarray:
+        """Predicted ratings of (user, item) pairs given as row/column indices."""
+        m, n = len(self.user_ids), len(self.item_ids)
+        users = as_index(users, m, "users")
+        items = as_index(items, n, "items")
+        if users.shape != items.shape:
+            raise InputError(f"users and items must have the same length, got {users.size} "
+                             f"and {items.size}")
+        base = self.baseline_.predict(users, items)
+        if users.size == 0:
+            return base
+        unique, inverse = np.unique(users, return_inverse=True)
+        E = self._residuals(unique)[inverse]  # one row per pair
+        S = self.neighbours_[items]
+        pattern = E.copy()
+        pattern.data = np.ones_like(pattern.data)
+        num = np.asarray(E.multiply(S).sum(axis=1)).ravel()
+        den = np.asarray(pattern.multiply(abs(S)).sum(axis=1)).ravel()
+        return base + np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+    def scores(self, users) -> np.ndarray:
+        """Predicted ratings of every item for ``users``: len(users) x n."""
+        users = as_index(users, len(self.user_ids), "users")
+        return self.baseline_.scores(users) + knn_scores(self._residuals(users),
+                                                         self.neighbours_)
+
+    def similar_items(self, item: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Column indices and similarities of up to ``n`` nearest items of
+        item index ``item`` (at most ``k``), most similar first."""
+        item = int(as_index(item, len(self.item_ids), "items")[0])
+        row = self.neighbours_[item]
+        order = np.lexsort((row.indices, -row.data))[:n]
+        return row.indices[order].astype(np.int64), row.data[order]
+
