@@ -322,8 +322,8 @@ def test_truncated_files(tmp_path, s):
 
 def test_usage_errors(tmp_path, x):
     src = npy(tmp_path / "x.npy", x)
-    with pytest.raises(InputError, match="unknown format 'ratings'; supported: npy, csv"):
-        dmf.ingest(src, tmp_path / "o.zarr", format="ratings")
+    with pytest.raises(InputError, match="unknown format 'parquet'; supported: npy, csv"):
+        dmf.ingest(src, tmp_path / "o.zarr", format="parquet")
     with pytest.raises(InputError, match=r"unknown option.* delimiter"):
         dmf.ingest(src, tmp_path / "o.zarr", delimiter=",")
     with pytest.raises(InputError, match="dtype must be float32 or float64"):

@@ -15,8 +15,12 @@ dmf adds ``attrs["dmf"] = {"kind": "sparse", "complete": ..., "nnz": ...}``
 and writes the CSR canonically: column indices sorted within each row,
 duplicates summed. ``complete`` is set last, as for dense stores. anndata
 reads such a group as it is; dmf reads groups written by anndata too (they
-have no ``dmf`` attrs). A CSC twin for column-side passes may later live in a
-subgroup ``csc``; readers ignore members they do not know.
+have no ``dmf`` attrs). A CSC twin for column-side passes may live in a
+subgroup ``csc`` (anndata's ``csc_matrix`` encoding of the same m x n
+matrix, that is the CSR arrays of its transpose; ratings stores have one,
+see :mod:`dmf.store.ratings`); readers ignore members they do not know.
+Further 1-D arrays aligned with ``data`` (a ratings store's ``timestamps``)
+read as a matrix of the same pattern (``open_csr(..., data=NAME)``).
 
 Reading gives a dask array of ``scipy.sparse.csr_matrix`` row blocks, each
 holding about 64 MiB of ``data`` + ``indices``. Writing streams row blocks
@@ -65,6 +69,9 @@ from dmf.store.validate import (
 )
 
 ENCODING = {"encoding-type": "csr_matrix", "encoding-version": "0.1.0"}
+#: The same arrays read the other way round: a CSC group of an m x n matrix
+#: holds the CSR arrays of its n x m transpose.
+CSC_ENCODING = {"encoding-type": "csc_matrix", "encoding-version": "0.1.0"}
 
 #: Length of the stored chunks of ``data``, ``indices`` and ``indptr``:
 #: 8 or 16 MiB, so a row block read touches few partial chunks.
@@ -196,17 +203,21 @@ class CsrReader:
     store and array; bad values an :class:`InputError` naming their position.
     """
 
-    def __init__(self, group: zarr.Group, location: Location, shape: tuple[int, int]):
+    def __init__(self, group: zarr.Group, location: Location, shape: tuple[int, int], *,
+                 data: str = "data"):
         self.location = location
         self.shape = shape
         self.arrays = {}
-        for name in ("data", "indices", "indptr"):
+        # ``data`` may name another array aligned with the stored values (a
+        # ratings store's timestamps): the block then holds those as values
+        for name, key in (("data", data), ("indices", "indices"), ("indptr", "indptr")):
             try:
-                self.arrays[name] = group[name]
+                self.arrays[name] = group[key]
             except KeyError:
                 raise StoreError(
-                    f"{location}: CSR group has no '{name}' array; the store is corrupt"
+                    f"{location}: CSR group has no '{key}' array; the store is corrupt"
                 ) from None
+        self._data_name = data
         self.dtype = self.arrays["data"].dtype
         # the attrs carry the write id: a store written again at the same URL
         # is another input
@@ -214,7 +225,7 @@ class CsrReader:
         self._owner_pid = os.getpid()
 
     def __dask_tokenize__(self):
-        return (self.location.url, self.shape, self._attrs,
+        return (self.location.url, self.shape, self._attrs, self._data_name,
                 *(a.metadata.to_dict()["shape"] for a in self.arrays.values()))
 
     def read(self, name: str, start: int, stop: int) -> np.ndarray:
@@ -271,8 +282,60 @@ def _compute_dtype(dtype) -> np.dtype:
     return dtype.newbyteorder("=")
 
 
+def csr_shape(group, location: Location) -> tuple[int, int]:
+    """The shape of the CSR arrays of a group: its ``shape`` attribute, or
+    the transpose of it for a ``csc_matrix`` group (read as CSR of the
+    transpose)."""
+    attrs = dict(group.attrs)
+    try:
+        shape = tuple(int(s) for s in attrs["shape"])
+    except (KeyError, TypeError, ValueError):
+        raise StoreError(f"{location}: sparse group without a valid 'shape' attribute") from None
+    check_shape(shape, str(location))
+    if attrs.get("encoding-type") == "csc_matrix":
+        shape = shape[::-1]
+    return shape
+
+
+def plan_csr(
+    group: zarr.Group, location: Location, *, target_bytes: int = TARGET_CHUNK_BYTES,
+    data: str = "data", row_bounds=None, require_complete: bool = True,
+) -> tuple[CsrReader, list[int]]:
+    """The checked reader of a CSR (or CSC) group and its row-block
+    boundaries; :func:`open_csr` makes the dask array of them.
+    ``require_complete=False`` lets a writer read back what it has staged."""
+    shape = csr_shape(group, location)
+    if require_complete:
+        check_complete(group, location)
+    reader = CsrReader(group, location, shape, data=data)
+    indptr = reader.arrays["indptr"]
+    if indptr.shape[0] != shape[0] + 1:
+        raise StoreError(f"{location}/indptr: {indptr.shape[0]} offsets for {shape[0]} rows; "
+                         "the store is corrupt")
+    nnz = int(reader.read("indptr", shape[0], shape[0] + 1)[0])
+    if not reader.arrays["data"].shape[0] == reader.arrays["indices"].shape[0] == nnz:
+        raise StoreError(f"{location}: {data}, indices and indptr disagree on the number of "
+                         "stored values; the store is corrupt")
+    if reader.dtype.kind in "iub":
+        warnings.warn(f"{location}: {reader.dtype} values are read as float64", DmfWarning,
+                      stacklevel=4)
+    elif reader.dtype.kind != "f":
+        storage_dtype(reader.dtype, str(location))  # raises for what is not real
+    if row_bounds is None:
+        max_nnz, max_rows = _block_limits(reader.dtype, reader.arrays["indices"].dtype,
+                                          target_bytes)
+        row_bounds = plan_row_blocks(lambda a, b: reader.read("indptr", a, b), shape[0],
+                                     max_nnz, max_rows)
+    else:
+        row_bounds = [int(b) for b in row_bounds]
+        if row_bounds[0] != 0 or row_bounds[-1] != shape[0]:
+            raise ValueError(f"row_bounds must run from 0 to {shape[0]}, got {row_bounds}")
+    return reader, row_bounds
+
+
 def open_csr(
-    group: zarr.Group, location: Location, *, target_bytes: int = TARGET_CHUNK_BYTES
+    group: zarr.Group, location: Location, *, target_bytes: int = TARGET_CHUNK_BYTES,
+    data: str = "data", row_bounds=None,
 ) -> da.Array:
     """A lazy dask array of ``csr_matrix`` row blocks over a CSR group.
 
@@ -281,6 +344,12 @@ def open_csr(
     ``indptr[r0:r1 + 1]`` and that range of ``data`` and ``indices``. Values
     are checked as blocks are read: NaN or Inf raise :class:`InputError`.
     Integer data is read as float64 with a :class:`DmfWarning`.
+
+    A ``csc_matrix`` group (a CSC twin) opens as the CSR row blocks of its
+    transpose. ``data`` names another 1-D array aligned with the stored
+    values, read in their place (a ratings store's ``timestamps``);
+    ``row_bounds`` (``[0, r1, ..., m]``) fixes the row blocks, so that two
+    such arrays have the same chunks.
 
     Raises
     ------
@@ -302,36 +371,13 @@ def open_csr(
     >>> (X.compute() != x).nnz
     0
     """
-    attrs = dict(group.attrs)
-    try:
-        shape = tuple(int(s) for s in attrs["shape"])
-    except (KeyError, TypeError, ValueError):
-        raise StoreError(f"{location}: CSR group without a valid 'shape' attribute") from None
-    check_shape(shape, str(location))
-    check_complete(group, location)
-    reader = CsrReader(group, location, shape)
-    indptr = reader.arrays["indptr"]
-    if indptr.shape[0] != shape[0] + 1:
-        raise StoreError(f"{location}/indptr: {indptr.shape[0]} offsets for {shape[0]} rows; "
-                         "the store is corrupt")
-    nnz = int(reader.read("indptr", shape[0], shape[0] + 1)[0])
-    if not reader.arrays["data"].shape[0] == reader.arrays["indices"].shape[0] == nnz:
-        raise StoreError(f"{location}: data, indices and indptr disagree on the number of "
-                         "stored values; the store is corrupt")
-    dtype = _compute_dtype(reader.dtype)
-    if reader.dtype.kind in "iub":
-        warnings.warn(f"{location}: {reader.dtype} values are read as float64", DmfWarning,
-                      stacklevel=3)
-    elif reader.dtype.kind != "f":
-        storage_dtype(reader.dtype, str(location))  # raises for what is not real
-
-    max_nnz, max_rows = _block_limits(reader.dtype, reader.arrays["indices"].dtype, target_bytes)
-    bounds = plan_row_blocks(lambda a, b: reader.read("indptr", a, b), shape[0],
-                             max_nnz, max_rows)
+    reader, bounds = plan_csr(group, location, target_bytes=target_bytes, data=data,
+                              row_bounds=row_bounds)
     name = f"read-csr-{dask.base.tokenize(reader, bounds)}"
     graph = {(name, i, 0): (reader.read_block, r0, r1)
              for i, (r0, r1) in enumerate(itertools.pairwise(bounds))}
-    chunks = (tuple(np.diff(bounds).tolist()), (shape[1],))
+    chunks = (tuple(np.diff(bounds).tolist()), (reader.shape[1],))
+    dtype = _compute_dtype(reader.dtype)
     return da.Array(graph, name, chunks, meta=scipy.sparse.csr_matrix((0, 0), dtype=dtype))
 
 
@@ -435,11 +481,18 @@ class CsrWriter:
     The group is created marked incomplete; :meth:`finish` flushes the last
     chunks and marks it complete. ``nnz_hint`` (an upper bound of the number
     of stored values) only sizes the chunks of small matrices.
+
+    ``shape`` is the shape of the CSR arrays written. ``csc=True`` labels
+    them as the CSC group of the transpose (``encoding-type: csc_matrix``,
+    ``shape`` reversed): a CSC twin is written as the CSR of the transpose.
+    ``extra`` maps names of further 1-D arrays aligned with ``data`` to their
+    dtypes; :meth:`append` then takes their values by name.
     """
 
     def __init__(
         self, location: Location, shape: tuple[int, int], dtype, *, codec: str | None = None,
-        attrs: dict | None = None, nnz_hint: int | None = None,
+        attrs: dict | None = None, nnz_hint: int | None = None, csc: bool = False,
+        extra: dict | None = None,
     ):
         m, n = (int(s) for s in shape)
         self.shape = (m, n)
@@ -447,12 +500,13 @@ class CsrWriter:
         self.index_dtype = index_dtype(n)
         self.rows = 0
         self.nnz = 0
-        meta = {"kind": "sparse", "format": "csr", "complete": False,
+        meta = {"kind": "sparse", "format": "csc" if csc else "csr", "complete": False,
                 "write_id": uuid.uuid4().hex,
                 "dmf_version": __version__, **(attrs or {})}
+        encoding, logical = (CSC_ENCODING, [n, m]) if csc else (ENCODING, [m, n])
         self.group = zarr.create_group(
             store=location.zarr_store(), overwrite=True, zarr_format=3,
-            attributes={**ENCODING, "shape": [m, n], "dmf": meta},
+            attributes={**encoding, "shape": logical, "dmf": meta},
         )
         bound = m * n if nnz_hint is None else min(int(nnz_hint), m * n)
         chunk = max(1, min(CHUNK_ELEMENTS, bound))
@@ -469,9 +523,20 @@ class CsrWriter:
         self._indices = appender("indices", self.index_dtype, chunk)
         self._indptr = appender("indptr", np.int64, min(CHUNK_ELEMENTS, m + 1))
         self._indptr.append(np.zeros(1, np.int64))
+        self._extra = {key: appender(key, np.dtype(kind), chunk)
+                       for key, kind in (extra or {}).items()}
 
-    def append(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray) -> None:
-        """Append rows given by their own CSR arrays (``indptr[0] == 0``)."""
+    def append(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray,
+               **extra: np.ndarray) -> None:
+        """Append rows given by their own CSR arrays (``indptr[0] == 0``),
+        and the values of the ``extra`` arrays aligned with ``data``."""
+        if set(extra) != set(self._extra):
+            raise ValueError(f"expected values for {sorted(self._extra)}, got {sorted(extra)}")
+        for key, values in extra.items():
+            if len(values) != len(data):
+                raise ValueError(f"{key}: {len(values)} values for {len(data)} entries")
+            appender = self._extra[key]
+            appender.append(np.asarray(values).astype(appender.array.dtype, copy=False))
         self._data.append(np.asarray(data).astype(self.dtype, copy=False))
         self._indices.append(np.asarray(indices).astype(self.index_dtype, copy=False))
         self._indptr.append(np.asarray(indptr[1:], dtype=np.int64) + self.nnz)
@@ -481,14 +546,21 @@ class CsrWriter:
     def append_csr(self, block: scipy.sparse.csr_matrix) -> None:
         self.append(block.data, block.indices, block.indptr)
 
-    def finish(self, **extra) -> None:
+    def finish(self, *, complete: bool = True, **extra) -> None:
+        """Flush the last chunks and record ``nnz`` (and ``extra``) in the
+        attrs; ``complete=False`` leaves the completion mark to the caller,
+        who has more to write in the group (a twin, id arrays)."""
         if self.rows != self.shape[0]:
             raise InputError(f"the row blocks hold {self.rows} rows, the shape says "
                              f"{self.shape[0]}")
-        for appender in (self._data, self._indices, self._indptr):
+        for appender in (self._data, self._indices, self._indptr, *self._extra.values()):
             appender.close()
         self.pool.drain()
-        mark_complete(self.group, nnz=self.nnz, **extra)
+        if complete:
+            mark_complete(self.group, nnz=self.nnz, **extra)
+        else:
+            meta = dict(self.group.attrs)["dmf"]
+            self.group.update_attributes({"dmf": {**meta, **extra, "nnz": self.nnz}})
 
     def __enter__(self) -> CsrWriter:
         return self
@@ -617,6 +689,7 @@ def save_csr(
 
 
 __all__ = [
+    "CSC_ENCODING",
     "ENCODING",
     "BoundedPool",
     "CsrReader",
@@ -625,10 +698,12 @@ __all__ = [
     "closing",
     "csr_report",
     "csr_row_blocks",
+    "csr_shape",
     "index_dtype",
     "is_csr_group",
     "is_sparse_dask",
     "open_csr",
+    "plan_csr",
     "plan_row_blocks",
     "save_csr",
     "slices_of",

@@ -3,8 +3,10 @@
 Entries are read twice, in chunks: a first pass counts the entries of each
 row and checks every position and value, a second spills them to one
 temporary file per row block (:class:`RowBlockSpill`); each block is then
-sorted, its duplicates summed, and appended to the store. Memory stays at
-one chunk or one row block whatever the number of entries.
+sorted, its duplicates summed (or, for ratings, the last one kept), and
+appended to the store. Memory stays at one chunk or one row block whatever
+the number of entries. Entries may carry a timestamp, stored aligned with
+the values (a ratings store's ``timestamps``).
 """
 
 from __future__ import annotations
@@ -101,18 +103,26 @@ def _reiterable(triplet_chunks) -> Callable[[], Iterator]:
     return lambda: iter(triplet_chunks)
 
 
-def _checked_chunks(chunks: Callable[[], Iterator], shape, dtype, name: str) -> Iterator:
-    """The chunks as int64 positions and pre-cast values, with positions and
-    lengths checked."""
+def _checked_chunks(chunks: Callable[[], Iterator], shape, dtype, name: str,
+                    timestamps: bool = False) -> Iterator:
+    """The chunks as int64 positions, pre-cast values and (with
+    ``timestamps``) float64 times, with positions and lengths checked."""
     m, n = shape
     seen = 0
-    for rows, cols, vals in chunks():
-        rows = np.asarray(rows).astype(np.int64, copy=False).ravel()
-        cols = np.asarray(cols).astype(np.int64, copy=False).ravel()
-        vals = np.asarray(vals).ravel()
-        if not len(rows) == len(cols) == len(vals):
+    for chunk in chunks():
+        if len(chunk) != 3 + timestamps:
+            raise InputError(f"{name}: a chunk of entries has {len(chunk)} parts, expected "
+                             + ("(rows, cols, vals, times)" if timestamps
+                                else "(rows, cols, vals)"))
+        rows = np.asarray(chunk[0]).astype(np.int64, copy=False).ravel()
+        cols = np.asarray(chunk[1]).astype(np.int64, copy=False).ravel()
+        vals = np.asarray(chunk[2]).ravel()
+        times = np.asarray(chunk[3], dtype=np.float64).ravel() if timestamps else None
+        if not len(rows) == len(cols) == len(vals) == (len(vals) if times is None
+                                                         else len(times)):
             raise InputError(f"{name}: a chunk of entries has {len(rows)} rows, {len(cols)} "
-                             f"columns and {len(vals)} values")
+                             f"columns and {len(vals)} values"
+                             + ("" if times is None else f" and {len(times)} times"))
         if vals.dtype.kind not in "iubf":
             storage_dtype(vals.dtype, name)  # raises: complex, strings, objects
         outside = (rows < 0) | (rows >= m) | (cols < 0) | (cols >= n)
@@ -121,7 +131,7 @@ def _checked_chunks(chunks: Callable[[], Iterator], shape, dtype, name: str) -> 
             raise InputError(f"{name}: entry {seen + k} at (row {rows[k]}, column {cols[k]}) "
                              f"lies outside the {m} x {n} matrix")
         seen += len(rows)
-        yield rows, cols, precast(vals, dtype)
+        yield rows, cols, precast(vals, dtype), times
 
 
 def write_csr_from_triplets(
@@ -136,6 +146,8 @@ def write_csr_from_triplets(
     name: str | None = None,
     tmpdir: str | os.PathLike | None = None,
     target_bytes: int = TARGET_CHUNK_BYTES,
+    duplicates: str = "sum",
+    timestamps: bool = False,
 ) -> zarr.Group:
     """Build a CSR group from (rows, cols, vals) chunks given in any order,
     in bounded memory.
@@ -146,17 +158,22 @@ def write_csr_from_triplets(
        (nothing is written before the input is known to be good);
     2. spill the entries to a temporary file per row block of about
        ``target_bytes / 2`` (sorting one takes about twice that);
-    3. per row block: sort by (row, column), sum duplicates, append.
+    3. per row block: sort by (row, column), resolve duplicates, append.
 
     Duplicates (the same row and column given more than once) are summed, in
-    the order they were given, as scipy and the Matrix Market format do;
-    explicit zeros are kept.
+    the order they were given, as scipy and the Matrix Market format do
+    (``duplicates="sum"``), or all but the last are dropped
+    (``duplicates="last"``: the latest by timestamp, ties and entries without
+    one in the order given; the rule for ratings). Explicit zeros are kept.
+    A store already at ``location`` is replaced only once the new one is
+    complete.
 
     Parameters
     ----------
     triplet_chunks : callable or list
         A callable returning a fresh iterator of ``(rows, cols, vals)`` numpy
-        chunks, 0-based (it is called twice), or a list of such chunks.
+        chunks, 0-based (it is called twice), or a list of such chunks;
+        ``(rows, cols, vals, times)`` with ``timestamps=True``.
     location : Location
         Where to write.
     shape : (int, int)
@@ -165,6 +182,11 @@ def write_csr_from_triplets(
     tmpdir : path, optional
         Where the spill files go (8 bytes + the value's size per entry);
         the system default otherwise.
+    duplicates : {"sum", "last"}
+    timestamps : bool
+        The chunks carry a time per entry, stored as the float64 array
+        ``timestamps`` aligned with ``data`` (the sum of duplicates keeps the
+        latest time).
 
     Examples
     --------
@@ -174,49 +196,23 @@ def write_csr_from_triplets(
     ...                             (3, 2), "float64")
     >>> g["data"][:], g["indices"][:], g["indptr"][:]
     (array([1., 7.]), array([0, 1], dtype=int32), array([0, 1, 1, 2]))
+
+    The latest of each (row, column) wins with ``duplicates="last"``:
+
+    >>> timed = [(np.array([0, 0, 1]), np.array([1, 1, 0]), np.array([4.0, 2.0, 3.0]),
+    ...           np.array([20.0, 10.0, 5.0]))]
+    >>> g = write_csr_from_triplets(timed, Location.parse("memory://doc/tl.zarr"), (2, 2),
+    ...                             "float64", duplicates="last", timestamps=True)
+    >>> g["data"][:], g["timestamps"][:]
+    (array([4., 3.]), array([20.,  5.]))
     """
     name = name or str(location)
-    m, n = (int(s) for s in shape)
-    check_shape((m, n), name)
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise InputError(f"{name}: dtype must be float32 or float64, got {dtype}")
-    chunks = _reiterable(triplet_chunks)
-
     staging = prepare_target(location, overwrite)
     try:
-        counts = np.zeros(m, np.int64)
-        reports = []
-        for rows, cols, vals in closing(_checked_chunks(chunks, (m, n), dtype, name)):
-            reports.append(entries_report(rows, cols, vals, n))
-            if len(rows):
-                lo, hi = int(rows.min()), int(rows.max())
-                counts[lo:hi + 1] += np.bincount(rows - lo, minlength=hi - lo + 1)
-        raise_for_reports(np.array(reports), (m, n), name)
-        total = int(counts.sum())
-        indptr = np.concatenate([[0], np.cumsum(counts)])
-        # Spilled blocks of about target_bytes / 2: sorting one needs about
-        # twice its size.
-        record_bytes = 8 + dtype.itemsize
-        bounds = plan_row_blocks(slices_of(indptr), m, max(1, target_bytes // 2 // record_bytes),
-                                 max(1, target_bytes // 16))
-        del counts, indptr
-
-        with RowBlockSpill(bounds, n, dtype, tmpdir) as spill:
-            for rows, cols, vals in closing(_checked_chunks(chunks, (m, n), dtype, name)):
-                spill.add(rows, cols, vals)
-            if spill.count != total:
-                raise InputError(f"{name}: the entries changed between two reads "
-                                 f"({total} then {spill.count})")
-            with CsrWriter(staging, (m, n), dtype, codec=codec, attrs=attrs,
-                           nnz_hint=total) as writer:
-                for b, (r0, r1) in enumerate(itertools.pairwise(bounds)):
-                    data, indices, ptr = _sorted_block(spill.load(b), r1 - r0, n)
-                    # sums of duplicates may overflow
-                    raise_for_reports(csr_report(data, indices, ptr, r0, n), (m, n),
-                                      f"{name} (after summing duplicates)")
-                    writer.append(data, indices, ptr)
-                writer.finish()
+        build_csr_from_triplets(triplet_chunks, staging, shape, dtype, codec=codec,
+                                attrs=attrs, name=name, tmpdir=tmpdir,
+                                target_bytes=target_bytes, duplicates=duplicates,
+                                timestamps=timestamps)
     except BaseException:
         staging.remove()
         raise
@@ -224,22 +220,120 @@ def write_csr_from_triplets(
     return zarr.open_group(store=location.zarr_store(read_only=True), mode="r")
 
 
-def _sorted_block(records: np.ndarray, nrows: int, ncols: int):
+def build_csr_from_triplets(
+    triplet_chunks: Callable[[], Iterator[tuple]] | Iterable[tuple],
+    location: Location,
+    shape: tuple[int, int],
+    dtype,
+    *,
+    codec: str | None = None,
+    attrs: dict | None = None,
+    name: str | None = None,
+    tmpdir: str | os.PathLike | None = None,
+    target_bytes: int = TARGET_CHUNK_BYTES,
+    duplicates: str = "sum",
+    timestamps: bool = False,
+    csc: bool = False,
+    complete: bool = True,
+) -> int:
+    """The work of :func:`write_csr_from_triplets`, written straight to
+    ``location`` (a staging place the caller prepared and will commit or
+    remove). ``csc=True`` labels the group as the CSC twin of the transpose
+    (:class:`~dmf.store.sparse.CsrWriter`); ``complete=False`` leaves the
+    completion mark to the caller. Returns the number of stored values."""
+    name = name or str(location)
+    m, n = (int(s) for s in shape)
+    check_shape((m, n), name)
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise InputError(f"{name}: dtype must be float32 or float64, got {dtype}")
+    if duplicates not in ("sum", "last"):
+        raise ValueError(f"duplicates must be 'sum' or 'last', got {duplicates!r}")
+    chunks = _reiterable(triplet_chunks)
+
+    counts = np.zeros(m, np.int64)
+    reports = []
+    for rows, cols, vals, times in closing(_checked_chunks(chunks, (m, n), dtype, name,
+                                                           timestamps)):
+        reports.append(entries_report(rows, cols, vals, n))
+        if times is not None:
+            time_report = entries_report(rows, cols, times, n)
+            raise_for_reports(time_report, (m, n), f"{name} (timestamps)")
+        if len(rows):
+            lo, hi = int(rows.min()), int(rows.max())
+            counts[lo:hi + 1] += np.bincount(rows - lo, minlength=hi - lo + 1)
+    raise_for_reports(np.array(reports), (m, n), name)
+    total = int(counts.sum())
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    # A spilled value is the rating and, with timestamps, its time.
+    value_dtype = np.dtype([("v", dtype), ("t", np.float64)]) if timestamps else dtype
+    # Spilled blocks of about target_bytes / 2: sorting one needs about
+    # twice its size.
+    record_bytes = 8 + value_dtype.itemsize
+    bounds = plan_row_blocks(slices_of(indptr), m, max(1, target_bytes // 2 // record_bytes),
+                             max(1, target_bytes // 16))
+    del counts, indptr
+
+    extra = {"timestamps": np.float64} if timestamps else None
+    with RowBlockSpill(bounds, n, value_dtype, tmpdir) as spill:
+        for rows, cols, vals, times in closing(_checked_chunks(chunks, (m, n), dtype, name,
+                                                               timestamps)):
+            if timestamps:
+                values = np.empty(len(vals), value_dtype)
+                values["v"], values["t"] = vals, times
+                vals = values
+            spill.add(rows, cols, vals)
+        if spill.count != total:
+            raise InputError(f"{name}: the entries changed between two reads "
+                             f"({total} then {spill.count})")
+        with CsrWriter(location, (m, n), dtype, codec=codec, attrs=attrs, nnz_hint=total,
+                       csc=csc, extra=extra) as writer:
+            for b, (r0, r1) in enumerate(itertools.pairwise(bounds)):
+                data, indices, ptr = _sorted_block(spill.load(b), r1 - r0, n, duplicates)
+                times = {}
+                if timestamps:
+                    data, times = data["v"], {"timestamps": data["t"]}
+                # sums of duplicates may overflow
+                raise_for_reports(csr_report(data, indices, ptr, r0, n), (m, n),
+                                  f"{name} (after summing duplicates)")
+                writer.append(data, indices, ptr, **times)
+            writer.finish(complete=complete)
+            return writer.nnz
+
+
+def _sorted_block(records: np.ndarray, nrows: int, ncols: int, duplicates: str = "sum"):
     """CSR arrays (data, indices, indptr) of a row block from unordered
-    spilled records, duplicates summed in the order given."""
-    order = np.argsort(records["key"], kind="stable")  # stable: summing order is kept
-    keys, vals = records["key"][order], records["val"][order]
+    spilled records, duplicates summed in the order given or the last kept
+    (by time ``val["t"]`` when the values carry one, then the order given)."""
+    keys, vals = records["key"], records["val"]
+    timed = vals.dtype.names is not None
+    if duplicates == "last" and timed:
+        order = np.lexsort((vals["t"], keys))  # stable: equal times keep the given order
+    else:
+        order = np.argsort(keys, kind="stable")  # stable: summing order is kept
+    keys, vals = keys[order], vals[order]
     del records, order
     if len(keys) > 1:
-        first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-        if len(first) < len(keys):
-            with np.errstate(over="ignore"):  # an overflow is reported by the caller
-                vals = np.add.reduceat(vals, first)
-            keys = keys[first]
+        new = keys[1:] != keys[:-1]
+        if not new.all():
+            if duplicates == "last":
+                last = np.flatnonzero(np.r_[new, True])
+                keys, vals = keys[last], vals[last]
+            else:
+                first = np.flatnonzero(np.r_[True, new])
+                with np.errstate(over="ignore"):  # an overflow is reported by the caller
+                    if timed:
+                        summed = np.empty(len(first), vals.dtype)
+                        summed["v"] = np.add.reduceat(vals["v"], first)
+                        summed["t"] = np.maximum.reduceat(vals["t"], first)
+                        vals = summed
+                    else:
+                        vals = np.add.reduceat(vals, first)
+                keys = keys[first]
     rows, cols = np.divmod(keys, ncols)
     ptr = np.zeros(nrows + 1, np.int64)
     np.cumsum(np.bincount(rows, minlength=nrows), out=ptr[1:])
     return vals, cols, ptr
 
 
-__all__ = ["RowBlockSpill", "write_csr_from_triplets"]
+__all__ = ["RowBlockSpill", "build_csr_from_triplets", "write_csr_from_triplets"]

@@ -19,6 +19,9 @@ mtx (``.mtx``)             Matrix Market: ``array`` (column-major, spilled
 npz (``.npz``)             scipy.sparse.save_npz: CSR is streamed from the
                            zip members; CSC and COO go through the
                            (row, column, value) builder
+ratings (by ``format``     ``user, item, rating[, timestamp]`` lines with
+only)                      any ids: a ratings store (CSR, its CSC twin, ids,
+                           times; :mod:`dmf.store.ingest.ratings`)
 =========================  ==================================================
 
 Text formats may be gzip-compressed (``.csv.gz``, ``.mtx.gz``). Dense
@@ -40,6 +43,7 @@ from dmf.store.ingest.common import Job
 from dmf.store.ingest.mtx import ingest_mtx
 from dmf.store.ingest.npy import ingest_npy
 from dmf.store.ingest.npz import ingest_npz
+from dmf.store.ingest.ratings import ingest_ratings
 from dmf.store.ingest.text import ingest_text
 from dmf.store.location import Location
 
@@ -47,7 +51,8 @@ _BY_EXTENSION = {".npy": "npy", ".csv": "csv", ".tsv": "tsv", ".txt": "txt",
                  ".mtx": "mtx", ".npz": "npz"}
 _TEXT = ("csv", "tsv", "txt")
 _OPTIONS = {"npy": (), "csv": ("delimiter", "header"), "tsv": ("delimiter", "header"),
-            "txt": ("delimiter", "header"), "mtx": ("tmpdir",), "npz": ("tmpdir",)}
+            "txt": ("delimiter", "header"), "mtx": ("tmpdir",), "npz": ("tmpdir",),
+            "ratings": ("delimiter", "header", "tmpdir")}
 SUPPORTED = tuple(_OPTIONS)
 
 
@@ -69,11 +74,16 @@ def ingest(
     ----------
     src : str or path
         A local file: ``.npy``, ``.csv``/``.tsv``/``.txt``, ``.mtx``,
-        ``.npz`` (scipy.sparse.save_npz); text formats may end in ``.gz``.
+        ``.npz`` (scipy.sparse.save_npz), or ratings (``format="ratings"``);
+        text formats may end in ``.gz``.
     url : str or path
         Where to write: a local path or an fsspec URL.
-    format : {"npy", "csv", "tsv", "txt", "mtx", "npz"}, optional
-        Overrides the format the extension says.
+    format : {"npy", "csv", "tsv", "txt", "mtx", "npz", "ratings"}, optional
+        Overrides the format the extension says. ``"ratings"`` reads
+        ``user, item, rating[, timestamp]`` lines with any ids (delimiter
+        and header detected) into a ratings store: the CSR by user, its CSC
+        twin by item, the ids (sorted) and the times; a pair rated twice
+        keeps the latest rating (see :mod:`dmf.store.ingest.ratings`).
     overwrite : bool
         Replace a store already there; it stays intact until the new one is
         complete.
@@ -88,9 +98,10 @@ def ingest(
         The stored dtype. Default: float32 and float64 are kept, integers
         become float64 (with a :class:`DmfWarning`), text becomes float64.
     **opts
-        ``delimiter`` (text; ``None`` means whitespace), ``header`` (text:
-        True, False, or None to detect it), ``tmpdir`` (mtx, npz: where
-        temporary spill files go).
+        ``delimiter`` (text, ratings; ``None`` means detect it for ratings,
+        whitespace for text), ``header`` (text, ratings: True, False, or
+        None to detect it), ``tmpdir`` (mtx, npz, ratings: where temporary
+        spill files go).
 
     Returns
     -------
@@ -141,6 +152,8 @@ def ingest(
         ingest_text(job, **opts)
     elif fmt == "mtx":
         ingest_mtx(job, **opts)
+    elif fmt == "ratings":
+        ingest_ratings(job, **opts)
     else:
         ingest_npz(job, **opts)
     return str(job.location)

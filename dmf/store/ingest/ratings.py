@@ -1,0 +1,225 @@
+"""Ingest of ratings: text lines ``user, item, rating[, timestamp]`` with
+arbitrary ids, into a ratings store (:mod:`dmf.store.ratings`).
+
+The file is parsed once, in batches of lines (as every text format is,
+:mod:`dmf.store.ingest.lines`): ids are mapped to numbers as they first
+appear (the id maps are the only thing that grows with the file) and the
+parsed records go to a temporary binary file, 32 bytes a rating. Once every
+id is known, rows and columns are renumbered so that ids are in sorted
+order, and the ratings store is built from the binary records, read twice
+(counting, then spilling per row block; see
+:func:`dmf.store.triplets.build_csr_from_triplets`).
+
+The layout of a file:
+
+- delimiter: ``::`` (MovieLens 1M), else tab, comma or semicolon, whichever
+  the first data line holds first in that order, else runs of whitespace;
+  no quoting (ids may not contain the delimiter);
+- header: a first line whose rating field is not a number (``user,item,
+  rating``) is a header, unless ``header`` says otherwise;
+- 3 fields (no times) or 4 (times), as on the first data line, on every
+  line; blank lines and lines starting with ``#`` are skipped;
+- ids are stripped of surrounding blanks; when every id of a side is an
+  integer they are stored as int64 and sorted numerically, otherwise as
+  strings sorted as text: row ``i`` is the ``i``-th user id in that order;
+- a (user, item) pair rated more than once keeps its latest rating by
+  timestamp; equal times, and files without times, keep the last in the
+  file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+
+import numpy as np
+
+from dmf.errors import InputError
+from dmf.store.ingest.common import Job, reading
+from dmf.store.ingest.lines import data_lines, line_batches, open_text
+from dmf.store.ingest.text import _is_number, _sniff
+from dmf.store.ratings import write_ratings
+
+#: One parsed rating in the temporary file: numbers of user and item in
+#: order of first appearance, rating, time (0 when there is none).
+_RECORD = np.dtype([("u", np.int64), ("i", np.int64), ("r", np.float64), ("t", np.float64)])
+
+#: Records read back at once (32 MiB).
+_READ_RECORDS = 2**20
+
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def _delimiter(line: str) -> str | None:
+    return "::" if "::" in line else _sniff(line, None)
+
+
+def _split(text: str, delimiter: str | None) -> list[str]:
+    return text.split(delimiter) if delimiter else text.split()
+
+
+class _Layout:
+    """Delimiter, header line and number of fields, from the first lines."""
+
+    def __init__(self, path: str, delimiter: str | None, header: bool | None):
+        first: list[tuple[int, str]] = []
+        with reading(path), open_text(path) as f:
+            for lineno, lines in line_batches(f):
+                first += data_lines(lineno, lines, "#")
+                if len(first) >= 2:
+                    break
+        if not first:
+            raise InputError(f"{path}: no ratings (the file is empty)")
+        number, text = first[0]
+        self.delimiter = delimiter if delimiter is not None else _delimiter(text)
+        fields = _split(text, self.delimiter)
+        if header is None:
+            header = len(fields) >= 3 and not _is_number(fields[2].strip())
+        self.header_line = number if header else 0
+        if header:
+            first.pop(0)
+            if not first:
+                raise InputError(f"{path}: only a header line, no ratings")
+            number, text = first[0]
+            fields = _split(text, self.delimiter)
+        self.first_line = number
+        self.nfields = len(fields)
+        if self.nfields not in (3, 4):
+            raise InputError(f"{path}: line {number} has {self.nfields} fields, expected 3 "
+                             "(user, item, rating) or 4 (user, item, rating, timestamp)"
+                             + _delimiter_hint(self.delimiter))
+
+
+def _delimiter_hint(delimiter: str | None) -> str:
+    shown = {None: "whitespace", "\t": "tab"}.get(delimiter, repr(delimiter))
+    return f"; fields were split at {shown} (pass delimiter=... if that is wrong)"
+
+
+class _Ids:
+    """External ids to numbers, in order of first appearance."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.index: dict[str, int] = {}
+
+    def codes(self, values: list[str], path: str, numbers: np.ndarray) -> np.ndarray:
+        # Python touches each distinct id of the batch once, not each line.
+        uniq, inverse = np.unique(np.asarray(values), return_inverse=True)
+        keys = np.char.strip(uniq).tolist()
+        if "" in keys:
+            k = int(np.flatnonzero(inverse == keys.index(""))[0])
+            raise InputError(f"{path}: line {numbers[k]}: empty {self.what} id")
+        index = self.index
+        codes = np.fromiter((index.setdefault(key, len(index)) for key in keys), np.int64,
+                            len(keys))
+        return codes[inverse.ravel()]
+
+    def sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids in sorted order, new number of each first-appearance
+        number): integers when every id is one, else strings."""
+        keys = list(self.index)
+        ids = None
+        if all(_INTEGER.fullmatch(key) for key in keys):
+            try:
+                ints = np.array([int(key) for key in keys], dtype=np.int64)
+            except OverflowError:
+                ints = None
+            if ints is not None and len(np.unique(ints)) == len(ints):  # "07" vs "7": text
+                ids = ints
+        if ids is None:
+            ids = np.array(keys, dtype=object)
+        order = np.argsort(ids, kind="stable")
+        renumber = np.empty(len(ids), np.int64)
+        renumber[order] = np.arange(len(ids))
+        return ids[order], renumber
+
+
+def _floats(column: list[str], what: str, path: str, numbers: np.ndarray) -> np.ndarray:
+    try:
+        values = np.array(column, dtype=np.float64)
+    except ValueError:
+        for k, field in enumerate(column):
+            if not _is_number(field):
+                raise InputError(f"{path}: line {numbers[k]}: {what} {field.strip()!r} is not "
+                                 "a number") from None
+        raise
+    bad = ~np.isfinite(values)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise InputError(f"{path}: line {numbers[k]}: {what} {column[k].strip()!r} is not a "
+                         "finite number; drop or fix that line")
+    return values
+
+
+def _parse(path: str, layout: _Layout, users: _Ids, items: _Ids, out) -> int:
+    """Parse the whole file into ``out`` as records; returns their number."""
+    count = 0
+    nf = layout.nfields
+    with reading(path), open_text(path) as f:
+        for lineno, lines in line_batches(f):
+            numbered = [(k, t) for k, t in data_lines(lineno, lines, "#")
+                        if k != layout.header_line]
+            del lines
+            if not numbered:
+                continue
+            numbers = np.fromiter((k for k, _ in numbered), np.int64, len(numbered))
+            rows = [_split(t, layout.delimiter) for _, t in numbered]
+            del numbered
+            lengths = np.fromiter(map(len, rows), np.int64, len(rows))
+            if (lengths != nf).any():
+                k = int(np.argmax(lengths != nf))
+                raise InputError(f"{path}: line {numbers[k]} has {lengths[k]} fields, expected "
+                                 f"{nf} (as on line {layout.first_line})"
+                                 + _delimiter_hint(layout.delimiter))
+            columns = list(zip(*rows, strict=True))
+            del rows
+            records = np.empty(len(numbers), _RECORD)
+            records["u"] = users.codes(columns[0], path, numbers)
+            records["i"] = items.codes(columns[1], path, numbers)
+            records["r"] = _floats(columns[2], "rating", path, numbers)
+            records["t"] = _floats(columns[3], "timestamp", path, numbers) if nf == 4 else 0.0
+            records.tofile(out)
+            count += len(records)
+    return count
+
+
+def _records(path: str, renumber_users: np.ndarray, renumber_items: np.ndarray,
+             timestamps: bool) -> Iterator[tuple]:
+    with open(path, "rb") as f:
+        while len(records := np.fromfile(f, _RECORD, count=_READ_RECORDS)):
+            chunk = (renumber_users[records["u"]], renumber_items[records["i"]], records["r"])
+            yield (*chunk, records["t"]) if timestamps else chunk
+
+
+def ingest_ratings(job: Job, delimiter: str | None = None, header: bool | None = None,
+                   tmpdir: str | os.PathLike | None = None) -> None:
+    """Ingest a ratings file (see the module's description) into a ratings
+    store; ``tmpdir`` holds the parsed records (32 bytes a rating) and the
+    spill files (about as much again)."""
+    job.no_chunks()
+    layout = _Layout(job.path, delimiter, header)
+    users, items = _Ids("user"), _Ids("item")
+    timestamps = layout.nfields == 4
+    stored = job.storage(np.dtype(np.float64))
+    with tempfile.TemporaryDirectory(prefix="dmf-ratings-", dir=tmpdir) as scratch:
+        parsed = os.path.join(scratch, "ratings.bin")
+        with open(parsed, "wb") as out:
+            count = _parse(job.path, layout, users, items, out)
+        if not count:
+            raise InputError(f"{job.path}: no ratings, only a header or comments")
+        user_ids, renumber_users = users.sorted()
+        item_ids, renumber_items = items.sorted()
+        del users, items
+        attrs = {**job.attrs(np.dtype(np.float64), stored), "source_ratings": count,
+                 "ids": "sorted"}
+        write_ratings(job.location, (len(user_ids), len(item_ids)), stored,
+                      triplets=lambda: _records(parsed, renumber_users, renumber_items,
+                                                timestamps),
+                      user_ids=user_ids, item_ids=item_ids, timestamps=timestamps,
+                      overwrite=job.overwrite, codec=job.codec, attrs=attrs, name=job.path,
+                      tmpdir=tmpdir)
+
+
+__all__ = ["ingest_ratings"]
