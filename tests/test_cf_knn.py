@@ -1,0 +1,162 @@
+"""Baseline biases and item-kNN: against dense numpy references, out of core
+(several block sizes and panel widths) equal to in memory, and on planted
+ratings better than the baseline, itself better than the global mean."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse
+
+from dmf.cf.baseline import Baseline, baseline_biases
+from dmf.cf.data import ratings_from_scipy
+from dmf.cf.knn import ItemKNN, item_neighbours
+from dmf.cf.metrics import rmse
+from dmf.errors import InputError
+
+
+def random_ratings(m=30, n=12, density=0.45, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((m, n)) < density
+    values = np.round(rng.uniform(1, 5, (m, n)), 2)  # few ties
+    return scipy.sparse.csr_matrix(np.where(mask, values, 0.0)), mask, values
+
+
+def dense_similarity(mask, values, kind):
+    """Co-rated similarities by explicit loops over item pairs."""
+    m, n = mask.shape
+    Y = values.copy()
+    if kind == "adjusted_cosine":
+        means = np.array([values[u, mask[u]].mean() if mask[u].any() else 0 for u in range(m)])
+        Y = values - means[:, None]
+    S, N = np.zeros((n, n)), np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            both = mask[:, i] & mask[:, j]
+            N[i, j] = both.sum()
+            if not both.any():
+                continue
+            a, b = Y[both, i], Y[both, j]
+            if kind == "pearson":
+                a, b = a - a.mean(), b - b.mean()
+            den = np.sqrt((a * a).sum() * (b * b).sum())
+            S[i, j] = (a * b).sum() / den if den > 1e-9 else 0.0
+    return S, N
+
+
+def expected_neighbours(S, N, k, shrinkage=0.0, min_support=1):
+    S = S * N / (N + shrinkage) if shrinkage else S.copy()
+    S[N < min_support] = 0
+    np.fill_diagonal(S, 0)
+    S[S <= 0] = 0
+    out = np.zeros_like(S)
+    for i in range(len(S)):
+        top = np.argsort(-S[i], kind="stable")[:k]
+        out[i, top] = S[i, top]
+    return out
+
+
+@pytest.mark.parametrize("kind", ["cosine", "adjusted_cosine", "pearson"])
+def test_similarity_equals_dense_loops(kind):
+    R, mask, values = random_ratings()
+    S, N = dense_similarity(mask, values, kind)
+    got = item_neighbours(R, k=11, similarity=kind, shrinkage=0).toarray()
+    np.testing.assert_allclose(got, expected_neighbours(S, N, 11), atol=1e-10)
+
+
+def test_shrinkage_min_support_and_top_k():
+    R, mask, values = random_ratings(seed=1)
+    S, N = dense_similarity(mask, values, "pearson")
+    got = item_neighbours(R, k=3, similarity="pearson", shrinkage=5.0, min_support=6)
+    want = expected_neighbours(S, N, 3, shrinkage=5.0, min_support=6)
+    np.testing.assert_allclose(got.toarray(), want, atol=1e-10)
+    assert (np.diff(got.indptr) <= 3).all() and got.diagonal().sum() == 0
+
+
+@pytest.mark.parametrize("block_rows", [1, 4, 7, 1000])
+def test_out_of_core_equals_in_memory(block_rows):
+    R, _, _ = random_ratings(m=40, n=15, seed=2)
+    whole = item_neighbours(R, k=5, similarity="adjusted_cosine", shrinkage=10).toarray()
+    # panel_bytes this small makes one or two items per panel: many passes
+    blocked = item_neighbours(ratings_from_scipy(R, block_rows=block_rows), k=5,
+                              similarity="adjusted_cosine", shrinkage=10,
+                              panel_bytes=4 * 15 * 8 * 2).toarray()
+    np.testing.assert_allclose(blocked, whole, rtol=1e-12, atol=1e-14)
+    base = baseline_biases(R)
+    for a, b in zip(baseline_biases(ratings_from_scipy(R, block_rows=block_rows)), base,
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_baseline_equals_surprise_als_loops():
+    R, mask, values = random_ratings(seed=3)
+    m, n = mask.shape
+    mu = values[mask].mean()
+    b_u, b_i = np.zeros(m), np.zeros(n)
+    for _ in range(4):  # Surprise's baseline_als, written out
+        for i in range(n):
+            users = mask[:, i]
+            b_i[i] = (values[users, i] - mu - b_u[users]).sum() / (10 + users.sum())
+        for u in range(m):
+            items = mask[u]
+            b_u[u] = (values[u, items] - mu - b_i[items]).sum() / (15 + items.sum())
+    got_mu, got_u, got_i, counts = baseline_biases(R, n_epochs=4)
+    assert got_mu == pytest.approx(mu, rel=1e-14)
+    np.testing.assert_allclose(got_u, b_u, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(got_i, b_i, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(counts, mask.sum(axis=0))
+
+
+def planted(m=300, n=60, rank=3, density=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    U, V = rng.normal(size=(m, rank)), rng.normal(size=(n, rank))
+    full = (3 + 0.5 * rng.normal(size=(m, 1)) + 0.5 * rng.normal(size=(1, n)) + 0.6 * U @ V.T
+            + 0.2 * rng.normal(size=(m, n)))
+    mask = rng.random((m, n)) < density
+    test = mask & (rng.random((m, n)) < 0.2)
+    train = mask & ~test
+    to_csr = lambda keep: scipy.sparse.csr_matrix(np.where(keep, full, 0.0))  # noqa: E731
+    return to_csr(train), to_csr(test)
+
+
+def test_knn_beats_baseline_beats_global_mean():
+    train, test = planted()
+    train_r = ratings_from_scipy(train, block_rows=64)
+    errors = {name: rmse(model.fit(train_r), test) for name, model in [
+        ("mean", Baseline(n_epochs=0)), ("baseline", Baseline()),
+        ("knn", ItemKNN(k=20, similarity="pearson", shrinkage=10))]}
+    assert errors["knn"] < 0.85 * errors["baseline"] < 0.85 * errors["mean"], errors
+    cosine = rmse(ItemKNN(k=20, similarity="adjusted_cosine").fit(train_r), test)
+    assert cosine < errors["baseline"]
+
+
+def test_predict_agrees_with_scores_and_cold_users():
+    R, _, _ = random_ratings(seed=4)
+    R = R.tolil()
+    R[5, :] = 0  # a user without ratings: the baseline's mu + b_i
+    R = scipy.sparse.csr_matrix(R)
+    R.eliminate_zeros()
+    model = ItemKNN(k=4, shrinkage=2).fit(ratings_from_scipy(R, block_rows=7))
+    users = np.array([0, 5, 5, 12, 29, 0])
+    items = np.array([3, 1, 7, 0, 11, 3])
+    scores = model.scores(np.unique(users))
+    rows = np.searchsorted(np.unique(users), users)
+    np.testing.assert_allclose(model.predict(users, items), scores[rows, items], rtol=1e-12)
+    np.testing.assert_allclose(model.scores([5])[0],
+                               model.global_mean_ + model.user_bias_[5] + model.item_bias_)
+    assert model.user_bias_[5] == 0
+
+
+def test_bad_input_says_what_to_fix():
+    R, _, _ = random_ratings()
+    with pytest.raises(InputError, match="similarity must be one of"):
+        ItemKNN(similarity="jaccard").fit(R)
+    with pytest.raises(InputError, match="positive integer"):
+        item_neighbours(R, k=0)
+    model = ItemKNN(k=3).fit(R)
+    with pytest.raises(InputError, match=r"index 30 is out of range .* \[0, 30\)"):
+        model.predict([30], [0])
+    with pytest.raises(InputError, match="same length"):
+        model.predict([0, 1], [0])
+    with pytest.raises(InputError, match="integer"):
+        Baseline().fit(R).predict(["a"], [0])
