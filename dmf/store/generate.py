@@ -7,6 +7,9 @@ task holds more than one block. The true singular values of W H are computed
 exactly from two small Gram matrices, accumulated in the same pass, and
 stored in the attrs with the planted factors' location so accuracy can be
 checked later.
+
+``ratings`` (:mod:`dmf.store.generate_ratings`) plants a latent-factor
+model of ratings, with biases, and writes a ratings store.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dmf.store.dense import (
     save_dense,
     write_dask,
 )
+from dmf.store.generate_ratings import ratings
 from dmf.store.location import Location
 
 # Second moment of |N(0, 1)| products, to give non-negative products unit RMS.
@@ -214,3 +218,6 @@ def _check_args(shape, rank, noise, dtype) -> tuple[int, int]:
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise InputError(f"dtype must be float32 or float64, got {dtype}")
     return m, n
+
+
+__all__ = ["factors_location", "lowrank", "planted_singular_values", "ratings"]
