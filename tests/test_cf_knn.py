@@ -160,3 +160,28 @@ def test_bad_input_says_what_to_fix():
         model.predict([0, 1], [0])
     with pytest.raises(InputError, match="integer"):
         Baseline().fit(R).predict(["a"], [0])
+
+
+def test_on_a_local_cluster_equals_threads(local_client, tmp_path):
+    from dmf.cf.metrics import evaluate
+    from dmf.cf.recommend import read_recommendations, recommend_all
+
+    train, test = planted(m=120, n=30)
+    train_r = ratings_from_scipy(train, block_rows=25)
+    threads = ItemKNN(k=8, similarity="pearson", shrinkage=5)
+    with dask_threads():
+        threads.fit(train_r)
+        want = evaluate(threads, train_r, test, k=5, threshold=3.0)
+    model = ItemKNN(k=8, similarity="pearson", shrinkage=5).fit(train_r)
+    np.testing.assert_allclose(model.neighbours_.toarray(), threads.neighbours_.toarray(),
+                               rtol=1e-12, atol=1e-15)
+    got = evaluate(model, train_r, test, k=5, threshold=3.0)
+    assert got == pytest.approx(want, rel=1e-12)
+    url = recommend_all(model, train_r, 3, out=tmp_path / "recs.zarr")
+    assert (read_recommendations(url)["items"][:] >= 0).all()
+
+
+def dask_threads():
+    import dask
+
+    return dask.config.set(scheduler="threads")
