@@ -21,6 +21,7 @@ class Latent:
 
     def __init__(self, P, Q, user_ids, item_ids):
         self.P, self.Q, self.user_ids, self.item_ids = P, Q, user_ids, item_ids
+        self.item_bias, self.global_mean = np.zeros(len(Q)), 0.0  # a model without biases
 
     def predict(self, users, items):
         return np.einsum("ij,ij->i", self.P[users], self.Q[items])

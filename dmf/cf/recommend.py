@@ -114,12 +114,15 @@ _COUNTS_CACHE: dict[str, np.ndarray] = {}
 
 
 def popularity(model, ratings=None) -> np.ndarray:
-    """The fallback score of every item: ``mu + b_i`` when the model has item
-    biases, else its ``item_counts_``, else the ratings per item counted in
-    ``ratings`` (one pass, remembered by content), else zeros."""
-    bias = getattr(model, "item_bias_", None)
-    if bias is not None:
-        return float(getattr(model, "global_mean_", 0.0)) + np.asarray(bias, dtype=np.float64)
+    """The fallback score of every item: ``mu + b_i`` when the model has
+    non-zero item biases (``item_bias_`` / ``global_mean_`` here,
+    ``item_bias`` / ``global_mean`` on the latent-factor models), else its
+    ``item_counts_``, else the ratings per item counted in ``ratings`` (one
+    pass, remembered by content), else zeros."""
+    for bias_name, mean_name in (("item_bias_", "global_mean_"), ("item_bias", "global_mean")):
+        bias = getattr(model, bias_name, None)
+        if bias is not None and np.any(np.asarray(bias) != 0):
+            return float(getattr(model, mean_name, 0.0)) + np.asarray(bias, dtype=np.float64)
     counts = getattr(model, "item_counts_", None)
     if counts is not None:
         return np.asarray(counts, dtype=np.float64)
