@@ -4,7 +4,13 @@ row slice at a time.
 Everything here follows scikit-learn's ``decomposition/_nmf.py`` exactly
 (same clipping at float32's eps, same order of operations), so dmf's ``mu``
 solver reproduces scikit-learn's iterates to rounding: the tests hold it to
-that. Arrays are float64; slices of X are widened before they arrive.
+that. A float64 X is worked on in float64. A float32 X is worked on in
+float32 for the losses with a fast path (beta = 2 and 1, and HALS): the
+slice-sized products and elementwise work stay float32, as scikit-learn
+itself computes on float32 input and as :mod:`dmf.linalg.products` does,
+while everything added up across slices (the k x n and k x k sums, the
+objective) and the factors themselves stay float64. Other betas raise WH to
+powers whose sums cancel badly in float32: their float32 slices are widened.
 
 D_beta(X | WH) for beta = 2 is 0.5 ||X - WH||^2, for beta = 1 the generalized
 Kullback-Leibler divergence, for beta = 0 Itakura-Saito; entries of X at or
@@ -55,29 +61,58 @@ def exponent(beta: float) -> float:
     return 1.0
 
 
+def work_dtype(dtype, beta: float = 2.0) -> np.dtype:
+    """The precision a slice of X of ``dtype`` is worked on in (see the
+    module's docstring)."""
+    fast = dtype == np.float32 and beta in (1.0, 2.0)
+    return np.dtype(np.float32 if fast else np.float64)
+
+
 class Scratch:
     """Buffers for one row slice's elementwise work, reused across slices:
     fresh slice-sized temporaries cost a page fault per 4 KiB on Dask
     workers (whose MALLOC_TRIM_THRESHOLD_ makes every allocation above
-    128 KiB an mmap), measured 2-3x the time of the arithmetic itself."""
+    128 KiB an mmap), measured 2-3x the time of the arithmetic itself.
+    ``dtype`` is the work precision (:func:`work_dtype`)."""
 
-    def __init__(self, rows: int, n: int, k: int):
-        self.num = np.empty((k, n))
-        self.den = np.empty((k, n))
-        self.xs = np.empty((rows, n))
-        self.wh = np.empty((rows, n))
-        self.tmp = np.empty((rows, n))
-        self.keep = np.empty((rows, n), dtype=bool)
+    def __init__(self, rows: int, n: int, k: int, dtype=np.float64):
+        self.dtype = np.dtype(dtype)
+        self.num = np.empty((k, n), self.dtype)
+        self.den = np.empty((k, n), self.dtype)
+        self.wh = np.empty((rows, n), self.dtype)
+        self.tmp = np.empty((rows, n), self.dtype)
+        self._rows, self._n = rows, n
+        self._xs = self._keep = None  # made when first needed: most blocks need neither
+
+    @property
+    def keep(self) -> np.ndarray:
+        if self._keep is None:
+            self._keep = np.empty((self._rows, self._n), dtype=bool)
+        return self._keep
 
     def widen(self, part) -> np.ndarray:
-        """The slice as float64, in the reused buffer."""
-        out = self.xs[:part.shape[0]]
+        """The slice in the work precision, C-contiguous and aligned (OpenBLAS
+        rounds differently on unaligned data, see
+        :func:`dmf.linalg.products.for_blas`): the slice itself when it
+        already is, else a copy in a reused buffer."""
+        if (part.dtype == self.dtype and part.flags.c_contiguous
+                and part.ctypes.data % part.dtype.itemsize == 0):
+            return part
+        if self._xs is None:
+            self._xs = np.empty((self._rows, self._n), self.dtype)
+        out = self._xs[:part.shape[0]]
         np.copyto(out, part)
         return out
 
     def product(self, W: np.ndarray, H: np.ndarray) -> np.ndarray:
-        """W H of the slice, in the reused buffer."""
+        """W H of the slice, in the reused buffer (W and H in the work
+        precision)."""
         return np.matmul(W, H, out=self.wh[:W.shape[0]])
+
+
+def as_work(F: np.ndarray, dtype) -> np.ndarray:
+    """A small factor in the work precision (no copy when it already is)."""
+    return np.asarray(F, dtype=dtype)
 
 
 def _ratio(xs: np.ndarray, WH: np.ndarray, beta: float, out: np.ndarray) -> np.ndarray:
@@ -109,12 +144,13 @@ def _power_term(WH: np.ndarray, beta: float, out: np.ndarray) -> np.ndarray:
 
 
 def w_terms(xs, W, H, beta: float, scratch: Scratch, WH=None, HHt=None, H_sum=None):
-    """Numerator and denominator of the W update for one row slice (WH is
-    W H, computed by the caller for beta != 2)."""
+    """Numerator and denominator of the W update for one row slice, float64
+    (H in the work precision; WH is W H, computed by the caller for
+    beta != 2)."""
     if beta == 2:
-        return xs @ H.T, W @ HHt
+        return np.asarray(xs @ H.T, dtype=np.float64), W @ HHt
     rows = xs.shape[0]
-    numerator = _ratio(xs, WH, beta, scratch.tmp[:rows]) @ H.T
+    numerator = np.asarray(_ratio(xs, WH, beta, scratch.tmp[:rows]) @ H.T, dtype=np.float64)
     if beta == 1:
         return numerator, np.broadcast_to(H_sum, W.shape).copy()
     return numerator, _power_term(WH, beta, scratch.tmp[:rows]) @ H.T
@@ -122,16 +158,51 @@ def w_terms(xs, W, H, beta: float, scratch: Scratch, WH=None, HHt=None, H_sum=No
 
 def h_terms(xs, W, H, beta: float, scratch: Scratch):
     """One row slice's part of the H update's numerator and denominator:
-    W^T R and, per beta, W^T W (2), W's column sums (1) or W^T (WH)^(beta-1)."""
+    W^T R and, per beta, W^T W (2), W's column sums (1) or W^T (WH)^(beta-1).
+    W (the slice's new rows) is float64, H in the work precision; the k x n
+    terms come in the work precision, for the caller to add up in float64."""
+    Ww = as_work(W, scratch.dtype)
     if beta == 2:
-        return np.matmul(W.T, xs, out=scratch.num), W.T @ W
+        return np.matmul(Ww.T, xs, out=scratch.num), W.T @ W
     rows = xs.shape[0]
-    WH = scratch.product(W, H)
-    numerator = np.matmul(W.T, _ratio(xs, WH, beta, scratch.tmp[:rows]), out=scratch.num)
+    WH = scratch.product(Ww, H)
+    numerator = np.matmul(Ww.T, _ratio(xs, WH, beta, scratch.tmp[:rows]), out=scratch.num)
     if beta == 1:
         return numerator, W.sum(axis=0)
     return numerator, np.matmul(W.T, _power_term(WH, beta, scratch.tmp[:rows]),
                                 out=scratch.den)
+
+
+def kl_ratio(xs, WH, scratch: Scratch) -> np.ndarray:
+    """X / max(WH, eps) in the reused buffer, with WH clipped in place (the
+    ratio of both the KL update and the KL objective)."""
+    np.maximum(WH, EPSILON, out=WH)
+    return np.divide(xs, WH, out=scratch.tmp[:xs.shape[0]])
+
+
+def kl_x_terms(xs, ratio, scratch: Scratch) -> float:
+    """sum x log(ratio) - sum x over the entries of X above eps: the
+    X-terms of the KL divergence (scikit-learn's), from the ratio the W
+    update forms anyway; the third term, sum WH = colsum(W) . rowsum(H),
+    is the caller's. Uses the WH buffer (clipped WH is dead by now).
+
+    When no entry of the slice is left out (no zeros, the usual dense
+    case) it costs one log and two sums; zeros show up as NaN there
+    (0 log 0) and the slice is redone with masks, as
+    :func:`divergence_sum` does."""
+    rows = xs.shape[0]
+    with np.errstate(divide="ignore", invalid="ignore"):  # zeros of X: handled below
+        log = np.log(ratio, out=scratch.wh[:rows])
+        # row sums in the work precision (~n terms each), added up in float64
+        x_log = float(np.einsum("ij,ij->i", xs, log).sum(dtype=np.float64))
+    x_sum = float(xs.sum(axis=1).sum(dtype=np.float64))  # numpy's pairwise row sums
+    if np.isfinite(x_log) and xs.min() > EPSILON:  # nothing left out
+        return x_log - x_sum
+    drop = scratch.keep[:rows]
+    np.less_equal(xs, EPSILON, out=drop)
+    np.copyto(log, 0.0, where=drop)
+    x_log = float(np.einsum("ij,ij->i", xs, log).sum(dtype=np.float64))
+    return x_log - (x_sum - float(np.sum(xs, where=drop, dtype=np.float64)))
 
 
 def apply_update(F, numerator, denominator, l1: float, l2: float, gamma: float):

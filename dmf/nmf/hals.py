@@ -21,7 +21,7 @@ import scipy.sparse
 
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import row_slices
-from dmf.nmf.beta import Scratch
+from dmf.nmf.beta import Scratch, as_work, work_dtype
 from dmf.nmf.mu import finish, full_rows, penalty, row_pass
 from dmf.nmf.sparse import as_csr
 
@@ -49,31 +49,42 @@ def _regularized(HHt: np.ndarray, XHt: np.ndarray, l1: float, l2: float):
     return HHt, XHt - l1 if l1 else XHt
 
 
-def _row_hals(block, Wb, H, HHt, l1_W, l2_W, update_H=True):
+def _row_hals(block, Wb, H, HHt, l1_W, l2_W, update_H=True, with_sq=True):
+    """A block row's sweep of W and its terms of H's sweep and of the
+    objective (|X_b|^2 only ``with_sq``: it is the same every iteration).
+    A float32 block is multiplied in float32, its k x n sums added up in
+    float64 (:func:`dmf.nmf.beta.work_dtype`); the sweep is float64."""
     k, n = H.shape
     XHt = np.empty((block.shape[0], k))
     sq = 0.0
-    scratch = Scratch(next(row_slices(block)).stop if block.shape[0] else 0, n, k)
     sparse = scipy.sparse.issparse(block)
-    for sl in row_slices(block):
+    work = np.dtype(np.float64) if sparse else work_dtype(block.dtype)
+    Hw = as_work(H, work)
+    slices = list(row_slices(block, work.itemsize))
+    scratch = Scratch(slices[0].stop if slices else 0, n, k, work)
+    for sl in slices:
         if sparse:
             xs = as_csr(block[sl])
             XHt[sl] = np.asarray(xs @ H.T)
-            sq += float(xs.data @ xs.data)
+            if with_sq:
+                sq += float(xs.data @ xs.data)
             continue
         xs = scratch.widen(block[sl])
-        XHt[sl] = xs @ H.T
-        sq += float(np.vdot(xs, xs))
+        XHt[sl] = xs @ Hw.T
+        if with_sq:  # in float64 whatever X's precision
+            x64 = np.asarray(xs, dtype=np.float64)
+            sq += float(np.vdot(x64, x64))
     old = [sq, float(np.vdot(Wb, XHt)), float(Wb.sum()), float(np.vdot(Wb, Wb))]
     G_old = Wb.T @ Wb
     W = np.array(Wb, dtype=np.float64)
     violation = sweep(W, *_regularized(HHt, XHt, l1_W, l2_W))
     WtX = np.zeros((k, n))
-    for sl in row_slices(block) if update_H else ():  # transform: H's terms unused
+    Ww = as_work(W, work)
+    for sl in slices if update_H else ():  # transform: H's terms unused
         if sparse:
             WtX += np.asarray(as_csr(block[sl]).T @ W[sl]).T
         else:
-            WtX += np.matmul(W[sl].T, scratch.widen(block[sl]), out=scratch.num)
+            WtX += np.matmul(Ww[sl].T, scratch.widen(block[sl]), out=scratch.num)
     flat = np.concatenate([WtX.ravel(), (W.T @ W).ravel(), G_old.ravel(), old, [violation]])
     out = np.empty(1, dtype=object)
     out[0] = (W, flat[None])
@@ -95,12 +106,15 @@ def hals_solver(k: int, *, regularization: tuple[float, float, float, float], in
         W, H = state["W"], state["H"]
         n = H.shape[1]
         HHt = H @ H.T
-        W_new, flat = row_pass(_row_hals, X, W, H, HHt, l1_W, l2_W, update_H,
+        known = {"sq": state["sq"]} if "sq" in state else {}
+        W_new, flat = row_pass(_row_hals, X, W, H, HHt, l1_W, l2_W, update_H, not known,
                                size=k * n + 2 * k * k + 5)
         WtX = flat[:k * n].reshape(k, n)
         WtW = flat[k * n:k * n + k * k].reshape(k, k)
         G_old = flat[k * n + k * k:k * n + 2 * k * k].reshape(k, k)
         sq, cross, w_l1, w_l2, violation = (float(v) for v in flat[-5:])
+        known = known or {"sq": sq}  # |X|^2 from the first pass, kept in the state
+        sq = float(known["sq"])
         div = 0.5 * (sq - 2 * cross + float(np.vdot(G_old, HHt)))
         loss = div + penalty(w_l1, w_l2, H, regularization)
         Ht = H.T.copy()
@@ -109,7 +123,7 @@ def hals_solver(k: int, *, regularization: tuple[float, float, float, float], in
         first = ctx.iteration == 0
         violation_init = violation if first else float(state["violation_init"])
         done = violation_init == 0 or violation / violation_init <= tol
-        return ({"W": W_new, "H": Ht.T.copy(), "violation_init": violation_init},
+        return ({"W": W_new, "H": Ht.T.copy(), "violation_init": violation_init, **known},
                 Stats(loss=float(loss), done=bool(done),
                       extra={"divergence": div, "violation": violation}))
 

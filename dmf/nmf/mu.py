@@ -33,10 +33,14 @@ from dmf.nmf.beta import (
     EPSILON,
     Scratch,
     apply_update,
+    as_work,
     divergence_sum,
     exponent,
     h_terms,
+    kl_ratio,
+    kl_x_terms,
     w_terms,
+    work_dtype,
 )
 
 #: Checked every this many iterations, as scikit-learn does.
@@ -72,24 +76,30 @@ def _b_size(beta: float, k: int, n: int) -> int:
     return k * k if beta == 2 else k if beta == 1 else k * n
 
 
-def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True):
+def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True, with_sq=True):
     """The W update of a block row and its terms of the H update and of the
-    objective, packed: (new W rows, flat small sums)."""
+    objective, packed: (new W rows, flat small sums). For beta = 2 the
+    objective needs |X_b|^2, the same every iteration: added up only
+    ``with_sq`` (the first iteration), a pass over the block saved after."""
     k, n = H.shape
     W_new = np.empty_like(Wb)
     A = np.zeros((k, n))
     B = np.zeros((k, k) if beta == 2 else k if beta == 1 else (k, n))
     G_old = np.zeros((k, k))
     div = cross = 0.0
-    scratch = Scratch(next(row_slices(block)).stop if block.shape[0] else 0, n, k)
     sparse = scipy.sparse.issparse(block)
-    for sl in row_slices(block):
+    work = np.dtype(np.float64) if sparse else work_dtype(block.dtype, beta)
+    Hw = as_work(H, work)
+    slices = list(row_slices(block, work.itemsize))
+    scratch = Scratch(slices[0].stop if slices else 0, n, k, work)
+    for sl in slices:
         Ws = Wb[sl]
         if sparse:  # X H^T, X^T W; for KL, W H only at X's nonzeros
             xs = nmf_sparse.as_csr(block[sl])
             if beta == 2:
                 G_old += Ws.T @ Ws
-                div += float(xs.data @ xs.data)
+                if with_sq:
+                    div += float(xs.data @ xs.data)
             num, den = nmf_sparse.w_terms(xs, Ws, H, beta, HHt=HHt, H_sum=H_sum)
             if beta == 2:
                 cross += float(np.vdot(Ws, num))
@@ -105,9 +115,16 @@ def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True):
         xs = scratch.widen(block[sl])
         if beta == 2:
             G_old += Ws.T @ Ws
-            div += float(np.vdot(xs, xs))
-            num, den = w_terms(xs, Ws, H, beta, scratch, HHt=HHt)
+            if with_sq:  # in float64 whatever X's precision
+                x64 = np.asarray(xs, dtype=np.float64)
+                div += float(np.vdot(x64, x64))
+            num, den = w_terms(xs, Ws, Hw, beta, scratch, HHt=HHt)
             cross += float(np.vdot(Ws, num))  # num = X_s H^T
+        elif beta == 1:  # one ratio X / WH for the update and the objective
+            ratio = kl_ratio(xs, scratch.product(as_work(Ws, work), Hw), scratch)
+            num = np.asarray(ratio @ Hw.T, dtype=np.float64)
+            den = np.broadcast_to(H_sum, Ws.shape).copy()
+            div += kl_x_terms(xs, ratio, scratch) + float(Ws.sum(axis=0) @ H_sum)
         else:
             WH = scratch.product(Ws, H)
             div += divergence_sum(xs, WH, beta, scratch)
@@ -115,7 +132,7 @@ def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True):
         Wn = apply_update(Ws, num, den, l1_W, l2_W, gamma)
         W_new[sl] = Wn
         if update_H:
-            a, b = h_terms(xs, Wn, H, beta, scratch)
+            a, b = h_terms(xs, Wn, Hw, beta, scratch)
             A += a
             B += b
     # layout: A, B, W^T W of the given W (beta = 2), then four scalars
@@ -228,13 +245,15 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
         HHt = H @ H.T if beta == 2 else None
         H_sum = H.sum(axis=1) if beta == 1 else None
         nb = _b_size(beta, k, n)
+        known = {"sq": state["sq"]} if "sq" in state else {}
         W_new, flat = row_pass(_row_step, X, W, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H,
-                               size=k * n + nb + (k * k if beta == 2 else 0) + 4)
+                               not known, size=k * n + nb + (k * k if beta == 2 else 0) + 4)
         A, B = flat[:k * n].reshape(k, n), flat[k * n:k * n + nb]
         div, cross, w_l1, w_l2 = (float(v) for v in flat[-4:])
         if beta == 2:  # 0.5 ||X - WH||^2 = 0.5 (|X|^2 - 2 <W, X H^T> + <W^T W, H H^T>)
+            known = known or {"sq": div}  # |X|^2 from the first pass, kept in the state
             G_old = flat[k * n + nb:-4].reshape(k, k)
-            div = 0.5 * (div - 2 * cross + float(np.vdot(G_old, HHt)))
+            div = 0.5 * (float(known["sq"]) - 2 * cross + float(np.vdot(G_old, HHt)))
             B = B.reshape(k, k)
         loss = div + penalty(w_l1, w_l2, H, regularization)
         if beta == 2:
@@ -251,8 +270,8 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
         done, errors = stop_check(ctx.iteration, div, state, tol)
         stats = Stats(loss=float(loss), done=done, extra={"divergence": float(div)})
         if done:  # the factors this pass measured are scikit-learn's answer: keep them
-            return {**state, **errors, "factors_after": ctx.iteration}, stats
-        return {"W": W_new, "H": H_new, **errors, "factors_after": -1}, stats
+            return {**state, **errors, **known, "factors_after": ctx.iteration}, stats
+        return {"W": W_new, "H": H_new, **errors, **known, "factors_after": -1}, stats
 
     def finalize(X, state: State):
         arrays, meta = finish(X, state["W"], state["H"], beta, regularization, "mu",
