@@ -141,13 +141,36 @@ def build_parser() -> argparse.ArgumentParser:
     _write_options(low)
     low.add_argument("--no-factors", action="store_true",
                      help="do not save the planted W and H beside X")
+    rat = command("ratings", cmd_generate_ratings, "ratings of a planted model mu + b_u + b_i + "
+                  "p_u.q_i + noise, with times, as a ratings store", parent=kinds)
+    rat.add_argument("out", metavar="OUT", help="where to write the ratings (path or URL)")
+    rat.add_argument("--users", type=positive_int, required=True, metavar="U")
+    rat.add_argument("--items", type=positive_int, required=True, metavar="I")
+    rat.add_argument("--density", type=float, required=True, metavar="D",
+                     help="share of the items each user rates, on average (at least 3 each)")
+    rat.add_argument("--rank", type=positive_int, required=True, metavar="R")
+    rat.add_argument("--noise", type=float, default=0.1, metavar="S",
+                     help="standard deviation of the noise on each rating (default 0.1; the "
+                     "planted part spreads about 1.2 around 3.5)")
+    rat.add_argument("--seed", type=int, default=0, metavar="N", help="default 0")
+    rat.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    rat.add_argument("--codec", choices=["lz4", "zstd", "blosc-zstd", "none"],
+                     help="compression (default: the fastest to read)")
+    rat.add_argument("--overwrite", action="store_true",
+                     help="replace OUT if it exists (once the new store is complete)")
+    rat.add_argument("--no-factors", action="store_true",
+                     help="do not save the planted P, Q and biases beside OUT")
 
     # ingest
     ing = command("ingest", cmd_ingest, "convert a file to a Zarr store, streaming in row blocks")
-    ing.add_argument("src", metavar="SRC", help=".npy, .csv/.tsv, .mtx or .npz file")
+    ing.add_argument("src", metavar="SRC", help=".npy, .csv/.tsv, .mtx or .npz file, or "
+                     "ratings with --format ratings")
     ing.add_argument("out", metavar="OUT", help="where to write (path or URL)")
-    ing.add_argument("--format", choices=["npy", "csv", "tsv", "mtx", "npz"],
-                     help="override the format guessed from SRC's extension")
+    ing.add_argument("--format", choices=["npy", "csv", "tsv", "mtx", "npz", "ratings"],
+                     help="override the format guessed from SRC's extension; ratings: lines "
+                     "'user, item, rating[, timestamp]' with any ids, delimiter and header "
+                     "detected, into a ratings store (by user, by item, ids, times; a pair "
+                     "rated twice keeps its latest rating)")
     ing.add_argument("--dtype", choices=["float32", "float64"],
                      help="stored dtype (default: float32 and float64 kept, others float64)")
     _write_options(ing)
@@ -274,6 +297,22 @@ def cmd_generate_lowrank(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {args.out}: {args.shape[0]} x {args.shape[1]} {args.dtype}, "
               f"rank {args.rank}, noise {args.noise}, seed {args.seed}")
+        if gen.get("factors"):
+            print(f"planted factors: {gen['factors']} beside it")
+    return EXIT_OK
+
+
+def cmd_generate_ratings(args: argparse.Namespace) -> int:
+    from dmf.store import generate
+
+    gen = generate.ratings(
+        args.out, args.users, args.items, args.density, args.rank, noise=args.noise,
+        seed=args.seed, dtype=args.dtype, save_factors=not args.no_factors,
+        overwrite=args.overwrite, storage_options=args.storage_options, codec=args.codec,
+    )
+    if not args.quiet:
+        print(f"wrote {args.out}: {args.users} users x {args.items} items, {gen['nnz']} "
+              f"ratings, rank {args.rank}, noise {args.noise}, seed {args.seed}")
         if gen.get("factors"):
             print(f"planted factors: {gen['factors']} beside it")
     return EXIT_OK

@@ -122,7 +122,7 @@ def save_ratings(
     """
     location = Location.parse(url, storage_options)
     if isinstance(R, Ratings):
-        shape, source_dtype = R.shape, R.dtype
+        shape, source_dtype, nnz_hint = R.shape, R.dtype, None
         user_ids = R.user_ids if user_ids is None else user_ids
         item_ids = R.item_ids if item_ids is None else item_ids
         times = R.timestamps if timestamps is None else timestamps
@@ -139,7 +139,7 @@ def save_ratings(
 
     elif scipy.sparse.issparse(R):
         csr = canonical_csr(R)
-        shape, source_dtype = csr.shape, csr.dtype
+        shape, source_dtype, nnz_hint = csr.shape, csr.dtype, csr.nnz
         times = None if timestamps is None else _aligned_times(csr, timestamps)
         bounds = csr_row_blocks(csr.indptr, csr.dtype, csr.indices.dtype, target_bytes)
 
@@ -157,7 +157,7 @@ def save_ratings(
     write_ratings(location, shape, dtype, row_blocks=row_blocks,
                   user_ids=_unless_arange(user_ids), item_ids=_unless_arange(item_ids),
                   timestamps=times is not None, overwrite=overwrite, codec=codec,
-                  name=str(location), target_bytes=target_bytes)
+                  name=str(location), target_bytes=target_bytes, nnz_hint=nnz_hint)
     return open_ratings(location, target_bytes=target_bytes)
 
 

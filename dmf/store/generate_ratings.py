@@ -218,7 +218,8 @@ def ratings(
 
     g = write_ratings(location, (m, n), dtype, row_blocks=row_blocks, timestamps=True,
                       overwrite=overwrite, codec=codec, attrs={"generator": generator},
-                      name=str(location), target_bytes=target_bytes)
+                      name=str(location), target_bytes=target_bytes,
+                      nnz_hint=int(m * max(min(MIN_PER_USER, n), density * n) * 1.1) + 16)
     generator["nnz"] = int(dict(g.attrs)["dmf"]["nnz"])
     return generator
 

@@ -100,6 +100,7 @@ def write_ratings(
     name: str | None = None,
     tmpdir: str | os.PathLike | None = None,
     target_bytes: int = TARGET_CHUNK_BYTES,
+    nnz_hint: int | None = None,
 ) -> zarr.Group:
     """Write a ratings store: the CSR group, its CSC twin, ids, timestamps.
 
@@ -132,6 +133,9 @@ def write_ratings(
         Whether the ratings carry times (stored as float64).
     overwrite : bool
         Replace a store already there, once the new one is complete.
+    nnz_hint : int, optional
+        About how many ratings ``row_blocks`` gives: sizes the stored chunks
+        of small stores (the triplets are counted anyway).
 
     Returns
     -------
@@ -164,7 +168,8 @@ def write_ratings(
                                           timestamps=timestamps, complete=False)
         else:
             nnz = _write_row_blocks(row_blocks, staging, (m, n), dtype, codec=codec,
-                                    attrs=meta, name=name, timestamps=timestamps)
+                                    attrs=meta, name=name, timestamps=timestamps,
+                                    nnz_hint=nnz_hint)
         group = zarr.open_group(store=staging.zarr_store(), mode="r+")
         twin_nnz = build_csr_from_triplets(
             lambda: _transposed(group, staging, timestamps, target_bytes),
@@ -187,10 +192,11 @@ def write_ratings(
 
 
 def _write_row_blocks(row_blocks, location: Location, shape, dtype, *, codec, attrs, name,
-                      timestamps: bool) -> int:
+                      timestamps: bool, nnz_hint: int | None) -> int:
     n = shape[1]
     extra = {TIMESTAMPS: np.float64} if timestamps else None
-    with CsrWriter(location, shape, dtype, codec=codec, attrs=attrs, extra=extra) as writer:
+    with CsrWriter(location, shape, dtype, codec=codec, attrs=attrs, extra=extra,
+                   nnz_hint=nnz_hint) as writer:
         for block, times in closing(row_blocks()):
             csr = canonical_csr(block)
             if csr.shape[1] != n:
