@@ -1,0 +1,121 @@
+"""Explicit ALS with biases, weighted-lambda regularization (ALS-WR).
+
+Minimizes, over the observed ratings r_ui,
+
+    sum (r_ui - mu - b_u - b_i - p_u . q_i)^2
+      + reg (sum_u n_u (|p_u|^2 + b_u^2) + sum_i n_i (|q_i|^2 + b_i^2))
+
+(Zhou et al. 2008: each row's penalty is scaled by its count n_u). mu is the
+global mean, fixed. The biases are solved jointly with the factors by the
+standard augmentation: in the user half-step user u's unknowns are
+x_u = [p_u, b_u] and item i's features [q_i, 1], the targets
+r_ui - mu - b_i, so one (k+1) x (k+1) system per user gives both exactly
+(:mod:`dmf.cf.normal`); the item half-step is the same with the roles
+swapped. Each half-step minimizes the objective over its side exactly, so
+the objective never increases.
+
+Factors live as U = [P | b_u] (m x (k+1)) and V = [Q | b_i] (n x (k+1)),
+tall dask arrays in the row blocks of ``by_user`` and ``by_item``. A user
+half-step is one task per block of ``by_user`` with all of V as one key;
+an item half-step one task per block of ``by_item`` with all of U. The item
+tasks also add up the squared errors of the factors they return, so the
+objective after each iteration is known with no further pass: two reads of
+the ratings per iteration (one per view).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dmf.cf.normal import row_of_each, rowwise_dot, solve_rows
+from dmf.cf.passes import as_csr, half_step, packed, random_rows, row_groups
+from dmf.engine.driver import Context, Solver, State, Stats
+
+#: Scale of the random start of the item factors (the user factors are
+#: solved from them first, so only its order matters).
+INIT_SCALE = 0.1
+
+
+def features(other: np.ndarray, k: int, biases: bool) -> tuple[np.ndarray, np.ndarray | float]:
+    """The other side's features [q | 1] and its biases (the target offset)."""
+    if not biases:
+        return np.ascontiguousarray(other[:, :k]), 0.0
+    F = np.empty((other.shape[0], k + 1))
+    F[:, :k] = other[:, :k]
+    F[:, k] = 1.0
+    return F, other[:, k]
+
+
+def _half_rows(block, own_b, other, mu, k, biases, reg, errors):
+    """New rows x_u = [p_u, b_u] of one block, and (sum n_u |x_u|^2,
+    squared error of the new rows, ratings) for the objective."""
+    block = as_csr(block)
+    F, offsets = features(np.asarray(other, dtype=np.float64), k, biases)
+    new = np.empty((block.shape[0], own_b.shape[1]))
+    penalty = sq_err = 0.0
+    for r0, r1 in row_groups(block.indptr):
+        sub = block[r0:r1]
+        counts = np.diff(sub.indptr).astype(np.float64)
+        offs = offsets[sub.indices] if biases else 0.0
+        targets = sub.data - mu - offs
+        x = solve_rows(F, sub, targets, reg * counts)
+        new[r0:r1] = x
+        penalty += float(counts @ np.einsum("ij,ij->i", x, x))
+        if errors:
+            e = targets - rowwise_dot(F[sub.indices], x[row_of_each(sub.indptr)])
+            sq_err += float(e @ e)
+    return packed(new, [penalty, sq_err, float(block.nnz)])
+
+
+def explicit_solver(ratings, k: int, *, reg: float, biases: bool, mu: float, params: dict
+                    ) -> Solver:
+    """ALS-WR on the engine (state: U and V, dask arrays)."""
+    width = k + 1 if biases else k
+    by_user, by_item = ratings.by_user, ratings.by_item
+
+    def init(_X, ctx: Context) -> State:
+        seed = int(ctx.rng.integers(2**63))
+        V = random_rows(by_item.chunks[0], width, seed, INIT_SCALE)
+        if biases:  # biases start at 0
+            V = V.map_blocks(_zero_last, dtype=np.float64)
+        U = random_rows(by_user.chunks[0], width, seed + 1, 0.0)
+        return {"U": U, "V": V, "rmse": float("nan")}
+
+    def step(_X, state: State, _ctx: Context) -> tuple[State, Stats]:
+        U, (user_penalty, _, _) = half_step(_half_rows, by_user, state["U"], state["V"],
+                                            mu, k, biases, reg, False, size=3)
+        V, (item_penalty, sq_err, count) = half_step(_half_rows, by_item, state["V"], U,
+                                                     mu, k, biases, reg, True, size=3)
+        loss = sq_err + reg * (user_penalty + item_penalty)
+        rmse = float(np.sqrt(sq_err / count))
+        return {"U": U, "V": V, "rmse": rmse}, Stats(loss=loss, extra={"train_rmse": rmse})
+
+    def finalize(_X, state: State):
+        return finish(ratings, state["U"], state["V"], k, biases, mu,
+                      {"algorithm": "cf-als", "train_rmse": state["rmse"]})
+
+    return Solver(name="cf-als", params=params, init=init, step=step, finalize=finalize)
+
+
+def _zero_last(block):
+    block = block.copy()
+    block[:, -1] = 0.0
+    return block
+
+
+def finish(ratings, U, V, k: int, biases: bool, mu: float, meta: dict):
+    """Result arrays (P lazy, the rest in memory) and meta of a fit whose
+    factors are U = [P | b_u], V = [Q | b_i] (no bias columns without
+    biases)."""
+    import dask
+
+    from dmf.cf.model import result_arrays
+
+    m, n = ratings.shape
+    if biases:
+        Q, user_bias, item_bias = dask.compute(V[:, :k], U[:, k], V[:, k])
+    else:
+        Q = np.asarray(V.compute() if hasattr(V, "compute") else V)[:, :k]
+        user_bias, item_bias = np.zeros(m), np.zeros(n)
+    arrays = result_arrays(U[:, :k], Q, user_bias, item_bias, ratings, ratings.dtype)
+    return arrays, {**meta, "global_mean": float(mu) if biases else 0.0, "k": k}
