@@ -2,12 +2,13 @@
 arbitrary ids, into a ratings store (:mod:`dmf.store.ratings`).
 
 The file is parsed once, in batches of lines (as every text format is,
-:mod:`dmf.store.ingest.lines`): ids are mapped to numbers as they first
-appear (the id maps are the only thing that grows with the file) and the
-parsed records go to a temporary binary file, 32 bytes a rating. Once every
-id is known, rows and columns are renumbered so that ids are in sorted
-order, and the ratings store is built from the binary records, read twice
-(counting, then spilling per row block; see
+:mod:`dmf.store.ingest.lines`), a batch split all at once when its lines
+are regular (line by line otherwise, which names a bad line): ids are
+mapped to numbers as they first appear (the id maps are the only thing that
+grows with the file) and the parsed records go to a temporary binary file,
+32 bytes a rating. Once every id is known, rows and columns are renumbered
+so that ids are in sorted order, and the ratings store is built from the
+binary records, read twice (counting, then spilling per row block; see
 :func:`dmf.store.triplets.build_csr_from_triplets`).
 
 The layout of a file:
@@ -29,6 +30,7 @@ The layout of a file:
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import tempfile
@@ -67,7 +69,7 @@ class _Layout:
         first: list[tuple[int, str]] = []
         with reading(path), open_text(path) as f:
             for lineno, lines in line_batches(f):
-                first += data_lines(lineno, lines, "#")
+                first += itertools.islice(data_lines(lineno, lines, "#"), 2 - len(first))
                 if len(first) >= 2:
                     break
         if not first:
@@ -98,23 +100,24 @@ def _delimiter_hint(delimiter: str | None) -> str:
 
 
 class _Ids:
-    """External ids to numbers, in order of first appearance."""
+    """External ids to numbers (temporary ones: :meth:`sorted` renumbers)."""
 
     def __init__(self, what: str):
         self.what = what
-        self.index: dict[str, int] = {}
+        self.index: dict[str, int] = {}  # stripped id -> number
+        self._raw: dict[str, int] = {}  # field as written -> number
 
     def codes(self, values: list[str], path: str, numbers: np.ndarray) -> np.ndarray:
-        # Python touches each distinct id of the batch once, not each line.
-        uniq, inverse = np.unique(np.asarray(values), return_inverse=True)
-        keys = np.char.strip(uniq).tolist()
-        if "" in keys:
-            k = int(np.flatnonzero(inverse == keys.index(""))[0])
-            raise InputError(f"{path}: line {numbers[k]}: empty {self.what} id")
-        index = self.index
-        codes = np.fromiter((index.setdefault(key, len(index)) for key in keys), np.int64,
-                            len(keys))
-        return codes[inverse.ravel()]
+        # Python touches each distinct field once; the lines go through C
+        # (set, map): 4x faster than a dict lookup per line
+        raw, index = self._raw, self.index
+        for value in set(values).difference(raw):
+            key = value.strip()
+            if not key:
+                k = values.index(value)
+                raise InputError(f"{path}: line {numbers[k]}: empty {self.what} id")
+            raw[value] = index.setdefault(key, len(index))
+        return np.fromiter(map(raw.__getitem__, values), np.int64, len(values))
 
     def sorted(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids in sorted order, new number of each first-appearance
@@ -153,33 +156,68 @@ def _floats(column: list[str], what: str, path: str, numbers: np.ndarray) -> np.
     return values
 
 
+def _fast_columns(lines: list[str], delimiter: str | None, nfields: int):
+    """The fields of a batch as columns, split all at once, when every line
+    holds exactly ``nfields`` fields at a one-character delimiter; None
+    (for the line-by-line path, which also names a bad line) otherwise."""
+    if delimiter is None or len(delimiter) != 1:
+        return None
+    text = "".join(lines)
+    if not text.endswith("\n"):
+        text += "\n"
+    # a comment, a blank line: the line-by-line path skips them
+    if "#" in text or "\n\n" in text or text.startswith("\n"):
+        return None
+    # UTF-8 never uses ASCII bytes inside a multi-byte character, so bytes
+    # equal to the delimiter or a newline are exactly those characters
+    raw = np.frombuffer(text.encode(), np.uint8)
+    ends = np.flatnonzero(raw == 10)
+    if len(ends) != len(lines):
+        return None
+    per_line = np.diff(np.searchsorted(np.flatnonzero(raw == ord(delimiter)), ends), prepend=0)
+    if (per_line != nfields - 1).any():
+        return None
+    fields = text.replace(delimiter, "\n").split("\n")
+    return [fields[j:-1:nfields] for j in range(nfields)]
+
+
+def _slow_columns(path: str, lineno: int, lines: list[str], layout: _Layout):
+    """(line numbers, columns) of a batch, line by line."""
+    numbered = [(k, t) for k, t in data_lines(lineno, lines, "#") if k != layout.header_line]
+    numbers = np.fromiter((k for k, _ in numbered), np.int64, len(numbered))
+    rows = [_split(t, layout.delimiter) for _, t in numbered]
+    lengths = np.fromiter(map(len, rows), np.int64, len(rows))
+    if (lengths != layout.nfields).any():
+        k = int(np.argmax(lengths != layout.nfields))
+        raise InputError(f"{path}: line {numbers[k]} has {lengths[k]} fields, expected "
+                         f"{layout.nfields} (as on line {layout.first_line})"
+                         + _delimiter_hint(layout.delimiter))
+    return numbers, [list(c) for c in zip(*rows, strict=True)] if rows else []
+
+
 def _parse(path: str, layout: _Layout, users: _Ids, items: _Ids, out) -> int:
     """Parse the whole file into ``out`` as records; returns their number."""
     count = 0
-    nf = layout.nfields
     with reading(path), open_text(path) as f:
         for lineno, lines in line_batches(f):
-            numbered = [(k, t) for k, t in data_lines(lineno, lines, "#")
-                        if k != layout.header_line]
+            if lineno == layout.header_line:
+                lineno, lines = lineno + 1, lines[1:]
+            elif lineno < layout.header_line < lineno + len(lines):
+                lines[layout.header_line - lineno] = "#\n"  # skipped, numbering kept
+            columns = _fast_columns(lines, layout.delimiter, layout.nfields)
+            if columns is None:
+                numbers, columns = _slow_columns(path, lineno, lines, layout)
+            else:
+                numbers = np.arange(lineno, lineno + len(lines))
             del lines
-            if not numbered:
+            if not len(numbers):
                 continue
-            numbers = np.fromiter((k for k, _ in numbered), np.int64, len(numbered))
-            rows = [_split(t, layout.delimiter) for _, t in numbered]
-            del numbered
-            lengths = np.fromiter(map(len, rows), np.int64, len(rows))
-            if (lengths != nf).any():
-                k = int(np.argmax(lengths != nf))
-                raise InputError(f"{path}: line {numbers[k]} has {lengths[k]} fields, expected "
-                                 f"{nf} (as on line {layout.first_line})"
-                                 + _delimiter_hint(layout.delimiter))
-            columns = list(zip(*rows, strict=True))
-            del rows
             records = np.empty(len(numbers), _RECORD)
             records["u"] = users.codes(columns[0], path, numbers)
             records["i"] = items.codes(columns[1], path, numbers)
             records["r"] = _floats(columns[2], "rating", path, numbers)
-            records["t"] = _floats(columns[3], "timestamp", path, numbers) if nf == 4 else 0.0
+            records["t"] = (_floats(columns[3], "timestamp", path, numbers)
+                            if layout.nfields == 4 else 0.0)
             records.tofile(out)
             count += len(records)
     return count
