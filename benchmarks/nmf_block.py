@@ -78,8 +78,10 @@ def main(argv=None) -> None:
     steps = {
         "read (zarr+crc, sum)": read_store,
         "copy + sum": copy_sum,
+        # a later iteration's task (the first one also adds up X's constant terms)
         "mu frobenius": lambda: _row_step(X, W, H, 2.0, 1.0, 0.0, 0.0, HHt, None, True, False),
-        "mu kl": lambda: _row_step(X, W, H, 1.0, exponent(1.0), 0.0, 0.0, None, H_sum),
+        "mu kl": lambda: _row_step(X, W, H, 1.0, exponent(1.0), 0.0, 0.0, None, H_sum, True,
+                                   False, False),
         "hals": lambda: _row_hals(X, W, H, HHt, 0.0, 0.0, True, False),
     }
     if args.only:

@@ -38,9 +38,10 @@ from dmf.nmf.beta import (
     exponent,
     h_terms,
     kl_ratio,
-    kl_x_terms,
+    kl_x_log,
     w_terms,
     work_dtype,
+    x_constants,
 )
 
 #: Checked every this many iterations, as scikit-learn does.
@@ -76,17 +77,22 @@ def _b_size(beta: float, k: int, n: int) -> int:
     return k * k if beta == 2 else k if beta == 1 else k * n
 
 
-def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True, with_sq=True):
+def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True, first=True,
+              masked=True):
     """The W update of a block row and its terms of the H update and of the
-    objective, packed: (new W rows, flat small sums). For beta = 2 the
-    objective needs |X_b|^2, the same every iteration: added up only
-    ``with_sq`` (the first iteration), a pass over the block saved after."""
+    objective, packed: (new W rows, flat small sums).
+
+    The objective's terms that depend on X alone are the same every
+    iteration, so only the ``first`` pass adds them up (in float64): |X_b|^2
+    for beta = 2, and for KL the sum of X_b's entries above eps and the
+    count of those at or below it (none anywhere: later passes skip the
+    masks, ``masked=False``)."""
     k, n = H.shape
     W_new = np.empty_like(Wb)
     A = np.zeros((k, n))
     B = np.zeros((k, k) if beta == 2 else k if beta == 1 else (k, n))
     G_old = np.zeros((k, k))
-    div = cross = 0.0
+    div = cross = const = small = 0.0
     sparse = scipy.sparse.issparse(block)
     work = np.dtype(np.float64) if sparse else work_dtype(block.dtype, beta)
     Hw = as_work(H, work)
@@ -98,8 +104,8 @@ def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True, 
             xs = nmf_sparse.as_csr(block[sl])
             if beta == 2:
                 G_old += Ws.T @ Ws
-                if with_sq:
-                    div += float(xs.data @ xs.data)
+                if first:
+                    const += float(xs.data @ xs.data)
             num, den = nmf_sparse.w_terms(xs, Ws, H, beta, HHt=HHt, H_sum=H_sum)
             if beta == 2:
                 cross += float(np.vdot(Ws, num))
@@ -115,16 +121,21 @@ def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True, 
         xs = scratch.widen(block[sl])
         if beta == 2:
             G_old += Ws.T @ Ws
-            if with_sq:  # in float64 whatever X's precision
+            if first:  # in float64 whatever X's precision
                 x64 = np.asarray(xs, dtype=np.float64)
-                div += float(np.vdot(x64, x64))
+                const += float(np.vdot(x64, x64))
             num, den = w_terms(xs, Ws, Hw, beta, scratch, HHt=HHt)
             cross += float(np.vdot(Ws, num))  # num = X_s H^T
         elif beta == 1:  # one ratio X / WH for the update and the objective
             ratio = kl_ratio(xs, scratch.product(as_work(Ws, work), Hw), scratch)
             num = np.asarray(ratio @ Hw.T, dtype=np.float64)
             den = np.broadcast_to(H_sum, Ws.shape).copy()
-            div += kl_x_terms(xs, ratio, scratch) + float(Ws.sum(axis=0) @ H_sum)
+            # D = sum x log(x / wh) - sum x + sum wh, sum x (over x > eps) is the client's
+            div += kl_x_log(xs, ratio, scratch, masked) + float(Ws.sum(axis=0) @ H_sum)
+            if first:
+                x_sum, x_small = x_constants(xs)
+                const += x_sum
+                small += x_small
         else:
             WH = scratch.product(Ws, H)
             div += divergence_sum(xs, WH, beta, scratch)
@@ -135,9 +146,9 @@ def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True, 
             a, b = h_terms(xs, Wn, Hw, beta, scratch)
             A += a
             B += b
-    # layout: A, B, W^T W of the given W (beta = 2), then four scalars
+    # layout: A, B, W^T W of the given W (beta = 2), then six scalars
     flat = np.concatenate([A.ravel(), np.ravel(B), G_old.ravel() if beta == 2 else [],
-                           [div, cross, float(Wb.sum()), float(np.vdot(Wb, Wb))]])
+                           [div, cross, const, small, float(Wb.sum()), float(np.vdot(Wb, Wb))]])
     out = np.empty(1, dtype=object)
     out[0] = (W_new, flat[None])
     return out
@@ -245,16 +256,22 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
         HHt = H @ H.T if beta == 2 else None
         H_sum = H.sum(axis=1) if beta == 1 else None
         nb = _b_size(beta, k, n)
-        known = {"sq": state["sq"]} if "sq" in state else {}
+        # the X-only terms of the objective, from the first pass (see _row_step)
+        known = {key: state[key] for key in ("x_const", "x_small") if key in state}
+        sparse = hasattr(X._meta, "nnz")
         W_new, flat = row_pass(_row_step, X, W, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H,
-                               not known, size=k * n + nb + (k * k if beta == 2 else 0) + 4)
+                               not known, bool(known.get("x_small", 1)),
+                               size=k * n + nb + (k * k if beta == 2 else 0) + 6)
         A, B = flat[:k * n].reshape(k, n), flat[k * n:k * n + nb]
-        div, cross, w_l1, w_l2 = (float(v) for v in flat[-4:])
+        div, cross, const, small, w_l1, w_l2 = (float(v) for v in flat[-6:])
+        if beta in (1, 2) and not (sparse and beta == 1):
+            known = known or {"x_const": const, "x_small": small}
         if beta == 2:  # 0.5 ||X - WH||^2 = 0.5 (|X|^2 - 2 <W, X H^T> + <W^T W, H H^T>)
-            known = known or {"sq": div}  # |X|^2 from the first pass, kept in the state
-            G_old = flat[k * n + nb:-4].reshape(k, k)
-            div = 0.5 * (float(known["sq"]) - 2 * cross + float(np.vdot(G_old, HHt)))
+            G_old = flat[k * n + nb:-6].reshape(k, k)
+            div = 0.5 * (float(known["x_const"]) - 2 * cross + float(np.vdot(G_old, HHt)))
             B = B.reshape(k, k)
+        elif beta == 1 and not sparse:
+            div -= float(known["x_const"])
         loss = div + penalty(w_l1, w_l2, H, regularization)
         if beta == 2:
             den = B @ H
