@@ -9,7 +9,7 @@ Examples
 (4, 2)
 """
 
-from dmf import errors
+from dmf import cf, errors
 from dmf._version import __version__
 from dmf.engine.cluster import connect
 from dmf.linalg import svd
@@ -24,6 +24,7 @@ __all__ = [
     "NMFResult",
     "SVDResult",
     "__version__",
+    "cf",
     "check_finite",
     "connect",
     "errors",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from dmf.engine.output import read_result_arrays
 from dmf.errors import InputError
 from dmf.store.dense import dmf_attrs
 from dmf.store.location import Location
+
+if TYPE_CHECKING:
+    from dmf.cf.model import LatentFactors
 
 
 @dataclass
@@ -178,7 +181,7 @@ def _loss_of(beta) -> float | str:
 
 
 def load(url: str | os.PathLike, *, storage_options: dict | None = None
-         ) -> SVDResult | NMFResult:
+         ) -> SVDResult | NMFResult | LatentFactors:
     """The result stored at ``url`` (written with ``out=`` or by the CLI).
 
     Examples
@@ -209,5 +212,9 @@ def load(url: str | os.PathLike, *, storage_options: dict | None = None
         common["n_iter"] = int(meta.get("factors_after", common["n_iter"]))
         return NMFResult(W=arrays["W"], H=np.asarray(arrays["H"]), loss=_loss_of(meta["beta"]),
                          **common)
+    if algorithm.startswith("cf-"):
+        from dmf.cf.model import LatentFactors
+
+        return LatentFactors.from_arrays(arrays, meta, location=str(location))
     raise InputError(f"{location}: results of {algorithm!r} cannot be loaded by this "
                      "version of dmf")
