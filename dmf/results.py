@@ -15,6 +15,7 @@ from dmf.store.dense import dmf_attrs
 from dmf.store.location import Location
 
 if TYPE_CHECKING:
+    from dmf.cf.knn import ItemKNN
     from dmf.cf.model import LatentFactors
 
 
@@ -181,7 +182,7 @@ def _loss_of(beta) -> float | str:
 
 
 def load(url: str | os.PathLike, *, storage_options: dict | None = None
-         ) -> SVDResult | NMFResult | LatentFactors:
+         ) -> SVDResult | NMFResult | LatentFactors | ItemKNN:
     """The result stored at ``url`` (written with ``out=`` or by the CLI).
 
     Examples
@@ -212,6 +213,10 @@ def load(url: str | os.PathLike, *, storage_options: dict | None = None
         common["n_iter"] = int(meta.get("factors_after", common["n_iter"]))
         return NMFResult(W=arrays["W"], H=np.asarray(arrays["H"]), loss=_loss_of(meta["beta"]),
                          **common)
+    if algorithm == "cf-knn":
+        from dmf.cf.knn_store import load_knn
+
+        return load_knn(location, meta)
     if algorithm.startswith("cf-"):
         from dmf.cf.model import LatentFactors
 
