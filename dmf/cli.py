@@ -233,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     nmf.add_argument("--seed", type=int, default=0, help="default 0")
     _run_options(nmf)
 
+    # cf split | train | evaluate | recommend
+    from dmf import cli_cf
+
+    cli_cf.add_commands(commands, command, _run_options)
+
     # info
     info = command("info", cmd_info, "describe a stored matrix or result")
     info.add_argument("url", metavar="URL")
