@@ -223,7 +223,9 @@ def _transposed(group: zarr.Group, location: Location, timestamps: bool,
                 target_bytes: int) -> Iterator[tuple]:
     """The staged CSR's entries as (item, user, rating[, time]) chunks, one
     row block at a time, for building the twin."""
-    reader, bounds = plan_csr(group, location, target_bytes=target_bytes,
+    # a block read back costs about 8x its size once spilled (row numbers,
+    # int64 positions, records, the sort by block): read an eighth
+    reader, bounds = plan_csr(group, location, target_bytes=max(1, target_bytes // 8),
                               require_complete=False)
     times = plan_csr(group, location, data=TIMESTAMPS, row_bounds=bounds,
                      require_complete=False)[0] if timestamps else None

@@ -48,8 +48,9 @@ from dmf.store.ratings import write_ratings
 #: order of first appearance, rating, time (0 when there is none).
 _RECORD = np.dtype([("u", np.int64), ("i", np.int64), ("r", np.float64), ("t", np.float64)])
 
-#: Records read back at once (32 MiB).
-_READ_RECORDS = 2**20
+#: Records read back at once (8 MiB; with their conversions and spilling
+#: they cost several times that).
+_READ_RECORDS = 2**18
 
 _INTEGER = re.compile(r"[+-]?\d+")
 
