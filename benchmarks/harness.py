@@ -358,6 +358,17 @@ def run_cases(
 # reporting
 
 
+def build_parts(name: str, text: str, builders: Mapping[str, Callable[[], Suite]]
+                ) -> list[Suite]:
+    """The suites of the parts named in ``text`` ("A", "B", "A,B"), in the
+    order of ``builders``; an unknown part stops the run with a message."""
+    parts = [t.strip().upper() for t in text.split(",") if t.strip()]
+    if not parts or set(parts) - set(builders):
+        raise SystemExit(f"{name}: --parts takes {', '.join(builders)} or a comma-separated "
+                         f"list of them, got {text!r}")
+    return [build() for part, build in builders.items() if part in parts]
+
+
 def by_name(results: list[Result]) -> dict[str, Result]:
     """Results keyed by their case's name (for a suite's summary)."""
     return {r.case.name: r for r in results}

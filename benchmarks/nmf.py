@@ -26,7 +26,7 @@ import zarr
 
 import dmf
 from benchmarks.codec import _complete, parse_size
-from benchmarks.harness import Case, Data, Env, Result, Suite, by_name
+from benchmarks.harness import Case, Data, Env, Result, Suite, build_parts, by_name
 from dmf.store.dense import default_chunks
 
 NAME = "nmf"
@@ -209,10 +209,5 @@ def build_b(args: argparse.Namespace, env: Env) -> Suite:
 
 
 def build(args: argparse.Namespace, env: Env) -> list[Suite]:
-    parts = [p.strip().upper() for p in args.parts.split(",") if p.strip()]
-    suites = []
-    if "A" in parts:
-        suites.append(build_a(args, env))
-    if "B" in parts:
-        suites.append(build_b(args, env))
-    return suites
+    return build_parts(NAME, args.parts, {"A": lambda: build_a(args, env),
+                                          "B": lambda: build_b(args, env)})

@@ -41,7 +41,7 @@ from scipy.linalg.blas import dsyrk
 
 import dmf
 from benchmarks.codec import _complete, parse_size
-from benchmarks.harness import Case, Data, Env, Result, Suite, by_name
+from benchmarks.harness import Case, Data, Env, Result, Suite, build_parts, by_name
 from dmf.store.dense import default_chunks
 
 NAME = "svd"
@@ -92,13 +92,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of the data and of every method (default 0)")
     p.add_argument("--parts", default="A,B",
                    help="A (out of core, cluster), B (in memory, threads) or A,B (default)")
-
-
-def _parts(text: str) -> list[str]:
-    parts = [t.strip().upper() for t in text.split(",") if t.strip()]
-    if not parts or set(parts) - {"A", "B"}:
-        raise SystemExit(f"svd: --parts takes A, B or A,B, got {text!r}")
-    return parts
 
 
 def _shape(text: str) -> tuple[int, int]:
@@ -446,10 +439,5 @@ def build_b(args: argparse.Namespace, env: Env) -> Suite:
 
 
 def build(args: argparse.Namespace, env: Env) -> list[Suite]:
-    parts = _parts(args.parts)
-    suites = []
-    if "A" in parts:
-        suites.append(build_a(args, env))
-    if "B" in parts:
-        suites.append(build_b(args, env))
-    return suites
+    return build_parts(NAME, args.parts, {"A": lambda: build_a(args, env),
+                                          "B": lambda: build_b(args, env)})
