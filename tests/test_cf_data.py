@@ -187,6 +187,10 @@ def test_cli_ingest_and_generate(tmp_path, capsys):
     assert "40 users x 10 items" in capsys.readouterr().out
     assert open_ratings(out).shape == (40, 10)
     assert (tmp_path / "g.factors.zarr").exists()
+    assert main(["info", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "kind               ratings" in shown and "twin               csc" in shown
+    assert "generator          ratings rank=2" in shown and "density=0.2" in shown
     assert main(["generate", "ratings", str(out), "--users", "40", "--items", "10",
                  "--density", "2", "--rank", "2"]) == 2
     assert "density must be in (0, 1]" in capsys.readouterr().err

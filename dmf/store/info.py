@@ -33,7 +33,13 @@ def describe(url: str | os.PathLike, *, storage_options: dict | None = None) -> 
     if isinstance(node, zarr.Array):
         facts.update(kind="dense", **_array_facts(node))
     elif dict(node.attrs).get("encoding-type") == "csr_matrix":
-        facts.update(kind="sparse", **_sparse_facts(node))
+        # a ratings store is a CSR store with a CSC twin, ids and times
+        facts.update(kind="ratings" if meta.get("kind") == "ratings" else "sparse",
+                     **_sparse_facts(node))
+        if "csc" in node:
+            facts["twin"] = "csc (by item)"
+        if "timestamps" in node:
+            facts["timestamps"] = True
     elif meta.get("kind") == "result":
         facts.update(kind="result", **_result_facts(node, meta))
     else:
@@ -101,7 +107,8 @@ def _result_facts(group: zarr.Group, meta: dict[str, Any]) -> dict[str, Any]:
 def format_facts(facts: dict[str, Any]) -> str:
     """Human-readable lines, one fact per line."""
     lines = []
-    order = ["url", "kind", "shape", "dtype", "nnz", "density", "chunks", "codec",
+    order = ["url", "kind", "shape", "dtype", "nnz", "density", "twin", "timestamps",
+             "chunks", "codec",
              "zarr_format", "logical_bytes", "stored_bytes", "compression_ratio", "complete",
              "algorithm", "status", "n_iter", "final_loss", "source_dtype", "source"]
     for key in order:
@@ -120,9 +127,11 @@ def format_facts(facts: dict[str, Any]) -> str:
     if gen:
         sv = gen.get("singular_values") or []
         shown = ", ".join(f"{s:.6g}" for s in sv[:5]) + (", ..." if len(sv) > 5 else "")
+        shape_facts = (f"density={gen.get('density')} mu={gen.get('mu')}"
+                       if gen.get("kind") == "ratings" else
+                       f"nonnegative={gen.get('nonnegative')} decay={gen.get('decay', 1.0)}")
         lines.append(f"{'generator':18} {gen.get('kind')} rank={gen.get('rank')} "
-                     f"noise={gen.get('noise')} seed={gen.get('seed')} "
-                     f"nonnegative={gen.get('nonnegative')} decay={gen.get('decay', 1.0)}")
+                     f"noise={gen.get('noise')} seed={gen.get('seed')} {shape_facts}")
         if sv:
             lines.append(f"{'true singular vals':18} {shown}")
         if gen.get("factors"):
