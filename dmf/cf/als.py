@@ -98,12 +98,12 @@ def als(
 
     Examples
     --------
-    >>> import numpy as np, scipy.sparse, dmf.cf.als as m
+    >>> import numpy as np, scipy.sparse, dmf
     >>> rng = np.random.default_rng(0)
     >>> full = rng.random((60, 2)) @ rng.random((2, 40)) * 4 + 1
     >>> R = scipy.sparse.random(60, 40, density=0.5, random_state=0, format="csr")
     >>> R.data = full[R.nonzero()]
-    >>> model = m.als(R, 2, reg=0.01, max_iter=20, seed=0)
+    >>> model = dmf.cf.als(R, 2, reg=0.01, max_iter=20, seed=0)
     >>> bool(model.attrs["train_rmse"] < 0.05)
     True
     >>> h = model.loss_history
