@@ -49,7 +49,7 @@ demo: $(VENV)/.installed-run
 	@echo "NMF (W, H):      $(DEMO_DIR)/nmf.zarr  - dmf.load('$(DEMO_DIR)/nmf.zarr').W"
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadfile
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e '.[compare]' || \
