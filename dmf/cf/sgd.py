@@ -50,7 +50,7 @@ from dmf.cf.fitting import fit_model
 from dmf.cf.model import LatentFactors
 from dmf.cf.normal import row_of_each, rowwise_dot
 from dmf.cf.params import ParamsMixin
-from dmf.cf.passes import as_csr, half_step, one_key, packed, random_rows
+from dmf.cf.passes import SUB_RATINGS, as_csr, half_step, one_key, packed, random_rows, row_groups
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import part_of
 
@@ -102,28 +102,35 @@ def sgd_block(block, Ub, V, mu: float, lr: float, reg: float, seed: int, index: 
     users = row_of_each(block.indptr)[order]
     items = block.indices[order].astype(np.int64)
     values = block.data[order]
-    by_user, by_item = (_Groups(users, block.shape[0], batch_size),
-                        _Groups(items, V.shape[0], batch_size))
     sq_err = 0.0
-    for b, b0 in enumerate(range(0, block.nnz, batch_size)):
-        u, i = users[b0:b0 + batch_size], items[b0:b0 + batch_size]
-        pu, qi = U[u], V[i]
-        e = values[b0:b0 + batch_size] - mu - pu[:, k] - qi[:, k] - rowwise_dot(
-            pu[:, :k], qi[:, :k])
-        sq_err += float(e @ e)
-        # gradient steps for [p_u, b_u] and [q_i, b_i]: e [q_i, 1] - reg [p_u, b_u]
-        du = np.empty_like(pu)
-        du[:, :k] = e[:, None] * qi[:, :k]
-        du[:, k] = e
-        du -= reg * pu
-        di = np.empty_like(qi)
-        di[:, :k] = e[:, None] * pu[:, :k]
-        di[:, k] = e
-        di -= reg * qi
-        ukeys, ustep = by_user.mean_step(b, du)
-        ikeys, istep = by_item.mean_step(b, di)
-        U[ukeys] += lr * ustep
-        V[ikeys] += lr * istep
+    # the batches' bookkeeping a segment at a time: memory bounded by a
+    # segment whatever the block (segments hold whole batches, so the
+    # updates are the same as with one segment)
+    segment = batch_size * max(1, SUB_RATINGS // batch_size)
+    for s0 in range(0, block.nnz, segment):
+        seg_users, seg_items = users[s0:s0 + segment], items[s0:s0 + segment]
+        seg_values = values[s0:s0 + segment]
+        by_user, by_item = (_Groups(seg_users, block.shape[0], batch_size),
+                            _Groups(seg_items, V.shape[0], batch_size))
+        for b, b0 in enumerate(range(0, len(seg_values), batch_size)):
+            u, i = seg_users[b0:b0 + batch_size], seg_items[b0:b0 + batch_size]
+            pu, qi = U[u], V[i]
+            e = seg_values[b0:b0 + batch_size] - mu - pu[:, k] - qi[:, k] - rowwise_dot(
+                pu[:, :k], qi[:, :k])
+            sq_err += float(e @ e)
+            # gradient steps for [p_u, b_u] and [q_i, b_i]: e [q_i, 1] - reg [p_u, b_u]
+            du = np.empty_like(pu)
+            du[:, :k] = e[:, None] * qi[:, :k]
+            du[:, k] = e
+            du -= reg * pu
+            di = np.empty_like(qi)
+            di[:, :k] = e[:, None] * pu[:, :k]
+            di[:, k] = e
+            di -= reg * qi
+            ukeys, ustep = by_user.mean_step(b, du)
+            ikeys, istep = by_item.mean_step(b, di)
+            U[ukeys] += lr * ustep
+            V[ikeys] += lr * istep
     counts = np.diff(block.indptr).astype(np.float64)
     out = np.empty(1, dtype=object)
     out[0] = (U, V, np.array([sq_err, float(counts @ np.einsum("ij,ij->i", U, U))]))
@@ -160,16 +167,20 @@ def _epoch(by_user: da.Array, U: da.Array, V: np.ndarray, mu, lr, reg, seed, ord
 
 def _penalty_rows(block, own_b, other, mu, k, biases, errors):
     """sum n_u |x_u|^2 and the squared errors of a block's rows (no update:
-    the exact objective of the factors as they are)."""
+    the exact objective of the factors as they are), a row group at a time
+    so the gathered rows stay small."""
     block = as_csr(block)
     F, offsets = features(np.asarray(other, dtype=np.float64), k, biases)
     x = np.asarray(own_b, dtype=np.float64)
     counts = np.diff(block.indptr).astype(np.float64)
-    rows = row_of_each(block.indptr)
-    targets = block.data - mu - (offsets[block.indices] if biases else 0.0)
-    e = targets - rowwise_dot(F[block.indices], x[rows]) if errors else np.zeros(0)
-    return packed(x, [float(counts @ np.einsum("ij,ij->i", x, x)), float(e @ e),
-                      float(block.nnz)])
+    sq_err = 0.0
+    if errors:
+        for r0, r1 in row_groups(block.indptr):
+            sub = block[r0:r1]
+            targets = sub.data - mu - (offsets[sub.indices] if biases else 0.0)
+            e = targets - rowwise_dot(F[sub.indices], x[r0:r1][row_of_each(sub.indptr)])
+            sq_err += float(e @ e)
+    return packed(x, [float(counts @ np.einsum("ij,ij->i", x, x)), sq_err, float(block.nnz)])
 
 
 def sgd_solver(ratings, k: int, *, lr: float, reg: float, mu: float, batch_size: int,
