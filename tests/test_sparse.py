@@ -17,6 +17,7 @@ from dmf.store.location import Location
 from dmf.store.sparse import (
     ENCODING,
     canonical_csr,
+    even_row_blocks,
     open_csr,
     plan_row_blocks,
     save_csr,
@@ -240,6 +241,25 @@ def test_plan_row_blocks_matches_greedy():
         piece = int(rng.integers(1, 10))
         got = plan_row_blocks(lambda a, b, p=indptr: p[a:b], m, max_nnz, max_rows, piece=piece)
         assert got == expected
+
+
+def test_even_row_blocks_balance_the_greedy_plan():
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        m = int(rng.integers(2, 400))
+        counts = rng.integers(0, 9, m)
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        max_nnz = int(rng.integers(8, max(9, indptr[-1])))
+        plans = [even_row_blocks(lambda a, b, p=indptr: p[a:b], m, max_nnz, m, piece=piece)
+                 for piece in (1, 7, m)]
+        assert plans[0] == plans[1] == plans[2]  # whatever the pieces indptr is read in
+        bounds = plans[0]
+        greedy = plan_row_blocks(lambda a, b, p=indptr: p[a:b], m, max_nnz, m)
+        assert bounds[0] == 0 and bounds[-1] == m and len(bounds) <= len(greedy)
+        assert (np.diff(bounds) > 0).all()
+        sizes = np.diff(indptr[bounds])
+        # each block within a row of its share (rows hold at most 8 entries)
+        assert np.abs(sizes - indptr[-1] / (len(bounds) - 1)).max() <= 8
 
 
 # -- building from triplets ----------------------------------------------------

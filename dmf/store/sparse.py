@@ -181,6 +181,55 @@ def plan_row_blocks(
     return bounds
 
 
+def even_row_blocks(
+    read_indptr: Callable[[int, int], np.ndarray],
+    nrows: int,
+    max_nnz: int,
+    max_rows: int,
+    piece: int = CHUNK_ELEMENTS,
+) -> list[int]:
+    """As many row blocks as :func:`plan_row_blocks` makes, but of about
+    equal numbers of entries: cut at the rows nearest to equal shares.
+
+    Greedy blocks fill up to the limit and leave the rest to the last one
+    (8.4 M + 1.6 M ratings for 10 M at a 64 MiB target), so on two workers
+    one does five times the other's work; equal blocks keep both busy. The
+    plan depends only on the matrix and the target, never on the cluster.
+    A plan bound by ``max_rows`` (rows with few entries) stays greedy.
+
+    Examples
+    --------
+    >>> indptr = np.array([0, 3, 6, 9, 10, 11, 12])
+    >>> plan_row_blocks(lambda a, b: indptr[a:b], 6, max_nnz=9, max_rows=10)
+    [0, 3, 6]
+    >>> even_row_blocks(lambda a, b: indptr[a:b], 6, max_nnz=9, max_rows=10)
+    [0, 2, 6]
+    """
+    greedy = plan_row_blocks(read_indptr, nrows, max_nnz, max_rows, piece)
+    nblocks = len(greedy) - 1
+    if nblocks <= 1 or -(-nrows // max_rows) >= nblocks:
+        return greedy
+    first = int(np.asarray(read_indptr(0, 1))[0])
+    total = int(np.asarray(read_indptr(nrows, nrows + 1))[0]) - first
+    if total <= 0:
+        return greedy
+    targets = first + total * np.arange(1, nblocks, dtype=np.float64) / nblocks
+    cuts = []
+    for start in range(0, nrows, piece):
+        stop = min(start + piece, nrows)
+        vals = np.asarray(read_indptr(start, stop + 1), dtype=np.int64)
+        here = targets[(targets >= vals[0]) & (targets < vals[-1])]
+        for t in here:
+            # the one row with indptr[r] <= t < indptr[r + 1] (unique, so the
+            # plan does not depend on the pieces), or the next one if nearer
+            i = int(np.searchsorted(vals, t, side="right")) - 1
+            cuts.append(start + (i if t - vals[i] <= vals[i + 1] - t else i + 1))
+    bounds = sorted({0, nrows, *(c for c in cuts if 0 < c < nrows)})
+    if max(np.diff(bounds)) > max_rows:
+        return greedy
+    return bounds
+
+
 def slices_of(array) -> Callable[[int, int], np.ndarray]:
     """``read_indptr`` for :func:`plan_row_blocks` over an in-memory array."""
     return lambda a, b: array[a:b]
@@ -324,7 +373,7 @@ def plan_csr(
     if row_bounds is None:
         max_nnz, max_rows = _block_limits(reader.dtype, reader.arrays["indices"].dtype,
                                           target_bytes)
-        row_bounds = plan_row_blocks(lambda a, b: reader.read("indptr", a, b), shape[0],
+        row_bounds = even_row_blocks(lambda a, b: reader.read("indptr", a, b), shape[0],
                                      max_nnz, max_rows)
     else:
         row_bounds = [int(b) for b in row_bounds]
@@ -699,6 +748,7 @@ __all__ = [
     "csr_report",
     "csr_row_blocks",
     "csr_shape",
+    "even_row_blocks",
     "index_dtype",
     "is_csr_group",
     "is_sparse_dask",
