@@ -165,21 +165,15 @@ class LatentFactors:
     @classmethod
     def load(cls, url: str | os.PathLike, *, storage_options: dict | None = None
              ) -> LatentFactors:
-        """The model stored at ``url`` by a fit with ``out=``."""
-        from dmf.engine.output import read_result_arrays
-        from dmf.store.dense import dmf_attrs
-        from dmf.store.location import Location
+        """The model stored at ``url`` by a fit with ``out=`` (:func:`dmf.load`,
+        refusing anything that is not a latent-factor model)."""
+        from dmf.results import load
 
-        location = Location.parse(url, storage_options)
-        meta = dmf_attrs(location.open_node())
-        if meta.get("kind") != "result" or not str(meta.get("algorithm", "")).startswith("cf-"):
-            raise InputError(f"{location}: not a latent-factor model (kind "
-                             f"{meta.get('kind')!r}, algorithm {meta.get('algorithm')!r})")
-        if meta.get("status") != "complete":
-            raise InputError(f"{location}: the fit is still running or was interrupted "
-                             f"(status {meta.get('status')!r}); rerun it to finish")
-        return cls.from_arrays(read_result_arrays(location, meta), meta,
-                               location=str(location))
+        model = load(url, storage_options=storage_options)
+        if not isinstance(model, cls):
+            raise InputError(f"{url}: holds a {type(model).__name__}, not a latent-factor "
+                             "model")
+        return model
 
 
 def result_arrays(P, Q, user_bias, item_bias, ratings, dtype) -> dict[str, Any]:
