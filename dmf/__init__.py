@@ -14,6 +14,7 @@ from dmf._version import __version__
 from dmf.engine.cluster import connect
 from dmf.linalg import svd
 from dmf.nmf import nmf
+from dmf.rank import RankSelection, select_rank
 from dmf.results import NMFResult, SVDResult, load
 from dmf.store import generate
 from dmf.store.api import open_matrix, save_matrix
@@ -22,6 +23,7 @@ from dmf.store.validate import check_finite
 
 __all__ = [
     "NMFResult",
+    "RankSelection",
     "SVDResult",
     "__version__",
     "cf",
@@ -34,5 +36,6 @@ __all__ = [
     "nmf",
     "open_matrix",
     "save_matrix",
+    "select_rank",
     "svd",
 ]

@@ -238,6 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_cf.add_commands(commands, command, _run_options)
 
+    # rank
+    rank = command("rank", cmd_rank, "choose k: held-out NMF error or the SVD spectrum's elbow")
+    rank.add_argument("x", metavar="X")
+    rank.add_argument("--k", type=k_range, required=True, metavar="A:B",
+                      help="candidate ks, A to B inclusive (or one K)")
+    rank.add_argument("--method", choices=["nmf", "svd"], default="nmf",
+                      help="nmf: held-out error of a masked NMF per k (default); svd: elbow")
+    rank.add_argument("--n-iter", type=positive_int, default=200, metavar="N",
+                      help="nmf: iterations per k (default 200)")
+    rank.add_argument("--plot", metavar="FILE.png", help="write error versus k as a PNG")
+    rank.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rank.add_argument("--seed", type=int, default=0, help="default 0")
+
     # info
     info = command("info", cmd_info, "describe a stored matrix or result")
     info.add_argument("url", metavar="URL")
@@ -399,6 +412,35 @@ def _int_option(flag: str, text: str) -> int:
         return int(text)
     except ValueError:
         raise InputError(f"{flag} must be an integer or 'auto', got {text!r}") from None
+
+
+def k_range(text: str) -> range:
+    """``A:B`` (inclusive) or ``K``, for ``dmf rank --k``."""
+    try:
+        low, _, high = text.partition(":")
+        return range(int(low), int(high or low) + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected A:B or K (integers), got {text!r}") from None
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    import dmf
+
+    with cluster(args):
+        result = dmf.select_rank(args.x, args.k, method=args.method, n_iter=args.n_iter,
+                                 seed=args.seed, storage_options=args.storage_options,
+                                 progress=False if args.quiet else None)
+    if args.plot:
+        result.plot(args.plot)
+    if args.json:
+        print(json.dumps({"k": result.k, "method": result.method,
+                          "criterion": result.criterion, "table": result.rows()}, indent=2))
+    elif not args.quiet:
+        print(result.format())
+        print(f"chosen k: {result.k} ({result.criterion})")
+        if args.plot:
+            print(f"wrote {args.plot}")
+    return EXIT_OK
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -1,0 +1,251 @@
+"""``dmf.select_rank``: choose the number of components k.
+
+Two criteria, one table per k:
+
+- ``method="nmf"`` (Wold's holdout): a fixed pseudo-random share of the
+  entries (``holdout``, default 10%) is held out by a hash of (seed, row,
+  column) (:mod:`dmf.nmf.masked`), an NMF is fitted to the other entries
+  for each k, and the root mean squared error on the held-out entries is
+  reported. Too small a k underfits the held-out entries, too large a k
+  fits the noise of the kept ones: the held-out error is lowest near the
+  true rank. The chosen k is the smallest whose held-out MSE is within one
+  standard error of the lowest (the one-standard-error rule: among
+  indistinguishable errors, the simplest model).
+- ``method="svd"``: one truncated SVD with max(ks) + 1 components. The
+  table holds each component's singular value and explained-variance ratio,
+  the cumulative ratio and the gap ratio S_k / S_(k+1); the chosen k (the
+  spectrum's elbow) is the one with the largest gap ratio. An exact zero
+  S_(k+1) after a nonzero S_k is an infinite gap: exact rank k is chosen.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dmf.engine.cache import cache_input, numpy_input
+from dmf.engine.driver import run
+from dmf.errors import InputError
+from dmf.linalg.svd import check_k
+from dmf.nmf.checks import nonnegative_facts
+from dmf.nmf.masked import masked_solver
+from dmf.nmf.mu import full_rows
+from dmf.store.api import as_matrix
+
+METHODS = ("nmf", "svd")
+
+#: Masked MU iterations per k: a fixed count keeps the ks comparable (each
+#: fit has had the same budget) and the cost known: len(ks) * n_iter reads.
+N_ITER = 200
+
+
+@dataclass
+class RankSelection:
+    """The outcome of :func:`select_rank`.
+
+    Attributes
+    ----------
+    table : numpy structured array
+        One row per k, ascending. ``method="nmf"``: ``k``, ``heldout_rmse``,
+        ``heldout_se`` (standard error of the held-out MSE), ``train_rmse``.
+        ``method="svd"``: ``k``, ``singular_value``,
+        ``explained_variance_ratio``, ``cumulative_ratio``, ``gap_ratio``.
+    k : int
+        The chosen number of components.
+    method : str
+        ``"nmf"`` or ``"svd"``.
+    criterion : str
+        The rule that chose k, in words.
+    attrs : dict
+        Parameters (holdout share, iterations, seed).
+    """
+
+    table: np.ndarray
+    k: int
+    method: str
+    criterion: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def _error_column(self) -> str:
+        return "heldout_rmse" if self.method == "nmf" else "explained_variance_ratio"
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The table as a list of dicts (JSON-able)."""
+        names = self.table.dtype.names
+        return [{name: row[name].item() for name in names} for row in self.table]
+
+    def format(self) -> str:
+        """The table as aligned text, the chosen row marked with ``*``."""
+        names = self.table.dtype.names
+        lines = ["  ".join(f"{name:>24}" if i else f"{name:>4}" for i, name in enumerate(names))]
+        for row in self.table:
+            cells = [f"{int(row['k']):>4}"] + [f"{float(row[name]):>24.6g}" for name in names[1:]]
+            lines.append("  ".join(cells) + ("  *" if int(row["k"]) == self.k else ""))
+        return "\n".join(lines)
+
+    def plot(self, path: str | os.PathLike) -> str:
+        """Write a PNG of the criterion versus k (held-out RMSE for NMF,
+        explained variance for SVD), the chosen k marked. Returns the path."""
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display on a cluster node
+        import matplotlib.pyplot as plt
+
+        ks = self.table["k"]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        try:
+            if self.method == "nmf":
+                ax.errorbar(ks, self.table["heldout_rmse"], fmt="o-", label="held-out RMSE")
+                ax.plot(ks, self.table["train_rmse"], "s--", label="kept-entry RMSE")
+                ax.set_ylabel("RMSE")
+            else:
+                ax.plot(ks, self.table["cumulative_ratio"], "o-",
+                        label="cumulative explained variance")
+                ax.bar(ks, self.table["explained_variance_ratio"], alpha=0.4,
+                       label="explained variance ratio")
+                ax.set_ylabel("share of variance")
+            ax.axvline(self.k, color="red", linestyle=":", label=f"chosen k = {self.k}")
+            ax.set_xlabel("k")
+            ax.set_title(f"rank selection ({self.method}): {self.criterion}", fontsize=8)
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            fig.savefig(os.fspath(path), format="png", dpi=100)
+        finally:
+            plt.close(fig)
+        return os.fspath(path)
+
+
+def _check_ks(ks, shape: tuple[int, int]) -> list[int]:
+    try:
+        values = list(ks)
+    except TypeError:
+        raise InputError(f"ks must be a list or range of integers, got {ks!r}") from None
+    if not values:
+        raise InputError("ks is empty: give at least one k, e.g. range(2, 31) or --k 2:30")
+    return sorted({check_k(k, shape, "each k in ks") for k in values})
+
+
+def _select_nmf(X, ks, *, holdout, n_iter, seed, progress, name) -> RankSelection:
+    facts = nonnegative_facts(X, name, zeros_allowed=True)
+    rows = []
+    for k in ks:
+        result = run(masked_solver(k, seed=seed, fraction=holdout, mean=facts["mean"]), X,
+                     seed=seed, max_iter=n_iter, tol=0.0, progress=progress)
+        meta = result.meta if "heldout_mse" in result.meta else result.arrays
+        rows.append((k, np.sqrt(meta["heldout_mse"]), meta["heldout_mse_se"],
+                     np.sqrt(meta["train_mse"]), meta["heldout_mse"]))
+    table = np.array([r[:4] for r in rows], dtype=[("k", "i8"), ("heldout_rmse", "f8"),
+                                                   ("heldout_se", "f8"), ("train_rmse", "f8")])
+    mse = np.array([r[4] for r in rows])
+    best = int(np.argmin(mse))
+    chosen = ks[int(np.flatnonzero(mse <= mse[best] + table["heldout_se"][best])[0])]
+    return RankSelection(table, int(chosen), "nmf",
+                         "smallest k within one standard error of the lowest held-out MSE",
+                         {"holdout": holdout, "n_iter": n_iter, "seed": seed})
+
+
+def _select_svd(X, ks, *, seed, progress, cache) -> RankSelection:
+    from dmf.linalg.svd import svd
+
+    top = min(max(ks) + 1, min(X.shape))  # S_(k+1) for the gap ratio of the largest k
+    result = svd(X, top, method="auto", seed=seed, progress=progress, cache=cache)
+    S = np.asarray(result.S, dtype=np.float64)
+    ratio = np.asarray(result.explained_variance_ratio_, dtype=np.float64)
+    idx = np.array(ks) - 1
+    following = np.append(S, 0.0)[idx + 1]  # past min(m, n) there is no variance left
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.where(following > 0, S[idx] / np.where(following > 0, following, 1.0),
+                       np.where(S[idx] > 0, np.inf, 0.0))
+    table = np.empty(len(ks), dtype=[("k", "i8"), ("singular_value", "f8"),
+                                     ("explained_variance_ratio", "f8"),
+                                     ("cumulative_ratio", "f8"), ("gap_ratio", "f8")])
+    table["k"] = ks
+    table["singular_value"] = S[idx]
+    table["explained_variance_ratio"] = ratio[idx]
+    table["cumulative_ratio"] = np.cumsum(ratio)[idx]
+    table["gap_ratio"] = gap
+    chosen = ks[int(np.argmax(gap))]
+    return RankSelection(table, int(chosen), "svd", "largest gap ratio S_k / S_(k+1)",
+                         {"seed": seed, "svd_k": top})
+
+
+def select_rank(
+    X,
+    ks=range(2, 31),
+    *,
+    method: str = "nmf",
+    holdout: float = 0.1,
+    n_iter: int = N_ITER,
+    seed: int = 0,
+    storage_options: dict[str, Any] | None = None,
+    progress: bool | None = None,
+    cache: bool | str = "auto",
+) -> RankSelection:
+    """Choose the number of components k of an NMF or an SVD of X.
+
+    Parameters
+    ----------
+    X : URL, Zarr array, dask or numpy array, or scipy.sparse matrix
+        The matrix (non-negative for ``method="nmf"``).
+    ks : iterable of int
+        The candidate k, each in 1..min(m, n) (default 2..30).
+    method : {"nmf", "svd"}
+        ``"nmf"``: held-out reconstruction error (Wold's holdout, one masked
+        NMF per k, ``len(ks) * n_iter`` reads of X). ``"svd"``: explained
+        variance and the spectrum's elbow (one SVD with max(ks) + 1
+        components). See :mod:`dmf.rank` for the rules.
+    holdout : float
+        NMF: the share of entries held out, in (0, 0.5] (default 0.1).
+    n_iter : int
+        NMF: multiplicative-update iterations per k (default 200).
+    seed : int
+        Chooses the held-out entries and the initial factors (the same
+        entries for every k).
+    storage_options : dict, optional
+        fsspec options for a URL.
+    progress : bool, optional
+        Progress on stderr (default: when stderr is a terminal).
+    cache : {"auto", True, False}
+        Keep X in cluster memory between passes when it fits.
+
+    Returns
+    -------
+    RankSelection
+        ``table`` (one row per k), ``k`` (the chosen one), ``plot(path)``.
+
+    Examples
+    --------
+    >>> import numpy as np, dmf
+    >>> rng = np.random.default_rng(0)
+    >>> def parts(shape):  # sparse non-negative factors
+    ...     return rng.exponential(size=shape) * (rng.random(shape) < 0.5)
+    >>> X = parts((60, 3)) @ parts((3, 40))
+    >>> dmf.select_rank(X, range(1, 7), method="svd").k
+    3
+    >>> r = dmf.select_rank(X, range(2, 5), method="nmf", n_iter=50)
+    >>> r.k, r.table["k"].tolist()
+    (3, [2, 3, 4])
+    """
+    if method not in METHODS:
+        raise InputError(f"unknown rank-selection method {method!r}; use 'nmf' or 'svd'")
+    name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
+    cache, _token = numpy_input(X, cache, None)
+    X = as_matrix(X, storage_options=storage_options)
+    ks = _check_ks(ks, X.shape)
+    if method == "svd":
+        return _select_svd(X, ks, seed=seed, progress=progress, cache=cache)
+    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) \
+            or not 0 < holdout <= 0.5:
+        raise InputError(f"holdout must be a share in (0, 0.5], got {holdout!r}")
+    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
+        raise InputError(f"n_iter must be an integer >= 1, got {n_iter!r}")
+    X = full_rows(cache_input(X, cache))
+    return _select_nmf(X, ks, holdout=float(holdout), n_iter=n_iter, seed=seed,
+                       progress=progress, name=name)
+
+
+__all__ = ["METHODS", "RankSelection", "select_rank"]
