@@ -13,9 +13,9 @@ from dmf import cf, errors
 from dmf._version import __version__
 from dmf.engine.cluster import connect
 from dmf.linalg import svd
-from dmf.nmf import nmf
+from dmf.nmf import nmf, nmtf
 from dmf.rank import RankSelection, select_rank
-from dmf.results import NMFResult, SVDResult, load
+from dmf.results import NMFResult, NMTFResult, SVDResult, load
 from dmf.store import generate
 from dmf.store.api import open_matrix, save_matrix
 from dmf.store.ingest import ingest
@@ -23,6 +23,7 @@ from dmf.store.validate import check_finite
 
 __all__ = [
     "NMFResult",
+    "NMTFResult",
     "RankSelection",
     "SVDResult",
     "__version__",
@@ -34,6 +35,7 @@ __all__ = [
     "ingest",
     "load",
     "nmf",
+    "nmtf",
     "open_matrix",
     "save_matrix",
     "select_rank",

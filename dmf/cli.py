@@ -231,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop when the objective fell by less than T times the initial "
                      "one over 10 iterations (default 1e-4; 0: run --max-iter)")
     nmf.add_argument("--seed", type=int, default=0, help="default 0")
+    nmf.add_argument("--factors", type=int, choices=[2, 3], default=2,
+                     help="2 (default): X ~ W H; 3: tri-factorization X ~ W S H with S "
+                     "K x K2 (multiplicative updates, frobenius or kl)")
+    nmf.add_argument("--k2", type=positive_int, metavar="K2",
+                     help="--factors 3: the rank of H (columns), K being that of W (rows)")
+    nmf.add_argument("--orthogonal", choices=["W", "H", "both"],
+                     help="orthogonal NMF/NMTF (Ding et al. 2006): drive W^T W and/or H H^T "
+                     "to the identity, for hard row/column clusters (frobenius, mu)")
     _run_options(nmf)
 
     # cf split | train | evaluate | recommend
@@ -382,13 +390,17 @@ def _run_kwargs(args: argparse.Namespace) -> dict:
 def cmd_nmf(args: argparse.Namespace) -> int:
     import dmf
 
+    if args.factors == 3:
+        return _cmd_nmtf(args)
+    if args.k2 is not None:
+        raise InputError("--k2 is the second rank of a tri-factorization: add --factors 3")
     alpha_h = args.alpha_h if args.alpha_h == "same" else _float_option("--alpha-h",
                                                                         args.alpha_h)
     with cluster(args):
         result = dmf.nmf(args.x, args.k, loss=args.loss, solver=args.solver, init=args.init,
                          alpha_W=args.alpha_w, alpha_H=alpha_h, l1_ratio=args.l1_ratio,
                          tol=args.tol, max_iter=args.max_iter, seed=args.seed, out=args.out,
-                         **_run_kwargs(args))
+                         orthogonal=args.orthogonal, **_run_kwargs(args))
     if not args.quiet:
         verb = "already complete" if result.attrs.get("skipped") else "wrote"
         state = "converged" if result.converged else "stopped at --max-iter"
@@ -397,6 +409,33 @@ def cmd_nmf(args: argparse.Namespace) -> int:
               f"{result.n_iter} iterations, {state})")
         what = "sum |X - WH|" if result.loss == "l1" else "sqrt(2 D_beta)"
         print(f"reconstruction error {what}: {result.reconstruction_err_:.6g}")
+    return EXIT_OK
+
+
+def _cmd_nmtf(args: argparse.Namespace) -> int:
+    """``dmf nmf --factors 3``: :func:`dmf.nmtf`."""
+    import dmf
+
+    if args.k2 is None:
+        raise InputError("--factors 3 needs --k2 K2, the rank of H (e.g. --k2 5)")
+    if args.solver == "hals" or args.init not in ("auto", "random"):
+        raise InputError("--factors 3 uses multiplicative updates from a random start: drop "
+                         "--solver hals and --init (or use --init random)")
+    if args.alpha_w or args.alpha_h != "same" or args.l1_ratio:
+        raise InputError("--factors 3 has no regularization yet: drop --alpha-w, --alpha-h "
+                         "and --l1-ratio")
+    with cluster(args):
+        result = dmf.nmtf(args.x, args.k, args.k2, loss=args.loss, init="random",
+                          orthogonal=args.orthogonal, tol=args.tol, max_iter=args.max_iter,
+                          seed=args.seed, out=args.out, **_run_kwargs(args))
+    if not args.quiet:
+        verb = "already complete" if result.attrs.get("skipped") else "wrote"
+        state = "converged" if result.converged else "stopped at --max-iter"
+        print(f"{verb} {result.location}: W, S, H (mu, beta={result.loss:g}, k1={args.k}, "
+              f"k2={args.k2}, {result.n_iter} iterations, {state})")
+        print(f"reconstruction error sqrt(2 D_beta): {result.reconstruction_err_:.6g}")
+        for name, value in result.attrs.get("orthogonality_error", {}).items():
+            print(f"{name.replace('_', ' ')} error: {value:.3g}")
     return EXIT_OK
 
 

@@ -177,12 +177,65 @@ class NMFResult:
                    location=str(run.location) if run.location else None, attrs=attrs)
 
 
+@dataclass
+class NMTFResult:
+    """A non-negative tri-factorization, X ~ W S H (:func:`dmf.nmtf`).
+
+    Attributes
+    ----------
+    W : dask.array.Array
+        m x k1, non-negative (lazy): row clusters.
+    S : numpy.ndarray
+        k1 x k2, non-negative: how row and column clusters interact.
+    H : numpy.ndarray
+        k2 x n, non-negative: column clusters.
+    loss : float
+        The beta of the divergence minimized (2 Frobenius, 1 KL).
+    n_iter : int
+        Iterations that made the returned factors.
+    loss_history : list of float
+        Entry t: the objective after t iterations (entry 0: at the start).
+    converged : bool
+    location : str or None
+    attrs : dict
+        Parameters, timings, fingerprint, ``reconstruction_err``, and with
+        ``orthogonal=`` the ``orthogonality_error`` of the returned factors
+        and its ``orthogonality_history`` (one entry per iteration).
+    """
+
+    W: Any
+    S: np.ndarray
+    H: np.ndarray
+    loss: float
+    n_iter: int = 0
+    loss_history: list[float] = field(default_factory=list)
+    converged: bool = True
+    location: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reconstruction_err_(self) -> float:
+        """sqrt(2 D_beta(X | W S H)) of the returned factors (||X - W S H||_F
+        for the Frobenius loss)."""
+        return float(self.attrs["reconstruction_err"])
+
+    @classmethod
+    def from_run(cls, run: RunResult) -> NMTFResult:
+        attrs = {**run.meta, "timings": run.timings, "resumed_from": run.resumed_from,
+                 "skipped": run.skipped}
+        return cls(W=run.arrays["W"], S=np.asarray(run.arrays["S"]),
+                   H=np.asarray(run.arrays["H"]), loss=float(attrs["beta"]),
+                   n_iter=int(attrs.get("factors_after", run.n_iter)),
+                   loss_history=run.loss_history, converged=run.converged,
+                   location=str(run.location) if run.location else None, attrs=attrs)
+
+
 def _loss_of(beta) -> float | str:
     return beta if isinstance(beta, str) else float(beta)
 
 
 def load(url: str | os.PathLike, *, storage_options: dict | None = None
-         ) -> SVDResult | NMFResult | LatentFactors | ItemKNN:
+         ) -> SVDResult | NMFResult | NMTFResult | LatentFactors | ItemKNN:
     """The result stored at ``url`` (written with ``out=`` or by the CLI).
 
     Examples
@@ -213,6 +266,10 @@ def load(url: str | os.PathLike, *, storage_options: dict | None = None
         common["n_iter"] = int(meta.get("factors_after", common["n_iter"]))
         return NMFResult(W=arrays["W"], H=np.asarray(arrays["H"]), loss=_loss_of(meta["beta"]),
                          **common)
+    if algorithm.startswith("nmtf-"):
+        common["n_iter"] = int(meta.get("factors_after", common["n_iter"]))
+        return NMTFResult(W=arrays["W"], S=np.asarray(arrays["S"]), H=np.asarray(arrays["H"]),
+                          loss=float(meta["beta"]), **common)
     if algorithm == "cf-knn":
         from dmf.cf.knn_store import load_knn
 

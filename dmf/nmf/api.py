@@ -26,6 +26,7 @@ from dmf.nmf.init import (
 )
 from dmf.nmf.l1 import l1_solver
 from dmf.nmf.mu import full_rows, mu_solver
+from dmf.nmf.orthogonal import check_orthogonal
 from dmf.nmf.sparse import SPARSE_BETAS
 from dmf.results import NMFResult
 from dmf.store.api import as_matrix
@@ -70,6 +71,7 @@ def nmf(
     resume: bool = True,
     progress: bool | None = None,
     cache: bool | str = "auto",
+    orthogonal: str | None = None,
 ) -> NMFResult:
     """Non-negative factors W (m x k) and H (k x n) with X ~ W H, out of core.
 
@@ -124,6 +126,13 @@ def nmf(
         hals); see :meth:`dmf.NMFResult.transform`.
     out, checkpoint_every, checkpoint_seconds, resume, progress, cache :
         As for :func:`dmf.svd`: store the result, checkpoint, resume.
+    orthogonal : {None, "W", "H", "both"}
+        Orthogonal NMF (Ding, Li, Peng and Park 2006): updates that drive
+        W^T W and/or H H^T to the identity, for hard row / column clusters
+        (Frobenius loss, mu solver; see :mod:`dmf.nmf.orthogonal`). The errors
+        ||W^T W - I||_F, ||H H^T - I||_F of every iteration are reported
+        and stored in ``attrs["orthogonality_history"]``, those of the result
+        in ``attrs["orthogonality_error"]``.
 
     Returns
     -------
@@ -172,8 +181,12 @@ def nmf(
     if is_l1 and solver == "hals":
         raise InputError("the l1 loss is fitted by reweighted multiplicative updates: use "
                          "solver='mu' or 'auto'")
+    orthogonal = check_orthogonal(orthogonal, 1.0 if is_l1 else beta)
+    if orthogonal is not None and solver == "hals":
+        raise InputError(f"orthogonal={orthogonal!r} has multiplicative updates only: use "
+                         "solver='mu' or 'auto'")
     if solver == "auto":
-        solver = "hals" if beta == 2 and not is_l1 else "mu"
+        solver = "hals" if beta == 2 and not is_l1 and orthogonal is None else "mu"
     if solver == "hals" and beta != 2:
         raise InputError("solver='hals' minimizes the Frobenius loss only (got "
                          f"beta={beta:g}); use solver='mu'")
@@ -209,7 +222,7 @@ def nmf(
                                  update_H=update_H)
     else:
         solver_obj = mu_solver(k, beta=beta, regularization=reg, init=start, params=params,
-                               update_H=update_H)
+                               update_H=update_H, orthogonal=orthogonal)
     result = run(solver_obj, X, seed=seed, max_iter=max_iter, tol=tol, out=out,
                  storage_options=storage_options, checkpoint_every=checkpoint_every,
                  checkpoint_seconds=checkpoint_seconds, resume=resume, progress=progress,

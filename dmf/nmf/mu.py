@@ -28,6 +28,7 @@ import scipy.sparse
 
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import part_of, row_slices, stacked_sum
+from dmf.nmf import orthogonal as orth
 from dmf.nmf import sparse as nmf_sparse
 from dmf.nmf.beta import (
     EPSILON,
@@ -235,19 +236,28 @@ def finish(X: da.Array, W: da.Array, H: np.ndarray, beta: float, regularization,
 
 
 def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float, float],
-              init, params: dict, update_H: bool = True) -> Solver:
+              init, params: dict, update_H: bool = True,
+              orthogonal: str | None = None) -> Solver:
     """The MU solver on the engine. ``init(X, ctx) -> (W, H)`` gives the
     starting factors (W a dask array in X's row blocks, float64); without
-    ``update_H`` only W moves (``transform``)."""
+    ``update_H`` only W moves (``transform``). ``orthogonal`` ("W", "H",
+    "both"; beta = 2): Ding et al.'s orthogonal updates
+    (:mod:`dmf.nmf.orthogonal`), W^T X of the current W carried in the
+    state as ``WtX``."""
     gamma = exponent(beta)
     l1_W, l1_H, l2_W, l2_H = regularization
     solver_params = {**params, "k": k, "beta": beta, "solver": "mu"}
+    if orthogonal is not None:  # only then: the fingerprints of other jobs stay as they were
+        solver_params["orthogonal"] = orthogonal
     tol = float(params["tol"])
 
     def start(X, ctx: Context) -> State:
         W, H = init(X, ctx)
-        return {"W": W, "H": np.asarray(H, dtype=np.float64), "err_init": 0.0,
-                "err_prev": 0.0, "factors_after": -1}
+        state = {"W": W, "H": np.asarray(H, dtype=np.float64), "err_init": 0.0,
+                 "err_prev": 0.0, "factors_after": -1}
+        if orthogonal:
+            state["orthogonality_history"] = []
+        return state
 
     def step(X, state: State, ctx: Context) -> tuple[State, Stats]:
         X = full_rows(X)
@@ -259,7 +269,12 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
         # the X-only terms of the objective, from the first pass (see _row_step)
         known = {key: state[key] for key in ("x_const", "x_small") if key in state}
         sparse = hasattr(X._meta, "nnz")
-        W_new, flat = row_pass(_row_step, X, W, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H,
+        # orthogonal W: W (W^T X H^T) replaces W (H H^T), W^T X from the
+        # previous pass (none in the first iteration: a plain step)
+        ortho_w = orth.on_w(orthogonal) and "WtX" in state
+        den_W, gamma_W = (np.asarray(state["WtX"]) @ H.T, 0.5) if ortho_w else (HHt, gamma)
+        W_new, flat = row_pass(_row_step, X, W, H, beta, gamma_W, l1_W, l2_W, den_W, H_sum,
+                               update_H,
                                not known, bool(known.get("x_small", 1)),
                                size=k * n + nb + (k * k if beta == 2 else 0) + 6)
         A, B = flat[:k * n].reshape(k, n), flat[k * n:k * n + nb]
@@ -273,7 +288,11 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
         elif beta == 1 and not sparse:
             div -= float(known["x_const"])
         loss = div + penalty(w_l1, w_l2, H, regularization)
-        if beta == 2:
+        extra = orth.errors(orthogonal, G_old, H) if orthogonal else {}
+        gamma_H = gamma
+        if orth.on_h(orthogonal):  # H <- H * sqrt(W^T X / (W^T X H^T H))
+            den, gamma_H = A @ H.T @ H, 0.5
+        elif beta == 2:
             den = B @ H
         elif beta == 1:
             B = B.copy()
@@ -281,20 +300,30 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
             den = np.broadcast_to(B[:, None], H.shape)
         else:
             den = B.reshape(k, n)
-        H_new = apply_update(H, A, den, l1_H, l2_H, gamma) if update_H else H
+        H_new = apply_update(H, A, den, l1_H, l2_H, gamma_H) if update_H else H
         if beta <= 1 and update_H:  # scikit-learn's guard for stability
             H_new[H_new < np.finfo(np.float64).eps] = 0.0
         done, errors = stop_check(ctx.iteration, div, state, tol)
-        stats = Stats(loss=float(loss), done=done, extra={"divergence": float(div)})
+        stats = Stats(loss=float(loss), done=done, extra={"divergence": float(div), **extra})
+        kept = {}
+        if orthogonal:  # the errors of each iteration's factors, checkpointed with them
+            kept["orthogonality_history"] = [*state["orthogonality_history"], extra]
         if done:  # the factors this pass measured are scikit-learn's answer: keep them
-            return {**state, **errors, **known, "factors_after": ctx.iteration}, stats
-        return {"W": W_new, "H": H_new, **errors, **known, "factors_after": -1}, stats
+            return {**state, **errors, **known, **kept, "factors_after": ctx.iteration}, stats
+        if orth.on_w(orthogonal):
+            kept["WtX"] = A  # W^T X of the new W (beta = 2), for the next W update
+        return {"W": W_new, "H": H_new, **errors, **known, **kept, "factors_after": -1}, stats
 
     def finalize(X, state: State):
         arrays, meta = finish(X, state["W"], state["H"], beta, regularization, "mu",
                               solver_params)
         if int(state["factors_after"]) >= 0:  # stopped by tol: the previous iterate
             meta["factors_after"] = int(state["factors_after"])
+        if orthogonal:
+            W, H = state["W"], state["H"]
+            WtW = (W.T @ W).compute() if orth.on_w(orthogonal) else None
+            meta["orthogonality_error"] = orth.errors(orthogonal, WtW, H)
+            meta["orthogonality_history"] = list(state["orthogonality_history"])
         return arrays, meta
 
     return Solver(name="nmf-mu", params=solver_params,
