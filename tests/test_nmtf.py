@@ -15,6 +15,7 @@ import dask.array as da
 import numpy as np
 import psutil
 import pytest
+import scipy.sparse
 import zarr
 from sklearn.metrics import adjusted_rand_score
 
@@ -93,6 +94,17 @@ def test_updates_equal_the_reference_and_objective_never_increases(loss):
     else:
         kl = (X * np.log(X / WSH) - X + WSH).sum()
         assert r.attrs["final_divergence"] == pytest.approx(kl, rel=1e-9)
+
+
+@pytest.mark.parametrize("loss", ["frobenius", "kl"])
+def test_sparse_input_gives_the_dense_factors(loss):
+    S = scipy.sparse.random(120, 30, density=0.3, format="csr", random_state=1)
+    dense = dmf.nmtf(S.toarray(), 3, 2, loss=loss, max_iter=20, tol=0, seed=0)
+    sparse = dmf.nmtf(S, 3, 2, loss=loss, max_iter=20, tol=0, seed=0)
+    np.testing.assert_allclose(sparse.W.compute(), dense.W.compute(), rtol=1e-10)
+    np.testing.assert_allclose(sparse.H, dense.H, rtol=1e-10)
+    assert sparse.loss_history == pytest.approx(dense.loss_history, rel=1e-10)
+    assert sparse.reconstruction_err_ == pytest.approx(dense.reconstruction_err_, rel=1e-10)
 
 
 def test_reads_x_once_per_iteration(tmp_path):

@@ -133,6 +133,8 @@ def nmf(
         ||W^T W - I||_F, ||H H^T - I||_F of every iteration are reported
         and stored in ``attrs["orthogonality_history"]``, those of the result
         in ``attrs["orthogonality_error"]``.
+        "both" leaves W H no free scale (both factors near orthonormal):
+        :func:`dmf.nmtf`, whose S takes the scale, is the bi-orthogonal model.
 
     Returns
     -------
