@@ -27,13 +27,16 @@ from typing import Any
 import numpy as np
 
 from dmf.engine.cache import cache_input, numpy_input
-from dmf.engine.driver import run
+from dmf.engine.driver import input_fingerprint, run
+from dmf.engine.lock import OutputLock
+from dmf.engine.output import JobOutput
 from dmf.errors import InputError
 from dmf.linalg.svd import check_k
 from dmf.nmf.checks import nonnegative_facts
 from dmf.nmf.masked import masked_solver
 from dmf.nmf.mu import full_rows
 from dmf.store.api import as_matrix
+from dmf.store.location import Location
 
 METHODS = ("nmf", "svd")
 
@@ -129,12 +132,20 @@ def _check_ks(ks, shape: tuple[int, int]) -> list[int]:
     return sorted({check_k(k, shape, "each k in ks") for k in values})
 
 
-def _select_nmf(X, ks, *, holdout, n_iter, seed, progress, name) -> RankSelection:
+def k_group(k: int) -> str:
+    """The name of k's output group under ``out`` (``k=07``)."""
+    return f"k={k:02d}"
+
+
+def _select_nmf(X, ks, *, holdout, n_iter, seed, progress, name, job=None) -> RankSelection:
     facts = nonnegative_facts(X, name, zeros_allowed=True)
     rows = []
     for k in ks:
+        stored = {} if job is None else {
+            "out": job["location"].join(k_group(k)), "checkpoint_every": job["every"],
+            "resume": job["resume"], "input_token": job["token"]}
         result = run(masked_solver(k, seed=seed, fraction=holdout, mean=facts["mean"]), X,
-                     seed=seed, max_iter=n_iter, tol=0.0, progress=progress)
+                     seed=seed, max_iter=n_iter, tol=0.0, progress=progress, **stored)
         meta = result.meta if "heldout_mse" in result.meta else result.arrays
         rows.append((k, np.sqrt(meta["heldout_mse"]), meta["heldout_mse_se"],
                      np.sqrt(meta["train_mse"]), meta["heldout_mse"]))
@@ -148,11 +159,16 @@ def _select_nmf(X, ks, *, holdout, n_iter, seed, progress, name) -> RankSelectio
                          {"holdout": holdout, "n_iter": n_iter, "seed": seed})
 
 
-def _select_svd(X, ks, *, seed, progress, cache) -> RankSelection:
+def _select_svd(X, ks, *, seed, progress, cache, source=None, job=None) -> RankSelection:
     from dmf.linalg.svd import svd
 
     top = min(max(ks) + 1, min(X.shape))  # S_(k+1) for the gap ratio of the largest k
-    result = svd(X, top, method="auto", seed=seed, progress=progress, cache=cache)
+    if job is None:
+        result = svd(X, top, method="auto", seed=seed, progress=progress, cache=cache)
+    else:  # the SVD's own group: a rerun finds it complete (or resumes it)
+        result = svd(source, top, method="auto", seed=seed, progress=progress, cache=cache,
+                     out=job["location"].join("svd"), storage_options=job["options"],
+                     checkpoint_every=job["every"], resume=job["resume"])
     S = np.asarray(result.S, dtype=np.float64)
     ratio = np.asarray(result.explained_variance_ratio_, dtype=np.float64)
     idx = np.array(ks) - 1
@@ -184,6 +200,9 @@ def select_rank(
     storage_options: dict[str, Any] | None = None,
     progress: bool | None = None,
     cache: bool | str = "auto",
+    out: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = True,
 ) -> RankSelection:
     """Choose the number of components k of an NMF or an SVD of X.
 
@@ -211,6 +230,17 @@ def select_rank(
         Progress on stderr (default: when stderr is a terminal).
     cache : {"auto", True, False}
         Keep X in cluster memory between passes when it fits.
+    out : str or path, optional
+        A result group for the job (``algorithm`` ``rank-nmf`` or
+        ``rank-svd``): each k's masked NMF runs in ``OUT/k=07`` (the SVD in
+        ``OUT/svd``) with checkpoints, and the table is written to OUT, so a
+        killed job run again skips the finished ks, resumes the interrupted
+        one and gives the same table; ``dmf.load(out)`` returns it.
+    checkpoint_every : int, optional
+        With ``out``: checkpoint every this many iterations (default 10).
+    resume : bool
+        With ``out``: resume (or return) the same job stored there; False
+        starts over.
 
     Returns
     -------
@@ -233,19 +263,67 @@ def select_rank(
     if method not in METHODS:
         raise InputError(f"unknown rank-selection method {method!r}; use 'nmf' or 'svd'")
     name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
-    cache, _token = numpy_input(X, cache, None)
+    source = X
+    cache, token = numpy_input(X, cache, out)
     X = as_matrix(X, storage_options=storage_options)
     ks = _check_ks(ks, X.shape)
     if method == "svd":
-        return _select_svd(X, ks, seed=seed, progress=progress, cache=cache)
-    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) \
-            or not 0 < holdout <= 0.5:
-        raise InputError(f"holdout must be a share in (0, 0.5], got {holdout!r}")
-    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
-        raise InputError(f"n_iter must be an integer >= 1, got {n_iter!r}")
-    X = full_rows(cache_input(X, cache))
-    return _select_nmf(X, ks, holdout=float(holdout), n_iter=n_iter, seed=seed,
-                       progress=progress, name=name)
+        params = {"ks": ks}
+        select = lambda job: _select_svd(X, ks, seed=seed, progress=progress,  # noqa: E731
+                                         cache=cache, source=source, job=job)
+    else:
+        if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) \
+                or not 0 < holdout <= 0.5:
+            raise InputError(f"holdout must be a share in (0, 0.5], got {holdout!r}")
+        if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
+            raise InputError(f"n_iter must be an integer >= 1, got {n_iter!r}")
+        X = full_rows(cache_input(X, cache))
+        params = {"ks": ks, "holdout": float(holdout), "n_iter": n_iter}
+        select = lambda job: _select_nmf(X, ks, holdout=float(holdout),  # noqa: E731
+                                         n_iter=n_iter, seed=seed, progress=progress,
+                                         name=name, job=job)
+    if out is None:
+        return select(None)
+    return _stored_job(select, X, method=method, params=params, seed=seed, token=token,
+                       out=out, storage_options=storage_options,
+                       checkpoint_every=checkpoint_every, resume=resume)
+
+
+def _stored_job(select, X, *, method, params, seed, token, out, storage_options,
+                checkpoint_every, resume) -> RankSelection:
+    """Run ``select`` with its sub-jobs under ``out``, then write the table
+    to ``out`` as a result group (status complete last)."""
+    location = Location.parse(out, storage_options)
+    algorithm = f"rank-{method}"
+    fingerprint = {"algorithm": algorithm, "parameters": params,
+                   "input": input_fingerprint(X, token), "seed": seed}
+    output = JobOutput(location)
+    output.existing_meta()  # refuse a non-result before taking the lock there
+    with OutputLock(location):
+        status = output.check_job(fingerprint, resume=resume)
+        if status == "complete":
+            return _from_meta(location, output.meta(), output.read_arrays())
+        output.begin(fingerprint, {"algorithm": algorithm, "parameters": params,
+                                   "seed": seed}, fresh=status == "fresh")
+        result = select({"location": location, "options": storage_options,
+                         "every": checkpoint_every, "resume": resume, "token": token})
+        names = result.table.dtype.names
+        output.write_result({name: result.table[name] for name in names},
+                            {"chosen_k": result.k, "method": result.method,
+                             "criterion": result.criterion, "columns": list(names),
+                             "selection": result.attrs})
+        return _from_meta(location, output.meta(), output.read_arrays())
+
+
+def _from_meta(location, meta: dict[str, Any], arrays: dict[str, Any]) -> RankSelection:
+    """The :class:`RankSelection` stored at ``location`` (for :func:`dmf.load`)."""
+    names = meta["columns"]
+    table = np.empty(len(arrays[names[0]]),
+                     dtype=[(name, np.asarray(arrays[name]).dtype.str) for name in names])
+    for name in names:
+        table[name] = arrays[name]
+    return RankSelection(table, int(meta["chosen_k"]), meta["method"], meta["criterion"],
+                         {**meta.get("selection", {}), "location": str(location)})
 
 
 __all__ = ["METHODS", "RankSelection", "select_rank"]

@@ -270,6 +270,10 @@ def load(url: str | os.PathLike, *, storage_options: dict | None = None
         common["n_iter"] = int(meta.get("factors_after", common["n_iter"]))
         return NMTFResult(W=arrays["W"], S=np.asarray(arrays["S"]), H=np.asarray(arrays["H"]),
                           loss=float(meta["beta"]), **common)
+    if algorithm.startswith("rank-"):
+        from dmf.rank import _from_meta
+
+        return _from_meta(location, meta, arrays)
     if algorithm == "cf-knn":
         from dmf.cf.knn_store import load_knn
 
