@@ -258,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--plot", metavar="FILE.png", help="write error versus k as a PNG")
     rank.add_argument("--json", action="store_true", help="print JSON instead of a table")
     rank.add_argument("--seed", type=int, default=0, help="default 0")
+    rank.add_argument("--out", metavar="OUT", help="store the table (and each k's fit, with "
+                      "checkpoints) in this result group; rerun to resume a killed job")
+    rank.add_argument("--checkpoint-every", type=positive_int, metavar="N",
+                      help="with --out: checkpoint every N iterations (default 10)")
+    rank.add_argument("--no-resume", action="store_true",
+                      help="with --out: start over even if OUT holds this job")
 
     # info
     info = command("info", cmd_info, "describe a stored matrix or result")
@@ -468,7 +474,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
     with cluster(args):
         result = dmf.select_rank(args.x, args.k, method=args.method, n_iter=args.n_iter,
                                  seed=args.seed, storage_options=args.storage_options,
-                                 progress=False if args.quiet else None)
+                                 progress=False if args.quiet else None, out=args.out,
+                                 checkpoint_every=args.checkpoint_every,
+                                 resume=not args.no_resume)
     if args.plot:
         result.plot(args.plot)
     if args.json:
@@ -479,6 +487,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
         print(f"chosen k: {result.k} ({result.criterion})")
         if args.plot:
             print(f"wrote {args.plot}")
+        if args.out:
+            print(f"wrote {args.out}")
     return EXIT_OK
 
 

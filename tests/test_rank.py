@@ -132,3 +132,118 @@ def _no_raise():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+# -- out=: stored, resumable rank selection -----------------------------------
+
+@pytest.fixture(scope="module")
+def small() -> np.ndarray:
+    """200 x 60, non-negative rank 4: quick enough to run several times."""
+    rng = np.random.default_rng(2)
+    W = rng.exponential(size=(200, 4)) * (rng.random((200, 4)) < 0.5)
+    H = rng.exponential(size=(4, 60)) * (rng.random((4, 60)) < 0.5)
+    return W @ H
+
+
+class Crash(Exception):
+    pass
+
+
+def _watch_runs(monkeypatch, crash_at=None):
+    """Wrap the engine's ``run`` seen by dmf.rank: record each k's outcome and,
+    with ``crash_at=(k, it)``, raise from the callback after iteration ``it``
+    of that k (a kill after its checkpoint of iteration 10 * (it // 10))."""
+    import dmf.rank
+
+    seen = []
+    real = dmf.rank.run
+
+    def watched(solver, X, **kw):
+        k = solver.params["k"]
+        if crash_at and k == crash_at[0]:
+            def callback(it, _state, _stats):
+                if it == crash_at[1]:
+                    raise Crash(f"k={k} iteration {it}")
+            kw["callback"] = callback
+        result = real(solver, X, **kw)
+        seen.append((k, result.skipped, result.resumed_from))
+        return result
+
+    monkeypatch.setattr(dmf.rank, "run", watched)
+    return seen
+
+
+def test_out_resumes_after_a_crash_bitwise(small, tmp_path, monkeypatch):
+    out = str(tmp_path / "rank.zarr")
+    options = {"n_iter": 25, "seed": 1}
+    with dask_threads():
+        plain = dmf.select_rank(small, range(3, 7), **options)
+        seen = _watch_runs(monkeypatch, crash_at=(5, 15))
+        with pytest.raises(Crash):
+            dmf.select_rank(small, range(3, 7), out=out, checkpoint_every=10, **options)
+        assert [k for k, *_ in seen] == [3, 4]
+        with pytest.raises(InputError, match="running"):
+            dmf.load(out)  # the table is not there yet
+        seen.clear()
+        monkeypatch.undo()
+        seen = _watch_runs(monkeypatch)
+        again = dmf.select_rank(small, range(3, 7), out=out, checkpoint_every=10, **options)
+    # finished ks skipped, the interrupted one resumed from its checkpoint
+    assert seen == [(3, True, None), (4, True, None), (5, False, 10), (6, False, None)]
+    assert again.table.tobytes() == plain.table.tobytes()
+    assert again.k == plain.k and again.method == "nmf"
+    loaded = dmf.load(out)
+    assert loaded.table.tobytes() == plain.table.tobytes()
+    assert (loaded.k, loaded.criterion) == (plain.k, plain.criterion)
+    # complete: a rerun returns the stored table without running any k
+    seen.clear()
+    assert dmf.select_rank(small, range(3, 7), out=out, **options).table.tobytes() \
+        == plain.table.tobytes()
+    assert seen == []
+
+
+def test_out_stores_a_result_group(small, tmp_path):
+    import zarr
+
+    from dmf.errors import CheckpointMismatch
+
+    out = str(tmp_path / "rank.zarr")
+    with dask_threads():
+        r = dmf.select_rank(small, [3, 4], n_iter=5, out=out)
+        attrs = zarr.open_group(out, mode="r").attrs["dmf"]
+        assert (attrs["kind"], attrs["algorithm"], attrs["status"]) == \
+            ("result", "rank-nmf", "complete")
+        assert attrs["chosen_k"] == r.k and attrs["method"] == "nmf"
+        assert sorted(p.name for p in (tmp_path / "rank.zarr").iterdir()
+                      if p.name.startswith("k=")) == ["k=03", "k=04"]
+        with pytest.raises(CheckpointMismatch):
+            dmf.select_rank(small, [3, 4], n_iter=6, out=out)  # a different job
+        r6 = dmf.select_rank(small, [3, 4], n_iter=6, out=out, resume=False)
+    assert dmf.load(out).table.tobytes() == r6.table.tobytes()
+
+
+def test_svd_out_stores_its_table(small, tmp_path):
+    out = str(tmp_path / "svd.zarr")
+    r = dmf.select_rank(small, range(1, 8), method="svd", out=out)
+    assert r.k == 4
+    loaded = dmf.load(out)
+    assert loaded.method == "svd" and loaded.k == 4
+    assert loaded.table.tobytes() == r.table.tobytes()
+    assert loaded.table.tobytes() == dmf.select_rank(small, range(1, 8),
+                                                     method="svd").table.tobytes()
+
+
+def test_cli_out_and_info(planted_store, tmp_path, capsys):
+    out = str(tmp_path / "rank.zarr")
+    args = ["--workers", "0", "rank", planted_store, "--k", "6:7", "--n-iter", "5",
+            "--out", out, "--checkpoint-every", "2", "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(args) == 0  # complete: the stored table, nothing recomputed
+    assert json.loads(capsys.readouterr().out) == first
+    assert main([*args, "--no-resume"]) == 0
+    assert json.loads(capsys.readouterr().out) == first
+    assert main(["info", out]) == 0
+    info = capsys.readouterr().out
+    assert "rank-nmf" in info and "complete" in info
+    assert dmf.load(out).k == first["k"]
