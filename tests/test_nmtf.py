@@ -22,7 +22,7 @@ from sklearn.metrics import adjusted_rand_score
 import dmf
 from dmf.engine.checkpoint import Checkpoints
 from dmf.engine.driver import Context
-from dmf.errors import InputError
+from dmf.errors import DmfWarning, InputError
 from dmf.nmf.beta import EPSILON
 from dmf.nmf.tri import _random_start
 from dmf.store.info import describe
@@ -226,6 +226,8 @@ def test_orthogonal_nmf_bad_input():
         dmf.nmf(planted(), 3, solver="hals", orthogonal="W")
     with pytest.raises(InputError, match="Frobenius loss only"):
         dmf.nmf(planted(), 3, loss="kl", orthogonal="H")
+    with pytest.warns(DmfWarning, match="no free scale.*dmf.nmtf"):
+        dmf.nmf(planted(), 3, orthogonal="both", init="random", max_iter=2, tol=0, seed=0)
 
 
 @pytest.mark.parametrize(("extra", "message"), [((), "--factors 3 needs --k2"),

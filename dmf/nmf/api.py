@@ -11,7 +11,7 @@ import numpy as np
 
 from dmf.engine.cache import cache_input, numpy_input
 from dmf.engine.driver import run
-from dmf.errors import ConvergenceWarning, InputError
+from dmf.errors import ConvergenceWarning, DmfWarning, InputError
 from dmf.linalg.svd import check_k
 from dmf.nmf.beta import beta_of
 from dmf.nmf.checks import nonnegative_facts
@@ -184,6 +184,11 @@ def nmf(
         raise InputError("the l1 loss is fitted by reweighted multiplicative updates: use "
                          "solver='mu' or 'auto'")
     orthogonal = check_orthogonal(orthogonal, 1.0 if is_l1 else beta)
+    if orthogonal == "both":
+        # with W and H both near orthonormal, W H has no scale left to fit X
+        warnings.warn("orthogonal='both' with two factors leaves W H no free scale and fits "
+                      "X poorly; dmf.nmtf (dmf nmf --factors 3) has S to carry it",
+                      DmfWarning, stacklevel=2)
     if orthogonal is not None and solver == "hals":
         raise InputError(f"orthogonal={orthogonal!r} has multiplicative updates only: use "
                          "solver='mu' or 'auto'")
