@@ -88,11 +88,10 @@ class SVDResult:
     @classmethod
     def from_run(cls, run: RunResult, method: str) -> SVDResult:
         a = run.arrays
-        attrs = {**run.meta, "timings": run.timings, "resumed_from": run.resumed_from,
-                 "skipped": run.skipped}
+        attrs = run.attrs()
         return cls(U=a["U"], S=np.asarray(a["S"]), Vt=np.asarray(a["Vt"]), method=method,
                    n_iter=run.n_iter, loss_history=run.loss_history, converged=run.converged,
-                   location=str(run.location) if run.location else None, attrs=attrs)
+                   location=run.url, attrs=attrs)
 
 
 @dataclass
@@ -168,13 +167,12 @@ class NMFResult:
 
     @classmethod
     def from_run(cls, run: RunResult) -> NMFResult:
-        attrs = {**run.meta, "timings": run.timings, "resumed_from": run.resumed_from,
-                 "skipped": run.skipped}
+        attrs = run.attrs()
         return cls(W=run.arrays["W"], H=np.asarray(run.arrays["H"]),
                    loss=_loss_of(attrs["beta"]),
                    n_iter=int(attrs.get("factors_after", run.n_iter)),
                    loss_history=run.loss_history, converged=run.converged,
-                   location=str(run.location) if run.location else None, attrs=attrs)
+                   location=run.url, attrs=attrs)
 
 
 @dataclass
@@ -221,13 +219,12 @@ class NMTFResult:
 
     @classmethod
     def from_run(cls, run: RunResult) -> NMTFResult:
-        attrs = {**run.meta, "timings": run.timings, "resumed_from": run.resumed_from,
-                 "skipped": run.skipped}
+        attrs = run.attrs()
         return cls(W=run.arrays["W"], S=np.asarray(run.arrays["S"]),
                    H=np.asarray(run.arrays["H"]), loss=float(attrs["beta"]),
                    n_iter=int(attrs.get("factors_after", run.n_iter)),
                    loss_history=run.loss_history, converged=run.converged,
-                   location=str(run.location) if run.location else None, attrs=attrs)
+                   location=run.url, attrs=attrs)
 
 
 def _loss_of(beta) -> float | str:

@@ -154,13 +154,11 @@ class LatentFactors:
     @classmethod
     def from_run(cls, run) -> LatentFactors:
         """The model of an engine :class:`~dmf.engine.driver.RunResult`."""
-        meta = {**run.meta, "timings": run.timings, "resumed_from": run.resumed_from,
-                "skipped": run.skipped}
+        meta = run.attrs()
         meta.setdefault("n_iter", run.n_iter)
         meta.setdefault("loss_history", run.loss_history)
         meta.setdefault("converged", run.converged)
-        return cls.from_arrays(run.arrays, meta,
-                               location=str(run.location) if run.location else None)
+        return cls.from_arrays(run.arrays, meta, location=run.url)
 
     @classmethod
     def load(cls, url: str | os.PathLike, *, storage_options: dict | None = None

@@ -101,6 +101,16 @@ class RunResult:
     location: Location | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def attrs(self) -> dict[str, Any]:
+        """What a result object records beside its arrays: the solver's meta,
+        timings, where it resumed from, and whether the job was skipped."""
+        return {**self.meta, "timings": self.timings, "resumed_from": self.resumed_from,
+                "skipped": self.skipped}
+
+    @property
+    def url(self) -> str | None:
+        return str(self.location) if self.location else None
+
 
 def materialize(state: State) -> State:
     """Persist the dask arrays of a state (on the cluster, or in this

@@ -14,7 +14,7 @@ from dmf.engine.driver import run
 from dmf.errors import ConvergenceWarning, DmfWarning, InputError
 from dmf.linalg.svd import check_k
 from dmf.nmf.beta import beta_of
-from dmf.nmf.checks import nonnegative_facts
+from dmf.nmf.checks import check_stopping, nonnegative_facts
 from dmf.nmf.hals import hals_solver
 from dmf.nmf.init import (
     INITS,
@@ -163,10 +163,7 @@ def nmf(
         raise InputError(f"unknown NMF solver {solver!r}; available: {', '.join(SOLVERS)}")
     if init not in INITS:
         raise InputError(f"unknown NMF init {init!r}; available: {', '.join(INITS)}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise InputError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
-        raise InputError(f"tol must be a number >= 0, got {tol!r}")
+    check_stopping(max_iter, tol)
     name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
     cache, token = numpy_input(X, cache, out)
     X = as_matrix(X, storage_options=storage_options)

@@ -11,6 +11,14 @@ import scipy.sparse
 from dmf.errors import InputError
 
 
+def check_stopping(max_iter, tol) -> None:
+    """``max_iter`` an integer >= 1 and ``tol`` a number >= 0, or InputError."""
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise InputError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+        raise InputError(f"tol must be a number >= 0, got {tol!r}")
+
+
 def _block_facts(block, block_info=None):
     """[negatives, first negative (flat index in X, or -1), zeros, first
     zero, sum] of a block."""

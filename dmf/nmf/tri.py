@@ -54,7 +54,7 @@ from dmf.errors import ConvergenceWarning, InputError
 from dmf.linalg.svd import check_k
 from dmf.nmf import orthogonal as orth
 from dmf.nmf.beta import apply_update, beta_of
-from dmf.nmf.checks import nonnegative_facts
+from dmf.nmf.checks import check_stopping, nonnegative_facts
 from dmf.nmf.init import _random_rows
 from dmf.nmf.mu import _row_step, divergence, full_rows, row_pass, stop_check
 from dmf.results import NMTFResult
@@ -250,10 +250,7 @@ def nmtf(
     orthogonal = orth.check_orthogonal(orthogonal, beta)
     if init not in TRI_INITS:
         raise InputError(f"unknown NMTF init {init!r}; available: {', '.join(TRI_INITS)}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise InputError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
-        raise InputError(f"tol must be a number >= 0, got {tol!r}")
+    check_stopping(max_iter, tol)
     name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
     cache, token = numpy_input(X, cache, out)
     X = as_matrix(X, storage_options=storage_options)
