@@ -265,6 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--no-resume", action="store_true",
                       help="with --out: start over even if OUT holds this job")
 
+    # run
+    run = command("run", cmd_run, "run a batch job spec (YAML): its steps in order, each "
+                  "skipped when complete and resumed when stopped (see pipelines/)")
+    run.add_argument("job", metavar="JOB.yaml", help="the job spec")
+    run.add_argument("--dry-run", action="store_true",
+                     help="check the spec and print the dmf command line of each step; run "
+                     "nothing, touch no store and no cluster")
+    run.add_argument("--set", action="append", dest="overrides", metavar="KEY=VALUE",
+                     help="override a value of the spec (repeatable): KEY is dotted, e.g. "
+                     "root, cluster.workers, steps.NAME.max_iter; VALUE is read as YAML")
+    run.add_argument("--progress", action="store_true",
+                     help="show progress even when stderr is not a terminal")
+
     # info
     info = command("info", cmd_info, "describe a stored matrix or result")
     info.add_argument("url", metavar="URL")
@@ -489,6 +502,17 @@ def cmd_rank(args: argparse.Namespace) -> int:
             print(f"wrote {args.plot}")
         if args.out:
             print(f"wrote {args.out}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dmf.jobs import run_job
+
+    cluster_options = {"workers": args.workers, "threads": args.threads,
+                       "memory_limit": args.memory_limit}
+    run_job(args.job, overrides=args.overrides, scheduler=args.scheduler, dry_run=args.dry_run,
+            cluster_options=cluster_options, quiet=args.quiet,
+            progress=True if args.progress else None)
     return EXIT_OK
 
 

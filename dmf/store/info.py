@@ -83,9 +83,15 @@ def _sparse_facts(group: zarr.Group) -> dict[str, Any]:
 
 
 def _members(group: zarr.Group) -> dict[str, Any]:
+    import warnings
+
+    with warnings.catch_warnings():
+        # a job's root holds its report and lock files beside the Zarr nodes
+        warnings.filterwarnings("ignore", "Object at .* is not recognized", UserWarning)
+        members = sorted(group.members())
     return {
         name: {"shape": list(member.shape), "dtype": str(member.dtype)}
-        for name, member in sorted(group.members())
+        for name, member in members
         if isinstance(member, zarr.Array)
     }
 

@@ -1,0 +1,434 @@
+"""``dmf run JOB.yaml``: the steps of a job, in order, each idempotent.
+
+For every step the runner computes a fingerprint: the command line it runs
+(with the URLs of its inputs and output) and what each input is right now
+(a hash of its Zarr metadata, which changes with every write). Then:
+
+- a step whose last run completed with the same fingerprint, and whose
+  result is still there, is **skipped**;
+- an iterative step (svd, nmf, nmtf, rank, cf-train but knn) that was
+  stopped **resumes** from its checkpoint (the engine decides);
+- a step whose spec or input changed since it completed is run again; an
+  iterative one into ``OUT.next``, which replaces ``OUT`` only once it is
+  complete, so readers of ``OUT`` never see a missing or half-made result
+  (a nightly refresh); the others write to a temporary store and swap it in
+  (as every dmf writer does);
+- an output the job did not make itself is never overwritten: a foreign
+  store at a step's output stops the job (exit 2 or 3).
+
+Transient failures (a lost scheduler or worker, a network error) are retried
+``retries.attempts`` times, ``retries.delay`` seconds apart; bad input is
+not. The job holds a lock on its root for the whole run, so a second
+``dmf run`` of it exits 3 while the first runs. SIGINT/SIGTERM stop the
+current step at its next checkpoint and exit 130/143; run the job again to
+go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from dmf.engine.lock import OutputLock
+from dmf.engine.output import JobOutput
+from dmf.engine.signals import SignalGuard, StopRequested
+from dmf.errors import ClusterError, DmfError, InputError, Interrupted
+from dmf.jobs import record as records
+from dmf.jobs.spec import JobSpec, Step
+from dmf.jobs.steps import KINDS, subparser
+from dmf.store.location import Location
+
+log = logging.getLogger(__name__)
+
+
+def plan_lines(spec: JobSpec, scheduler: str | None = None) -> list[str]:
+    """What ``--dry-run`` prints: the steps as the dmf command lines they run."""
+    address = scheduler or spec.cluster.get("address") or os.environ.get(
+        "DASK_SCHEDULER_ADDRESS")
+    cluster = address or (
+        "threads in this process" if spec.cluster.get("workers") == 0 else
+        f"a local cluster ({_local_size(spec.cluster)})")
+    lines = [f"job {spec.job} ({spec.path}): {len(spec.steps)} steps on {cluster}",
+             f"root: {spec.root}"]
+    urls = spec.products()
+    for i, step in enumerate(spec.steps, 1):
+        if step.kind == "report":
+            command = f"(report of {', '.join(step.params['steps'])}) -> {step.out}"
+        else:
+            command = "dmf " + " ".join(_quote(a) for a in _argv(step, urls))
+        lines.append(f"  {i}. {step.name} [{step.kind}]: {command}")
+    return lines
+
+
+def _local_size(cluster: dict) -> str:
+    workers = cluster.get("workers", "auto")
+    threads = cluster.get("threads", "auto")
+    memory = cluster.get("memory_limit", "auto")
+    return f"{workers} workers x {threads} threads, {memory} each"
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def _argv(step: Step, urls: dict[str, str]) -> list[str]:
+    fill = {f"{{{p}}}": urls[ref] for p, ref in step.inputs.items()}
+    return [fill.get(a, a) for a in step.argv]
+
+
+# -- running ------------------------------------------------------------------
+
+class Runner:
+    """Runs one job spec (use :func:`run_job`)."""
+
+    def __init__(self, spec: JobSpec, *, scheduler: str | None = None,
+                 cluster_options: dict[str, Any] | None = None, quiet: bool = False,
+                 progress: bool | None = None):
+        self.spec = spec
+        self.scheduler = scheduler
+        self.cluster_options = {k: v for k, v in (cluster_options or {}).items()
+                                if v is not None}
+        self.quiet = quiet
+        self.progress = progress
+        self.root = records.JobRoot(Location.parse(spec.root, spec.storage_options), spec.job)
+        self.urls = spec.products()
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+    def run(self) -> dict[str, Any]:
+        """Run the job; the run record (also saved under the root)."""
+        spec = self.spec
+        self.root.check()
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(OutputLock(self.root.location))
+            self.root.check()  # another job may have taken the root meanwhile
+            address = stack.enter_context(self._cluster())
+            run = records.new_run(spec, self._describe_cluster(address))
+            self.root.save(self.root.meta())  # the root group exists from here on
+            self.root.add_run(run)
+            started = time.perf_counter()
+            guard = stack.enter_context(SignalGuard())
+            try:
+                for i, step in enumerate(spec.steps, 1):
+                    if guard.pending is not None:
+                        raise StopRequested(guard.pending)
+                    self.say(f"[{i}/{len(spec.steps)}] {step.name} ({step.kind})")
+                    run["steps"].append(self._run_step(step, address))
+                    self.root.add_run(run)
+                run.update(status="complete", exit_code=0)
+            except StopRequested as stop:
+                exc = Interrupted(f"stopped by signal {stop.signum} during the job; run it "
+                                  "again to go on", stop.signum)
+                self._failed(run, exc)
+                raise exc from None
+            except DmfError as exc:
+                self._failed(run, exc)
+                raise
+            except BaseException as exc:
+                self._failed(run, exc)
+                raise
+            finally:
+                run.update(ended=records.now(), seconds=round(time.perf_counter() - started, 3))
+                with contextlib.suppress(Exception):
+                    self.root.add_run(run)
+                self.say(records.format_summary(run))
+        return run
+
+    def _failed(self, run: dict, exc: BaseException) -> None:
+        code = getattr(exc, "exit_code", 130 if isinstance(exc, KeyboardInterrupt) else 1)
+        status = "interrupted" if code in (130, 143) else "failed"
+        run.update(status=status, exit_code=code,
+                   error=" ".join(str(exc).split()) or type(exc).__name__)
+
+    # -- cluster ------------------------------------------------------------
+    @contextlib.contextmanager
+    def _cluster(self):
+        """The scheduler address steps compute on (None: threads here)."""
+        from dmf.engine.cluster import connect
+
+        opts = {**self.spec.cluster, **self.cluster_options}
+        address = self.scheduler or opts.get("address") or os.environ.get(
+            "DASK_SCHEDULER_ADDRESS")
+        if address:
+            yield address
+            return
+        if opts.get("workers") == 0:
+            yield None
+            return
+        with connect(None, n_workers=opts.get("workers"),
+                     threads_per_worker=opts.get("threads"),
+                     memory_limit=opts.get("memory_limit")) as client:
+            self.local = (len(client.scheduler_info()["workers"]), opts)
+            yield client.scheduler.address
+
+    def _describe_cluster(self, address: str | None) -> str:
+        if address is None:
+            return "threads in this process"
+        if getattr(self, "local", None):
+            return f"local cluster of {self.local[0]} workers at {address}"
+        return address
+
+    # -- one step -----------------------------------------------------------
+    def _run_step(self, step: Step, address: str | None) -> dict[str, Any]:
+        started = time.perf_counter()
+        storage_options = self._storage_options(step)
+        inputs = {p: self.urls[ref] for p, ref in step.inputs.items()}
+        missing = [f"{p} ({url})" for p, url in inputs.items()
+                   if records.identity(url, storage_options) is None]
+        if missing:
+            raise InputError(f"{self.spec.path}:{step.line}: step {step.name}: missing input "
+                             f"{', '.join(missing)}")
+        fingerprint = self._fingerprint(step, inputs, storage_options)
+        previous = self.root.step_record(step.name)
+        entry = {"name": step.name, "kind": step.kind, "out": step.out, "attempts": 0,
+                 "fingerprint": fingerprint}
+        outputs = self._outputs(step)
+        same = previous is not None and previous.get("fingerprint") == fingerprint
+        if same and previous.get("status") == "complete" and all(
+                Location.parse(u, storage_options).exists() for u in outputs):
+            self.say(f"  complete, same spec and inputs: skipped ({step.out or 'no output'})")
+            entry.update(action="skipped", seconds=round(time.perf_counter() - started, 3),
+                         facts=previous.get("facts", {}))
+            return entry
+
+        action, staged = self._action(step, previous, same, storage_options)
+        self.root.set_step(step.name, {"fingerprint": fingerprint, "status": "running",
+                                       "out": step.out, "started": records.now()})
+        attempts = step.retries if step.retries is not None else self.spec.retries["attempts"]
+        target = step.out + ".next" if staged else step.out
+        for attempt in range(attempts + 1):
+            entry["attempts"] = attempt + 1
+            try:
+                facts = self._execute(step, target, address, storage_options,
+                                      fresh=action == "rerun" and not staged,
+                                      owned=previous is not None)
+                break
+            except Exception as exc:
+                if not _transient(exc) or attempt == attempts:
+                    raise
+                delay = float(self.spec.retries["delay"])
+                log.warning("step %s failed (%s); retrying in %g s (retry %d of %d)",
+                            step.name, " ".join(str(exc).split()) or type(exc).__name__,
+                            delay, attempt + 1, attempts)
+                self.say(f"  failed ({type(exc).__name__}); retrying in {delay:g} s")
+                time.sleep(delay)
+        if staged:
+            _swap(Location.parse(target, storage_options),
+                  Location.parse(step.out, storage_options))
+        facts = {**facts, **self._facts(step, storage_options)}
+        self.root.set_step(step.name, {"fingerprint": fingerprint, "status": "complete",
+                                       "out": step.out, "finished": records.now(),
+                                       "facts": facts})
+        entry.update(action="replaced" if staged else action, facts=facts,
+                     seconds=round(time.perf_counter() - started, 3))
+        return entry
+
+    def _storage_options(self, step: Step) -> dict[str, Any]:
+        options = dict(self.spec.storage_options)
+        for ref in step.inputs.values():
+            own = self.spec.inputs.get(ref, {}).get("storage_options") or {}
+            for key, value in own.items():
+                if key in options and options[key] != value and options is not own:
+                    raise InputError(f"{self.spec.path}:{step.line}: step {step.name}: its "
+                                     f"inputs need different storage options ({key}); copy "
+                                     "one of them first")
+                options[key] = value
+        return options
+
+    def _fingerprint(self, step: Step, inputs: dict, storage_options: dict) -> str:
+        facts = {"kind": step.kind, "argv": _argv(step, self.urls), "params": step.params,
+                 "inputs": {p: records.identity(u, storage_options) for p, u in inputs.items()}}
+        if step.kind == "report":
+            facts["steps"] = {n: (self.root.step_record(n) or {}).get("fingerprint")
+                              for n in step.params["steps"]}
+        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+    def _outputs(self, step: Step) -> list[str]:
+        if step.out is None:
+            return []
+        kind = KINDS[step.kind]
+        if kind.products:
+            return [f"{step.out}/{sub}" for sub in kind.products.values()]
+        return [step.out]
+
+    def _is_engine(self, step: Step) -> bool:
+        return KINDS[step.kind].engine and step.params.get("model") != "knn"
+
+    def _action(self, step: Step, previous: dict | None, same: bool,
+                storage_options: dict) -> tuple[str, bool]:
+        """(``run`` | ``resumed`` | ``rerun``, whether to stage into OUT.next)."""
+        if step.out is None:
+            return ("rerun" if previous else "run"), False
+        out = Location.parse(step.out, storage_options)
+        if not self._is_engine(step):
+            return ("rerun" if previous and out.exists() else "run"), False
+        staged_dir = Location.parse(step.out + ".next", storage_options)
+        if staged_dir.exists():
+            return "rerun", True  # finish the replacement an earlier run began
+        meta = JobOutput(out).existing_meta() if out.exists() else None
+        if meta is None:
+            return "run", False
+        if previous is not None and not same:
+            # The spec or an input changed since this job wrote OUT.
+            return "rerun", meta.get("status") == "complete"
+        if meta.get("status") == "complete":
+            return "run", False  # the engine finds it complete (or refuses a foreign job)
+        return "resumed", False
+
+    def _execute(self, step: Step, target: str, address: str | None,
+                 storage_options: dict, *, fresh: bool, owned: bool) -> dict[str, Any]:
+        if step.kind == "report":
+            from dmf.jobs.report import write_report
+
+            write_report(self.root, step, target, storage_options)
+            return {}
+        from dmf.cli import GLOBAL_DEFAULTS, build_parser
+
+        argv = [target if a == step.out else a for a in _argv(step, self.urls)]
+        parser = subparser(step.kind, step.params.get("kind"))
+        dests = {a.dest for a in parser._actions}
+        extra = ["--storage-options", json.dumps(storage_options)] if storage_options else []
+        extra += ["--scheduler", address] if address else ["--workers", "0"]
+        if self.quiet:
+            extra.append("--quiet")
+        if self.progress and "progress" in dests:
+            extra.append("--progress")
+        if "checkpoint_every" in dests and "every" in self.spec.checkpoint:
+            extra += ["--checkpoint-every", str(self.spec.checkpoint["every"])]
+        if "checkpoint_seconds" in dests and "seconds" in self.spec.checkpoint:
+            extra += ["--checkpoint-seconds", str(self.spec.checkpoint["seconds"])]
+        if fresh and "no_resume" in dests:
+            extra.append("--no-resume")
+        if owned and "overwrite" in dests:
+            extra.append("--overwrite")
+        if step.kind == "cf-evaluate":
+            extra.append("--json")
+        args = build_parser().parse_args([*argv, *extra])
+        for key, value in GLOBAL_DEFAULTS.items():
+            if getattr(args, key, None) is None:
+                setattr(args, key, value)
+        tee = _Tee(sys.stdout)
+        with contextlib.redirect_stdout(tee):
+            code = args.func(args)
+        if code:
+            raise DmfError(f"step {step.name}: {' '.join(argv)} exited with {code}")
+        if step.kind == "cf-evaluate":
+            return {"metrics": json.loads(tee.captured().strip().splitlines()[-1])}
+        return {}
+
+    def _facts(self, step: Step, storage_options: dict) -> dict[str, Any]:
+        """A few numbers about a step's result for the record and the report."""
+        from dmf.jobs.report import result_facts
+
+        facts = {}
+        for url in self._outputs(step):
+            if step.kind == "report":
+                continue
+            with contextlib.suppress(DmfError, OSError, KeyError, ValueError):
+                facts[url] = result_facts(url, storage_options)
+        return facts
+
+
+class _Tee(io.TextIOBase):
+    """Writes go to ``stream`` and are kept."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.buffer_ = io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.buffer_.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def captured(self) -> str:
+        return self.buffer_.getvalue()
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another try: the cluster or the network, not the input."""
+    if isinstance(exc, ClusterError):
+        return True
+    if isinstance(exc, DmfError):
+        return False
+    try:
+        from distributed import KilledWorker
+        from distributed.comm.core import CommClosedError
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return isinstance(exc, OSError | TimeoutError)
+    return isinstance(exc, KilledWorker | CommClosedError | TimeoutError | ConnectionError)
+
+
+def _swap(staged: Location, target: Location) -> None:
+    """Put the complete result at ``staged`` in place of ``target``: the old
+    result is moved aside first and dropped last, so that a crash leaves
+    either of them whole (and the next run finishes the swap)."""
+    import uuid
+
+    if not staged.exists():
+        return
+    aside = target.sibling(f".{target.name}.dmf-old-{uuid.uuid4().hex[:8]}")
+    if target.exists():
+        target.move_to(aside)
+    staged.move_to(target)
+    aside.remove()
+
+
+def run_job(path: str | os.PathLike, *, overrides: list[str] | None = None,
+            scheduler: str | None = None, dry_run: bool = False,
+            cluster_options: dict[str, Any] | None = None, quiet: bool = False,
+            progress: bool | None = None) -> dict[str, Any] | None:
+    """Run the job spec at ``path`` (see :mod:`dmf.jobs.spec`).
+
+    Returns the run record (None with ``dry_run``, which only checks the spec
+    and prints the command lines of its steps, touching no store and no
+    cluster).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> job = os.path.join(d, "job.yaml")
+    >>> with open(job, "w") as f:
+    ...     _ = f.write('''
+    ... job: tiny
+    ... root: {d}/out
+    ... cluster: {{workers: 0}}
+    ... steps:
+    ...   - step: generate
+    ...     name: X
+    ...     shape: 200x20
+    ...     rank: 3
+    ...   - step: svd
+    ...     x: X
+    ...     k: 3
+    ... '''.format(d=d))
+    >>> record = run_job(job, quiet=True)
+    >>> record["status"], [s["action"] for s in record["steps"]]
+    ('complete', ['run', 'run'])
+    >>> [s["action"] for s in run_job(job, quiet=True)["steps"]]
+    ['skipped', 'skipped']
+    """
+    from dmf.jobs.spec import load_spec
+
+    spec = load_spec(path, overrides)
+    if dry_run:
+        for line in plan_lines(spec, scheduler):
+            print(line)
+        print("dry run: the spec is valid; nothing was run")
+        return None
+    return Runner(spec, scheduler=scheduler, cluster_options=cluster_options, quiet=quiet,
+                  progress=progress).run()
