@@ -146,11 +146,12 @@ def load_spec(path: str | os.PathLike, overrides: list[str] | None = None) -> Jo
     >>> import tempfile, os
     >>> d = tempfile.mkdtemp()
     >>> with open(os.path.join(d, "job.yaml"), "w") as f:
-    ...     _ = f.write("job: j\\nroot: out\\nsteps:\\n  - step: svd\\n    x: X\\n    k: 0\\n")
+    ...     _ = f.write("job: j\\nroot: out\\ninputs: {X: x.zarr}\\n"
+    ...             "steps:\\n  - step: svd\\n    x: X\\n    k: 0\\n")
     >>> load_spec(os.path.join(d, "job.yaml"))
     Traceback (most recent call last):
     ...
-    dmf.errors.InputError: .../job.yaml:6: steps[0].k: must be positive, got 0
+    dmf.errors.InputError: .../job.yaml:8: steps[0].k: must be positive, got 0
     """
     path = os.fspath(path)
     try:
