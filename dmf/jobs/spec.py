@@ -151,7 +151,7 @@ def load_spec(path: str | os.PathLike, overrides: list[str] | None = None) -> Jo
     >>> load_spec(os.path.join(d, "job.yaml"))
     Traceback (most recent call last):
     ...
-    dmf.errors.InputError: .../job.yaml:8: steps[0].k: must be positive, got 0
+    dmf.errors.InputError: .../job.yaml:7: steps[0].k: must be positive, got 0
     """
     path = os.fspath(path)
     try:
