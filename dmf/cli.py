@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     low.add_argument("--seed", type=int, default=0, metavar="N", help="default 0")
     low.add_argument("--dtype", choices=["float32", "float64"], default="float64")
     low.add_argument("--nonnegative", action="store_true", help="plant non-negative factors")
+    low.add_argument("--counts", type=float, metavar="MEAN",
+                     help="draw counts X ~ Poisson(MEAN W H) from non-negative factors (a "
+                     "documents x words matrix for KL-NMF); noise stays 0")
     low.add_argument("--decay", type=float, default=1.0, metavar="D",
                      help="scale W's column j by D**j: a spectrum falling geometrically "
                      "(default 1: similar singular values)")
@@ -335,13 +338,15 @@ def cmd_generate_lowrank(args: argparse.Namespace) -> int:
         gen = generate.lowrank(
             args.out, args.shape, args.rank, noise=args.noise, seed=args.seed,
             dtype=args.dtype, nonnegative=args.nonnegative, decay=args.decay,
-            chunks=args.chunks,
+            chunks=args.chunks, counts=args.counts,
             save_factors=not args.no_factors, overwrite=args.overwrite,
             storage_options=args.storage_options, codec=args.codec,
         )
     if not args.quiet:
+        drawn = f"Poisson counts, mean scale {args.counts}" if args.counts else \
+            f"noise {args.noise}"
         print(f"wrote {args.out}: {args.shape[0]} x {args.shape[1]} {args.dtype}, "
-              f"rank {args.rank}, noise {args.noise}, seed {args.seed}")
+              f"rank {args.rank}, {drawn}, seed {args.seed}")
         if gen.get("factors"):
             print(f"planted factors: {gen['factors']} beside it")
     return EXIT_OK

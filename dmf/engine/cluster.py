@@ -16,7 +16,7 @@ from distributed import Client, LocalCluster
 from distributed.deploy.utils import nprocesses_nthreads
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from dmf.errors import InputError
+from dmf.errors import ClusterError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,12 @@ def connect(
         if n_workers or threads_per_worker or memory_limit:
             log.warning("--workers/--threads/--memory-limit are ignored with a scheduler address")
         log.info("connecting to the Dask scheduler at %s", address)
-        client = Client(address, set_as_default=True)
+        try:
+            client = Client(address, set_as_default=True)
+        except OSError as exc:  # refused, timed out, unknown host
+            raise ClusterError(f"could not reach the Dask scheduler at {address} "
+                               f"({' '.join(str(exc).split())}); check the address and that "
+                               "the scheduler runs") from exc
     else:
         workers, threads = local_cluster_size(n_workers, threads_per_worker)
         log.info("starting a local cluster: %d workers x %d threads", workers, threads)

@@ -202,27 +202,19 @@ class Runner:
                          facts=previous.get("facts", {}))
             return entry
 
-        action, staged = self._action(step, previous, same, storage_options)
-        self.root.set_step(step.name, {"fingerprint": fingerprint, "status": "running",
-                                       "out": step.out, "started": records.now()})
         attempts = step.retries if step.retries is not None else self.spec.retries["attempts"]
-        target = step.out + ".next" if staged else step.out
-        for attempt in range(attempts + 1):
-            entry["attempts"] = attempt + 1
-            try:
-                facts = self._execute(step, target, address, storage_options,
-                                      fresh=action == "rerun" and not staged,
-                                      owned=previous is not None)
-                break
-            except Exception as exc:
-                if not _transient(exc) or attempt == attempts:
-                    raise
-                delay = float(self.spec.retries["delay"])
-                log.warning("step %s failed (%s); retrying in %g s (retry %d of %d)",
-                            step.name, " ".join(str(exc).split()) or type(exc).__name__,
-                            delay, attempt + 1, attempts)
-                self.say(f"  failed ({type(exc).__name__}); retrying in {delay:g} s")
-                time.sleep(delay)
+        try:
+            action, staged = self._action(step, previous, same, storage_options)
+            self.root.set_step(step.name, {"fingerprint": fingerprint, "status": "running",
+                                           "out": step.out, "started": records.now()})
+            target = step.out + ".next" if staged else step.out
+            facts = self._attempts(step, target, address, storage_options, attempts, entry,
+                                   fresh=action == "rerun" and not staged,
+                                   owned=previous is not None)
+        except DmfError as exc:
+            if isinstance(exc, Interrupted) or str(exc).startswith("step "):
+                raise
+            raise type(exc)(f"step {step.name}: {exc}") from exc
         if staged:
             _swap(Location.parse(target, storage_options),
                   Location.parse(step.out, storage_options))
@@ -233,6 +225,30 @@ class Runner:
         entry.update(action="replaced" if staged else action, facts=facts,
                      seconds=round(time.perf_counter() - started, 3))
         return entry
+
+    def _attempts(self, step: Step, target: str, address: str | None, storage_options: dict,
+                  attempts: int, entry: dict, *, fresh: bool, owned: bool) -> dict[str, Any]:
+        """Run the step, again after a transient failure, ``attempts`` more times."""
+        for attempt in range(attempts + 1):
+            entry["attempts"] = attempt + 1
+            try:
+                return self._execute(step, target, address, storage_options, fresh=fresh,
+                                     owned=owned)
+            except Exception as exc:
+                if not _transient(exc):
+                    raise
+                if attempt == attempts:
+                    if isinstance(exc, DmfError):
+                        raise
+                    raise ClusterError(f"step {step.name} failed {attempt + 1} times: "
+                                       f"{type(exc).__name__}: {exc}") from exc
+                delay = float(self.spec.retries["delay"])
+                log.warning("step %s failed (%s); retrying in %g s (retry %d of %d)",
+                            step.name, " ".join(str(exc).split()) or type(exc).__name__,
+                            delay, attempt + 1, attempts)
+                self.say(f"  failed ({type(exc).__name__}); retrying in {delay:g} s")
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _storage_options(self, step: Step) -> dict[str, Any]:
         options = dict(self.spec.storage_options)
@@ -275,7 +291,9 @@ class Runner:
             return ("rerun" if previous and out.exists() else "run"), False
         staged_dir = Location.parse(step.out + ".next", storage_options)
         if staged_dir.exists():
-            return "rerun", True  # finish the replacement an earlier run began
+            if previous is not None and previous.get("status") == "running" and same:
+                return "rerun", True  # finish the replacement an earlier run began
+            staged_dir.remove()  # a replacement begun for another version of this step
         meta = JobOutput(out).existing_meta() if out.exists() else None
         if meta is None:
             return "run", False

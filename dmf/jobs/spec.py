@@ -217,11 +217,12 @@ def _apply_overrides(data: dict, lines: dict, overrides: list[str]) -> tuple[dic
 # -- checking -----------------------------------------------------------------
 
 def _line(lines: dict, path: tuple) -> int | None:
-    while path:
+    while True:
         if path in lines:
             return lines[path] or None
+        if not path:
+            return None
         path = path[:-1]
-    return None
 
 
 def _check_keys(value: dict, schema: dict, path: tuple, lines: dict, what: str) -> None:

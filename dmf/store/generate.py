@@ -61,9 +61,11 @@ def _planted_W_block(seed: int, block: int, rows: int, rank: int, nonnegative: b
     return w * decay ** np.arange(rank) if decay != 1.0 else w
 
 
-def _x_block(w_block, H, seed, noise, nonnegative, dtype, block_info=None):
+def _x_block(w_block, H, seed, noise, nonnegative, dtype, counts=None, block_info=None):
     block = block_info[None]["chunk-location"][0]
     x = w_block @ H
+    if counts:
+        return _stream(seed, 3, block).poisson(counts * x).astype(dtype, copy=False)
     if noise:
         x += noise * _stream(seed, 2, block).standard_normal(x.shape)
     if nonnegative:
@@ -113,12 +115,15 @@ def lowrank(
     overwrite: bool = False,
     storage_options: dict[str, Any] | None = None,
     codec: str | None = None,
+    counts: float | None = None,
 ) -> dict[str, Any]:
     """Write X = W H + noise, a matrix of known rank, block by block.
 
     Entries of W H have unit root-mean-square, so ``noise`` is the
     noise-to-signal ratio of the Gaussian noise added to each entry. With
     ``nonnegative=True``, W and H are half-normal and X is clipped at 0.
+    With ``counts=MEAN``, X holds counts drawn as Poisson(MEAN W H) from
+    non-negative factors (documents x words, say: the data of KL-NMF).
 
     Parameters
     ----------
@@ -143,6 +148,10 @@ def lowrank(
         As for :func:`dmf.save_matrix`; only row blocks are supported.
     save_factors : bool
         Also write W and H to ``<stem>.factors.zarr`` beside X.
+    counts : float, optional
+        Draw counts X ~ Poisson(counts * W H) instead of adding noise
+        (implies ``nonnegative``; ``noise`` must be 0). The singular values
+        stored are those of W H, unscaled.
 
     Returns
     -------
@@ -163,6 +172,13 @@ def lowrank(
     m, n = _check_args(shape, rank, noise, dtype)
     if not 0.0 < decay <= 1.0:
         raise InputError(f"decay must be in (0, 1], got {decay}")
+    if counts is not None:
+        if not np.isfinite(counts) or counts <= 0:
+            raise InputError(f"counts (the mean scale of Poisson counts) must be a positive "
+                             f"number, got {counts}")
+        if noise:
+            raise InputError("counts are Poisson draws already: leave noise at 0")
+        nonnegative = True
     dtype = np.dtype(dtype)
     chunks = normalize_chunks(chunks, (m, n), dtype)
     if chunks[1] != n:
@@ -172,14 +188,14 @@ def lowrank(
     row_chunks = da.core.normalize_chunks((chunks[0], rank), (m, rank))
     W = da.map_blocks(_w_block, seed, rank, nonnegative, decay, chunks=row_chunks,
                       dtype=np.float64)
-    X = W.map_blocks(_x_block, H, seed, noise, nonnegative, dtype,
+    X = W.map_blocks(_x_block, H, seed, noise, nonnegative, dtype, counts,
                      chunks=(row_chunks[0], (n,)), dtype=dtype)
     gram_W = W.T @ W
 
     generator = {
         "kind": "lowrank", "shape": [m, n], "rank": rank, "noise": float(noise),
         "seed": int(seed), "nonnegative": bool(nonnegative), "decay": float(decay),
-        "dtype": str(dtype),
+        "dtype": str(dtype), **({"counts": float(counts)} if counts else {}),
     }
     factors = factors_location(location)
     staging = prepare_target(location, overwrite)
