@@ -238,3 +238,39 @@ def test_unreachable_scheduler_is_retried_then_reported_in_one_line(job, tmp_pat
     assert record["status"] == "failed" and record["steps"] == []
     group = zarr.open_group(tmp_path / "out", mode="r")
     assert group.attrs["dmf"]["steps"]["X"]["status"] == "running"
+
+
+# -- the shipped pipelines, scaled down ---------------------------------------
+
+SMALL = {
+    "recommender.yaml": ["steps.ratings.users=600", "steps.ratings.items=120",
+                         "steps.ratings.density=0.2", "steps.ratings.rank=3",
+                         "steps.als.max_iter=5", "steps.als.k=3"],
+    "topics.yaml": ["steps.counts.shape=400x60", "steps.topics.max_iter=20"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_shipped_pipeline_runs(tmp_path, name):
+    overrides = [f"root={tmp_path / 'out'}", "cluster.workers=0", *SMALL[name]]
+    record = run_job(REPO / "pipelines" / name, overrides=overrides, quiet=True)
+    assert record["status"] == "complete"
+    assert all(s["action"] == "run" for s in record["steps"])
+    if name == "recommender.yaml":
+        metrics = next(s for s in record["steps"] if s["name"] == "evaluate")["facts"]
+        assert metrics["metrics"]["rmse"] < 1.0  # noise 0.5 around a planted model
+        recs = zarr.open_group(tmp_path / "out" / "recommend", mode="r")
+        assert recs["user_ids"].shape == (600,) and recs["items"].shape == (600, 10)
+
+
+def test_nightly_svd_refreshes_when_its_input_grows(tmp_path):
+    spec = REPO / "pipelines" / "nightly-svd.yaml"
+    base = [f"root={tmp_path / 'out'}", "cluster.workers=0", "steps.svd.k=3",
+            "steps.X.rank=5"]
+    first = run_job(spec, overrides=[*base, "steps.X.shape=1000x40"], quiet=True)
+    assert actions(first) == {"X": "run", "svd": "run", "report": "run"}
+    same = run_job(spec, overrides=[*base, "steps.X.shape=1000x40"], quiet=True)
+    assert set(actions(same).values()) == {"skipped"}
+    grown = run_job(spec, overrides=[*base, "steps.X.shape=1500x40"], quiet=True)
+    assert actions(grown) == {"X": "rerun", "svd": "replaced", "report": "rerun"}
+    assert dmf.load(tmp_path / "out" / "svd").U.shape == (1500, 3)
