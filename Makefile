@@ -1,5 +1,6 @@
 # Two commands set everything up on a fresh machine with Python 3.11+ and make:
-#   make demo   - create .venv, install dmf, generate matrices, take an NMF and an SVD on a local cluster
+#   make demo   - create .venv, install dmf, run pipelines/demo.yaml (generate, SVD, NMF, report)
+#                 on a local cluster
 #   make test   - create .venv, install dmf with its test extras, run pytest
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
@@ -11,7 +12,7 @@ BENCH_DIR ?= bench-data
 .PHONY: demo test bench lint clean help
 
 help:
-	@echo "make demo   generate matrices, take an NMF and an SVD on a local cluster"
+	@echo "make demo   run pipelines/demo.yaml: generate, SVD, NMF, report on a local cluster"
 	@echo "make test   run the test suite"
 	@echo "make bench  run the benchmarks (long; prints ratio tables)"
 	@echo "make lint   ruff"
@@ -31,22 +32,14 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	@touch $@ $(VENV)/.installed-run
 
 demo: $(VENV)/.installed-run
-	$(BIN)/dmf generate lowrank $(DEMO_DIR)/X.zarr --shape 100000x300 --rank 10 \
-		--decay 0.8 --noise 0.01 --seed 0 --dtype float32 --overwrite
-	$(BIN)/dmf info $(DEMO_DIR)/X.zarr
-	$(BIN)/dmf svd $(DEMO_DIR)/X.zarr $(DEMO_DIR)/svd.zarr -k 5 --no-resume
-	$(BIN)/dmf info $(DEMO_DIR)/svd.zarr
-	$(BIN)/dmf generate lowrank $(DEMO_DIR)/N.zarr --shape 100000x300 --rank 10 \
-		--nonnegative --seed 1 --dtype float32 --overwrite
-	$(BIN)/dmf nmf $(DEMO_DIR)/N.zarr $(DEMO_DIR)/nmf.zarr -k 10 --max-iter 300 --tol 3e-4 \
-		--no-resume
-	$(BIN)/dmf info $(DEMO_DIR)/nmf.zarr
+	$(BIN)/dmf run pipelines/demo.yaml --set root=$(DEMO_DIR)/demo
+	$(BIN)/dmf info $(DEMO_DIR)/demo/svd
 	@echo
-	@echo "matrix:          $(DEMO_DIR)/X.zarr (planted factors: $(DEMO_DIR)/X.factors.zarr)"
-	@echo "SVD (U, S, Vt):  $(DEMO_DIR)/svd.zarr   - compare its singular values with"
-	@echo "                 the true ones printed by 'dmf info $(DEMO_DIR)/X.zarr'"
-	@echo "non-negative:    $(DEMO_DIR)/N.zarr (planted factors: $(DEMO_DIR)/N.factors.zarr)"
-	@echo "NMF (W, H):      $(DEMO_DIR)/nmf.zarr  - dmf.load('$(DEMO_DIR)/nmf.zarr').W"
+	@echo "job spec:        pipelines/demo.yaml (run it again: every step is skipped)"
+	@echo "matrices:        $(DEMO_DIR)/demo/X, $(DEMO_DIR)/demo/N (planted factors beside them)"
+	@echo "SVD (U, S, Vt):  $(DEMO_DIR)/demo/svd  - compare S with 'dmf info $(DEMO_DIR)/demo/X'"
+	@echo "NMF (W, H):      $(DEMO_DIR)/demo/nmf  - dmf.load('$(DEMO_DIR)/demo/nmf').W"
+	@echo "report:          $(DEMO_DIR)/demo/report.md (run record: dmf info $(DEMO_DIR)/demo)"
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadfile

@@ -42,6 +42,8 @@ def describe(url: str | os.PathLike, *, storage_options: dict | None = None) -> 
             facts["timestamps"] = True
     elif meta.get("kind") == "result":
         facts.update(kind="result", **_result_facts(node, meta))
+    elif meta.get("kind") == "job":
+        facts.update(kind="job", **_job_facts(meta))
     else:
         facts.update(kind=meta.get("kind", "group"), arrays=_members(node))
     facts["stored_bytes"] = location.size_on_store()
@@ -110,6 +112,22 @@ def _result_facts(group: zarr.Group, meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _job_facts(meta: dict[str, Any]) -> dict[str, Any]:
+    """The root of a ``dmf run`` job: its last run and its steps."""
+    runs = meta.get("runs") or []
+    last = runs[-1] if runs else {}
+    return {
+        "job": meta.get("job"),
+        "runs": len(runs),
+        "last_run": {k: last.get(k) for k in ("status", "exit_code", "started", "ended",
+                                              "seconds", "scheduler", "error")},
+        "last_run_steps": [f"{s['name']} {s['action']} {s.get('seconds', 0):.1f} s"
+                           for s in last.get("steps", [])],
+        "steps": {name: {"status": r.get("status"), "out": r.get("out")}
+                  for name, r in (meta.get("steps") or {}).items()},
+    }
+
+
 def format_facts(facts: dict[str, Any]) -> str:
     """Human-readable lines, one fact per line."""
     lines = []
@@ -120,6 +138,19 @@ def format_facts(facts: dict[str, Any]) -> str:
     for key in order:
         if key in facts:
             lines.append(f"{key:18} {_show(key, facts[key])}")
+    if facts.get("kind") == "job":
+        last = facts["last_run"]
+        lines.append(f"{'job':18} {facts['job']} ({facts['runs']} runs kept)")
+        lines.append(f"{'last run':18} {last['status']} (exit {last['exit_code']}), "
+                     f"{last['started']} to {last['ended']}, {last['seconds']} s, "
+                     f"scheduler {last['scheduler']}")
+        if last.get("error"):
+            lines.append(f"{'error':18} {last['error']}")
+        for text in facts["last_run_steps"]:
+            lines.append(f"{'  step':18} {text}")
+        for name, step in facts["steps"].items():
+            lines.append(f"{'result ' + name:18} {step['status']}  {step['out'] or ''}")
+        return "\n".join(lines)
     for name, arr in (facts.get("arrays") or {}).items():
         lines.append(f"{'array ' + name:18} {'x'.join(map(str, arr['shape']))} {arr['dtype']}")
     for key, value in (facts.get("parameters") or {}).items():
