@@ -334,7 +334,7 @@ def _commands_in_shell_line(line: str) -> list[list[str]]:
     found = []
     for segment in SHELL_SPLIT.split(f" {line} "):
         try:
-            tokens = shlex.split(segment)
+            tokens = shlex.split(segment, comments=True)  # "dmf run X  # note"
         except ValueError:
             continue
         if tokens and _is_dmf(tokens[0]):

@@ -274,3 +274,37 @@ def test_nightly_svd_refreshes_when_its_input_grows(tmp_path):
     grown = run_job(spec, overrides=[*base, "steps.X.shape=1500x40"], quiet=True)
     assert actions(grown) == {"X": "rerun", "svd": "replaced", "report": "rerun"}
     assert dmf.load(tmp_path / "out" / "svd").U.shape == (1500, 3)
+
+
+def test_sigterm_stops_the_job_at_a_checkpoint_and_the_rerun_resumes(job, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "at-failpoint"
+    sets = ["steps.nmf.max_iter=60", "steps.nmf.tol=0", "checkpoint.every=2"]
+    command = [sys.executable, "-m", "dmf", "run", str(job),
+               *(arg for item in sets for arg in ("--set", item))]
+    # the 20th iteration of the job (the SVD takes fewer) pauses there for the signal
+    env = {**os.environ, "DMF_FAILPOINT": "iteration:20", "DMF_FAILPOINT_FILE": str(marker),
+           "DMF_FAILPOINT_SLEEP": "30"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "never reached the failpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "run the same command again to resume" in err
+    assert "job tiny: interrupted" in out
+    meta = JobRoot(Location.parse(tmp_path / "out"), "tiny").meta()
+    assert meta["runs"][-1]["status"] == "interrupted"
+    assert meta["runs"][-1]["exit_code"] == 143
+    record = run_job(job, overrides=sets, quiet=True)
+    assert actions(record)["nmf"] == "resumed"
+    assert dmf.load(tmp_path / "out" / "nmf").n_iter == 60
