@@ -9,10 +9,11 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-output
 BENCH_DIR ?= bench-data
 
-.PHONY: demo test bench lint clean help
+.PHONY: demo digits test bench lint clean help
 
 help:
 	@echo "make demo   run pipelines/demo.yaml: generate, SVD, NMF, report on a local cluster"
+	@echo "make digits NMF parts versus SVD components of the digits, as a PNG"
 	@echo "make test   run the test suite"
 	@echo "make bench  run the benchmarks (long; prints ratio tables)"
 	@echo "make lint   ruff"
@@ -41,6 +42,10 @@ demo: $(VENV)/.installed-run
 	@echo "NMF (W, H):      $(DEMO_DIR)/demo/nmf  - dmf.load('$(DEMO_DIR)/demo/nmf').W"
 	@echo "report:          $(DEMO_DIR)/demo/report.md (run record: dmf info $(DEMO_DIR)/demo)"
 
+# NMF parts versus SVD components on scikit-learn's bundled digits (Lee & Seung's figure)
+digits: $(VENV)/.installed-test
+	$(BIN)/python examples/digits_parts.py $(DEMO_DIR)/digits-parts.png
+
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadfile
 
@@ -50,7 +55,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m benchmarks --data $(BENCH_DIR) all
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check dmf tests benchmarks
+	$(BIN)/ruff check dmf tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
