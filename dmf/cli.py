@@ -281,6 +281,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", action="store_true",
                      help="show progress even when stderr is not a terminal")
 
+    # report
+    rep = command("report", cmd_report, "an HTML page of a result or a job: objective per "
+                  "iteration, spectrum, components, top items, run records, parameters")
+    rep.add_argument("out", metavar="OUT", help="a result (dmf svd, nmf, cf train) or a job "
+                     "root (dmf run)")
+    rep.add_argument("--html", metavar="FILE", help="where to write the page (default: "
+                     "OUT.html beside a local OUT)")
+    rep.add_argument("--png", metavar="DIR", help="also write each figure as a PNG here")
+    rep.add_argument("--image-shape", type=shape_arg, metavar="HxW",
+                     help="draw components as H x W images (columns are pixels), e.g. 8x8")
+    rep.add_argument("--top", type=positive_int, default=10, metavar="N",
+                     help="items / columns listed per component (default 10)")
+
     # info
     info = command("info", cmd_info, "describe a stored matrix or result")
     info.add_argument("url", metavar="URL")
@@ -518,6 +531,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_job(args.job, overrides=args.overrides, scheduler=args.scheduler, dry_run=args.dry_run,
             cluster_options=cluster_options, quiet=args.quiet,
             progress=True if args.progress else None)
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from dmf import report
+    from dmf.store.location import Location
+
+    html_path = args.html
+    if html_path is None and not args.png:
+        location = Location.parse(args.out, args.storage_options)
+        if not location.is_local:
+            raise InputError(f"{args.out}: not a local path; say where the page goes with "
+                             "--html FILE")
+        html_path = location.url.rstrip("/") + ".html"
+    page = report.build(args.out, storage_options=args.storage_options,
+                        image_shape=args.image_shape, top=args.top)
+    for path in report.write(page, html_path, args.png):
+        if not args.quiet:
+            print(f"wrote {path}")
     return EXIT_OK
 
 

@@ -171,6 +171,7 @@ def test_second_run_skips_complete_steps_and_records_both(job, tmp_path, capsys)
     np.testing.assert_allclose(recorded["singular_values"], svd.S)
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| svd | svd | run |" in report and "singular_values" in report
+    assert "data:image/png;base64," in (tmp_path / "out" / "report.html").read_text()
     assert dmf.store.info.describe(tmp_path / "out")["kind"] == "job"
 
 

@@ -1,4 +1,5 @@
-"""The ``report`` step: a Markdown page of what a job's steps made.
+"""The ``report`` step: a Markdown page of what a job's steps made, and
+the HTML page of :mod:`dmf.report` (figures inline) beside it.
 
 It is written from the stores' own metadata (no pass over any matrix): for
 each step its action and time in the last run, and its result's shape,
@@ -73,6 +74,11 @@ def write_report(root: JobRoot, step, url: str, storage_options: dict | None) ->
     versions = run.get("versions") or {}
     lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
     _write_text(Location.parse(url, storage_options), "\n".join(lines))
+    if url.endswith(".md"):  # and the page with figures (dmf report ROOT) beside it
+        from dmf import report
+
+        page = report.build(root.location.url, storage_options=storage_options)
+        _write_text(Location.parse(url[:-3] + ".html", storage_options), page.render())
 
 
 def _show(value: Any) -> str:
