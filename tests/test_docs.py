@@ -1,0 +1,125 @@
+"""Every code block in README.md and docs/ is executed (or says why not).
+
+- ```console blocks: each ``$ command`` runs in a scratch folder (with
+  ``pipelines/`` and ``examples/`` linked in) and must exit 0; ``dmf``
+  commands run in this process against the session's LocalCluster
+  (``$DASK_SCHEDULER_ADDRESS``), other commands in a shell.
+- ```python blocks run with ``__name__ == "__main__"`` in the same folder.
+- ```yaml blocks must parse.
+- A block right after ``<!-- not run: REASON -->`` is not run; the reason
+  must say why (what cannot run here, and which test covers it instead).
+- ```text blocks are pictures, not code.
+
+Blocks of one file share their folder, in order, like a reader at a shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dmf.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = sorted([REPO / "README.md", *(REPO / "docs").rglob("*.md")])
+FENCE = re.compile(r"^```(\w*)\s*$")
+SKIP = re.compile(r"<!--\s*not run:\s*(.*?)\s*-->")
+LANGUAGES = {"console", "python", "yaml", "text"}
+
+
+def blocks(path: Path) -> list[tuple[int, str, str, str | None]]:
+    """(line, language, body, reason not to run) of each fenced block."""
+    found, lines = [], path.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        match = FENCE.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        start, language = i + 1, match.group(1)
+        end = next(j for j in range(start, len(lines)) if lines[j].startswith("```"))
+        before = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
+        skip = SKIP.search(before)
+        found.append((start, language, "\n".join(lines[start:end]),
+                      skip.group(1) if skip else None))
+        i = end + 1
+    return found
+
+
+def commands(body: str) -> list[str]:
+    """The ``$ `` lines of a console block, continuation lines joined."""
+    out, current = [], None
+    for line in body.splitlines():
+        if current is not None:
+            current += " " + line.strip()
+        elif line.startswith("$ "):
+            current = line[2:].strip()
+        else:
+            continue
+        if current.endswith("\\"):
+            current = current[:-1].rstrip()
+            continue
+        out.append(current)
+        current = None
+    return out
+
+
+@contextlib.contextmanager
+def inside(folder: Path):
+    previous = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def run_console(body: str, where: str) -> None:
+    for command in commands(body):
+        words = shlex.split(command, comments=True)
+        if words and words[0] in ("dmf", ".venv/bin/dmf"):
+            with contextlib.suppress(SystemExit):  # --help exits 0 through argparse
+                code = main(words[1:])
+                assert code == 0, f"{where}: `{command}` exited {code}"
+            continue
+        done = subprocess.run(command.replace(".venv/bin/", ""), shell=True,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{where}: `{command}` failed:\n{done.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize("path", DOCS, ids=[str(p.relative_to(REPO)) for p in DOCS])
+def test_code_blocks_run(path, tmp_path, local_cluster, monkeypatch, capsys):
+    found = blocks(path)
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", local_cluster.scheduler.address)
+    for name in ("pipelines", "examples"):
+        (tmp_path / name).symlink_to(REPO / name)
+    with inside(tmp_path):
+        for line, language, body, reason in found:
+            where = f"{path.relative_to(REPO)}:{line}"
+            assert language in LANGUAGES, f"{where}: say what the block is ({LANGUAGES})"
+            if reason is not None:
+                assert len(reason.split()) >= 4, f"{where}: say why it is not run"
+                continue
+            if language == "console":
+                run_console(body, where)
+            elif language == "python":
+                exec(compile(body, where, "exec"), {"__name__": "__main__"})
+            elif language == "yaml":
+                yaml.safe_load(body)
+    capsys.readouterr()
+
+
+def test_the_harness_reads_blocks_and_commands(tmp_path):
+    doc = tmp_path / "x.md"
+    doc.write_text("text\n\n```console\n$ dmf info a \\\n   --json\nout\n$ ls\n```\n\n"
+                   "<!-- not run: needs a GPU, see test_x -->\n```python\nboom()\n```\n")
+    (first, second) = blocks(doc)
+    assert commands(first[2]) == ["dmf info a --json", "ls"] and first[3] is None
+    assert second[1] == "python" and second[3] == "needs a GPU, see test_x"
