@@ -12,6 +12,7 @@ Examples
 from dmf import cf, errors
 from dmf._version import __version__
 from dmf.engine.cluster import connect
+from dmf.estimators import NMF, TruncatedSVD
 from dmf.linalg import svd
 from dmf.nmf import nmf, nmtf
 from dmf.rank import RankSelection, select_rank
@@ -22,10 +23,12 @@ from dmf.store.ingest import ingest
 from dmf.store.validate import check_finite
 
 __all__ = [
+    "NMF",
     "NMFResult",
     "NMTFResult",
     "RankSelection",
     "SVDResult",
+    "TruncatedSVD",
     "__version__",
     "cf",
     "check_finite",
