@@ -29,6 +29,8 @@ from dmf.errors import InputError
 from dmf.store.dense import dmf_attrs
 from dmf.store.location import Location
 
+__all__ = ["Page", "build", "write"]
+
 MAX_COMPONENTS_DRAWN = 48
 
 

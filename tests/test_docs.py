@@ -5,6 +5,7 @@
   commands run in this process against the session's LocalCluster
   (``$DASK_SCHEDULER_ADDRESS``), other commands in a shell.
 - ```python blocks run with ``__name__ == "__main__"`` in the same folder.
+- ```pycon blocks (a session with ``>>>``) run as doctests.
 - ```yaml blocks must parse.
 - A block right after ``<!-- not run: REASON -->`` is not run; the reason
   must say why (what cannot run here, and which test covers it instead).
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 DOCS = sorted([REPO / "README.md", *(REPO / "docs").rglob("*.md")])
 FENCE = re.compile(r"^```(\w*)\s*$")
 SKIP = re.compile(r"<!--\s*not run:\s*(.*?)\s*-->")
-LANGUAGES = {"console", "python", "yaml", "text"}
+LANGUAGES = {"console", "python", "pycon", "yaml", "text"}
 
 
 def blocks(path: Path) -> list[tuple[int, str, str, str | None]]:
@@ -94,6 +95,15 @@ def run_console(body: str, where: str) -> None:
         assert done.returncode == 0, f"{where}: `{command}` failed:\n{done.stderr[-2000:]}"
 
 
+def run_doctest(body: str, where: str) -> None:
+    import doctest
+
+    test = doctest.DocTestParser().get_doctest(body, {"__name__": "__main__"}, where, where, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert runner.failures == 0, f"{where}: the session's output differs (see above)"
+
+
 @pytest.mark.parametrize("path", DOCS, ids=[str(p.relative_to(REPO)) for p in DOCS])
 def test_code_blocks_run(path, tmp_path, local_cluster, monkeypatch, capsys):
     found = blocks(path)
@@ -111,6 +121,8 @@ def test_code_blocks_run(path, tmp_path, local_cluster, monkeypatch, capsys):
                 run_console(body, where)
             elif language == "python":
                 exec(compile(body, where, "exec"), {"__name__": "__main__"})
+            elif language == "pycon":
+                run_doctest(body, where)
             elif language == "yaml":
                 yaml.safe_load(body)
     capsys.readouterr()
@@ -123,3 +135,13 @@ def test_the_harness_reads_blocks_and_commands(tmp_path):
     (first, second) = blocks(doc)
     assert commands(first[2]) == ["dmf info a --json", "ls"] and first[3] is None
     assert second[1] == "python" and second[3] == "needs a GPU, see test_x"
+
+
+def test_api_reference_is_current():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("apidoc", REPO / "docs" / "apidoc.py")
+    apidoc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(apidoc)
+    assert (REPO / "docs" / "api.md").read_text() == apidoc.build(), (
+        "docs/api.md is stale: run .venv/bin/python docs/apidoc.py")
