@@ -22,7 +22,7 @@ from dmf.cf.fitting import fit_model
 from dmf.cf.implicit import implicit_solver
 from dmf.cf.masked import masked_solver
 from dmf.cf.model import LatentFactors
-from dmf.cf.params import ParamsMixin
+from dmf.cf.params import ParamsMixin, ratings_input
 from dmf.errors import InputError
 
 
@@ -195,6 +195,7 @@ class ALS(ParamsMixin):
         self.checkpoint_every = checkpoint_every
         self.progress = progress
 
-    def fit(self, R, y=None) -> ALS:  # noqa: ARG002 - scikit-learn signature
-        """Fit to ratings ``R`` (anything :func:`dmf.cf.data.as_ratings` takes)."""
-        return self._set_model(als(R, **self.get_params()))
+    def fit(self, R, y=None) -> ALS:
+        """Fit to ratings ``R`` (anything :func:`dmf.cf.data.as_ratings` takes),
+        or to ``fit(X, y)``: (user, item) index pairs and their ratings."""
+        return self._set_model(als(ratings_input(R, y), **self.get_params()))

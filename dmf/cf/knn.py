@@ -59,6 +59,7 @@ import scipy.sparse
 
 from dmf.cf.baseline import Baseline
 from dmf.cf.data import Ratings, as_ratings
+from dmf.cf.params import ParamsMixin, pairs, ratings_input, with_unseen
 from dmf.cf.rows import as_csr, as_index, full_rows, user_rows
 from dmf.engine.cache import memory_budget
 from dmf.errors import InputError
@@ -258,7 +259,7 @@ def knn_scores(residuals: scipy.sparse.csr_matrix, neighbours: scipy.sparse.csr_
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
-class ItemKNN:
+class ItemKNN(ParamsMixin):
     """Item-based kNN with baseline (Koren's kNNBaseline), out of core.
 
     Implements the recommender protocol: ``user_ids``, ``item_ids``,
@@ -316,8 +317,10 @@ class ItemKNN:
         self.n_epochs = n_epochs
         self.panel_bytes = panel_bytes
 
-    def fit(self, ratings) -> ItemKNN:
-        R = as_ratings(ratings)
+    def fit(self, ratings, y=None) -> ItemKNN:
+        """Fit to ratings (anything :func:`dmf.cf.data.as_ratings` takes), or
+        to ``fit(X, y)``: (user, item) index pairs and their ratings."""
+        R = as_ratings(ratings_input(ratings, y))
         self.neighbours_ = item_neighbours(R, k=self.k, similarity=self.similarity,
                                            shrinkage=self.shrinkage,
                                            min_support=self.min_support,
@@ -354,9 +357,13 @@ class ItemKNN:
                      - base.item_bias_[rows.indices])
         return rows
 
-    def predict(self, users, items) -> np.ndarray:
-        """Predicted ratings of (user, item) pairs given as row/column indices."""
+    def predict(self, users, items=None) -> np.ndarray:
+        """Predicted ratings of (user, item) pairs given as row/column indices
+        (or as one (n, 2) array, where indices beyond the fit get the global
+        mean)."""
         m, n = len(self.user_ids), len(self.item_ids)
+        if items is None:  # scikit-learn's form: unseen indices get the global mean
+            return with_unseen(self.predict, (m, n), self.global_mean_, *pairs(users))
         users = as_index(users, m, "users")
         items = as_index(items, n, "items")
         if users.shape != items.shape:

@@ -32,6 +32,15 @@ class ParamsMixin:
             setattr(self, name, value)
         return self
 
+    def __sklearn_tags__(self):
+        # scikit-learn calls this (and only then is it imported): a regressor
+        # of ratings from (user, item) pairs, or a fit to a ratings matrix
+        from sklearn.utils import InputTags, RegressorTags, Tags, TargetTags
+
+        return Tags(estimator_type="regressor", target_tags=TargetTags(required=False),
+                    regressor_tags=RegressorTags(),
+                    input_tags=InputTags(sparse=True, allow_nan=False))
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
@@ -55,10 +64,81 @@ class ParamsMixin:
             raise InputError(f"this {type(self).__name__} is not fitted yet: call fit(R) first")
         return self.model_
 
-    def predict(self, users, items) -> np.ndarray:
-        """Predicted ratings for pairs of row / column indices."""
-        return self._fitted().predict(users, items)
+    def predict(self, users, items=None) -> np.ndarray:
+        """Predicted ratings for pairs of row / column indices: ``predict(users,
+        items)``, or ``predict(X)`` with X an (n, 2) array of (user, item)
+        pairs, as scikit-learn's regressors take their input. In that form a
+        user or item index beyond those of the fit (a cross-validation fold
+        may hold the only ratings of one) is predicted as the global mean;
+        ``predict(users, items)`` refuses it."""
+        model = self._fitted()
+        if items is not None:
+            return model.predict(users, items)
+        return with_unseen(model.predict, model.shape, model.global_mean, *pairs(users))
+
+    def score(self, X, y) -> float:
+        """R^2 of the predicted ratings of the (user, item) pairs ``X``
+        against ``y`` (scikit-learn's regressor score: higher is better), so
+        that ``GridSearchCV`` can choose parameters on held-out ratings."""
+        return r2(np.asarray(y, dtype=np.float64), self.predict(X))
 
     def scores(self, users) -> np.ndarray:
         """Predicted ratings of every item for each of ``users``."""
         return self._fitted().scores(users)
+
+
+def pairs(users, items=None) -> tuple[np.ndarray, np.ndarray]:
+    """(users, items) from two index arrays, or from one (n, 2) array."""
+    if items is not None:
+        return users, items
+    X = np.asarray(users)
+    if X.ndim != 2 or X.shape[1] != 2:
+        from dmf.errors import InputError
+
+        raise InputError(f"predict(X) takes an (n, 2) array of (user, item) indices, got "
+                         f"shape {X.shape}; or call predict(users, items)")
+    return X[:, 0].astype(np.int64), X[:, 1].astype(np.int64)
+
+
+def ratings_input(R, y=None):
+    """What ``fit(R)`` or ``fit(X, y)`` was given, as ratings: ``fit(X, y)``
+    with X an (n, 2) array of (user, item) indices and y their ratings (the
+    way scikit-learn splits rows for cross-validation) becomes a sparse
+    matrix of shape (max user + 1, max item + 1)."""
+    if y is None:
+        return R
+    import scipy.sparse
+
+    users, items = pairs(R)
+    values = np.asarray(y, dtype=np.float64)
+    if values.shape != users.shape:
+        from dmf.errors import InputError
+
+        raise InputError(f"fit(X, y): y has {values.size} ratings for {users.size} pairs")
+    if users.size and (users.min() < 0 or items.min() < 0):
+        from dmf.errors import InputError
+
+        raise InputError("fit(X, y): user and item indices must be >= 0")
+    shape = (int(users.max(initial=-1)) + 1, int(items.max(initial=-1)) + 1)
+    return scipy.sparse.csr_matrix((values, (users, items)), shape=shape)
+
+
+def r2(y: np.ndarray, predicted: np.ndarray) -> float:
+    """The coefficient of determination, as ``sklearn.metrics.r2_score``."""
+    residual = float(np.sum((y - predicted) ** 2))
+    total = float(np.sum((y - y.mean()) ** 2))
+    return 1.0 - residual / total if total > 0 else 0.0
+
+
+def with_unseen(predict, shape: tuple[int, int], mean: float, users, items) -> np.ndarray:
+    """``predict(users, items)`` where both indices are within ``shape``,
+    ``mean`` elsewhere."""
+    users = np.asarray(users, dtype=np.int64).ravel()
+    items = np.asarray(items, dtype=np.int64).ravel()
+    known = (users < shape[0]) & (items < shape[1])
+    if known.all():
+        return predict(users, items)
+    out = np.full(users.shape, float(mean))
+    if known.any():
+        out[known] = predict(users[known], items[known])
+    return out

@@ -49,7 +49,7 @@ from dmf.cf.explicit import features, finish
 from dmf.cf.fitting import fit_model
 from dmf.cf.model import LatentFactors
 from dmf.cf.normal import row_of_each, rowwise_dot
-from dmf.cf.params import ParamsMixin
+from dmf.cf.params import ParamsMixin, ratings_input
 from dmf.cf.passes import SUB_RATINGS, as_csr, half_step, one_key, packed, random_rows, row_groups
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import part_of
@@ -343,6 +343,7 @@ class SGD(ParamsMixin):
         self.checkpoint_every = checkpoint_every
         self.progress = progress
 
-    def fit(self, R, y=None) -> SGD:  # noqa: ARG002 - scikit-learn signature
-        """Fit to ratings ``R`` (anything :func:`dmf.cf.data.as_ratings` takes)."""
-        return self._set_model(sgd(R, **self.get_params()))
+    def fit(self, R, y=None) -> SGD:
+        """Fit to ratings ``R`` (anything :func:`dmf.cf.data.as_ratings` takes),
+        or to ``fit(X, y)``: (user, item) index pairs and their ratings."""
+        return self._set_model(sgd(ratings_input(R, y), **self.get_params()))
