@@ -1,0 +1,488 @@
+"""scikit-learn-style classes over :func:`dmf.nmf` and :func:`dmf.svd`.
+
+:class:`NMF` and :class:`TruncatedSVD` follow scikit-learn's estimator
+conventions (the constructor only stores its parameters; ``fit``,
+``transform``, ``fit_transform``, ``inverse_transform``; fitted attributes end
+in ``_``; ``get_params`` / ``set_params``, so ``sklearn.base.clone``,
+``Pipeline`` and ``GridSearchCV`` work), with scikit-learn's parameter names
+and defaults where dmf has the feature. They sit over the functions as
+scikit-learn's ``NMF`` sits over ``non_negative_factorization``: the work is
+done out of core by :func:`dmf.nmf` and :func:`dmf.svd`.
+
+scikit-learn is not needed to use them (it is imported only when scikit-learn
+itself asks for the estimator's tags).
+
+What they take and give back: X may be a numpy array, a scipy.sparse matrix,
+a dask array, a Zarr array or the URL of a dmf store. In-memory input (numpy,
+scipy.sparse, lists) gives numpy output; out-of-core input (dask, Zarr, URL)
+gives a dask array, computed only when asked for.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+import os
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import scipy.sparse
+
+from dmf.errors import InputError
+from dmf.linalg.svd import svd
+from dmf.nmf.api import nmf
+from dmf.store.api import as_matrix
+
+__all__ = ["NMF", "NotFittedError", "TruncatedSVD"]
+
+
+class NotFittedError(InputError, AttributeError):
+    """``transform`` (or another method that needs a fit) called before
+    ``fit``. A ValueError and an AttributeError, as scikit-learn's."""
+
+
+def _seed(random_state) -> int | None:
+    """scikit-learn's ``random_state`` (None, an int, a RandomState or a
+    Generator) as dmf's integer ``seed``."""
+    if random_state is None or isinstance(random_state, numbers.Integral):
+        return None if random_state is None else int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(np.iinfo(np.int32).max))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(np.iinfo(np.int32).max))
+    raise InputError(f"random_state must be None, an int, a numpy RandomState or Generator, "
+                     f"got {random_state!r}")
+
+
+def _is_out_of_core(X) -> bool:
+    import zarr
+
+    return isinstance(X, (str, os.PathLike, da.Array, zarr.Array))
+
+
+def _in_memory(X, name: str):
+    """numpy or scipy.sparse CSR X validated as scikit-learn's check_array
+    would: 2-D, non-empty, real, finite; integers, booleans and numbers held
+    in object arrays become float64."""
+    if scipy.sparse.issparse(X):
+        X = scipy.sparse.csr_matrix(X)
+        if X.dtype not in (np.float32, np.float64):
+            if np.iscomplexobj(X.data):
+                raise InputError(f"{name}: Complex data not supported")
+            X = X.astype(np.float64)
+        if not np.isfinite(X.data).all():
+            raise InputError(f"{name}: Input contains NaN or infinity")
+        _check_2d_shape(X.shape, name)
+        return X
+    X = np.asarray(X)
+    if np.iscomplexobj(X):
+        raise InputError(f"{name}: Complex data not supported")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)  # a TypeError for what is not a number, as numpy's
+    if X.ndim != 2:
+        raise InputError(f"{name}: Expected a 2D array, got a {X.ndim}D array of shape "
+                         f"{X.shape} instead. Reshape your data with X.reshape(-1, 1) for a "
+                         "single feature or X.reshape(1, -1) for a single sample")
+    _check_2d_shape(X.shape, name)
+    if not np.isfinite(X).all():
+        raise InputError(f"{name}: Input contains NaN or infinity")
+    return X
+
+
+def _check_2d_shape(shape, name: str) -> None:
+    if shape[0] == 0:
+        raise InputError(f"{name}: Found array with 0 sample(s) (shape={tuple(shape)}) while "
+                         "a minimum of 1 is required.")
+    if shape[1] == 0:
+        raise InputError(f"{name}: Found array with 0 feature(s) (shape={tuple(shape)}) while "
+                         "a minimum of 1 is required.")
+
+
+def _n_components(k, shape) -> int:
+    m, n = shape
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise InputError(f"n_components must be a positive integer or 'auto', got {k!r}")
+    if k > min(m, n):
+        raise InputError(f"n_components={k} must be at most min(n_samples, n_features) "
+                         f"(n_samples = {m}, n_features = {n})")
+    return int(k)
+
+
+class _Estimator:
+    """scikit-learn's parameter protocol, written without scikit-learn."""
+
+    #: Tags that differ from a transformer's defaults (see ``__sklearn_tags__``).
+    _positive_only = False
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return sorted(p.name for p in signature.parameters.values()
+                      if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:  # noqa: ARG002
+        """The constructor's parameters, by name (scikit-learn's protocol)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Set constructor parameters by name; returns the estimator."""
+        valid = set(self._get_param_names())
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; "
+                                 f"valid parameters: {', '.join(sorted(valid))}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in
+                    inspect.signature(type(self).__init__).parameters.values()}
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
+                   if not (v is defaults.get(k) or (type(v) is type(defaults.get(k))
+                                                   and v == defaults.get(k)))]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self):
+        # scikit-learn calls this; it is imported here only, never by dmf itself
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
+                    input_tags=InputTags(sparse=True, positive_only=self._positive_only))
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "components_")
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "components_"):
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet: "
+                                 "call fit with appropriate arguments first")
+
+    def _input(self, X, *, reset: bool):
+        """(X for dmf, whether it is in memory); checks the number of
+        features against the fit when ``reset`` is False."""
+        name = type(self).__name__
+        if _is_out_of_core(X):
+            X_dmf, in_memory = X, False
+            shape = as_matrix(X, storage_options=self.storage_options).shape \
+                if isinstance(X, (str, os.PathLike)) else X.shape
+        else:
+            X_dmf, in_memory = _in_memory(X, name), True
+            shape = X_dmf.shape
+            values = X_dmf.data if scipy.sparse.issparse(X_dmf) else X_dmf
+            if self._positive_only and values.size and values.min() < 0:
+                raise InputError(f"Negative values in data passed to {name}: "
+                                 f"{int((values < 0).sum())} entries of X are < 0")
+        if len(shape) != 2:
+            raise InputError(f"{name}: expected a 2-D matrix, got shape {tuple(shape)}")
+        if reset:
+            for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+                delattr(self, attr)
+        elif shape[1] != self.n_features_in_:
+            raise InputError(f"X has {shape[1]} features, but {name} is expecting "
+                             f"{self.n_features_in_} features as input.")
+        return X_dmf, in_memory, shape
+
+    def _output(self, Y, in_memory: bool):
+        if in_memory:
+            return np.asarray(Y.compute() if isinstance(Y, da.Array) else Y)
+        return Y if isinstance(Y, da.Array) else da.from_array(np.asarray(Y))
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:  # noqa: ARG002
+        """Output names, scikit-learn style: ``nmf0``, ``nmf1``... or
+        ``truncatedsvd0``..."""
+        self._check_fitted()
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{i}" for i in range(self.components_.shape[0])],
+                          dtype=object)
+
+
+class NMF(_Estimator):
+    """Non-negative matrix factorization X ~ W H, as scikit-learn's ``NMF``,
+    computed out of core by :func:`dmf.nmf`.
+
+    ``fit`` finds H (``components_``, k x n_features); ``transform`` finds W
+    for rows of X with H fixed.
+
+    Parameters
+    ----------
+    n_components : int or "auto"
+        k. "auto": the shape of ``W`` or ``H`` when ``init="custom"``, else
+        n_features as in scikit-learn, but at most n_samples (dmf needs
+        k <= min(n_samples, n_features)).
+    init : {None, "random", "nndsvd", "nndsvda", "nndsvdar", "custom"}
+        As scikit-learn (None: "nndsvda"; "custom": the ``W`` and ``H``
+        given to ``fit``).
+    solver : {"cd", "mu"}
+        "cd": coordinate descent (dmf's "hals"), Frobenius loss only;
+        "mu": multiplicative updates, any ``beta_loss``. dmf's names
+        "hals" and "auto" are accepted too.
+    beta_loss : float or {"frobenius", "kullback-leibler", "itakura-saito"}
+        The beta-divergence minimized (dmf's short names "kl", "is" and its
+        "l1" loss work too).
+    tol, max_iter :
+        Stopping rule, as scikit-learn (tol = 0: exactly ``max_iter``
+        iterations).
+    random_state : int, RandomState, Generator or None
+        dmf's ``seed``: the same int gives bitwise the same factors.
+    alpha_W, alpha_H, l1_ratio : float
+        Regularization, scikit-learn's meaning and scaling
+        (``alpha_H="same"``: alpha_W).
+    verbose : int
+        Progress on stderr when > 0.
+    out : str, optional
+        dmf extra: store the fitted result (W, H) there, checkpointing while
+        iterating; refitting the same data resumes or returns it.
+    storage_options : dict, optional
+        dmf extra: fsspec options for URLs (``X`` and ``out``).
+    checkpoint_every : int, optional
+        dmf extra: checkpoint every this many iterations with ``out``.
+
+    Attributes
+    ----------
+    components_ : numpy.ndarray
+        H, n_components x n_features.
+    n_components_ : int
+    reconstruction_err_ : float
+        sqrt(2 D_beta(X | W H)) of the fit (the Frobenius norm of X - WH
+        for the Frobenius loss).
+    n_iter_ : int
+    n_features_in_ : int
+    result_ : dmf.NMFResult
+        The result of :func:`dmf.nmf` (W lazy, loss history, timings).
+
+    Notes
+    -----
+    ``transform``, ``fit_transform`` and ``inverse_transform`` return numpy
+    arrays for numpy or scipy.sparse input and dask arrays (lazy) for dask,
+    Zarr or URL input. X must be non-negative (an InputError, a ValueError,
+    otherwise) and finite.
+
+    Examples
+    --------
+    >>> import numpy as np, dmf
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.random((30, 2)) @ rng.random((2, 8))
+    >>> model = dmf.NMF(n_components=2, max_iter=400, random_state=0)
+    >>> W = model.fit_transform(X)
+    >>> W.shape, model.components_.shape, model.n_features_in_
+    ((30, 2), (2, 8), 8)
+    >>> bool(model.reconstruction_err_ < 1e-2 * np.linalg.norm(X))
+    True
+    >>> bool(np.abs(model.inverse_transform(model.transform(X[:5])) - X[:5]).max() < 0.05)
+    True
+    """
+
+    _positive_only = True
+
+    def __init__(self, n_components="auto", *, init=None, solver="cd", beta_loss="frobenius",
+                 tol=1e-4, max_iter=200, random_state=None, alpha_W=0.0, alpha_H="same",
+                 l1_ratio=0.0, verbose=0, out=None, storage_options=None,
+                 checkpoint_every=None):
+        self.n_components = n_components
+        self.init = init
+        self.solver = solver
+        self.beta_loss = beta_loss
+        self.tol = tol
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.alpha_W = alpha_W
+        self.alpha_H = alpha_H
+        self.l1_ratio = l1_ratio
+        self.verbose = verbose
+        self.out = out
+        self.storage_options = storage_options
+        self.checkpoint_every = checkpoint_every
+
+    def _settings(self) -> dict[str, Any]:
+        solvers = {"cd": "hals", "hals": "hals", "mu": "mu", "auto": "auto"}
+        if self.solver not in solvers:
+            raise InputError(f"solver must be 'cd' or 'mu' (or dmf's 'hals', 'auto'), got "
+                             f"{self.solver!r}")
+        return {"loss": self.beta_loss, "solver": solvers[self.solver], "alpha_W": self.alpha_W,
+                "alpha_H": self.alpha_H, "l1_ratio": self.l1_ratio, "tol": self.tol,
+                "max_iter": self.max_iter, "storage_options": self.storage_options,
+                "progress": bool(self.verbose)}
+
+    def fit(self, X, y=None, W=None, H=None):  # noqa: ARG002
+        """Fit H (``components_``) to X; returns the estimator.
+
+        Parameters
+        ----------
+        X : array-like, scipy.sparse, dask or Zarr array, or URL
+            n_samples x n_features, non-negative.
+        y : ignored
+        W, H : array-like, optional
+            The starting factors of ``init="custom"``.
+        """
+        self.fit_transform(X, W=W, H=H)
+        return self
+
+    def fit_transform(self, X, y=None, W=None, H=None):  # noqa: ARG002
+        """Fit to X and return W (n_samples x n_components): numpy for
+        in-memory X, a dask array for dask, Zarr or URL X."""
+        X, in_memory, shape = self._input(X, reset=True)
+        k = self.n_components
+        if k == "auto":
+            k = (H.shape[0] if H is not None else W.shape[1] if W is not None
+                 else min(shape))
+        k = _n_components(k, shape)
+        init = "auto" if self.init is None else self.init
+        result = nmf(X, k, init=init, seed=_seed(self.random_state), W=W, H=H, out=self.out,
+                     checkpoint_every=self.checkpoint_every, **self._settings())
+        self.result_ = result
+        self.components_ = result.H
+        self.n_components_ = k
+        self.reconstruction_err_ = result.reconstruction_err_
+        self.n_iter_ = result.n_iter
+        self.n_features_in_ = shape[1]
+        return self._output(result.W, in_memory)
+
+    def transform(self, X):
+        """W for the rows of X with H = ``components_`` fixed (numpy for
+        in-memory X, a dask array for dask, Zarr or URL X)."""
+        self._check_fitted()
+        X, in_memory, _ = self._input(X, reset=False)
+        settings = self._settings()
+        settings["solver"] = self.result_.attrs.get("solver", settings["solver"])
+        W = nmf(X, self.n_components_, H=self.components_, update_H=False,
+                **settings).W
+        return self._output(W, in_memory)
+
+    def inverse_transform(self, X):
+        """W H: data back from its components (X: W, n_samples x
+        n_components; numpy in, numpy out; dask in, dask out)."""
+        self._check_fitted()
+        if isinstance(X, da.Array):
+            return X @ da.from_array(self.components_, chunks=-1)
+        W = X.toarray() if scipy.sparse.issparse(X) else np.asarray(X)
+        return W @ self.components_
+
+
+class TruncatedSVD(_Estimator):
+    """Truncated SVD (latent semantic analysis), as scikit-learn's
+    ``TruncatedSVD``, computed out of core by :func:`dmf.svd`. X is not
+    centred, so scipy.sparse and out-of-core input stay as they are.
+
+    Parameters
+    ----------
+    n_components : int
+        k, at most min(n_samples, n_features).
+    algorithm : {"randomized", "arpack", "sketch", "power", "gram", "tsqr", "auto"}
+        dmf's ``method``. "randomized" as scikit-learn; "arpack" (an exact
+        solver in scikit-learn) maps onto dmf's exact "tsqr" (ARPACK itself
+        is not used); the others are dmf's methods (see :func:`dmf.svd`).
+    n_iter : int
+        Power iterations of "randomized".
+    n_oversamples : int
+        Extra random directions.
+    power_iteration_normalizer : {"auto", "QR", "LU", "none"}
+        How the power iterations are re-orthonormalized (dmf's
+        ``normalizer``).
+    random_state : int, RandomState, Generator or None
+        dmf's ``seed``.
+    tol : float
+        The residual tolerance of ``algorithm="power"`` (0: dmf's default,
+        1e-7); unused otherwise.
+    out : str, optional
+        dmf extra: store the fitted result (U, S, Vt) there.
+    storage_options : dict, optional
+        dmf extra: fsspec options for URLs.
+
+    Attributes
+    ----------
+    components_ : numpy.ndarray
+        Vt, n_components x n_features (each row's largest-magnitude entry
+        positive).
+    n_components_ : int
+    singular_values_ : numpy.ndarray
+    explained_variance_, explained_variance_ratio_ : numpy.ndarray
+        As scikit-learn's (variances of the columns of X V, and their share
+        of the summed variances of X's columns).
+    n_iter_ : int
+    n_features_in_ : int
+    result_ : dmf.SVDResult
+
+    Notes
+    -----
+    ``transform`` (X Vt^T), ``fit_transform`` (U S) and ``inverse_transform``
+    return numpy arrays for numpy or scipy.sparse input and dask arrays
+    (lazy) for dask, Zarr or URL input.
+
+    Examples
+    --------
+    >>> import numpy as np, dmf
+    >>> A = np.array([[1, 2, 3, 4, 3, 3], [1, 2, 3, 4, 3, 3],
+    ...               [3, 3, 3, 1, 4, 5], [3, 3, 3, 1, 4, 5]], dtype=float)
+    >>> svd = dmf.TruncatedSVD(n_components=2, random_state=0).fit(A)
+    >>> svd.singular_values_.round(2).tolist()
+    [14.74, 4.1]
+    >>> Z = svd.transform(A)
+    >>> Z.shape
+    (4, 2)
+    >>> bool(np.allclose(svd.inverse_transform(Z), A))
+    True
+    """
+
+    def __init__(self, n_components=2, *, algorithm="randomized", n_iter=5, n_oversamples=10,
+                 power_iteration_normalizer="auto", random_state=None, tol=0.0, out=None,
+                 storage_options=None):
+        self.n_components = n_components
+        self.algorithm = algorithm
+        self.n_iter = n_iter
+        self.n_oversamples = n_oversamples
+        self.power_iteration_normalizer = power_iteration_normalizer
+        self.random_state = random_state
+        self.tol = tol
+        self.out = out
+        self.storage_options = storage_options
+
+    def fit(self, X, y=None):  # noqa: ARG002
+        """Fit the top ``n_components`` singular triplets of X; returns the
+        estimator."""
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X, y=None):  # noqa: ARG002
+        """Fit and return U S (n_samples x n_components): numpy for
+        in-memory X, a dask array for dask, Zarr or URL X."""
+        X, in_memory, shape = self._input(X, reset=True)
+        k = _n_components(self.n_components, shape)
+        method = "tsqr" if self.algorithm == "arpack" else self.algorithm
+        options: dict[str, Any] = {}
+        if method == "power" and self.tol:
+            options["tol"] = self.tol
+        result = svd(X, k, method=method, n_iter=self.n_iter, n_oversamples=self.n_oversamples,
+                     normalizer=self.power_iteration_normalizer,
+                     seed=_seed(self.random_state), out=self.out,
+                     storage_options=self.storage_options, **options)
+        self.result_ = result
+        self.components_ = result.Vt
+        self.n_components_ = k
+        self.singular_values_ = result.S
+        self.explained_variance_ = result.explained_variance_
+        self.explained_variance_ratio_ = result.explained_variance_ratio_
+        self.n_iter_ = result.n_iter
+        self.n_features_in_ = shape[1]
+        return self._output(result.U * result.S.astype(result.U.dtype), in_memory)
+
+    def transform(self, X):
+        """X V (= X ``components_``^T): numpy for in-memory X, a dask
+        array for dask, Zarr or URL X."""
+        self._check_fitted()
+        X, in_memory, _ = self._input(X, reset=False)
+        Vt = self.components_
+        if in_memory:
+            return np.asarray(X @ Vt.T.astype(X.dtype, copy=False))
+        X = as_matrix(X, storage_options=self.storage_options)
+        return X @ da.from_array(Vt.T.astype(X.dtype, copy=False), chunks=-1)
+
+    def inverse_transform(self, X):
+        """Z Vt: data back from its projection (numpy in, numpy out; dask
+        in, dask out)."""
+        self._check_fitted()
+        if isinstance(X, da.Array):
+            return X @ da.from_array(self.components_, chunks=-1)
+        Z = X.toarray() if scipy.sparse.issparse(X) else np.asarray(X)
+        return Z @ self.components_
