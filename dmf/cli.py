@@ -286,9 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
                   "iteration, spectrum, components, top items, run records, parameters")
     rep.add_argument("out", metavar="OUT", help="a result (dmf svd, nmf, cf train) or a job "
                      "root (dmf run)")
-    rep.add_argument("--html", metavar="FILE", help="where to write the page (default: "
-                     "OUT.html beside a local OUT)")
-    rep.add_argument("--png", metavar="DIR", help="also write each figure as a PNG here")
+    rep.add_argument("--html", metavar="FILE", help="where to write the page (default, "
+                     "unless --png alone is given: OUT.html beside a local OUT, its .zarr "
+                     "dropped)")
+    rep.add_argument("--png", metavar="DIR", help="write each figure as a PNG here (with "
+                     "--html too: the page as well)")
     rep.add_argument("--image-shape", type=shape_arg, metavar="HxW",
                      help="draw components as H x W images (columns are pixels), e.g. 8x8")
     rep.add_argument("--top", type=positive_int, default=10, metavar="N",
@@ -544,7 +546,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not location.is_local:
             raise InputError(f"{args.out}: not a local path; say where the page goes with "
                              "--html FILE")
-        html_path = location.url.rstrip("/") + ".html"
+        stem = location.url.rstrip("/")
+        html_path = (stem[:-len(".zarr")] if stem.endswith(".zarr") else stem) + ".html"
     page = report.build(args.out, storage_options=args.storage_options,
                         image_shape=args.image_shape, top=args.top)
     for path in report.write(page, html_path, args.png):

@@ -60,3 +60,17 @@ def test_grid_search_and_pipeline_choose_on_held_out_ratings(pairs):
     assert search.best_score_ > 0.7
     pipe = make_pipeline(FunctionTransformer(), ALS(k=3, max_iter=5, seed=0)).fit(X, y)
     assert pipe.score(X, y) > 0.9
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: type(m).__name__)
+def test_a_fitted_estimator_is_a_model_for_evaluate_and_recommend(model, pairs):
+    from dmf.cf import evaluate, recommend
+    from dmf.errors import InputError
+
+    X, y = pairs
+    R = scipy.sparse.csr_matrix((y, (X[:, 0], X[:, 1])))
+    with pytest.raises(InputError, match="not a fitted recommender"):
+        evaluate(clone(model), R, R)
+    fitted = clone(model).fit(R)
+    assert evaluate(fitted, R, R, k=5)["rmse"] < 1.0
+    assert recommend(fitted, R, 0, n=3).items.shape == (3,)

@@ -328,8 +328,15 @@ class ItemKNN(ParamsMixin):
         self.baseline_ = Baseline(reg_user=self.reg_user, reg_item=self.reg_item,
                                   n_epochs=self.n_epochs).fit(R)
         self.ratings_ = R
-        self.user_ids, self.item_ids = R.user_ids, R.item_ids
         return self
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        return self.ratings_.user_ids  # AttributeError until fitted
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.ratings_.item_ids
 
     # the baseline's fitted biases, for the popularity fallback
     @property

@@ -57,6 +57,20 @@ class ParamsMixin:
         self.n_iter_ = model.n_iter
         return self
 
+    # What dmf.cf.recommend / evaluate need of a model, read from the fitted
+    # one, so a fitted estimator can be passed where a model is taken.
+    @property
+    def user_ids(self) -> np.ndarray:
+        if not hasattr(self, "model_"):
+            raise AttributeError("user_ids: not fitted")
+        return self.model_.user_ids
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        if not hasattr(self, "model_"):
+            raise AttributeError("item_ids: not fitted")
+        return self.model_.item_ids
+
     def _fitted(self) -> LatentFactors:
         if not hasattr(self, "model_"):
             from dmf.errors import InputError
