@@ -72,5 +72,5 @@ def test_a_fitted_estimator_is_a_model_for_evaluate_and_recommend(model, pairs):
     with pytest.raises(InputError, match="not a fitted recommender"):
         evaluate(clone(model), R, R)
     fitted = clone(model).fit(R)
-    assert evaluate(fitted, R, R, k=5)["rmse"] < 1.0
+    assert evaluate(fitted, R, R, k=5)["rmse"] < 0.8 * y.std()  # better than the mean
     assert recommend(fitted, R, 0, n=3).items.shape == (3,)
