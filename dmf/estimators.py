@@ -20,15 +20,19 @@ gives a dask array, computed only when asked for.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import numbers
 import os
+import threading
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 import scipy.sparse
 
+from dmf.engine.cluster import current_client
 from dmf.errors import InputError
 from dmf.linalg.svd import svd
 from dmf.nmf.api import nmf
@@ -97,6 +101,33 @@ def _check_2d_shape(shape, name: str) -> None:
     if shape[1] == 0:
         raise InputError(f"{name}: Found array with 0 feature(s) (shape={tuple(shape)}) while "
                          "a minimum of 1 is required.")
+
+
+#: In-memory input up to this size is computed with Dask's synchronous
+#: scheduler (see :func:`_scheduler_for`).
+SMALL_INPUT_BYTES = 4 * 2**20
+_SYNC_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _scheduler_for(X, in_memory: bool):
+    """Dask's synchronous scheduler while fitting or transforming a small
+    in-memory X, when no cluster client and no scheduler is configured.
+
+    Such an X is one block, so the threaded scheduler has nothing to run in
+    parallel, and with the few-millisecond tasks of a small matrix its
+    thread hand-offs cost more than the arithmetic (about a fifth of a fit's
+    time). Dask's configuration is process-wide: the lock keeps concurrent
+    calls from restoring each other's setting out of order, and other
+    threads computing with Dask meanwhile run synchronously too.
+    """
+    nbytes = X.data.nbytes if scipy.sparse.issparse(X) else getattr(X, "nbytes", 0)
+    if (not in_memory or nbytes > SMALL_INPUT_BYTES or current_client() is not None
+            or dask.config.get("scheduler", None) is not None):
+        yield
+        return
+    with _SYNC_LOCK, dask.config.set(scheduler="synchronous"):
+        yield
 
 
 def _n_components(k, shape) -> int:
@@ -264,7 +295,7 @@ class NMF(_Estimator):
     >>> import numpy as np, dmf
     >>> rng = np.random.default_rng(0)
     >>> X = rng.random((30, 2)) @ rng.random((2, 8))
-    >>> model = dmf.NMF(n_components=2, max_iter=400, random_state=0)
+    >>> model = dmf.NMF(n_components=2, init="random", tol=1e-3, random_state=0)
     >>> W = model.fit_transform(X)
     >>> W.shape, model.components_.shape, model.n_features_in_
     ((30, 2), (2, 8), 8)
@@ -329,15 +360,18 @@ class NMF(_Estimator):
                  else min(shape))
         k = _n_components(k, shape)
         init = "auto" if self.init is None else self.init
-        result = nmf(X, k, init=init, seed=_seed(self.random_state), W=W, H=H, out=self.out,
-                     checkpoint_every=self.checkpoint_every, **self._settings())
+        with _scheduler_for(X, in_memory):
+            result = nmf(X, k, init=init, seed=_seed(self.random_state), W=W, H=H,
+                         out=self.out, checkpoint_every=self.checkpoint_every,
+                         **self._settings())
+            W_fit = self._output(result.W, in_memory)
         self.result_ = result
         self.components_ = result.H
         self.n_components_ = k
         self.reconstruction_err_ = result.reconstruction_err_
         self.n_iter_ = result.n_iter
         self.n_features_in_ = shape[1]
-        return self._output(result.W, in_memory)
+        return W_fit
 
     def transform(self, X):
         """W for the rows of X with H = ``components_`` fixed (numpy for
@@ -346,9 +380,9 @@ class NMF(_Estimator):
         X, in_memory, _ = self._input(X, reset=False)
         settings = self._settings()
         settings["solver"] = self.result_.attrs.get("solver", settings["solver"])
-        W = nmf(X, self.n_components_, H=self.components_, update_H=False,
-                **settings).W
-        return self._output(W, in_memory)
+        with _scheduler_for(X, in_memory):
+            W = nmf(X, self.n_components_, H=self.components_, update_H=False, **settings).W
+            return self._output(W, in_memory)
 
     def inverse_transform(self, X):
         """W H: data back from its components (X: W, n_samples x
@@ -453,10 +487,13 @@ class TruncatedSVD(_Estimator):
         options: dict[str, Any] = {}
         if method == "power" and self.tol:
             options["tol"] = self.tol
-        result = svd(X, k, method=method, n_iter=self.n_iter, n_oversamples=self.n_oversamples,
-                     normalizer=self.power_iteration_normalizer,
-                     seed=_seed(self.random_state), out=self.out,
-                     storage_options=self.storage_options, **options)
+        with _scheduler_for(X, in_memory):
+            result = svd(X, k, method=method, n_iter=self.n_iter,
+                         n_oversamples=self.n_oversamples,
+                         normalizer=self.power_iteration_normalizer,
+                         seed=_seed(self.random_state), out=self.out,
+                         storage_options=self.storage_options, **options)
+            US = self._output(result.U * result.S.astype(result.U.dtype), in_memory)
         self.result_ = result
         self.components_ = result.Vt
         self.n_components_ = k
@@ -465,7 +502,7 @@ class TruncatedSVD(_Estimator):
         self.explained_variance_ratio_ = result.explained_variance_ratio_
         self.n_iter_ = result.n_iter
         self.n_features_in_ = shape[1]
-        return self._output(result.U * result.S.astype(result.U.dtype), in_memory)
+        return US
 
     def transform(self, X):
         """X V (= X ``components_``^T): numpy for in-memory X, a dask
