@@ -36,7 +36,7 @@ from dmf.engine.cluster import current_client
 from dmf.errors import InputError
 from dmf.linalg.svd import svd
 from dmf.nmf.api import nmf
-from dmf.store.api import as_matrix
+from dmf.store.api import as_matrix, open_matrix
 
 __all__ = ["NMF", "NotFittedError", "TruncatedSVD"]
 
@@ -196,7 +196,8 @@ class _Estimator:
         name = type(self).__name__
         if _is_out_of_core(X):
             X_dmf, in_memory = X, False
-            shape = as_matrix(X, storage_options=self.storage_options).shape \
+            # a URL: its shape from the store's metadata, without reading X
+            shape = open_matrix(X, storage_options=self.storage_options).shape \
                 if isinstance(X, (str, os.PathLike)) else X.shape
         else:
             X_dmf, in_memory = _in_memory(X, name), True
