@@ -5,7 +5,8 @@
   commands run in this process against the session's LocalCluster
   (``$DASK_SCHEDULER_ADDRESS``), other commands in a shell.
 - ```python blocks run with ``__name__ == "__main__"`` in the same folder.
-- ```pycon blocks (a session with ``>>>``) run as doctests.
+- ```pycon blocks (a session with ``>>>``) run as doctests; the sessions
+  of one page continue one another, as a reader's would.
 - ```yaml blocks must parse.
 - A block right after ``<!-- not run: REASON -->`` is not run; the reason
   must say why (what cannot run here, and which test covers it instead).
@@ -95,12 +96,13 @@ def run_console(body: str, where: str) -> None:
         assert done.returncode == 0, f"{where}: `{command}` failed:\n{done.stderr[-2000:]}"
 
 
-def run_doctest(body: str, where: str) -> None:
+def run_doctest(body: str, where: str, session: dict) -> None:
     import doctest
 
-    test = doctest.DocTestParser().get_doctest(body, {"__name__": "__main__"}, where, where, 0)
+    test = doctest.DocTestParser().get_doctest(body, session, where, where, 0)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    runner.run(test)
+    runner.run(test, clear_globs=False)
+    session.update(test.globs)
     assert runner.failures == 0, f"{where}: the session's output differs (see above)"
 
 
@@ -110,6 +112,7 @@ def test_code_blocks_run(path, tmp_path, local_cluster, monkeypatch, capsys):
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", local_cluster.scheduler.address)
     for name in ("pipelines", "examples"):
         (tmp_path / name).symlink_to(REPO / name)
+    session = {"__name__": "__main__"}  # the >>> sessions of one page continue
     with inside(tmp_path):
         for line, language, body, reason in found:
             where = f"{path.relative_to(REPO)}:{line}"
@@ -122,7 +125,7 @@ def test_code_blocks_run(path, tmp_path, local_cluster, monkeypatch, capsys):
             elif language == "python":
                 exec(compile(body, where, "exec"), {"__name__": "__main__"})
             elif language == "pycon":
-                run_doctest(body, where)
+                run_doctest(body, where, session)
             elif language == "yaml":
                 yaml.safe_load(body)
     capsys.readouterr()
