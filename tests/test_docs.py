@@ -2,8 +2,10 @@
 
 - ```console blocks: each ``$ command`` runs in a scratch folder (with
   ``pipelines/`` and ``examples/`` linked in) and must exit 0; ``dmf``
-  commands run in this process against the session's LocalCluster
-  (``$DASK_SCHEDULER_ADDRESS``), other commands in a shell.
+  commands run in this process on threads (``--workers 0``; a ``dmf run``
+  job on the session's LocalCluster, ``$DASK_SCHEDULER_ADDRESS``), other
+  commands in a shell.
+- python blocks that call ``dmf.connect()`` get the session's LocalCluster.
 - ```python blocks run with ``__name__ == "__main__"`` in the same folder.
 - ```pycon blocks (a session with ``>>>``) run as doctests; the sessions
   of one page continue one another, as a reader's would.
@@ -87,8 +89,12 @@ def run_console(body: str, where: str) -> None:
     for command in commands(body):
         words = shlex.split(command, comments=True)
         if words and words[0] in ("dmf", ".venv/bin/dmf"):
+            # threads in this process: the same work as on a cluster (the
+            # cluster runs are tested elsewhere), without a cluster's
+            # per-task overhead, which is most of a small example's time
+            threads = [] if "--scheduler" in words else ["--workers", "0"]
             with contextlib.suppress(SystemExit):  # --help exits 0 through argparse
-                code = main(words[1:])
+                code = main([*threads, *words[1:]])
                 assert code == 0, f"{where}: `{command}` exited {code}"
             continue
         done = subprocess.run(command.replace(".venv/bin/", ""), shell=True,
