@@ -21,6 +21,11 @@ class InputError(DmfError, ValueError):
     exit_code = 2
 
 
+class NotFittedError(InputError, AttributeError):
+    """A method that needs a fit (``transform``, ``predict``) called before
+    ``fit``. A ValueError and an AttributeError, as scikit-learn's."""
+
+
 class StoreError(DmfError, OSError):
     """A store is missing, is not a Zarr store, is incomplete or corrupt."""
 
@@ -81,6 +86,7 @@ __all__ = [
     "DmfWarning",
     "InputError",
     "Interrupted",
+    "NotFittedError",
     "OutputLocked",
     "StoreError",
 ]

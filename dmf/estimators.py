@@ -33,17 +33,12 @@ import numpy as np
 import scipy.sparse
 
 from dmf.engine.cluster import current_client
-from dmf.errors import InputError
+from dmf.errors import InputError, NotFittedError
 from dmf.linalg.svd import svd
 from dmf.nmf.api import nmf
 from dmf.store.api import as_matrix, open_matrix
 
 __all__ = ["NMF", "NotFittedError", "TruncatedSVD"]
-
-
-class NotFittedError(InputError, AttributeError):
-    """``transform`` (or another method that needs a fit) called before
-    ``fit``. A ValueError and an AttributeError, as scikit-learn's."""
 
 
 def _seed(random_state) -> int | None:

@@ -74,3 +74,16 @@ def test_a_fitted_estimator_is_a_model_for_evaluate_and_recommend(model, pairs):
     fitted = clone(model).fit(R)
     assert evaluate(fitted, R, R, k=5)["rmse"] < 0.8 * y.std()  # better than the mean
     assert recommend(fitted, R, 0, n=3).items.shape == (3,)
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: type(m).__name__)
+def test_predict_before_fit_is_not_fitted_error(model):
+    from sklearn.exceptions import NotFittedError as SklearnNotFitted
+    from sklearn.utils.validation import check_is_fitted
+
+    from dmf.errors import NotFittedError
+
+    with pytest.raises(NotFittedError, match="not fitted"):
+        clone(model).predict(np.array([[0, 0]]))
+    with pytest.raises(SklearnNotFitted):
+        check_is_fitted(clone(model))

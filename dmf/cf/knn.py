@@ -332,6 +332,9 @@ class ItemKNN(ParamsMixin):
         self.__dict__.pop("_item_ids", None)
         return self
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "neighbours_")
+
     # The ids of the fit (AttributeError until fitted); dmf.cf.knn_store sets
     # them when it loads a model.
     @property
@@ -382,6 +385,10 @@ class ItemKNN(ParamsMixin):
         """Predicted ratings of (user, item) pairs given as row/column indices
         (or as one (n, 2) array, where indices beyond the fit get the global
         mean)."""
+        if not hasattr(self, "neighbours_"):
+            from dmf.errors import NotFittedError
+
+            raise NotFittedError("this ItemKNN is not fitted yet: call fit(R) first")
         m, n = len(self.user_ids), len(self.item_ids)
         if items is None:  # scikit-learn's form: unseen indices get the global mean
             return with_unseen(self.predict, (m, n), self.global_mean_, *pairs(users))

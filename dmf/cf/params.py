@@ -41,6 +41,9 @@ class ParamsMixin:
                     regressor_tags=RegressorTags(),
                     input_tags=InputTags(sparse=True, allow_nan=False))
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "model_")
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
@@ -73,9 +76,10 @@ class ParamsMixin:
 
     def _fitted(self) -> LatentFactors:
         if not hasattr(self, "model_"):
-            from dmf.errors import InputError
+            from dmf.errors import NotFittedError
 
-            raise InputError(f"this {type(self).__name__} is not fitted yet: call fit(R) first")
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(R) "
+                                 "first")
         return self.model_
 
     def predict(self, users, items=None) -> np.ndarray:
