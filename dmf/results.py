@@ -145,7 +145,7 @@ class NMFResult:
         >>> import numpy as np, dmf
         >>> rng = np.random.default_rng(0)
         >>> X = rng.random((80, 3)) @ rng.random((3, 20))
-        >>> r = dmf.nmf(X, 3, max_iter=500, tol=1e-4, seed=0)
+        >>> r = dmf.nmf(X, 3, max_iter=200, tol=1e-4, seed=0)
         >>> W = r.transform(X[:10]).compute()
         >>> bool(np.abs(W @ r.H - X[:10]).max() < 0.05)
         True

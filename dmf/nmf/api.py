@@ -148,7 +148,7 @@ def nmf(
     >>> import numpy as np, dmf
     >>> rng = np.random.default_rng(0)
     >>> X = rng.random((60, 4)) @ rng.random((4, 30))
-    >>> r = dmf.nmf(X, 4, loss="kl", max_iter=300, tol=0, seed=0)
+    >>> r = dmf.nmf(X, 4, loss="kl", max_iter=100, tol=0, seed=0)
     >>> bool((r.H >= 0).all() and (r.W.compute() >= 0).all())
     True
     >>> h = r.loss_history
