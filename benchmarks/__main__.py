@@ -19,14 +19,14 @@ from types import ModuleType
 import dask
 
 import dmf
-from benchmarks import cf, codec, nmf, svd
+from benchmarks import cf, codec, nmf, svd, svd_exact
 from benchmarks.harness import Env, Suite, run_suite
 from dmf.engine.cluster import local_cluster_size
 
 #: name -> module with NAME, HELP, add_arguments(parser) and build(args, env) -> Suite
 #: (or a list of them); optionally CLUSTER, its defaults for the common options
 #: that shape the cluster (e.g. {"workers": 2, "memory_limit": "1GiB"})
-BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (codec, svd, nmf, cf)}
+BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (codec, svd, svd_exact, nmf, cf)}
 
 #: glibc reads MALLOC_* once, at start; distributed later puts its workers'
 #: settings into os.environ, so what this process runs with is taken now.

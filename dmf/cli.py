@@ -182,16 +182,21 @@ def build_parser() -> argparse.ArgumentParser:
     svd = command("svd", cmd_svd, "truncated SVD: U, S, Vt of the top K singular triplets")
     svd.add_argument("x", metavar="X", help="input matrix (path or URL)")
     svd.add_argument("out", metavar="OUT", help="output group for U, S, Vt")
-    svd.add_argument("-k", "--k", type=positive_int, required=True, metavar="K")
+    svd.add_argument("-k", "--k", type=positive_int, default=None, metavar="K",
+                     help="singular triplets (default: all min(m, n); tsqr, gram, auto)")
     svd.add_argument("--method", choices=["randomized", "sketch", "eigh", "power", "gram",
                                          "tsqr", "auto"],
-                     default="randomized",
-                     help="randomized: Q power iterations, Q + 1 passes (default); sketch: "
-                     "one pass, with an error estimate; eigh: symmetric X, signed "
-                     "eigenvalues; power: power iteration with deflation; gram: exact, "
-                     "from X^T X in one pass (min(m, n) <= 8192); tsqr: exact through a "
-                     "tall-skinny QR, nothing squared; auto: gram up to "
-                     "min(m, n) = 1000, else randomized")
+                     default=None,
+                     help="randomized: Q power iterations, Q + 1 passes (default when K "
+                     "+ oversamples < min(m, n)); sketch: one pass, with an error estimate; "
+                     "eigh: symmetric X, signed eigenvalues; power: power iteration with "
+                     "deflation; gram: exact, from X^T X in one pass (tall X, n <= 8192); "
+                     "tsqr: exact through a tall-skinny QR, nothing squared (tall X, "
+                     "n <= 8192); auto (the default otherwise): tsqr for float64, gram for "
+                     "float32 or sparse (on X^T if wide), randomized for a small K or "
+                     "min(m, n) > 8192")
+    svd.add_argument("--compute-u", action=argparse.BooleanOptionalAction, default=True,
+                     help="--no-compute-u: S and Vt only (tsqr, gram: one pass over X)")
     svd.add_argument("--n-iter", metavar="Q", default="auto",
                      help="power iterations of randomized/eigh (default auto: 7 for small k, "
                      "else 4)")
@@ -403,14 +408,17 @@ def cmd_svd(args: argparse.Namespace) -> int:
                          n_oversamples=args.oversamples, normalizer=args.normalizer,
                          seed=args.seed, tol=args.tol, max_iter=args.max_iter,
                          assume_symmetric=args.assume_symmetric, out=args.out,
-                         **_run_kwargs(args))
+                         compute_u=args.compute_u, **_run_kwargs(args))
     if not args.quiet:
         verb = "already complete" if result.attrs.get("skipped") else "wrote"
-        shown = result.eigenvalues if args.method == "eigh" else result.S
+        shown = result.eigenvalues if result.method == "eigh" else result.S
         values = ", ".join(f"{s:.6g}" for s in shown[:10])
-        label = "eigenvalues" if args.method == "eigh" else "singular values"
-        print(f"{verb} {result.location}: U, S, Vt ({args.method}, k={args.k}, "
-              f"{result.n_iter} iterations)")
+        label = "eigenvalues" if result.method == "eigh" else "singular values"
+        chosen = (f" (auto: {result.attrs['method_reason']})"
+                  if result.attrs.get("method_requested") == "auto" else "")
+        arrays = "U, S, Vt" if result.U is not None else "S, Vt"
+        print(f"{verb} {result.location}: {arrays} ({result.method}{chosen}, "
+              f"k={len(result.S)}, {result.n_iter} iterations)")
         print(f"{label}: {values}{', ...' if len(shown) > 10 else ''}")
         if "relative_error_estimate" in result.attrs:
             print(f"estimated relative error ||X - U S Vt||_F / ||X||_F: "

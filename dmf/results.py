@@ -25,7 +25,7 @@ class SVDResult:
 
     Attributes
     ----------
-    U : dask.array.Array
+    U : dask.array.Array or None
         m x k left singular vectors (lazy; orthonormal columns).
     S : numpy.ndarray
         k singular values, descending; exact zeros for a rank-deficient X.
@@ -89,7 +89,7 @@ class SVDResult:
     def from_run(cls, run: RunResult, method: str) -> SVDResult:
         a = run.arrays
         attrs = run.attrs()
-        return cls(U=a["U"], S=np.asarray(a["S"]), Vt=np.asarray(a["Vt"]), method=method,
+        return cls(U=a.get("U"), S=np.asarray(a["S"]), Vt=np.asarray(a["Vt"]), method=method,
                    n_iter=run.n_iter, loss_history=run.loss_history, converged=run.converged,
                    location=run.url, attrs=attrs)
 
@@ -257,7 +257,7 @@ def load(url: str | os.PathLike, *, storage_options: dict | None = None
               "converged": bool(meta.get("converged", True)), "location": str(location),
               "attrs": meta}
     if algorithm.startswith("svd-"):
-        return SVDResult(U=arrays["U"], S=np.asarray(arrays["S"]),
+        return SVDResult(U=arrays.get("U"), S=np.asarray(arrays["S"]),
                          Vt=np.asarray(arrays["Vt"]), method=algorithm[4:], **common)
     if algorithm.startswith("nmf-"):
         common["n_iter"] = int(meta.get("factors_after", common["n_iter"]))

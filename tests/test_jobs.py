@@ -80,7 +80,7 @@ BASE = "job: j\nroot: {root}\ninputs: {{X: x.zarr}}\nsteps:\n"
     ("  - step: svd\n    x: X\n    k: 2\n    oops: 1\n", 8,
      "steps[0].oops: unknown key for a svd step"),
     ("  - step: svd\n    x: Y\n    k: 2\n", 6, "'Y' is neither an input nor an earlier step"),
-    ("  - step: svd\n    x: X\n", 5, "needs k"),
+    ("  - step: nmf\n    x: X\n", 5, "needs k"),  # svd: k optional (issue 10)
     ("  - step: svd\n    x: X\n    k: 2\n    method: fast\n", 8,
      "method: must be one of randomized"),
     ("  - step: nmf\n    x: X\n    k: 2\n    loss: hinge\n", 8, "unknown NMF loss 'hinge'"),

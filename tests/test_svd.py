@@ -36,7 +36,8 @@ def chunked(A, chunks):
     return da.from_array(A, chunks=chunks)
 
 
-@pytest.mark.parametrize("method", ["randomized", "sketch", "power", "gram", "tsqr"])
+# gram and tsqr refuse the wide A (issue 10): tests/test_svd_exact.py factors A.T
+@pytest.mark.parametrize("method", ["randomized", "sketch", "power", "auto"])
 def test_course_example_is_exact(method):
     # power iteration is as exact as its residual tolerance allows
     extra = {"tol": 1e-13} if method == "power" else {}
@@ -146,7 +147,7 @@ def test_explained_variance_matches_scikit_learn(method):
 
 @pytest.mark.parametrize("chunks", [(40, -1), (-1, 500), (40, 500), (-1, -1)],
                          ids=["row-blocks", "column-blocks", "grid", "single"])
-@pytest.mark.parametrize("method", ["randomized", "sketch", "gram", "tsqr"])
+@pytest.mark.parametrize("method", ["randomized", "sketch", "auto"])  # auto: tsqr on X^T
 def test_wide_matrices(chunks, method):
     T, s = planted(m=2000, n=120, rank=None if method == "randomized" else 7, seed=6)
     A = np.ascontiguousarray(T.T)  # 120 x 2000
@@ -271,7 +272,7 @@ def test_cli_every_method_writes_a_loadable_result(tmp_path, method):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     back = dmf.load(out)
-    method = "gram" if method == "auto" else method  # auto: gram for a 200 x 200 matrix
+    method = "tsqr" if method == "auto" else method  # auto: tsqr for a 200 x 200 float64
     assert back.method == method
     # one pass without power iterations is approximate on a full-rank matrix
     assert np.allclose(back.S, np.abs(lam[:3]), rtol=0.05 if method == "sketch" else 1e-6)

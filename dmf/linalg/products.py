@@ -15,6 +15,8 @@ slice at a time.
 - ``column_moments(X)``     = column sums, sum of squares, squared row sums.
 - ``gram_with_moments(X, V)`` = the first two in the same tasks.
 - ``gram_and_product(X, V)`` = X^T X V and the tall X V, in the same tasks.
+- ``gram_matrix_with_moments(X)`` = X^T X itself (float64 throughout) and
+  the moments, in the same tasks.
 
 Everything is built from dask array operations, never ``to_delayed``: a
 graph made that way names a persisted X's blocks without holding their
@@ -26,6 +28,7 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 import scipy.sparse
+from scipy.linalg.blas import dsyrk
 
 #: Multiply at most this many bytes of a block at a time (measured fastest
 #: of 0.25, 2 and 8 MiB: it stays in cache).
@@ -256,6 +259,38 @@ def row_moments(blocks):
     return np.concatenate([*colsums, [sumsq, float(rowsum @ rowsum)]])[None]
 
 
+def _row_xtx(blocks):
+    """X_r^T X_r (n x n) with the row's moments, packed (see
+    :func:`pack_moments`): 1 x (n + 1) x (n + 1). Every slice is widened to
+    float64 before it is multiplied (float32 too: the Gram matrix squares
+    the condition number, so its products get the full float64), and dense
+    slices go through BLAS ``dsyrk`` (the upper triangle only: half of a
+    matrix product's work), accumulated in place."""
+    n = sum(block.shape[1] for block in blocks)
+    rows = blocks[0].shape[0]
+    step = max(1, SLICE_BYTES // max(1, n * 8))
+    G = np.zeros((n, n), order="F")
+    sums = SliceMoments(blocks[0]) if len(blocks) == 1 else None
+    upper_only = False
+    for r0 in range(0, rows, step):
+        sl = slice(r0, min(rows, r0 + step))
+        parts = [as_f64(block[sl]) for block in blocks]
+        if any(scipy.sparse.issparse(part) for part in parts):
+            xs = scipy.sparse.hstack(parts, format="csr") if len(parts) > 1 else parts[0]
+            G += (xs.T @ xs).toarray()
+        else:
+            xs = parts[0] if len(parts) == 1 else np.hstack(parts)
+            # xs is C-ordered, so xs.T is Fortran-ordered: no copy
+            G = dsyrk(1.0, xs.T, beta=1.0, c=G, trans=0, lower=0, overwrite_c=1)
+            upper_only = True
+        if sums is not None:
+            sums.add(xs)
+    if upper_only:
+        G = np.triu(G) + np.triu(G, 1).T
+    moments = sums.packed() if sums is not None else row_moments(blocks)[0]
+    return pack_moments(G, moments)[None]
+
+
 # -- public ------------------------------------------------------------------------
 
 def gram_apply(X: da.Array, V: np.ndarray) -> da.Array:
@@ -286,6 +321,27 @@ def _gram(X: da.Array, V: np.ndarray, with_moments: bool) -> da.Array:
                          with_moments, None, new_axes={"a": n + extra},
                          adjust_chunks={"i": 1, "b": p + extra}, concatenate=False,
                          dtype=np.float64, meta=np.empty((0, 0, 0)))
+    return stacked_sum(parts)
+
+
+def gram_matrix_with_moments(X: da.Array) -> da.Array:
+    """Lazy X^T X in float64 (n x n, summed over row blocks by dask's fixed
+    tree) and :func:`column_moments`, from the same tasks: one pass;
+    :func:`unpack_moments` splits the result.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da
+    >>> A = np.arange(12.0).reshape(4, 3)
+    >>> G, (colsum, _, _) = unpack_moments(
+    ...     gram_matrix_with_moments(da.from_array(A, chunks=(3, 2))).compute())
+    >>> bool(np.allclose(G, A.T @ A) and np.allclose(colsum, A.sum(0)))
+    True
+    """
+    n = X.shape[1]
+    parts = da.blockwise(_row_xtx, "iab", X, "ij", new_axes={"a": n + 1, "b": n + 1},
+                         adjust_chunks={"i": 1}, concatenate=False, dtype=np.float64,
+                         meta=np.empty((0, 0, 0)))
     return stacked_sum(parts)
 
 

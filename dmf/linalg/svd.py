@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
 import dask.array as da
+import numpy as np
 
 from dmf.engine.cache import cache_input, numpy_input
-from dmf.engine.driver import run
+from dmf.engine.driver import Solver, run
 from dmf.errors import InputError
 from dmf.linalg.eigh import check_square, eigh_solver
+from dmf.linalg.gram import GRAM_MAX, gram_solver
 from dmf.linalg.power import power_solver
 from dmf.linalg.randomized import auto_n_iter, check_normalizer, randomized_solver
 from dmf.linalg.sketch import sketch_solver
 from dmf.linalg.tsqr import TSQR_MAX, tsqr_solver
 from dmf.results import SVDResult
 from dmf.store.api import as_matrix
+from dmf.store.sparse import is_sparse_dask
 
 METHODS = ("randomized", "sketch", "eigh", "power", "gram", "tsqr", "auto")
+#: The methods that compute every triplet (``k=None``).
+EXACT = ("gram", "tsqr", "auto")
 
-#: ``gram`` holds n x n matrices (X^T X and a basis of R^n): refused above this.
-GRAM_MAX = 8192
-#: ``auto`` takes the exact ``gram`` up to this small side, ``randomized`` above.
-AUTO_GRAM_MAX = 1000
+#: ``auto`` takes an exact method whenever the small side is at most this.
+AUTO_EXACT_MIN = 1000
 
 
 def check_k(k, shape: tuple[int, int], name: str = "k") -> int:
@@ -36,6 +40,76 @@ def check_k(k, shape: tuple[int, int], name: str = "k") -> int:
         raise InputError(f"{name} must be between 1 and min(m, n) = {limit} for a "
                          f"{shape[0]} x {shape[1]} matrix, got {k}")
     return k
+
+
+def choose_method(shape: tuple[int, int], dtype, k: int | None, *, n_oversamples: int = 10,
+                  sparse: bool = False) -> tuple[str, str]:
+    """What ``method="auto"`` runs, and why (recorded in the result's attrs).
+
+    - ``"randomized"`` when the small side n = min(m, n) is above 8192 (the
+      exact methods hold n x n matrices), or when k is given, n > 1000 and
+      the randomized method's arithmetic, 2 (q + 1) (k + p) m n for q power
+      iterations and p oversamples, is below the exact methods' m n^2
+      (the exact ones still read X once where it reads it q + 1 times, so
+      up to n = 1000 they are taken whatever k);
+    - else ``"tsqr"`` for dense float64 X: exact, nothing squared;
+    - else ``"gram"`` (float32 or sparse X): X^T X in float64 loses less
+      than float32 data's own rounding, and tsqr takes dense blocks only.
+
+    Examples
+    --------
+    >>> choose_method((100000, 500), np.float64, None)[0]
+    'tsqr'
+    >>> choose_method((100000, 500), np.float32, 20)[0]
+    'gram'
+    >>> choose_method((100000, 5000), np.float64, 20)[0]
+    'randomized'
+    """
+    n = min(shape)
+    if n > TSQR_MAX:
+        return "randomized", (f"min(m, n) = {n} > {TSQR_MAX}: too large for an exact "
+                              "method's n x n matrices")
+    if k is not None and n > AUTO_EXACT_MIN:
+        q = auto_n_iter(k, shape)
+        randomized_work = 2 * (q + 1) * min(k + n_oversamples, n)
+        if randomized_work < n:
+            return "randomized", (f"k = {k} is small beside min(m, n) = {n}: "
+                                  f"2 (q + 1) (k + p) = {randomized_work} < n")
+    if np.dtype(dtype) == np.float64 and not sparse:
+        return "tsqr", "exact; dense float64: tall-skinny QR, nothing squared"
+    what = "sparse" if sparse else f"{np.dtype(dtype)}"
+    return "gram", f"exact; {what} X: X^T X in float64, one symmetric product per slice"
+
+
+def default_method(k: int | None, shape: tuple[int, int], n_oversamples: int) -> str:
+    """``method=None``: ``"auto"`` when k is None or close to min(m, n) (the
+    randomized sample, k + p columns, spans all of R^n anyway), else
+    ``"randomized"``."""
+    if k is None or k + n_oversamples >= min(shape):
+        return "auto"
+    return "randomized"
+
+
+def without_u(solver: Solver) -> Solver:
+    """``solver`` whose result has no U (``compute_u=False``): U is never
+    formed, stored or read."""
+    def finalize(X, state):
+        arrays = solver.finalize(X, state)
+        arrays, meta = arrays if isinstance(arrays, tuple) else (arrays, {})
+        return {name: a for name, a in arrays.items() if name != "U"}, meta
+
+    return dataclasses.replace(solver, params={**solver.params, "compute_u": False},
+                               finalize=finalize)
+
+
+def with_meta(solver: Solver, facts: dict) -> Solver:
+    """``solver`` whose result records ``facts`` in its attrs."""
+    def finalize(X, state):
+        arrays = solver.finalize(X, state)
+        arrays, meta = arrays if isinstance(arrays, tuple) else (arrays, {})
+        return arrays, {**meta, **facts}
+
+    return dataclasses.replace(solver, finalize=finalize)
 
 
 def works_on_transpose(X: da.Array) -> bool:
@@ -54,9 +128,9 @@ def works_on_transpose(X: da.Array) -> bool:
 
 def svd(
     X,
-    k: int,
+    k: int | None = None,
     *,
-    method: str = "randomized",
+    method: str | None = None,
     n_iter: int | str = "auto",
     n_oversamples: int = 10,
     normalizer: str = "auto",
@@ -71,6 +145,7 @@ def svd(
     resume: bool = True,
     progress: bool | None = None,
     cache: bool | str = "auto",
+    compute_u: bool = True,
 ) -> SVDResult:
     """Top-``k`` singular triplets of X, out of core.
 
@@ -78,10 +153,17 @@ def svd(
     ----------
     X : URL, zarr.Array, dask or numpy array, scipy.sparse matrix
         m x n input, streamed block by block. A wide X in column blocks is
-        factored through its transpose (a lazy view, not a copy).
-    k : int
-        Number of singular triplets, 1 <= k <= min(m, n).
-    method : {"randomized", "sketch", "eigh", "power", "gram", "tsqr", "auto"}
+        factored through its transpose (a lazy view, not a copy), except by
+        an explicit ``"gram"`` or ``"tsqr"``, which refuse a wide X (pass
+        X.T, whose U, S, Vt are X's Vt.T, S, U.T; ``"auto"`` does that
+        itself).
+    k : int, optional
+        Number of singular triplets, 1 <= k <= min(m, n); None: all
+        min(m, n) of them (``"tsqr"``, ``"gram"`` and ``"auto"`` only).
+    method : {"randomized", "sketch", "eigh", "power", "gram", "tsqr", "auto"}, optional
+        Default: ``"auto"`` when k is None or k + n_oversamples >= min(m, n)
+        (the randomized sample would span all of R^n), else ``"randomized"``.
+
         - ``"randomized"``: range finder with ``n_oversamples`` extra
           columns and ``n_iter`` power iterations, re-orthonormalized every
           step; reads X ``n_iter + 1`` times (2 for n_iter = 0)
@@ -93,17 +175,26 @@ def svd(
           ``result.eigenvalues`` the signed values (:mod:`dmf.linalg.eigh`).
         - ``"power"``: power iteration with deflation, one pass per step
           (:mod:`dmf.linalg.power`).
-        - ``"gram"``: exact, from the eigendecomposition of the n x n
-          X^T X (n the smaller side, at most 8192) summed in float64 in one
-          pass; U = X V S^-1 is read from X again when computed. No
-          randomness, but through a Gram matrix: s_i is accurate to about
-          eps (s_1 / s_i)^2 relative, and values below
-          sqrt(max(m, n) eps) s_1 are reported as 0.
-        - ``"tsqr"``: exact through dask's tall-skinny QR (nothing squared:
-          values accurate to about eps s_1), n at most 8192; one pass for S
-          and Vt, one more for U (:mod:`dmf.linalg.tsqr`).
-        - ``"auto"``: ``"gram"`` when the smaller side is at most 1000, else
-          ``"randomized"``.
+        - ``"gram"``: tall X (m >= n, n at most 8192): exact, from the
+          eigendecomposition of X^T X summed in float64 over the row blocks
+          in one pass; U = X V S^-1, read from X again when computed, for
+          the values above the cut-off only. The condition number is
+          squared: s_i is accurate to about eps (s_1 / s_i)^2 relative, and
+          values at or below sqrt(max(m, n) eps) s_1 are reported as exact
+          zeros (their vectors completed to orthonormal ones). About 5x
+          faster than ``"tsqr"``; prefer it for float32 or sparse X, or when
+          the small values do not matter (:mod:`dmf.linalg.gram`).
+        - ``"tsqr"``: tall X (m >= n, n at most 8192): exact through a
+          tall-skinny QR (a QR per row block, the R's reduced by a fixed
+          tree), then the SVD of the n x n R: nothing squared, values
+          accurate to about eps s_1; one pass for S and Vt, one more for U
+          (:mod:`dmf.linalg.tsqr`).
+        - ``"auto"``: ``"tsqr"`` for dense float64, ``"gram"`` for float32
+          or sparse X, either on X^T when X is wide; ``"randomized"`` when
+          min(m, n) > 8192, or when k is given, min(m, n) > 1000 and the
+          randomized method does less arithmetic (:func:`choose_method`).
+          The choice and its reason are in ``attrs["method"]`` and
+          ``attrs["method_reason"]`` (and ``dmf info``).
     n_iter : int or "auto"
         Power iterations (randomized, eigh); "auto" is scikit-learn's rule:
         7 when k < 0.1 min(m, n), else 4.
@@ -132,11 +223,15 @@ def svd(
         Progress on stderr (default: when stderr is a terminal).
     cache : {"auto", True, False}
         Keep X in cluster memory between passes when it fits (``"auto"``).
+    compute_u : bool
+        False: no U (``result.U`` is None, nothing stored): gram and tsqr
+        then read X once, for S and Vt alone.
 
     Returns
     -------
     SVDResult
-        ``U`` (lazy, m x k, orthonormal columns), ``S`` (k, descending,
+        ``U`` (lazy, m x k, orthonormal columns; None without
+        ``compute_u``), ``S`` (k, descending,
         exact zeros where X has no more rank), ``Vt`` (k x n; each row's
         largest-magnitude entry is positive), in X's dtype, with
         ``explained_variance_`` and ``explained_variance_ratio_`` as in
@@ -150,8 +245,8 @@ def svd(
     >>> A = np.array([[1, 2, 3, 4, 3, 3], [1, 2, 3, 4, 3, 3],
     ...               [3, 3, 3, 1, 4, 5], [3, 3, 3, 1, 4, 5]], dtype=float)
     >>> r = dmf.svd(A, 4, seed=0)
-    >>> r.S.round(2).tolist()
-    [14.74, 4.1, 0.0, 0.0]
+    >>> r.S.round(2).tolist(), r.method      # k = min(m, n): auto, tsqr on A.T
+    ([14.74, 4.1, 0.0, 0.0], 'tsqr')
     >>> U = r.U.compute()
     >>> bool(np.abs(U).max() <= 1 and np.allclose(U.T @ U, np.eye(4)))
     True
@@ -166,21 +261,35 @@ def svd(
     >>> (r.Vt * np.sqrt(2)).round(6).tolist()
     [[1.0, 1.0], [1.0, -1.0]]
     """
-    if method not in METHODS:
+    if method is not None and method not in METHODS:
         raise InputError(f"unknown SVD method {method!r}; available: {', '.join(METHODS)}")
     cache, token = numpy_input(X, cache, out)
     X = as_matrix(X, storage_options=storage_options)
-    k = check_k(k, X.shape)
+    if method is None:
+        method = default_method(k, X.shape, n_oversamples if isinstance(n_oversamples, int)
+                                else 10)
+    if k is None and method not in EXACT:
+        raise InputError(f"k=None (every triplet) needs method 'tsqr', 'gram' or 'auto', "
+                         f"not {method!r}")
+    if k is not None:
+        k = check_k(k, X.shape)
     if isinstance(n_oversamples, bool) or not isinstance(n_oversamples, int) or n_oversamples < 0:
         raise InputError(f"n_oversamples must be an integer >= 0, got {n_oversamples!r}")
+    requested, reason = method, None
+    if method == "auto":
+        method, reason = choose_method(X.shape, X.dtype, k, n_oversamples=n_oversamples,
+                                       sparse=is_sparse_dask(X))
+    elif method in ("gram", "tsqr") and X.shape[0] < X.shape[1]:
+        raise InputError(f"method={method!r} needs a tall X (m >= n), got {X.shape[0]} x "
+                         f"{X.shape[1]}: pass its transpose X.T (whose U, S, Vt are this "
+                         "X's Vt.T, S, U.T), or use method='auto' or 'randomized'")
+    k = min(X.shape) if k is None else k
     if n_iter == "auto":
         n_iter = auto_n_iter(k, X.shape)
     elif isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
         raise InputError(f"n_iter must be 'auto' or an integer >= 0, got {n_iter!r}")
     X = cache_input(X, cache)
-    if method == "auto":
-        method = "gram" if min(X.shape) <= AUTO_GRAM_MAX else "randomized"
-    if method in ("gram", "tsqr"):  # the n x n side must be the small one
+    if method in ("gram", "tsqr"):  # the n x n side must be the small one (auto only)
         transposed = X.shape[0] < X.shape[1]
     else:
         transposed = method != "eigh" and works_on_transpose(X)
@@ -189,14 +298,14 @@ def svd(
         if A.shape[1] > GRAM_MAX:
             raise InputError(f"method='gram' needs min(m, n) <= {GRAM_MAX} (it holds "
                              f"{A.shape[1]} x {A.shape[1]} matrices); use 'randomized'")
-        solver = randomized_solver(k, n_oversamples=A.shape[1] - k, n_iter=0, normalizer="QR",
-                                   shape=A.shape, transposed=transposed, name="svd-gram",
-                                   keep_y=False)
+        solver = gram_solver(k, transposed=transposed)
         max_steps = 1
     elif method == "tsqr":
         if A.shape[1] > TSQR_MAX:
             raise InputError(f"method='tsqr' needs min(m, n) <= {TSQR_MAX} (R is "
                              f"{A.shape[1]} x {A.shape[1]} per block); use 'randomized'")
+        if is_sparse_dask(A):
+            raise InputError("method='tsqr' needs dense blocks; use 'gram' for sparse X")
         solver = tsqr_solver(k, shape=A.shape, transposed=transposed)
         max_steps = 1
     elif method == "randomized":
@@ -220,6 +329,11 @@ def svd(
             raise InputError(f"tol must be >= 0 and max_iter > 0, got {tol}, {max_iter}")
         solver = power_solver(k, tol=tol, max_iter=max_iter, transposed=transposed)
         max_steps = k * max_iter
+    if requested == "auto":
+        solver = with_meta(solver, {"method": method, "method_requested": "auto",
+                                    "method_reason": reason})
+    if not compute_u:
+        solver = without_u(solver)
     result = run(solver, A, seed=seed, max_iter=max_steps, tol=0.0 if tol is None else tol,
                  out=out, storage_options=storage_options, checkpoint_every=checkpoint_every,
                  checkpoint_seconds=checkpoint_seconds, resume=resume, progress=progress,

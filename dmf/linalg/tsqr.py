@@ -1,8 +1,11 @@
 """Exact truncated SVD of a tall matrix through dask's tall-skinny QR.
 
-X = Q R (dask's ``tsqr``: a QR per row block, then of the stacked R's, in a
-fixed tree), then R = U_R S V^T in memory (n x n, n the smaller side), so
-X = (Q U_R) S V^T. Nothing is squared: singular values are accurate to
+X = Q R (dask's ``tsqr``: a QR per row block, then of the stacked R's,
+recursively while the stack is too tall for one block: a tree fixed by the
+chunks), then R = U_R S V^T in memory (n x n, n the smaller side), so
+X = (Q U_R) S V^T. X must be tall (m >= n): ``dmf.svd`` refuses a wide X
+for ``method="tsqr"`` and passes X^T itself for ``"auto"``. Nothing is
+squared: singular values are accurate to
 about eps s_1 in absolute terms (where ``gram`` and ``randomized`` resolve
 only down to sqrt(eps) s_1), at the price of an n x n R per block and of
 dask's arithmetic in X's own precision. One pass gives S and V^T (with X's

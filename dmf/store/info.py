@@ -108,7 +108,8 @@ def _result_facts(group: zarr.Group, meta: dict[str, Any]) -> dict[str, Any]:
         "parameters": meta.get("parameters", {}),
         "arrays": _members(group),
         **{key: meta[key] for key in ("eigenvalues", "explained_variance_ratio",
-                                     "relative_error_estimate") if key in meta},
+                                     "relative_error_estimate", "method",
+                                     "method_requested", "method_reason") if key in meta},
     }
 
 
@@ -158,6 +159,9 @@ def format_facts(facts: dict[str, Any]) -> str:
     for key in ("eigenvalues", "explained_variance_ratio"):
         if facts.get(key):
             lines.append(f"{key[:18]:18} {', '.join(f'{v:.4g}' for v in facts[key][:10])}")
+    if facts.get("method_requested"):  # dmf.svd(method="auto"): what it ran, and why
+        lines.append(f"{'method':18} {facts.get('method')} (chosen by "
+                     f"{facts['method_requested']}: {facts.get('method_reason')})")
     if "relative_error_estimate" in facts:
         lines.append(f"{'est. rel. error':18} {facts['relative_error_estimate']:.3g}")
     gen = facts.get("generator")
