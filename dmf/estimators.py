@@ -401,8 +401,9 @@ class TruncatedSVD(_Estimator):
         k, at most min(n_samples, n_features).
     algorithm : {"randomized", "arpack", "sketch", "power", "gram", "tsqr", "auto"}
         dmf's ``method``. "randomized" as scikit-learn; "arpack" (an exact
-        solver in scikit-learn) maps onto dmf's exact "tsqr" (ARPACK itself
-        is not used); the others are dmf's methods (see :func:`dmf.svd`).
+        solver in scikit-learn) maps onto dmf's exact "tsqr" for a tall X and
+        "auto" for a wide one (exact up to min(m, n) = 1000; ARPACK itself is
+        not used); the others are dmf's methods (see :func:`dmf.svd`).
     n_iter : int
         Power iterations of "randomized".
     n_oversamples : int
@@ -479,7 +480,9 @@ class TruncatedSVD(_Estimator):
         in-memory X, a dask array for dask, Zarr or URL X."""
         X, in_memory, shape = self._input(X, reset=True)
         k = _n_components(self.n_components, shape)
-        method = "tsqr" if self.algorithm == "arpack" else self.algorithm
+        method = self.algorithm
+        if method == "arpack":  # exact: tsqr, which takes a tall X; auto transposes a wide one
+            method = "tsqr" if shape[0] >= shape[1] else "auto"
         options: dict[str, Any] = {}
         if method == "power" and self.tol:
             options["tol"] = self.tol

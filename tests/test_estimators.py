@@ -154,3 +154,11 @@ def test_input_validation(X):
         dmf.TruncatedSVD(1).fit(np.where(X > 0.9, np.nan, X))
     with pytest.raises(ValueError, match="n_samples = 40, n_features = 12"):
         dmf.TruncatedSVD(13).fit(X)
+
+
+@pytest.mark.parametrize("shape", [(40, 12), (12, 40)], ids=["tall", "wide"])
+def test_arpack_is_exact_on_tall_and_wide_input(shape):
+    X = np.random.default_rng(3).standard_normal(shape)
+    svd = dmf.TruncatedSVD(n_components=4, algorithm="arpack").fit(X)
+    np.testing.assert_allclose(svd.singular_values_, np.linalg.svd(X, compute_uv=False)[:4],
+                               rtol=1e-10)
