@@ -34,7 +34,7 @@ CLIENT_MALLOC_ENV = {k: v for k, v in os.environ.items() if k.startswith("MALLOC
 
 #: common options: (flags, default, type, help)
 COMMON = [
-    (("--data",), "bench-data", Path, "folder for generated data, reused across runs"),
+    (("--data",), Path("bench-data"), Path, "folder for generated data, reused across runs"),
     (("--repeat",), 5, int, "recorded rounds; the table shows medians (default 5)"),
     (("--warmup",), 1, int, "unrecorded rounds first (default 1)"),
     (("--workers",), None, int, "cluster worker processes (default: one per core)"),

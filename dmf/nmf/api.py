@@ -77,13 +77,15 @@ def nmf(
 
     Minimizes D_beta(X | W H) + alpha_W l1_ratio n |W|_1
     + 0.5 alpha_W (1 - l1_ratio) n ||W||^2 + (the same for H with m), as
-    scikit-learn's ``NMF`` does, by multiplicative updates that read X once
-    per iteration (:mod:`dmf.nmf.mu`).
+    scikit-learn's ``NMF`` does, by HALS coordinate descent (Frobenius; the
+    default there) or multiplicative updates (any beta), each reading X once
+    per iteration (:mod:`dmf.nmf.hals`, :mod:`dmf.nmf.mu`).
 
     Parameters
     ----------
-    X : URL, zarr.Array, dask or numpy array
-        m x n, non-negative (no zeros either when beta <= 0).
+    X : URL, zarr.Array, dask or numpy array, or scipy.sparse matrix
+        m x n, non-negative (no zeros either when beta <= 0); sparse input
+        for the Frobenius and KL losses.
     k : int
         Number of components, 1 <= k <= min(m, n).
     loss : {"frobenius", "kl", "is", "l1"} or float
