@@ -74,6 +74,27 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def start_until_failpoint(command: list[str], failpoint: str, marker: Path,
+                          timeout: float = 120, **env: str) -> subprocess.Popen:
+    """Start ``command`` with the engine's fail point ``failpoint``
+    (``NAME:N``, see dmf.engine.faults) and return once the process stands
+    there (it created ``marker``); ``env`` adds variables, such as
+    ``DMF_FAILPOINT_SLEEP``. Text pipes for stdout and stderr."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "DMF_FAILPOINT": failpoint,
+                                 "DMF_FAILPOINT_FILE": str(marker), **env})
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"exited {proc.returncode} before {failpoint}: "
+                                 f"{proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"never reached {failpoint}")
+        time.sleep(0.02)
+    return proc
+
+
 class Proc:
     """One helper process, leader of its own process group."""
 

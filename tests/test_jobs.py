@@ -278,26 +278,18 @@ def test_nightly_svd_refreshes_when_its_input_grows(tmp_path):
 
 
 def test_sigterm_stops_the_job_at_a_checkpoint_and_the_rerun_resumes(job, tmp_path):
-    import os
     import signal
-    import subprocess
     import sys
-    import time
+
+    import _procs
 
     marker = tmp_path / "at-failpoint"
     sets = ["steps.nmf.max_iter=60", "steps.nmf.tol=0", "checkpoint.every=2"]
     command = [sys.executable, "-m", "dmf", "run", str(job),
                *(arg for item in sets for arg in ("--set", item))]
     # the 20th iteration of the job (the SVD takes fewer) pauses there for the signal
-    env = {**os.environ, "DMF_FAILPOINT": "iteration:20", "DMF_FAILPOINT_FILE": str(marker),
-           "DMF_FAILPOINT_SLEEP": "30"}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "never reached the failpoint"
-        time.sleep(0.05)
+    proc = _procs.start_until_failpoint(command, "iteration:20", marker,
+                                        DMF_FAILPOINT_SLEEP="30")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err

@@ -12,8 +12,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
+import _procs
 import numpy as np
 import pytest
 import zarr
@@ -50,19 +50,7 @@ def run_cli(x, out, **env):
 
 def start_until(x, out, failpoint: str, marker, **env) -> subprocess.Popen:
     """Start the command and return once it stands at ``failpoint``."""
-    proc = subprocess.Popen(command(x, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "DMF_FAILPOINT": failpoint,
-                                            "DMF_FAILPOINT_FILE": str(marker), **env})
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"exited {proc.returncode} before {failpoint}: "
-                                 f"{proc.stderr.read()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"never reached {failpoint}")
-        time.sleep(0.02)
-    return proc
+    return _procs.start_until_failpoint(command(x, out), failpoint, marker, **env)
 
 
 def result_bytes(out) -> dict[str, bytes]:

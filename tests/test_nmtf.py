@@ -5,12 +5,11 @@ store contract, bad input."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 
+import _procs
 import dask.array as da
 import numpy as np
 import psutil
@@ -176,14 +175,7 @@ def test_killed_and_rerun_gives_the_same_bits(tmp_path, extra):
     done = subprocess.run(_cli(x, ref, *extra), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     out, marker = tmp_path / "out.zarr", tmp_path / "marker"
-    proc = subprocess.Popen(_cli(x, out, *extra), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE,
-                            env={**os.environ, "DMF_FAILPOINT": "iteration:8",
-                                 "DMF_FAILPOINT_FILE": str(marker)})
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.02)
+    proc = _procs.start_until_failpoint(_cli(x, out, *extra), "iteration:8", marker)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     latest = Checkpoints(Location.parse(out / "checkpoints")).latest()
