@@ -32,6 +32,7 @@ import io
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 from typing import Any
@@ -62,7 +63,7 @@ def plan_lines(spec: JobSpec, scheduler: str | None = None) -> list[str]:
         if step.kind == "report":
             command = f"(report of {', '.join(step.params['steps'])}) -> {step.out}"
         else:
-            command = "dmf " + " ".join(_quote(a) for a in _argv(step, urls))
+            command = "dmf " + shlex.join(_argv(step, urls))
         lines.append(f"  {i}. {step.name} [{step.kind}]: {command}")
     return lines
 
@@ -72,12 +73,6 @@ def _local_size(cluster: dict) -> str:
     threads = cluster.get("threads", "auto")
     memory = cluster.get("memory_limit", "auto")
     return f"{workers} workers x {threads} threads, {memory} each"
-
-
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
 
 
 def _argv(step: Step, urls: dict[str, str]) -> list[str]:
@@ -101,6 +96,7 @@ class Runner:
         self.progress = progress
         self.root = records.JobRoot(Location.parse(spec.root, spec.storage_options), spec.job)
         self.urls = spec.products()
+        self.local_workers: int | None = None  # set when the job starts its own cluster
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -169,14 +165,14 @@ class Runner:
         with connect(None, n_workers=opts.get("workers"),
                      threads_per_worker=opts.get("threads"),
                      memory_limit=opts.get("memory_limit")) as client:
-            self.local = (len(client.scheduler_info()["workers"]), opts)
+            self.local_workers = len(client.scheduler_info()["workers"])
             yield client.scheduler.address
 
     def _describe_cluster(self, address: str | None) -> str:
         if address is None:
             return "threads in this process"
-        if getattr(self, "local", None):
-            return f"local cluster of {self.local[0]} workers at {address}"
+        if self.local_workers is not None:
+            return f"local cluster of {self.local_workers} workers at {address}"
         return address
 
     # -- one step -----------------------------------------------------------
@@ -184,12 +180,12 @@ class Runner:
         started = time.perf_counter()
         storage_options = self._storage_options(step)
         inputs = {p: self.urls[ref] for p, ref in step.inputs.items()}
-        missing = [f"{p} ({url})" for p, url in inputs.items()
-                   if records.identity(url, storage_options) is None]
+        identities = {p: records.identity(url, storage_options) for p, url in inputs.items()}
+        missing = [f"{p} ({inputs[p]})" for p, ident in identities.items() if ident is None]
         if missing:
             raise InputError(f"{self.spec.path}:{step.line}: step {step.name}: missing input "
                              f"{', '.join(missing)}")
-        fingerprint = self._fingerprint(step, inputs, storage_options)
+        fingerprint = self._fingerprint(step, identities)
         previous = self.root.step_record(step.name)
         entry = {"name": step.name, "kind": step.kind, "out": step.out, "attempts": 0,
                  "fingerprint": fingerprint}
@@ -251,20 +247,22 @@ class Runner:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _storage_options(self, step: Step) -> dict[str, Any]:
+        """The job's fsspec options with those of the step's inputs over them
+        (one set serves every URL of a step, so two inputs must agree)."""
         options = dict(self.spec.storage_options)
+        set_by: dict[str, str] = {}
         for ref in step.inputs.values():
-            own = self.spec.inputs.get(ref, {}).get("storage_options") or {}
-            for key, value in own.items():
-                if key in options and options[key] != value and options is not own:
-                    raise InputError(f"{self.spec.path}:{step.line}: step {step.name}: its "
-                                     f"inputs need different storage options ({key}); copy "
-                                     "one of them first")
-                options[key] = value
+            for key, value in (self.spec.inputs.get(ref, {}).get("storage_options") or {}).items():
+                if key in set_by and options[key] != value:
+                    raise InputError(f"{self.spec.path}:{step.line}: step {step.name}: inputs "
+                                     f"{set_by[key]} and {ref} need different storage options "
+                                     f"({key}); copy one of them first")
+                options[key], set_by[key] = value, ref
         return options
 
-    def _fingerprint(self, step: Step, inputs: dict, storage_options: dict) -> str:
+    def _fingerprint(self, step: Step, identities: dict[str, str]) -> str:
         facts = {"kind": step.kind, "argv": _argv(step, self.urls), "params": step.params,
-                 "inputs": {p: records.identity(u, storage_options) for p, u in inputs.items()}}
+                 "inputs": identities}
         if step.kind == "report":
             facts["steps"] = {n: (self.root.step_record(n) or {}).get("fingerprint")
                               for n in step.params["steps"]}

@@ -296,9 +296,9 @@ def _check_step(raw: Any, i: int, lines: dict, root: str, inputs: dict,
     spec = KINDS[kind]
     keys = {k.replace("-", "_"): v for k, v in raw.items() if k not in STEP_KEYS}
     key_lines = {k.replace("-", "_"): _line(lines, (*where, k)) for k in raw}
-    refs = _references(inputs, earlier)
     if kind == "report":
-        return _check_report(name, keys, key_lines, line, root, refs, earlier, i)
+        return _check_report(name, keys, key_lines, line, root, earlier, i)
+    refs = _references(inputs, earlier)
     sub_kind = keys.pop("kind", "lowrank") if kind == "generate" else None
     if kind == "generate" and sub_kind not in ("lowrank", "ratings"):
         raise SpecError(f"steps[{i}].kind: must be lowrank or ratings, got {sub_kind!r}",
@@ -348,7 +348,7 @@ def _check_step(raw: Any, i: int, lines: dict, root: str, inputs: dict,
         argv += ["--factors", "3"]
     if spec.out == "--out":
         argv += ["--out", out]
-    _check_required(parser, params, step_inputs, i, kind, line)
+    _check_required(parser, params, i, kind, line)
     return Step(name=name, kind=kind, argv=argv, inputs=step_inputs, out=out,
                 params={**({"kind": sub_kind} if sub_kind else {}), **params},
                 retries=retries, line=line)
@@ -393,16 +393,14 @@ def _check_loss(value: Any, where: str, line: int | None) -> None:
 VALUE_CHECKS = {"loss": _check_loss}
 
 
-def _check_required(parser, params: dict, step_inputs: dict, i: int, kind: str,
-                    line: int | None) -> None:
+def _check_required(parser, params: dict, i: int, kind: str, line: int | None) -> None:
     for action in parser._actions:
         if action.required and action.option_strings and action.dest not in params:
             raise SpecError(f"steps[{i}] ({kind}) needs {action.dest}: "
                             f"{action.help or flag(action)}", line)
-    del step_inputs  # positional inputs are checked where they are read
 
 
-def _check_report(name, keys, key_lines, line, root, refs, earlier, i) -> Step:
+def _check_report(name, keys, key_lines, line, root, earlier, i) -> Step:
     wanted = keys.pop("steps", None)
     out = keys.pop("out", None) or f"{root}/{name}.md"
     if keys:
@@ -415,7 +413,6 @@ def _check_report(name, keys, key_lines, line, root, refs, earlier, i) -> Step:
     if not isinstance(wanted, list) or any(w not in names for w in wanted):
         raise SpecError(f"steps[{i}].steps: must list earlier steps ({', '.join(names)})",
                         key_lines.get("steps") or line)
-    del refs
     return Step(name=name, kind="report", argv=[], inputs={}, out=out,
                 params={"steps": wanted}, line=line)
 
