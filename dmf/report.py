@@ -142,7 +142,7 @@ class Page:
 
     def table(self, header: list[str], rows: list[list[Any]]) -> None:
         head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_show(c))}</td>" for c in row)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(show(c))}</td>" for c in row)
                        + "</tr>" for row in rows)
         self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
@@ -177,11 +177,15 @@ window.addEventListener("load", function () {
 """
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
+    """A recorded fact as short text (this page's tables, the job's
+    Markdown report)."""
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, list | tuple) and value and isinstance(value[0], float):
         return ", ".join(f"{v:.4g}" for v in value[:12]) + (", ..." if len(value) > 12 else "")
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {show(v)}" for k, v in value.items())
     if value is None:
         return ""
     return str(value)

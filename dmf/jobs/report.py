@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from dmf.jobs.record import JobRoot, now
+from dmf.report import build, show
 from dmf.store.info import describe
 from dmf.store.location import Location
 
@@ -68,27 +69,15 @@ def write_report(root: JobRoot, step, url: str, storage_options: dict | None) ->
         for key, value in facts.items():
             if isinstance(value, dict):
                 lines.append(f"- `{key}`")
-                lines += [f"  - {k}: {_show(v)}" for k, v in value.items()]
+                lines += [f"  - {k}: {show(v)}" for k, v in value.items()]
             else:
-                lines.append(f"- {key}: {_show(value)}")
+                lines.append(f"- {key}: {show(value)}")
     versions = run.get("versions") or {}
     lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
     _write_text(Location.parse(url, storage_options), "\n".join(lines))
     if url.endswith(".md"):  # and the page with figures (dmf report ROOT) beside it
-        from dmf import report
-
-        page = report.build(root.location.url, storage_options=storage_options)
+        page = build(root.location.url, storage_options=storage_options)
         _write_text(Location.parse(url[:-3] + ".html", storage_options), page.render())
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, list) and value and isinstance(value[0], float):
-        return ", ".join(f"{v:.6g}" for v in value)
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_show(v)}" for k, v in value.items())
-    return str(value)
 
 
 def _write_text(location: Location, text: str) -> None:
