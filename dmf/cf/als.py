@@ -22,7 +22,7 @@ from dmf.cf.fitting import fit_model
 from dmf.cf.implicit import implicit_solver
 from dmf.cf.masked import masked_solver
 from dmf.cf.model import LatentFactors
-from dmf.cf.params import ParamsMixin, ratings_input
+from dmf.cf.params import LatentFactorsMixin, ratings_input
 from dmf.errors import InputError
 
 
@@ -157,7 +157,7 @@ def masked_nmf(R, k: int = 10, *, reg: float = 0.0, **options) -> LatentFactors:
     return als(R, k, reg=reg, nonnegative=True, **options)
 
 
-class ALS(ParamsMixin):
+class ALS(LatentFactorsMixin):
     """Alternating least squares, scikit-learn style (see :func:`als`).
 
     Attributes (after ``fit``)

@@ -328,32 +328,11 @@ class ItemKNN(ParamsMixin):
         self.baseline_ = Baseline(reg_user=self.reg_user, reg_item=self.reg_item,
                                   n_epochs=self.n_epochs).fit(R)
         self.ratings_ = R
-        self.__dict__.pop("_user_ids", None)  # ids a load set: this fit's own now
-        self.__dict__.pop("_item_ids", None)
+        self.user_ids, self.item_ids = R.user_ids, R.item_ids
         return self
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "neighbours_")
-
-    # The ids of the fit (AttributeError until fitted); dmf.cf.knn_store sets
-    # them when it loads a model.
-    @property
-    def user_ids(self) -> np.ndarray:
-        return self.__dict__["_user_ids"] if "_user_ids" in self.__dict__ \
-            else self.ratings_.user_ids
-
-    @user_ids.setter
-    def user_ids(self, value) -> None:
-        self.__dict__["_user_ids"] = value
-
-    @property
-    def item_ids(self) -> np.ndarray:
-        return self.__dict__["_item_ids"] if "_item_ids" in self.__dict__ \
-            else self.ratings_.item_ids
-
-    @item_ids.setter
-    def item_ids(self, value) -> None:
-        self.__dict__["_item_ids"] = value
 
     # the baseline's fitted biases, for the popularity fallback
     @property

@@ -1,5 +1,7 @@
 """What the CF estimator classes share: scikit-learn's parameter protocol
-and the fitted attributes of a :class:`~dmf.cf.model.LatentFactors`."""
+and score (:class:`ParamsMixin`, every model), and the fitted attributes and
+predictions of a :class:`~dmf.cf.model.LatentFactors`
+(:class:`LatentFactorsMixin`, ALS and SGD)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dmf.cf.model import LatentFactors
 
 class ParamsMixin:
     """``get_params`` / ``set_params`` from the constructor's keywords (as
-    scikit-learn's BaseEstimator), and the fitted attributes."""
+    scikit-learn's BaseEstimator), its tags, and ``score`` over ``predict``."""
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -41,12 +43,24 @@ class ParamsMixin:
                     regressor_tags=RegressorTags(),
                     input_tags=InputTags(sparse=True, allow_nan=False))
 
-    def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "model_")
-
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+    def score(self, X, y) -> float:
+        """R^2 of the predicted ratings of the (user, item) pairs ``X``
+        against ``y`` (scikit-learn's regressor score: higher is better), so
+        that ``GridSearchCV`` can choose parameters on held-out ratings."""
+        return r2(np.asarray(y, dtype=np.float64), self.predict(X))
+
+
+class LatentFactorsMixin(ParamsMixin):
+    """A model fitted as a :class:`~dmf.cf.model.LatentFactors` (``model_``):
+    its fitted attributes, predictions, and the ids that make a fitted
+    estimator a model for :func:`dmf.cf.evaluate` and :func:`dmf.cf.recommend`."""
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "model_")
 
     def _set_model(self, model: LatentFactors):
         self.model_ = model
@@ -93,12 +107,6 @@ class ParamsMixin:
         if items is not None:
             return model.predict(users, items)
         return with_unseen(model.predict, model.shape, model.global_mean, *pairs(users))
-
-    def score(self, X, y) -> float:
-        """R^2 of the predicted ratings of the (user, item) pairs ``X``
-        against ``y`` (scikit-learn's regressor score: higher is better), so
-        that ``GridSearchCV`` can choose parameters on held-out ratings."""
-        return r2(np.asarray(y, dtype=np.float64), self.predict(X))
 
     def scores(self, users) -> np.ndarray:
         """Predicted ratings of every item for each of ``users``."""

@@ -49,7 +49,7 @@ from dmf.cf.explicit import features, finish
 from dmf.cf.fitting import fit_model
 from dmf.cf.model import LatentFactors
 from dmf.cf.normal import row_of_each, rowwise_dot
-from dmf.cf.params import ParamsMixin, ratings_input
+from dmf.cf.params import LatentFactorsMixin, ratings_input
 from dmf.cf.passes import SUB_RATINGS, as_csr, half_step, one_key, packed, random_rows, row_groups
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import part_of
@@ -316,7 +316,7 @@ def sgd(
                      callback=callback)
 
 
-class SGD(ParamsMixin):
+class SGD(LatentFactorsMixin):
     """Stochastic gradient descent, scikit-learn style (see :func:`sgd`).
 
     Examples
