@@ -33,11 +33,15 @@ from scipy.linalg.blas import dsyrk
 #: Multiply at most this many bytes of a block at a time (measured fastest
 #: of 0.25, 2 and 8 MiB: it stays in cache).
 SLICE_BYTES = 2 * 2**20
+#: The same for X^T (X V) (:func:`gram_apply`): 4 and 8 MiB slices were
+#: 15% faster than 1 or 2 MiB ones in its transposed form (the two products
+#: share the slice while it is in cache).
+GRAM_SLICE_BYTES = 4 * 2**20
 
 
-def row_slices(block, itemsize: int = 8):
+def row_slices(block, itemsize: int = 8, target: int = SLICE_BYTES):
     rows = block.shape[0]
-    step = max(1, SLICE_BYTES // max(1, block.shape[1] * itemsize))
+    step = max(1, target // max(1, block.shape[1] * itemsize))
     for r0 in range(0, rows, step):
         yield slice(r0, min(rows, r0 + step))
 
@@ -113,26 +117,34 @@ def _gram_core(blocks, Vs, keep_y: bool, moments: bool = False):
         return (_row_transpose(blocks, Y)[0], Y if keep_y else None,
                 row_moments(blocks)[0] if moments else None)
     block = blocks[0]  # the common case: fuse per slice, never hold X_r V whole
-    V = np.asarray(Vs[0], dtype=for_blas(block[:0]).dtype)
-    out = np.zeros((block.shape[1], V.shape[1]))
-    y, acc = scratch(block, V.shape[1], V.dtype)
-    Y = np.empty((block.shape[0], V.shape[1])) if keep_y else None
+    dtype = for_blas(block[:0]).dtype
+    # Worked transposed, (V^T X_s^T) X_s: both products then run with
+    # the slice as OpenBLAS's faster operand layout (measured 20-25% less
+    # time than X_s V and X_s^T (X_s V) for float32 at p = 30).
+    Vt = np.ascontiguousarray(np.asarray(Vs[0]).T, dtype=dtype)
+    p, n = Vt.shape
+    out_t = np.zeros((p, n))
+    slices = list(row_slices(block, np.dtype(dtype).itemsize, GRAM_SLICE_BYTES))
+    y_t = np.empty((p, slices[0].stop if slices else 0), dtype=dtype)
+    acc_t = np.empty((p, n), dtype=dtype)
+    Y_t = np.empty((p, block.shape[0])) if keep_y else None
     sums = SliceMoments(block) if moments else None
-    for sl in row_slices(block):
+    for sl in slices:
         xs = for_blas(block[sl])
         rows = xs.shape[0]
         if scipy.sparse.issparse(xs):
-            ys = xs @ V
-            out += xs.T @ ys
+            ys_t = (xs @ Vt.T).T
+            out_t += (xs.T @ ys_t.T).T
         else:
-            ys = np.matmul(xs, V, out=y[:rows])
-            np.matmul(xs.T, ys, out=acc)
-            np.add(out, acc, out=out)
+            ys_t = np.matmul(Vt, xs.T, out=y_t[:, :rows])
+            np.matmul(ys_t, xs, out=acc_t)
+            np.add(out_t, acc_t, out=out_t)
         if keep_y:
-            Y[sl] = ys
+            Y_t[:, sl] = ys_t
         if sums is not None:
             sums.add(xs)
-    return out, Y, None if sums is None else sums.packed()
+    return (np.ascontiguousarray(out_t.T), None if Y_t is None else np.ascontiguousarray(Y_t.T),
+            None if sums is None else sums.packed())
 
 
 def _row_gram(blocks, Vs, with_moments=False):
@@ -213,12 +225,17 @@ class SliceMoments:
 
     def __init__(self, block):
         n, step = block.shape[1], next(row_slices(block)).stop if block.shape[0] else 0
+        self._step = max(step, 1)
         self.colsum, self.sumsq, self.rowsq = np.zeros(n), 0.0, 0.0
         self._ones_rows, self._ones_cols = np.ones(step), np.ones(n)
         wide = block.dtype == np.float64 or scipy.sparse.issparse(block)
         self._wide = None if wide else np.empty((step, n))
 
     def add(self, xs) -> None:
+        if xs.shape[0] > self._step:  # widened a cache-sized piece at a time
+            for r0 in range(0, xs.shape[0], self._step):
+                self.add(xs[r0:r0 + self._step])
+            return
         if scipy.sparse.issparse(xs):
             self.colsum += np.asarray(xs.sum(axis=0, dtype=np.float64)).ravel()
             rowsum = np.asarray(xs.sum(axis=1, dtype=np.float64)).ravel()

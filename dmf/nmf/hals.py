@@ -70,7 +70,7 @@ def _row_hals(block, Wb, H, HHt, l1_W, l2_W, update_H=True, with_sq=True):
                 sq += float(xs.data @ xs.data)
             continue
         xs = scratch.widen(block[sl])
-        XHt[sl] = xs @ Hw.T
+        XHt[sl] = np.matmul(Hw, xs.T).T  # (H X_s^T)^T: see beta.x_times_ht
         if with_sq:  # in float64 whatever X's precision
             x64 = np.asarray(xs, dtype=np.float64)
             sq += float(np.vdot(x64, x64))
