@@ -420,6 +420,34 @@ def test_corrupt_chunk_names_the_file(tmp_path, codec, damage):
     assert_one_line(err, chunk)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_plain_chunks_read_straight_from_their_files(tmp_path, dtype):
+    """The default codec's chunks are read without zarr's decoding (see
+    dmf.store.rawchunks): the same bits as zarr for edge chunks, for a chunk
+    left unwritten (all fill value) and for a checksummed trailer that was
+    damaged alone."""
+    from dmf.store.rawchunks import RawChunks
+
+    x = np.random.default_rng(3).standard_normal((43, 11)).astype(dtype)
+    x[10:20] = 0.0  # the fill value: zarr writes no file for that chunk
+    url = tmp_path / "x.zarr"
+    dmf.save_matrix(x, url, chunks=(10, 4))
+    assert RawChunks.of(zarr.open_array(url, mode="r")) is not None
+    assert not (url / "c" / "1" / "0").exists()
+    assert_same_bits(dmf.open_matrix(url).compute(), zarr.open_array(url, mode="r")[...])
+    assert_same_bits(dmf.open_matrix(url).compute(), x)
+
+    dmf.save_matrix(x, tmp_path / "lz4.zarr", chunks=(10, 4), codec="lz4")
+    assert RawChunks.of(zarr.open_array(tmp_path / "lz4.zarr", mode="r")) is None
+
+    chunk = url / "c" / "4" / "2"  # the corner chunk: 3 x 3 of 10 x 4 stored
+    data = chunk.read_bytes()
+    chunk.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(StoreError) as err:
+        dmf.open_matrix(url).compute()
+    assert_one_line(err, chunk, "checksum")
+
+
 def make_bad_matrix():
     """Two NaN and one Inf, in two column blocks of (10, 5): the first in
     row-major order, (2, 9), is not in the first block."""

@@ -27,6 +27,7 @@ from dmf._version import __version__
 from dmf.errors import DmfWarning, InputError, StoreError
 from dmf.store import codecs
 from dmf.store.location import Location, one_line
+from dmf.store.rawchunks import RawChunks
 from dmf.store.validate import (
     block_report,
     check_shape,
@@ -105,6 +106,7 @@ class ChunkReader:
         self.dtype = zarray.dtype.newbyteorder("=")
         self.ndim = zarray.ndim
         self._owner_pid = os.getpid()
+        self._raw = RawChunks.of(zarray)
 
     def __dask_tokenize__(self):
         # the attrs carry the write id: a store written again at the same URL
@@ -118,6 +120,9 @@ class ChunkReader:
                 "other processes; use a local path or s3:// with a cluster"
             )
         try:
+            region = self._raw.region(key) if self._raw is not None else None
+            if region is not None:
+                return self._raw.read(*region)
             # Decoded chunks may start at any byte; BLAS rounds differently on
             # unaligned data, so results would depend on the worker.
             return np.require(self.zarray[key], requirements="A")
