@@ -254,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_cf.add_commands(commands, command, _run_options)
 
+    # audio separate | demo
+    from dmf import cli_audio
+
+    cli_audio.add_commands(commands, command, _run_options)
+
     # rank
     rank = command("rank", cmd_rank, "choose k: held-out NMF error or the SVD spectrum's elbow")
     rank.add_argument("x", metavar="X")

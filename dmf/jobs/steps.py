@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 RUNNER_OPTIONS = frozenset({
     "help", "scheduler", "workers", "threads", "memory_limit", "storage_options", "verbose",
     "quiet", "no_resume", "overwrite", "progress", "json", "checkpoint_every",
-    "checkpoint_seconds", "func", "command", "kind", "cf_command",
+    "checkpoint_seconds", "func", "command", "kind", "cf_command", "audio_command",
 })
 
 
@@ -75,6 +75,12 @@ KINDS: dict[str, Kind] = {
     "cf-recommend": Kind(("cf", "recommend"), inputs=("model", "ratings"), out="--out",
                          doc="top-N items of every user; dmf cf recommend MODEL RATINGS "
                          "--out OUT"),
+    "audio-demo": Kind(("audio", "demo"), products={"mixture": "mixture.wav"},
+                       doc="a mixture of generated sounds and the originals; "
+                       "dmf audio demo OUTDIR"),
+    "audio-separate": Kind(("audio", "separate"), inputs=("src",), out="outdir",
+                           doc="sources of a WAV recording by IS-NMF; "
+                           "dmf audio separate IN.wav OUTDIR --sources N"),
     "report": Kind((), out="out", doc="a Markdown summary of the job's results; keys: "
                    "steps (default: every earlier step)"),
 }

@@ -1,0 +1,257 @@
+"""``dmf.audio.separate``: a WAV file split into sources by NMF of its spectrogram.
+
+The pipeline, each stage streaming blocks of frames:
+
+1. the floored power spectrogram, frames x frequencies, to
+   ``OUTDIR/spectrogram.zarr`` (:mod:`dmf.audio.spectrogram`);
+2. ``dmf.nmf`` on it with multiplicative updates and the Itakura-Saito
+   (default) or KL loss, stored with checkpoints in ``OUTDIR/nmf.zarr``, so
+   a killed run resumes;
+3. the k components grouped into the requested number of sources
+   (:mod:`dmf.audio.grouping`);
+4. Wiener masks, inverse STFT, one WAV per component and per source
+   (:mod:`dmf.audio.synthesis`);
+5. ``OUTDIR/report.html`` (:mod:`dmf.audio.figures`) and, last, the marker
+   ``OUTDIR/separation.json`` that says the separation is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from typing import Any
+
+from dmf.audio import wav
+from dmf.audio.grouping import group_components
+from dmf.audio.spectrogram import write_spectrogram
+from dmf.audio.stft import Stft
+from dmf.audio.synthesis import component_paths, synthesize
+from dmf.errors import InputError, StoreError
+
+__all__ = ["LOSSES", "Separation", "separate"]
+
+LOSSES = ("is", "kl", "frobenius")
+MARKER = "separation.json"
+
+
+@dataclass(frozen=True)
+class Separation:
+    """What :func:`separate` wrote (paths) and the facts of the fit.
+
+    ``components``: one WAV per NMF component; ``sources``: one per group
+    (the component files themselves when there are as many sources as
+    components); ``groups``: the components of each source; ``skipped``:
+    True when OUTDIR already held this separation and nothing was redone.
+    """
+
+    outdir: str
+    components: list[str]
+    sources: list[str]
+    groups: list[list[int]]
+    spectrogram: str
+    nmf: str
+    report: str | None
+    facts: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False
+
+
+def _identity(path: str) -> dict[str, Any]:
+    st = os.stat(path)
+    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _digest(facts: dict) -> str:
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check(outdir: str, sources: int, components: int, loss: str, n_fft: int,
+           hop: int) -> None:
+    if "://" in outdir and not outdir.startswith("file://"):
+        raise InputError(f"{outdir}: audio separation writes WAV files to a local folder; "
+                         "give a local path")
+    for label, value in (("sources", sources), ("components", components),
+                         ("n_fft", n_fft), ("hop", hop)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{label} must be a positive integer, got {value!r}")
+    if components < sources:
+        raise InputError(f"sources={sources} is more than components={components}: each "
+                         "source is a group of at least one NMF component")
+    if loss not in LOSSES:
+        raise InputError(f"unknown loss {loss!r} for audio; available: {', '.join(LOSSES)}")
+    if n_fft < 16 or hop > n_fft // 2:
+        raise InputError(f"need n_fft >= 16 and hop <= n_fft / 2 (overlapping Hann windows "
+                         f"invert exactly), got n_fft={n_fft}, hop={hop}")
+
+
+def separate(
+    src: str | os.PathLike,
+    outdir: str | os.PathLike,
+    sources: int,
+    *,
+    components: int | None = None,
+    loss: str = "is",
+    n_fft: int = 1024,
+    hop: int = 256,
+    max_iter: int = 200,
+    tol: float = 1e-4,
+    seed: int | None = 0,
+    block_frames: int = 1024,
+    overwrite: bool = False,
+    resume: bool = True,
+    checkpoint_every: int | None = None,
+    checkpoint_seconds: float | None = None,
+    progress: bool | None = None,
+    cache: bool | str = "auto",
+    report: bool = True,
+) -> Separation:
+    """Separate the sources of a WAV recording by NMF of its power spectrogram.
+
+    Parameters
+    ----------
+    src : path
+        A PCM WAV file (8/16/24/32-bit; several channels are averaged to one).
+    outdir : path
+        A local folder: ``spectrogram.zarr``, ``nmf.zarr``,
+        ``components/component-NN.wav``, ``sources/source-N.wav`` (when
+        ``sources < components``), ``report.html``, ``separation.json``.
+    sources : int
+        Number of sources wanted.
+    components : int, optional
+        NMF rank k (default ``sources``); with more components than sources
+        they are grouped by their spectral templates
+        (:func:`dmf.audio.grouping.group_components`).
+    loss : {"is", "kl", "frobenius"}
+        The beta-divergence of the NMF: Itakura-Saito (scale invariant: quiet
+        sources count as much as loud ones), Kullback-Leibler, or Frobenius
+        (for comparison).
+    n_fft, hop : int
+        Frame length and hop of the STFT in samples (periodic Hann window;
+        ``hop <= n_fft / 2``).
+    max_iter, tol, seed :
+        As :func:`dmf.nmf` (multiplicative updates from a random start).
+    block_frames : int
+        STFT frames per block: the unit of streaming and the spectrogram's
+        chunk.
+    overwrite : bool
+        Replace a complete separation of other input or settings in OUTDIR
+        (without it, that is refused; the same one is returned as it is).
+    resume, checkpoint_every, checkpoint_seconds, progress, cache :
+        As :func:`dmf.nmf`: the NMF checkpoints into ``OUTDIR/nmf.zarr``.
+    report : bool
+        Write ``OUTDIR/report.html`` (spectrogram, W and H images).
+
+    Returns
+    -------
+    Separation
+
+    Examples
+    --------
+    >>> import tempfile, os, dmf.audio
+    >>> d = tempfile.mkdtemp()
+    >>> mix = dmf.audio.demo(d, seconds=1.0).mixture
+    >>> sep = dmf.audio.separate(mix, os.path.join(d, "out"), 3, n_fft=256, hop=64,
+    ...                          max_iter=20, tol=0, report=False)
+    >>> [os.path.basename(p) for p in sep.sources]
+    ['component-00.wav', 'component-01.wav', 'component-02.wav']
+    >>> dmf.audio.wav.info(sep.sources[0]).seconds
+    1.0
+    """
+    src, outdir = os.fspath(src), os.fspath(outdir)
+    if outdir.startswith("file://"):
+        outdir = outdir[len("file://"):]
+    k = sources if components is None else components
+    _check(outdir, sources, k, loss, n_fft, hop)
+    facts = wav.info(src)
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise InputError(f"{outdir}: a file, not a folder for the separation")
+    stft = Stft(n_fft, hop, facts.rate)
+    source_id = _identity(src)
+    spec_key = _digest({"input": source_id, "n_fft": n_fft, "hop": hop})
+    params = {"sources": sources, "components": k, "loss": loss, "n_fft": n_fft, "hop": hop,
+              "max_iter": max_iter, "tol": tol, "seed": seed}
+    key = _digest({"input": source_id, **params})
+    marker = os.path.join(outdir, MARKER)
+    if os.path.exists(marker):
+        with open(marker, encoding="utf-8") as f:
+            done = json.load(f)
+        if done.get("key") == key and not overwrite:
+            return _result(outdir, done, skipped=True)
+        if not overwrite:
+            raise StoreError(f"{outdir}: holds a complete separation of other input or "
+                             "settings; pass overwrite=True (CLI: --overwrite) to replace it")
+        os.remove(marker)  # from here on OUTDIR is a separation in progress
+        resume = False
+
+    spec_url = os.path.join(outdir, "spectrogram.zarr")
+    nmf_url = os.path.join(outdir, "nmf.zarr")
+    if not _complete_spectrogram(spec_url, spec_key):
+        shutil.rmtree(spec_url, ignore_errors=True)
+        shutil.rmtree(nmf_url, ignore_errors=True)  # fitted to another spectrogram
+        os.makedirs(outdir, exist_ok=True)
+        write_spectrogram(src, spec_url, stft, block_frames=block_frames,
+                          attrs={"key": spec_key})
+    elif not resume:
+        shutil.rmtree(nmf_url, ignore_errors=True)
+
+    import dmf
+
+    result = dmf.nmf(spec_url, k, loss=loss, solver="mu", init="random", max_iter=max_iter,
+                     tol=tol, seed=seed, out=nmf_url, resume=True,
+                     checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
+                     progress=progress, cache=cache)
+    import numpy as np
+
+    H = np.asarray(result.H, dtype=np.float64)
+    groups = group_components(H, sources)
+    comp = component_paths(outdir, k)
+    grouped = sources < k
+    src_paths = ([os.path.join(outdir, "sources", f"source-{g}.wav") for g in range(sources)]
+                 if grouped else list(comp))
+    synthesize(src, stft, result.W, H, comp, groups=groups if grouped else (),
+               group_paths=src_paths if grouped else (), block_frames=block_frames)
+    done = {"key": key, "input": src, "rate": facts.rate, "seconds": facts.seconds,
+            "channels": facts.channels, **params, "groups": groups,
+            "n_iter": result.n_iter, "converged": bool(result.converged),
+            "reconstruction_err": float(result.reconstruction_err_),
+            "components_files": [os.path.relpath(p, outdir) for p in comp],
+            "sources_files": [os.path.relpath(p, outdir) for p in src_paths],
+            "report": None}
+    if report:
+        from dmf.audio.figures import write_report
+
+        write_report(os.path.join(outdir, "report.html"), spec_url, result, done)
+        done["report"] = "report.html"
+    tmp = marker + ".part"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(done, f, indent=1)
+    os.replace(tmp, marker)
+    return _result(outdir, done, skipped=False)
+
+
+def _complete_spectrogram(url: str, key: str) -> bool:
+    from dmf.store.dense import dmf_attrs
+
+    if not os.path.exists(url):
+        return False
+    import zarr
+
+    try:
+        meta = dmf_attrs(zarr.open_array(url, mode="r"))
+    except Exception:  # noqa: BLE001 - anything unreadable is rewritten
+        return False
+    return meta.get("complete") is True and meta.get("audio", {}).get("key") == key
+
+
+def _result(outdir: str, done: dict, *, skipped: bool) -> Separation:
+    def full(p):
+        return os.path.join(outdir, p)
+
+    return Separation(outdir=outdir, components=[full(p) for p in done["components_files"]],
+                      sources=[full(p) for p in done["sources_files"]],
+                      groups=[list(g) for g in done["groups"]],
+                      spectrogram=full("spectrogram.zarr"), nmf=full("nmf.zarr"),
+                      report=full(done["report"]) if done.get("report") else None,
+                      facts=done, skipped=skipped)

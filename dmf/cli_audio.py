@@ -1,0 +1,110 @@
+"""``dmf audio``: source separation of a recording by NMF of its spectrogram.
+
+    dmf audio separate IN.wav OUTDIR --sources N [--components K] [--loss is|kl|frobenius]
+                       [--n-fft 1024] [--hop 256] [--max-iter 200] [--seed 0]
+    dmf audio demo OUTDIR [--seconds 4] [--rate 8000] [--seed 0]
+
+Kept apart from :mod:`dmf.cli`, as :mod:`dmf.cli_cf` is; it imports nothing
+heavy until a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from dmf.cli import EXIT_OK, cluster, positive_int
+
+
+def add_commands(commands, command: Callable, run_options: Callable) -> None:
+    """Add ``dmf audio ...`` to the ``commands`` subparsers; ``command`` and
+    ``run_options`` are :func:`dmf.cli.build_parser`'s helpers."""
+    audio = commands.add_parser("audio", help="audio source separation by NMF of a "
+                                "spectrogram (Itakura-Saito or KL), out of core",
+                                description="Audio source separation: STFT -> NMF -> "
+                                "Wiener masks -> one WAV per source (docs/guide/audio.md).")
+    subs = audio.add_subparsers(dest="audio_command", metavar="STEP", required=True)
+
+    sep = command("separate", cmd_separate, "split a WAV recording into sources: streamed "
+                  "STFT to a Zarr power spectrogram, NMF on it, soft masks, inverse STFT",
+                  parent=subs)
+    sep.add_argument("src", metavar="IN.wav", help="PCM WAV file (channels are averaged)")
+    sep.add_argument("outdir", metavar="OUTDIR", help="local folder for the spectrogram, the "
+                     "NMF, components/*.wav, sources/*.wav and report.html")
+    sep.add_argument("--sources", type=positive_int, required=True, metavar="N",
+                     help="number of sources")
+    sep.add_argument("--components", type=positive_int, metavar="K",
+                     help="NMF components (default N); K > N: grouped into N sources by "
+                     "their spectral templates")
+    sep.add_argument("--loss", choices=["is", "kl", "frobenius"], default="is",
+                     help="is: Itakura-Saito, scale invariant (default); kl; frobenius "
+                     "(for comparison: loud sources dominate it)")
+    sep.add_argument("--n-fft", type=positive_int, default=1024, metavar="N",
+                     help="STFT frame length in samples (default 1024)")
+    sep.add_argument("--hop", type=positive_int, default=256, metavar="H",
+                     help="STFT hop in samples, at most n_fft / 2 (default 256)")
+    sep.add_argument("--max-iter", type=positive_int, default=200, metavar="N",
+                     help="NMF iterations (default 200)")
+    sep.add_argument("--tol", type=float, default=1e-4, metavar="T",
+                     help="NMF stopping tolerance as in dmf nmf (default 1e-4; 0: run "
+                     "--max-iter)")
+    sep.add_argument("--seed", type=int, default=0, help="default 0")
+    sep.add_argument("--block-frames", type=positive_int, default=1024, metavar="F",
+                     help="STFT frames per block: the unit of streaming (default 1024)")
+    sep.add_argument("--no-report", action="store_true", help="skip OUTDIR/report.html")
+    sep.add_argument("--overwrite", action="store_true",
+                     help="replace a complete separation of other input or settings")
+    run_options(sep)
+
+    demo = command("demo", cmd_demo, "write a mixture of generated sources (harmonic tone, "
+                   "chirp, noise bursts) and the originals, to try separate on", parent=subs)
+    demo.add_argument("out", metavar="OUTDIR", help="folder for mixture.wav and "
+                      "originals/*.wav")
+    demo.add_argument("--seconds", type=float, default=4.0, metavar="S", help="default 4")
+    demo.add_argument("--rate", type=positive_int, default=8000, metavar="HZ",
+                      help="sample rate (default 8000)")
+    demo.add_argument("--seed", type=int, default=0, help="default 0")
+    demo.add_argument("--overwrite", action="store_true", help="replace existing files")
+
+
+def cmd_separate(args: argparse.Namespace) -> int:
+    from dmf.audio import separate
+
+    progress = False if args.quiet else (True if args.progress else None)
+    with cluster(args):
+        sep = separate(args.src, args.outdir, args.sources, components=args.components,
+                       loss=args.loss, n_fft=args.n_fft, hop=args.hop,
+                       max_iter=args.max_iter, tol=args.tol, seed=args.seed,
+                       block_frames=args.block_frames, overwrite=args.overwrite,
+                       resume=not args.no_resume, checkpoint_every=args.checkpoint_every,
+                       checkpoint_seconds=args.checkpoint_seconds, progress=progress,
+                       cache=False if args.no_cache else "auto",
+                       report=not args.no_report)
+    if not args.quiet:
+        f = sep.facts
+        verb = "already complete" if sep.skipped else "wrote"
+        print(f"{verb} {sep.outdir}: {len(sep.components)} components, "
+              f"{len(sep.sources)} sources ({f['loss']}, {f['n_iter']} iterations, "
+              f"{f['seconds']:.1f} s at {f['rate']} Hz)")
+        print(f"sources: {', '.join(sep.sources)}")
+        if len(sep.sources) < len(sep.components):
+            print(f"groups of components: {sep.groups}")
+        if sep.report:
+            print(f"report: {sep.report}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import os
+
+    from dmf.audio import demo
+    from dmf.errors import StoreError
+
+    target = os.path.join(args.out, "mixture.wav")
+    if os.path.exists(target) and not args.overwrite:
+        raise StoreError(f"{target}: already exists; pass --overwrite to replace it")
+    d = demo(args.out, rate=args.rate, seconds=args.seconds, seed=args.seed)
+    if not args.quiet:
+        print(f"wrote {d.mixture} ({args.seconds:g} s at {args.rate} Hz) and the originals: "
+              f"{', '.join(d.sources.values())}")
+    return EXIT_OK
