@@ -31,9 +31,10 @@ def add_commands(commands, command: Callable, run_options: Callable) -> None:
     sep.add_argument("src", metavar="IN.wav", help="PCM WAV file (channels are averaged)")
     sep.add_argument("outdir", metavar="OUTDIR", help="local folder for the spectrogram, the "
                      "NMF, components/*.wav, sources/*.wav and report.html")
-    sep.add_argument("--sources", type=positive_int, required=True, metavar="N",
+    # Plain ints: dmf.audio.separate refuses N < 1 in one line naming the recording.
+    sep.add_argument("--sources", type=int, required=True, metavar="N",
                      help="number of sources")
-    sep.add_argument("--components", type=positive_int, metavar="K",
+    sep.add_argument("--components", type=int, metavar="K",
                      help="NMF components (default N); K > N: grouped into N sources by "
                      "their spectral templates")
     sep.add_argument("--loss", choices=["is", "kl", "frobenius"], default="is",

@@ -38,7 +38,7 @@ def demo_sources(rate: int = 8000, seconds: float = 4.0, seed: int = 0) -> dict[
     """
     from scipy.signal import chirp
 
-    n = int(round(rate * seconds))
+    n = round(rate * seconds)
     t = np.arange(n) / rate
     tone = sum(np.sin(2 * np.pi * 220.0 * h * t) / h for h in range(1, 7))
     tone = 0.3 * tone / np.abs(tone).max() * ((t % 1.0) < 0.6)

@@ -17,6 +17,7 @@ The pipeline, each stage streaming blocks of frames:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -67,22 +68,25 @@ def _digest(facts: dict) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _check(outdir: str, sources: int, components: int, loss: str, n_fft: int,
+def _check(src: str, outdir: str, sources: int, components: int, loss: str, n_fft: int,
            hop: int) -> None:
+    """Refuse bad settings before any work, naming the recording."""
     if "://" in outdir and not outdir.startswith("file://"):
         raise InputError(f"{outdir}: audio separation writes WAV files to a local folder; "
                          "give a local path")
     for label, value in (("sources", sources), ("components", components),
                          ("n_fft", n_fft), ("hop", hop)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{label} must be a positive integer, got {value!r}")
+            raise InputError(f"{src}: {label} must be a positive integer, got {value!r}")
     if components < sources:
-        raise InputError(f"sources={sources} is more than components={components}: each "
-                         "source is a group of at least one NMF component")
+        raise InputError(f"{src}: sources={sources} is more than components={components}: "
+                         "each source is a group of at least one NMF component")
     if loss not in LOSSES:
-        raise InputError(f"unknown loss {loss!r} for audio; available: {', '.join(LOSSES)}")
+        raise InputError(f"{src}: unknown loss {loss!r} for audio; available: "
+                         f"{', '.join(LOSSES)}")
     if n_fft < 16 or hop > n_fft // 2:
-        raise InputError(f"need n_fft >= 16 and hop <= n_fft / 2 (overlapping Hann windows "
+        raise InputError(f"{src}: need n_fft >= 16 and hop <= n_fft / 2 (overlapping Hann "
+                         "windows "
                          f"invert exactly), got n_fft={n_fft}, hop={hop}")
 
 
@@ -163,8 +167,8 @@ def separate(
     if outdir.startswith("file://"):
         outdir = outdir[len("file://"):]
     k = sources if components is None else components
-    _check(outdir, sources, k, loss, n_fft, hop)
     facts = wav.info(src)
+    _check(src, outdir, sources, k, loss, n_fft, hop)
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise InputError(f"{outdir}: a file, not a folder for the separation")
     stft = Stft(n_fft, hop, facts.rate)
@@ -185,6 +189,11 @@ def separate(
         os.remove(marker)  # from here on OUTDIR is a separation in progress
         resume = False
 
+    # Files of an earlier separation here (another k, a report) would outlive it.
+    for stale in ("components", "sources"):
+        shutil.rmtree(os.path.join(outdir, stale), ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(outdir, "report.html"))
     spec_url = os.path.join(outdir, "spectrogram.zarr")
     nmf_url = os.path.join(outdir, "nmf.zarr")
     if not _complete_spectrogram(spec_url, spec_key):
