@@ -78,7 +78,7 @@ KINDS: dict[str, Kind] = {
     "audio-demo": Kind(("audio", "demo"), products={"mixture": "mixture.wav"},
                        doc="a mixture of generated sounds and the originals; "
                        "dmf audio demo OUTDIR"),
-    "audio-separate": Kind(("audio", "separate"), inputs=("src",), out="outdir",
+    "audio-separate": Kind(("audio", "separate"), inputs=("src",),
                            doc="sources of a WAV recording by IS-NMF; "
                            "dmf audio separate IN.wav OUTDIR --sources N"),
     "report": Kind((), out="out", doc="a Markdown summary of the job's results; keys: "
