@@ -4,7 +4,7 @@
     .venv/bin/python docs/apidoc.py --check    # exit 1 if docs/api.md is stale
 
 The public names are each module's ``__all__`` (``dmf``, ``dmf.cf``,
-``dmf.jobs``, ``dmf.report``, ``dmf.errors``, ``dmf.store.generate``, which
+``dmf.audio``, ``dmf.jobs``, ``dmf.report``, ``dmf.errors``, ``dmf.store.generate``, which
 is ``dmf.generate``); tests/test_docs.py checks that the file is current.
 Numpydoc sections become Markdown headings and parameter lists; the
 Examples stay as the doctests they are (pytest runs them from the source
@@ -20,7 +20,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TARGET = HERE / "api.md"
-MODULES = ("dmf", "dmf.store.generate", "dmf.cf", "dmf.jobs", "dmf.report", "dmf.errors")
+MODULES = ("dmf", "dmf.store.generate", "dmf.cf", "dmf.audio", "dmf.jobs", "dmf.report",
+           "dmf.errors")
 SECTION = re.compile(r"^([A-Z][A-Za-z ]+)\n-{3,}$", re.MULTILINE)
 DOCTEST_NOTE = ("<!-- not run: a doctest; pytest --doctest-modules runs it from the "
                 "source -->")
