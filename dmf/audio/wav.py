@@ -52,6 +52,9 @@ def _open(path: str | os.PathLike) -> wave.Wave_read:
         detail = str(exc) or "truncated header"
         if "unknown format: 3" in detail:
             detail = "32-bit float samples; convert it to PCM (16 or 24-bit integers)"
+        elif "unknown format: 65534" in detail:
+            detail = ("a WAVE_FORMAT_EXTENSIBLE header, which Python's wave module reads from "
+                      "3.12 on; save it as plain PCM")
         elif "unknown format" in detail:
             detail = f"not PCM ({detail}); convert it to 16 or 24-bit PCM"
         raise InputError(f"{path}: not a readable WAV file ({detail})") from None
