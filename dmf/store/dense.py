@@ -297,6 +297,27 @@ def location_of(zarray: zarr.Array) -> Location:
     return Location(f"memory://zarr-{id(store):x}/{sub}")
 
 
+def in_memory_chunks(shape: tuple[int, int], dtype, cores: int | None = None) -> tuple[int, int]:
+    """:func:`default_chunks` for an array already in memory, with the number
+    of row blocks, when there are several, rounded up to a multiple of the
+    cores: nothing is read, so smaller blocks cost nothing, and 5 blocks on 2
+    threads take 3 rounds where 6 smaller ones take the time of 2.5.
+
+    Examples
+    --------
+    >>> in_memory_chunks((20000, 2000), "float64", cores=2)  # 6 blocks, not 5
+    (3334, 2000)
+    >>> in_memory_chunks((100, 10), "float64", cores=2)  # one block stays one
+    (100, 10)
+    """
+    rows, cols = default_chunks(shape, dtype)
+    blocks = math.ceil(shape[0] / rows)
+    cores = cores or os.cpu_count() or 1
+    if blocks < 2 or cols < shape[1] or blocks % cores == 0:
+        return rows, cols
+    return _even_split(shape[0], math.ceil(shape[0] / (math.ceil(blocks / cores) * cores))), cols
+
+
 def as_dask(x, *, chunks=None) -> da.Array:
     """A dask array over any matrix-like input (URL, zarr, dask, numpy)."""
     from dmf.store.api import open_matrix  # late: api imports this module
@@ -308,6 +329,8 @@ def as_dask(x, *, chunks=None) -> da.Array:
     if isinstance(x, da.Array):
         return x
     arr = np.asarray(x)
+    if chunks is None and arr.ndim == 2 and arr.size:
+        chunks = in_memory_chunks(arr.shape, arr.dtype)
     # name=False: a random name rather than a hash of the whole array (about
     # 1 s per GB); whoever needs a content token for numpy input (a resumable
     # job) computes it. The view keeps from_array from copying the array.
