@@ -14,8 +14,10 @@ What is measured, per repetition:
   are not timed);
 - bytes read at the OS level: ``read_chars`` of ``/proc/PID/io`` (every byte
   passed to read(), page-cache hits included) summed over this process, the
-  cluster's workers and every descendant process, as a delta over the call;
-  divided by the bytes of the data this is "passes over the data";
+  cluster's workers and every descendant process, as a delta over the call,
+  plus the chunk-file bytes dmf mapped in the same processes (a map never
+  calls read(): ``dmf.store.rawchunks.bytes_mapped``); divided by the bytes
+  of the data this is "passes over the data";
 - bytes fetched from storage (``read_bytes``, page-cache misses only), the
   same way: it shows whether a "cold" row really read from disk and a "warm"
   one did not;
@@ -281,6 +283,20 @@ def _io_delta(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, in
     return chars, disk
 
 
+def _mapped(env: Env) -> int:
+    """Chunk-file bytes that dmf mapped, in this process and every worker:
+    they never pass through ``read()``, so ``read_chars`` misses them (see
+    dmf.store.rawchunks). A worker that restarted in between restarts its
+    count: its share then reads low, as read_chars would."""
+    from dmf.store.rawchunks import bytes_mapped
+
+    total = bytes_mapped()
+    if env.client is not None:
+        with contextlib.suppress(Exception):
+            total += sum(env.client.run(bytes_mapped).values())
+    return total
+
+
 def _tidy() -> None:
     """Free what earlier calls left, so each call's memory rise is its own."""
     gc.collect()
@@ -313,11 +329,13 @@ def run_once(case: Case, env: Env) -> Rep:
     watched = {me.pid, *workers.values(), *(c.pid for c in me.children(recursive=True))}
     mem_pids = workers if case.where == "cluster" else {"client": me.pid}
     before = _io(watched)
+    mapped_before = _mapped(env)
     with _scheduler(case, env), RssSampler(mem_pids) as sampler:
         t0 = time.perf_counter()
         value = case.run()
         seconds = time.perf_counter() - t0
     chars, disk = _io_delta(before, _io(watched))
+    chars += _mapped(env) - mapped_before
     extra = {k: float(v) for k, v in case.measure(value).items()} if case.measure else {}
     return Rep(seconds, chars, disk, sampler.result(), extra)
 

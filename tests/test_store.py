@@ -421,12 +421,12 @@ def test_corrupt_chunk_names_the_file(tmp_path, codec, damage):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_plain_chunks_read_straight_from_their_files(tmp_path, dtype):
-    """The default codec's chunks are read without zarr's decoding (see
-    dmf.store.rawchunks): the same bits as zarr for edge chunks, for a chunk
-    left unwritten (all fill value) and for a checksummed trailer that was
-    damaged alone."""
-    from dmf.store.rawchunks import RawChunks
+def test_plain_chunks_read_straight_from_their_files(tmp_path, dtype, monkeypatch):
+    """The default codec's chunks are mapped without zarr's decoding (see
+    dmf.store.rawchunks), or read where mapping fails: the same bits as zarr
+    for edge chunks and for a chunk left unwritten (all fill value); a
+    checksummed trailer damaged alone is caught."""
+    from dmf.store.rawchunks import RawChunks, bytes_mapped
 
     x = np.random.default_rng(3).standard_normal((43, 11)).astype(dtype)
     x[10:20] = 0.0  # the fill value: zarr writes no file for that chunk
@@ -434,8 +434,15 @@ def test_plain_chunks_read_straight_from_their_files(tmp_path, dtype):
     dmf.save_matrix(x, url, chunks=(10, 4))
     assert RawChunks.of(zarr.open_array(url, mode="r")) is not None
     assert not (url / "c" / "1" / "0").exists()
+    before = bytes_mapped()
     assert_same_bits(dmf.open_matrix(url).compute(), zarr.open_array(url, mode="r")[...])
     assert_same_bits(dmf.open_matrix(url).compute(), x)
+    assert bytes_mapped() > before  # mapped, not read
+    with monkeypatch.context() as m:  # a filesystem that cannot map: read instead
+        m.setattr("mmap.mmap", lambda *a, **k: (_ for _ in ()).throw(OSError("no mmap")))
+        before = bytes_mapped()
+        assert_same_bits(dmf.open_matrix(url).compute(), x)
+        assert bytes_mapped() == before
 
     dmf.save_matrix(x, tmp_path / "lz4.zarr", chunks=(10, 4), codec="lz4")
     assert RawChunks.of(zarr.open_array(tmp_path / "lz4.zarr", mode="r")) is None
