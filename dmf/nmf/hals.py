@@ -72,8 +72,7 @@ def _row_hals(block, Wb, H, HHt, l1_W, l2_W, update_H=True, with_sq=True):
         xs = scratch.widen(block[sl])
         XHt[sl] = np.matmul(Hw, xs.T).T  # (H X_s^T)^T: see beta.x_times_ht
         if with_sq:  # in float64 whatever X's precision
-            x64 = np.asarray(xs, dtype=np.float64)
-            sq += float(np.vdot(x64, x64))
+            sq += scratch.square_sum(xs)
     old = [sq, float(np.vdot(Wb, XHt)), float(Wb.sum()), float(np.vdot(Wb, Wb))]
     G_old = Wb.T @ Wb
     W = np.array(Wb, dtype=np.float64)

@@ -123,8 +123,7 @@ def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True, 
         if beta == 2:
             G_old += Ws.T @ Ws
             if first:  # in float64 whatever X's precision
-                x64 = np.asarray(xs, dtype=np.float64)
-                const += float(np.vdot(x64, x64))
+                const += scratch.square_sum(xs)
             num, den = w_terms(xs, Ws, Hw, beta, scratch, HHt=HHt)
             cross += float(np.vdot(Ws, num))  # num = X_s H^T
         elif beta == 1:  # one ratio X / WH for the update and the objective
@@ -134,7 +133,7 @@ def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True, 
             # D = sum x log(x / wh) - sum x + sum wh, sum x (over x > eps) is the client's
             div += kl_x_log(xs, ratio, scratch, masked) + float(Ws.sum(axis=0) @ H_sum)
             if first:
-                x_sum, x_small = x_constants(xs)
+                x_sum, x_small = x_constants(xs, scratch)
                 const += x_sum
                 small += x_small
         else:
@@ -182,13 +181,31 @@ def full_rows(X: da.Array) -> da.Array:
     return X if X.numblocks[1] == 1 else X.rechunk({1: -1})
 
 
+def only_block(parts):
+    """The one block in ``blockwise(concatenate=False)``'s nested lists. (With
+    ``concatenate=True`` dask copies even a single block into a fresh array:
+    a 64 MiB copy per task that doubled the time of an NMF row step on a
+    worker.)"""
+    while isinstance(parts, list):
+        if len(parts) != 1:
+            raise ValueError(f"expected one block, got {len(parts)}: X must have whole rows")
+        parts = parts[0]
+    return parts
+
+
+def on_blocks(func, X_parts, W_parts, H_parts, *args):
+    """``func`` on the row's single X, W and H blocks (see :func:`only_block`)."""
+    return func(only_block(X_parts), only_block(W_parts), only_block(H_parts), *args)
+
+
 def _per_row(func, X: da.Array, W: da.Array, H: np.ndarray, *args, **kwargs) -> da.Array:
-    """``func(X_b, W_b, H, *args)`` for each block row b. H travels as one
-    graph key (sent to each worker once, not embedded in every task)."""
+    """``func(X_b, W_b, H, *args)`` for each block row b of an X with whole
+    rows (:func:`full_rows`). H travels as one graph key (sent to each worker
+    once, not embedded in every task)."""
     H_key = da.from_array(H, chunks=H.shape)
-    return da.blockwise(func, "i", X, "ij", W.rechunk((X.chunks[0], -1)), "ik", H_key, "kj",
-                        *[a for arg in args for a in (arg, None)], concatenate=True,
-                        adjust_chunks={"i": 1}, **kwargs)
+    return da.blockwise(on_blocks, "i", func, None, X, "ij", W.rechunk((X.chunks[0], -1)),
+                        "ik", H_key, "kj", *[a for arg in args for a in (arg, None)],
+                        concatenate=False, adjust_chunks={"i": 1}, **kwargs)
 
 
 def divergence(X: da.Array, W: da.Array, H: np.ndarray, beta: float) -> float:
