@@ -24,11 +24,12 @@ request for exactly one whole chunk. Everything else goes through zarr.
 Where a file cannot be mapped (some network or FUSE filesystems) it is read
 into the array instead.
 
-A file truncated while a chunk of it is mapped would fault (SIGBUS) where
-the array is read: dmf never rewrites a chunk file in place (a store is
-written aside and swapped in, the old files unlinked, which keeps them
-whole for whoever maps them), but another program writing the store in
-place while dmf reads it could.
+A file truncated or rewritten in place while a chunk of it is mapped would
+fault (SIGBUS) or change under the array. Nothing in dmf's stack does that:
+zarr's local store writes every chunk to a temporary file and renames it
+over the old one, and dmf writes whole stores aside and swaps them in; a
+renamed-over or unlinked file stays whole for whoever maps it. Only another
+program rewriting chunk files in place while dmf reads them could.
 """
 
 from __future__ import annotations
