@@ -105,7 +105,7 @@ class Scratch:
         np.copyto(out, part)
         return out
 
-    def wide(self, xs) -> np.ndarray:
+    def widen64(self, xs) -> np.ndarray:
         """The slice in float64, widened into a reused buffer when it is not
         (a fresh float64 copy of every slice took 4x the time of the
         iteration's products on a worker)."""
@@ -119,7 +119,7 @@ class Scratch:
 
     def square_sum(self, xs) -> float:
         """Sum of the slice's squares in float64 whatever its precision."""
-        wide = self.wide(xs)
+        wide = self.widen64(xs)
         return float(np.vdot(wide, wide))
 
     def product(self, W: np.ndarray, H: np.ndarray) -> np.ndarray:
@@ -229,7 +229,7 @@ def x_constants(xs, scratch: Scratch) -> tuple[float, int]:
     """The sum of the slice's entries above eps, in float64, and how many
     are at or below it: the same every iteration, so the first pass
     measures them once."""
-    x64 = scratch.wide(xs)
+    x64 = scratch.widen64(xs)
     keep = np.greater(x64, EPSILON, out=scratch.keep[:xs.shape[0]])
     return float(np.sum(x64, where=keep)), int(keep.size - np.count_nonzero(keep))
 
