@@ -5,8 +5,9 @@
 
 Times, on one row block of X (64 MiB of float32 by default, the store's
 default chunk), a read of that block from a Zarr store with dmf's default
-codec (raw bytes + CRC-32C, page-cache warm) followed by ``np.sum``, a plain
-copy + ``np.sum``, and the per-block task of each NMF solver (mu Frobenius,
+codec (raw bytes + CRC-32C, page-cache warm) followed by ``np.sum``, both as
+dmf reads it (mapped, ``dmf.store.rawchunks``: the ratios' base) and through
+zarr's decoding, a plain copy + ``np.sum``, and the per-block task of each NMF solver (mu Frobenius,
 mu KL, hals), each the median of ``--repeat`` interleaved rounds. The task
 of an iteration is read + step, so (read + step) / read estimates the
 seconds per iteration over a read pass of ``python -m benchmarks nmf``
@@ -26,6 +27,8 @@ import tempfile
 import time
 
 WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": "65536"}
+#: The read the ratios are taken against: dmf's own (see dmf.store.rawchunks).
+READ = "read (dmf, mapped, sum)"
 
 
 def _reexec_with_worker_malloc() -> None:
@@ -54,6 +57,7 @@ def main(argv=None) -> None:
     from dmf.nmf.hals import _row_hals
     from dmf.nmf.mu import _row_step
     from dmf.store.codecs import compressors
+    from dmf.store.rawchunks import RawChunks
 
     rng = np.random.default_rng(0)
     m, n, k = args.rows, args.cols, args.k
@@ -69,13 +73,20 @@ def main(argv=None) -> None:
                           compressors=compressors(None))
     z[:] = X
 
+    mapped = RawChunks.of(z)
+    whole = (slice(0, m), slice(0, n))
+
     def read_store():
         return float(z[:].sum())
+
+    def read_mapped():
+        return float(mapped.read((0, 0), whole).sum())
 
     def copy_sum():
         return float(np.array(X, copy=True).sum())
 
     steps = {
+        "read (dmf, mapped, sum)": read_mapped,
         "read (zarr+crc, sum)": read_store,
         "copy + sum": copy_sum,
         # a later iteration's task (the first one also adds up X's constant terms)
@@ -85,7 +96,7 @@ def main(argv=None) -> None:
         "hals": lambda: _row_hals(X, W, H, HHt, 0.0, 0.0, True, False),
     }
     if args.only:
-        keep = {s.strip() for s in args.only.split(",")} | {"read (zarr+crc, sum)"}
+        keep = {s.strip() for s in args.only.split(",")} | {READ}
         steps = {name: f for name, f in steps.items() if name in keep}
     times: dict[str, list[float]] = {name: [] for name in steps}
     try:
@@ -99,8 +110,8 @@ def main(argv=None) -> None:
                     times[name].append(time.perf_counter() - t0)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    read = statistics.median(times["read (zarr+crc, sum)"])
-    read_min = min(times["read (zarr+crc, sum)"])
+    read = statistics.median(times[READ])
+    read_min = min(times[READ])
     print(f"block {m} x {n} {args.dtype} ({X.nbytes / 2**20:.0f} MiB), k = {k}, "
           f"median of {args.repeat}, MALLOC_TRIM_THRESHOLD_="
           f"{os.environ.get('MALLOC_TRIM_THRESHOLD_')}")

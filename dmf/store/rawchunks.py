@@ -10,8 +10,11 @@ array) and copies between them; on a Dask worker every fresh buffer above
 (copy-on-write: writes to the array never reach the file), the array is a
 view of the map, and the checksum is computed over it. Mapping shares the
 page cache's pages instead of copying them, and on warm cache that copy is
-most of a read: per 64 MiB chunk, in a process with Dask's malloc setting,
-11 ms against 44-48 ms read into a buffer and 87-97 ms through zarr.
+most of a read: per 64 MiB chunk with its sum, in a process with Dask's
+malloc setting, a median of 12 ms against 249 ms (minimum 127 ms) through
+zarr (``python -m benchmarks.nmf_block``); a warm read pass of the 4 GB
+store on a 2-worker cluster, 1.06 s against 3.22 s (``python -m benchmarks
+svd``).
 
 Mapped bytes never pass through ``read()``, so ``/proc/PID/io``'s
 ``read_chars`` does not count them: :func:`bytes_mapped` does (tests and
