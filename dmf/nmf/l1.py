@@ -98,7 +98,7 @@ def l1_solver(k: int, *, delta: float, regularization: tuple[float, float, float
 
     def finalize(X, state: State):
         W, H = state["W"], state["H"]
-        parts = _per_row(_row_abs, full_rows(X), W, H, dtype=np.float64, meta=np.empty((0,)))
+        parts = _per_row(_row_abs, full_rows(X), W, H, dtype=np.float64)
         l1, w_l1, w_l2 = (float(v) for v in dask.compute(parts.sum(), W.sum(), (W * W).sum()))
         meta = {"beta": "l1", "solver": "mu-l1", "parameters": solver_params,
                 "final_objective": l1 + penalty(w_l1, w_l2, H, regularization),

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse
 
 from dmf.engine.driver import Context, Solver, State, Stats
-from dmf.linalg.products import part_of, row_slices, stacked_sum
+from dmf.linalg.products import flat_objects, part_of, row_slices, stacked_sum
 from dmf.nmf.beta import EPSILON
 from dmf.nmf.init import random_init
 from dmf.nmf.mu import full_rows, on_blocks
@@ -121,10 +121,11 @@ def _masked_pass(X: da.Array, W: da.Array, H: np.ndarray, seed: int, fraction: f
     # each block's global row numbers: its first one places the mask
     rows = da.arange(X.shape[0], chunks=(X.chunks[0],), dtype=np.int64)
     H_key = da.from_array(H, chunks=H.shape)
-    packed = da.blockwise(on_blocks, "i", _masked_step, None, full_rows(X), "ij",
-                          W.rechunk((X.chunks[0], -1)), "ik", H_key, "kj", rows, "i", seed,
-                          None, fraction, None, inner, None, concatenate=False,
-                          adjust_chunks={"i": 1}, dtype=object, meta=np.empty((0,), dtype=object))
+    packed = flat_objects(da.blockwise(
+        on_blocks, "ijk", _masked_step, None, full_rows(X), "ij", W.rechunk((X.chunks[0], -1)),
+        "ik", H_key, "kj", rows, "i", seed, None, fraction, None, inner, None,
+        adjust_chunks={"i": 1, "j": 1, "k": 1}, dtype=object,
+        meta=np.empty((0, 0, 0), dtype=object)))
     size = 2 * k * n + _N_SCALARS
     W_new = packed.map_blocks(part_of, 0, False, new_axis=1, chunks=(X.chunks[0], (k,)),
                               dtype=np.float64, meta=np.empty((0, 0)))

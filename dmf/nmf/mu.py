@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse
 
 from dmf.engine.driver import Context, Solver, State, Stats
-from dmf.linalg.products import part_of, row_slices, stacked_sum
+from dmf.linalg.products import flat_objects, part_of, row_slices, stacked_sum
 from dmf.nmf import orthogonal as orth
 from dmf.nmf import sparse as nmf_sparse
 from dmf.nmf.beta import (
@@ -181,39 +181,31 @@ def full_rows(X: da.Array) -> da.Array:
     return X if X.numblocks[1] == 1 else X.rechunk({1: -1})
 
 
-def only_block(parts):
-    """The one block in ``blockwise(concatenate=False)``'s nested lists. (With
-    ``concatenate=True`` dask copies even a single block into a fresh array:
-    a 64 MiB copy per task that doubled the time of an NMF row step on a
-    worker.)"""
-    while isinstance(parts, list):
-        if len(parts) != 1:
-            raise ValueError(f"expected one block, got {len(parts)}: X must have whole rows")
-        parts = parts[0]
-    return parts
+def on_blocks(func, X_block, W_block, H, *args):
+    """``func`` on one block row, its result shaped as the r x 1 x 1 grid
+    :func:`_per_row` builds."""
+    return np.reshape(func(X_block, W_block, H, *args), (1, 1, 1))
 
 
-def on_blocks(func, X_parts, W_parts, H_parts, *args):
-    """``func`` on the row's single X, W and H blocks (see :func:`only_block`)."""
-    return func(only_block(X_parts), only_block(W_parts), only_block(H_parts), *args)
-
-
-def _per_row(func, X: da.Array, W: da.Array, H: np.ndarray, *args, **kwargs) -> da.Array:
-    """``func(X_b, W_b, H, *args)`` for each block row b of an X with whole
-    rows (:func:`full_rows`). H travels as one graph key (sent to each worker
-    once, not embedded in every task)."""
+def _per_row(func, X: da.Array, W: da.Array, H: np.ndarray, *args, dtype) -> da.Array:
+    """``func(X_b, W_b, H, *args)`` (one value or object per row) for each
+    block row b of an X with whole rows (:func:`full_rows`), as a 1-D array.
+    H travels as one graph key (sent to each worker once, not embedded in
+    every task). No index is contracted, so dask fuses each chunk's read
+    into its task (see :func:`dmf.linalg.products.whole_rows`)."""
     H_key = da.from_array(H, chunks=H.shape)
-    return da.blockwise(on_blocks, "i", func, None, X, "ij", W.rechunk((X.chunks[0], -1)),
-                        "ik", H_key, "kj", *[a for arg in args for a in (arg, None)],
-                        concatenate=False, adjust_chunks={"i": 1}, **kwargs)
+    packed = da.blockwise(on_blocks, "ijk", func, None, X, "ij", W.rechunk((X.chunks[0], -1)),
+                          "ik", H_key, "kj", *[a for arg in args for a in (arg, None)],
+                          adjust_chunks={"i": 1, "j": 1, "k": 1}, dtype=dtype,
+                          meta=np.empty((0, 0, 0), dtype=dtype))
+    return flat_objects(packed)
 
 
 def divergence(X: da.Array, W: da.Array, H: np.ndarray, beta: float) -> float:
     """D_beta(X | W H), one pass (scikit-learn's definition; 0.5 ||X - WH||^2
     for beta = 2)."""
     X = full_rows(X)
-    parts = _per_row(_row_divergence_1d, X, W, H, beta, dtype=np.float64,
-                     meta=np.empty((0,)))
+    parts = _per_row(_row_divergence_1d, X, W, H, beta, dtype=np.float64)
     return float(parts.sum().compute())
 
 
@@ -222,7 +214,7 @@ def row_pass(func, X: da.Array, W: da.Array, H: np.ndarray, *args, size: int):
     every block row: the new W (persisted) and the sums added up by dask's
     tree, from one read of X."""
     k = W.shape[1]
-    packed = _per_row(func, X, W, H, *args, dtype=object, meta=np.empty((0,), dtype=object))
+    packed = _per_row(func, X, W, H, *args, dtype=object)
     W_new = packed.map_blocks(part_of, 0, False, new_axis=1, chunks=(X.chunks[0], (k,)),
                               dtype=np.float64, meta=np.empty((0, 0)))
     sums = stacked_sum(packed.map_blocks(part_of, 1, False, new_axis=1,
