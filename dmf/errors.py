@@ -7,6 +7,9 @@ Messages name the file or URL at fault and say how to fix the input.
 
 from __future__ import annotations
 
+import functools
+import sys
+
 
 class DmfError(Exception):
     """Base class of every error dmf raises on purpose."""
@@ -23,7 +26,39 @@ class InputError(DmfError, ValueError):
 
 class NotFittedError(InputError, AttributeError):
     """A method that needs a fit (``transform``, ``predict``) called before
-    ``fit``. A ValueError and an AttributeError, as scikit-learn's."""
+    ``fit``. A ValueError and an AttributeError, as scikit-learn's (and
+    scikit-learn's own class too when scikit-learn is in use: see
+    :func:`not_fitted`)."""
+
+
+def not_fitted(name: str) -> NotFittedError:
+    """The error of ``name``'s method that needs a fit, called before ``fit``.
+
+    scikit-learn's checks catch ``sklearn.exceptions.NotFittedError`` by its
+    class. dmf does not import scikit-learn, but where scikit-learn is
+    already imported (by whoever checks or pipelines the estimator) the
+    error is of a subclass of both classes, so either ``except`` catches it.
+
+    Examples
+    --------
+    >>> err = not_fitted("ALS")
+    >>> isinstance(err, NotFittedError) and isinstance(err, ValueError)
+    True
+    >>> str(err)
+    'This ALS instance is not fitted yet: call fit with appropriate arguments first'
+    """
+    message = (f"This {name} instance is not fitted yet: call fit with appropriate "
+               "arguments first")
+    sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+    if sklearn_exceptions is None:
+        return NotFittedError(message)
+    return _with_sklearn(sklearn_exceptions.NotFittedError)(message)
+
+
+@functools.cache
+def _with_sklearn(sklearn_class: type) -> type:
+    return type("NotFittedError", (NotFittedError, sklearn_class),
+                {"__module__": __name__, "__doc__": NotFittedError.__doc__})
 
 
 class StoreError(DmfError, OSError):

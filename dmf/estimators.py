@@ -20,23 +20,27 @@ gives a dask array, computed only when asked for.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import numbers
 import os
-import threading
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.engine.cluster import current_client
-from dmf.errors import InputError, NotFittedError
+from dmf.errors import InputError, NotFittedError, not_fitted
 from dmf.linalg.svd import svd
 from dmf.nmf.api import nmf
 from dmf.store.api import as_matrix, open_matrix
+from dmf.validation import (
+    check_n_features,
+    check_non_negative,
+    is_out_of_core,
+    small_input_scheduler,
+    transformer_tags,
+    validated_array,
+)
 
 __all__ = ["NMF", "NotFittedError", "TruncatedSVD"]
 
@@ -52,77 +56,6 @@ def _seed(random_state) -> int | None:
         return int(random_state.integers(np.iinfo(np.int32).max))
     raise InputError(f"random_state must be None, an int, a numpy RandomState or Generator, "
                      f"got {random_state!r}")
-
-
-def _is_out_of_core(X) -> bool:
-    import zarr
-
-    return isinstance(X, (str, os.PathLike, da.Array, zarr.Array))
-
-
-def _in_memory(X, name: str):
-    """numpy or scipy.sparse CSR X validated as scikit-learn's check_array
-    would: 2-D, non-empty, real, finite; integers, booleans and numbers held
-    in object arrays become float64."""
-    if scipy.sparse.issparse(X):
-        X = scipy.sparse.csr_matrix(X)
-        if X.dtype not in (np.float32, np.float64):
-            if np.iscomplexobj(X.data):
-                raise InputError(f"{name}: Complex data not supported")
-            X = X.astype(np.float64)
-        if not np.isfinite(X.data).all():
-            raise InputError(f"{name}: Input contains NaN or infinity")
-        _check_2d_shape(X.shape, name)
-        return X
-    X = np.asarray(X)
-    if np.iscomplexobj(X):
-        raise InputError(f"{name}: Complex data not supported")
-    if X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float64)  # a TypeError for what is not a number, as numpy's
-    if X.ndim != 2:
-        raise InputError(f"{name}: Expected a 2D array, got a {X.ndim}D array of shape "
-                         f"{X.shape} instead. Reshape your data with X.reshape(-1, 1) for a "
-                         "single feature or X.reshape(1, -1) for a single sample")
-    _check_2d_shape(X.shape, name)
-    if not np.isfinite(X).all():
-        raise InputError(f"{name}: Input contains NaN or infinity")
-    return X
-
-
-def _check_2d_shape(shape, name: str) -> None:
-    if shape[0] == 0:
-        raise InputError(f"{name}: Found array with 0 sample(s) (shape={tuple(shape)}) while "
-                         "a minimum of 1 is required.")
-    if shape[1] == 0:
-        raise InputError(f"{name}: Found array with 0 feature(s) (shape={tuple(shape)}) while "
-                         "a minimum of 1 is required.")
-
-
-#: In-memory input up to this size is computed with Dask's synchronous
-#: scheduler (see :func:`_scheduler_for`).
-SMALL_INPUT_BYTES = 4 * 2**20
-_SYNC_LOCK = threading.RLock()
-
-
-@contextlib.contextmanager
-def _scheduler_for(X, in_memory: bool):
-    """Dask's synchronous scheduler while fitting or transforming a small
-    in-memory X, when no cluster client and no scheduler is configured.
-
-    Such an X is one block, so the threaded scheduler has nothing to run in
-    parallel, and with the few-millisecond tasks of a small matrix its
-    thread hand-offs cost more than the arithmetic (about a fifth of a fit's
-    time). Dask's configuration is process-wide: the lock keeps concurrent
-    calls from restoring each other's setting out of order, and other
-    threads computing with Dask meanwhile run synchronously too.
-    """
-    nbytes = X.data.nbytes if scipy.sparse.issparse(X) else getattr(X, "nbytes", 0)
-    if (not in_memory or nbytes > SMALL_INPUT_BYTES or current_client() is not None
-            or dask.config.get("scheduler", None) is not None):
-        yield
-        return
-    with _SYNC_LOCK, dask.config.set(scheduler="synchronous"):
-        yield
 
 
 def _n_components(k, shape) -> int:
@@ -170,46 +103,38 @@ class _Estimator:
         return f"{type(self).__name__}({', '.join(changed)})"
 
     def __sklearn_tags__(self):
-        # scikit-learn calls this; it is imported here only, never by dmf itself
-        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
-
-        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
-                    transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
-                    input_tags=InputTags(sparse=True, positive_only=self._positive_only))
+        return transformer_tags(positive_only=self._positive_only,
+                                preserves_dtype=["float64", "float32"])
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "components_")
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "components_"):
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet: "
-                                 "call fit with appropriate arguments first")
+            raise not_fitted(type(self).__name__)
 
     def _input(self, X, *, reset: bool):
         """(X for dmf, whether it is in memory); checks the number of
         features against the fit when ``reset`` is False."""
         name = type(self).__name__
-        if _is_out_of_core(X):
-            X_dmf, in_memory = X, False
+        if is_out_of_core(X):
+            X_dmf, in_mem = X, False
             # a URL: its shape from the store's metadata, without reading X
             shape = open_matrix(X, storage_options=self.storage_options).shape \
                 if isinstance(X, (str, os.PathLike)) else X.shape
         else:
-            X_dmf, in_memory = _in_memory(X, name), True
+            X_dmf, in_mem = validated_array(X, name), True
             shape = X_dmf.shape
-            values = X_dmf.data if scipy.sparse.issparse(X_dmf) else X_dmf
-            if self._positive_only and values.size and values.min() < 0:
-                raise InputError(f"Negative values in data passed to {name}: "
-                                 f"{int((values < 0).sum())} entries of X are < 0")
+            if self._positive_only:
+                check_non_negative(X_dmf, name)
         if len(shape) != 2:
             raise InputError(f"{name}: expected a 2-D matrix, got shape {tuple(shape)}")
         if reset:
             for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
                 delattr(self, attr)
-        elif shape[1] != self.n_features_in_:
-            raise InputError(f"X has {shape[1]} features, but {name} is expecting "
-                             f"{self.n_features_in_} features as input.")
-        return X_dmf, in_memory, shape
+        else:
+            check_n_features(shape[1], self.n_features_in_, name)
+        return X_dmf, in_mem, shape
 
     def _output(self, Y, in_memory: bool):
         if in_memory:
@@ -356,7 +281,7 @@ class NMF(_Estimator):
                  else min(shape))
         k = _n_components(k, shape)
         init = "auto" if self.init is None else self.init
-        with _scheduler_for(X, in_memory):
+        with small_input_scheduler(X, in_memory):
             result = nmf(X, k, init=init, seed=_seed(self.random_state), W=W, H=H,
                          out=self.out, checkpoint_every=self.checkpoint_every,
                          **self._settings())
@@ -376,7 +301,7 @@ class NMF(_Estimator):
         X, in_memory, _ = self._input(X, reset=False)
         settings = self._settings()
         settings["solver"] = self.result_.attrs.get("solver", settings["solver"])
-        with _scheduler_for(X, in_memory):
+        with small_input_scheduler(X, in_memory):
             W = nmf(X, self.n_components_, H=self.components_, update_H=False, **settings).W
             return self._output(W, in_memory)
 
@@ -486,7 +411,7 @@ class TruncatedSVD(_Estimator):
         options: dict[str, Any] = {}
         if method == "power" and self.tol:
             options["tol"] = self.tol
-        with _scheduler_for(X, in_memory):
+        with small_input_scheduler(X, in_memory):
             result = svd(X, k, method=method, n_iter=self.n_iter,
                          n_oversamples=self.n_oversamples,
                          normalizer=self.power_iteration_normalizer,

@@ -22,7 +22,7 @@ from dmf.cf.fitting import fit_model
 from dmf.cf.implicit import implicit_solver
 from dmf.cf.masked import masked_solver
 from dmf.cf.model import LatentFactors
-from dmf.cf.params import LatentFactorsMixin, ratings_input
+from dmf.cf.params import LatentFactorsMixin
 from dmf.errors import InputError
 
 
@@ -158,14 +158,42 @@ def masked_nmf(R, k: int = 10, *, reg: float = 0.0, **options) -> LatentFactors:
 
 
 class ALS(LatentFactorsMixin):
-    """Alternating least squares, scikit-learn style (see :func:`als`).
+    """Alternating least squares, scikit-learn style (see :func:`als` for
+    the parameters other than ``input``).
 
-    Attributes (after ``fit``)
-    --------------------------
+    Parameters
+    ----------
+    input : {"auto", "pairs", "matrix"}
+        What ``fit``, ``predict`` and ``score`` take. "auto" (or "pairs"):
+        ``fit(R)`` a ratings matrix (a store URL, a ``Ratings``, a
+        scipy.sparse matrix) or ``fit(X, y)`` (user, item) index pairs and
+        their ratings, ``predict(users, items)`` or ``predict(X)`` of pairs,
+        ``score(X, y)`` R^2 on pairs: a scikit-learn regressor of ratings.
+        "matrix": a scikit-learn transformer of a ratings matrix, as
+        :class:`dmf.NMF` (:mod:`dmf.cf.matrix`): X is users x items (numpy,
+        scipy.sparse, dask or Zarr, a ``Ratings`` or a URL; every entry of a
+        dense X is a rating, the stored entries of a sparse one), y is
+        ignored; ``fit`` learns the item side (``components_`` = Q^T);
+        ``transform(X)`` folds each row in against it (the user half-step:
+        [p_u, b_u], k + 1 columns, with biases; p_u, k columns, without),
+        so rows of a new matrix work; ``inverse_transform`` gives their
+        predicted ratings mu + b_u + b_i + p_u . q_i of every item;
+        ``score(X)`` is R^2 over X's observed entries. No ``predict`` in
+        this mode (scikit-learn's gives one value a row). With
+        ``nonnegative`` or ``implicit``, X must be non-negative.
+
+    Attributes
+    ----------
     model_ : LatentFactors
-    P_, Q_ : user (m x k, numpy) and item (n x k) factors
-    user_bias_, item_bias_, global_mean_ :
-    loss_history_, n_iter_ :
+    P_, Q_ : numpy.ndarray
+        User (m x k) and item (n x k) factors.
+    user_bias_, item_bias_, global_mean_
+        b_u, b_i and mu (zeros without biases).
+    loss_history_, n_iter_
+    components_ : numpy.ndarray
+        ``input="matrix"``: Q^T, k x n_items.
+    n_components_, n_features_in_ : int
+        ``input="matrix"``: k and n_items.
 
     Examples
     --------
@@ -174,13 +202,25 @@ class ALS(LatentFactorsMixin):
     >>> est = ALS(k=3, max_iter=5, seed=0).fit(R)
     >>> est.P_.shape, est.Q_.shape, est.predict([0, 1], [2, 3]).shape
     ((40, 3), (30, 3), (2,))
+
+    A transformer of a ratings matrix:
+
+    >>> rng = np.random.default_rng(0)
+    >>> X = 3 + rng.normal(size=(40, 2)) @ rng.normal(size=(2, 12))  # all observed
+    >>> est = ALS(k=2, reg=1e-3, max_iter=10, seed=0, input="matrix").fit(X)
+    >>> est.components_.shape, est.transform(X[:5]).shape   # [p_u, b_u] per row
+    ((2, 12), (5, 3))
+    >>> bool(np.abs(est.inverse_transform(est.transform(X)) - X).max() < 0.1)
+    True
+    >>> round(est.score(X), 3)                      # R^2 over the observed entries
+    1.0
     """
 
     def __init__(self, k: int = 10, *, reg: float = 0.1, max_iter: int = 10,
                  tol: float = 1e-4, seed: int | None = None, biases: bool = True,
                  nonnegative: bool = False, implicit: bool = False, alpha: float = 40.0,
                  cg_steps: int = 3, out=None, checkpoint_every: int | None = None,
-                 progress: bool | None = None):
+                 progress: bool | None = None, input: str = "auto"):
         self.k = k
         self.reg = reg
         self.max_iter = max_iter
@@ -194,8 +234,20 @@ class ALS(LatentFactorsMixin):
         self.out = out
         self.checkpoint_every = checkpoint_every
         self.progress = progress
+        self.input = input
 
-    def fit(self, R, y=None) -> ALS:
-        """Fit to ratings ``R`` (anything :func:`dmf.cf.data.as_ratings` takes),
-        or to ``fit(X, y)``: (user, item) index pairs and their ratings."""
-        return self._set_model(als(ratings_input(R, y), **self.get_params()))
+    def _fit_ratings(self, ratings) -> ALS:
+        return self._set_model(als(ratings, **self._solver_params()))
+
+    def _positive_only(self) -> bool:
+        # masked NMF and implicit feedback refuse negative ratings
+        return bool(self.nonnegative or self.implicit)
+
+    def _fold_spec(self) -> dict[str, Any]:
+        reg = float(self.reg)
+        if self.implicit:
+            return {"kind": "implicit", "reg": reg, "alpha": float(self.alpha),
+                    "cg_steps": int(self.cg_steps)}
+        if self.nonnegative:
+            return {"kind": "masked", "reg": reg}
+        return {"kind": "explicit", "biases": bool(self.biases), "reg": reg}

@@ -52,6 +52,8 @@ task.
 
 from __future__ import annotations
 
+import functools
+
 import dask
 import dask.array as da
 import numpy as np
@@ -59,10 +61,11 @@ import scipy.sparse
 
 from dmf.cf.baseline import Baseline
 from dmf.cf.data import Ratings, as_ratings
+from dmf.cf.matrix import pairs_only
 from dmf.cf.params import ParamsMixin, pairs, ratings_input, with_unseen
 from dmf.cf.rows import as_csr, as_index, full_rows, user_rows
 from dmf.engine.cache import memory_budget
-from dmf.errors import InputError
+from dmf.errors import InputError, not_fitted
 from dmf.linalg.products import stacked_sum
 
 SIMILARITIES = ("cosine", "adjusted_cosine", "pearson")
@@ -259,6 +262,23 @@ def knn_scores(residuals: scipy.sparse.csr_matrix, neighbours: scipy.sparse.csr_
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
+def knn_rows(block, *, neighbours: scipy.sparse.csr_matrix, mu: float, item_bias: np.ndarray,
+             reg_user: float) -> np.ndarray:
+    """Item-kNN's predicted rating of every item for each row of ``block``
+    from its own ratings: b_u fitted to them (the baseline's user update
+    against the fixed item biases), then the neighbourhood term on the
+    residuals."""
+    block = as_csr(block)
+    m, counts = block.shape[0], np.diff(block.indptr)
+    residual = block.data - mu - item_bias[block.indices]
+    sums = np.bincount(np.repeat(np.arange(m), counts), weights=residual, minlength=m)
+    denominator = reg_user + counts
+    b_u = np.divide(sums, denominator, out=np.zeros(m), where=denominator > 0)
+    E = scipy.sparse.csr_matrix((residual - np.repeat(b_u, counts), block.indices,
+                                 block.indptr), shape=block.shape)
+    return (mu + b_u[:, None] + item_bias[None, :]) + knn_scores(E, neighbours)
+
+
 class ItemKNN(ParamsMixin):
     """Item-based kNN with baseline (Koren's kNNBaseline), out of core.
 
@@ -280,6 +300,18 @@ class ItemKNN(ParamsMixin):
         The baseline's parameters (:class:`dmf.cf.baseline.Baseline`).
     panel_bytes : int
         Memory of one block's similarity terms for a panel of items.
+    input : {"auto", "pairs", "matrix"}
+        What ``fit``, ``predict`` and ``score`` take. "auto" (or "pairs"):
+        ``fit(R)`` a ratings matrix or ``fit(X, y)`` (user, item) pairs and
+        their ratings, ``predict`` of pairs: a scikit-learn regressor.
+        "matrix": a scikit-learn transformer of a ratings matrix X (users x
+        items; every entry of a dense X is a rating, the stored entries of
+        a sparse one; y ignored): ``fit`` learns the neighbours and the
+        baseline's item biases; ``transform(X)`` is the predicted rating of
+        every item for each row of X from that row's own ratings alone
+        (:func:`knn_rows`), so rows of a new matrix work; ``score(X)`` is
+        R^2 over X's observed entries. No ``predict`` (scikit-learn's gives
+        one value a row) and no ``inverse_transform`` in this mode.
 
     Attributes
     ----------
@@ -291,6 +323,8 @@ class ItemKNN(ParamsMixin):
     ratings_ : Ratings
         The training ratings.
     user_ids, item_ids : ndarray
+    n_features_in_ : int
+        ``input="matrix"``: n_items.
 
     Examples
     --------
@@ -303,11 +337,14 @@ class ItemKNN(ParamsMixin):
     [3.968]
     >>> model.scores([0, 1]).shape
     (2, 3)
+    >>> knn = ItemKNN(k=2, shrinkage=0, input="matrix").fit(R.toarray())
+    >>> knn.transform([[5.0, 4.0, 0.0]]).shape       # every item, from this row alone
+    (1, 3)
     """
 
     def __init__(self, k: int = 40, similarity: str = "cosine", shrinkage: float = 100.0,
                  min_support: int = 1, *, reg_user: float = 15.0, reg_item: float = 10.0,
-                 n_epochs: int = 10, panel_bytes: int = PANEL_BYTES):
+                 n_epochs: int = 10, panel_bytes: int = PANEL_BYTES, input: str = "auto"):
         self.k = k
         self.similarity = similarity
         self.shrinkage = shrinkage
@@ -316,11 +353,17 @@ class ItemKNN(ParamsMixin):
         self.reg_item = reg_item
         self.n_epochs = n_epochs
         self.panel_bytes = panel_bytes
+        self.input = input
 
     def fit(self, ratings, y=None) -> ItemKNN:
         """Fit to ratings (anything :func:`dmf.cf.data.as_ratings` takes), or
-        to ``fit(X, y)``: (user, item) index pairs and their ratings."""
-        R = as_ratings(ratings_input(ratings, y))
+        to ``fit(X, y)``: (user, item) index pairs and their ratings. With
+        ``input="matrix"``: to the ratings matrix X (y ignored)."""
+        if self._matrix_mode():
+            return self._fit_matrix(ratings)
+        return self._fit_ratings(as_ratings(ratings_input(ratings, y)))
+
+    def _fit_ratings(self, R: Ratings) -> ItemKNN:
         self.neighbours_ = item_neighbours(R, k=self.k, similarity=self.similarity,
                                            shrinkage=self.shrinkage,
                                            min_support=self.min_support,
@@ -328,11 +371,33 @@ class ItemKNN(ParamsMixin):
         self.baseline_ = Baseline(reg_user=self.reg_user, reg_item=self.reg_item,
                                   n_epochs=self.n_epochs).fit(R)
         self.ratings_ = R
-        self.user_ids, self.item_ids = R.user_ids, R.item_ids
         return self
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "neighbours_")
+
+    # the fitted ids are the baseline's: properties, so that fit sets no
+    # public attribute without a trailing underscore (scikit-learn's rule)
+    @property
+    def user_ids(self) -> np.ndarray:
+        return self.baseline_.user_ids
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.baseline_.item_ids
+
+    # -- input="matrix" -------------------------------------------------------------
+
+    def _n_items(self) -> int:
+        return len(self.item_ids)
+
+    def _row_function(self):
+        return functools.partial(knn_rows, neighbours=self.neighbours_.tocsr(),
+                                 mu=float(self.global_mean_),
+                                 item_bias=np.asarray(self.item_bias_, dtype=np.float64),
+                                 reg_user=float(self.baseline_.reg_user))
+
+    _ratings_function = _row_function
 
     # the baseline's fitted biases, for the popularity fallback
     @property
@@ -360,14 +425,14 @@ class ItemKNN(ParamsMixin):
                      - base.item_bias_[rows.indices])
         return rows
 
+    @pairs_only
     def predict(self, users, items=None) -> np.ndarray:
         """Predicted ratings of (user, item) pairs given as row/column indices
         (or as one (n, 2) array, where indices beyond the fit get the global
-        mean)."""
+        mean). Not with ``input="matrix"``, where ``transform(X)`` gives the
+        predicted ratings of the rows of a matrix."""
         if not hasattr(self, "neighbours_"):
-            from dmf.errors import NotFittedError
-
-            raise NotFittedError("this ItemKNN is not fitted yet: call fit(R) first")
+            raise not_fitted("ItemKNN")
         m, n = len(self.user_ids), len(self.item_ids)
         if items is None:  # scikit-learn's form: unseen indices get the global mean
             return with_unseen(self.predict, (m, n), self.global_mean_, *pairs(users))

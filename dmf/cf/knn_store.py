@@ -91,8 +91,8 @@ def load_knn(location: Location, meta: dict[str, Any]) -> ItemKNN:
     baseline.user_bias_ = np.asarray(arrays["user_bias"])
     baseline.item_bias_ = np.asarray(arrays["item_bias"])
     baseline.item_counts_ = np.asarray(arrays["item_counts"])
-    baseline.user_ids = model.user_ids = np.asarray(arrays["user_ids"])
-    baseline.item_ids = model.item_ids = np.asarray(arrays["item_ids"])
+    baseline.user_ids = np.asarray(arrays["user_ids"])
+    baseline.item_ids = np.asarray(arrays["item_ids"])
     model.baseline_ = baseline
     model.neighbours_ = open_matrix(location.join("neighbours")).compute().tocsr()
     model.ratings_ = ratings

@@ -1,19 +1,33 @@
-"""What the CF estimator classes share: scikit-learn's parameter protocol
-and score (:class:`ParamsMixin`, every model), and the fitted attributes and
-predictions of a :class:`~dmf.cf.model.LatentFactors`
+"""What the CF estimator classes share: scikit-learn's parameter protocol,
+tags and score (:class:`ParamsMixin`, every model; with ``input="matrix"``
+the transformer protocol of :mod:`dmf.cf.matrix`), and the fitted
+attributes and predictions of a :class:`~dmf.cf.model.LatentFactors`
 (:class:`LatentFactorsMixin`, ALS and SGD)."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
+import dask.array as da
 import numpy as np
+import scipy.sparse
 
+from dmf.cf.matrix import (
+    MatrixMixin,
+    latent_predictions,
+    latent_ratings,
+    latent_rows,
+    matrix_only,
+    pairs_only,
+)
 from dmf.cf.model import LatentFactors
+from dmf.errors import InputError, not_fitted
+from dmf.validation import transformer_tags
 
 
-class ParamsMixin:
+class ParamsMixin(MatrixMixin):
     """``get_params`` / ``set_params`` from the constructor's keywords (as
     scikit-learn's BaseEstimator), its tags, and ``score`` over ``predict``."""
 
@@ -34,9 +48,16 @@ class ParamsMixin:
             setattr(self, name, value)
         return self
 
+    def _solver_params(self) -> dict[str, Any]:
+        """The parameters the model's function takes (all but ``input``)."""
+        return {k: v for k, v in self.get_params().items() if k != "input"}
+
     def __sklearn_tags__(self):
-        # scikit-learn calls this (and only then is it imported): a regressor
-        # of ratings from (user, item) pairs, or a fit to a ratings matrix
+        # scikit-learn calls this (and only then is it imported)
+        if self._matrix_mode():  # a transformer of a ratings matrix, as NMF
+            return transformer_tags(positive_only=self._positive_only(),
+                                    preserves_dtype=["float64", "float32"])
+        # a regressor of ratings from (user, item) pairs, or a fit to a ratings matrix
         from sklearn.utils import InputTags, RegressorTags, Tags, TargetTags
 
         return Tags(estimator_type="regressor", target_tags=TargetTags(required=False),
@@ -47,10 +68,21 @@ class ParamsMixin:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
-    def score(self, X, y) -> float:
+    def score(self, X, y=None) -> float:
         """R^2 of the predicted ratings of the (user, item) pairs ``X``
         against ``y`` (scikit-learn's regressor score: higher is better), so
-        that ``GridSearchCV`` can choose parameters on held-out ratings."""
+        that ``GridSearchCV`` can choose parameters on held-out ratings.
+
+        With ``input="matrix"``: R^2 over the observed entries of the ratings
+        matrix X (y is ignored) of their predictions from each row's own
+        ratings against the fitted item side (the user side folded in from
+        those same rows): how well the item side explains the rows (implicit
+        ALS predicts preferences, not ratings: its R^2 means little)."""
+        if self._matrix_mode():
+            return self._score_matrix(X)
+        if y is None:
+            raise InputError("score(X, y) takes (user, item) pairs and their ratings y; "
+                             "score a ratings matrix with input='matrix'")
         return r2(np.asarray(y, dtype=np.float64), self.predict(X))
 
 
@@ -62,7 +94,16 @@ class LatentFactorsMixin(ParamsMixin):
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "model_")
 
+    def _fold_spec(self) -> dict[str, Any]:
+        """How ``transform`` folds a row in (see :func:`dmf.cf.matrix.latent_rows`)."""
+        return {"kind": "explicit", "biases": True, "reg": float(self.reg)}
+
+    def _fit_ratings(self, ratings):
+        raise NotImplementedError
+
     def _set_model(self, model: LatentFactors):
+        # the fold-in as the model was fitted, whatever set_params does later
+        self._fold = self._fold_spec()
         self.model_ = model
         P = model.P
         self.P_ = np.asarray(P.compute() if hasattr(P, "compute") else P)
@@ -72,7 +113,57 @@ class LatentFactorsMixin(ParamsMixin):
         self.global_mean_ = model.global_mean
         self.loss_history_ = model.loss_history
         self.n_iter_ = model.n_iter
+        if self._matrix_mode():
+            self.components_ = self.Q_.T
+            self.n_components_ = self.Q_.shape[1]
         return self
+
+    def fit(self, R, y=None):
+        """Fit to ratings ``R`` (anything :func:`dmf.cf.data.as_ratings` takes),
+        or to ``fit(X, y)``: (user, item) index pairs and their ratings. With
+        ``input="matrix"``: to the ratings matrix X (y ignored)."""
+        if self._matrix_mode():
+            return self._fit_matrix(R)
+        return self._fit_ratings(ratings_input(R, y))
+
+    # -- input="matrix" -------------------------------------------------------------
+
+    def _biased(self) -> bool:
+        return self._fold["kind"] == "explicit" and self._fold["biases"]
+
+    def _n_items(self) -> int:
+        return self.model_.shape[1]
+
+    def _transform_width(self) -> int:
+        return self.Q_.shape[1] + self._biased()
+
+    def _arrays(self) -> dict[str, Any]:
+        return {"Q": self.Q_, "item_bias": np.asarray(self.item_bias_, dtype=np.float64),
+                "mu": float(self.global_mean_)}
+
+    def _row_function(self):
+        return functools.partial(latent_rows, fold=self._fold, **self._arrays())
+
+    def _ratings_function(self):
+        return functools.partial(latent_predictions, fold=self._fold, **self._arrays())
+
+    @matrix_only
+    def inverse_transform(self, X):
+        """``input="matrix"``: predicted ratings of every item from user
+        factors X (``transform``'s output: [P | b_u], P without biases):
+        mu + b_u + b_i + P Q^T. numpy in, numpy out; dask in, dask out."""
+        self._fitted()
+        predict = functools.partial(latent_ratings, biases=self._biased(), **self._arrays())
+        if not isinstance(X, da.Array):
+            X = np.asarray(X.toarray() if scipy.sparse.issparse(X) else X)
+        width = self._transform_width()
+        if X.ndim != 2 or X.shape[1] != width:
+            raise InputError(f"inverse_transform takes transform's output, {width} columns, "
+                             f"got shape {X.shape}")
+        if isinstance(X, da.Array):
+            return X.rechunk({1: -1}).map_blocks(predict, dtype=np.float64,
+                                                 chunks=(X.chunks[0], (self._n_items(),)))
+        return predict(X)
 
     # What dmf.cf.recommend / evaluate need of a model, read from the fitted
     # one, so a fitted estimator can be passed where a model is taken.
@@ -90,19 +181,19 @@ class LatentFactorsMixin(ParamsMixin):
 
     def _fitted(self) -> LatentFactors:
         if not hasattr(self, "model_"):
-            from dmf.errors import NotFittedError
-
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(R) "
-                                 "first")
+            raise not_fitted(type(self).__name__)
         return self.model_
 
+    @pairs_only
     def predict(self, users, items=None) -> np.ndarray:
         """Predicted ratings for pairs of row / column indices: ``predict(users,
         items)``, or ``predict(X)`` with X an (n, 2) array of (user, item)
         pairs, as scikit-learn's regressors take their input. In that form a
         user or item index beyond those of the fit (a cross-validation fold
         may hold the only ratings of one) is predicted as the global mean;
-        ``predict(users, items)`` refuses it."""
+        ``predict(users, items)`` refuses it. Not with ``input="matrix"``
+        (scikit-learn's ``predict`` gives one value a row): the predicted
+        ratings of a matrix's rows are ``inverse_transform(transform(X))``."""
         model = self._fitted()
         if items is not None:
             return model.predict(users, items)
@@ -119,8 +210,6 @@ def pairs(users, items=None) -> tuple[np.ndarray, np.ndarray]:
         return users, items
     X = np.asarray(users)
     if X.ndim != 2 or X.shape[1] != 2:
-        from dmf.errors import InputError
-
         raise InputError(f"predict(X) takes an (n, 2) array of (user, item) indices, got "
                          f"shape {X.shape}; or call predict(users, items)")
     return X[:, 0].astype(np.int64), X[:, 1].astype(np.int64)
@@ -133,17 +222,11 @@ def ratings_input(R, y=None):
     matrix of shape (max user + 1, max item + 1)."""
     if y is None:
         return R
-    import scipy.sparse
-
     users, items = pairs(R)
     values = np.asarray(y, dtype=np.float64)
     if values.shape != users.shape:
-        from dmf.errors import InputError
-
         raise InputError(f"fit(X, y): y has {values.size} ratings for {users.size} pairs")
     if users.size and (users.min() < 0 or items.min() < 0):
-        from dmf.errors import InputError
-
         raise InputError("fit(X, y): user and item indices must be >= 0")
     shape = (int(users.max(initial=-1)) + 1, int(items.max(initial=-1)) + 1)
     return scipy.sparse.csr_matrix((values, (users, items)), shape=shape)

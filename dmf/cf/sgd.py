@@ -49,7 +49,7 @@ from dmf.cf.explicit import features, finish
 from dmf.cf.fitting import fit_model
 from dmf.cf.model import LatentFactors
 from dmf.cf.normal import row_of_each, rowwise_dot
-from dmf.cf.params import LatentFactorsMixin, ratings_input
+from dmf.cf.params import LatentFactorsMixin
 from dmf.cf.passes import SUB_RATINGS, as_csr, half_step, one_key, packed, random_rows, row_groups
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import part_of
@@ -317,21 +317,39 @@ def sgd(
 
 
 class SGD(LatentFactorsMixin):
-    """Stochastic gradient descent, scikit-learn style (see :func:`sgd`).
+    """Stochastic gradient descent, scikit-learn style (see :func:`sgd` for
+    the parameters other than ``input``).
+
+    Parameters
+    ----------
+    input : {"auto", "pairs", "matrix"}
+        As for :class:`ALS`: "auto" (or "pairs"), a regressor of ratings
+        (``fit(R)`` or ``fit(X, y)`` of (user, item) pairs); "matrix", a
+        transformer of a ratings matrix X (users x items). ``transform``
+        folds each row in against the fitted item side by the exact
+        regularized least squares of SGD's objective (which is ALS-WR's,
+        with ``reg``): [p_u, b_u], k + 1 columns; ``inverse_transform``
+        gives the predicted ratings of every item; ``components_`` is Q^T.
 
     Examples
     --------
-    >>> import scipy.sparse
+    >>> import numpy as np, scipy.sparse
     >>> R = scipy.sparse.random(40, 30, density=0.3, random_state=0, format="csr") * 5
     >>> est = SGD(k=3, n_epochs=3, seed=0).fit(R)
     >>> est.P_.shape, est.Q_.shape, len(est.loss_history_)
     ((40, 3), (30, 3), 3)
+    >>> X = R.toarray()[:, :8]                            # dense: all observed
+    >>> est = SGD(k=2, n_epochs=3, seed=0, input="matrix").fit(X)
+    >>> est.components_.shape, est.transform(X).shape
+    ((2, 8), (40, 3))
+    >>> est.inverse_transform(est.transform(X[:2])).shape  # predicted ratings
+    (2, 8)
     """
 
     def __init__(self, k: int = 10, *, lr: float = 0.01, reg: float = 0.02,
                  n_epochs: int = 20, tol: float = 0.0, seed: int | None = None,
                  batch_size: int = 256, out=None, checkpoint_every: int | None = None,
-                 progress: bool | None = None):
+                 progress: bool | None = None, input: str = "auto"):
         self.k = k
         self.lr = lr
         self.reg = reg
@@ -342,8 +360,7 @@ class SGD(LatentFactorsMixin):
         self.out = out
         self.checkpoint_every = checkpoint_every
         self.progress = progress
+        self.input = input
 
-    def fit(self, R, y=None) -> SGD:
-        """Fit to ratings ``R`` (anything :func:`dmf.cf.data.as_ratings` takes),
-        or to ``fit(X, y)``: (user, item) index pairs and their ratings."""
-        return self._set_model(sgd(ratings_input(R, y), **self.get_params()))
+    def _fit_ratings(self, ratings) -> SGD:
+        return self._set_model(sgd(ratings, **self._solver_params()))
