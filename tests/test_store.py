@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 import textwrap
+import time
 import warnings
 from collections.abc import Callable
 from typing import NamedTuple
@@ -417,6 +418,33 @@ def test_corrupt_chunk_names_the_file(tmp_path, codec, damage):
     assert_same_bits(y[:20].compute(), x[:20])  # the good chunks still read
     with pytest.raises(StoreError) as err:
         y.compute()
+    assert_one_line(err, chunk)
+
+
+def test_a_checked_chunk_is_checked_again_once_its_file_changes(tmp_path, monkeypatch):
+    """A plain chunk's checksum is computed once per version of its file in
+    a process (dmf.store.rawchunks): read again unchanged, it is not
+    recomputed; damaged in place afterwards, it is caught."""
+    from dmf.store import rawchunks
+
+    x = np.random.default_rng(3).standard_normal((40, 6))
+    url = str(tmp_path / "x.zarr")
+    dmf.save_matrix(x, url, chunks=(10, 6))
+    monkeypatch.setattr(rawchunks, "SETTLED_NS", 0)  # the file was written just now
+    calls = []
+    real = rawchunks.google_crc32c.value
+    monkeypatch.setattr(rawchunks.google_crc32c, "value", lambda b: calls.append(1) or real(b))
+    y = dmf.open_matrix(url)
+    assert_same_bits(y.compute(scheduler="sync"), x)
+    assert len(calls) == 4
+    assert_same_bits(y.compute(scheduler="sync"), x)
+    assert len(calls) == 4  # unchanged files: not checked again
+    time.sleep(0.05)  # past a tick of the coarse clock that stamps file times
+    chunk = tmp_path / "x.zarr" / "c" / "2" / "0"
+    data = chunk.read_bytes()
+    chunk.write_bytes(bytes(b ^ 0x5A for b in data[:32]) + data[32:])  # same size, same CRC
+    with pytest.raises(StoreError) as err:
+        y.compute(scheduler="sync")
     assert_one_line(err, chunk)
 
 
