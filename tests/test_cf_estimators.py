@@ -173,6 +173,29 @@ def test_matrix_and_auto_modes_fit_the_same_item_side(model, ratings_matrix):
     assert as_matrix.n_components_ == model.k
 
 
+def test_matrix_mode_takes_stores_by_url_and_zarr_arrays(tmp_path, ratings_matrix):
+    """A dense matrix store (URL or Zarr array) is a matrix like a numpy one;
+    a ratings store URL is its ratings."""
+    import zarr
+
+    import dmf
+    from dmf.cf import save_ratings
+
+    dense = ratings_matrix.toarray()
+    url = str(tmp_path / "X.zarr")
+    dmf.save_matrix(dense, url, chunks=(20, 25))
+    want = ALS(k=2, max_iter=3, seed=0, input="matrix").fit(dense).transform(dense)
+    for source in (url, zarr.open_array(url, mode="r")):
+        est = ALS(k=2, max_iter=3, seed=0, input="matrix").fit(source)
+        np.testing.assert_allclose(est.transform(source).compute(), want, rtol=1e-10,
+                                   atol=1e-12)
+    ratings_url = str(tmp_path / "R.zarr")
+    save_ratings(ratings_matrix, ratings_url)
+    on_store = ALS(k=2, max_iter=3, seed=0, input="matrix").fit(ratings_url)
+    on_matrix = ALS(k=2, max_iter=3, seed=0, input="matrix").fit(ratings_matrix)
+    np.testing.assert_allclose(on_store.components_, on_matrix.components_, rtol=1e-10)
+
+
 @pytest.mark.parametrize("options", [{}, {"biases": False}, {"nonnegative": True}],
                          ids=["biases", "no-biases", "masked-nmf"])
 def test_matrix_mode_reconstructs_a_low_rank_matrix(options):

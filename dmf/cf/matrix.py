@@ -36,6 +36,7 @@ import dask
 import dask.array as da
 import numpy as np
 import scipy.sparse
+import zarr
 
 from dmf.cf import explicit, implicit, masked
 from dmf.cf.data import Ratings, as_ratings, ratings_from_scipy
@@ -43,6 +44,7 @@ from dmf.cf.passes import as_csr
 from dmf.errors import InputError, not_fitted
 from dmf.store.api import as_matrix
 from dmf.store.location import Location
+from dmf.store.sparse import is_csr_group
 from dmf.validation import (
     check_n_features,
     check_non_negative,
@@ -136,7 +138,18 @@ def _in_memory_rows(X, name: str, positive_only: bool) -> scipy.sparse.csr_matri
 
 
 def _is_ratings_source(X) -> bool:
-    return isinstance(X, (Ratings, str, os.PathLike, Location))
+    """A Ratings, or a URL of a ratings (CSR) store; the URL of a dense
+    matrix store is a matrix like any other."""
+    if isinstance(X, Ratings):
+        return True
+    if not isinstance(X, (str, os.PathLike, Location)):
+        return False
+    node = (X if isinstance(X, Location) else Location.parse(X)).open_node()
+    return isinstance(node, zarr.Group) and is_csr_group(node)
+
+
+def _is_lazy(X) -> bool:
+    return is_out_of_core(X) or isinstance(X, Location)
 
 
 def matrix_ratings(X, name: str, *, positive_only: bool
@@ -145,7 +158,7 @@ def matrix_ratings(X, name: str, *, positive_only: bool
     (None for out-of-core X)."""
     if _is_ratings_source(X):
         return as_ratings(X), None
-    if is_out_of_core(X):
+    if _is_lazy(X):
         arr = as_matrix(X, name=name)
         return Ratings(by_user=_csr_rows(arr), by_item=_csr_rows(arr.T),
                        user_ids=np.arange(arr.shape[0]), item_ids=np.arange(arr.shape[1]),
@@ -159,7 +172,7 @@ def matrix_rows(X, name: str, *, positive_only: bool):
     row blocks (out of core); and whether it is in memory."""
     if _is_ratings_source(X):
         return as_ratings(X).by_user, False
-    if is_out_of_core(X):
+    if _is_lazy(X):
         return _csr_rows(as_matrix(X, name=name)), False
     return _in_memory_rows(X, name, positive_only), True
 
