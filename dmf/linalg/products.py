@@ -26,8 +26,9 @@ When X has a single column block (dmf's row-blocked stores) the blockwise
 calls contract no index (:func:`whole_rows`): dask then fuses the read of a
 chunk into the task that multiplies it. With a contracted index it keeps
 them apart, and each block takes a read task, a scheduler round trip and a
-product task (measured: a pass of X^T (X V) over 4 GB took about a quarter
-less time fused).
+product task (measured on the 4 GB benchmark store on 2 workers, medians of
+4 interleaved rounds: a pass of X^T (X V) 2.26 s fused against 2.53 s, with
+the moments 2.93 s against 3.25 s).
 """
 
 from __future__ import annotations
