@@ -62,7 +62,7 @@ import scipy.sparse
 from dmf.cf.baseline import Baseline
 from dmf.cf.data import Ratings, as_ratings
 from dmf.cf.matrix import pairs_only
-from dmf.cf.params import ParamsMixin, pairs, ratings_input, with_unseen
+from dmf.cf.params import ParamsMixin, pairs, with_unseen
 from dmf.cf.rows import as_csr, as_index, full_rows, user_rows
 from dmf.engine.cache import memory_budget
 from dmf.errors import InputError, not_fitted
@@ -279,6 +279,12 @@ def knn_rows(block, *, neighbours: scipy.sparse.csr_matrix, mu: float, item_bias
     return (mu + b_u[:, None] + item_bias[None, :]) + knn_scores(E, neighbours)
 
 
+def _of_baseline(name: str) -> property:
+    """The fitted baseline's attribute ``name``, read through."""
+    return property(lambda self: getattr(self.baseline_, name),
+                    doc=f"The fitted baseline's ``{name}``.")
+
+
 class ItemKNN(ParamsMixin):
     """Item-based kNN with baseline (Koren's kNNBaseline), out of core.
 
@@ -355,15 +361,8 @@ class ItemKNN(ParamsMixin):
         self.panel_bytes = panel_bytes
         self.input = input
 
-    def fit(self, ratings, y=None) -> ItemKNN:
-        """Fit to ratings (anything :func:`dmf.cf.data.as_ratings` takes), or
-        to ``fit(X, y)``: (user, item) index pairs and their ratings. With
-        ``input="matrix"``: to the ratings matrix X (y ignored)."""
-        if self._matrix_mode():
-            return self._fit_matrix(ratings)
-        return self._fit_ratings(as_ratings(ratings_input(ratings, y)))
-
-    def _fit_ratings(self, R: Ratings) -> ItemKNN:
+    def _fit_ratings(self, ratings) -> ItemKNN:
+        R = as_ratings(ratings)
         self.neighbours_ = item_neighbours(R, k=self.k, similarity=self.similarity,
                                            shrinkage=self.shrinkage,
                                            min_support=self.min_support,
@@ -376,15 +375,10 @@ class ItemKNN(ParamsMixin):
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "neighbours_")
 
-    # the fitted ids are the baseline's: properties, so that fit sets no
+    # the fitted ids are the baseline's: read through, so that fit sets no
     # public attribute without a trailing underscore (scikit-learn's rule)
-    @property
-    def user_ids(self) -> np.ndarray:
-        return self.baseline_.user_ids
-
-    @property
-    def item_ids(self) -> np.ndarray:
-        return self.baseline_.item_ids
+    user_ids = _of_baseline("user_ids")
+    item_ids = _of_baseline("item_ids")
 
     # -- input="matrix" -------------------------------------------------------------
 
@@ -400,21 +394,10 @@ class ItemKNN(ParamsMixin):
     _ratings_function = _row_function
 
     # the baseline's fitted biases, for the popularity fallback
-    @property
-    def global_mean_(self) -> float:
-        return self.baseline_.global_mean_
-
-    @property
-    def user_bias_(self) -> np.ndarray:
-        return self.baseline_.user_bias_
-
-    @property
-    def item_bias_(self) -> np.ndarray:
-        return self.baseline_.item_bias_
-
-    @property
-    def item_counts_(self) -> np.ndarray:
-        return self.baseline_.item_counts_
+    global_mean_ = _of_baseline("global_mean_")
+    user_bias_ = _of_baseline("user_bias_")
+    item_bias_ = _of_baseline("item_bias_")
+    item_counts_ = _of_baseline("item_counts_")
 
     def _residuals(self, users: np.ndarray) -> scipy.sparse.csr_matrix:
         """r_uj - b_uj at the training ratings of ``users`` (one row each)."""

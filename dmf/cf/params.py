@@ -48,6 +48,18 @@ class ParamsMixin(MatrixMixin):
             setattr(self, name, value)
         return self
 
+    def fit(self, R, y=None):
+        """Fit to ratings ``R`` (anything :func:`dmf.cf.data.as_ratings` takes),
+        or to ``fit(X, y)``: (user, item) index pairs and their ratings. With
+        ``input="matrix"``: to the ratings matrix X (y ignored)."""
+        if self._matrix_mode():
+            return self._fit_matrix(R)
+        return self._fit_ratings(ratings_input(R, y))
+
+    def _fit_ratings(self, ratings):
+        """Fit the model to ``ratings`` (a ratings source); returns self."""
+        raise NotImplementedError
+
     def _solver_params(self) -> dict[str, Any]:
         """The parameters the model's function takes (all but ``input``)."""
         return {k: v for k, v in self.get_params().items() if k != "input"}
@@ -98,9 +110,6 @@ class LatentFactorsMixin(ParamsMixin):
         """How ``transform`` folds a row in (see :func:`dmf.cf.matrix.latent_rows`)."""
         return {"kind": "explicit", "biases": True, "reg": float(self.reg)}
 
-    def _fit_ratings(self, ratings):
-        raise NotImplementedError
-
     def _set_model(self, model: LatentFactors):
         # the fold-in as the model was fitted, whatever set_params does later
         self._fold = self._fold_spec()
@@ -117,14 +126,6 @@ class LatentFactorsMixin(ParamsMixin):
             self.components_ = self.Q_.T
             self.n_components_ = self.Q_.shape[1]
         return self
-
-    def fit(self, R, y=None):
-        """Fit to ratings ``R`` (anything :func:`dmf.cf.data.as_ratings` takes),
-        or to ``fit(X, y)``: (user, item) index pairs and their ratings. With
-        ``input="matrix"``: to the ratings matrix X (y ignored)."""
-        if self._matrix_mode():
-            return self._fit_matrix(R)
-        return self._fit_ratings(ratings_input(R, y))
 
     # -- input="matrix" -------------------------------------------------------------
 
