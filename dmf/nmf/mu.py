@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse
 
 from dmf.engine.driver import Context, Solver, State, Stats
-from dmf.linalg.products import flat_objects, part_of, row_slices, stacked_sum
+from dmf.linalg.products import flat_objects, part_of, row_slices, stacked_sum, whole_rows
 from dmf.nmf import orthogonal as orth
 from dmf.nmf import sparse as nmf_sparse
 from dmf.nmf.beta import (
@@ -178,7 +178,7 @@ def _row_divergence_1d(block, Wb, H, beta):
 
 def full_rows(X: da.Array) -> da.Array:
     """X with whole rows per block (a no-op for dmf's row-blocked stores)."""
-    return X if X.numblocks[1] == 1 else X.rechunk({1: -1})
+    return X if whole_rows(X) else X.rechunk({1: -1})
 
 
 def on_blocks(func, X_block, W_block, H, *args):
