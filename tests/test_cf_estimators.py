@@ -4,21 +4,19 @@ transformers of a ratings matrix that pass scikit-learn's estimator checks."""
 
 from __future__ import annotations
 
-import warnings
-
 import dask.array as da
 import numpy as np
 import pytest
 import scipy.sparse
+from _sklearn_checks import all_checks, run_check
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import get_tags
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from dmf.cf import ALS, SGD, ItemKNN
-from dmf.errors import ConvergenceWarning, InputError, NotFittedError
+from dmf.errors import InputError, NotFittedError
 
 
 @pytest.fixture(scope="module")
@@ -105,20 +103,11 @@ def test_predict_before_fit_is_not_fitted_error(model):
 MATRIX_CHECKED = [ALS(k=1, max_iter=1, seed=0, input="matrix"),
                   SGD(k=1, n_epochs=1, seed=0, input="matrix"),
                   ItemKNN(k=2, n_epochs=1, input="matrix")]
-EXPECTED_FAILURES: dict[str, str] = {}
-
-with warnings.catch_warnings():
-    # dmf's classes implement scikit-learn's protocol without importing it
-    warnings.filterwarnings("ignore", "Estimator .* does not inherit from", UserWarning)
-    matrix_checks = parametrize_with_checks(
-        MATRIX_CHECKED, expected_failed_checks=lambda est: EXPECTED_FAILURES)
 
 
-@matrix_checks
+@all_checks(MATRIX_CHECKED)
 def test_matrix_mode_passes_sklearn_checks(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        check(estimator)
+    run_check(estimator, check)
 
 
 MATRIX_MODELS = [ALS(k=2, max_iter=3, seed=0, input="matrix"),

@@ -3,8 +3,6 @@ with scikit-learn's own classes, pipelines, grid search, input types."""
 
 from __future__ import annotations
 
-import warnings
-
 import dask.array as da
 import numpy as np
 import pytest
@@ -12,12 +10,12 @@ import scipy.sparse
 
 sklearn = pytest.importorskip("sklearn")
 
+from _sklearn_checks import all_checks, run_check  # noqa: E402
 from sklearn import decomposition  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import GridSearchCV  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
-from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import dmf  # noqa: E402
 from dmf.errors import InputError  # noqa: E402
@@ -31,21 +29,11 @@ from dmf.errors import InputError  # noqa: E402
 # met late or never).
 CHECKED = [dmf.NMF(n_components=1, init="random", random_state=0),
            dmf.TruncatedSVD(n_components=1, random_state=0)]
-EXPECTED_FAILURES: dict[str, str] = {}
 
 
-with warnings.catch_warnings():
-    # dmf's classes implement scikit-learn's protocol without importing it
-    warnings.filterwarnings("ignore", "Estimator .* does not inherit from", UserWarning)
-    sklearn_checks = parametrize_with_checks(
-        CHECKED, expected_failed_checks=lambda est: EXPECTED_FAILURES)
-
-
-@sklearn_checks
+@all_checks(CHECKED)
 def test_sklearn_compatible(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dmf.errors.ConvergenceWarning)
-        check(estimator)
+    run_check(estimator, check)
 
 
 @pytest.fixture(scope="module")
