@@ -190,6 +190,10 @@ class NMF(_Estimator):
         dmf extra: fsspec options for URLs (``X`` and ``out``).
     checkpoint_every : int, optional
         dmf extra: checkpoint every this many iterations with ``out``.
+    hals_sweeps : "auto" or int
+        dmf extra, for "cd": coordinate-descent sweeps per factor and
+        iteration; 1 gives scikit-learn's iterates, "auto" (default)
+        Gillis and Glineur's accelerated rule (see :func:`dmf.nmf`).
 
     Attributes
     ----------
@@ -231,7 +235,7 @@ class NMF(_Estimator):
     def __init__(self, n_components="auto", *, init=None, solver="cd", beta_loss="frobenius",
                  tol=1e-4, max_iter=200, random_state=None, alpha_W=0.0, alpha_H="same",
                  l1_ratio=0.0, verbose=0, out=None, storage_options=None,
-                 checkpoint_every=None):
+                 checkpoint_every=None, hals_sweeps="auto"):
         self.n_components = n_components
         self.init = init
         self.solver = solver
@@ -246,6 +250,7 @@ class NMF(_Estimator):
         self.out = out
         self.storage_options = storage_options
         self.checkpoint_every = checkpoint_every
+        self.hals_sweeps = hals_sweeps
 
     def _settings(self) -> dict[str, Any]:
         solvers = {"cd": "hals", "hals": "hals", "mu": "mu", "auto": "auto"}
@@ -255,7 +260,7 @@ class NMF(_Estimator):
         return {"loss": self.beta_loss, "solver": solvers[self.solver], "alpha_W": self.alpha_W,
                 "alpha_H": self.alpha_H, "l1_ratio": self.l1_ratio, "tol": self.tol,
                 "max_iter": self.max_iter, "storage_options": self.storage_options,
-                "progress": bool(self.verbose)}
+                "progress": bool(self.verbose), "hals_sweeps": self.hals_sweeps}
 
     def fit(self, X, y=None, W=None, H=None):  # noqa: ARG002
         """Fit H (``components_``) to X; returns the estimator.

@@ -156,6 +156,8 @@ class NMFResult:
         settings = {"loss": self.loss, "solver": self.attrs["solver"], "alpha_W": p["alpha_W"],
                     "alpha_H": p["alpha_H"], "l1_ratio": p["l1_ratio"], "tol": p["tol"],
                     "max_iter": p["max_iter"], **options}
+        if "hals_sweeps" in p:
+            settings.setdefault("hals_sweeps", p["hals_sweeps"])
         return nmf(X, self.H.shape[0], H=self.H, update_H=False, **settings).W
 
     def inverse_transform(self, W) -> Any:

@@ -182,7 +182,9 @@ def run(
     progress : bool, optional
         Show progress on stderr; default: when stderr is a terminal.
     callback : callable, optional
-        ``callback(iteration, state, stats)`` after every step.
+        ``callback(iteration, state, stats)`` after every step; when it
+        returns True the run ends there, its result finished and stored as at
+        ``max_iter`` (``meta["stopped_by_callback"]`` True, not converged).
     input_token : str, optional
         Identifies X's content in the fingerprint instead of its dask name
         (which, for an array made from memory, is random).
@@ -270,7 +272,8 @@ def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
                 save(state, it, converged)
         return _interrupted(signum, it)
 
-    while it < max_iter and not converged:
+    stopped = False
+    while it < max_iter and not converged and not stopped:
         t0 = time.perf_counter()
         ctx.iteration = it
         try:
@@ -290,11 +293,11 @@ def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
                            note=str(stats.extra.get("note", "")))
             log.info("%s iteration %d loss %.10g", solver.name, it, history[-1])
             if callback is not None:
-                callback(it, state, stats)
+                stopped = callback(it, state, stats) is True
             if output is not None and (
                 it - last_saved_it >= checkpoint_every
                 or time.monotonic() - last_saved_at >= checkpoint_seconds
-                or converged or it >= max_iter
+                or converged or stopped or it >= max_iter
             ):
                 save(state, it, converged)
                 last_saved_it, last_saved_at = it, time.monotonic()
@@ -313,6 +316,8 @@ def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
                    "finalize_s": time.perf_counter() - t_final}
         meta = {**extra, "n_iter": it, "loss_history": history, "converged": converged,
                 "timings": timings, "resumed_from": resumed_from}
+        if stopped:
+            meta["stopped_by_callback"] = True
         if output is None:
             return RunResult(arrays=arrays, loss_history=history, n_iter=it,
                              converged=converged, resumed_from=resumed_from, timings=timings,

@@ -12,6 +12,12 @@ W_b^T X_b and W_b^T W_b with the new rows, the block still in memory
 scikit-learn's: the summed projected-gradient violation of an iteration
 over that of the first falls to ``tol``. The objective of the factors
 entering an iteration comes from the same task, as for ``mu``.
+
+A sweep costs O(rows k^2), the products that feed it O(rows n k): with
+``hals_sweeps="auto"`` (the default) each factor is swept several times
+with the same products (Gillis and Glineur's accelerated HALS, rule in
+:data:`SWEEP_ALPHA`), which buys far more progress per read of X. With
+``hals_sweeps=1`` the iterates are scikit-learn's cd (to about 1e-14).
 """
 
 from __future__ import annotations
@@ -20,26 +26,86 @@ import numpy as np
 import scipy.sparse
 
 from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.errors import InputError
 from dmf.linalg.products import row_slices
 from dmf.nmf.beta import Scratch, as_work, work_dtype
 from dmf.nmf.mu import finish, full_rows, penalty, row_pass
 from dmf.nmf.sparse import as_csr
 
+#: Gillis and Glineur's rule for ``hals_sweeps="auto"`` (2012, "Accelerated
+#: multiplicative updates and hierarchical alternating least squares
+#: algorithms for nonnegative matrix factorization"): the products that feed
+#: a factor's sweeps (X H^T and H H^T for W) cost rho times one sweep, so up
+#: to 1 + SWEEP_ALPHA rho sweeps are worth making with them; they stop once a
+#: sweep moves the factor by at most SWEEP_EPS times what the first one did.
+SWEEP_ALPHA = 0.5
+SWEEP_EPS = 0.1
 
-def sweep(F: np.ndarray, FtF: np.ndarray, FtX: np.ndarray) -> float:
+
+def check_sweeps(hals_sweeps) -> int | str:
+    """``"auto"`` or a count >= 1, else an InputError."""
+    if hals_sweeps == "auto":
+        return "auto"
+    if (isinstance(hals_sweeps, (bool, np.bool_))
+            or not isinstance(hals_sweeps, (int, np.integer)) or hals_sweeps < 1):
+        raise InputError("hals_sweeps must be 'auto' or an int >= 1 (1: scikit-learn's cd), "
+                         f"got {hals_sweeps!r}")
+    return int(hals_sweeps)
+
+
+def sweep_plan(hals_sweeps, rows: int, other: int, k: int) -> tuple[int, float]:
+    """(most sweeps, stopping fraction) for a factor with ``rows`` rows whose
+    products come from a matrix with ``other`` columns: Gillis and Glineur's
+    for "auto", else exactly that many sweeps."""
+    if hals_sweeps != "auto":
+        return int(hals_sweeps), 0.0
+    rho = 1 + (rows * other + other * k) / (max(rows, 1) * (k + 1))
+    return 1 + int(SWEEP_ALPHA * rho), SWEEP_EPS
+
+
+def sweep(F: np.ndarray, FtF: np.ndarray, FtX: np.ndarray,
+          violation: bool = True) -> tuple[float, float]:
     """One pass of coordinate descent over F's columns, in place (rows are
-    independent, so each column is updated for all rows at once); returns
-    the summed projected-gradient violation, as scikit-learn's
-    ``_update_cdnmf_fast``."""
-    violation = 0.0
+    independent, so each column is updated for all rows at once). Returns
+    the summed projected-gradient violation before the pass (scikit-learn's
+    ``_update_cdnmf_fast``; 0 without ``violation``) and the squared norm of
+    the change. F and FtX are best in Fortran order: contiguous columns
+    took half the time of C order (10000 x 20, one thread)."""
+    grad = np.empty(F.shape[0])
+    new = np.empty(F.shape[0])
+    total = moved = 0.0
     for t in range(F.shape[1]):
-        grad = F @ FtF[t] - FtX[:, t]
-        projected = np.where(F[:, t] == 0, np.minimum(grad, 0.0), grad)
-        violation += float(np.abs(projected).sum())
+        col = F[:, t]
+        np.matmul(F, FtF[t], out=grad)
+        grad -= FtX[:, t]
+        if violation:
+            total += float(np.abs(np.where(col == 0, np.minimum(grad, 0.0), grad)).sum())
         hess = FtF[t, t]
         if hess != 0:
-            F[:, t] = np.maximum(F[:, t] - grad / hess, 0.0)
-    return violation
+            np.divide(grad, hess, out=grad)
+            np.subtract(col, grad, out=new)
+            np.maximum(new, 0.0, out=new)
+            np.subtract(new, col, out=grad)
+            moved += float(grad @ grad)
+            col[...] = new
+    return total, moved
+
+
+def sweeps(F: np.ndarray, FtF: np.ndarray, FtX: np.ndarray,
+           plan: tuple[int, float]) -> tuple[float, int]:
+    """Sweeps with the same FtF and FtX, up to ``plan``'s count, stopping
+    once one moves F by at most its fraction of the first one's move (a sweep
+    that moves nothing leaves every later one nothing to do). Returns the
+    first sweep's violation (the stopping rule's) and the sweeps made."""
+    limit, eps = plan
+    violation, first = sweep(F, FtF, FtX)
+    done = 1
+    while done < limit and first > 0:
+        _, moved = sweep(F, FtF, FtX, violation=False)
+        done += 1
+        if moved <= eps * eps * first:
+            break
+    return violation, done
 
 
 def _regularized(HHt: np.ndarray, XHt: np.ndarray, l1: float, l2: float):
@@ -49,13 +115,13 @@ def _regularized(HHt: np.ndarray, XHt: np.ndarray, l1: float, l2: float):
     return HHt, XHt - l1 if l1 else XHt
 
 
-def _row_hals(block, Wb, H, HHt, l1_W, l2_W, update_H=True, with_sq=True):
-    """A block row's sweep of W and its terms of H's sweep and of the
+def _row_hals(block, Wb, H, HHt, l1_W, l2_W, update_H=True, with_sq=True, hals_sweeps=1):
+    """A block row's sweeps of W and its terms of H's sweep and of the
     objective (|X_b|^2 only ``with_sq``: it is the same every iteration).
     A float32 block is multiplied in float32, its k x n sums added up in
-    float64 (:func:`dmf.nmf.beta.work_dtype`); the sweep is float64."""
+    float64 (:func:`dmf.nmf.beta.work_dtype`); the sweeps are float64."""
     k, n = H.shape
-    XHt = np.empty((block.shape[0], k))
+    XHt_t = np.empty((k, block.shape[0]))  # X_b H^T in Fortran order, for the sweeps
     sq = 0.0
     sparse = scipy.sparse.issparse(block)
     work = np.dtype(np.float64) if sparse else work_dtype(block.dtype)
@@ -65,18 +131,21 @@ def _row_hals(block, Wb, H, HHt, l1_W, l2_W, update_H=True, with_sq=True):
     for sl in slices:
         if sparse:
             xs = as_csr(block[sl])
-            XHt[sl] = np.asarray(xs @ H.T)
+            XHt_t[:, sl] = np.asarray(xs @ H.T).T
             if with_sq:
                 sq += float(xs.data @ xs.data)
             continue
         xs = scratch.widen(block[sl])
-        XHt[sl] = np.matmul(Hw, xs.T).T  # (H X_s^T)^T: see beta.x_times_ht
+        XHt_t[:, sl] = np.matmul(Hw, xs.T)  # H X_s^T: see beta.x_times_ht
         if with_sq:  # in float64 whatever X's precision
             sq += scratch.square_sum(xs)
+    XHt = XHt_t.T
     old = [sq, float(np.vdot(Wb, XHt)), float(Wb.sum()), float(np.vdot(Wb, Wb))]
     G_old = Wb.T @ Wb
-    W = np.array(Wb, dtype=np.float64)
-    violation = sweep(W, *_regularized(HHt, XHt, l1_W, l2_W))
+    W = np.array(Wb, dtype=np.float64, order="F")
+    violation, made = sweeps(W, *_regularized(HHt, XHt, l1_W, l2_W),
+                             sweep_plan(hals_sweeps, W.shape[0], n, k))
+    W = np.ascontiguousarray(W)
     WtX = np.zeros((k, n))
     Ww = as_work(W, work)
     for sl in slices if update_H else ():  # transform: H's terms unused
@@ -84,14 +153,18 @@ def _row_hals(block, Wb, H, HHt, l1_W, l2_W, update_H=True, with_sq=True):
             WtX += np.asarray(as_csr(block[sl]).T @ W[sl]).T
         else:
             WtX += np.matmul(Ww[sl].T, scratch.widen(block[sl]), out=scratch.num)
-    flat = np.concatenate([WtX.ravel(), (W.T @ W).ravel(), G_old.ravel(), old, [violation]])
+    flat = np.concatenate([WtX.ravel(), (W.T @ W).ravel(), G_old.ravel(), old,
+                           [violation, made]])
     out = np.empty(1, dtype=object)
     out[0] = (W, flat[None])
     return out
 
 
 def hals_solver(k: int, *, regularization: tuple[float, float, float, float], init,
-                params: dict, update_H: bool = True) -> Solver:
+                params: dict, update_H: bool = True, hals_sweeps="auto") -> Solver:
+    """HALS on the engine: W's sweeps in the block rows' tasks, H's here,
+    ``hals_sweeps`` of each per iteration ("auto": Gillis and Glineur's rule,
+    see :data:`SWEEP_ALPHA`; 1: scikit-learn's cd)."""
     l1_W, l1_H, l2_W, l2_H = regularization
     tol = float(params["tol"])
     solver_params = {**params, "k": k, "beta": 2.0, "solver": "hals"}
@@ -107,24 +180,28 @@ def hals_solver(k: int, *, regularization: tuple[float, float, float, float], in
         HHt = H @ H.T
         known = {"sq": state["sq"]} if "sq" in state else {}
         W_new, flat = row_pass(_row_hals, X, W, H, HHt, l1_W, l2_W, update_H, not known,
-                               size=k * n + 2 * k * k + 5)
+                               hals_sweeps, size=k * n + 2 * k * k + 6)
         WtX = flat[:k * n].reshape(k, n)
         WtW = flat[k * n:k * n + k * k].reshape(k, k)
         G_old = flat[k * n + k * k:k * n + 2 * k * k].reshape(k, k)
-        sq, cross, w_l1, w_l2, violation = (float(v) for v in flat[-5:])
+        sq, cross, w_l1, w_l2, violation, made_W = (float(v) for v in flat[-6:])
         known = known or {"sq": sq}  # |X|^2 from the first pass, kept in the state
         sq = float(known["sq"])
         div = 0.5 * (sq - 2 * cross + float(np.vdot(G_old, HHt)))
         loss = div + penalty(w_l1, w_l2, H, regularization)
-        Ht = H.T.copy()
+        Ht = H.T.copy(order="F")
+        made_H = 0
         if update_H:
-            violation += sweep(Ht, *_regularized(WtW, WtX.T, l1_H, l2_H))
+            violation_H, made_H = sweeps(Ht, *_regularized(WtW, WtX.T, l1_H, l2_H),
+                                         sweep_plan(hals_sweeps, n, X.shape[0], k))
+            violation += violation_H
         first = ctx.iteration == 0
         violation_init = violation if first else float(state["violation_init"])
         done = violation_init == 0 or violation / violation_init <= tol
         return ({"W": W_new, "H": Ht.T.copy(), "violation_init": violation_init, **known},
                 Stats(loss=float(loss), done=bool(done),
-                      extra={"divergence": div, "violation": violation}))
+                      extra={"divergence": div, "violation": violation,
+                             "sweeps_W": made_W / X.numblocks[0], "sweeps_H": made_H}))
 
     def finalize(X, state: State):
         return finish(X, state["W"], state["H"], 2.0, regularization, "hals", solver_params)
