@@ -10,9 +10,11 @@ and the objective pass after the iterations; the targets use the engine's
 own seconds per iteration and (passes - 2) / iterations.
 
 Part B (threads, in memory): scikit-learn's ``NMF`` with solver "cd" and
-"mu" against dmf's hals and mu from the same custom start, to the same
-``tol`` (dmf's iterates are scikit-learn's, so each pair reaches the same
-loss; the question is the time).
+"mu" against dmf's hals and mu from the same custom start: the time each
+dmf solver takes to reach the loss its scikit-learn counterpart ended at
+(dmf's mu has scikit-learn's iterates and stops where it stops; dmf's hals
+makes several sweeps per read of X and is ended by a callback once it is at
+scikit-learn cd's final loss).
 """
 
 from __future__ import annotations
@@ -144,15 +146,30 @@ def build_a(args: argparse.Namespace, env: Env) -> Suite:
                  summary=_targets_a(names, it))
 
 
-def _sklearn(X, W0, H0, solver: str, tol: float) -> Callable[[], object]:
+def _sklearn(X, W0, H0, solver: str, tol: float,
+             reached: dict[str, float] | None = None) -> Callable[[], object]:
+    """scikit-learn's NMF from W0, H0; its final reconstruction error goes to
+    ``reached[solver]`` (the target of the dmf case after it)."""
     from sklearn.decomposition import NMF
 
     def run():
         model = NMF(W0.shape[1], solver=solver, init="custom", tol=tol, max_iter=1000)
         model.fit(X, W=W0.copy(), H=H0.copy())
+        if reached is not None:
+            reached[solver] = float(model.reconstruction_err_)
         return model
 
     return run
+
+
+def _stop_at(reached: dict[str, float], solver: str):
+    """An NMF callback ending the fit once the factors entering an iteration
+    are at scikit-learn's final error (those it returns are then below)."""
+    def at_target(_iteration, _state, stats) -> bool:
+        target = reached.get(solver)
+        return target is not None and float(np.sqrt(2 * max(stats.loss, 0.0))) <= target
+
+    return at_target
 
 
 def _loss_of(value) -> dict[str, float]:
@@ -173,8 +190,8 @@ def _targets_b(names: dict[str, str]) -> Callable[[list[Result]], list[str]]:
                 lines.append(f"| {names[ours]} | a case failed | n/a |")
                 continue
             ratio = a.median / b.median
-            same = abs(a.extra("loss") - b.extra("loss")) <= 1e-6 * b.extra("loss")
-            lines.append(f"| {names[ours]} time <= {names[theirs]} at its loss "
+            same = a.extra("loss") <= (1 + 1e-6) * b.extra("loss")  # at its loss or below
+            lines.append(f"| {names[ours]} time <= {names[theirs]} to its loss "
                          f"({a.extra('loss'):.6g} vs {b.extra('loss'):.6g}) | {ratio:.2f} x | "
                          f"{'PASS' if ratio <= INMEM_TARGET and same else 'FAIL'} |")
         return lines
@@ -193,11 +210,12 @@ def build_b(args: argparse.Namespace, env: Env) -> Suite:
     names = {"cd": "scikit-learn NMF cd", "hals": "dmf hals",
              "sk_mu": "scikit-learn NMF mu", "mu": "dmf mu"}
     dmf_opts = {"init": "custom", "W": W0, "H": H0, "tol": args.tol, "max_iter": 1000}
+    reached: dict[str, float] = {}
     cases = [
-        Case(names["cd"], _sklearn(X, W0, H0, "cd", args.tol), data, where="client",
+        Case(names["cd"], _sklearn(X, W0, H0, "cd", args.tol, reached), data, where="client",
              measure=_loss_of),
-        Case(names["hals"], _dmf_nmf(X, k, solver="hals", **dmf_opts), data, where="threads",
-             measure=_loss_of),
+        Case(names["hals"], _dmf_nmf(X, k, solver="hals", callback=_stop_at(reached, "cd"),
+                                     **dmf_opts), data, where="threads", measure=_loss_of),
         Case(names["sk_mu"], _sklearn(X, W0, H0, "mu", args.tol), data, where="client",
              measure=_loss_of),
         Case(names["mu"], _dmf_nmf(X, k, solver="mu", **dmf_opts), data, where="threads",
@@ -208,6 +226,10 @@ def build_b(args: argparse.Namespace, env: Env) -> Suite:
         f"custom start and tol = {args.tol:g} (max_iter 1000) for all four. scikit-learn on "
         f"its BLAS's threads; dmf on dask's threaded scheduler with {env.threads} threads. "
         "loss: reconstruction_err_ (sqrt(2 D)).",
+        "dmf hals runs its default hals_sweeps='auto' (Gillis and Glineur's accelerated "
+        "HALS: several sweeps per read of X) and is ended by a callback at the first "
+        "iteration that starts at or below scikit-learn cd's final loss (measured in the "
+        "same round, just before). dmf mu has scikit-learn's iterates and stopping rule.",
     ]
     return Suite(title=f"NMF in memory: k = {k} on a {m} x {n} float64 array", cases=cases,
                  baseline=f"{names['cd']} (warm)", notes=notes, summary=_targets_b(names),
