@@ -91,7 +91,7 @@ def sweep(F: np.ndarray, FtF: np.ndarray, FtX: np.ndarray,
     return total, moved
 
 
-def sweeps(F: np.ndarray, FtF: np.ndarray, FtX: np.ndarray,
+def repeated_sweeps(F: np.ndarray, FtF: np.ndarray, FtX: np.ndarray,
            plan: tuple[int, float]) -> tuple[float, int]:
     """Sweeps with the same FtF and FtX, up to ``plan``'s count, stopping
     once one moves F by at most its fraction of the first one's move (a sweep
@@ -143,8 +143,8 @@ def _row_hals(block, Wb, H, HHt, l1_W, l2_W, update_H=True, with_sq=True, hals_s
     old = [sq, float(np.vdot(Wb, XHt)), float(Wb.sum()), float(np.vdot(Wb, Wb))]
     G_old = Wb.T @ Wb
     W = np.array(Wb, dtype=np.float64, order="F")
-    violation, made = sweeps(W, *_regularized(HHt, XHt, l1_W, l2_W),
-                             sweep_plan(hals_sweeps, W.shape[0], n, k))
+    violation, made = repeated_sweeps(W, *_regularized(HHt, XHt, l1_W, l2_W),
+                                      sweep_plan(hals_sweeps, W.shape[0], n, k))
     W = np.ascontiguousarray(W)
     WtX = np.zeros((k, n))
     Ww = as_work(W, work)
@@ -192,8 +192,9 @@ def hals_solver(k: int, *, regularization: tuple[float, float, float, float], in
         Ht = H.T.copy(order="F")
         made_H = 0
         if update_H:
-            violation_H, made_H = sweeps(Ht, *_regularized(WtW, WtX.T, l1_H, l2_H),
-                                         sweep_plan(hals_sweeps, n, X.shape[0], k))
+            violation_H, made_H = repeated_sweeps(
+                Ht, *_regularized(WtW, WtX.T, l1_H, l2_H),
+                sweep_plan(hals_sweeps, n, X.shape[0], k))
             violation += violation_H
         first = ctx.iteration == 0
         violation_init = violation if first else float(state["violation_init"])
