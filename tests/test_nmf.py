@@ -123,16 +123,15 @@ def test_accelerated_hals_gets_further_per_read_of_x(alpha):
 
 
 def test_accelerated_hals_converges_in_fewer_iterations_than_cd():
-    X = planted()
-    W0, H0 = start()
-    _, _, n_iter = non_negative_factorization(X, n_components=5, init="custom", W=W0.copy(),
-                                              H=H0.copy(), solver="cd", max_iter=3000,
-                                              tol=1e-4)
-    cd = dmf.nmf(X, 5, W=W0, H=H0, max_iter=3000, tol=1e-4, hals_sweeps=1)
-    fast = dmf.nmf(X, 5, W=W0, H=H0, max_iter=3000, tol=1e-4)
-    assert cd.n_iter == n_iter and fast.converged
-    assert fast.n_iter < 0.9 * n_iter  # measured 572 against 751
-    assert fast.reconstruction_err_ <= cd.reconstruction_err_
+    X = planted(m=100, n=30, rank=4, noise=0.05)
+    W0, H0 = start(m=100, n=30, k=4)
+    Ws, Hs, n_iter = non_negative_factorization(X, n_components=4, init="custom", W=W0.copy(),
+                                                H=H0.copy(), solver="cd", max_iter=3000,
+                                                tol=1e-4)
+    fast = dmf.nmf(X, 4, W=W0, H=H0, max_iter=3000, tol=1e-4)
+    assert fast.converged
+    assert fast.n_iter < 0.9 * n_iter  # measured 282 against 385
+    assert fast.reconstruction_err_ <= _beta_divergence(X, Ws, Hs, 2, square_root=True)
 
 
 def test_callback_can_end_a_fit_at_a_target():
