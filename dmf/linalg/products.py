@@ -375,16 +375,27 @@ def gram_with_moments(X: da.Array, V: np.ndarray) -> da.Array:
 def _gram(X: da.Array, V: np.ndarray, with_moments: bool) -> da.Array:
     n, p = X.shape[1], np.shape(V)[1]
     extra = 1 if with_moments else 0
+    return _summed_per_row(_row_gram, _block_gram, X, small(V, X.chunks[1]), "jb",
+                           with_moments, None, shape=(n + extra, p + extra))
+
+
+def _summed_per_row(row_func, block_func, X: da.Array, *args, shape: tuple[int, int],
+                    new_b: bool = False) -> da.Array:
+    """An a x b result per block row (``shape``), summed by
+    :func:`stacked_sum`. ``block_func`` takes each block when X has whole
+    rows (no index contracted, so reads fuse in: :func:`whole_rows`), else
+    ``row_func`` each block row's list of blocks. ``args`` are blockwise's
+    (argument, index) pairs, "b" being the result's second axis (``new_b``:
+    an axis of no argument)."""
+    a, b = shape
+    new = {"b": b} if new_b else {}
     kwargs = {"dtype": np.float64, "meta": np.empty((0, 0, 0))}
     if whole_rows(X):
-        parts = da.blockwise(_block_gram, "ijb", X, "ij", small(V, X.chunks[1]), "jb",
-                             with_moments, None,
-                             adjust_chunks={"i": 1, "j": n + extra, "b": p + extra}, **kwargs)
+        parts = da.blockwise(block_func, "ijb", X, "ij", *args, new_axes=new,
+                             adjust_chunks={"i": 1, "j": a, "b": b}, **kwargs)
     else:
-        parts = da.blockwise(_row_gram, "iab", X, "ij", small(V, X.chunks[1]), "jb",
-                             with_moments, None, new_axes={"a": n + extra},
-                             adjust_chunks={"i": 1, "b": p + extra}, concatenate=False,
-                             **kwargs)
+        parts = da.blockwise(row_func, "iab", X, "ij", *args, new_axes={"a": a, **new},
+                             adjust_chunks={"i": 1, "b": b}, concatenate=False, **kwargs)
     return stacked_sum(parts)
 
 
@@ -403,14 +414,7 @@ def gram_matrix_with_moments(X: da.Array) -> da.Array:
     True
     """
     n = X.shape[1]
-    kwargs = {"dtype": np.float64, "meta": np.empty((0, 0, 0))}
-    if whole_rows(X):
-        parts = da.blockwise(_block_xtx, "ijb", X, "ij", new_axes={"b": n + 1},
-                             adjust_chunks={"i": 1, "j": n + 1}, **kwargs)
-    else:
-        parts = da.blockwise(_row_xtx, "iab", X, "ij", new_axes={"a": n + 1, "b": n + 1},
-                             adjust_chunks={"i": 1}, concatenate=False, **kwargs)
-    return stacked_sum(parts)
+    return _summed_per_row(_row_xtx, _block_xtx, X, shape=(n + 1, n + 1), new_b=True)
 
 
 def gram_and_product(X: da.Array, V: np.ndarray) -> tuple[da.Array, da.Array]:
@@ -439,15 +443,8 @@ def transpose_times(X: da.Array, Y: da.Array) -> da.Array:
     blocks, a no-op when it has them): one pass."""
     n, p = X.shape[1], Y.shape[1]
     Y = Y.rechunk((X.chunks[0], -1))
-    kwargs = {"dtype": np.float64, "meta": np.empty((0, 0, 0))}
-    if whole_rows(X):
-        parts = da.blockwise(_block_transpose_times, "ijb", X, "ij", Y, "ib",
-                             adjust_chunks={"i": 1, "j": n, "b": p}, **kwargs)
-    else:
-        parts = da.blockwise(_row_transpose_times, "iab", X, "ij", Y, "ib",
-                             new_axes={"a": n}, adjust_chunks={"i": 1, "b": p},
-                             concatenate=False, **kwargs)
-    return stacked_sum(parts)
+    return _summed_per_row(_row_transpose_times, _block_transpose_times, X, Y, "ib",
+                           shape=(n, p))
 
 
 def tall_times(X: da.Array, M: np.ndarray, dtype=None) -> da.Array:
