@@ -22,16 +22,15 @@ iteration. WH is formed one row slice at a time and dropped.
 
 from __future__ import annotations
 
-import dask
 import dask.array as da
 import numpy as np
 import scipy.sparse
 
 from dmf.engine.driver import Context, Solver, State, Stats
-from dmf.linalg.products import flat_objects, part_of, row_slices, stacked_sum
+from dmf.linalg.products import row_slices
 from dmf.nmf.beta import EPSILON
 from dmf.nmf.init import random_init
-from dmf.nmf.mu import full_rows, on_blocks
+from dmf.nmf.mu import full_rows, row_pass
 
 #: splitmix64's constants: its finalizer turns consecutive integers into
 #: independent-looking 64-bit values, which is all the mask needs.
@@ -120,20 +119,8 @@ def _masked_pass(X: da.Array, W: da.Array, H: np.ndarray, seed: int, fraction: f
     k, n = H.shape
     # each block's global row numbers: its first one places the mask
     rows = da.arange(X.shape[0], chunks=(X.chunks[0],), dtype=np.int64)
-    H_key = da.from_array(H, chunks=H.shape)
-    packed = flat_objects(da.blockwise(
-        on_blocks, "ijk", _masked_step, None, full_rows(X), "ij", W.rechunk((X.chunks[0], -1)),
-        "ik", H_key, "kj", rows, "i", seed, None, fraction, None, inner, None,
-        adjust_chunks={"i": 1, "j": 1, "k": 1}, dtype=object,
-        meta=np.empty((0, 0, 0), dtype=object)))
-    size = 2 * k * n + _N_SCALARS
-    W_new = packed.map_blocks(part_of, 0, False, new_axis=1, chunks=(X.chunks[0], (k,)),
-                              dtype=np.float64, meta=np.empty((0, 0)))
-    sums = stacked_sum(packed.map_blocks(part_of, 1, False, new_axis=1,
-                                         chunks=((1,) * X.numblocks[0], (size,)),
-                                         dtype=np.float64, meta=np.empty((0, 0))))
-    W_new, sums = dask.persist(W_new, sums)  # one persist for both: X is read once
-    return W_new, np.asarray(sums.compute())
+    return row_pass(_masked_step, full_rows(X), W, H, rows, seed, fraction, inner,
+                    size=2 * k * n + _N_SCALARS)
 
 
 def masked_solver(k: int, *, seed: int, fraction: float, mean: float,

@@ -190,12 +190,16 @@ def on_blocks(func, X_block, W_block, H, *args):
 def _per_row(func, X: da.Array, W: da.Array, H: np.ndarray, *args, dtype) -> da.Array:
     """``func(X_b, W_b, H, *args)`` (one value or object per row) for each
     block row b of an X with whole rows (:func:`full_rows`), as a 1-D array.
-    H travels as one graph key (sent to each worker once, not embedded in
-    every task). No index is contracted, so dask fuses each chunk's read
-    into its task (see :func:`dmf.linalg.products.whole_rows`)."""
+    An argument that is a 1-D dask array goes in block by block (in X's row
+    blocks); the others as they are. H travels as one graph key (sent to
+    each worker once, not embedded in every task). No index is contracted,
+    so dask fuses each chunk's read into its task (see
+    :func:`dmf.linalg.products.whole_rows`)."""
     H_key = da.from_array(H, chunks=H.shape)
+    indexed = [a for arg in args
+               for a in ((arg, "i") if isinstance(arg, da.Array) else (arg, None))]
     packed = da.blockwise(on_blocks, "ijk", func, None, X, "ij", W.rechunk((X.chunks[0], -1)),
-                          "ik", H_key, "kj", *[a for arg in args for a in (arg, None)],
+                          "ik", H_key, "kj", *indexed,
                           adjust_chunks={"i": 1, "j": 1, "k": 1}, dtype=dtype,
                           meta=np.empty((0, 0, 0), dtype=dtype))
     return flat_objects(packed)
