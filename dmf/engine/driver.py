@@ -272,8 +272,8 @@ def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
                 save(state, it, converged)
         return _interrupted(signum, it)
 
-    stopped = False
-    while it < max_iter and not converged and not stopped:
+    by_callback = False
+    while it < max_iter and not converged and not by_callback:
         t0 = time.perf_counter()
         ctx.iteration = it
         try:
@@ -293,11 +293,11 @@ def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
                            note=str(stats.extra.get("note", "")))
             log.info("%s iteration %d loss %.10g", solver.name, it, history[-1])
             if callback is not None:
-                stopped = callback(it, state, stats) is True
+                by_callback = callback(it, state, stats) is True
             if output is not None and (
                 it - last_saved_it >= checkpoint_every
                 or time.monotonic() - last_saved_at >= checkpoint_seconds
-                or converged or stopped or it >= max_iter
+                or converged or by_callback or it >= max_iter
             ):
                 save(state, it, converged)
                 last_saved_it, last_saved_at = it, time.monotonic()
@@ -316,7 +316,7 @@ def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
                    "finalize_s": time.perf_counter() - t_final}
         meta = {**extra, "n_iter": it, "loss_history": history, "converged": converged,
                 "timings": timings, "resumed_from": resumed_from}
-        if stopped:
+        if by_callback:
             meta["stopped_by_callback"] = True
         if output is None:
             return RunResult(arrays=arrays, loss_history=history, n_iter=it,
