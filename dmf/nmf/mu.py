@@ -181,9 +181,22 @@ def full_rows(X: da.Array) -> da.Array:
     return X if whole_rows(X) else X.rechunk({1: -1})
 
 
+def _aligned(value):
+    """A dense array aligned to its itemsize (copied only when it is not);
+    anything else as it is. Arrays received from another process (H, W's
+    rows, a decoded chunk) can start at any byte, and numpy multiplies an
+    unaligned array without BLAS, in another order: the same pass gave other
+    bits on a cluster than in process wherever OpenBLAS picks its AVX-512
+    kernels (see :func:`dmf.linalg.products.for_blas`)."""
+    if isinstance(value, np.ndarray) and not value.flags.aligned:
+        return np.require(value, requirements="A")
+    return value
+
+
 def on_blocks(func, X_block, W_block, H, *args):
-    """``func`` on one block row, its result shaped as the r x 1 x 1 grid
-    :func:`_per_row` builds."""
+    """``func`` on one block row (its arrays aligned: :func:`_aligned`), its
+    result shaped as the r x 1 x 1 grid :func:`_per_row` builds."""
+    X_block, W_block, H, *args = (_aligned(a) for a in (X_block, W_block, H, *args))
     return np.reshape(func(X_block, W_block, H, *args), (1, 1, 1))
 
 
