@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import dask
 import dask.array as da
 import numpy as np
 import psutil
@@ -221,7 +222,7 @@ def test_eigh_refuses_asymmetric_and_non_square():
 # -- determinism, errors, CLI -----------------------------------------------------
 
 @pytest.mark.parametrize("method", ["randomized", "sketch"])
-def test_same_seed_same_bits_on_one_or_two_workers(tmp_path, method):
+def test_same_seed_same_bits_on_one_or_two_workers_and_in_process(tmp_path, method):
     url = tmp_path / "X.zarr"
     A, _ = planted(m=3000, n=60, rank=10 if method == "sketch" else None)
     dmf.save_matrix(A, url, chunks=400)
@@ -230,7 +231,10 @@ def test_same_seed_same_bits_on_one_or_two_workers(tmp_path, method):
         with dmf.connect(n_workers=workers, threads_per_worker=1, memory_limit="1GiB"):
             r = dmf.svd(url, 4, method=method, seed=11)
             results.append((r.U.compute().tobytes(), r.S.tobytes(), r.Vt.tobytes()))
-    assert results[0] == results[1]
+    with dask.config.set(scheduler="threads"):  # and in this process
+        r = dmf.svd(url, 4, method=method, seed=11)
+        results.append((r.U.compute().tobytes(), r.S.tobytes(), r.Vt.tobytes()))
+    assert results[0] == results[1] == results[2]
 
 
 @pytest.mark.parametrize(
