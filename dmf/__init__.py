@@ -14,6 +14,8 @@ Examples
 """
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from dmf._version import __version__
@@ -70,4 +72,42 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_PUBLIC})
 
 
-__all__ = ["__version__", *sorted(_PUBLIC)]
+# Public functions named as the subpackage that defines them (dmf.nmf).
+_SHADOWED = {n for n, (m, a) in _PUBLIC.items() if a is not None and m == f"dmf.{n}"}
+
+
+class _Package(types.ModuleType):
+    """Importing the subpackage ``dmf.nmf`` binds it as ``dmf.nmf``, over the
+    function ``dmf.nmf`` (the eager ``from dmf.nmf import nmf`` used to bind
+    the function back): the function stays, loaded by ``__getattr__``."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+__all__ = [
+    "NMF",
+    "NMFResult",
+    "NMTFResult",
+    "RankSelection",
+    "SVDResult",
+    "TruncatedSVD",
+    "__version__",
+    "cf",
+    "check_finite",
+    "connect",
+    "errors",
+    "generate",
+    "ingest",
+    "load",
+    "nmf",
+    "nmtf",
+    "open_matrix",
+    "save_matrix",
+    "select_rank",
+    "svd",
+]

@@ -349,13 +349,19 @@ def _write_options(sub: argparse.ArgumentParser) -> None:
 
 # -- commands -----------------------------------------------------------------
 
-def cluster(args: argparse.Namespace):
-    """The Dask client a command computes with (none with --workers 0)."""
+def cluster(args: argparse.Namespace, *inputs: str | None, nbytes: int | None = None):
+    """The Dask client a command reading ``inputs`` (or making ``nbytes``)
+    computes with: none (threads in this process) with --workers 0 or, when
+    neither --scheduler, $DASK_SCHEDULER_ADDRESS nor --workers is given, for
+    small work (see :mod:`dmf.engine.placement`)."""
+    from dmf.engine import placement
     from dmf.engine.cluster import connect
 
-    if args.workers == 0 and not args.scheduler:
+    quiet_dask_logs()
+    where = placement.for_inputs(inputs, address=args.scheduler, n_workers=args.workers,
+                                 storage_options=args.storage_options, nbytes=nbytes)
+    if where.in_process:
         return contextlib.nullcontext()
-
     return connect(args.scheduler, n_workers=args.workers, threads_per_worker=args.threads,
                    memory_limit=args.memory_limit)
 
@@ -363,7 +369,8 @@ def cluster(args: argparse.Namespace):
 def cmd_generate_lowrank(args: argparse.Namespace) -> int:
     from dmf.store import generate
 
-    with cluster(args):
+    itemsize = 4 if args.dtype == "float32" else 8
+    with cluster(args, nbytes=args.shape[0] * args.shape[1] * itemsize):
         gen = generate.lowrank(
             args.out, args.shape, args.rank, noise=args.noise, seed=args.seed,
             dtype=args.dtype, nonnegative=args.nonnegative, decay=args.decay,
@@ -412,7 +419,7 @@ def cmd_svd(args: argparse.Namespace) -> int:
     import dmf
 
     n_iter = args.n_iter if args.n_iter == "auto" else _int_option("--n-iter", args.n_iter)
-    with cluster(args):
+    with cluster(args, args.x):
         result = dmf.svd(args.x, args.k, method=args.method, n_iter=n_iter,
                          n_oversamples=args.oversamples, normalizer=args.normalizer,
                          seed=args.seed, tol=args.tol, max_iter=args.max_iter,
@@ -452,7 +459,7 @@ def cmd_nmf(args: argparse.Namespace) -> int:
         raise InputError("--k2 is the second rank of a tri-factorization: add --factors 3")
     alpha_h = args.alpha_h if args.alpha_h == "same" else _float_option("--alpha-h",
                                                                         args.alpha_h)
-    with cluster(args):
+    with cluster(args, args.x):
         result = dmf.nmf(args.x, args.k, loss=args.loss, solver=args.solver, init=args.init,
                          alpha_W=args.alpha_w, alpha_H=alpha_h, l1_ratio=args.l1_ratio,
                          tol=args.tol, max_iter=args.max_iter, seed=args.seed, out=args.out,
@@ -482,7 +489,7 @@ def _cmd_nmtf(args: argparse.Namespace) -> int:
     if args.alpha_w or args.alpha_h != "same" or args.l1_ratio:
         raise InputError("--factors 3 has no regularization yet: drop --alpha-w, --alpha-h "
                          "and --l1-ratio")
-    with cluster(args):
+    with cluster(args, args.x):
         result = dmf.nmtf(args.x, args.k, args.k2, loss=args.loss, init="random",
                           orthogonal=args.orthogonal, tol=args.tol, max_iter=args.max_iter,
                           seed=args.seed, out=args.out, **_run_kwargs(args))
@@ -536,7 +543,7 @@ def k_range(text: str) -> range:
 def cmd_rank(args: argparse.Namespace) -> int:
     import dmf
 
-    with cluster(args):
+    with cluster(args, args.x):
         result = dmf.select_rank(args.x, args.k, method=args.method, n_iter=args.n_iter,
                                  seed=args.seed, storage_options=args.storage_options,
                                  progress=False if args.quiet else None, out=args.out,
@@ -603,14 +610,22 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         min(verbose, 2)]
     logging.basicConfig(level=level, format="dmf: %(levelname)s: %(message)s", stream=sys.stderr)
     logging.getLogger("dmf").setLevel(level)
-    # Dask logs what went wrong on the cluster with tracebacks; dmf reports the
-    # consequence in one line (a lost scheduler, say). Show Dask's own logs
-    # only when asked with -v.
+    if "distributed" in sys.modules:
+        quiet_dask_logs()
+
+
+def quiet_dask_logs() -> None:
+    """Dask logs what went wrong on the cluster with tracebacks; dmf reports
+    the consequence in one line (a lost scheduler, say). Show Dask's own logs
+    only when asked with -v (as dmf's level says).
+
+    Called once distributed is imported (its import configures its loggers,
+    which this overrides): by :func:`cluster`, not at start-up, so that a
+    command that computes nothing never imports it."""
+    dask_level = {logging.DEBUG: logging.INFO, logging.INFO: logging.WARNING}.get(
+        logging.getLogger("dmf").getEffectiveLevel(), logging.CRITICAL)
     # Dask's logging config gives some children (distributed.client...)
     # levels of their own, so set every one of them.
-    dask_level = (logging.CRITICAL, logging.WARNING, logging.INFO)[min(verbose, 2)]
-    import distributed  # noqa: F401 - its import configures the loggers we override
-
     for name in list(logging.root.manager.loggerDict):
         if name.split(".")[0] in ("distributed", "tornado", "asyncio"):
             logging.getLogger(name).setLevel(dask_level)

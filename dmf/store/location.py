@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import posixpath
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +158,34 @@ class Location:
         fs, path = self.filesystem()
         return int(fs.du(path, total=True))
 
+    def memory_bytes(self) -> int | None:
+        """Bytes what is here takes in memory once read: a Zarr array's shape
+        times its item size, the sum of a group's arrays (a sparse matrix's
+        data, indices and pointers), a plain file's size; None when nothing
+        is here. Reads metadata only.
+
+        Examples
+        --------
+        >>> import numpy as np, dmf
+        >>> _ = dmf.save_matrix(np.zeros((4, 2), "float32"), "memory://doc/bytes.zarr")
+        >>> Location.parse("memory://doc/bytes.zarr").memory_bytes()
+        32
+        >>> Location.parse("memory://doc/none.zarr").memory_bytes() is None
+        True
+        """
+        if not self.exists():
+            return None
+        if not self.is_zarr_node():
+            return self.size_on_store()
+        node = self.open_node()
+        if isinstance(node, zarr.Array):
+            return int(node.nbytes)
+        with warnings.catch_warnings():
+            # a job's root holds its report and lock files beside the Zarr nodes
+            warnings.filterwarnings("ignore", "Object at .* is not recognized", UserWarning)
+            members = node.members(max_depth=None)
+        return sum(int(m.nbytes) for _, m in members if isinstance(m, zarr.Array))
+
     # -- zarr ---------------------------------------------------------------
     def zarr_store(self, *, read_only: bool = False) -> zarr.abc.store.Store:
         if self.is_local:
@@ -180,6 +209,14 @@ class Location:
             return zarr.open(store=self.zarr_store(read_only=True), mode="r")
         except Exception as exc:
             raise StoreError(f"{self}: corrupt Zarr metadata ({one_line(exc)})") from exc
+
+
+def dmf_attrs(node: zarr.Array | zarr.Group) -> dict[str, Any]:
+    """``attrs["dmf"]`` of a Zarr node, or {} (here, not in :mod:`dmf.store.dense`,
+    so that reading a job's records imports no Dask)."""
+    attrs = node.attrs.asdict() if hasattr(node.attrs, "asdict") else dict(node.attrs)
+    value = attrs.get("dmf", {})
+    return value if isinstance(value, dict) else {}
 
 
 def _is_metadata(key: str) -> bool:
