@@ -2,8 +2,11 @@
 
 Exit codes (the contract of ../shared/DESIGN.md): 0 done; 2 bad usage or bad
 input (one line naming the file and the problem, no traceback); 3 the output
-is locked or holds a checkpoint of a different job; 130/143 interrupted; 1
-anything unexpected (with a traceback, since that is a bug report).
+is locked or holds a checkpoint of a different job; 4 the environment failed
+(object store credentials, endpoint, access or bucket; the Dask scheduler;
+a full or read-only disk: one line naming the URL, address or path and what
+to check, no traceback); 130/143 interrupted; 1 anything unexpected (with a
+traceback, since that is a bug report).
 """
 
 from __future__ import annotations
@@ -19,15 +22,18 @@ from collections.abc import Callable, Sequence
 
 from dmf._version import __version__
 from dmf.errors import DmfError, DmfWarning, InputError
+from dmf.store.failures import environment_failure
 
 log = logging.getLogger("dmf")
 
-EXIT_OK, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_CONFLICT = 0, 1, 2, 3
+EXIT_OK, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT = 0, 1, 2, 3, 4
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 EPILOG = """\
 exit codes: 0 done, 2 bad usage or input, 3 output locked or holds another
-job's checkpoint, 130/143 interrupted (after a checkpoint), 1 unexpected.
+job's checkpoint, 4 the environment failed (object store credentials,
+endpoint or bucket, scheduler, disk full or read-only), 130/143 interrupted
+(after a checkpoint), 1 unexpected.
 URLs: any local path, file://, s3://BUCKET/KEY (with --storage-options),
 memory:// (this process only).
 """
@@ -658,7 +664,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             sys.stderr.close()
         return EXIT_OK
-    except Exception:  # noqa: BLE001 - the last resort: report the bug
+    except Exception as exc:  # the last resort: an environment failure, else a bug
+        failure = environment_failure(exc, output=getattr(args, "out", None))
+        if failure is not None:  # met deep in a library (a chunk write, say): not a bug
+            log.debug("the environment failed", exc_info=exc)
+            print(f"dmf: error: {' '.join(str(failure).split())}", file=sys.stderr)
+            return failure.exit_code
         traceback.print_exc()
         print("dmf: unexpected error (a bug: please report it with the traceback above)",
               file=sys.stderr)

@@ -44,6 +44,7 @@ from dmf.errors import ClusterError, DmfError, InputError, Interrupted
 from dmf.jobs import record as records
 from dmf.jobs.spec import JobSpec, Step
 from dmf.jobs.steps import KINDS, subparser
+from dmf.store.failures import environment_failure
 from dmf.store.location import Location
 
 log = logging.getLogger(__name__)
@@ -257,6 +258,10 @@ class Runner:
                                      owned=owned)
             except Exception as exc:
                 if not _transient(exc):
+                    failure = None if isinstance(exc, DmfError) else environment_failure(
+                        exc, output=target)
+                    if failure is not None:  # a full disk, say: exit 4 in the run record too
+                        raise failure from exc
                     raise
                 if attempt == attempts:
                     if isinstance(exc, DmfError):
