@@ -63,7 +63,7 @@ def by_size(input_bytes: int | None, available: int | None = None) -> Placement:
     Examples
     --------
     >>> by_size(24_000_000, available=8 * 2**30).reason
-    'the input is small (23 MiB; small is at most 512 MiB and 1/8 of the 8192 MiB available)'
+    'the input is small (23 MiB; small is at most 512 MiB and 1/8 of the 8.0 GiB available)'
     >>> by_size(2**30, available=64 * 2**30).in_process
     False
     """
@@ -98,8 +98,13 @@ def for_inputs(urls: Iterable[str | None], *, address: str | None, n_workers: in
     return placement
 
 
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.{1 if n < 10 * 2**20 else 0}f} MiB"
+def _mib(n: float) -> str:
+    """``n`` bytes for people: 23.4 KiB, 512 MiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.{1 if n < 10 and unit != 'B' else 0}f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 __all__ = ["SMALL_INPUT_BYTES", "SMALL_MEMORY_FRACTION", "Placement", "asked", "by_size",
