@@ -91,10 +91,11 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     d = {"default": argparse.SUPPRESS} if suppress else {}
     g = parser.add_argument_group("cluster and output (any command)")
     g.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address; default "
-                   "$DASK_SCHEDULER_ADDRESS, else a local cluster", **d)
+                   "$DASK_SCHEDULER_ADDRESS, else threads in this process for small inputs "
+                   "and a local cluster for large ones (-v says which)", **d)
     g.add_argument("--workers", type=nonnegative_int, metavar="N",
-                   help="local cluster: worker processes (0: no cluster, threads in this "
-                   "process)", **d)
+                   help="local cluster: worker processes, whatever the input's size (0: no "
+                   "cluster, threads in this process)", **d)
     g.add_argument("--threads", type=positive_int, metavar="N",
                    help="local cluster: threads per worker", **d)
     g.add_argument("--memory-limit", metavar="SIZE", help="local cluster: memory per worker, "
