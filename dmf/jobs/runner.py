@@ -54,9 +54,12 @@ def plan_lines(spec: JobSpec, scheduler: str | None = None) -> list[str]:
     """What ``--dry-run`` prints: the steps as the dmf command lines they run."""
     address = scheduler or spec.cluster.get("address") or os.environ.get(
         "DASK_SCHEDULER_ADDRESS")
+    workers = spec.cluster.get("workers")
     cluster = address or (
-        "threads in this process" if spec.cluster.get("workers") == 0 else
-        f"a local cluster ({_local_size(spec.cluster)})")
+        "threads in this process" if workers == 0 else
+        f"a local cluster ({_local_size(spec.cluster)})" if workers is not None else
+        f"threads in this process for small steps, a local cluster "
+        f"({_local_size(spec.cluster)}) for larger ones")
     lines = [f"job {spec.job} ({spec.path}): {len(spec.steps)} steps on {cluster}",
              f"root: {spec.root}"]
     urls = spec.products()
