@@ -22,6 +22,7 @@ from dmf.store.location import Location
 
 log = logging.getLogger(__name__)
 
+# As dmf.engine.cluster names it (not imported from there: that imports distributed).
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
 # Small work: inputs of at most SMALL_INPUT_BYTES in memory, and at most this
