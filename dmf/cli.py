@@ -2,8 +2,11 @@
 
 Exit codes (the contract of ../shared/DESIGN.md): 0 done; 2 bad usage or bad
 input (one line naming the file and the problem, no traceback); 3 the output
-is locked or holds a checkpoint of a different job; 130/143 interrupted; 1
-anything unexpected (with a traceback, since that is a bug report).
+is locked or holds a checkpoint of a different job; 4 the environment failed
+(object store credentials, endpoint, access or bucket; the Dask scheduler;
+a full or read-only disk: one line naming the URL, address or path and what
+to check, no traceback); 130/143 interrupted; 1 anything unexpected (with a
+traceback, since that is a bug report).
 """
 
 from __future__ import annotations
@@ -19,15 +22,18 @@ from collections.abc import Callable, Sequence
 
 from dmf._version import __version__
 from dmf.errors import DmfError, DmfWarning, InputError
+from dmf.store.failures import environment_failure
 
 log = logging.getLogger("dmf")
 
-EXIT_OK, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_CONFLICT = 0, 1, 2, 3
+EXIT_OK, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT = 0, 1, 2, 3, 4
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 EPILOG = """\
 exit codes: 0 done, 2 bad usage or input, 3 output locked or holds another
-job's checkpoint, 130/143 interrupted (after a checkpoint), 1 unexpected.
+job's checkpoint, 4 the environment failed (object store credentials,
+endpoint or bucket, scheduler, disk full or read-only), 130/143 interrupted
+(after a checkpoint), 1 unexpected.
 URLs: any local path, file://, s3://BUCKET/KEY (with --storage-options),
 memory:// (this process only).
 """
@@ -85,10 +91,11 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     d = {"default": argparse.SUPPRESS} if suppress else {}
     g = parser.add_argument_group("cluster and output (any command)")
     g.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address; default "
-                   "$DASK_SCHEDULER_ADDRESS, else a local cluster", **d)
+                   "$DASK_SCHEDULER_ADDRESS, else threads in this process for small inputs "
+                   "and a local cluster for large ones (-v says which)", **d)
     g.add_argument("--workers", type=nonnegative_int, metavar="N",
-                   help="local cluster: worker processes (0: no cluster, threads in this "
-                   "process)", **d)
+                   help="local cluster: worker processes, whatever the input's size (0: no "
+                   "cluster, threads in this process)", **d)
     g.add_argument("--threads", type=positive_int, metavar="N",
                    help="local cluster: threads per worker", **d)
     g.add_argument("--memory-limit", metavar="SIZE", help="local cluster: memory per worker, "
@@ -349,13 +356,19 @@ def _write_options(sub: argparse.ArgumentParser) -> None:
 
 # -- commands -----------------------------------------------------------------
 
-def cluster(args: argparse.Namespace):
-    """The Dask client a command computes with (none with --workers 0)."""
+def cluster(args: argparse.Namespace, *inputs: str | None, nbytes: int | None = None):
+    """The Dask client a command reading ``inputs`` (or making ``nbytes``)
+    computes with: none (threads in this process) with --workers 0 or, when
+    neither --scheduler, $DASK_SCHEDULER_ADDRESS nor --workers is given, for
+    small work (see :mod:`dmf.engine.placement`)."""
+    from dmf.engine import placement
     from dmf.engine.cluster import connect
 
-    if args.workers == 0 and not args.scheduler:
+    quiet_dask_logs()
+    where = placement.for_inputs(inputs, address=args.scheduler, n_workers=args.workers,
+                                 storage_options=args.storage_options, nbytes=nbytes)
+    if where.in_process:
         return contextlib.nullcontext()
-
     return connect(args.scheduler, n_workers=args.workers, threads_per_worker=args.threads,
                    memory_limit=args.memory_limit)
 
@@ -363,7 +376,8 @@ def cluster(args: argparse.Namespace):
 def cmd_generate_lowrank(args: argparse.Namespace) -> int:
     from dmf.store import generate
 
-    with cluster(args):
+    itemsize = 4 if args.dtype == "float32" else 8
+    with cluster(args, nbytes=args.shape[0] * args.shape[1] * itemsize):
         gen = generate.lowrank(
             args.out, args.shape, args.rank, noise=args.noise, seed=args.seed,
             dtype=args.dtype, nonnegative=args.nonnegative, decay=args.decay,
@@ -412,7 +426,7 @@ def cmd_svd(args: argparse.Namespace) -> int:
     import dmf
 
     n_iter = args.n_iter if args.n_iter == "auto" else _int_option("--n-iter", args.n_iter)
-    with cluster(args):
+    with cluster(args, args.x):
         result = dmf.svd(args.x, args.k, method=args.method, n_iter=n_iter,
                          n_oversamples=args.oversamples, normalizer=args.normalizer,
                          seed=args.seed, tol=args.tol, max_iter=args.max_iter,
@@ -452,7 +466,7 @@ def cmd_nmf(args: argparse.Namespace) -> int:
         raise InputError("--k2 is the second rank of a tri-factorization: add --factors 3")
     alpha_h = args.alpha_h if args.alpha_h == "same" else _float_option("--alpha-h",
                                                                         args.alpha_h)
-    with cluster(args):
+    with cluster(args, args.x):
         result = dmf.nmf(args.x, args.k, loss=args.loss, solver=args.solver, init=args.init,
                          alpha_W=args.alpha_w, alpha_H=alpha_h, l1_ratio=args.l1_ratio,
                          tol=args.tol, max_iter=args.max_iter, seed=args.seed, out=args.out,
@@ -482,7 +496,7 @@ def _cmd_nmtf(args: argparse.Namespace) -> int:
     if args.alpha_w or args.alpha_h != "same" or args.l1_ratio:
         raise InputError("--factors 3 has no regularization yet: drop --alpha-w, --alpha-h "
                          "and --l1-ratio")
-    with cluster(args):
+    with cluster(args, args.x):
         result = dmf.nmtf(args.x, args.k, args.k2, loss=args.loss, init="random",
                           orthogonal=args.orthogonal, tol=args.tol, max_iter=args.max_iter,
                           seed=args.seed, out=args.out, **_run_kwargs(args))
@@ -536,7 +550,7 @@ def k_range(text: str) -> range:
 def cmd_rank(args: argparse.Namespace) -> int:
     import dmf
 
-    with cluster(args):
+    with cluster(args, args.x):
         result = dmf.select_rank(args.x, args.k, method=args.method, n_iter=args.n_iter,
                                  seed=args.seed, storage_options=args.storage_options,
                                  progress=False if args.quiet else None, out=args.out,
@@ -603,14 +617,22 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         min(verbose, 2)]
     logging.basicConfig(level=level, format="dmf: %(levelname)s: %(message)s", stream=sys.stderr)
     logging.getLogger("dmf").setLevel(level)
-    # Dask logs what went wrong on the cluster with tracebacks; dmf reports the
-    # consequence in one line (a lost scheduler, say). Show Dask's own logs
-    # only when asked with -v.
+    if "distributed" in sys.modules:
+        quiet_dask_logs()
+
+
+def quiet_dask_logs() -> None:
+    """Dask logs what went wrong on the cluster with tracebacks; dmf reports
+    the consequence in one line (a lost scheduler, say). Show Dask's own logs
+    only when asked with -v (as dmf's level says).
+
+    Called once distributed is imported (its import configures its loggers,
+    which this overrides): by :func:`cluster`, not at start-up, so that a
+    command that computes nothing never imports it."""
+    dask_level = {logging.DEBUG: logging.INFO, logging.INFO: logging.WARNING}.get(
+        logging.getLogger("dmf").getEffectiveLevel(), logging.CRITICAL)
     # Dask's logging config gives some children (distributed.client...)
     # levels of their own, so set every one of them.
-    dask_level = (logging.CRITICAL, logging.WARNING, logging.INFO)[min(verbose, 2)]
-    import distributed  # noqa: F401 - its import configures the loggers we override
-
     for name in list(logging.root.manager.loggerDict):
         if name.split(".")[0] in ("distributed", "tornado", "asyncio"):
             logging.getLogger(name).setLevel(dask_level)
@@ -643,7 +665,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             sys.stderr.close()
         return EXIT_OK
-    except Exception:  # noqa: BLE001 - the last resort: report the bug
+    except Exception as exc:  # the last resort: an environment failure, else a bug
+        failure = environment_failure(exc, output=getattr(args, "out", None))
+        if failure is not None:  # met deep in a library (a chunk write, say): not a bug
+            log.debug("the environment failed", exc_info=exc)
+            print(f"dmf: error: {' '.join(str(failure).split())}", file=sys.stderr)
+            return failure.exit_code
         traceback.print_exc()
         print("dmf: unexpected error (a bug: please report it with the traceback above)",
               file=sys.stderr)

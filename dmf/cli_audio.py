@@ -72,7 +72,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
     from dmf.audio import separate
 
     progress = False if args.quiet else (True if args.progress else None)
-    with cluster(args):
+    with cluster(args, args.src):
         sep = separate(args.src, args.outdir, args.sources, components=args.components,
                        loss=args.loss, n_fft=args.n_fft, hop=args.hop,
                        max_iter=args.max_iter, tol=args.tol, seed=args.seed,

@@ -147,7 +147,7 @@ def _fit(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    with cluster(args):
+    with cluster(args, args.ratings):
         model = _fit(args)
     if not args.quiet:
         attrs = getattr(model, "attrs", {})
@@ -175,7 +175,7 @@ def _load_model(url: str, storage_options):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from dmf.cf.metrics import evaluate
 
-    with cluster(args):
+    with cluster(args, args.model, args.train, args.test):
         model = _load_model(args.model, args.storage_options)
         metrics = evaluate(model, args.train, args.test, k=_positive("--at", args.at),
                            threshold=args.threshold)
@@ -211,7 +211,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if not args.user and not args.out:
         raise InputError("say whom to recommend for: --user ID (repeatable) and/or --out OUT "
                          "for every user")
-    with cluster(args):
+    with cluster(args, args.model, args.ratings):
         model = _load_model(args.model, args.storage_options)
         shown = []
         for user in args.user or []:

@@ -79,13 +79,22 @@ class OutputLocked(DmfError):
     exit_code = 3
 
 
-class ClusterError(DmfError):
-    """The Dask scheduler went away or a computation was lost on the cluster.
+class EnvironmentFailure(DmfError):
+    """Not dmf's input nor a bug: a service could not be reached or refused
+    access (object store credentials, endpoint or bucket; the Dask
+    scheduler), or the disk is full or read-only. The message names the URL,
+    address or path and what to check; the data already there is untouched.
+    """
+
+    exit_code = 4
+
+
+class ClusterError(EnvironmentFailure):
+    """The Dask scheduler could not be reached or went away, or a computation
+    was lost on the cluster.
 
     The job's last checkpoint is intact; rerunning the command resumes it.
     """
-
-    exit_code = 1
 
 
 class Interrupted(DmfError):
@@ -119,6 +128,7 @@ __all__ = [
     "ConvergenceWarning",
     "DmfError",
     "DmfWarning",
+    "EnvironmentFailure",
     "InputError",
     "Interrupted",
     "NotFittedError",

@@ -273,14 +273,16 @@ class ProcessCluster:
 
 
 class MotoServer:
-    """A moto S3 server on 127.0.0.1."""
+    """A moto S3 server on 127.0.0.1. With ``authenticate``, it checks
+    credentials as AWS does (moto's IAM holds no keys: every key is wrong)."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, *, authenticate: bool = False):
         self.port = free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        env = child_env(INITIAL_NO_AUTH_ACTION_COUNT="0") if authenticate else None
         self.proc = Proc(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            workdir / "moto.log", workdir,
+            workdir / "moto.log", workdir, env=env,
         )
 
         def up():

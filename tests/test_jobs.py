@@ -232,7 +232,7 @@ def test_unreachable_scheduler_is_retried_then_reported_in_one_line(job, tmp_pat
         code = main(["run", str(job), "--scheduler", "tcp://127.0.0.1:1",
                      "--set", "retries.attempts=1"])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 4  # an environment failure (docs/design.md, exit codes)
     assert "could not reach the Dask scheduler at tcp://127.0.0.1:1" in err, err
     assert "Traceback" not in err
     record = JobRoot(Location.parse(tmp_path / "out"), "tiny").meta()["runs"][-1]

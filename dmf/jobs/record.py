@@ -15,6 +15,7 @@ status.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import platform
 import socket
@@ -24,8 +25,7 @@ from typing import Any
 import zarr
 
 from dmf.errors import CheckpointMismatch, StoreError
-from dmf.store.dense import dmf_attrs
-from dmf.store.location import Location
+from dmf.store.location import Location, dmf_attrs
 
 RUNS_KEPT = 20
 
@@ -35,19 +35,19 @@ def now() -> str:
 
 
 def versions() -> dict[str, str]:
-    """Versions of what computed a result (for the run record)."""
-    import dask
-    import distributed
-    import fsspec
-    import numpy
-    import scipy
-
+    """Versions of what computed a result (for the run record), read from the
+    installed packages' metadata: importing Dask here would cost a job whose
+    steps are all complete a second."""
     from dmf._version import __version__
 
-    return {"dmf": __version__, "dask": dask.__version__,
-            "distributed": distributed.__version__, "zarr": zarr.__version__,
-            "numpy": numpy.__version__, "scipy": scipy.__version__,
-            "fsspec": fsspec.__version__, "python": platform.python_version()}
+    found = {"dmf": __version__}
+    for name in ("dask", "distributed", "zarr", "numpy", "scipy", "fsspec"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:  # pragma: no cover - dependencies
+            found[name] = "unknown"
+    found["python"] = platform.python_version()
+    return found
 
 
 class JobRoot:

@@ -37,13 +37,14 @@ import sys
 import time
 from typing import Any
 
+from dmf.engine import placement
 from dmf.engine.lock import OutputLock
-from dmf.engine.output import JobOutput
 from dmf.engine.signals import SignalGuard, StopRequested
 from dmf.errors import ClusterError, DmfError, InputError, Interrupted
 from dmf.jobs import record as records
 from dmf.jobs.spec import JobSpec, Step
 from dmf.jobs.steps import KINDS, subparser
+from dmf.store.failures import environment_failure
 from dmf.store.location import Location
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,12 @@ def plan_lines(spec: JobSpec, scheduler: str | None = None) -> list[str]:
     """What ``--dry-run`` prints: the steps as the dmf command lines they run."""
     address = scheduler or spec.cluster.get("address") or os.environ.get(
         "DASK_SCHEDULER_ADDRESS")
+    workers = spec.cluster.get("workers")
     cluster = address or (
-        "threads in this process" if spec.cluster.get("workers") == 0 else
-        f"a local cluster ({_local_size(spec.cluster)})")
+        "threads in this process" if workers == 0 else
+        f"a local cluster ({_local_size(spec.cluster)})" if workers is not None else
+        f"threads in this process for small steps, a local cluster "
+        f"({_local_size(spec.cluster)}) for larger ones")
     lines = [f"job {spec.job} ({spec.path}): {len(spec.steps)} steps on {cluster}",
              f"root: {spec.root}"]
     urls = spec.products()
@@ -97,6 +101,8 @@ class Runner:
         self.root = records.JobRoot(Location.parse(spec.root, spec.storage_options), spec.job)
         self.urls = spec.products()
         self.local_workers: int | None = None  # set when the job starts its own cluster
+        self.local_address: str | None = None
+        self.stack: contextlib.ExitStack | None = None  # holds that cluster while the job runs
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -109,8 +115,8 @@ class Runner:
         with contextlib.ExitStack() as stack:
             stack.enter_context(OutputLock(self.root.location))
             self.root.check()  # another job may have taken the root meanwhile
-            address = stack.enter_context(self._cluster())
-            run = records.new_run(spec, self._describe_cluster(address))
+            self.stack = stack
+            run = records.new_run(spec, self._describe_cluster(self._given_address()))
             self.root.save(self.root.meta())  # the root group exists from here on
             self.root.add_run(run)
             started = time.perf_counter()
@@ -120,7 +126,7 @@ class Runner:
                     if guard.pending is not None:
                         raise StopRequested(guard.pending)
                     self.say(f"[{i}/{len(spec.steps)}] {step.name} ({step.kind})")
-                    run["steps"].append(self._run_step(step, address))
+                    run["steps"].append(self._run_step(step, run))
                     self.root.add_run(run)
                 run.update(status="complete", exit_code=0)
             except StopRequested as stop:
@@ -148,25 +154,47 @@ class Runner:
                    error=" ".join(str(exc).split()) or type(exc).__name__)
 
     # -- cluster ------------------------------------------------------------
-    @contextlib.contextmanager
-    def _cluster(self):
-        """The scheduler address steps compute on (None: threads here)."""
-        from dmf.engine.cluster import connect
+    def _cluster_options(self) -> dict[str, Any]:
+        return {**self.spec.cluster, **self.cluster_options}
 
-        opts = {**self.spec.cluster, **self.cluster_options}
-        address = self.scheduler or opts.get("address") or os.environ.get(
-            "DASK_SCHEDULER_ADDRESS")
-        if address:
-            yield address
-            return
-        if opts.get("workers") == 0:
-            yield None
-            return
-        with connect(None, n_workers=opts.get("workers"),
-                     threads_per_worker=opts.get("threads"),
-                     memory_limit=opts.get("memory_limit")) as client:
+    def _given_address(self) -> str | None:
+        return self.scheduler or self._cluster_options().get("address") or os.environ.get(
+            "DASK_SCHEDULER_ADDRESS") or None
+
+    def _address_for(self, step: Step, inputs: dict[str, str], storage_options: dict,
+                     run: dict[str, Any]) -> str | None:
+        """The scheduler address ``step`` computes on (None: threads here).
+
+        A scheduler or ``workers`` in the spec or on the command line decides;
+        otherwise a step with small inputs runs in this process and a larger
+        one on a local cluster, started at the first such step (not before:
+        a job whose steps are all complete starts none) and kept to the end.
+        """
+        given = self._given_address()
+        if given:
+            return given
+        opts = self._cluster_options()
+        where = placement.asked(None, opts.get("workers"))
+        if where is None:
+            where = placement.for_inputs(inputs.values(), address=None, n_workers=None,
+                                         storage_options=storage_options,
+                                         nbytes=_made_bytes(step))
+        else:
+            log.info("step %s: %s", step.name, where.describe())
+        if where.in_process:
+            return None
+        if self.local_address is None:
+            # distributed is imported here, by the first step that needs a cluster, so that
+            # a job whose steps are complete or small never pays for its import (~1 s).
+            from dmf.engine.cluster import connect
+
+            client = self.stack.enter_context(connect(
+                None, n_workers=opts.get("workers"), threads_per_worker=opts.get("threads"),
+                memory_limit=opts.get("memory_limit")))
             self.local_workers = len(client.scheduler_info()["workers"])
-            yield client.scheduler.address
+            self.local_address = client.scheduler.address
+            run["scheduler"] = self._describe_cluster(self.local_address)
+        return self.local_address
 
     def _describe_cluster(self, address: str | None) -> str:
         if address is None:
@@ -176,7 +204,7 @@ class Runner:
         return address
 
     # -- one step -----------------------------------------------------------
-    def _run_step(self, step: Step, address: str | None) -> dict[str, Any]:
+    def _run_step(self, step: Step, run: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         storage_options = self._storage_options(step)
         inputs = {p: self.urls[ref] for p, ref in step.inputs.items()}
@@ -204,6 +232,7 @@ class Runner:
             self.root.set_step(step.name, {"fingerprint": fingerprint, "status": "running",
                                            "out": step.out, "started": records.now()})
             target = step.out + ".next" if staged else step.out
+            address = self._address_for(step, inputs, storage_options, run)
             facts = self._attempts(step, target, address, storage_options, attempts, entry,
                                    fresh=action == "rerun" and not staged,
                                    owned=previous is not None)
@@ -232,6 +261,10 @@ class Runner:
                                      owned=owned)
             except Exception as exc:
                 if not _transient(exc):
+                    failure = None if isinstance(exc, DmfError) else environment_failure(
+                        exc, output=target)
+                    if failure is not None:  # a full disk, say: exit 4 in the run record too
+                        raise failure from exc
                     raise
                 if attempt == attempts:
                     if isinstance(exc, DmfError):
@@ -292,6 +325,9 @@ class Runner:
             if previous is not None and previous.get("status") == "running" and same:
                 return "rerun", True  # finish the replacement an earlier run began
             staged_dir.remove()  # a replacement begun for another version of this step
+        # The engine's output imports Dask's array package: only for a step that runs.
+        from dmf.engine.output import JobOutput
+
         meta = JobOutput(out).existing_meta() if out.exists() else None
         if meta is None:
             return "run", False
@@ -386,6 +422,17 @@ def _transient(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover - distributed is a dependency
         return isinstance(exc, OSError | TimeoutError)
     return isinstance(exc, KilledWorker | CommClosedError | TimeoutError | ConnectionError)
+
+
+def _made_bytes(step: Step) -> int | None:
+    """Bytes a ``generate lowrank`` step writes (None for other steps)."""
+    if step.kind != "generate" or step.params.get("kind", "lowrank") != "lowrank":
+        return None
+    try:
+        m, n = (int(v) for v in str(step.params.get("shape")).lower().split("x"))
+    except ValueError:
+        return None  # the command itself says what is wrong with the shape
+    return m * n * (4 if step.params.get("dtype") == "float32" else 8)
 
 
 def _swap(staged: Location, target: Location) -> None:

@@ -15,7 +15,6 @@ import math
 import os
 import uuid
 import warnings
-from typing import Any
 
 import dask
 import dask.array as da
@@ -26,7 +25,7 @@ import zarr.storage
 from dmf._version import __version__
 from dmf.errors import DmfWarning, InputError, StoreError
 from dmf.store import codecs
-from dmf.store.location import Location, one_line
+from dmf.store.location import Location, dmf_attrs, one_line
 from dmf.store.rawchunks import RawChunks
 from dmf.store.validate import (
     block_report,
@@ -138,12 +137,6 @@ class ChunkReader:
         starts = [k.start or 0 if isinstance(k, slice) else int(k) for k in key]
         coords = tuple(s // c for s, c in zip(starts, self.zarray.chunks, strict=True))
         return self.zarray.metadata.encode_chunk_key(coords)
-
-
-def dmf_attrs(node) -> dict[str, Any]:
-    attrs = node.attrs.asdict() if hasattr(node.attrs, "asdict") else dict(node.attrs)
-    value = attrs.get("dmf", {})
-    return value if isinstance(value, dict) else {}
 
 
 def check_complete(node, location: Location) -> None:

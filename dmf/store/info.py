@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -85,8 +86,6 @@ def _sparse_facts(group: zarr.Group) -> dict[str, Any]:
 
 
 def _members(group: zarr.Group) -> dict[str, Any]:
-    import warnings
-
     with warnings.catch_warnings():
         # a job's root holds its report and lock files beside the Zarr nodes
         warnings.filterwarnings("ignore", "Object at .* is not recognized", UserWarning)

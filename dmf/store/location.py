@@ -10,9 +10,12 @@ working directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shutil
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +23,11 @@ import fsspec
 import zarr
 import zarr.storage
 
-from dmf.errors import StoreError
+from dmf.errors import DmfError, StoreError
+from dmf.store.failures import BUCKET_PROTOCOLS, environment_failure, missing_bucket
+
+# Buckets known to exist, per (protocol, endpoint): looked up once per process.
+_BUCKETS_SEEN: set[tuple[str, str, str]] = set()
 
 # Files whose presence makes a directory a Zarr node, by format.
 ZARR_V3_META = "zarr.json"
@@ -101,21 +108,58 @@ class Location:
         fs, path = fsspec.core.url_to_fs(self.url, **self.storage_options)
         return fs, path
 
+    @contextlib.contextmanager
+    def reaching(self) -> Iterator[None]:
+        """Environment failures raised in the block (credentials, endpoint,
+        access, bucket, disk full or read-only) become one
+        :class:`~dmf.errors.EnvironmentFailure` naming this location."""
+        try:
+            yield
+        except DmfError:
+            raise
+        except Exception as exc:
+            failure = environment_failure(exc, self.url, self.storage_options)
+            if failure is None:
+                raise
+            raise failure from exc
+
     def exists(self) -> bool:
+        """Whether something is here. A missing bucket, missing credentials,
+        an endpoint that does not answer raise an EnvironmentFailure instead
+        of answering no: the fix is not in the input."""
         if self.is_local:
             return os.path.exists(self.url)
-        fs, path = self.filesystem()
-        try:
-            fs.invalidate_cache(path)
-        except Exception:  # noqa: BLE001 - not every filesystem caches
-            pass
-        return bool(fs.exists(path))
+        with self.reaching():
+            fs, path = self.filesystem()
+            try:
+                fs.invalidate_cache(path)
+            except Exception:  # noqa: BLE001 - not every filesystem caches
+                pass
+            found = bool(fs.exists(path))
+            if not found:
+                self._check_bucket(fs, path)
+        return found
+
+    def _check_bucket(self, fs: fsspec.AbstractFileSystem, path: str) -> None:
+        if self.protocol not in BUCKET_PROTOCOLS:
+            return
+        bucket = path.split("/", 1)[0]
+        key = (self.protocol, str(sorted(self.storage_options.items())), bucket)
+        if key in _BUCKETS_SEEN:
+            return
+        if not fs.exists(bucket):
+            raise missing_bucket(self.url, self.storage_options)
+        _BUCKETS_SEEN.add(key)
 
     def is_zarr_node(self) -> bool:
         return any(self.join(meta).exists() for meta in (ZARR_V3_META, *ZARR_V2_META))
 
     def remove(self) -> None:
         """Delete whatever is here (a whole store); no error if nothing is."""
+        with self.reaching():
+            self._remove()
+
+    def _remove(self) -> None:
         if self.is_local:
             if os.path.isdir(self.url):
                 shutil.rmtree(self.url)
@@ -157,6 +201,34 @@ class Location:
         fs, path = self.filesystem()
         return int(fs.du(path, total=True))
 
+    def memory_bytes(self) -> int | None:
+        """Bytes what is here takes in memory once read: a Zarr array's shape
+        times its item size, the sum of a group's arrays (a sparse matrix's
+        data, indices and pointers), a plain file's size; None when nothing
+        is here. Reads metadata only.
+
+        Examples
+        --------
+        >>> import numpy as np, dmf
+        >>> _ = dmf.save_matrix(np.zeros((4, 2), "float32"), "memory://doc/bytes.zarr")
+        >>> Location.parse("memory://doc/bytes.zarr").memory_bytes()
+        32
+        >>> Location.parse("memory://doc/none.zarr").memory_bytes() is None
+        True
+        """
+        if not self.exists():
+            return None
+        if not self.is_zarr_node():
+            return self.size_on_store()
+        node = self.open_node()
+        if isinstance(node, zarr.Array):
+            return int(node.nbytes)
+        with warnings.catch_warnings():
+            # a job's root holds its report and lock files beside the Zarr nodes
+            warnings.filterwarnings("ignore", "Object at .* is not recognized", UserWarning)
+            members = node.members(max_depth=None)
+        return sum(int(m.nbytes) for _, m in members if isinstance(m, zarr.Array))
+
     # -- zarr ---------------------------------------------------------------
     def zarr_store(self, *, read_only: bool = False) -> zarr.abc.store.Store:
         if self.is_local:
@@ -177,9 +249,20 @@ class Location:
                 "convert files with `dmf ingest SRC OUT`"
             )
         try:
-            return zarr.open(store=self.zarr_store(read_only=True), mode="r")
+            with self.reaching():
+                return zarr.open(store=self.zarr_store(read_only=True), mode="r")
+        except DmfError:
+            raise
         except Exception as exc:
             raise StoreError(f"{self}: corrupt Zarr metadata ({one_line(exc)})") from exc
+
+
+def dmf_attrs(node: zarr.Array | zarr.Group) -> dict[str, Any]:
+    """``attrs["dmf"]`` of a Zarr node, or {} (here, not in :mod:`dmf.store.dense`,
+    so that reading a job's records imports no Dask)."""
+    attrs = node.attrs.asdict() if hasattr(node.attrs, "asdict") else dict(node.attrs)
+    value = attrs.get("dmf", {})
+    return value if isinstance(value, dict) else {}
 
 
 def _is_metadata(key: str) -> bool:
