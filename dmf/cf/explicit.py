@@ -10,7 +10,8 @@ global mean, fixed. The biases are solved jointly with the factors by the
 standard augmentation: in the user half-step user u's unknowns are
 x_u = [p_u, b_u] and item i's features [q_i, 1], the targets
 r_ui - mu - b_i, so one (k+1) x (k+1) system per user gives both exactly
-(:mod:`dmf.cf.normal`); the item half-step is the same with the roles
+(formed and solved row by row, compiled: :func:`dmf.cf.kernels.explicit_rows`);
+the item half-step is the same with the roles
 swapped. Each half-step minimizes the objective over its side exactly, so
 the objective never increases.
 
@@ -27,8 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dmf.cf.normal import row_of_each, rowwise_dot, solve_rows
-from dmf.cf.passes import as_csr, half_step, packed, random_rows, row_groups
+from dmf.cf.kernels import csr_arrays, explicit_rows
+from dmf.cf.passes import as_csr, half_step, packed, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
 
 #: Scale of the random start of the item factors (the user factors are
@@ -47,23 +48,14 @@ def features(other: np.ndarray, k: int, biases: bool) -> tuple[np.ndarray, np.nd
 
 
 def _half_rows(block, own_b, other, mu, k, biases, reg, errors):
-    """New rows x_u = [p_u, b_u] of one block, and (sum n_u |x_u|^2,
-    squared error of the new rows, ratings) for the objective."""
+    """New rows x_u = [p_u, b_u] of one block (compiled, one call), and
+    (sum n_u |x_u|^2, squared error of the new rows, ratings) for the
+    objective."""
     block = as_csr(block)
-    F, offsets = features(np.asarray(other, dtype=np.float64), k, biases)
+    other = np.ascontiguousarray(other, dtype=np.float64)
     new = np.empty((block.shape[0], own_b.shape[1]))
-    penalty = sq_err = 0.0
-    for r0, r1 in row_groups(block.indptr):
-        sub = block[r0:r1]
-        counts = np.diff(sub.indptr).astype(np.float64)
-        offs = offsets[sub.indices] if biases else 0.0
-        targets = sub.data - mu - offs
-        x = solve_rows(F, sub, targets, reg * counts)
-        new[r0:r1] = x
-        penalty += float(counts @ np.einsum("ij,ij->i", x, x))
-        if errors:
-            e = targets - rowwise_dot(F[sub.indices], x[row_of_each(sub.indptr)])
-            sq_err += float(e @ e)
+    penalty, sq_err = explicit_rows(*csr_arrays(block), other, new, float(mu), k, biases,
+                                    float(reg), errors)
     return packed(new, [penalty, sq_err, float(block.nnz)])
 
 

@@ -12,7 +12,8 @@ off u's ratings: Y^T Y (k x k) is computed once per half-step (it comes out
 of the previous half-step's tasks), the rest costs only u's nonzeros. As the
 ``implicit`` package does, the system is not formed: ``cg_steps`` steps of
 conjugate gradient from the previous x_u (warm start), each a product with
-u's gathered rows of Y, vectorized over all users of a block.
+u's rows of Y, compiled, one call per block
+(:func:`dmf.cf.kernels.implicit_rows`).
 
 The objective is known at no extra pass: it equals
 trace(X^T X Y^T Y) + sum over nonzeros of [c (p - x.y)^2 - (x.y)^2] +
@@ -23,71 +24,24 @@ terms and Y^T Y of the factors they return.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse
 
-from dmf.cf.normal import row_of_each, rowwise_dot
-from dmf.cf.passes import as_csr, half_step, packed, random_rows, row_groups
+from dmf.cf.kernels import csr_arrays, implicit_rows
+from dmf.cf.passes import as_csr, half_step, packed, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
 
 #: The ``implicit`` package's start: small factors.
 INIT_SCALE = 0.01
-#: A user's CG stops when its squared residual falls below this (as implicit).
-RESIDUAL_FLOOR = 1e-20
-
-
-def cg_rows(Y: np.ndarray, A0: np.ndarray, sub: scipy.sparse.csr_matrix, x: np.ndarray,
-            alpha: float, steps: int) -> np.ndarray:
-    """``steps`` of conjugate gradient on each row's system, from ``x``.
-
-    A0 = Y^T Y + reg I; row u's matrix is A0 + Y_u^T (C_u - I) Y_u, applied
-    to a block of vectors through the rows of Y gathered at u's ratings.
-    """
-    rows = row_of_each(sub.indptr)
-    Yg = Y[sub.indices]
-    extra = alpha * sub.data  # c - 1
-    pref = (sub.data > 0).astype(np.float64)
-
-    def spread(values: np.ndarray) -> np.ndarray:  # sum over u's ratings of values * y_i
-        return np.asarray(scipy.sparse.csr_matrix((values, sub.indices, sub.indptr),
-                                                  shape=sub.shape) @ Y)
-
-    # residual b - A x = sum c p y - A0 x - sum (c - 1)(y.x) y
-    r = spread((1.0 + extra) * pref - extra * rowwise_dot(Yg, x[rows])) - x @ A0
-    p = r.copy()
-    rs = np.einsum("ij,ij->i", r, r)
-    active = rs > RESIDUAL_FLOOR
-    for _ in range(steps):
-        if not active.any():
-            break
-        Ap = p @ A0 + spread(extra * rowwise_dot(Yg, p[rows]))
-        pAp = np.einsum("ij,ij->i", p, Ap)
-        a = np.where(active & (pAp > 0), rs / np.where(pAp > 0, pAp, 1.0), 0.0)
-        x = x + a[:, None] * p
-        r = r - a[:, None] * Ap
-        rs_new = np.einsum("ij,ij->i", r, r)
-        active &= rs_new > RESIDUAL_FLOOR
-        p = r + (rs_new / np.where(rs > 0, rs, 1.0))[:, None] * p
-        rs = rs_new
-    return x
 
 
 def _half_rows(block, own_b, other, gram, alpha, reg, steps, losses):
-    """New rows of one block by CG, and (|X_b|^2, X_b^T X_b, the nonzero
-    terms of the objective)."""
+    """New rows of one block by CG (compiled, one call), and (|X_b|^2,
+    X_b^T X_b, the nonzero terms of the objective)."""
     block = as_csr(block)
-    Y = np.asarray(other, dtype=np.float64)
+    Y = np.ascontiguousarray(other, dtype=np.float64)
     k = Y.shape[1]
     A0 = np.asarray(gram, dtype=np.float64) + reg * np.eye(k)
-    new = np.empty((block.shape[0], k))
-    nz = 0.0
-    for r0, r1 in row_groups(block.indptr):
-        sub = block[r0:r1]
-        x = cg_rows(Y, A0, sub, np.asarray(own_b[r0:r1], dtype=np.float64), alpha, steps)
-        new[r0:r1] = x
-        if losses:
-            xy = rowwise_dot(Y[sub.indices], x[row_of_each(sub.indptr)])
-            c = 1.0 + alpha * sub.data
-            nz += float(c @ ((sub.data > 0) - xy) ** 2 - xy @ xy)
+    new = np.array(own_b, dtype=np.float64, order="C")
+    nz = implicit_rows(*csr_arrays(block), Y, A0, new, float(alpha), int(steps), losses)
     return packed(new, np.concatenate([[float(np.vdot(new, new))], (new.T @ new).ravel(),
                                        [nz]]))
 

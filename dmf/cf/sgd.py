@@ -23,16 +23,17 @@ updated item side (handed to the next task) and its sum of squared errors.
 Memory: one block plus the item side. The chain is sequential by nature
 (every rating may move every item): one core per job.
 
-**Vectorized.** Pure Python per rating runs at about 0.3 M ratings/s; the
-ratings are taken in mini-batches of ``batch_size`` and each batch's rules
-are applied at once with the factors as they were at the batch's start. A
-user or item met several times in a batch gets the mean of its updates (the
-sum would multiply the step by its count and diverge on popular items);
-with distinct users and items in a batch this is exactly the sequential
-rule. The loss of an epoch is the squared errors as the batches met them
-(before their updates, as most SGD implementations report it) plus the
-penalty of the factors at the epoch's end; the returned factors' exact
-objective and training RMSE take one pass at the end.
+**Compiled.** A block's ratings go through one call of
+:func:`dmf.cf.kernels.sgd_block` (numba), in an order shuffled by a stream
+keyed by (epoch seed, block). ``batch_size=1`` (default) applies each
+rating's rule at once: exact sequential SGD, as Surprise's SVD. A larger
+batch applies its rules with the factors as they were at the batch's start,
+a user or item met several times in a batch getting the mean of its steps
+(the sum would multiply the step by its count and diverge on popular items).
+The loss of an epoch is the squared errors as the ratings met them (before
+their updates, as most SGD implementations report it) plus the penalty of
+the factors at the epoch's end; the returned factors' exact objective and
+training RMSE take one pass at the end.
 """
 
 from __future__ import annotations
@@ -44,13 +45,15 @@ import dask
 import dask.array as da
 import numpy as np
 
+from dmf.cf import kernels
 from dmf.cf.checks import checked_ratings, integer, number
 from dmf.cf.explicit import features, finish
 from dmf.cf.fitting import fit_model
+from dmf.cf.kernels import csr_arrays
 from dmf.cf.model import LatentFactors
 from dmf.cf.normal import row_of_each, rowwise_dot
 from dmf.cf.params import LatentFactorsMixin
-from dmf.cf.passes import SUB_RATINGS, as_csr, half_step, one_key, packed, random_rows, row_groups
+from dmf.cf.passes import as_csr, half_step, one_key, packed, random_rows, row_groups
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import part_of
 
@@ -58,79 +61,16 @@ from dmf.linalg.products import part_of
 INIT_SCALE = 0.1
 
 
-class _Groups:
-    """For every mini-batch of a shuffled sequence of keys (users or
-    items), where its rows are once sorted by key, where each key's run
-    starts and how long it is: computed for the whole block at once (two
-    sorts), so the per-batch work is a gather and one ``np.add.reduceat``."""
-
-    def __init__(self, keys: np.ndarray, size: int, batch_size: int):
-        position = np.arange(len(keys))
-        batch = position // batch_size
-        self.order = np.argsort(batch * size + keys, kind="stable")  # batch-major
-        sorted_keys = keys[self.order]
-        sorted_batch = batch[self.order]
-        starts = np.flatnonzero(np.r_[True, (sorted_keys[1:] != sorted_keys[:-1])
-                                      | (sorted_batch[1:] != sorted_batch[:-1])])
-        self.keys = sorted_keys[starts]
-        self.counts = np.diff(np.r_[starts, len(keys)]).astype(np.float64)[:, None]
-        self.starts = starts
-        bounds = np.arange(0, len(keys) + batch_size, batch_size)
-        self.first = np.searchsorted(starts, np.minimum(bounds, len(keys)))
-        self.batch_size = batch_size
-
-    def mean_step(self, b: int, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Batch b's distinct keys and the mean of ``values`` (the batch's
-        rows, in shuffled order) over each key's rows."""
-        s0 = b * self.batch_size
-        s1 = s0 + len(values)
-        g0, g1 = self.first[b], self.first[b + 1]
-        sums = np.add.reduceat(values[self.order[s0:s1] - s0], self.starts[g0:g1] - s0, axis=0)
-        return self.keys[g0:g1], sums / self.counts[g0:g1]
-
-
 def sgd_block(block, Ub, V, mu: float, lr: float, reg: float, seed: int, index: int,
               batch_size: int):
-    """One block's share of an epoch: its ratings in a shuffled order, in
-    mini-batches. Returns (new U_b, new V, [sum of e^2 before each update,
-    sum n_u |[p_u, b_u]|^2 of the new rows])."""
+    """One block's share of an epoch (compiled, one call: see
+    :func:`dmf.cf.kernels.sgd_block`). Returns (new U_b, new V, [sum of e^2
+    before each update, sum n_u |[p_u, b_u]|^2 of the new rows])."""
     block = as_csr(block)
-    U = np.array(Ub, dtype=np.float64)
-    V = np.array(V, dtype=np.float64)
-    k = U.shape[1] - 1
-    order = np.random.default_rng([seed, index]).permutation(block.nnz)
-    users = row_of_each(block.indptr)[order]
-    items = block.indices[order].astype(np.int64)
-    values = block.data[order]
-    sq_err = 0.0
-    # the batches' bookkeeping a segment at a time: memory bounded by a
-    # segment whatever the block (segments hold whole batches, so the
-    # updates are the same as with one segment)
-    segment = batch_size * max(1, SUB_RATINGS // batch_size)
-    for s0 in range(0, block.nnz, segment):
-        seg_users, seg_items = users[s0:s0 + segment], items[s0:s0 + segment]
-        seg_values = values[s0:s0 + segment]
-        by_user, by_item = (_Groups(seg_users, block.shape[0], batch_size),
-                            _Groups(seg_items, V.shape[0], batch_size))
-        for b, b0 in enumerate(range(0, len(seg_values), batch_size)):
-            u, i = seg_users[b0:b0 + batch_size], seg_items[b0:b0 + batch_size]
-            pu, qi = U[u], V[i]
-            e = seg_values[b0:b0 + batch_size] - mu - pu[:, k] - qi[:, k] - rowwise_dot(
-                pu[:, :k], qi[:, :k])
-            sq_err += float(e @ e)
-            # gradient steps for [p_u, b_u] and [q_i, b_i]: e [q_i, 1] - reg [p_u, b_u]
-            du = np.empty_like(pu)
-            du[:, :k] = e[:, None] * qi[:, :k]
-            du[:, k] = e
-            du -= reg * pu
-            di = np.empty_like(qi)
-            di[:, :k] = e[:, None] * pu[:, :k]
-            di[:, k] = e
-            di -= reg * qi
-            ukeys, ustep = by_user.mean_step(b, du)
-            ikeys, istep = by_item.mean_step(b, di)
-            U[ukeys] += lr * ustep
-            V[ikeys] += lr * istep
+    U = np.array(Ub, dtype=np.float64, order="C")
+    V = np.array(V, dtype=np.float64, order="C")
+    sq_err = kernels.sgd_block(*csr_arrays(block), U, V, float(mu), float(lr), float(reg),
+                               np.uint64(seed), np.uint64(index), int(batch_size))
     counts = np.diff(block.indptr).astype(np.float64)
     out = np.empty(1, dtype=object)
     out[0] = (U, V, np.array([sq_err, float(counts @ np.einsum("ij,ij->i", U, U))]))
@@ -253,7 +193,7 @@ def sgd(
     n_epochs: int = 20,
     tol: float = 0.0,
     seed: int | None = None,
-    batch_size: int = 256,
+    batch_size: int = 1,
     out: str | os.PathLike | None = None,
     storage_options: dict[str, Any] | None = None,
     checkpoint_every: int | None = None,
@@ -280,8 +220,8 @@ def sgd(
         Seeds the start, the block order and every shuffle: same seed,
         ratings and chunks, bitwise the same factors (also after a resume).
     batch_size : int
-        Ratings updated at once (see the module's notes); 1 is exact
-        sequential SGD (slow).
+        Ratings updated at once (see the module's notes); 1 (default) is
+        exact sequential SGD.
     out, storage_options, checkpoint_every, checkpoint_seconds, resume, progress, callback :
         As for :func:`dmf.cf.als.als`.
 
@@ -348,7 +288,7 @@ class SGD(LatentFactorsMixin):
 
     def __init__(self, k: int = 10, *, lr: float = 0.01, reg: float = 0.02,
                  n_epochs: int = 20, tol: float = 0.0, seed: int | None = None,
-                 batch_size: int = 256, out=None, checkpoint_every: int | None = None,
+                 batch_size: int = 1, out=None, checkpoint_every: int | None = None,
                  progress: bool | None = None, input: str = "auto"):
         self.k = k
         self.lr = lr

@@ -1,0 +1,365 @@
+"""Compiled row-wise kernels of the latent-factor solvers (numba).
+
+Each function takes one row block of ratings as its CSR arrays (``indptr``
+int64, ``indices`` int32, ``data`` float64) and is called once per block
+from the Dask task, so Python never loops over rows or ratings:
+
+- :func:`sgd_block`: an SGD epoch's share of one block (shuffled ratings,
+  sequential updates or mean-of-batch updates);
+- :func:`explicit_rows`: ALS-WR's normal equations per row, biases solved
+  jointly through a constant feature, by Cholesky;
+- :func:`implicit_rows`: Hu-Koren-Volinsky implicit ALS by conjugate
+  gradient on each row's confidence-weighted system, without forming it
+  (Takacs et al. 2011, as the ``implicit`` package does).
+
+Memory per call is the block, its own factor rows and O(K^2) scratch: the
+K x K systems are formed and solved one row at a time, never stacked.
+
+Determinism: plain loops in a fixed order, no fastmath, no parallel
+reductions, no BLAS (whose results may depend on its thread count), and a
+shuffle drawn from splitmix64 keyed by (seed, block): the same inputs give
+the same bits on any scheduler. ``nogil``: blocks of a pass run in parallel
+on a worker's threads. ``cache``: compiled once per machine into
+``__pycache__`` (the first call of each kernel in a fresh environment
+compiles, about 2-6 s each; later processes load it in well under 1 s).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_JIT = {"cache": True, "nogil": True, "fastmath": {"reassoc", "contract"}, "error_model": "numpy"}
+
+#: A row's CG stops when its squared residual falls to this (as implicit).
+RESIDUAL_FLOOR = 1e-20
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+@numba.njit(**_JIT)
+def _splitmix64(state):
+    """(next state, output) of splitmix64 (Steele et al. 2014)."""
+    state = state + _GOLDEN
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return state, z ^ (z >> np.uint64(31))
+
+
+@numba.njit(**_JIT)
+def shuffled(n, seed, index):
+    """A permutation of range(n) by Fisher-Yates, drawn from splitmix64
+    keyed by (seed, index): the same on every machine."""
+    state, _ = _splitmix64(np.uint64(seed))
+    state, _ = _splitmix64(state ^ np.uint64(index))
+    order = np.arange(n)
+    for j in range(n - 1, 0, -1):
+        state, z = _splitmix64(state)
+        t = np.int64(z % np.uint64(j + 1))
+        order[j], order[t] = order[t], order[j]
+    return order
+
+
+@numba.njit(**_JIT)
+def sgd_block(indptr, indices, data, U, V, mu, lr, reg, seed, index, batch):
+    """One block's share of an SGD epoch, updating U (the block's rows
+    [p_u, b_u]) and V (every item's [q_i, b_i]) in place.
+
+    ``batch == 1``: the rows in a shuffled order, each row's ratings in
+    turn, each rating's rule applied at once (sequential SGD as Surprise's,
+    which visits the ratings row by row; shuffling the ratings themselves
+    costs about 5x in cache misses). Larger batches: the ratings shuffled,
+    each batch's rules applied with the factors as they were at its start,
+    a row met several times in a batch getting the mean of its steps.
+    Returns the sum of squared errors as the ratings were met.
+    """
+    rows = U.shape[0]
+    K = U.shape[1]
+    k = K - 1
+    sq_err = 0.0
+    if batch <= 1:
+        order = shuffled(rows, seed, index)
+        for t in range(rows):
+            u = order[t]
+            for j in range(indptr[u], indptr[u + 1]):
+                i = indices[j]
+                e = data[j] - mu - U[u, k] - V[i, k]
+                for f in range(k):
+                    e -= U[u, f] * V[i, f]
+                sq_err += e * e
+                U[u, k] += lr * (e - reg * U[u, k])
+                V[i, k] += lr * (e - reg * V[i, k])
+                for f in range(k):
+                    pf = U[u, f]
+                    qf = V[i, f]
+                    U[u, f] = pf + lr * (e * qf - reg * pf)
+                    V[i, f] = qf + lr * (e * pf - reg * qf)
+        return sq_err
+    # batches: the ratings themselves shuffled (a batch of one row's
+    # ratings would average that row's steps to nothing)
+    nnz = indptr[rows]
+    row_of = np.empty(nnz, dtype=np.int32)
+    for u in range(rows):
+        for j in range(indptr[u], indptr[u + 1]):
+            row_of[j] = u
+    rating = shuffled(nnz, seed, index)
+    dU = np.zeros((rows, K))
+    dV = np.zeros((V.shape[0], K))
+    nU = np.zeros(rows)
+    nV = np.zeros(V.shape[0])
+    met_u = np.empty(batch, dtype=np.int64)
+    met_i = np.empty(batch, dtype=np.int64)
+    for b0 in range(0, nnz, batch):
+        b1 = min(nnz, b0 + batch)
+        mu_count = 0
+        mi_count = 0
+        for t in range(b0, b1):
+            j = rating[t]
+            u = row_of[j]
+            i = indices[j]
+            e = data[j] - mu - U[u, k] - V[i, k]
+            for f in range(k):
+                e -= U[u, f] * V[i, f]
+            sq_err += e * e
+            if nU[u] == 0:
+                met_u[mu_count] = u
+                mu_count += 1
+            if nV[i] == 0:
+                met_i[mi_count] = i
+                mi_count += 1
+            nU[u] += 1.0
+            nV[i] += 1.0
+            dU[u, k] += e - reg * U[u, k]
+            dV[i, k] += e - reg * V[i, k]
+            for f in range(k):
+                dU[u, f] += e * V[i, f] - reg * U[u, f]
+                dV[i, f] += e * U[u, f] - reg * V[i, f]
+        for s in range(mu_count):
+            u = met_u[s]
+            for f in range(K):
+                U[u, f] += lr * (dU[u, f] / nU[u])
+                dU[u, f] = 0.0
+            nU[u] = 0.0
+        for s in range(mi_count):
+            i = met_i[s]
+            for f in range(K):
+                V[i, f] += lr * (dV[i, f] / nV[i])
+                dV[i, f] = 0.0
+            nV[i] = 0.0
+    return sq_err
+
+
+@numba.njit(**_JIT)
+def _cholesky_solve(A, b, K):
+    """Solve A x = b in place (x in b) for symmetric positive definite A,
+    of which only the lower triangle is read (and overwritten)."""
+    for j in range(K):
+        s = A[j, j]
+        for p in range(j):
+            s -= A[j, p] * A[j, p]
+        d = np.sqrt(s)
+        A[j, j] = d
+        for i in range(j + 1, K):
+            s = A[i, j]
+            for p in range(j):
+                s -= A[i, p] * A[j, p]
+            A[i, j] = s / d
+    for i in range(K):  # L y = b
+        s = b[i]
+        for p in range(i):
+            s -= A[i, p] * b[p]
+        b[i] = s / A[i, i]
+    for i in range(K - 1, -1, -1):  # L^T x = y
+        s = b[i]
+        for p in range(i + 1, K):
+            s -= A[p, i] * b[p]
+        b[i] = s / A[i, i]
+
+
+@numba.njit(**_JIT)
+def _feature(other, i, k, biases, f):
+    """f = [q_i, 1] (or q_i) into ``f``; returns the target offset b_i."""
+    for a in range(k):
+        f[a] = other[i, a]
+    if biases:
+        f[k] = 1.0
+        return other[i, k]
+    return 0.0
+
+
+@numba.njit(**_JIT)
+def explicit_rows(indptr, indices, data, other, out, mu, k, biases, reg, errors):
+    """ALS-WR's solve of every row of a block into ``out``.
+
+    Row u with items I_u: x_u = [p_u, b_u] (or p_u without biases) minimizes
+    sum_i (t_ui - f_i . x_u)^2 + reg n_u |x_u|^2 with features
+    f_i = [q_i, 1] and targets t_ui = r_ui - mu - b_i, ``other`` holding
+    [q_i, b_i] per item. A row with n_u >= K unknowns solves the K x K
+    normal equations (G^T G + reg n_u I) x = G^T t; a shorter one the
+    n_u x n_u dual (G G^T + reg n_u I) z = t, x = G^T z (the same
+    minimizer, at n_u^2 K instead of K^3 / 6 + n_u K^2 / 2: most rows of
+    sparse data). Rows without ratings get 0. Returns (sum n_u |x_u|^2,
+    squared error of the new rows if ``errors``).
+    """
+    rows = out.shape[0]
+    K = out.shape[1]
+    A = np.empty((K, K))
+    G = np.empty((K, K))
+    b = np.empty(K)
+    f = np.empty(K)
+    x = np.empty(K)
+    penalty = 0.0
+    sq_err = 0.0
+    for u in range(rows):
+        start, stop = indptr[u], indptr[u + 1]
+        n_u = stop - start
+        if n_u == 0:
+            out[u, :] = 0.0
+            continue
+        ridge = reg * n_u
+        if n_u < K:  # dual: G (n_u x K) gathered, z in b
+            for jj in range(n_u):
+                j = start + jj
+                b[jj] = data[j] - mu - _feature(other, indices[j], k, biases, G[jj])
+            for a in range(n_u):
+                for c in range(a + 1):
+                    s = 0.0
+                    for p in range(K):
+                        s += G[a, p] * G[c, p]
+                    A[a, c] = s
+                A[a, a] += ridge
+            _cholesky_solve(A, b, n_u)
+            x[:] = 0.0
+            for jj in range(n_u):
+                z = b[jj]
+                for a in range(K):
+                    x[a] += z * G[jj, a]
+        else:
+            A[:, :] = 0.0
+            x[:] = 0.0
+            for j in range(start, stop):
+                t = data[j] - mu - _feature(other, indices[j], k, biases, f)
+                for a in range(K):
+                    fa = f[a]
+                    x[a] += t * fa
+                    for c in range(a + 1):
+                        A[a, c] += fa * f[c]
+            for a in range(K):
+                A[a, a] += ridge
+            _cholesky_solve(A, x, K)
+        norm = 0.0
+        for a in range(K):
+            out[u, a] = x[a]
+            norm += x[a] * x[a]
+        penalty += n_u * norm
+        if errors:
+            for j in range(start, stop):
+                i = indices[j]
+                e = data[j] - mu
+                if biases:
+                    e -= other[i, k] + x[k]
+                for a in range(k):
+                    e -= other[i, a] * x[a]
+                sq_err += e * e
+    return penalty, sq_err
+
+
+@numba.njit(**_JIT)
+def _sym_times(A, v, out, K):
+    for a in range(K):
+        s = 0.0
+        for c in range(K):
+            s += A[a, c] * v[c]
+        out[a] = s
+
+
+@numba.njit(**_JIT)
+def implicit_rows(indptr, indices, data, Y, A0, X, alpha, steps, losses):
+    """``steps`` of conjugate gradient on each row's implicit-ALS system,
+    from the row's previous x in ``X`` (updated in place).
+
+    Row u's system is (A0 + Y_u^T (C_u - I) Y_u) x = Y_u^T C_u p_u with
+    A0 = Y^T Y + reg I, c = 1 + alpha r and p = [r > 0] at u's ratings; the
+    product with it costs u's ratings only. Returns, if ``losses``, the
+    nonzero terms of the objective, sum c (p - x.y)^2 - (x.y)^2, of the new
+    rows.
+    """
+    rows = X.shape[0]
+    K = X.shape[1]
+    x = np.empty(K)
+    r = np.empty(K)
+    p = np.empty(K)
+    Ap = np.empty(K)
+    nz = 0.0
+    for u in range(rows):
+        start, stop = indptr[u], indptr[u + 1]
+        for a in range(K):
+            x[a] = X[u, a]
+        _sym_times(A0, x, r, K)
+        for a in range(K):
+            r[a] = -r[a]
+        for j in range(start, stop):  # r = b - A x
+            i = indices[j]
+            extra = alpha * data[j]
+            pref = 1.0 if data[j] > 0 else 0.0
+            xy = 0.0
+            for a in range(K):
+                xy += Y[i, a] * x[a]
+            w = (1.0 + extra) * pref - extra * xy
+            for a in range(K):
+                r[a] += w * Y[i, a]
+        rs = 0.0
+        for a in range(K):
+            rs += r[a] * r[a]
+            p[a] = r[a]
+        if rs > RESIDUAL_FLOOR:
+            for _ in range(steps):
+                _sym_times(A0, p, Ap, K)
+                for j in range(start, stop):
+                    i = indices[j]
+                    yp = 0.0
+                    for a in range(K):
+                        yp += Y[i, a] * p[a]
+                    w = alpha * data[j] * yp
+                    for a in range(K):
+                        Ap[a] += w * Y[i, a]
+                pAp = 0.0
+                for a in range(K):
+                    pAp += p[a] * Ap[a]
+                if pAp <= 0:
+                    break
+                step = rs / pAp
+                rs_new = 0.0
+                for a in range(K):
+                    x[a] += step * p[a]
+                    r[a] -= step * Ap[a]
+                    rs_new += r[a] * r[a]
+                if rs_new <= RESIDUAL_FLOOR:
+                    break
+                ratio = rs_new / rs
+                for a in range(K):
+                    p[a] = r[a] + ratio * p[a]
+                rs = rs_new
+            for a in range(K):
+                X[u, a] = x[a]
+        if losses:
+            for j in range(start, stop):
+                i = indices[j]
+                xy = 0.0
+                for a in range(K):
+                    xy += Y[i, a] * x[a]
+                c = 1.0 + alpha * data[j]
+                pref = 1.0 if data[j] > 0 else 0.0
+                nz += c * (pref - xy) ** 2 - xy * xy
+    return nz
+
+
+def csr_arrays(block) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A canonical CSR block's (indptr int64, indices int32, data float64),
+    the kernels' one signature (copies only what has another dtype)."""
+    return (np.asarray(block.indptr, dtype=np.int64),
+            np.asarray(block.indices, dtype=np.int32),
+            np.asarray(block.data, dtype=np.float64))
