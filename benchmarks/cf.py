@@ -61,9 +61,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=20,
                    help="SGD epochs in part B, dmf and Surprise (default 20)")
     p.add_argument("--seed", type=int, default=0, help="default 0")
-    p.add_argument("--parts", default="A,B,C",
+    p.add_argument("--parts", default="A,B,C,S",
                    help="A (out of core), B (explicit, in memory), C (implicit, in memory), "
-                   "or a comma-separated list (default A,B,C)")
+                   "S (issue 24's speed cases, 1 thread each: run with --threads 1), or a "
+                   "comma-separated list (default A,B,C,S)")
+    p.add_argument("--quick", action="store_true",
+                   help="part S on small data (20000 x 5000, 1M ratings; ML-small 300 x 3000) "
+                   "and fewer epochs: checks that the cases run, minutes not hours")
 
 
 def prepare(args: argparse.Namespace, env: Env) -> dict[str, Path]:
@@ -377,7 +381,176 @@ def build_c(args: argparse.Namespace, env: Env) -> Suite:
                  notes=notes, cluster=False)
 
 
+# --------------------------------------------------------------------------
+# part S: issue 24's speed lines, side by side, one thread each
+
+#: MovieLens-small's shape: users, items, ratings.
+ML_SMALL = (600, 10_000, 100_000)
+
+
+def _quick(args: argparse.Namespace) -> argparse.Namespace:
+    """The arguments of a quick run: small data, few epochs."""
+    if not args.quick:
+        return args
+    return argparse.Namespace(**{**vars(args), "users": 20_000, "items": 5_000,
+                                 "density": 0.01, "epochs": 3, "iters": 2})
+
+
+def _ml_small(env: Env, seed: int, quick: bool):
+    """A generated set of MovieLens-small's shape, split 80/20, in memory."""
+    m, n, nnz = (300, 3_000, 30_000) if quick else ML_SMALL
+    folder = env.data_dir / NAME / f"mlsmall-{m}x{n}-{nnz}-seed{seed}"
+    store = folder / "R.zarr"
+    with dask.config.set(scheduler="threads"):
+        if not _complete(store):
+            dmf.generate.ratings(store, m, n, nnz / (m * n), 10, noise=0.5, seed=seed,
+                                 overwrite=True)
+        split = folder / "split"
+        if not (_complete(split / "train.zarr") and _complete(split / "test.zarr")):
+            dmf.cf.train_test_split(store, by="rating", test_size=0.2, seed=seed, out=split,
+                                    overwrite=True)
+    return _in_memory({"t": split / "train.zarr", "v": split / "test.zarr"}, "t", "v")
+
+
+def _cornac_mf(train, k: int, epochs: int, seed: int) -> Callable[[], object]:
+    """cornac's MF (biased SGD, Cython); its train set is built outside the timing."""
+    import cornac
+
+    csr = train.to_scipy().tocoo()
+    triplets = list(zip(csr.row.tolist(), csr.col.tolist(), csr.data.astype(float).tolist(),
+                        strict=True))
+    train_set = cornac.data.Dataset.from_uir(triplets, seed=seed)
+    m, n = train.shape
+
+    def run():
+        model = cornac.models.MF(k=k, max_iter=epochs, learning_rate=0.005, lambda_reg=0.02,
+                                 use_bias=True, early_stop=False, verbose=False, seed=seed)
+        model.fit(train_set)
+        P, Q = np.zeros((m, k)), np.zeros((n, k))
+        bu, bi = np.zeros(m), np.zeros(n)
+        users = np.array([train_set.uid_map[u] for u in range(m) if u in train_set.uid_map])
+        rows = np.array([u for u in range(m) if u in train_set.uid_map])
+        items = np.array([train_set.iid_map[i] for i in range(n) if i in train_set.iid_map])
+        cols = np.array([i for i in range(n) if i in train_set.iid_map])
+        P[rows], bu[rows] = model.u_factors[users], model.u_biases[users]
+        Q[cols], bi[cols] = model.i_factors[items], model.i_biases[items]
+        return _wrapped(P, Q, bu, bi, model.global_mean, train)
+
+    return run
+
+
+def _as_counts(R):
+    """The ratings as implicit counts: 1 + floor |r| (the planted ratings
+    can be negative)."""
+    counts = R.to_scipy()
+    counts.data = 1.0 + np.floor(np.abs(counts.data))
+    return dmf.cf.data.ratings_from_scipy(counts)
+
+
+def _nnz(R) -> int:
+    return int(R.to_scipy().nnz)
+
+
+def _per_epoch(epochs: int, measure) -> Callable[[object], dict[str, float]]:
+    def both(model) -> dict[str, float]:
+        return {"epochs": float(epochs), **measure(model)}
+
+    return both
+
+
+def _on_threads(threads: int, fit: Callable[[], object]) -> Callable[[], object]:
+    def run():
+        with dask.config.set(scheduler="threads", num_workers=threads):
+            return fit()
+
+    return run
+
+
+def build_s(args: argparse.Namespace, env: Env) -> list[Suite]:
+    """Issue 24's lines: SGD epochs against Surprise and cornac (k 10 and
+    100), explicit ALS on a MovieLens-small-sized set against Surprise's SVD,
+    implicit ALS at k 64 against implicit (time, peak memory, nDCG@10), and
+    dmf's implicit ALS on 2 threads against 1."""
+    args = _quick(args)
+    seed, epochs = args.seed, args.epochs
+    paths = prepare(args, env)
+    train, test = _in_memory(paths, "ratings-train", "ratings-test")
+    clicks_train, clicks_test = _in_memory(paths, "clicks-train", "clicks-test")
+    counts = _as_counts(train)
+    data = Data("in memory", ())
+    rmse = _rmse_of(test)
+    suites = []
+    for k in (10, 100):
+        cases = []
+        if _have("surprise"):
+            cases.append(Case(f"surprise SVD k={k}", _surprise_svd(train, k, epochs, seed),
+                              data, where="client", measure=_per_epoch(epochs, rmse)))
+        if _have("cornac"):
+            cases.append(Case(f"cornac MF k={k}", _cornac_mf(train, k, epochs, seed), data,
+                              where="client", measure=_per_epoch(epochs, rmse)))
+        cases.append(Case(f"dmf SGD k={k}", lambda k=k: dmf.cf.sgd(
+            train, k, n_epochs=epochs, lr=0.005, reg=0.02, seed=seed, progress=False),
+            data, where="threads", measure=_per_epoch(epochs, rmse)))
+        suites.append(Suite(
+            title=f"CF S1: SGD, {epochs} epochs, k={k}, {_nnz(train):,} ratings", cases=cases,
+            baseline=f"{cases[0].name} (warm)", cluster=False,
+            notes=[f"Issue 24: dmf's epoch <= 1.0x Surprise's, <= 2x cornac's, test RMSE within "
+                   f"0.005. lr 0.005, reg 0.02 for all three; 1 thread each (--threads 1). "
+                   f"Seconds per epoch = median / {epochs}.",
+                   *_skipped_note(("scikit-surprise", "surprise"), ("cornac", "cornac"))]))
+    small_train, small_test = _ml_small(env, seed, args.quick)
+    small_rmse = _rmse_of(small_test)
+    als_iters, svd_epochs = (5, 10) if args.quick else (15, 40)
+    cases = []
+    if _have("surprise"):
+        cases.append(Case(f"surprise SVD k=100, {svd_epochs} epochs",
+                          _surprise_svd(small_train, 100, svd_epochs, seed), data,
+                          where="client", measure=small_rmse))
+    cases.append(Case(f"dmf ALS k=100, {als_iters} iterations", lambda: dmf.cf.als(
+        small_train, 100, max_iter=als_iters, tol=0, reg=0.05, seed=seed, progress=False),
+        data, where="threads", measure=small_rmse))
+    suites.append(Suite(
+        title=f"CF S2: explicit ALS on a MovieLens-small-sized set ({small_train.shape[0]} x "
+        f"{small_train.shape[1]}, {_nnz(small_train):,} train ratings)", cases=cases,
+        baseline=f"{cases[0].name} (warm)", cluster=False,
+        notes=["Issue 24: dmf's whole fit <= 2x Surprise's SVD fit, peak memory flat in k "
+               "beyond the factors; 1 thread each.",
+               *_skipped_note(("scikit-surprise", "surprise"))]))
+    k, it = 64, args.iters
+    ndcg = _precision_of(clicks_train, clicks_test)
+    cases = []
+    if _have("implicit"):
+        cases += [Case(f"implicit ALS k=64, {it} iterations", _implicit_als(counts, k, it, 1,
+                                                                            seed),
+                       data, where="client", measure=lambda _m: {"iters": float(it)}),
+                  Case(f"implicit ALS k=64 on clicks, {it} iterations",
+                       _implicit_als(clicks_train, k, it, 1, seed), data, where="client",
+                       measure=ndcg)]
+
+    def ours(R, threads):
+        return _on_threads(threads, lambda: dmf.cf.als(R, k, implicit=True, alpha=40.0, reg=0.1,
+                                                       max_iter=it, tol=0, seed=seed,
+                                                       progress=False))
+
+    cases += [Case(f"dmf ALS implicit k=64, {it} iterations", ours(counts, 1), data,
+                   where="client", measure=_per_iter),
+              Case(f"dmf ALS implicit k=64, {it} iterations, 2 threads", ours(counts, 2), data,
+                   where="client", measure=_per_iter),
+              Case(f"dmf ALS implicit k=64 on clicks, {it} iterations", ours(clicks_train, 1),
+                   data, where="client", measure=ndcg)]
+    suites.append(Suite(
+        title=f"CF S3: implicit ALS, k=64, {_nnz(train):,} ratings as counts", cases=cases,
+        baseline=f"{cases[0].name} (warm)", cluster=False,
+        notes=["Issue 24: dmf per iteration <= 1.0x implicit's, peak memory <= 1.2x, nDCG@10 "
+               "equal within seed noise (the clicks rows); 2 threads >= 1.6x faster than 1. "
+               "implicit with num_threads=1; run with OPENBLAS_NUM_THREADS=1.",
+               *_skipped_note(("implicit", "implicit"))]))
+    return suites
+
+
 def build(args: argparse.Namespace, env: Env) -> list[Suite]:
-    return build_parts(NAME, args.parts, {"A": lambda: build_a(args, env),
-                                          "B": lambda: build_b(args, env),
-                                          "C": lambda: build_c(args, env)})
+    built = build_parts(NAME, args.parts, {"A": lambda: [build_a(args, env)],
+                                           "B": lambda: [build_b(args, env)],
+                                           "C": lambda: [build_c(args, env)],
+                                           "S": lambda: build_s(args, env)})
+    return [suite for suites in built for suite in suites]

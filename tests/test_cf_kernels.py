@@ -47,6 +47,9 @@ def test_explicit_rows_are_the_ridge_solutions_of_every_row(biases):
         want_sq += np.sum((t - F @ x) ** 2)
     assert penalty == pytest.approx(want_penalty, rel=1e-10)
     assert sq_err == pytest.approx(want_sq, rel=1e-10)
+    # the objective of the rows as they are (SGD's last pass): the same terms
+    again = kernels.objective_rows(*csr_arrays(R), other, out, mu, k, biases)
+    assert again == pytest.approx((want_penalty, want_sq), rel=1e-10)
 
 
 def test_implicit_cg_converges_to_each_rows_confidence_weighted_solution():

@@ -26,9 +26,9 @@ the ratings per iteration (one per view).
 
 from __future__ import annotations
 
+import dask.array as da
 import numpy as np
 
-from dmf.cf.kernels import csr_arrays, explicit_rows
 from dmf.cf.passes import as_csr, half_step, packed, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
 
@@ -37,25 +37,17 @@ from dmf.engine.driver import Context, Solver, State, Stats
 INIT_SCALE = 0.1
 
 
-def features(other: np.ndarray, k: int, biases: bool) -> tuple[np.ndarray, np.ndarray | float]:
-    """The other side's features [q | 1] and its biases (the target offset)."""
-    if not biases:
-        return np.ascontiguousarray(other[:, :k]), 0.0
-    F = np.empty((other.shape[0], k + 1))
-    F[:, :k] = other[:, :k]
-    F[:, k] = 1.0
-    return F, other[:, k]
-
-
 def _half_rows(block, own_b, other, mu, k, biases, reg, errors):
     """New rows x_u = [p_u, b_u] of one block (compiled, one call), and
     (sum n_u |x_u|^2, squared error of the new rows, ratings) for the
     objective."""
+    from dmf.cf import kernels  # numba: imported by the tasks that need it
+
     block = as_csr(block)
     other = np.ascontiguousarray(other, dtype=np.float64)
     new = np.empty((block.shape[0], own_b.shape[1]))
-    penalty, sq_err = explicit_rows(*csr_arrays(block), other, new, float(mu), k, biases,
-                                    float(reg), errors)
+    penalty, sq_err = kernels.explicit_rows(*kernels.csr_arrays(block), other, new, float(mu),
+                                            k, biases, float(reg), errors)
     return packed(new, [penalty, sq_err, float(block.nnz)])
 
 
@@ -70,7 +62,8 @@ def explicit_solver(ratings, k: int, *, reg: float, biases: bool, mu: float, par
         V = random_rows(by_item.chunks[0], width, seed, INIT_SCALE)
         if biases:  # biases start at 0
             V = V.map_blocks(_zero_last, dtype=np.float64)
-        U = random_rows(by_user.chunks[0], width, seed + 1, 0.0)
+        # U is solved from V first: its start is never read (zeros, not drawn)
+        U = da.zeros((by_user.shape[0], width), chunks=(by_user.chunks[0], (width,)))
         return {"U": U, "V": V, "rmse": float("nan")}
 
     def step(_X, state: State, _ctx: Context) -> tuple[State, Stats]:

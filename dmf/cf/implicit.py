@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from dmf.cf.kernels import csr_arrays, implicit_rows
 from dmf.cf.passes import as_csr, half_step, packed, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
 
@@ -36,12 +35,15 @@ INIT_SCALE = 0.01
 def _half_rows(block, own_b, other, gram, alpha, reg, steps, losses):
     """New rows of one block by CG (compiled, one call), and (|X_b|^2,
     X_b^T X_b, the nonzero terms of the objective)."""
+    from dmf.cf import kernels  # numba: imported by the tasks that need it
+
     block = as_csr(block)
     Y = np.ascontiguousarray(other, dtype=np.float64)
     k = Y.shape[1]
     A0 = np.asarray(gram, dtype=np.float64) + reg * np.eye(k)
     new = np.array(own_b, dtype=np.float64, order="C")
-    nz = implicit_rows(*csr_arrays(block), Y, A0, new, float(alpha), int(steps), losses)
+    nz = kernels.implicit_rows(*kernels.csr_arrays(block), Y, A0, new, float(alpha), int(steps),
+                               losses)
     return packed(new, np.concatenate([[float(np.vdot(new, new))], (new.T @ new).ravel(),
                                        [nz]]))
 

@@ -268,6 +268,30 @@ def explicit_rows(indptr, indices, data, other, out, mu, k, biases, reg, errors)
 
 
 @numba.njit(**_JIT)
+def objective_rows(indptr, indices, data, other, X, mu, k, biases):
+    """ALS-WR's objective terms of a block's rows ``X`` as they are, without
+    solving: (sum n_u |x_u|^2, sum of squared errors), same notation as
+    :func:`explicit_rows`."""
+    penalty = 0.0
+    sq_err = 0.0
+    for u in range(X.shape[0]):
+        start, stop = indptr[u], indptr[u + 1]
+        norm = 0.0
+        for a in range(X.shape[1]):
+            norm += X[u, a] * X[u, a]
+        penalty += (stop - start) * norm
+        for j in range(start, stop):
+            i = indices[j]
+            e = data[j] - mu
+            if biases:
+                e -= other[i, k] + X[u, k]
+            for a in range(k):
+                e -= other[i, a] * X[u, a]
+            sq_err += e * e
+    return penalty, sq_err
+
+
+@numba.njit(**_JIT)
 def _sym_times(A, v, out, K):
     for a in range(K):
         s = 0.0

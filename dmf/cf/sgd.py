@@ -45,15 +45,12 @@ import dask
 import dask.array as da
 import numpy as np
 
-from dmf.cf import kernels
 from dmf.cf.checks import checked_ratings, integer, number
-from dmf.cf.explicit import features, finish
+from dmf.cf.explicit import finish
 from dmf.cf.fitting import fit_model
-from dmf.cf.kernels import csr_arrays
 from dmf.cf.model import LatentFactors
-from dmf.cf.normal import row_of_each, rowwise_dot
 from dmf.cf.params import LatentFactorsMixin
-from dmf.cf.passes import as_csr, half_step, one_key, packed, random_rows, row_groups
+from dmf.cf.passes import as_csr, half_step, one_key, packed, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import part_of
 
@@ -66,10 +63,12 @@ def sgd_block(block, Ub, V, mu: float, lr: float, reg: float, seed: int, index: 
     """One block's share of an epoch (compiled, one call: see
     :func:`dmf.cf.kernels.sgd_block`). Returns (new U_b, new V, [sum of e^2
     before each update, sum n_u |[p_u, b_u]|^2 of the new rows])."""
+    from dmf.cf import kernels  # numba: imported by the tasks that need it
+
     block = as_csr(block)
     U = np.array(Ub, dtype=np.float64, order="C")
     V = np.array(V, dtype=np.float64, order="C")
-    sq_err = kernels.sgd_block(*csr_arrays(block), U, V, float(mu), float(lr), float(reg),
+    sq_err = kernels.sgd_block(*kernels.csr_arrays(block), U, V, float(mu), float(lr), float(reg),
                                np.uint64(seed), np.uint64(index), int(batch_size))
     counts = np.diff(block.indptr).astype(np.float64)
     out = np.empty(1, dtype=object)
@@ -105,22 +104,17 @@ def _epoch(by_user: da.Array, U: da.Array, V: np.ndarray, mu, lr, reg, seed, ord
     return U_new, item_side, sums
 
 
-def _penalty_rows(block, own_b, other, mu, k, biases, errors):
+def _penalty_rows(block, own_b, other, mu, k, biases):
     """sum n_u |x_u|^2 and the squared errors of a block's rows (no update:
-    the exact objective of the factors as they are), a row group at a time
-    so the gathered rows stay small."""
+    the exact objective of the factors as they are), compiled, one call."""
+    from dmf.cf import kernels  # numba: imported by the tasks that need it
+
     block = as_csr(block)
-    F, offsets = features(np.asarray(other, dtype=np.float64), k, biases)
-    x = np.asarray(own_b, dtype=np.float64)
-    counts = np.diff(block.indptr).astype(np.float64)
-    sq_err = 0.0
-    if errors:
-        for r0, r1 in row_groups(block.indptr):
-            sub = block[r0:r1]
-            targets = sub.data - mu - (offsets[sub.indices] if biases else 0.0)
-            e = targets - rowwise_dot(F[sub.indices], x[r0:r1][row_of_each(sub.indptr)])
-            sq_err += float(e @ e)
-    return packed(x, [float(counts @ np.einsum("ij,ij->i", x, x)), sq_err, float(block.nnz)])
+    x = np.ascontiguousarray(own_b, dtype=np.float64)
+    penalty, sq_err = kernels.objective_rows(*kernels.csr_arrays(block),
+                                             np.ascontiguousarray(other, dtype=np.float64), x,
+                                             float(mu), k, biases)
+    return packed(x, [penalty, sq_err, float(block.nnz)])
 
 
 def sgd_solver(ratings, k: int, *, lr: float, reg: float, mu: float, batch_size: int,
@@ -154,7 +148,7 @@ def sgd_solver(ratings, k: int, *, lr: float, reg: float, mu: float, batch_size:
     def finalize(_X, state: State):
         U, V = state["U"], state["V"]
         _, (penalty, sq_err, count) = half_step(_penalty_rows, by_item, one_key(V), U, mu, k,
-                                                True, True, size=3)
+                                                True, size=3)
         U = U.rechunk((by_user.chunks[0], (width,)))
         user_penalty = float((_counts(by_user) * (U * U).sum(axis=1)).sum().compute())
         rmse = float(np.sqrt(sq_err / count))
