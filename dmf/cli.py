@@ -183,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
                      "rated twice keeps its latest rating)")
     ing.add_argument("--dtype", choices=["float32", "float64"],
                      help="stored dtype (default: float32 and float64 kept, others float64)")
+    ing.add_argument("--columns", metavar="ROLE=NAME,...",
+                     help="ratings: header columns of other names, e.g. "
+                     "user=customer_id,item=sku,rating=stars (default: the header's user, "
+                     "item/movie/product, rating, timestamp)")
+    ing.add_argument("--duplicates", choices=["last", "sum"],
+                     help="ratings: a (user, item) pair given twice keeps its latest rating "
+                     "(last, the default, with a warning giving the count) or the sum (sum: "
+                     "counts of implicit feedback)")
     _write_options(ing)
 
     # svd
@@ -414,9 +422,11 @@ def cmd_generate_ratings(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from dmf.store.ingest import ingest
 
+    opts = {name: getattr(args, name) for name in ("columns", "duplicates")
+            if getattr(args, name) is not None}
     url = ingest(args.src, args.out, format=args.format, overwrite=args.overwrite,
                  storage_options=args.storage_options, chunks=args.chunks, codec=args.codec,
-                 dtype=args.dtype)
+                 dtype=args.dtype, **opts)
     if not args.quiet:
         print(f"wrote {url}")
     return EXIT_OK

@@ -79,7 +79,9 @@ ann\talien\t4.5\t50
 def test_ingest_tsv_string_ids_header_duplicates(tmp_path, small_blocks):
     src = tmp_path / "r.tsv"
     src.write_text(TSV)
-    url = dmf.ingest(src, tmp_path / "r.zarr", format="ratings")
+    with pytest.warns(DmfWarning, match=r"3 repeated \(user, item\) ratings replaced by a later "
+                                        r"one \(kept the latest by timestamp, then the last line"):
+        url = dmf.ingest(src, tmp_path / "r.zarr", format="ratings")
     r = open_ratings(url, target_bytes=small_blocks or 2**26)
     # ids sorted; bob/zorro: the latest time (300) wins over later lines;
     # ann/alien: equal times, the last line wins; carl's 0 is a rating
@@ -109,7 +111,8 @@ def test_ingest_integer_ids_no_header_no_times(tmp_path, delimiter):
                      for row in rows)
     src = tmp_path / "r.txt"
     src.write_text(text + "\n")
-    r = open_ratings(dmf.ingest(src, tmp_path / "r.zarr", format="ratings"))
+    with pytest.warns(DmfWarning, match=r"1 repeated .*kept the last line of each pair"):
+        r = open_ratings(dmf.ingest(src, tmp_path / "r.zarr", format="ratings"))
     assert r.user_ids.tolist() == [2, 10, 33] and r.user_ids.dtype == np.int64
     assert r.item_ids.tolist() == [-1, 7, 100]
     # without times, the last of a duplicate pair in the file wins
@@ -119,13 +122,76 @@ def test_ingest_integer_ids_no_header_no_times(tmp_path, delimiter):
     assert r.timestamps is None
 
 
-def test_ingest_mixed_ids_are_text(tmp_path):
+@pytest.mark.parametrize("content, message", [
+    ("u1,1,5\n7,2,3\n", r"line 2: user id '7' is an integer, but the user ids before it "
+                         r"are text \(line 1: 'u1'\)"),
+    ("1,a,5\n2,b,3\n3,4,1\n", r"line 3: item id '4' is an integer, but the item ids"),
+    ("7,a,5\n8,b,3\nx9,c,1\n", r"line 3: user id 'x9' is text, but the user ids before it "
+                               r"are integers"),
+    ("a,1,5\nb,01,3\n", r"line 2: item id '01' is the integer '1' of line 1 spelled "),
+])
+def test_ingest_ids_of_mixed_forms_are_errors_naming_the_line(tmp_path, content, message):
     src = tmp_path / "r.csv"
-    src.write_text("u1,1,5\n7,01,3\n7,1,4\n")
-    r = open_ratings(dmf.ingest(src, tmp_path / "r.zarr", format="ratings"))
-    assert r.user_ids.tolist() == ["7", "u1"]
-    assert r.item_ids.tolist() == ["01", "1"]  # "01" and "1" are two ids: kept as text
-    np.testing.assert_array_equal(dense(r.by_user), [[3, 4], [0, 5]])
+    src.write_text(content)
+    with pytest.raises(InputError, match=message):
+        dmf.ingest(src, tmp_path / "r.zarr", format="ratings")
+
+
+@pytest.mark.parametrize("text, columns, timed", [
+    # swapped: the names decide, not the positions
+    ("movieId,userId,rating,timestamp\n100,7,4,50\n200,7,2,60\n100,9,5,70\n", None, True),
+    # any order, case, blanks and underscores
+    ("Timestamp;Product_ID;User ID;Rating\n50;100;7;4\n60;200;7;2\n70;100;9;5\n", None,
+     True),
+    # other names mapped by columns=; extra columns ignored
+    ("when,sku,customer,stars\n50,100,7,4\n60,200,7,2\n70,100,9,5\n",
+     "user=customer,item=sku,rating=stars,timestamp=when", True),
+    ("note,sku,customer,stars,x\na,100,7,4,b\na,200,7,2,b\na,100,9,5,b\n",
+     {"user": "customer", "product": "sku", "rating": "stars"}, False),
+])
+def test_ingest_header_names_choose_the_columns(tmp_path, text, columns, timed):
+    src = tmp_path / "r.csv"
+    src.write_text(text)
+    r = open_ratings(dmf.ingest(src, tmp_path / "r.zarr", format="ratings", columns=columns))
+    assert r.user_ids.tolist() == [7, 9] and r.item_ids.tolist() == [100, 200]
+    np.testing.assert_array_equal(dense(r.by_user), [[4, 2], [5, 0]])
+    assert (r.timestamps is not None) == timed
+
+
+def test_ingest_columns_errors(tmp_path):
+    src = tmp_path / "r.csv"
+    src.write_text("a,b,c,d,e\n1,2,3,4,5\n")
+    with pytest.raises(InputError, match=r"line 1: the header names no user or item or rating "
+                                         r"column \(columns: a, b, c, d, e\).*--columns"):
+        dmf.ingest(src, tmp_path / "r.zarr", format="ratings")
+    with pytest.raises(InputError, match=r"the header has no column 'zz' for user"):
+        dmf.ingest(src, tmp_path / "r.zarr", format="ratings", columns="user=zz")
+    with pytest.raises(InputError, match=r"unknown role 'person'"):
+        dmf.ingest(src, tmp_path / "r.zarr", format="ratings", columns="person=a")
+
+
+def test_duplicates_keep_the_last_and_warn_everywhere_or_sum_when_asked(tmp_path):
+    src = tmp_path / "r.csv"
+    src.write_text("u,i,r\n1,1,4\n1,1,5\n2,1,1\n")
+    with pytest.warns(DmfWarning, match=r"1 repeated \(user, item\) ratings replaced by a "
+                                        r"later one"):
+        r = open_ratings(dmf.ingest(src, tmp_path / "last.zarr", format="ratings"))
+    np.testing.assert_array_equal(dense(r.by_user), [[5], [1]])
+    with pytest.warns(DmfWarning, match=r"1 repeated .* added to their pair's"):
+        r = open_ratings(dmf.ingest(src, tmp_path / "sum.zarr", format="ratings",
+                                    duplicates="sum"))
+    np.testing.assert_array_equal(dense(r.by_user), [[9], [1]])
+    # COO input and fit(X, y): the same rule (they summed 4 and 5 into 9 before)
+    coo = scipy.sparse.coo_matrix(([4.0, 5.0, 1.0], ([0, 0, 1], [0, 0, 0])), shape=(2, 1))
+    with pytest.warns(DmfWarning, match="1 repeated"):
+        np.testing.assert_array_equal(dense(ratings_from_scipy(coo).by_user), [[5], [1]])
+    with pytest.warns(DmfWarning, match="1 repeated .* added"):
+        summed = ratings_from_scipy(coo, duplicates="sum")
+    np.testing.assert_array_equal(dense(summed.by_user), [[9], [1]])
+    from dmf.cf.params import ratings_input
+    with pytest.warns(DmfWarning, match=r"fit\(X, y\): 1 repeated"):
+        R = ratings_input(np.array([[0, 0], [0, 0], [1, 0]]), [4.0, 5.0, 1.0])
+    np.testing.assert_array_equal(R.toarray(), [[5], [1]])
 
 
 @pytest.mark.parametrize("content, message", [

@@ -25,6 +25,7 @@ import scipy.sparse
 
 from dmf.errors import InputError
 from dmf.store.location import Location
+from dmf.store.ratings import ratings_csr
 
 #: Rows per block when the views are made from an in-memory matrix.
 MEMORY_BLOCK_ROWS = 50_000
@@ -79,9 +80,12 @@ def _blocks(csr: scipy.sparse.csr_matrix, rows: int) -> da.Array:
 
 
 def ratings_from_scipy(R, *, name: str = "ratings", block_rows: int = MEMORY_BLOCK_ROWS,
-                       user_ids=None, item_ids=None) -> Ratings:
+                       user_ids=None, item_ids=None, duplicates: str = "last") -> Ratings:
     """Both views of an in-memory sparse matrix. Every stored entry is a
-    rating, explicit zeros included; duplicates are summed.
+    rating, explicit zeros included; a repeated (user, item) entry keeps
+    the last one ("last", with a warning giving the count) or their sum
+    ("sum": counts of implicit feedback), as every entry point of ratings
+    (:func:`dmf.store.ratings.ratings_csr`).
 
     Examples
     --------
@@ -91,15 +95,13 @@ def ratings_from_scipy(R, *, name: str = "ratings", block_rows: int = MEMORY_BLO
     >>> r.shape, r.by_item.shape
     ((2, 3), (3, 2))
     """
-    R = scipy.sparse.csr_matrix(R, copy=True)
     if R.ndim != 2 or 0 in R.shape:
         raise InputError(f"{name}: ratings must be a non-empty 2-D matrix, got shape {R.shape}")
     if R.dtype.kind not in "fiub":
         raise InputError(f"{name}: ratings must be real numbers, got dtype {R.dtype}")
+    R = ratings_csr(R, duplicates=duplicates, name=name)
     if R.dtype.kind != "f":
         R = R.astype(np.float64)
-    R.sum_duplicates()
-    R.sort_indices()
     if not np.isfinite(R.data).all():
         raise InputError(f"{name}: {int((~np.isfinite(R.data)).sum())} NaN or Inf ratings")
     T = scipy.sparse.csr_matrix(R.T)

@@ -24,6 +24,7 @@ from dmf.cf.matrix import (
 )
 from dmf.cf.model import LatentFactors
 from dmf.errors import InputError, not_fitted
+from dmf.store.ratings import ratings_csr
 from dmf.validation import transformer_tags
 
 
@@ -220,7 +221,8 @@ def ratings_input(R, y=None):
     """What ``fit(R)`` or ``fit(X, y)`` was given, as ratings: ``fit(X, y)``
     with X an (n, 2) array of (user, item) indices and y their ratings (the
     way scikit-learn splits rows for cross-validation) becomes a sparse
-    matrix of shape (max user + 1, max item + 1)."""
+    matrix of shape (max user + 1, max item + 1); a pair given twice keeps
+    its last rating, with a warning (the rule of every entry point)."""
     if y is None:
         return R
     users, items = pairs(R)
@@ -230,7 +232,8 @@ def ratings_input(R, y=None):
     if users.size and (users.min() < 0 or items.min() < 0):
         raise InputError("fit(X, y): user and item indices must be >= 0")
     shape = (int(users.max(initial=-1)) + 1, int(items.max(initial=-1)) + 1)
-    return scipy.sparse.csr_matrix((values, (users, items)), shape=shape)
+    return ratings_csr(scipy.sparse.coo_matrix((values, (users, items)), shape=shape),
+                       name="fit(X, y)")
 
 
 def r2(y: np.ndarray, predicted: np.ndarray) -> float:

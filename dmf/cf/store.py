@@ -23,7 +23,7 @@ from dmf.cf.data import Ratings
 from dmf.errors import InputError
 from dmf.store.dense import TARGET_CHUNK_BYTES
 from dmf.store.location import Location
-from dmf.store.ratings import open_ratings_arrays, write_ratings
+from dmf.store.ratings import open_ratings_arrays, ratings_csr, write_ratings
 from dmf.store.sparse import canonical_csr, csr_row_blocks
 
 #: Row blocks computed at once when a Ratings is streamed to the client.
@@ -76,15 +76,18 @@ def save_ratings(
     codec: str | None = None,
     dtype=None,
     target_bytes: int = TARGET_CHUNK_BYTES,
+    duplicates: str = "last",
 ) -> Ratings:
     """Write ratings to a ratings store and open it.
 
     Parameters
     ----------
     R : scipy.sparse matrix or Ratings
-        Every stored entry is a rating (explicit zeros too); duplicates in a
-        scipy matrix are summed, as :func:`~dmf.cf.data.ratings_from_scipy`
-        does. A ``Ratings`` is streamed by row blocks, never gathered.
+        Every stored entry is a rating (explicit zeros too); a repeated
+        (user, item) entry of a scipy matrix keeps the last one, with a
+        warning (``duplicates="sum"``: their sum), as
+        :func:`~dmf.cf.data.ratings_from_scipy` does. A ``Ratings`` is
+        streamed by row blocks, never gathered.
     url : str, path or Location
     user_ids, item_ids : array-like, optional
         Default: ``R``'s own (a ``Ratings``), else none (row and column
@@ -138,7 +141,7 @@ def save_ratings(
                 yield block, None if when is None else when.data
 
     elif scipy.sparse.issparse(R):
-        csr = canonical_csr(R)
+        csr = ratings_csr(R, duplicates=duplicates, name=str(location))
         shape, source_dtype, nnz_hint = csr.shape, csr.dtype, csr.nnz
         times = None if timestamps is None else _aligned_times(csr, timestamps)
         bounds = csr_row_blocks(csr.indptr, csr.dtype, csr.indices.dtype, target_bytes)

@@ -84,6 +84,60 @@ _ID_CHUNK = 2**20
 # writing
 
 
+def ratings_csr(R, *, duplicates: str = "last", name: str = "ratings") -> scipy.sparse.csr_matrix:
+    """A scipy.sparse matrix of ratings as canonical CSR (a new matrix),
+    repeated (user, item) entries resolved by the ratings rule: the last in
+    stored order kept ("last", COO order for COO input) or their sum
+    ("sum"), with :func:`warn_duplicates`'s warning either way.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> R = scipy.sparse.coo_matrix(([4.0, 5.0, 1.0], ([0, 0, 1], [2, 2, 0])), shape=(2, 3))
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     ratings_csr(R).toarray(), ratings_csr(R, duplicates="sum").toarray()
+    (array([[0., 0., 5.],
+           [1., 0., 0.]]), array([[0., 0., 9.],
+           [1., 0., 0.]]))
+    >>> print(caught[0].message)  # doctest: +ELLIPSIS
+    ratings: 1 repeated (user, item) ratings replaced by a later one (kept the last of ...
+    """
+    if duplicates not in ("last", "sum"):
+        raise InputError(f"{name}: duplicates must be 'last' or 'sum', got {duplicates!r}")
+    if isinstance(R, scipy.sparse.csr_matrix) and R.has_canonical_format:
+        return R.copy()
+    coo = scipy.sparse.coo_matrix(R)  # CSR -> COO keeps the stored order
+    m, n = coo.shape
+    keys = coo.row.astype(np.int64) * n + coo.col
+    order = np.argsort(keys, kind="stable")
+    last = np.r_[keys[order][1:] != keys[order][:-1], True]
+    dropped = int(len(keys) - last.sum())
+    if duplicates == "last" and dropped:
+        keep = order[last]
+        coo = scipy.sparse.coo_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])),
+                                      shape=(m, n))
+    csr = scipy.sparse.csr_matrix(coo)
+    csr.sum_duplicates()
+    csr.sort_indices()
+    warn_duplicates(name, dropped, duplicates)
+    return csr
+
+
+def warn_duplicates(name: str, dropped: int, rule: str, which: str = "the last") -> None:
+    """The one warning of every entry point that met repeated (user, item)
+    pairs: how many, and what became of them."""
+    if dropped <= 0:
+        return
+    if rule == "sum":
+        message = (f"{name}: {dropped} repeated (user, item) ratings added to their pair's "
+                   "(duplicates='sum')")
+    else:
+        message = (f"{name}: {dropped} repeated (user, item) ratings replaced by a later one "
+                   f"(kept {which} of each pair; duplicates='sum' adds them instead)")
+    warnings.warn(message, DmfWarning, stacklevel=3)
+
+
 def write_ratings(
     location: Location,
     shape: tuple[int, int],
@@ -101,8 +155,13 @@ def write_ratings(
     tmpdir: str | os.PathLike | None = None,
     target_bytes: int = TARGET_CHUNK_BYTES,
     nnz_hint: int | None = None,
+    duplicates: str = "last",
 ) -> zarr.Group:
     """Write a ratings store: the CSR group, its CSC twin, ids, timestamps.
+
+    ``duplicates`` (triplets): a (user, item) pair given more than once
+    keeps its latest rating ("last": by time, then the order given) or the
+    sum of them ("sum": counts of implicit feedback).
 
     The ratings come one of two ways:
 
@@ -164,7 +223,7 @@ def write_ratings(
         if triplets is not None:
             nnz = build_csr_from_triplets(triplets, staging, (m, n), dtype, codec=codec,
                                           attrs=meta, name=name, tmpdir=tmpdir,
-                                          target_bytes=target_bytes, duplicates="last",
+                                          target_bytes=target_bytes, duplicates=duplicates,
                                           timestamps=timestamps, complete=False)
         else:
             nnz = _write_row_blocks(row_blocks, staging, (m, n), dtype, codec=codec,

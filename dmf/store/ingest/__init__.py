@@ -52,7 +52,7 @@ _BY_EXTENSION = {".npy": "npy", ".csv": "csv", ".tsv": "tsv", ".txt": "txt",
 _TEXT = ("csv", "tsv", "txt")
 _OPTIONS = {"npy": (), "csv": ("delimiter", "header"), "tsv": ("delimiter", "header"),
             "txt": ("delimiter", "header"), "mtx": ("tmpdir",), "npz": ("tmpdir",),
-            "ratings": ("delimiter", "header", "tmpdir")}
+            "ratings": ("delimiter", "header", "tmpdir", "columns", "duplicates")}
 SUPPORTED = tuple(_OPTIONS)
 
 
@@ -101,7 +101,11 @@ def ingest(
         ``delimiter`` (text, ratings; ``None`` means detect it for ratings,
         whitespace for text), ``header`` (text, ratings: True, False, or
         None to detect it), ``tmpdir`` (mtx, npz, ratings: where temporary
-        spill files go).
+        spill files go), ``columns`` (ratings: {role: header name} or
+        "user=NAME,item=NAME", for headers whose names are not user, item,
+        rating, timestamp), ``duplicates`` (ratings: "last", the default,
+        keeps the latest rating of a repeated pair and warns with the count;
+        "sum" adds them).
 
     Returns
     -------

@@ -16,16 +16,29 @@ The layout of a file:
 - delimiter: ``::`` (MovieLens 1M), else tab, comma or semicolon, whichever
   the first data line holds first in that order, else runs of whitespace;
   no quoting (ids may not contain the delimiter);
-- header: a first line whose rating field is not a number (``user,item,
-  rating``) is a header, unless ``header`` says otherwise;
-- 3 fields (no times) or 4 (times), as on the first data line, on every
-  line; blank lines and lines starting with ``#`` are skipped;
+- header: a first line whose third field is not a number (``user,item,
+  rating``) is a header, unless ``header`` says otherwise (``columns``
+  implies one);
+- columns: with a header, its names choose them (case, blanks, ``_`` and
+  ``-`` ignored): ``user``/``userid``/``uid``, ``item``/``itemid``/
+  ``movie``/``movieid``/``product``/``productid``, ``rating``/``score``,
+  ``timestamp``/``time``; ``columns={"user": "customer", ...}`` (CLI
+  ``--columns user=customer,...``) names others. Roles no name gives take
+  the unnamed columns in order (user, item, rating, timestamp) when the
+  header has at most 4 columns, else it is an error; other columns are
+  ignored. Without a header: ``user, item, rating[, timestamp]`` by
+  position, 3 or 4 fields;
+- every line has as many fields as the header (or the first data line);
+  blank lines and lines starting with ``#`` are skipped;
 - ids are stripped of surrounding blanks; when every id of a side is an
-  integer they are stored as int64 and sorted numerically, otherwise as
-  strings sorted as text: row ``i`` is the ``i``-th user id in that order;
+  integer they are stored as int64 and sorted numerically, when none is as
+  strings sorted as text: row ``i`` is the ``i``-th user id in that order.
+  A side mixing the two forms, or two spellings of one integer (``7`` and
+  ``07``), is an error naming the line;
 - a (user, item) pair rated more than once keeps its latest rating by
-  timestamp; equal times, and files without times, keep the last in the
-  file.
+  timestamp (equal times, and files without times: the last in the file),
+  with a warning giving the count; ``duplicates="sum"`` adds them instead
+  (counts of implicit feedback).
 """
 
 from __future__ import annotations
@@ -42,7 +55,7 @@ from dmf.errors import InputError
 from dmf.store.ingest.common import Job, reading
 from dmf.store.ingest.lines import data_lines, line_batches, open_text
 from dmf.store.ingest.text import _is_number, _sniff
-from dmf.store.ratings import write_ratings
+from dmf.store.ratings import warn_duplicates, write_ratings
 
 #: One parsed rating in the temporary file: numbers of user and item in
 #: order of first appearance, rating, time (0 when there is none).
@@ -63,10 +76,81 @@ def _split(text: str, delimiter: str | None) -> list[str]:
     return text.split(delimiter) if delimiter else text.split()
 
 
-class _Layout:
-    """Delimiter, header line and number of fields, from the first lines."""
+#: Header names of each column role (normalized: lower case, letters and
+#: digits only).
+ROLE_NAMES = {
+    "user": ("user", "userid", "uid", "users"),
+    "item": ("item", "itemid", "iid", "items", "movie", "movieid", "product", "productid"),
+    "rating": ("rating", "ratings", "score"),
+    "timestamp": ("timestamp", "time", "ts"),
+}
+ROLES = tuple(ROLE_NAMES)
+#: ``columns=`` keys: the roles and the synonyms of item.
+_ROLE_KEYS = {**{r: r for r in ROLES}, "movie": "item", "product": "item"}
 
-    def __init__(self, path: str, delimiter: str | None, header: bool | None):
+
+def _normal(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def parse_columns(text: str | dict | None) -> dict[str, str] | None:
+    """``columns`` as {role: header name}, from a dict or the CLI's
+    ``user=customer,item=sku``."""
+    if text is None or isinstance(text, dict):
+        pairs = list((text or {}).items())
+    else:
+        pairs = []
+        for part in filter(None, (p.strip() for p in str(text).split(","))):
+            key, eq, value = part.partition("=")
+            if not eq or not value.strip():
+                raise InputError(f"columns: {part!r} is not ROLE=NAME (e.g. user=customer_id)")
+            pairs.append((key, value))
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        role = _ROLE_KEYS.get(str(key).strip().lower())
+        if role is None:
+            raise InputError(f"columns: unknown role {key!r}; roles are "
+                             f"{', '.join(ROLES)} (movie and product mean item)")
+        out[role] = str(value).strip()
+    return out or None
+
+
+def _roles(path: str, line: int, names: list[str], columns: dict[str, str] | None
+           ) -> dict[str, int]:
+    """Column of each role from the header's names (see the module's notes)."""
+    normal = [_normal(n) for n in names]
+    where: dict[str, int] = {}
+    for role, name in (columns or {}).items():
+        if name not in names and _normal(name) not in normal:
+            raise InputError(f"{path}: line {line}: the header has no column {name!r} for "
+                             f"{role} (columns: {', '.join(names)})")
+        where[role] = names.index(name) if name in names else normal.index(_normal(name))
+    for role in ROLES:
+        if role not in where:
+            for c, n in enumerate(normal):
+                if n in ROLE_NAMES[role] and c not in where.values():
+                    where[role] = c
+                    break
+    free = [c for c in range(len(names)) if c not in where.values()]
+    missing = [r for r in ROLES if r not in where]
+    if len(names) <= 4:  # unnamed roles take the unnamed columns in order
+        for role in missing:
+            if free:
+                where[role] = free.pop(0)
+    lacking = [r for r in ("user", "item", "rating") if r not in where]
+    if lacking:
+        raise InputError(f"{path}: line {line}: the header names no {' or '.join(lacking)} "
+                         f"column (columns: {', '.join(names)}); name them, or pass "
+                         "columns=... (CLI: --columns user=NAME,item=NAME,rating=NAME)")
+    return where
+
+
+class _Layout:
+    """Delimiter, header line, number of fields and the column of each
+    role, from the first lines."""
+
+    def __init__(self, path: str, delimiter: str | None, header: bool | None,
+                 columns: dict[str, str] | None = None):
         first: list[tuple[int, str]] = []
         with reading(path), open_text(path) as f:
             for lineno, lines in line_batches(f):
@@ -79,20 +163,32 @@ class _Layout:
         self.delimiter = delimiter if delimiter is not None else _delimiter(text)
         fields = _split(text, self.delimiter)
         if header is None:
-            header = len(fields) >= 3 and not _is_number(fields[2].strip())
+            header = bool(columns) or (len(fields) >= 3 and not _is_number(fields[2].strip()))
+        if columns and not header:
+            raise InputError(f"{path}: columns=... names header fields, but the file is read "
+                             "without a header line")
         self.header_line = number if header else 0
         if header:
+            names = [f.strip() for f in fields]
+            self.roles = _roles(path, number, names, columns)
             first.pop(0)
             if not first:
                 raise InputError(f"{path}: only a header line, no ratings")
             number, text = first[0]
             fields = _split(text, self.delimiter)
+            if len(fields) != len(names):
+                raise InputError(f"{path}: line {number} has {len(fields)} fields, expected "
+                                 f"{len(names)} (as the header on line {self.header_line})"
+                                 + _delimiter_hint(self.delimiter))
+        else:
+            self.roles = dict(zip(ROLES, range(len(fields)), strict=False))
+            if len(fields) not in (3, 4):
+                raise InputError(f"{path}: line {number} has {len(fields)} fields, expected 3 "
+                                 "(user, item, rating) or 4 (user, item, rating, timestamp)"
+                                 + _delimiter_hint(self.delimiter))
         self.first_line = number
         self.nfields = len(fields)
-        if self.nfields not in (3, 4):
-            raise InputError(f"{path}: line {number} has {self.nfields} fields, expected 3 "
-                             "(user, item, rating) or 4 (user, item, rating, timestamp)"
-                             + _delimiter_hint(self.delimiter))
+        self.timestamps = "timestamp" in self.roles
 
 
 def _delimiter_hint(delimiter: str | None) -> str:
@@ -101,38 +197,66 @@ def _delimiter_hint(delimiter: str | None) -> str:
 
 
 class _Ids:
-    """External ids to numbers (temporary ones: :meth:`sorted` renumbers)."""
+    """External ids to numbers (temporary ones: :meth:`sorted` renumbers),
+    with the line each first appeared on."""
 
-    def __init__(self, what: str):
+    def __init__(self, what: str, path: str):
         self.what = what
+        self.path = path
         self.index: dict[str, int] = {}  # stripped id -> number
         self._raw: dict[str, int] = {}  # field as written -> number
+        self._lines: list[np.ndarray] = []  # first line of each number, per batch
 
-    def codes(self, values: list[str], path: str, numbers: np.ndarray) -> np.ndarray:
+    def codes(self, values: list[str], numbers: np.ndarray) -> np.ndarray:
         # Python touches each distinct field once; the lines go through C
         # (set, map): 4x faster than a dict lookup per line
         raw, index = self._raw, self.index
+        known = len(index)
         for value in set(values).difference(raw):
             key = value.strip()
             if not key:
                 k = values.index(value)
-                raise InputError(f"{path}: line {numbers[k]}: empty {self.what} id")
+                raise InputError(f"{self.path}: line {numbers[k]}: empty {self.what} id")
             raw[value] = index.setdefault(key, len(index))
-        return np.fromiter(map(raw.__getitem__, values), np.int64, len(values))
+        codes = np.fromiter(map(raw.__getitem__, values), np.int64, len(values))
+        if len(index) > known:  # the new ids' first lines, in number order
+            new, first = np.unique(codes, return_index=True)
+            first = first[new >= known]
+            self._lines.append(numbers[first[np.argsort(new[new >= known])]])
+        return codes
 
     def sorted(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids in sorted order, new number of each first-appearance
-        number): integers when every id is one, else strings."""
+        number): integers when every id is one, strings when none is; a
+        mix, or two spellings of one integer, is an error naming the line."""
         keys = list(self.index)
-        ids = None
-        if all(_INTEGER.fullmatch(key) for key in keys):
+        lines = np.concatenate(self._lines) if self._lines else np.zeros(0, np.int64)
+        integer = np.fromiter((bool(_INTEGER.fullmatch(k)) for k in keys), bool, len(keys))
+        ids: np.ndarray
+        if integer.all() and len(keys):
             try:
-                ints = np.array([int(key) for key in keys], dtype=np.int64)
+                ids = np.array([int(key) for key in keys], dtype=np.int64)
             except OverflowError:
-                ints = None
-            if ints is not None and len(np.unique(ints)) == len(ints):  # "07" vs "7": text
-                ids = ints
-        if ids is None:
+                big = next(k for k in keys if not -2**63 <= int(k) < 2**63)
+                raise InputError(f"{self.path}: line {lines[keys.index(big)]}: {self.what} id "
+                                 f"{big} does not fit in 64 bits") from None
+            values, counts = np.unique(ids, return_counts=True)
+            if (counts > 1).any():
+                same = np.flatnonzero(ids == values[np.argmax(counts > 1)])
+                a, b = sorted(same, key=lambda j: lines[j])[:2]
+                raise InputError(f"{self.path}: line {lines[b]}: {self.what} id {keys[b]!r} "
+                                 f"is the integer {keys[a]!r} of line {lines[a]} spelled "
+                                 "another way; write each id one way")
+        elif integer.any():
+            by_line = np.argsort(lines, kind="stable")
+            first_form = integer[by_line[0]]
+            odd = by_line[np.argmax(integer[by_line] != first_form)]
+            now, before = ("text", "integers") if first_form else ("an integer", "text")
+            raise InputError(f"{self.path}: line {lines[odd]}: {self.what} id {keys[odd]!r} "
+                             f"is {now}, but the {self.what} ids before it are {before} (line "
+                             f"{lines[by_line[0]]}: {keys[by_line[0]]!r}); a column's ids "
+                             "must be all integers or all text")
+        else:
             ids = np.array(keys, dtype=object)
         order = np.argsort(ids, kind="stable")
         renumber = np.empty(len(ids), np.int64)
@@ -214,11 +338,12 @@ def _parse(path: str, layout: _Layout, users: _Ids, items: _Ids, out) -> int:
             if not len(numbers):
                 continue
             records = np.empty(len(numbers), _RECORD)
-            records["u"] = users.codes(columns[0], path, numbers)
-            records["i"] = items.codes(columns[1], path, numbers)
-            records["r"] = _floats(columns[2], "rating", path, numbers)
-            records["t"] = (_floats(columns[3], "timestamp", path, numbers)
-                            if layout.nfields == 4 else 0.0)
+            role = layout.roles
+            records["u"] = users.codes(columns[role["user"]], numbers)
+            records["i"] = items.codes(columns[role["item"]], numbers)
+            records["r"] = _floats(columns[role["rating"]], "rating", path, numbers)
+            records["t"] = (_floats(columns[role["timestamp"]], "timestamp", path, numbers)
+                            if layout.timestamps else 0.0)
             records.tofile(out)
             count += len(records)
     return count
@@ -233,14 +358,17 @@ def _records(path: str, renumber_users: np.ndarray, renumber_items: np.ndarray,
 
 
 def ingest_ratings(job: Job, delimiter: str | None = None, header: bool | None = None,
-                   tmpdir: str | os.PathLike | None = None) -> None:
+                   tmpdir: str | os.PathLike | None = None, columns=None,
+                   duplicates: str = "last") -> None:
     """Ingest a ratings file (see the module's description) into a ratings
     store; ``tmpdir`` holds the parsed records (32 bytes a rating) and the
     spill files (about as much again)."""
     job.no_chunks()
-    layout = _Layout(job.path, delimiter, header)
-    users, items = _Ids("user"), _Ids("item")
-    timestamps = layout.nfields == 4
+    if duplicates not in ("last", "sum"):
+        raise InputError(f"{job.path}: duplicates must be 'last' or 'sum', got {duplicates!r}")
+    layout = _Layout(job.path, delimiter, header, parse_columns(columns))
+    users, items = _Ids("user", job.path), _Ids("item", job.path)
+    timestamps = layout.timestamps
     stored = job.storage(np.dtype(np.float64))
     with tempfile.TemporaryDirectory(prefix="dmf-ratings-", dir=tmpdir) as scratch:
         parsed = os.path.join(scratch, "ratings.bin")
@@ -252,13 +380,16 @@ def ingest_ratings(job: Job, delimiter: str | None = None, header: bool | None =
         item_ids, renumber_items = items.sorted()
         del users, items
         attrs = {**job.attrs(np.dtype(np.float64), stored), "source_ratings": count,
-                 "ids": "sorted"}
-        write_ratings(job.location, (len(user_ids), len(item_ids)), stored,
-                      triplets=lambda: _records(parsed, renumber_users, renumber_items,
-                                                timestamps),
-                      user_ids=user_ids, item_ids=item_ids, timestamps=timestamps,
-                      overwrite=job.overwrite, codec=job.codec, attrs=attrs, name=job.path,
-                      tmpdir=tmpdir)
+                 "ids": "sorted", "duplicates": duplicates}
+        group = write_ratings(job.location, (len(user_ids), len(item_ids)), stored,
+                              triplets=lambda: _records(parsed, renumber_users, renumber_items,
+                                                        timestamps),
+                              user_ids=user_ids, item_ids=item_ids, timestamps=timestamps,
+                              overwrite=job.overwrite, codec=job.codec, attrs=attrs,
+                              name=job.path, tmpdir=tmpdir, duplicates=duplicates)
+    warn_duplicates(job.path, count - int(group["data"].shape[0]), duplicates,
+                    "the latest by timestamp, then the last line" if timestamps else
+                    "the last line")
 
 
-__all__ = ["ingest_ratings"]
+__all__ = ["ingest_ratings", "parse_columns"]
