@@ -441,10 +441,11 @@ def _cornac_mf(train, k: int, epochs: int, seed: int) -> Callable[[], object]:
 
 def _as_counts(R):
     """The ratings as implicit counts: 1 + floor |r| (the planted ratings
-    can be negative)."""
+    can be negative), in row blocks of a quarter of the shorter side, so
+    both views have blocks for 2 threads to share."""
     counts = R.to_scipy()
     counts.data = 1.0 + np.floor(np.abs(counts.data))
-    return dmf.cf.data.ratings_from_scipy(counts)
+    return dmf.cf.data.ratings_from_scipy(counts, block_rows=max(1, min(counts.shape) // 4))
 
 
 def _nnz(R) -> int:

@@ -22,7 +22,7 @@ from dmf.cf.als import ALS, als, masked_nmf
 from dmf.cf.data import ratings_from_scipy
 from dmf.cf.model import LatentFactors
 from dmf.cf.sgd import SGD, sgd
-from dmf.errors import InputError
+from dmf.errors import DmfWarning, InputError
 
 SIGMA = 0.5
 
@@ -271,3 +271,34 @@ def test_bad_ratings_are_input_errors():
         sgd(scipy.sparse.csr_matrix(np.eye(3)), 1, lr=0)
     with pytest.raises(InputError, match="ratings must be"):
         als(np.eye(3), 1)
+
+
+# -- memory ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+def test_memory_of_many_short_rows_is_a_few_factors_flat_in_k(implicit):
+    """Issue 24's case in small: users with 1-2 ratings each. The per-row
+    systems are formed and solved one at a time (no rows x k x k stack, no
+    ratings x k gathers), so the traced peak is a few copies of the user
+    factor (old and new rows, the item pass's single key), whatever k."""
+    import tracemalloc
+
+    m, n = 20_000, 300
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(m), rng.integers(1, 3, m))
+    items = rng.integers(0, n, len(users))
+    R = scipy.sparse.coo_matrix((rng.integers(1, 6, len(users)).astype(float), (users, items)),
+                                shape=(m, n))
+    with pytest.warns(DmfWarning, match="added"):
+        ratings = ratings_from_scipy(R, duplicates="sum")
+    ratios = []
+    for k in (4, 16):
+        als(ratings, k, max_iter=1, seed=0, implicit=implicit)  # kernels loaded, caches warm
+        tracemalloc.start()
+        try:
+            als(ratings, k, max_iter=2, seed=0, implicit=implicit)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        ratios.append(peak / (m * (k + 1) * 8))
+    assert max(ratios) < 7, ratios  # the stacked systems were about 20 factors at k=16
