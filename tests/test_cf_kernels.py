@@ -126,3 +126,35 @@ def test_shuffles_depend_on_seed_and_block_only():
     assert (a != kernels.shuffled(1000, np.uint64(5), np.uint64(2))).any()
     assert (a != kernels.shuffled(1000, np.uint64(6), np.uint64(1))).any()
     assert np.array_equal(np.sort(a), np.arange(1000))
+
+
+def misaligned(a: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` starting 3 bytes into a buffer, as an array inside a
+    message may arrive on a worker."""
+    raw = np.zeros(a.nbytes + 8, np.uint8)
+    out = np.frombuffer(raw[3:3 + a.nbytes].data, dtype=a.dtype).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned
+    return out
+
+
+def test_the_tasks_give_the_same_bits_for_misaligned_arrays():
+    from dmf.cf import explicit, implicit
+    from dmf.cf.sgd import _penalty_rows, sgd_block
+
+    R = ratings(40, 30, 0.3, 8)
+    odd = scipy.sparse.csr_matrix((misaligned(R.data), misaligned(R.indices),
+                                   misaligned(R.indptr)), shape=R.shape)
+    rng = np.random.default_rng(9)
+    V, U = rng.standard_normal((30, 5)), rng.standard_normal((40, 5))
+    gram = V.T @ V
+    runs = [
+        lambda B, V, U: explicit._half_rows(B, U, V, 3.0, 4, True, 0.1, True)[0],
+        lambda B, V, U: implicit._half_rows(B, U, V, gram, 2.0, 0.1, 3, True)[0],
+        lambda B, V, U: sgd_block(B, U, V, 3.0, 0.01, 0.02, 5, 1, 1)[0],
+        lambda B, V, U: _penalty_rows(B, U, V, 3.0, 4, True)[0],
+    ]
+    for t, run in enumerate(runs):
+        want, got = run(R, V, U), run(odd, misaligned(V), misaligned(U))
+        for a, b in zip(want, got, strict=True):
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes(), t

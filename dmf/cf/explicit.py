@@ -44,7 +44,7 @@ def _half_rows(block, own_b, other, mu, k, biases, reg, errors):
     from dmf.cf import kernels  # numba: imported by the tasks that need it
 
     block = as_csr(block)
-    other = np.ascontiguousarray(other, dtype=np.float64)
+    other = kernels.aligned(other)
     new = np.empty((block.shape[0], own_b.shape[1]))
     penalty, sq_err = kernels.explicit_rows(*kernels.csr_arrays(block), other, new, float(mu),
                                             k, biases, float(reg), errors)

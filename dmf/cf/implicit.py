@@ -38,7 +38,7 @@ def _half_rows(block, own_b, other, gram, alpha, reg, steps, losses):
     from dmf.cf import kernels  # numba: imported by the tasks that need it
 
     block = as_csr(block)
-    Y = np.ascontiguousarray(other, dtype=np.float64)
+    Y = kernels.aligned(other)
     k = Y.shape[1]
     A0 = np.asarray(gram, dtype=np.float64) + reg * np.eye(k)
     new = np.array(own_b, dtype=np.float64, order="C")

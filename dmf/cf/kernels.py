@@ -15,13 +15,15 @@ from the Dask task, so Python never loops over rows or ratings:
 Memory per call is the block, its own factor rows and O(K^2) scratch: the
 K x K systems are formed and solved one row at a time, never stacked.
 
-Determinism: plain loops in a fixed order, no parallel reductions, no BLAS
-(whose results may depend on its thread count), fastmath limited to
-reassociation and contraction (so reductions vectorize; the order is then
-fixed by the compiled code, the same for every call on a machine), and a
-shuffle drawn from splitmix64 keyed by (seed, block): the same inputs give
-the same bits on any scheduler. Machines of different instruction sets may
-differ in the last bits, as with BLAS. ``nogil``: blocks of a pass run in parallel
+Determinism: plain loops in a fixed order, no BLAS (whose results may
+depend on its thread count), dot products in four running sums written out
+(a fixed order that still runs 4 wide; fastmath's reassociation let the
+compiler choose the order, and it chose by the scratch arrays' addresses:
+the same call gave different last bits), fastmath limited to contraction
+(FMA, chosen at compile time), and a shuffle drawn from splitmix64 keyed by
+(seed, block): the same inputs give the same bits on any scheduler, at any
+alignment. Machines of different instruction sets may differ in the last
+bits (FMA or not), as with BLAS. ``nogil``: blocks of a pass run in parallel
 on a worker's threads. ``cache``: compiled once per machine into
 ``__pycache__`` (or ``NUMBA_CACHE_DIR``): measured on a 2-core machine at
 load 20, the first calls compile in 2-12 s each (30 s for the four, plus
@@ -33,7 +35,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_JIT = {"cache": True, "nogil": True, "fastmath": {"reassoc", "contract"}, "error_model": "numpy"}
+_JIT = {"cache": True, "nogil": True, "fastmath": {"contract"}, "error_model": "numpy"}
 
 #: A row's CG stops when its squared residual falls to this (as implicit).
 RESIDUAL_FLOOR = 1e-20
@@ -51,6 +53,58 @@ def _splitmix64(state):
     z = (z ^ (z >> np.uint64(30))) * _MIX1
     z = (z ^ (z >> np.uint64(27))) * _MIX2
     return state, z ^ (z >> np.uint64(31))
+
+
+@numba.njit(**_JIT)
+def _dot_rv(A, i, v, n):
+    """A[i, :n] . v[:n] in four running sums (a fixed order, which the
+    compiler may still pack into one vector operation)."""
+    s0 = s1 = s2 = s3 = 0.0
+    a = 0
+    while a + 4 <= n:
+        s0 += A[i, a] * v[a]
+        s1 += A[i, a + 1] * v[a + 1]
+        s2 += A[i, a + 2] * v[a + 2]
+        s3 += A[i, a + 3] * v[a + 3]
+        a += 4
+    while a < n:
+        s0 += A[i, a] * v[a]
+        a += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@numba.njit(**_JIT)
+def _dot_rr(A, i, B, j, n):
+    """A[i, :n] . B[j, :n], as :func:`_dot_rv`."""
+    s0 = s1 = s2 = s3 = 0.0
+    a = 0
+    while a + 4 <= n:
+        s0 += A[i, a] * B[j, a]
+        s1 += A[i, a + 1] * B[j, a + 1]
+        s2 += A[i, a + 2] * B[j, a + 2]
+        s3 += A[i, a + 3] * B[j, a + 3]
+        a += 4
+    while a < n:
+        s0 += A[i, a] * B[j, a]
+        a += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@numba.njit(**_JIT)
+def _dot_vv(u, v, n):
+    """u[:n] . v[:n], as :func:`_dot_rv`."""
+    s0 = s1 = s2 = s3 = 0.0
+    a = 0
+    while a + 4 <= n:
+        s0 += u[a] * v[a]
+        s1 += u[a + 1] * v[a + 1]
+        s2 += u[a + 2] * v[a + 2]
+        s3 += u[a + 3] * v[a + 3]
+        a += 4
+    while a < n:
+        s0 += u[a] * v[a]
+        a += 1
+    return (s0 + s1) + (s2 + s3)
 
 
 @numba.njit(**_JIT)
@@ -90,9 +144,7 @@ def sgd_block(indptr, indices, data, U, V, mu, lr, reg, seed, index, batch):
             u = order[t]
             for j in range(indptr[u], indptr[u + 1]):
                 i = indices[j]
-                e = data[j] - mu - U[u, k] - V[i, k]
-                for f in range(k):
-                    e -= U[u, f] * V[i, f]
+                e = data[j] - mu - U[u, k] - V[i, k] - _dot_rr(U, u, V, i, k)
                 sq_err += e * e
                 U[u, k] += lr * (e - reg * U[u, k])
                 V[i, k] += lr * (e - reg * V[i, k])
@@ -124,9 +176,7 @@ def sgd_block(indptr, indices, data, U, V, mu, lr, reg, seed, index, batch):
             j = rating[t]
             u = row_of[j]
             i = indices[j]
-            e = data[j] - mu - U[u, k] - V[i, k]
-            for f in range(k):
-                e -= U[u, f] * V[i, f]
+            e = data[j] - mu - U[u, k] - V[i, k] - _dot_rr(U, u, V, i, k)
             sq_err += e * e
             if nU[u] == 0:
                 met_u[mu_count] = u
@@ -161,21 +211,12 @@ def _cholesky_solve(A, b, K):
     """Solve A x = b in place (x in b) for symmetric positive definite A,
     of which only the lower triangle is read (and overwritten)."""
     for j in range(K):
-        s = A[j, j]
-        for p in range(j):
-            s -= A[j, p] * A[j, p]
-        d = np.sqrt(s)
+        d = np.sqrt(A[j, j] - _dot_rr(A, j, A, j, j))
         A[j, j] = d
         for i in range(j + 1, K):
-            s = A[i, j]
-            for p in range(j):
-                s -= A[i, p] * A[j, p]
-            A[i, j] = s / d
+            A[i, j] = (A[i, j] - _dot_rr(A, i, A, j, j)) / d
     for i in range(K):  # L y = b
-        s = b[i]
-        for p in range(i):
-            s -= A[i, p] * b[p]
-        b[i] = s / A[i, i]
+        b[i] = (b[i] - _dot_rv(A, i, b, i)) / A[i, i]
     for i in range(K - 1, -1, -1):  # L^T x = y
         s = b[i]
         for p in range(i + 1, K):
@@ -230,10 +271,7 @@ def explicit_rows(indptr, indices, data, other, out, mu, k, biases, reg, errors)
                 b[jj] = data[j] - mu - _feature(other, indices[j], k, biases, G[jj])
             for a in range(n_u):
                 for c in range(a + 1):
-                    s = 0.0
-                    for p in range(K):
-                        s += G[a, p] * G[c, p]
-                    A[a, c] = s
+                    A[a, c] = _dot_rr(G, a, G, c, K)
                 A[a, a] += ridge
             _cholesky_solve(A, b, n_u)
             x[:] = 0.0
@@ -262,11 +300,9 @@ def explicit_rows(indptr, indices, data, other, out, mu, k, biases, reg, errors)
         if errors:
             for j in range(start, stop):
                 i = indices[j]
-                e = data[j] - mu
+                e = data[j] - mu - _dot_rv(other, i, x, k)
                 if biases:
                     e -= other[i, k] + x[k]
-                for a in range(k):
-                    e -= other[i, a] * x[a]
                 sq_err += e * e
     return penalty, sq_err
 
@@ -286,11 +322,9 @@ def objective_rows(indptr, indices, data, other, X, mu, k, biases):
         penalty += (stop - start) * norm
         for j in range(start, stop):
             i = indices[j]
-            e = data[j] - mu
+            e = data[j] - mu - _dot_rr(other, i, X, u, k)
             if biases:
                 e -= other[i, k] + X[u, k]
-            for a in range(k):
-                e -= other[i, a] * X[u, a]
             sq_err += e * e
     return penalty, sq_err
 
@@ -298,10 +332,7 @@ def objective_rows(indptr, indices, data, other, X, mu, k, biases):
 @numba.njit(**_JIT)
 def _sym_times(A, v, out, K):
     for a in range(K):
-        s = 0.0
-        for c in range(K):
-            s += A[a, c] * v[c]
-        out[a] = s
+        out[a] = _dot_rv(A, a, v, K)
 
 
 @numba.njit(**_JIT)
@@ -333,38 +364,28 @@ def implicit_rows(indptr, indices, data, Y, A0, X, alpha, steps, losses):
             i = indices[j]
             extra = alpha * data[j]
             pref = 1.0 if data[j] > 0 else 0.0
-            xy = 0.0
-            for a in range(K):
-                xy += Y[i, a] * x[a]
-            w = (1.0 + extra) * pref - extra * xy
+            w = (1.0 + extra) * pref - extra * _dot_rv(Y, i, x, K)
             for a in range(K):
                 r[a] += w * Y[i, a]
-        rs = 0.0
+        rs = _dot_vv(r, r, K)
         for a in range(K):
-            rs += r[a] * r[a]
             p[a] = r[a]
         if rs > RESIDUAL_FLOOR:
             for _ in range(steps):
                 _sym_times(A0, p, Ap, K)
                 for j in range(start, stop):
                     i = indices[j]
-                    yp = 0.0
-                    for a in range(K):
-                        yp += Y[i, a] * p[a]
-                    w = alpha * data[j] * yp
+                    w = alpha * data[j] * _dot_rv(Y, i, p, K)
                     for a in range(K):
                         Ap[a] += w * Y[i, a]
-                pAp = 0.0
-                for a in range(K):
-                    pAp += p[a] * Ap[a]
+                pAp = _dot_vv(p, Ap, K)
                 if pAp <= 0:
                     break
                 step = rs / pAp
-                rs_new = 0.0
                 for a in range(K):
                     x[a] += step * p[a]
                     r[a] -= step * Ap[a]
-                    rs_new += r[a] * r[a]
+                rs_new = _dot_vv(r, r, K)
                 if rs_new <= RESIDUAL_FLOOR:
                     break
                 ratio = rs_new / rs
@@ -376,18 +397,23 @@ def implicit_rows(indptr, indices, data, Y, A0, X, alpha, steps, losses):
         if losses:
             for j in range(start, stop):
                 i = indices[j]
-                xy = 0.0
-                for a in range(K):
-                    xy += Y[i, a] * x[a]
+                xy = _dot_rv(Y, i, x, K)
                 c = 1.0 + alpha * data[j]
                 pref = 1.0 if data[j] > 0 else 0.0
                 nz += c * (pref - xy) ** 2 - xy * xy
     return nz
 
 
+def aligned(x, dtype=np.float64) -> np.ndarray:
+    """``x`` as a C-contiguous, aligned array of ``dtype``, copied only when
+    it is not one: an array that came inside a message may start at any byte
+    (see dmf.nmf's on_blocks), and numba would compile another version for
+    it (and its vector loops may round differently)."""
+    return np.require(x, dtype=dtype, requirements=["C", "A"])
+
+
 def csr_arrays(block) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A canonical CSR block's (indptr int64, indices int32, data float64),
-    the kernels' one signature (copies only what has another dtype)."""
-    return (np.asarray(block.indptr, dtype=np.int64),
-            np.asarray(block.indices, dtype=np.int32),
-            np.asarray(block.data, dtype=np.float64))
+    the kernels' one signature (copies only what has another dtype or is
+    unaligned)."""
+    return aligned(block.indptr, np.int64), aligned(block.indices, np.int32), aligned(block.data)

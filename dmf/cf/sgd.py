@@ -110,10 +110,9 @@ def _penalty_rows(block, own_b, other, mu, k, biases):
     from dmf.cf import kernels  # numba: imported by the tasks that need it
 
     block = as_csr(block)
-    x = np.ascontiguousarray(own_b, dtype=np.float64)
-    penalty, sq_err = kernels.objective_rows(*kernels.csr_arrays(block),
-                                             np.ascontiguousarray(other, dtype=np.float64), x,
-                                             float(mu), k, biases)
+    x = kernels.aligned(own_b)
+    penalty, sq_err = kernels.objective_rows(*kernels.csr_arrays(block), kernels.aligned(other),
+                                             x, float(mu), k, biases)
     return packed(x, [penalty, sq_err, float(block.nnz)])
 
 
