@@ -452,16 +452,16 @@ def test_a_checked_chunk_is_checked_again_once_its_file_changes(tmp_path, monkey
 def test_plain_chunks_read_straight_from_their_files(tmp_path, dtype, monkeypatch):
     """The default codec's chunks are mapped without zarr's decoding (see
     dmf.store.rawchunks), or read where mapping fails: the same bits as zarr
-    for edge chunks and for a chunk left unwritten (all fill value); a
-    checksummed trailer damaged alone is caught."""
+    for edge chunks and for a chunk of fill values (stored too: dmf writes
+    every chunk); a checksummed trailer damaged alone is caught."""
     from dmf.store.rawchunks import RawChunks, bytes_mapped
 
     x = np.random.default_rng(3).standard_normal((43, 11)).astype(dtype)
-    x[10:20] = 0.0  # the fill value: zarr writes no file for that chunk
+    x[10:20] = 0.0  # the fill value: zarr would write no file for that chunk
     url = tmp_path / "x.zarr"
     dmf.save_matrix(x, url, chunks=(10, 4))
     assert RawChunks.of(zarr.open_array(url, mode="r")) is not None
-    assert not (url / "c" / "1" / "0").exists()
+    assert (url / "c" / "1" / "0").exists()
     before = bytes_mapped()
     assert_same_bits(dmf.open_matrix(url).compute(), zarr.open_array(url, mode="r")[...])
     assert_same_bits(dmf.open_matrix(url).compute(), x)

@@ -14,6 +14,14 @@ PUT on object stores). A crash at any moment leaves the pointer on the
 previous complete checkpoint. Older checkpoints, and any partial one a crash
 left behind, are pruned after the pointer moves.
 
+Every array of a checkpoint carries a CRC-32C per chunk and stores every
+chunk (see :mod:`dmf.store.dense`). Resuming reads the newest checkpoint
+whole and checks it: a checksum that fails, a missing chunk, unreadable
+metadata, a directory that is gone or values that are not finite make it
+skipped, with a warning naming it and why, and the previous one (``keep``
+is 2 for this) is tried. Pruning keeps the checkpoint just written, so the
+last valid one is never deleted.
+
 Dask arrays in the state (tall factors) are written by the workers, block by
 block, and come back as lazy arrays read from the checkpoint: this also cuts
 their task lineage, so the scheduler's memory does not grow with the
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +42,9 @@ import numpy as np
 import zarr
 
 from dmf.engine.faults import failpoint
-from dmf.store.dense import open_dense
-from dmf.store.location import Location
+from dmf.errors import DmfWarning
+from dmf.store.dense import checked_array_options, open_dense, read_whole
+from dmf.store.location import Location, one_line
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +96,13 @@ class Checkpoints:
     # -- pointer ------------------------------------------------------------
     def _root(self, *, create: bool = False) -> zarr.Group | None:
         if create:
-            return zarr.open_group(store=self.location.zarr_store(), mode="a", zarr_format=3)
+            try:
+                return zarr.open_group(store=self.location.zarr_store(), mode="a",
+                                       zarr_format=3)
+            except Exception:  # noqa: BLE001 - a damaged pointer document: write it anew
+                self.location.join("zarr.json").remove()
+                return zarr.open_group(store=self.location.zarr_store(), mode="a",
+                                       zarr_format=3)
         if not self.location.join("zarr.json").exists():
             return None
         return zarr.open_group(store=self.location.zarr_store(read_only=True), mode="r")
@@ -98,25 +114,63 @@ class Checkpoints:
         return dict(root.attrs).get("dmf", {}).get("latest")
 
     # -- reading ------------------------------------------------------------
-    def latest(self) -> Checkpoint | None:
-        """The newest complete checkpoint, or None."""
-        name = self._pointer()
-        if name is None:
-            return None
-        return self.load(name)
+    def latest(self, *, verify: bool = True) -> Checkpoint | None:
+        """The newest valid checkpoint: the pointer's, else (with a warning
+        naming what was skipped and why) the newest older one that is valid;
+        None when there is none.
 
-    def load(self, name: str) -> Checkpoint:
+        ``verify`` reads the tall arrays through once to check their
+        checksums (the small ones are always read).
+        """
+        skipped = []
+        try:
+            pointer = self._pointer()
+        except Exception as exc:  # noqa: BLE001 - any damage to the pointer's document
+            pointer = None
+            skipped.append(f"the pointer ({one_line(exc)})")
+        names = self.names()
+        candidates = [n for n in reversed(names) if pointer is None or n < pointer]
+        if pointer is not None:
+            candidates.insert(0, pointer)
+        elif not skipped and not names:
+            return None
+        for name in candidates:
+            try:
+                found = self.load(name, verify=verify)
+            except Exception as exc:  # noqa: BLE001 - any failure means: not this one
+                skipped.append(f"{name} ({one_line(exc)})")
+                continue
+            if skipped:
+                _warn_skipped(self.location, skipped, f"resuming from {name}")
+            return found
+        if skipped:
+            _warn_skipped(self.location, skipped, "no valid checkpoint is left; starting over")
+        return None
+
+    def just_written(self) -> Checkpoint:
+        """The pointer's checkpoint, which this process has just written:
+        not read through again, and no falling back."""
+        return self.load(self._pointer(), verify=False)
+
+    def load(self, name: str, *, verify: bool = True) -> Checkpoint:
+        """The checkpoint ``name``; raises if it is incomplete or damaged."""
         where = self.location.join(name)
         group = zarr.open_group(store=where.zarr_store(read_only=True), mode="r")
         meta = dict(group.attrs)["dmf"]
+        if meta.get("complete") is not True:
+            raise ValueError("incomplete: its writer stopped before finishing it")
         state: dict[str, Any] = dict(meta["scalars"])
         for key, kind in meta["arrays"].items():
             arr = group[key]
             if kind == "dask":
                 lazy = open_dense(arr, where.join(key))
+                if verify:  # every chunk read once: checksums, missing chunks, NaN
+                    _check_finite(bool(da.isfinite(lazy).all().compute()), key)
                 state[key] = lazy.rechunk(tuple(tuple(c) for c in meta["chunks"][key]))
             else:
-                state[key] = arr[...]
+                state[key] = read_whole(arr, where.join(key))
+                if state[key].dtype.kind == "f":
+                    _check_finite(bool(np.isfinite(state[key]).all()), key)
         return Checkpoint(
             iteration=int(meta["iteration"]),
             state=state,
@@ -154,12 +208,13 @@ class Checkpoints:
             if isinstance(value, da.Array):
                 target = group.create_array(key, shape=value.shape, dtype=value.dtype,
                                             chunks=tuple(max(c) for c in value.chunks),
-                                            fill_value=0)
+                                            fill_value=0, **checked_array_options())
                 pending.append(da.store(value.rechunk(target.chunks), target, lock=False,
                                         compute=False))
                 arrays[key], chunks[key] = "dask", [list(c) for c in value.chunks]
             elif isinstance(value, np.ndarray):
-                group.create_array(key, data=value, chunks=value.shape or None)
+                group.create_array(key, data=value, chunks=value.shape or None,
+                                   **checked_array_options())
                 arrays[key] = "numpy"
             else:
                 scalars[key] = jsonable(value)
@@ -182,8 +237,11 @@ class Checkpoints:
 
     def prune(self) -> None:
         """Keep the newest ``keep`` checkpoints up to the pointer; drop the
-        rest, including partial ones newer than the pointer."""
+        rest, including partial ones newer than the pointer. Called after
+        the pointer moved to the checkpoint just written, which is kept."""
         latest = self._pointer()
+        if latest is None:
+            return  # never delete what a lost pointer might have to fall back on
         names = self.names()
         valid = [n for n in names if latest is not None and n <= latest]
         keep = set(valid[-self.keep:])
@@ -193,3 +251,13 @@ class Checkpoints:
 
     def clear(self) -> None:
         self.location.remove()
+
+
+def _check_finite(finite: bool, key: str) -> None:
+    if not finite:
+        raise ValueError(f"{key} holds NaN or Inf")
+
+
+def _warn_skipped(location: Location, skipped: list[str], outcome: str) -> None:
+    message = f"{location}: skipped damaged checkpoint data: {'; '.join(skipped)}; {outcome}"
+    warnings.warn(message, DmfWarning, stacklevel=3)

@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Iterator
 
+import dask.utils
 from distributed import Client, LocalCluster
 from distributed.deploy.utils import nprocesses_nthreads
 from distributed.diagnostics.plugin import WorkerPlugin
@@ -78,6 +79,20 @@ def local_cluster_size(
     return n_workers, threads_per_worker
 
 
+def check_memory_limit(memory_limit: str | int | None) -> None:
+    """Refuse a memory limit Dask cannot read (InputError), before any
+    worker starts."""
+    if memory_limit is None or memory_limit == "auto":
+        return
+    try:
+        size = dask.utils.parse_bytes(memory_limit) if isinstance(memory_limit, str) else int(
+            memory_limit)
+    except (TypeError, ValueError):
+        size = -1
+    if size <= 0:
+        raise InputError(f"memory limit must be a size such as 4GiB, got {memory_limit!r}")
+
+
 @contextlib.contextmanager
 def connect(
     address: str | None = None,
@@ -125,6 +140,7 @@ def connect(
                                "the scheduler runs") from exc
     else:
         workers, threads = local_cluster_size(n_workers, threads_per_worker)
+        check_memory_limit(memory_limit)
         log.info("starting a local cluster: %d workers x %d threads", workers, threads)
         cluster = LocalCluster(
             n_workers=workers,

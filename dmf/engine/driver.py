@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from dmf.engine.cluster import current_client
 from dmf.engine.faults import failpoint
+from dmf.engine.finite import check_run_options, check_step
 from dmf.engine.lock import OutputLock
 from dmf.engine.output import JobOutput, first_difference
 from dmf.engine.progress import Progress
@@ -189,6 +190,9 @@ def run(
         Identifies X's content in the fingerprint instead of its dask name
         (which, for an array made from memory, is random).
     """
+    check_run_options(solver.params, seed=seed, max_iter=max_iter, tol=tol,
+                      checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
+                      keep=keep)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % 2**32)
     fingerprint = {"algorithm": solver.name, "parameters": solver.params,
@@ -281,6 +285,7 @@ def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
             new_state, stats = _guarded(_step, output, it, solver, X, state, ctx)
         except StopRequested as stopped:
             raise stop(stopped.signum) from None
+        check_step(solver.name, it + 1, float(stats.loss), new_state)
         with guard.critical():
             state, it = new_state, it + 1
             history.append(float(stats.loss))
@@ -337,7 +342,7 @@ def _rebased(state: State, output: JobOutput) -> State:
     written: same values, but no task lineage behind them."""
     if not any(isinstance(v, da.Array) for v in state.values()):
         return state
-    latest = output.checkpoints.latest()
+    latest = output.checkpoints.just_written()
     restored = latest.state
     restored.pop("_converged", None)
     return {k: (restored[k] if isinstance(v, da.Array) else v) for k, v in state.items()}

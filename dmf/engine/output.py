@@ -22,7 +22,7 @@ from dmf.engine.checkpoint import Checkpoints, jsonable
 from dmf.engine.faults import failpoint
 from dmf.engine.lock import LOCK_NAME
 from dmf.errors import CheckpointMismatch, StoreError
-from dmf.store.dense import dmf_attrs, save_dense
+from dmf.store.dense import checked_array_options, dmf_attrs, read_whole, save_dense
 from dmf.store.location import Location
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class JobOutput:
                 value = np.asarray(value)
                 target.remove()
                 zarr.create_array(store=target.zarr_store(), data=value, zarr_format=3,
-                                  chunks=value.shape or None)
+                                  chunks=value.shape or None, **checked_array_options())
         failpoint("result-arrays")
         group = zarr.open_group(store=self.location.zarr_store(), mode="a", zarr_format=3)
         attrs = dmf_attrs(group)
@@ -140,7 +140,8 @@ def read_result_arrays(location: Location, meta: dict[str, Any]) -> dict[str, An
     arrays = {}
     for name, kind in (meta.get("result_arrays") or {}).items():
         where = location.join(name)
-        arrays[name] = open_matrix(where) if kind == "dask" else where.open_node()[...]
+        arrays[name] = (open_matrix(where) if kind == "dask"
+                        else read_whole(where.open_node(), where))
     return arrays
 
 

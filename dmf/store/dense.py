@@ -5,12 +5,19 @@ in row blocks of about 64 MiB, with ``attrs["dmf"] = {"kind": "dense", ...}``.
 
 Writes are safe for a good result already there: a new store is written next
 to it and swapped in only once complete and checked. ``attrs["dmf"]["complete"]``
-is set last; because Zarr skips empty chunks, counting chunk files would not
-prove a write finished.
+is set last.
+
+Every array dmf writes stores every chunk, even one of zeros (Zarr leaves
+those out by default), and says so in ``attrs["dmf"]["chunks_written"]``
+(``"all"``): reading such an array, a missing chunk file is damage and an
+error naming it, never a block of fill values. Arrays without that mark
+(other writers, older dmf) keep Zarr's meaning, where an absent chunk holds
+the fill value.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import uuid
@@ -26,7 +33,7 @@ from dmf._version import __version__
 from dmf.errors import DmfWarning, InputError, StoreError
 from dmf.store import codecs
 from dmf.store.location import Location, dmf_attrs, one_line
-from dmf.store.rawchunks import RawChunks
+from dmf.store.rawchunks import ChunkMissing, RawChunks
 from dmf.store.validate import (
     block_report,
     check_shape,
@@ -89,6 +96,45 @@ def normalize_chunks(chunks, shape: tuple[int, int], dtype) -> tuple[int, int]:
     return (min(rows, shape[0]), min(cols, shape[1]))
 
 
+#: Zarr's array config for every array dmf writes: store all chunks.
+WRITE_EVERY_CHUNK = {"write_empty_chunks": True}
+#: ``attrs["dmf"]["chunks_written"]`` of an array whose every chunk is stored.
+ALL_CHUNKS = "all"
+
+
+def checked_array_options(**dmf_meta) -> dict[str, Any]:
+    """The options of ``create_array`` for an array dmf writes and reads back
+    (checkpoints, results): a CRC-32C of every chunk, every chunk stored,
+    and the mark that says so (set at creation: such arrays are written
+    whole, and their group's completion flag says when they are)."""
+    return {"compressors": codecs.compressors(None), "config": WRITE_EVERY_CHUNK,
+            "attributes": {"dmf": {"chunks_written": ALL_CHUNKS, **dmf_meta}}}
+
+
+def every_chunk_written(zarray: zarr.Array) -> bool:
+    """Whether dmf recorded that every chunk of ``zarray`` is stored."""
+    written = dmf_attrs(zarray).get("chunks_written")
+    return written == ALL_CHUNKS or (isinstance(written, int) and written == zarray.nchunks)
+
+
+def chunk_coords(key, shape, chunks) -> list[tuple[int, ...]]:
+    """The coordinates of the chunks a basic-indexing ``key`` touches."""
+    key = key if isinstance(key, tuple) else (key,)
+    key = key + (slice(None),) * (len(shape) - len(key))
+    ranges = []
+    for k, size, chunk in zip(key, shape, chunks, strict=True):
+        if isinstance(k, slice):
+            start, stop, step = k.indices(size)
+            if stop <= start:
+                return []
+            last = start + ((stop - 1 - start) // step) * step
+            ranges.append(range(start // chunk, last // chunk + 1))
+        else:
+            index = int(k) % size if size else 0
+            ranges.append(range(index // chunk, index // chunk + 1))
+    return list(itertools.product(*ranges))
+
+
 # --------------------------------------------------------------------------
 # reading
 
@@ -104,10 +150,12 @@ class ChunkReader:
         self.location = location
         self.shape = zarray.shape
         # zarr may report an explicit byte order ('<f4'); dmf shows native names.
-        self.dtype = zarray.dtype.newbyteorder("=")
+        self.dtype = (zarray.dtype.newbyteorder("=") if zarray.dtype.kind in "fiub"
+                      else zarray.dtype)
         self.ndim = zarray.ndim
         self._owner_pid = os.getpid()
-        self._raw = RawChunks.of(zarray)
+        self._every_chunk = every_chunk_written(zarray)
+        self._raw = RawChunks.of(zarray, every_chunk=self._every_chunk)
 
     def __dask_tokenize__(self):
         # the attrs carry the write id: a store written again at the same URL
@@ -124,19 +172,46 @@ class ChunkReader:
             region = self._raw.region(key) if self._raw is not None else None
             if region is not None:
                 return self._raw.read(*region)
+            self._check_present(key)
             # Decoded chunks may start at any byte; BLAS rounds differently on
             # unaligned data, so results would depend on the worker.
             return np.require(self.zarray[key], requirements="A")
+        except ChunkMissing as exc:
+            raise StoreError(f"{self.location}/{exc}: chunk file missing; dmf wrote every "
+                             "chunk of this array, so the store is damaged") from None
         except Exception as exc:  # noqa: BLE001 - any decode failure means a bad chunk
             raise StoreError(
-                f"{self.location}/{self._chunk_key(key)}: chunk cannot be read, the "
+                f"{self.location}/{self._bad_chunk(key)}: chunk cannot be read, the "
                 f"store is corrupt or truncated ({one_line(exc)})"
             ) from None
 
-    def _chunk_key(self, key) -> str:
-        starts = [k.start or 0 if isinstance(k, slice) else int(k) for k in key]
-        coords = tuple(s // c for s, c in zip(starts, self.zarray.chunks, strict=True))
-        return self.zarray.metadata.encode_chunk_key(coords)
+    def _check_present(self, key) -> None:
+        """Raise ChunkMissing for a chunk of ``key`` that dmf wrote and is gone."""
+        if not self._every_chunk:
+            return
+        for coords in chunk_coords(key, self.shape, self.zarray.chunks):
+            name = self.zarray.metadata.encode_chunk_key(coords)
+            if not self.location.join(name).exists():
+                raise ChunkMissing(name)
+
+    def _bad_chunk(self, key) -> str:
+        """The first chunk of ``key`` that fails to decode (the first one of
+        ``key`` if each decodes alone)."""
+        found = chunk_coords(key, self.shape, self.zarray.chunks) or [(0,) * self.ndim]
+        for coords in found:
+            part = tuple(slice(i * c, (i + 1) * c) for i, c in zip(coords, self.zarray.chunks,
+                                                                      strict=True))
+            try:
+                self.zarray[part]
+            except Exception:  # noqa: BLE001 - this is the one
+                return self.zarray.metadata.encode_chunk_key(coords)
+        return self.zarray.metadata.encode_chunk_key(found[0])
+
+
+def read_whole(zarray: zarr.Array, location: Location) -> np.ndarray:
+    """All of a small array, in memory, each chunk checked: a missing or
+    damaged chunk is a StoreError naming it."""
+    return ChunkReader(zarray, location)[tuple(slice(None) for _ in zarray.shape)]
 
 
 def check_complete(node, location: Location) -> None:
@@ -194,11 +269,16 @@ def create_dense(
         attributes={"dmf": meta},
         zarr_format=3,
         overwrite=True,
+        config=WRITE_EVERY_CHUNK,
     )
 
 
-def mark_complete(zarray: zarr.Array, **extra) -> None:
+def mark_complete(zarray: zarr.Array | zarr.Group, **extra) -> None:
+    """Set ``complete``; for an array whose every chunk is stored, also the
+    mark that makes a missing chunk an error when read."""
     meta = dmf_attrs(zarray)
+    if isinstance(zarray, zarr.Array) and zarray.nchunks_initialized == zarray.nchunks:
+        extra = {**extra, "chunks_written": ALL_CHUNKS}
     meta.update(extra, complete=True)
     zarray.update_attributes({"dmf": meta})
 

@@ -66,6 +66,11 @@ class ChunkDamaged(ValueError):
     checksum that does not match)."""
 
 
+class ChunkMissing(LookupError):
+    """A chunk file of an array whose every chunk was written is gone (the
+    message is its key)."""
+
+
 @dataclass(frozen=True)
 class RawChunks:
     """Where a plain array's chunk files are and how to read one."""
@@ -77,9 +82,10 @@ class RawChunks:
     fill_value: object
     checksum: bool
     zarray: zarr.Array
+    every_chunk: bool = False
 
     @classmethod
-    def of(cls, zarray: zarr.Array) -> RawChunks | None:
+    def of(cls, zarray: zarr.Array, *, every_chunk: bool = False) -> RawChunks | None:
         """The reader of ``zarray``'s chunks, or None where zarr must decode them."""
         meta = zarray.metadata
         if (getattr(meta, "zarr_format", None) != 3 or sys.byteorder != "little"
@@ -102,7 +108,7 @@ class RawChunks:
             zarray.store.root)
         return cls(root=root, shape=tuple(zarray.shape), chunks=tuple(zarray.chunks),
                    dtype=dtype, fill_value=meta.fill_value, checksum=bool(rest),
-                   zarray=zarray)
+                   zarray=zarray, every_chunk=every_chunk)
 
     def region(self, key) -> tuple[tuple[int, ...], tuple[slice, ...]] | None:
         """The chunk coordinates of ``key`` when it is exactly one whole chunk
@@ -126,10 +132,12 @@ class RawChunks:
     def read(self, coords: tuple[int, ...], parts: tuple[slice, ...]) -> np.ndarray:
         """The chunk at ``coords``, cut to ``parts`` (edge chunks are stored
         whole); the fill value where no file was written (Zarr leaves out
-        chunks that hold only the fill value)."""
+        chunks that hold only the fill value), unless every chunk was."""
         try:
             fd = os.open(self.path(coords), os.O_RDONLY)
         except FileNotFoundError:
+            if self.every_chunk:
+                raise ChunkMissing(self.zarray.metadata.encode_chunk_key(coords)) from None
             return np.full(tuple(s.stop for s in parts), self.fill_value, dtype=self.dtype)
         nbytes = math.prod(self.chunks) * self.dtype.itemsize
         expected = nbytes + (4 if self.checksum else 0)

@@ -1,0 +1,233 @@
+"""Damaged or missing bytes in dmf's own stores are found, never believed.
+
+Checkpoints and results carry a CRC-32C per chunk and store every chunk: a
+flipped byte or a deleted chunk file is an error naming the chunk (for a
+result, a StoreError: exit 2), and a damaged checkpoint is skipped for the
+previous one, with the same final bits as a run never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import zarr
+from toy_solvers import nonnegative_matrix, toy_nmf
+
+import dmf
+from dmf.engine.checkpoint import Checkpoints
+from dmf.engine.driver import Solver, run
+from dmf.engine.finite import NonFiniteError
+from dmf.errors import DmfWarning, InputError, StoreError
+from dmf.store.location import Location
+
+K = 4
+RUN = {"max_iter": 12, "tol": 0, "seed": 1, "checkpoint_every": 3}
+
+
+def flip_byte(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(data)
+
+
+@pytest.fixture(scope="module")
+def problem(tmp_path_factory):
+    """X, the uninterrupted result, and an output stopped at iteration 7
+    holding checkpoints 3 and 6."""
+    root = tmp_path_factory.mktemp("integrity")
+    X = np.random.default_rng(0).random((200, 30))
+    reference = dmf.nmf(X, K, out=root / "ref.zarr", **RUN)
+
+    def stop_at_7(it, state, stats):
+        if it == 7:
+            raise RuntimeError("stopped by the test")
+
+    with pytest.raises(RuntimeError, match="stopped by the test"):
+        dmf.nmf(X, K, out=root / "stopped.zarr", callback=stop_at_7, **RUN)
+    names = Checkpoints(Location.parse(root / "stopped.zarr" / "checkpoints")).names()
+    assert names == ["ckpt-00000003", "ckpt-00000006"]
+    return X, reference, root / "stopped.zarr"
+
+
+def _damage(out, how: str) -> None:
+    newest = out / "checkpoints" / "ckpt-00000006"
+    if how == "flipped byte":
+        flip_byte(newest / "H" / "c" / "0" / "0")
+    elif how == "missing chunk":
+        (newest / "W" / "c" / "0" / "0").unlink()
+    elif how == "unreadable json":
+        (newest / "zarr.json").write_text("{garbage")
+    elif how == "directory gone":
+        shutil.rmtree(newest)
+    elif how == "unreadable pointer":
+        (out / "checkpoints" / "zarr.json").write_text("{")
+
+
+@pytest.mark.parametrize("how, resumed_from", [
+    ("flipped byte", 3), ("missing chunk", 3), ("unreadable json", 3),
+    ("directory gone", 3), ("unreadable pointer", 6),
+])
+def test_damaged_checkpoint_falls_back_to_the_previous_one(problem, tmp_path, how,
+                                                            resumed_from):
+    X, reference, stopped = problem
+    out = tmp_path / "o.zarr"
+    shutil.copytree(stopped, out)
+    _damage(out, how)
+    with pytest.warns(DmfWarning, match="skipped damaged checkpoint") as caught:
+        result = dmf.nmf(X, K, out=out, **RUN)
+    assert f"resuming from ckpt-0000000{resumed_from}" in str(caught[0].message)
+    assert result.attrs["resumed_from"] == resumed_from
+    assert np.array_equal(result.H, reference.H)
+    assert np.array_equal(result.W.compute(), reference.W.compute())
+
+
+def test_no_valid_checkpoint_left_starts_over(problem, tmp_path):
+    X, reference, stopped = problem
+    out = tmp_path / "o.zarr"
+    shutil.copytree(stopped, out)
+    for name in ("ckpt-00000003", "ckpt-00000006"):
+        flip_byte(out / "checkpoints" / name / "H" / "c" / "0" / "0")
+    with pytest.warns(DmfWarning, match="no valid checkpoint is left; starting over"):
+        result = dmf.nmf(X, K, out=out, **RUN)
+    assert result.attrs["resumed_from"] is None
+    assert np.array_equal(result.H, reference.H)
+
+
+def test_checkpoint_arrays_are_checksummed_and_complete(problem):
+    _, _, stopped = problem
+    for key in ("W", "H"):
+        meta = json.loads((stopped / "checkpoints" / "ckpt-00000006" / key / "zarr.json")
+                          .read_text())
+        assert [c["name"] for c in meta["codecs"]] == ["bytes", "crc32c"]
+        assert meta["attributes"]["dmf"]["chunks_written"] == "all"
+
+
+def test_flipped_byte_in_a_result_is_an_error_naming_the_chunk(problem, tmp_path):
+    _, reference, _ = problem
+    out = tmp_path / "r.zarr"
+    shutil.copytree(reference.location, out)
+    flip_byte(out / "H" / "c" / "0" / "0")
+    with pytest.raises(StoreError, match=r"r\.zarr/H/c/0/0: chunk cannot be read.*CRC-32C"):
+        dmf.load(out)
+    shutil.copytree(reference.location, out, dirs_exist_ok=True)
+    flip_byte(out / "W" / "c" / "0" / "0")
+    with pytest.raises(StoreError, match=r"r\.zarr/W/c/0/0: chunk cannot be read"):
+        dmf.load(out).W.compute()
+
+
+def test_cli_exits_2_on_a_damaged_result(problem, tmp_path):
+    _, reference, _ = problem
+    out = tmp_path / "r.zarr"
+    shutil.copytree(reference.location, out)
+    flip_byte(out / "H" / "c" / "0" / "0")
+    done = subprocess.run([sys.executable, "-m", "dmf", "report", str(out), "--html",
+                           str(tmp_path / "r.html")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "H/c/0/0" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def stored(tmp_path):
+    X = np.random.default_rng(1).random((40, 6))
+    X[10:20] = 0  # a chunk of zeros is stored too
+    url = tmp_path / "S.zarr"
+    dmf.save_matrix(X, url, chunks=10)
+    return X, url
+
+
+def test_missing_chunk_of_a_dmf_store_is_an_error(stored):
+    X, url = stored
+    assert (url / "c" / "1" / "0").exists()
+    assert np.array_equal(dmf.open_matrix(url).compute(), X)
+    (url / "c" / "3" / "0").unlink()
+    with pytest.raises(StoreError, match=r"S\.zarr/c/3/0: chunk file missing"):
+        dmf.open_matrix(url).compute()
+
+
+def test_switched_key_encoding_is_an_error_not_zeros(stored):
+    _, url = stored
+    meta = json.loads((url / "zarr.json").read_text())
+    meta["chunk_key_encoding"] = {"name": "v2", "configuration": {"separator": "."}}
+    (url / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match="chunk file missing"):
+        dmf.open_matrix(url).compute()
+
+
+def test_missing_chunk_through_zarr_decoding_is_an_error(tmp_path):
+    X = np.random.default_rng(2).random((40, 6))
+    url = tmp_path / "Z.zarr"
+    dmf.save_matrix(X, url, chunks=10, codec="zstd")
+    (url / "c" / "2" / "0").unlink()
+    with pytest.raises(StoreError, match=r"Z\.zarr/c/2/0: chunk file missing"):
+        dmf.open_matrix(url).compute()
+
+
+def test_foreign_store_keeps_zarr_fill_semantics(tmp_path):
+    url = tmp_path / "F.zarr"
+    z = zarr.create_array(store=str(url), shape=(4, 3), chunks=(2, 3), dtype="f8",
+                          fill_value=0)
+    z[0:2] = 1.0
+    assert np.array_equal(dmf.open_matrix(url).compute(),
+                          np.r_[np.ones((2, 3)), np.zeros((2, 3))])
+
+
+def nan_at(iteration: int) -> Solver:
+    """toy_nmf whose H turns NaN at ``iteration``."""
+    toy = toy_nmf(3)
+
+    def step(X, state, ctx):
+        new, stats = toy.step(X, state, ctx)
+        if new["steps"] == iteration:
+            new["H"] = np.full_like(new["H"], np.nan)
+        return new, stats
+
+    return Solver(name=toy.name, params=toy.params, init=toy.init, step=step,
+                  finalize=toy.finalize)
+
+
+def test_nan_stops_the_run_and_keeps_the_finite_checkpoints(tmp_path):
+    out = tmp_path / "o.zarr"
+    with pytest.raises(NonFiniteError, match=r"iteration 5 produced non-finite values "
+                                             r"\(.*H holds NaN or Inf"):
+        run(nan_at(5), nonnegative_matrix(), seed=0, max_iter=10, tol=0, out=out,
+            checkpoint_every=2, progress=False)
+    checkpoints = Checkpoints(Location.parse(out / "checkpoints"))
+    assert checkpoints.names() == ["ckpt-00000002", "ckpt-00000004"]
+    assert checkpoints.latest().iteration == 4
+    assert zarr.open_group(str(out), mode="r").attrs["dmf"]["status"] == "running"
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda X, out: dmf.nmf(X, 2, loss=float("inf"), out=out), "must be a .*finite number"),
+    (lambda X, out: dmf.nmf(X, 2, alpha_W=float("nan"), out=out),
+     "alpha_W must be a finite number"),
+    (lambda X, out: dmf.nmf(X, 2, checkpoint_seconds=float("nan"), out=out),
+     "checkpoint_seconds must be a number > 0"),
+    (lambda X, out: dmf.nmf(X, 2, checkpoint_seconds=-5, out=out),
+     "checkpoint_seconds must be a number > 0"),
+    (lambda X, out: dmf.svd(X, 2, method="power", tol=float("nan"), out=out),
+     "tol must be a finite number"),
+    (lambda X, out: dmf.nmf(X, 2, seed=-1, out=out), "seed must be an integer >= 0"),
+    (lambda X, out: dmf.connect(n_workers=1, memory_limit="garbage").__enter__(),
+     "memory limit must be a size"),
+])
+def test_parameters_that_cannot_be_finite_are_refused(stored, tmp_path, call, message):
+    _, url = stored
+    with pytest.raises(InputError, match=message):
+        call(url, tmp_path / "o.zarr")
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_cli_refuses_a_nan_parameter_with_exit_2(stored, tmp_path):
+    _, url = stored
+    done = subprocess.run([sys.executable, "-m", "dmf", "--workers", "0", "nmf", str(url),
+                           str(tmp_path / "o.zarr"), "-k", "2", "--alpha-w", "nan"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "alpha_W must be a finite number" in done.stderr and "Traceback" not in done.stderr
