@@ -297,7 +297,7 @@ def _stored_job(select, X, *, method, params, seed, token, out, storage_options,
     algorithm = f"rank-{method}"
     fingerprint = {"algorithm": algorithm, "parameters": params,
                    "input": input_fingerprint(X, token), "seed": seed}
-    output = JobOutput(location)
+    output = JobOutput(location, beside=False)  # its sub-jobs live inside it
     output.existing_meta()  # refuse a non-result before taking the lock there
     with OutputLock(location):
         status = output.check_job(fingerprint, resume=resume)

@@ -231,3 +231,89 @@ def test_cli_refuses_a_nan_parameter_with_exit_2(stored, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "alpha_W must be a finite number" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_starting_over_never_damages_a_complete_result(problem, tmp_path):
+    X, reference, _ = problem
+    out = tmp_path / "r.zarr"
+    shutil.copytree(reference.location, out)
+
+    def stop_at_4(it, state, stats):
+        if it == 4:
+            raise RuntimeError("stopped by the test")
+
+    with pytest.raises(RuntimeError, match="stopped by the test"):
+        dmf.nmf(X, K + 1, out=out, resume=False, callback=stop_at_4, **RUN)
+    kept = dmf.load(out)  # the k=4 result, whole, not a k=5 run over k=4 arrays
+    assert kept.attrs["parameters"]["k"] == K and kept.attrs["status"] == "complete"
+    assert np.array_equal(kept.H, reference.H)
+    assert (tmp_path / ".r.zarr.dmf-next").exists()
+
+    again = dmf.nmf(X, K + 1, out=out, resume=False, **RUN)
+    assert again.H.shape[0] == K + 1 and dmf.load(out).H.shape[0] == K + 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.zarr"]
+
+
+# -- hostile input stays cheap -------------------------------------------------
+
+ALIAS_BOMB = ('job: j\nroot: out\nsteps: []\n'
+              'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+              + "".join(f"{x}: &{x} [{','.join([f'*{p}'] * 9)}]\n"
+                        for p, x in zip("abcdefgh", "bcdefghi", strict=True)))
+
+
+@pytest.mark.parametrize("text, message", [
+    (ALIAS_BOMB, r"job\.yaml:5: aliases \(\*name\) are not allowed"),
+    ("job: j\nroot: out\nsteps:\n  - !!python/object/apply:os.system ['true']\n",
+     r"job\.yaml:4: the tag !!python/object/apply:os.system is not allowed"),
+    ("job: j\nroot: !!python/name:os.system\nsteps: []\n",
+     r"job\.yaml:2: not valid YAML: could not determine a constructor"),
+])
+def test_hostile_job_specs_are_refused_with_their_line(tmp_path, text, message):
+    from dmf.jobs.spec import load_spec
+
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    assert len(text) < 700  # a few hundred bytes: billions of values once expanded
+    with pytest.raises(InputError, match=message):
+        load_spec(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("%%MatrixMarket matrix array real general\n1000000000 2\n1.0\n2.0\n",
+     "line 2: the size line claims 2,000,000,000 entries, more than a file"),
+    ("%%MatrixMarket matrix coordinate real general\n1000000000000 3 2\n1 1 1.0\n2 2 2.0\n",
+     "line 2: the size line claims 1,000,000,000,000 rows"),
+])
+def test_matrix_market_size_claims_are_refused_before_allocating(tmp_path, text, message):
+    path = tmp_path / "big.mtx"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message):
+        dmf.ingest(path, tmp_path / "big.zarr")
+    assert not (tmp_path / "big.zarr").exists()
+
+
+def test_zarr_metadata_claiming_a_huge_matrix_is_refused(stored):
+    _, url = stored
+    meta = json.loads((url / "zarr.json").read_text())
+    meta["shape"] = [10**13, 6]
+    (url / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=r"claims a 10000000000000 x 6 matrix.*refusing"):
+        dmf.open_matrix(url)
+
+
+def test_one_by_one_chunks_are_read_in_groups(tmp_path):
+    """12,100 stored chunks of one value each read in one task (with a note),
+    not 12,100 tasks."""
+    x = np.random.default_rng(4).random((110, 110))
+    url = tmp_path / "tiny.zarr"
+    z = zarr.create_array(store=str(url), shape=x.shape, chunks=(1, 1), dtype="f8",
+                          compressors=None, fill_value=0)
+    for (i, j), value in np.ndenumerate(x):  # the files zarr would write, without its overhead
+        (url / "c" / str(i)).mkdir(parents=True, exist_ok=True)
+        (url / "c" / str(i) / str(j)).write_bytes(value.tobytes())
+    assert z.nchunks == 12_100
+    with pytest.warns(DmfWarning, match=r"stored in 1 x 1 chunks, tiny for its shape"):
+        lazy = dmf.open_matrix(url)
+    assert lazy.numblocks == (1, 1)
+    assert np.array_equal(lazy.compute(), x)

@@ -6,6 +6,12 @@ The output of a job is a Zarr group whose ``attrs["dmf"]`` says what made it
 checkpoints, or does nothing when it is complete; a different job is refused
 (:class:`~dmf.errors.CheckpointMismatch`, naming what differs) unless told to
 start over.
+
+Starting over where a complete result is (``resume=False``, CLI
+``--no-resume``) never damages it: the new run writes its checkpoints and
+result in a hidden sibling, ``.NAME.dmf-next``, swapped in only once
+complete (:func:`dmf.store.dense.commit_target`). A run killed before that
+leaves the old result whole, and the next start over clears the sibling.
 """
 
 from __future__ import annotations
@@ -22,7 +28,13 @@ from dmf.engine.checkpoint import Checkpoints, jsonable
 from dmf.engine.faults import failpoint
 from dmf.engine.lock import LOCK_NAME
 from dmf.errors import CheckpointMismatch, StoreError
-from dmf.store.dense import checked_array_options, dmf_attrs, read_whole, save_dense
+from dmf.store.dense import (
+    checked_array_options,
+    commit_target,
+    dmf_attrs,
+    read_whole,
+    save_dense,
+)
 from dmf.store.location import Location
 
 log = logging.getLogger(__name__)
@@ -53,9 +65,13 @@ def first_difference(old: Any, new: Any, path: str = "") -> str | None:
 class JobOutput:
     """The output group of one job."""
 
-    def __init__(self, location: Location, *, keep: int = 2):
+    def __init__(self, location: Location, *, keep: int = 2, beside: bool = True):
         self.location = location
+        self.keep = keep
+        self.beside = beside  # False: a job whose parts live inside the output (rank)
         self.checkpoints = Checkpoints(location.join("checkpoints"), keep=keep)
+        #: Where the result goes once complete, when this run writes beside it.
+        self.destination: Location | None = None
 
     # -- inspecting ---------------------------------------------------------
     def existing_meta(self) -> dict[str, Any] | None:
@@ -96,8 +112,12 @@ class JobOutput:
 
     # -- writing ------------------------------------------------------------
     def begin(self, fingerprint: dict[str, Any], meta: dict[str, Any], *, fresh: bool) -> None:
-        """Mark the output as a running job; drop old checkpoints when fresh."""
+        """Mark the output as a running job; drop old checkpoints when fresh,
+        and write beside a complete result that starting over would damage."""
         if fresh:
+            existing = self.existing_meta()
+            if self.beside and existing is not None and existing.get("status") == "complete":
+                self._write_beside()
             self.checkpoints.clear()
         group = zarr.open_group(store=self.location.zarr_store(), mode="a", zarr_format=3)
         attrs = {"kind": "result", "status": "running", "dmf_version": __version__,
@@ -125,6 +145,19 @@ class JobOutput:
         attrs.update(jsonable(meta), status="complete", result_arrays=kinds)
         group.update_attributes({"dmf": attrs})
         self.checkpoints.clear()
+        if self.destination is not None:
+            commit_target(self.location, self.destination)
+            self.location, self.destination = self.destination, None
+            self.checkpoints = Checkpoints(self.location.join("checkpoints"), keep=self.keep)
+
+    def _write_beside(self) -> None:
+        """Write this run in ``.NAME.dmf-next`` (emptied first: the remains
+        of an earlier start over that was stopped), for ``write_result`` to
+        swap in."""
+        self.destination = self.location
+        self.location = self.location.sibling(f".{self.location.name}.dmf-next")
+        self.location.remove()
+        self.checkpoints = Checkpoints(self.location.join("checkpoints"), keep=self.keep)
 
     def meta(self) -> dict[str, Any]:
         return dmf_attrs(self.location.open_node())

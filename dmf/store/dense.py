@@ -222,12 +222,44 @@ def check_complete(node, location: Location) -> None:
         )
 
 
+#: Stored chunks smaller than this are read several to a task (see :func:`read_chunks`).
+TINY_CHUNK_BYTES = 4096
+#: More tasks than this for one pass over a matrix is a store no one can
+#: factorize here (64 TB in blocks of 64 MiB): refused before any is built.
+MAX_READ_TASKS = 1_000_000
+
+
+def read_chunks(zarray: zarr.Array, location: Location) -> tuple[int, ...]:
+    """The blocks to read a stored matrix in: its chunks, or whole multiples
+    of them of about :data:`TARGET_CHUNK_BYTES` where they are tiny (a 1 x 1
+    chunking would make a task per value), with a note. Refuses a shape
+    whose reading would take more than :data:`MAX_READ_TASKS` tasks."""
+    chunks = tuple(int(c) for c in zarray.chunks)
+    itemsize = np.dtype(zarray.dtype).itemsize if zarray.dtype.kind in "fiub" else 8
+    if math.prod(chunks) * itemsize < TINY_CHUNK_BYTES and zarray.nchunks > 10_000:
+        rows, cols = default_chunks(zarray.shape, zarray.dtype if zarray.dtype.kind in "fiub"
+                                    else np.float64)
+        stored, chunks = chunks, (max(chunks[0], rows // chunks[0] * chunks[0]),
+                                  max(chunks[1], cols // chunks[1] * chunks[1]))
+    tasks = math.prod(math.ceil(s / c) for s, c in zip(zarray.shape, chunks, strict=True))
+    if tasks > MAX_READ_TASKS:
+        raise InputError(f"{location}: its metadata claims a {zarray.shape[0]} x "
+                         f"{zarray.shape[1]} matrix, {tasks:,} blocks to read; refusing it")
+    if chunks != tuple(zarray.chunks):
+        warnings.warn(f"{location}: stored in {stored[0]} x {stored[1]} chunks, tiny for its "
+                      f"shape; read {chunks[0]} x {chunks[1]} at a time (rewrite it with "
+                      "larger chunks to read it faster)", DmfWarning, stacklevel=4)
+    return chunks
+
+
 def open_dense(zarray: zarr.Array, location: Location) -> da.Array:
-    """A lazy dask array over a dense Zarr array, one task per chunk."""
+    """A lazy dask array over a dense Zarr array, one task per chunk (or per
+    group of tiny chunks)."""
     check_shape(zarray.shape, str(location))
     check_complete(zarray, location)
+    chunks = read_chunks(zarray, location)
     reader = ChunkReader(zarray, location)
-    x = da.from_array(reader, chunks=zarray.chunks, asarray=False, inline_array=True,
+    x = da.from_array(reader, chunks=chunks, asarray=False, inline_array=True,
                       name=f"read-{dask.base.tokenize(reader)}",
                       meta=np.empty((0, 0), dtype=reader.dtype))
     if x.dtype.kind in "iub":

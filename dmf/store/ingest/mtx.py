@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import psutil
 
 from dmf.errors import InputError
 from dmf.store.ingest.common import Job, reading
@@ -75,7 +76,34 @@ def _mm_header(path: str) -> _MMHeader:
              "skew-symmetric": n * (n - 1) // 2}[symmetry]
     else:
         k = numbers[2]
-    return _MMHeader(layout, field, symmetry, m, n, k, size_line)
+    header = _MMHeader(layout, field, symmetry, m, n, k, size_line)
+    _check_claims(path, header)
+    return header
+
+
+#: The fewest bytes one entry takes in the file: "0\n", "1 1\n", "1 1 0\n".
+_MIN_ENTRY_BYTES = {"array": 2, "pattern": 4, "coordinate": 6}
+#: gzip expands by at most about this much.
+_GZIP_RATIO = 1032
+
+
+def _check_claims(path: str, header: _MMHeader) -> None:
+    """Refuse a size line that the file cannot hold, or whose row index
+    would not fit in memory, before anything is allocated for it."""
+    size = os.path.getsize(path) * (_GZIP_RATIO if path.lower().endswith(".gz") else 1)
+    kind = header.layout if header.field != "pattern" else "pattern"
+    if header.nentries * _MIN_ENTRY_BYTES[kind] > size:
+        raise InputError(f"{path}: line {header.size_line}: the size line claims "
+                         f"{header.nentries:,} entries, more than a file of "
+                         f"{os.path.getsize(path):,} bytes can hold")
+    if header.layout == "coordinate":
+        index_bytes = 32 * (header.nrows + 1)  # counts, offsets and their temporaries
+        available = psutil.virtual_memory().available
+        if index_bytes > available // 2:
+            raise InputError(f"{path}: line {header.size_line}: the size line claims "
+                             f"{header.nrows:,} rows; building their row index would take "
+                             f"{index_bytes / 2**30:.1f} GiB, more than half of this "
+                             "machine's available memory")
 
 
 def _mm_batches(path: str, header: _MMHeader) -> Iterator[tuple[int, list[str]]]:
