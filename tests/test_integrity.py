@@ -9,9 +9,13 @@ previous one, with the same final bits as a run never interrupted.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -22,7 +26,8 @@ import dmf
 from dmf.engine.checkpoint import Checkpoints
 from dmf.engine.driver import Solver, run
 from dmf.engine.finite import NonFiniteError
-from dmf.errors import DmfWarning, InputError, StoreError
+from dmf.engine.lock import LOCK_NAME, OutputLock
+from dmf.errors import DmfWarning, InputError, OutputLocked, StoreError
 from dmf.store.location import Location
 
 K = 4
@@ -317,3 +322,50 @@ def test_one_by_one_chunks_are_read_in_groups(tmp_path):
         lazy = dmf.open_matrix(url)
     assert lazy.numblocks == (1, 1)
     assert np.array_equal(lazy.compute(), x)
+
+
+# -- the lock is a fence -------------------------------------------------------
+
+def _lock_record(out, **record) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / LOCK_NAME).write_text(json.dumps(
+        {"host": socket.gethostname(), "token": "other", "started": "2000-01-01T00:00:00+00:00",
+         "expires": time.time() - 3600, **record}))
+
+
+def test_a_live_holder_on_this_host_keeps_its_lock_past_its_lease(tmp_path):
+    out = tmp_path / "o.zarr"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        _lock_record(out, pid=holder.pid, started=started)  # lease long expired
+        with pytest.raises(OutputLocked, match=f"pid {holder.pid}"):
+            OutputLock(Location.parse(out)).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = OutputLock(Location.parse(out))
+    lock.acquire()  # its holder is gone now
+    lock.release()
+
+
+def test_a_reused_pid_does_not_keep_a_lock(tmp_path):
+    out = tmp_path / "o.zarr"
+    _lock_record(out, pid=os.getpid())  # alive, but started long after the lock was taken
+    lock = OutputLock(Location.parse(out))
+    lock.acquire()
+    lock.release()
+
+
+def test_a_job_that_lost_its_lock_writes_nothing_more(tmp_path):
+    out = tmp_path / "o.zarr"
+
+    def taken_over_at_3(it, state, stats):
+        if it == 3:  # another job took the lock while this one was frozen
+            _lock_record(out, host="elsewhere", pid=1, expires=time.time() + 3600)
+
+    with pytest.raises(OutputLocked, match="this job lost its lock"):
+        run(toy_nmf(3), nonnegative_matrix(), seed=0, max_iter=10, tol=0, out=out,
+            checkpoint_every=2, progress=False, callback=taken_over_at_3)
+    assert Checkpoints(Location.parse(out / "checkpoints")).names() == ["ckpt-00000002"]
+    assert json.loads((out / LOCK_NAME).read_text())["token"] == "other"

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,9 +90,13 @@ class Checkpoints:
     (3, 1, [0.0, 1.0, 2.0])
     """
 
-    def __init__(self, location: Location, *, keep: int = 2):
+    def __init__(self, location: Location, *, keep: int = 2,
+                 fence: Callable[[], None] | None = None):
         self.location = location
         self.keep = max(1, int(keep))
+        #: Called before anything is written; raises if this job may no
+        #: longer write here (the output lock's check).
+        self.fence = fence or (lambda: None)
 
     # -- pointer ------------------------------------------------------------
     def _root(self, *, create: bool = False) -> zarr.Group | None:
@@ -198,6 +203,7 @@ class Checkpoints:
         history: list[float],
         fingerprint: dict[str, Any],
     ) -> str:
+        self.fence()
         name = f"ckpt-{iteration:08d}"
         where = self.location.join(name)
         where.remove()  # the remains of a crash while writing this very one
@@ -227,6 +233,7 @@ class Checkpoints:
             "fingerprint": jsonable(fingerprint), "complete": True,
         }})
         failpoint("checkpoint-complete")
+        self.fence()
         # The pointer moves last: up to here the previous checkpoint is the valid one.
         self._root(create=True).update_attributes(
             {"dmf": {"latest": name, "iteration": iteration}})

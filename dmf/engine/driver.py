@@ -209,7 +209,7 @@ def run(
         if location is not None:
             output = JobOutput(location, keep=keep)
             output.existing_meta()  # refuse a non-result before taking the lock there
-            stack.enter_context(OutputLock(location))
+            output.fence = stack.enter_context(OutputLock(location)).check
             status = output.check_job(fingerprint, resume=resume)
             if status == "complete":
                 display.message(f"{location} is already complete; nothing to do "

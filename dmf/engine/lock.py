@@ -2,8 +2,15 @@
 
 The lock is ``OUT/dmf-lock.json``: host, pid, start time, a random token and
 a lease expiry, renewed by a heartbeat thread. A lock whose holder is a dead
-process on this host, or whose lease has expired (a holder on another host
-that stopped renewing), is stale and taken over with a warning.
+process on this host, or whose lease has expired on another host (a holder
+that stopped renewing), is stale and taken over with a warning. On this host
+a live holder keeps its lock whatever its lease says: a process stopped
+(SIGSTOP, swapped out) is not dead.
+
+The lock is also a fence: the holder checks that the lock still bears its
+token (:meth:`OutputLock.check`) before every write of a checkpoint or
+result, and stops (:class:`~dmf.errors.OutputLocked`, exit 3) if another job
+took it over while it was frozen past its lease.
 
 On a local filesystem the lock is created with O_EXCL, so two jobs cannot
 both take it. Object stores have no exclusive create that every fsspec
@@ -107,12 +114,13 @@ class OutputLock:
         """Why a lock record no longer protects anything, or None if it does."""
         if not record:
             return "the lock file is unreadable"
-        if record.get("expires", 0) < time.time():
-            return "its lease expired"
         if record.get("host") == socket.gethostname():
             pid = record.get("pid")
-            if not isinstance(pid, int) or not psutil.pid_exists(pid):
+            if not isinstance(pid, int) or not _alive_since(pid, record.get("started")):
                 return f"process {pid} on this host is gone"
+            return None  # alive here: frozen perhaps, but it will write again
+        if record.get("expires", 0) < time.time():
+            return "its lease expired"
         return None
 
     # -- acquire / release --------------------------------------------------
@@ -139,6 +147,20 @@ class OutputLock:
                                f"{held.get('host')}, pid {held.get('pid')})")
         self._start_heartbeat()
         return None
+
+    def check(self) -> None:
+        """Raise OutputLocked unless the lock still bears this job's token
+        (the fence before each write of a checkpoint or result)."""
+        try:
+            held = self._read()
+        except OSError:
+            held = None
+        if not held or held.get("token") != self.token:
+            held = held or {}
+            raise OutputLocked(
+                f"{self.location}: this job lost its lock (now held by host "
+                f"{held.get('host')}, pid {held.get('pid')}); stopped before writing, so "
+                "the other job's output is not mixed with this one's")
 
     def _owned(self) -> bool:
         held = self._read()
@@ -173,3 +195,17 @@ class OutputLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _alive_since(pid: int, started: str | None) -> bool:
+    """Whether process ``pid`` is alive and is the one that took the lock at
+    ``started`` (not a later process given the same pid)."""
+    try:
+        created = psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return psutil.pid_exists(pid) if pid > 0 else False
+    try:
+        taken = datetime.fromisoformat(started).timestamp() if started else None
+    except (TypeError, ValueError):
+        taken = None
+    return taken is None or created <= taken + 1.0  # ``started`` is rounded to seconds

@@ -17,6 +17,7 @@ leaves the old result whole, and the next start over clears the sibling.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import dask.array as da
@@ -69,9 +70,15 @@ class JobOutput:
         self.location = location
         self.keep = keep
         self.beside = beside  # False: a job whose parts live inside the output (rank)
-        self.checkpoints = Checkpoints(location.join("checkpoints"), keep=keep)
+        #: Called before each write; raises if this job lost the output's lock.
+        self.fence: Callable[[], None] = lambda: None
+        self.checkpoints = self._checkpoints()
         #: Where the result goes once complete, when this run writes beside it.
         self.destination: Location | None = None
+
+    def _checkpoints(self) -> Checkpoints:
+        return Checkpoints(self.location.join("checkpoints"), keep=self.keep,
+                           fence=lambda: self.fence())
 
     # -- inspecting ---------------------------------------------------------
     def existing_meta(self) -> dict[str, Any] | None:
@@ -127,6 +134,7 @@ class JobOutput:
     def write_result(self, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
         """Write the final arrays, then mark the result complete, then drop
         the checkpoints (they are not needed once the result is whole)."""
+        self.fence()
         for name, value in arrays.items():
             target = self.location.join(name)
             if isinstance(value, da.Array):
@@ -137,6 +145,7 @@ class JobOutput:
                 zarr.create_array(store=target.zarr_store(), data=value, zarr_format=3,
                                   chunks=value.shape or None, **checked_array_options())
         failpoint("result-arrays")
+        self.fence()
         group = zarr.open_group(store=self.location.zarr_store(), mode="a", zarr_format=3)
         attrs = dmf_attrs(group)
         # Which arrays are tall (read back lazily) and which small (in memory).
@@ -146,9 +155,10 @@ class JobOutput:
         group.update_attributes({"dmf": attrs})
         self.checkpoints.clear()
         if self.destination is not None:
+            self.fence()
             commit_target(self.location, self.destination)
             self.location, self.destination = self.destination, None
-            self.checkpoints = Checkpoints(self.location.join("checkpoints"), keep=self.keep)
+            self.checkpoints = self._checkpoints()
 
     def _write_beside(self) -> None:
         """Write this run in ``.NAME.dmf-next`` (emptied first: the remains
@@ -157,7 +167,7 @@ class JobOutput:
         self.destination = self.location
         self.location = self.location.sibling(f".{self.location.name}.dmf-next")
         self.location.remove()
-        self.checkpoints = Checkpoints(self.location.join("checkpoints"), keep=self.keep)
+        self.checkpoints = self._checkpoints()
 
     def meta(self) -> dict[str, Any]:
         return dmf_attrs(self.location.open_node())
