@@ -9,12 +9,13 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-output
 BENCH_DIR ?= bench-data
 
-.PHONY: demo digits test bench lint clean help
+.PHONY: demo digits test chaos bench lint clean help
 
 help:
 	@echo "make demo   run pipelines/demo.yaml: generate, SVD, NMF, report on a local cluster"
 	@echo "make digits NMF parts versus SVD components of the digits, as a PNG"
 	@echo "make test   run the test suite"
+	@echo "make chaos  run the reliability tests: kills, damaged bytes, locks, hostile input"
 	@echo "make bench  run the benchmarks (long; prints ratio tables)"
 	@echo "make lint   ruff"
 
@@ -48,6 +49,11 @@ digits: $(VENV)/.installed-test
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadfile
+
+# Kills at every fail point, damaged and missing bytes, lock takeover,
+# overwrite while reading, hostile specs and headers (a subset of make test).
+chaos: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests/test_integrity.py tests/test_kill_resume.py
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e '.[compare]' || \

@@ -369,3 +369,13 @@ def test_a_job_that_lost_its_lock_writes_nothing_more(tmp_path):
             checkpoint_every=2, progress=False, callback=taken_over_at_3)
     assert Checkpoints(Location.parse(out / "checkpoints")).names() == ["ckpt-00000002"]
     assert json.loads((out / LOCK_NAME).read_text())["token"] == "other"
+
+
+def test_a_store_replaced_while_read_is_an_error_not_a_mix(stored):
+    X, url = stored
+    lazy = dmf.open_matrix(url)
+    assert np.array_equal(lazy[:10].compute(), X[:10])
+    dmf.save_matrix(X + 1, url, chunks=10, overwrite=True)
+    with pytest.raises(StoreError, match="the store was replaced while it was being read"):
+        lazy.compute()
+    assert np.array_equal(dmf.open_matrix(url).compute(), X + 1)

@@ -156,6 +156,7 @@ class ChunkReader:
         self._owner_pid = os.getpid()
         self._every_chunk = every_chunk_written(zarray)
         self._raw = RawChunks.of(zarray, every_chunk=self._every_chunk)
+        self._identity = _identity(location)
 
     def __dask_tokenize__(self):
         # the attrs carry the write id: a store written again at the same URL
@@ -171,11 +172,12 @@ class ChunkReader:
         try:
             region = self._raw.region(key) if self._raw is not None else None
             if region is not None:
-                return self._raw.read(*region)
-            self._check_present(key)
-            # Decoded chunks may start at any byte; BLAS rounds differently on
-            # unaligned data, so results would depend on the worker.
-            return np.require(self.zarray[key], requirements="A")
+                block = self._raw.read(*region)
+            else:
+                self._check_present(key)
+                # Decoded chunks may start at any byte; BLAS rounds differently on
+                # unaligned data, so results would depend on the worker.
+                block = np.require(self.zarray[key], requirements="A")
         except ChunkMissing as exc:
             raise StoreError(f"{self.location}/{exc}: chunk file missing; dmf wrote every "
                              "chunk of this array, so the store is damaged") from None
@@ -184,6 +186,13 @@ class ChunkReader:
                 f"{self.location}/{self._bad_chunk(key)}: chunk cannot be read, the "
                 f"store is corrupt or truncated ({one_line(exc)})"
             ) from None
+        # Checked after the read: a store swapped in before it was read from is
+        # seen here, one swapped in after it was read from did not matter.
+        if self._identity is not None and _identity(self.location) != self._identity:
+            raise StoreError(f"{self.location}: the store was replaced while it was being "
+                             "read (written again, e.g. with --overwrite); what was read "
+                             "would mix two versions: run again")
+        return block
 
     def _check_present(self, key) -> None:
         """Raise ChunkMissing for a chunk of ``key`` that dmf wrote and is gone."""
@@ -206,6 +215,19 @@ class ChunkReader:
             except Exception:  # noqa: BLE001 - this is the one
                 return self.zarray.metadata.encode_chunk_key(coords)
         return self.zarray.metadata.encode_chunk_key(found[0])
+
+
+def _identity(location: Location) -> tuple[int, int] | None:
+    """Device and inode of a local store's folder: a store written again
+    and swapped in (:func:`commit_target`) is another folder. None where
+    that cannot be told (object stores, memory)."""
+    if not location.is_local:
+        return None
+    try:
+        stat = os.stat(location.url)
+    except OSError:
+        return (-1, -1)
+    return (stat.st_dev, stat.st_ino)
 
 
 def read_whole(zarray: zarr.Array, location: Location) -> np.ndarray:
