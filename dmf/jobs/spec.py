@@ -3,8 +3,9 @@
 ::
 
     job: demo                         # a name for the run record
-    root: demo-output/demo            # the job's output store: the run record,
+    root: ../demo-output/demo         # the job's output store: the run record,
                                       # and each step's result as ROOT/NAME
+                                      # (relative paths: to this file's folder)
     storage_options: {}               # fsspec options for every URL
     cluster: {address: null, workers: 2, threads: 1, memory_limit: 2GiB}
     checkpoint: {every: 10, seconds: 300}
@@ -168,12 +169,41 @@ def load_spec(path: str | os.PathLike, overrides: list[str] | None = None) -> Jo
         if not isinstance(data, dict):
             raise SpecError("a job spec is a mapping (job:, root:, steps: ...)", 1)
         data, lines = _apply_overrides(data, lines, overrides or [])
+        _relative_to(os.path.dirname(os.path.abspath(path)), data, lines)
         spec = _check(data, lines, path)
     except SpecError as exc:
         where = f"{path}:{exc.line}" if exc.line else path
         raise InputError(f"{where}: {exc}") from None
     spec.sha256 = hashlib.sha256(raw + "\n".join(overrides or []).encode()).hexdigest()
     return spec
+
+
+# -- paths ----------------------------------------------------------------------
+
+def _relative_to(folder: str, data: dict, lines: dict) -> None:
+    """Make the relative local paths the file gives (``root:``, inputs'
+    URLs, steps' ``out:``) relative to the job file's folder, so that a job
+    writes to the same place from any working directory. Values given with
+    ``--set`` stay relative to the working directory, like any argument."""
+
+    def resolve(value, path: tuple):
+        if (not isinstance(value, str) or not value or "://" in value
+                or os.path.isabs(value) or lines.get(path) == OVERRIDE_LINE):
+            return value
+        return os.path.normpath(os.path.join(folder, value))
+
+    if "root" in data:
+        data["root"] = resolve(data["root"], ("root",))
+    for name, value in (data.get("inputs") or {}).items() if isinstance(
+            data.get("inputs"), dict) else ():
+        if isinstance(value, dict) and "url" in value:
+            value["url"] = resolve(value["url"], ("inputs", name, "url"))
+        else:
+            data["inputs"][name] = resolve(value, ("inputs", name))
+    for i, step in enumerate(data.get("steps") or []) if isinstance(
+            data.get("steps"), list) else ():
+        if isinstance(step, dict) and "out" in step:
+            step["out"] = resolve(step["out"], ("steps", i, "out"))
 
 
 # -- overrides ------------------------------------------------------------------

@@ -117,6 +117,20 @@ def every_chunk_written(zarray: zarr.Array) -> bool:
     return written == ALL_CHUNKS or (isinstance(written, int) and written == zarray.nchunks)
 
 
+def check_every_chunk_present(zarray: zarr.Array, location: Location) -> None:
+    """StoreError naming a missing chunk of an array whose every chunk dmf
+    wrote (one listing of the array's folder; for arrays not read chunk by
+    chunk through :class:`ChunkReader`)."""
+    if not every_chunk_written(zarray) or zarray.nchunks_initialized == zarray.nchunks:
+        return
+    for coords in itertools.product(*(range(math.ceil(s / c)) for s, c in
+                                      zip(zarray.shape, zarray.chunks, strict=True))):
+        name = zarray.metadata.encode_chunk_key(coords)
+        if not location.join(name).exists():
+            raise StoreError(f"{location}/{name}: chunk file missing; dmf wrote every chunk "
+                             "of this array, so the store is damaged")
+
+
 def chunk_coords(key, shape, chunks) -> list[tuple[int, ...]]:
     """The coordinates of the chunks a basic-indexing ``key`` touches."""
     key = key if isinstance(key, tuple) else (key,)

@@ -51,6 +51,7 @@ import mmap
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 
 import google_crc32c
@@ -59,6 +60,8 @@ import zarr
 from zarr.codecs import BytesCodec, Crc32cCodec
 from zarr.core.chunk_grids import RegularChunkGrid
 from zarr.storage import LocalStore
+
+from dmf.errors import DmfWarning
 
 
 class ChunkDamaged(ValueError):
@@ -138,6 +141,7 @@ class RawChunks:
         except FileNotFoundError:
             if self.every_chunk:
                 raise ChunkMissing(self.zarray.metadata.encode_chunk_key(coords)) from None
+            _note_absent(self.root)
             return np.full(tuple(s.stop for s in parts), self.fill_value, dtype=self.dtype)
         nbytes = math.prod(self.chunks) * self.dtype.itemsize
         expected = nbytes + (4 if self.checksum else 0)
@@ -153,6 +157,17 @@ class RawChunks:
         if all(s.stop == c for s, c in zip(parts, self.chunks, strict=True)):
             return out
         return np.ascontiguousarray(out[parts])
+
+
+#: Arrays already noted as having absent chunks (one note per array and process).
+_noted: set[str] = set()
+
+
+def _note_absent(root: str) -> None:
+    if root not in _noted:
+        _noted.add(root)
+        warnings.warn(f"{root}: some chunk files are absent and read as the fill value, as "
+                      "Zarr means them (a store dmf did not write)", DmfWarning, stacklevel=4)
 
 
 _mapped = [0]

@@ -52,8 +52,11 @@ from dmf._version import __version__
 from dmf.errors import DmfWarning, InputError, StoreError
 from dmf.store import codecs
 from dmf.store.dense import (
+    ALL_CHUNKS,
     TARGET_CHUNK_BYTES,
+    WRITE_EVERY_CHUNK,
     check_complete,
+    check_every_chunk_present,
     commit_target,
     mark_complete,
     prepare_target,
@@ -357,6 +360,8 @@ def plan_csr(
     if require_complete:
         check_complete(group, location)
     reader = CsrReader(group, location, shape, data=data)
+    for array in reader.arrays.values():
+        check_every_chunk_present(array, location.join(array.basename))
     indptr = reader.arrays["indptr"]
     if indptr.shape[0] != shape[0] + 1:
         raise StoreError(f"{location}/indptr: {indptr.shape[0]} offsets for {shape[0]} rows; "
@@ -565,7 +570,7 @@ class CsrWriter:
         def appender(name, array_dtype, length):
             array = self.group.create_array(name, shape=(0,), chunks=(length,),
                                             dtype=array_dtype, compressors=compressors,
-                                            fill_value=0)
+                                            fill_value=0, config=WRITE_EVERY_CHUNK)
             return _Appender(array, self.pool)
 
         self._data = appender("data", self.dtype, chunk)
@@ -605,6 +610,9 @@ class CsrWriter:
         for appender in (self._data, self._indices, self._indptr, *self._extra.values()):
             appender.close()
         self.pool.drain()
+        for _, array in self.group.arrays():  # a missing chunk is damage from now on
+            if array.nchunks_initialized == array.nchunks:
+                array.update_attributes({"dmf": {"chunks_written": ALL_CHUNKS}})
         if complete:
             mark_complete(self.group, nnz=self.nnz, **extra)
         else:
