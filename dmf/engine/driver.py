@@ -272,7 +272,7 @@ def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
         if output is None:
             return _interrupted(signum, None)
         with guard.critical():
-            if last_saved_it != it or output.checkpoints.latest() is None:
+            if last_saved_it != it or output.checkpoints.latest(verify=False) is None:
                 save(state, it, converged)
         return _interrupted(signum, it)
 
@@ -361,7 +361,7 @@ def _guarded(func, output, iteration, *args):
             raise
         where = ""
         if output is not None:
-            latest = output.checkpoints.latest()
+            latest = output.checkpoints.latest(verify=False)
             where = (f"; the last checkpoint (iteration {latest.iteration}) is intact: rerun "
                      "to resume" if latest else "; no checkpoint was written yet")
         raise ClusterError(f"lost the Dask scheduler at {client.scheduler.address} "
