@@ -408,3 +408,14 @@ def test_job_spec_paths_are_relative_to_its_folder(tmp_path, monkeypatch):
     assert spec.inputs["X"]["url"] == str(folder / "data" / "x.zarr")
     assert spec.steps[0].out == str(tmp_path / "elsewhere" / "svd")
     assert load_spec("jobs/job.yaml", ["root=mine"]).root == "mine"  # --set: as typed
+
+
+def test_a_store_replaced_on_s3_while_read_is_an_error(s3):
+    X = np.random.default_rng(5).random((30, 4))
+    url = f"{s3.url}/X.zarr"
+    dmf.save_matrix(X, url, chunks=10, storage_options=s3.storage_options)
+    lazy = dmf.open_matrix(url, storage_options=s3.storage_options)
+    assert np.array_equal(lazy[:10].compute(), X[:10])
+    dmf.save_matrix(X + 1, url, chunks=10, overwrite=True, storage_options=s3.storage_options)
+    with pytest.raises(StoreError, match="the store was replaced while it was being read"):
+        lazy.compute()

@@ -18,6 +18,7 @@ the fill value.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 import uuid
@@ -170,7 +171,7 @@ class ChunkReader:
         self._owner_pid = os.getpid()
         self._every_chunk = every_chunk_written(zarray)
         self._raw = RawChunks.of(zarray, every_chunk=self._every_chunk)
-        self._identity = _identity(location)
+        self._identity = _identity(location, dmf_attrs(zarray).get("write_id"))
 
     def __dask_tokenize__(self):
         # the attrs carry the write id: a store written again at the same URL
@@ -202,7 +203,8 @@ class ChunkReader:
             ) from None
         # Checked after the read: a store swapped in before it was read from is
         # seen here, one swapped in after it was read from did not matter.
-        if self._identity is not None and _identity(self.location) != self._identity:
+        if self._identity is not None and _identity(
+                self.location, self._identity[1]) != self._identity:
             raise StoreError(f"{self.location}: the store was replaced while it was being "
                              "read (written again, e.g. with --overwrite); what was read "
                              "would mix two versions: run again")
@@ -231,17 +233,29 @@ class ChunkReader:
         return self.zarray.metadata.encode_chunk_key(found[0])
 
 
-def _identity(location: Location) -> tuple[int, int] | None:
-    """Device and inode of a local store's folder: a store written again
-    and swapped in (:func:`commit_target`) is another folder. None where
-    that cannot be told (object stores, memory)."""
-    if not location.is_local:
+def _identity(location: Location, write_id: str | None) -> tuple | None:
+    """What tells this version of a store from the next one swapped in at
+    the same place (:func:`commit_target`): a local folder's device and
+    inode (one stat); elsewhere the write id in its ``zarr.json`` (one small
+    read; only given ``write_id``, the one read at open, since a store
+    without one cannot be told apart). None: nothing to check (memory,
+    foreign object stores)."""
+    if location.is_local:
+        try:
+            stat = os.stat(location.url)
+        except OSError:
+            return (-1, -1)
+        return (stat.st_dev, stat.st_ino)
+    if location.is_process_local or write_id is None:
         return None
+    fs, path = location.join("zarr.json").filesystem()
     try:
-        stat = os.stat(location.url)
-    except OSError:
-        return (-1, -1)
-    return (stat.st_dev, stat.st_ino)
+        fs.invalidate_cache(path)
+        meta = json.loads(fs.cat_file(path))
+        current = meta["attributes"]["dmf"]["write_id"]
+    except Exception:  # noqa: BLE001 - gone, torn or rewritten by another writer
+        current = None
+    return ("write_id", current)
 
 
 def read_whole(zarray: zarr.Array, location: Location) -> np.ndarray:
