@@ -23,6 +23,7 @@ import math
 import os
 import uuid
 import warnings
+from typing import Any
 
 import dask
 import dask.array as da
