@@ -414,8 +414,8 @@ def _interrupted(signum: int, saved_iteration: int | None) -> Interrupted:
 
     name = _signal.Signals(signum).name
     if saved_iteration is None:
-        return Interrupted(f"stopped by {name} before the first checkpoint; run the same "
-                           "command again to start over", signum)
+        return Interrupted(f"stopped by {name} before writing a checkpoint; run the same "
+                           "command again to resume", signum)
     return Interrupted(f"stopped by {name} after checkpointing iteration {saved_iteration}; "
                        "run the same command again to resume", signum)
 

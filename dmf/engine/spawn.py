@@ -16,40 +16,61 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import shlex
 import tempfile
 from collections.abc import Iterator
 from multiprocessing import spawn
 
+log = logging.getLogger(__name__)
 
-def _launcher(python: str) -> str:
+
+PREFIX = "python-sigint-ignored-"
+
+
+def _launcher(python: str) -> str | None:
     """The path of an executable script that runs ``python`` with SIGINT
-    ignored, written once per user and interpreter."""
+    ignored, written once per user and interpreter; None where scripts
+    cannot run from the temporary folder (mounted noexec)."""
     script = f"#!/bin/sh\ntrap '' INT\nexec {shlex.quote(python)} \"$@\"\n"
     folder = os.path.join(tempfile.gettempdir(), f"dmf-{os.getuid()}")
     os.makedirs(folder, mode=0o700, exist_ok=True)
+    if not _private(folder):  # made by someone else: nothing in it is run
+        return None
     digest = hashlib.sha256(script.encode()).hexdigest()[:16]
-    path = os.path.join(folder, f"python-sigint-ignored-{digest}")
-    if not os.access(path, os.X_OK):
+    path = os.path.join(folder, f"{PREFIX}{digest}")
+    if not os.path.exists(path):
         temporary = f"{path}.{os.getpid()}"
         with open(temporary, "w") as f:
             f.write(script)
         os.chmod(temporary, 0o700)
         os.replace(temporary, path)
-    return path
+    return path if _private(path) and os.access(path, os.X_OK) else None
+
+
+def _private(path: str) -> bool:
+    """Owned by this user and writable by no one else."""
+    st = os.lstat(path)
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
 
 
 @contextlib.contextmanager
 def sigint_ignored_workers() -> Iterator[None]:
     """While in the block, processes spawned by multiprocessing (Dask's
-    nannies start workers so) ignore SIGINT; a no-op where there is no
-    ``sh`` (not POSIX)."""
-    if os.name != "posix":  # pragma: no cover
+    nannies start workers so) ignore SIGINT. Without ``sh`` (not POSIX) or
+    an executable temporary folder, they are spawned as usual."""
+    python = os.fsdecode(spawn.get_executable())
+    launcher = None
+    if os.name == "posix" and not os.path.basename(python).startswith(PREFIX):
+        try:
+            launcher = _launcher(python)
+        except OSError as exc:
+            log.info("worker processes will not ignore SIGINT: %s", exc)
+    if launcher is None:
         yield
         return
-    python = spawn.get_executable()
-    spawn.set_executable(_launcher(os.fsdecode(python)))
+    spawn.set_executable(launcher)
     try:
         yield
     finally:
