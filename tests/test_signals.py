@@ -1,7 +1,8 @@
 """Ctrl-C as a terminal sends it: SIGINT to the whole process group of the
 ``dmf`` command, its local cluster's worker processes included, at chosen
-moments of a run on the default local cluster; a cluster that loses every
-worker; and what the local cluster exposes and prints.
+moments of a run on a local cluster (started by the command, as for a large
+input); a cluster that loses every worker; and what the local cluster
+exposes and prints.
 
 Each interrupted run must end within seconds with exit 130 and the message
 that says how to resume, leave its last checkpoint valid and its lock
@@ -48,7 +49,10 @@ def matrix(tmp_path_factory):
 
 
 def command(x, out, *options: str) -> list[str]:
-    """svd by power iteration on the default local cluster (no --workers)."""
+    """svd by power iteration on a local cluster of 2 worker processes (an
+    input this small would run in-process without --workers; a larger one
+    starts the same cluster through the same code)."""
+    options = options or ("--workers", "2")
     return [sys.executable, "-m", "dmf", *options, "svd", str(x), str(out), "-k", "3",
             "--method", "power", "--seed", "3", "--checkpoint-every", "3"]
 
@@ -149,7 +153,7 @@ def worker_spawned(pid: int) -> bool:
 @pytest.mark.parametrize("moment", ["cluster-start", "worker-spawn"])
 def test_sigint_during_start_up(matrix, tmp_path, moment):
     out = tmp_path / "svd.zarr"
-    session = Session(command(matrix, out, "-v"))
+    session = Session(command(matrix, out, "-v", "--workers", "2"))
     if moment == "cluster-start":
         session.wait_for(lambda: "starting a local cluster" in session.stderr, moment)
     else:  # a worker process exists and is still importing
