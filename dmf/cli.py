@@ -28,6 +28,7 @@ log = logging.getLogger("dmf")
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT = 0, 1, 2, 3, 4
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+EXIT_HOOKS_SECONDS = 3.0
 
 EPILOG = """\
 exit codes: 0 done, 2 bad usage or input, 3 output locked or holds another
@@ -665,17 +666,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _exit_program(code: int) -> None:
-    """Exit after the exit hooks (clusters closed, files flushed) but
-    without the interpreter's teardown of every module, which takes seconds
-    with Dask loaded: an interrupted run must end within a few seconds."""
+    """Exit after the exit hooks (clusters closed, files flushed), or
+    EXIT_HOOKS_SECONDS into them, without the interpreter's teardown of every
+    module, which takes seconds with Dask loaded: an interrupted run must end
+    within a few seconds (worker processes exit when this one does)."""
     import atexit
     import os
+    import threading
 
+    def leave() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+    deadline = threading.Timer(EXIT_HOOKS_SECONDS, leave)
+    deadline.daemon = True
+    deadline.start()
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
+    leave()
 
 
 def _command(argv: Sequence[str] | None) -> int:
