@@ -3,10 +3,10 @@
 Exit codes (the contract of ../shared/DESIGN.md): 0 done; 2 bad usage or bad
 input (one line naming the file and the problem, no traceback); 3 the output
 is locked or holds a checkpoint of a different job; 4 the environment failed
-(object store credentials, endpoint, access or bucket; the Dask scheduler;
-a full or read-only disk: one line naming the URL, address or path and what
-to check, no traceback); 130/143 interrupted; 1 anything unexpected (with a
-traceback, since that is a bug report).
+(object store credentials, endpoint, access or bucket; the Dask scheduler or
+its workers; a full or read-only disk: one line naming the URL, address or
+path and what to check, no traceback); 130/143 interrupted; 1 anything
+unexpected (with a traceback, since that is a bug report).
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ log = logging.getLogger("dmf")
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_CONFLICT, EXIT_ENVIRONMENT = 0, 1, 2, 3, 4
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+EXIT_HOOKS_SECONDS = 3.0
 
 EPILOG = """\
 exit codes: 0 done, 2 bad usage or input, 3 output locked or holds another
 job's checkpoint, 4 the environment failed (object store credentials,
-endpoint or bucket, scheduler, disk full or read-only), 130/143 interrupted
-(after a checkpoint), 1 unexpected.
+endpoint or bucket, scheduler or its workers, disk full or read-only),
+130/143 interrupted (after a checkpoint), 1 unexpected.
 URLs: any local path, file://, s3://BUCKET/KEY (with --storage-options),
 memory:// (this process only).
 """
@@ -656,6 +657,37 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command in ``argv`` and return its exit code. Without
+    ``argv`` this is the program: it exits once the command is done."""
+    code = _command(argv)
+    if argv is None:
+        _exit_program(code)
+    return code
+
+
+def _exit_program(code: int) -> None:
+    """Exit after the exit hooks (clusters closed, files flushed), or
+    EXIT_HOOKS_SECONDS into them, without the interpreter's teardown of every
+    module, which takes seconds with Dask loaded: an interrupted run must end
+    within a few seconds (worker processes exit when this one does)."""
+    import atexit
+    import os
+    import threading
+
+    def leave() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+    deadline = threading.Timer(EXIT_HOOKS_SECONDS, leave)
+    deadline.daemon = True
+    deadline.start()
+    atexit._run_exitfuncs()
+    leave()
+
+
+def _command(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     for key, value in GLOBAL_DEFAULTS.items():
@@ -669,7 +701,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dmf: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("dmf: interrupted", file=sys.stderr)
+        print("dmf: interrupted; run the same command again to resume (from the last "
+              "checkpoint, if any)", file=sys.stderr)
         return EXIT_SIGINT
     except BrokenPipeError:
         with contextlib.suppress(Exception):

@@ -97,6 +97,12 @@ class ClusterError(EnvironmentFailure):
     """
 
 
+class WorkersLost(ClusterError):
+    """The cluster has had no workers for longer than the stated timeout
+    (``$DMF_NO_WORKERS_TIMEOUT``): every wait on it was given up. The job's
+    last checkpoint is intact."""
+
+
 class Interrupted(DmfError):
     """SIGINT or SIGTERM arrived; a checkpoint was written before stopping.
 
@@ -134,4 +140,5 @@ __all__ = [
     "NotFittedError",
     "OutputLocked",
     "StoreError",
+    "WorkersLost",
 ]

@@ -3,10 +3,25 @@ a local cluster sized to this machine.
 
 Every worker is limited to one BLAS thread per Dask thread: a matrix product
 inside a task must not spread over cores that other tasks are using.
+
+A terminal's Ctrl-C sends SIGINT to the whole process group, the local
+cluster's worker processes included. Those ignore it (see
+:mod:`dmf.engine.spawn`): only the driver (this process) acts on it, stops at
+a safe point, and shuts the workers down itself.
+
+The local cluster's HTTP server (health, metrics, the dashboard) listens on
+127.0.0.1 unless asked otherwise. Its workers print no log below ERROR, nor
+below the level this process gives Dask's loggers (the CLI: CRITICAL unless
+``-v``), so that their tracebacks do not precede dmf's one-line error.
+
+Every wait on the cluster is bounded: a :class:`~dmf.engine.liveness.WorkerWatch`
+ends it when the cluster has had no workers for ``$DMF_NO_WORKERS_TIMEOUT``
+seconds (see :mod:`dmf.engine.liveness`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -14,14 +29,21 @@ from collections.abc import Iterator
 
 import dask.utils
 from distributed import Client, LocalCluster
+from distributed.deploy.spec import SpecCluster
 from distributed.deploy.utils import nprocesses_nthreads
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from dmf.engine.liveness import WorkerWatch, default_no_workers_timeout
+from dmf.engine.spawn import sigint_ignored_workers
 from dmf.errors import ClusterError, InputError
 
 log = logging.getLogger(__name__)
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
+LOOPBACK_DASHBOARD = "127.0.0.1:0"
+# How long closing a local cluster may take before its processes are left to
+# exit on their own (they do when this process exits: a pipe tells them).
+CLOSE_SECONDS = 5.0
 
 
 def limit_blas_threads() -> None:
@@ -101,6 +123,8 @@ def connect(
     threads_per_worker: int | None = None,
     memory_limit: str | int | None = None,
     dashboard: bool = False,
+    dashboard_address: str = LOOPBACK_DASHBOARD,
+    no_workers_timeout: float | None = None,
 ) -> Iterator[Client]:
     """A Dask client for dmf's work, closed (and its cluster shut down) on exit.
 
@@ -118,6 +142,14 @@ def connect(
         the machine's memory is shared evenly between workers.
     dashboard : bool
         Serve the dashboard of the local cluster (on a free port).
+    dashboard_address : str
+        Where the local cluster's HTTP server (health, metrics, the dashboard)
+        listens: by default a free port on 127.0.0.1 only; ``":8787"`` serves
+        every interface.
+    no_workers_timeout : float, optional
+        Seconds the cluster may have no workers before every wait on it ends
+        with :class:`~dmf.errors.WorkersLost`; default ``$DMF_NO_WORKERS_TIMEOUT``
+        or 60.
 
     Examples
     --------
@@ -127,40 +159,113 @@ def connect(
     1
     """
     address = address or os.environ.get(SCHEDULER_ENV) or None
-    cluster = None
-    if address:
-        if n_workers or threads_per_worker or memory_limit:
-            log.warning("--workers/--threads/--memory-limit are ignored with a scheduler address")
-        log.info("connecting to the Dask scheduler at %s", address)
-        try:
-            client = Client(address, set_as_default=True)
-        except OSError as exc:  # refused, timed out, unknown host
-            raise ClusterError(f"could not reach the Dask scheduler at {address} "
-                               f"({' '.join(str(exc).split())}); check the address and that "
-                               "the scheduler runs") from exc
-    else:
-        workers, threads = local_cluster_size(n_workers, threads_per_worker)
-        check_memory_limit(memory_limit)
-        log.info("starting a local cluster: %d workers x %d threads", workers, threads)
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=threads,
-            processes=True,
-            memory_limit=memory_limit if memory_limit is not None else "auto",
-            # The scheduler serves health and metrics over HTTP even without the
-            # dashboard; a random port keeps clusters from fighting over 8787.
-            dashboard_address=":0",
-            scheduler_kwargs={"dashboard": dashboard},
-            silence_logs=logging.ERROR,
-        )
-        client = Client(cluster, set_as_default=True)
-    try:
+    timeout = (default_no_workers_timeout() if no_workers_timeout is None
+               else float(no_workers_timeout))
+    with contextlib.ExitStack() as stack:
+        if address:
+            if n_workers or threads_per_worker or memory_limit:
+                log.warning("--workers/--threads/--memory-limit are ignored with a scheduler "
+                            "address")
+            log.info("connecting to the Dask scheduler at %s", address)
+            try:
+                client = Client(address, set_as_default=True)
+            except OSError as exc:  # refused, timed out, unknown host
+                raise ClusterError(f"could not reach the Dask scheduler at {address} "
+                                   f"({' '.join(str(exc).split())}); check the address and "
+                                   "that the scheduler runs") from exc
+            stack.callback(client.close)
+        else:
+            workers, threads = local_cluster_size(n_workers, threads_per_worker)
+            check_memory_limit(memory_limit)
+            log.info("starting a local cluster: %d workers x %d threads", workers, threads)
+            client = stack.enter_context(_local_client(
+                workers, threads, memory_limit=memory_limit, dashboard=dashboard,
+                dashboard_address=dashboard_address))
         client.register_plugin(BlasThreadsPlugin(), name=BlasThreadsPlugin.name)
-        yield client
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        watch = stack.enter_context(WorkerWatch(client, timeout))
+        try:
+            yield client
+        except Exception as exc:
+            watch.raise_if_lost(exc)
+            raise
+
+
+@contextlib.contextmanager
+def _local_client(workers: int, threads: int, *, memory_limit, dashboard: bool,
+                  dashboard_address: str) -> Iterator[Client]:
+    """A client of a new local cluster whose worker processes ignore the
+    terminal's SIGINT. The cluster is closed on exit: at once when the block
+    ends with an exception (an interrupted run has its checkpoint already),
+    and also when its start was interrupted half-way."""
+    before = set(SpecCluster._instances)
+    cluster = None
+    finished = False
+    with sigint_ignored_workers():
+        try:
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=threads,
+                processes=True,
+                memory_limit=memory_limit if memory_limit is not None else "auto",
+                # The scheduler serves health and metrics over HTTP even
+                # without the dashboard: on loopback unless asked otherwise,
+                # on a free port so that clusters do not fight over 8787.
+                dashboard_address=dashboard_address,
+                scheduler_kwargs={"dashboard": dashboard},
+                silence_logs=_worker_log_level(),
+            )
+            with Client(cluster, set_as_default=True) as client:
+                yield client
+            finished = True
+        finally:
+            if cluster is None:
+                for half_started in set(SpecCluster._instances) - before:
+                    _abandon(half_started)
+            else:
+                if not finished:
+                    _stop_workers_now(cluster)
+                _close_quietly(cluster)
+
+
+def _worker_log_level() -> int:
+    """The level below which the workers' logs are not printed: ERROR, or
+    higher when Dask's logger here is set higher (the CLI sets CRITICAL
+    unless -v), so that worker tracebacks show only when asked for."""
+    return max(logging.getLogger("distributed").getEffectiveLevel(), logging.ERROR)
+
+
+def _stop_workers_now(cluster) -> None:
+    """Stop the workers without a graceful retirement (seconds on a busy
+    machine): their nannies are told not to restart them, then each gets a
+    second to stop before it is terminated."""
+    async def stop() -> None:
+        nannies = list(cluster.workers.values())
+        for nanny in nannies:
+            nanny.close_gracefully(reason="dmf-stopping")
+        await asyncio.gather(*(nanny.kill(timeout=1) for nanny in nannies),
+                             return_exceptions=True)
+
+    try:
+        cluster.sync(stop, callback_timeout=CLOSE_SECONDS)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - closing follows anyway
+        log.info("stopping the local workers: %s", exc)
+
+
+def _abandon(cluster) -> None:
+    """A cluster whose start was interrupted cannot be closed (Dask refuses
+    workers still starting): it is left to end with this process, whose exit
+    terminates its worker processes, without Dask's exit hook waiting for it."""
+    cluster.shutdown_on_close = False
+
+
+def _close_quietly(cluster) -> None:
+    """Close a local cluster within CLOSE_SECONDS; a cluster that takes
+    longer (or whose start was interrupted) is left to exit with this
+    process."""
+    try:
+        cluster.close(timeout=CLOSE_SECONDS)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - shutting down anyway
+        log.info("closing the local cluster: %s", exc)
 
 
 LOCAL_SCHEDULERS = {"threads", "threading", "sync", "synchronous", "single-threaded",

@@ -33,11 +33,18 @@ from threadpoolctl import threadpool_limits
 from dmf.engine.cluster import current_client
 from dmf.engine.faults import failpoint
 from dmf.engine.finite import check_run_options, check_step
+from dmf.engine.liveness import workers_lost
 from dmf.engine.lock import OutputLock
 from dmf.engine.output import JobOutput, first_difference
 from dmf.engine.progress import Progress
 from dmf.engine.signals import SignalGuard, StopRequested
-from dmf.errors import CheckpointMismatch, ClusterError, DmfError, Interrupted
+from dmf.errors import (
+    CheckpointMismatch,
+    ClusterError,
+    DmfError,
+    Interrupted,
+    WorkersLost,
+)
 from dmf.store.location import Location
 
 log = logging.getLogger(__name__)
@@ -204,31 +211,41 @@ def run(
     display = Progress(solver.name, max_iter, enabled=progress)
 
     with contextlib.ExitStack() as stack:
+        # The handlers go first, so that the lock is taken and released in
+        # sections a signal does not tear (it stops the run after them).
+        guard = stack.enter_context(SignalGuard())
         output = None
         checkpoint = None
-        if location is not None:
-            output = JobOutput(location, keep=keep)
-            output.existing_meta()  # refuse a non-result before taking the lock there
-            output.fence = stack.enter_context(OutputLock(location)).check
-            status = output.check_job(fingerprint, resume=resume)
-            if status == "complete":
-                display.message(f"{location} is already complete; nothing to do "
-                                "(use --no-resume to recompute)")
-                return _stored_result(output, skipped=True)
-            if status == "resume":
-                checkpoint = output.checkpoints.latest()
-                if checkpoint is not None:
-                    diff = first_difference(checkpoint.fingerprint, fingerprint)
-                    if diff:
-                        raise CheckpointMismatch(f"{location}: checkpoint of a different job "
-                                                 f"({diff}); use --no-resume to start over")
-            output.begin(fingerprint, {"algorithm": solver.name,
-                                       "parameters": solver.params, "seed": seed},
-                         fresh=status == "fresh")
+        try:
+            if location is not None:
+                output = JobOutput(location, keep=keep)
+                output.existing_meta()  # refuse a non-result before taking the lock there
+                lock = OutputLock(location)
+                _hold_lock(lock, guard, stack)
+                output.fence = lock.check
+                status = output.check_job(fingerprint, resume=resume)
+                if status == "complete":
+                    display.message(f"{location} is already complete; nothing to do "
+                                    "(use --no-resume to recompute)")
+                    return _stored_result(output, skipped=True)
+                if status == "resume":
+                    checkpoint = output.checkpoints.latest()
+                    if checkpoint is not None:
+                        diff = first_difference(checkpoint.fingerprint, fingerprint)
+                        if diff:
+                            raise CheckpointMismatch(f"{location}: checkpoint of a different "
+                                                     f"job ({diff}); use --no-resume to start "
+                                                     "over")
+                with guard.critical():
+                    output.begin(fingerprint, {"algorithm": solver.name,
+                                               "parameters": solver.params, "seed": seed},
+                                 fresh=status == "fresh")
+                guard.raise_pending()
+        except StopRequested as stop:
+            raise _interrupted(stop.signum, None) from None
         if current_client() is None:
             # Threaded scheduler: one BLAS thread per Dask thread here too.
             stack.enter_context(threadpool_limits(limits=1))
-        guard = stack.enter_context(SignalGuard())
         try:
             return _loop(solver, X, seed=seed, max_iter=max_iter, tol=tol, output=output,
                          checkpoint=checkpoint, fingerprint=fingerprint,
@@ -238,6 +255,19 @@ def run(
         finally:
             display.close()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _hold_lock(lock: OutputLock, guard: SignalGuard, stack: contextlib.ExitStack) -> None:
+    """Take ``lock`` until ``stack`` closes; a signal neither interrupts
+    taking nor releasing it (a lock left behind would keep the rerun out)."""
+    def release() -> None:
+        with guard.critical():
+            lock.release()
+
+    with guard.critical():
+        lock.acquire()
+        stack.callback(release)
+    guard.raise_pending()
 
 
 def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
@@ -349,23 +379,31 @@ def _rebased(state: State, output: JobOutput) -> State:
 
 
 def _guarded(func, output, iteration, *args):
-    """Run ``func``; a lost scheduler becomes a ClusterError that says the
-    last checkpoint is intact."""
+    """Run ``func``; a lost scheduler becomes a ClusterError, a cluster left
+    without workers a WorkersLost, each saying the last checkpoint is intact."""
     try:
-        return func(*args)
+        result = func(*args)
     except (DmfError, StopRequested, KeyboardInterrupt):
         raise
     except Exception as exc:
+        if workers_lost() is not None:
+            raise WorkersLost(f"{workers_lost()}{_last_checkpoint(output)}") from exc
         client = current_client()
         if client is None or _client_alive(client):
             raise
-        where = ""
-        if output is not None:
-            latest = output.checkpoints.latest(verify=False)
-            where = (f"; the last checkpoint (iteration {latest.iteration}) is intact: rerun "
-                     "to resume" if latest else "; no checkpoint was written yet")
         raise ClusterError(f"lost the Dask scheduler at {client.scheduler.address} "
-                           f"during iteration {iteration}{where}") from exc
+                           f"during iteration {iteration}{_last_checkpoint(output)}") from exc
+    if workers_lost() is not None:  # done in this process after the client was closed
+        raise WorkersLost(f"{workers_lost()}{_last_checkpoint(output)}")
+    return result
+
+
+def _last_checkpoint(output) -> str:
+    if output is None:
+        return ""
+    latest = output.checkpoints.latest(verify=False)
+    return (f"; the last checkpoint (iteration {latest.iteration}) is intact: rerun to resume"
+            if latest else "; no checkpoint was written yet")
 
 
 def _client_alive(client) -> bool:
@@ -383,7 +421,8 @@ def _interrupted(signum: int, saved_iteration: int | None) -> Interrupted:
 
     name = _signal.Signals(signum).name
     if saved_iteration is None:
-        return Interrupted(f"stopped by {name}; nothing was checkpointed", signum)
+        return Interrupted(f"stopped by {name} before writing a checkpoint; run the same "
+                           "command again to resume", signum)
     return Interrupted(f"stopped by {name} after checkpointing iteration {saved_iteration}; "
                        "run the same command again to resume", signum)
 

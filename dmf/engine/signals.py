@@ -51,6 +51,11 @@ class SignalGuard:
         finally:
             self._critical -= 1
 
+    def raise_pending(self) -> None:
+        """After a critical section: stop now if a signal arrived in it."""
+        if self.pending is not None and not self._critical:
+            raise StopRequested(self.pending)
+
     def __enter__(self) -> SignalGuard:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
