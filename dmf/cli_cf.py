@@ -64,10 +64,12 @@ def add_commands(commands, command: Callable, run_options: Callable) -> None:
                        help="implicit: confidence slope (default 40)")
     train.add_argument("--lr", type=float, default=0.01, metavar="R",
                        help="sgd: learning rate (default 0.01)")
-    train.add_argument("--similarity", choices=["cosine", "adjusted_cosine", "pearson"],
-                       default="pearson", help="knn: item similarity (default pearson)")
+    train.add_argument("--similarity",
+                       choices=["pearson_baseline", "cosine", "adjusted_cosine", "pearson"],
+                       default="pearson_baseline",
+                       help="knn: item similarity (default pearson_baseline, as Surprise)")
     train.add_argument("--shrinkage", type=float, default=100.0, metavar="S",
-                       help="knn: similarity shrinkage n/(n + S) (default 100)")
+                       help="knn: similarity shrinkage (default 100)")
     train.add_argument("--seed", type=int, default=0, help="default 0")
     train.add_argument("--overwrite", action="store_true",
                        help="knn: replace a model already at OUT")

@@ -185,3 +185,70 @@ def dask_threads():
     import dask
 
     return dask.config.set(scheduler="threads")
+
+
+def surprise_rule(R, k, shrinkage=100.0, min_k=1, reg_user=15.0, reg_item=10.0, n_epochs=10):
+    """Surprise's KNNBaseline written out with loops: pearson_baseline
+    similarities on the baseline residuals, then for (u, i) the k most
+    similar items among those u rated (positive only)."""
+    mu, b_u, b_i, _ = baseline_biases(R, reg_user=reg_user, reg_item=reg_item,
+                                      n_epochs=n_epochs)
+    mask = R.toarray() != 0
+    E = np.where(mask, R.toarray() - mu - b_u[:, None] - b_i[None, :], 0.0)
+    n = R.shape[1]
+    S = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            both = mask[:, i] & mask[:, j]
+            f = both.sum()
+            den = np.sqrt((E[both, i] ** 2).sum() * (E[both, j] ** 2).sum())
+            if f and den > 0:
+                S[i, j] = (E[both, i] * E[both, j]).sum() / den * (f - 1) / (f - 1 + shrinkage)
+
+    def predict(u, i):
+        rated = [j for j in np.flatnonzero(mask[u]) if j != i and S[i, j] > 0]
+        top = sorted(rated, key=lambda j: (-S[i, j], j))[:k]
+        term = (sum(S[i, j] * E[u, j] for j in top) / sum(S[i, j] for j in top)
+                if len(top) >= max(min_k, 1) else 0.0)
+        return mu + b_u[u] + b_i[i] + term
+    return S, predict
+
+
+def test_item_knn_predicts_as_surprise_knn_baseline():
+    R, _, _ = random_ratings(m=40, n=14, seed=5)
+    S, predict = surprise_rule(R, k=3, shrinkage=5.0)
+    model = ItemKNN(k=3, shrinkage=5.0).fit(ratings_from_scipy(R, block_rows=9))
+    np.fill_diagonal(S, 0)
+    np.testing.assert_allclose(model.neighbours_.toarray(), np.where(S > 0, S, 0), atol=1e-12)
+    users, items = np.meshgrid(np.arange(40), np.arange(14), indexing="ij")
+    want = np.array([predict(u, i) for u, i in zip(users.ravel(), items.ravel(), strict=True)])
+    np.testing.assert_allclose(model.predict(users.ravel(), items.ravel()), want, rtol=1e-12)
+    np.testing.assert_allclose(model.scores(np.arange(40)).ravel(), want, rtol=1e-12)
+    # min_k: fewer rated neighbours than min_k leaves the baseline
+    strict = ItemKNN(k=3, shrinkage=5.0, min_k=3).fit(R)
+    _, predict3 = surprise_rule(R, k=3, shrinkage=5.0, min_k=3)
+    np.testing.assert_allclose(strict.scores([0, 7]).ravel(),
+                               [predict3(u, i) for u in (0, 7) for i in range(14)], rtol=1e-12)
+
+
+def test_item_knn_defaults_beat_the_baseline_on_a_held_out_split():
+    train, test = planted(m=400, n=80, seed=7)
+    errors = {name: rmse(model.fit(train), test)
+              for name, model in [("baseline", Baseline()), ("knn", ItemKNN())]}
+    assert errors["knn"] < 0.95 * errors["baseline"], errors
+
+
+def test_item_knn_rmse_equals_surprise():
+    surprise = pytest.importorskip("surprise")
+    import pandas as pd
+
+    train, test = planted(m=200, n=50, seed=8)
+    frame = lambda M: pd.DataFrame({"u": M.tocoo().row, "i": M.tocoo().col,  # noqa: E731
+                                    "r": M.tocoo().data})
+    data = surprise.Dataset.load_from_df(frame(train), surprise.Reader(rating_scale=(-10, 20)))
+    peer = surprise.KNNBaseline(sim_options={"name": "pearson_baseline", "user_based": False},
+                                verbose=False).fit(data.build_full_trainset())
+    t = test.tocoo()
+    want = np.array([peer.predict(u, i).est for u, i in zip(t.row, t.col, strict=True)])
+    got = ItemKNN().fit(train).predict(t.row, t.col)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)

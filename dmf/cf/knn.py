@@ -59,8 +59,9 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.cf.baseline import Baseline
+from dmf.cf.baseline import Baseline, baseline_biases
 from dmf.cf.data import Ratings, as_ratings
+from dmf.cf.knn_kernels import neighbourhood_terms, ordered_neighbours
 from dmf.cf.matrix import pairs_only
 from dmf.cf.params import ParamsMixin, pairs, with_unseen
 from dmf.cf.rows import as_csr, as_index, full_rows, user_rows
@@ -68,10 +69,14 @@ from dmf.engine.cache import memory_budget
 from dmf.errors import InputError, not_fitted
 from dmf.linalg.products import stacked_sum
 
-SIMILARITIES = ("cosine", "adjusted_cosine", "pearson")
+SIMILARITIES = ("cosine", "adjusted_cosine", "pearson", "pearson_baseline")
 
 #: Most bytes of one block's terms for one panel of items.
 PANEL_BYTES = 16 * 2**20  # 20k x 2k, 400k ratings: 2.0 s; 64 MiB: 3.3-4.9 s, 4 MiB: 4.4 s
+
+
+#: Most similar items stored per item, among which predictions seek a user's k nearest.
+N_CANDIDATES = 500
 
 
 def _n_terms(similarity: str) -> int:
@@ -81,11 +86,18 @@ def _n_terms(similarity: str) -> int:
 # -- per block ---------------------------------------------------------------------
 
 
-def _panel_terms(block, c0: int, c1: int, similarity: str):
+def _panel_terms(block, row_bias, c0: int, c1: int, similarity: str, mu: float,
+                 col_bias: np.ndarray | None):
     """The block's terms for the panel of items [c0, c1): t x n x p, in the
-    order n, G, Q, Q^T (and A, A^T for pearson); 1 x t x n x p."""
+    order n, G, Q, Q^T (and A, A^T for pearson); 1 x t x n x p. With
+    ``pearson_baseline`` the values are the baseline residuals
+    r_ui - mu - row_bias_u - col_bias_i."""
     Y = as_csr(block)
-    if similarity == "adjusted_cosine":
+    if similarity == "pearson_baseline":
+        Y = Y.copy()
+        Y.data = (Y.data - mu - np.repeat(row_bias, np.diff(Y.indptr))
+                  - col_bias[Y.indices])
+    elif similarity == "adjusted_cosine":
         counts = np.diff(Y.indptr)
         means = np.divide(np.add.reduceat(Y.data, Y.indptr[:-1]) if Y.nnz else
                           np.zeros(Y.shape[0]), counts, out=np.zeros(Y.shape[0]),
@@ -129,7 +141,10 @@ def similarity_from_terms(terms: np.ndarray, similarity: str, *, shrinkage: floa
     S = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
     np.clip(S, -1.0, 1.0, out=S)
     S[N < max(min_support, 1)] = 0.0
-    if shrinkage:
+    if shrinkage and similarity == "pearson_baseline":
+        # Surprise's form: (n - 1) / (n - 1 + shrinkage), 0 for one co-rater
+        S *= np.divide(N - 1, N - 1 + shrinkage, out=np.zeros_like(N), where=N > 1)
+    elif shrinkage:
         S *= N / (N + shrinkage)
     return S
 
@@ -161,17 +176,26 @@ def _panel_top(terms, c0: int, k: int, similarity: str, shrinkage: float, min_su
     return _top_k(S, c0, k)
 
 
-def _panel(X: da.Array, c0: int, c1: int, k: int, similarity: str, shrinkage: float,
-           min_support: int) -> da.Array:
+def _panel(X: da.Array, row_bias: da.Array, c0: int, c1: int, k: int, similarity: str,
+           shrinkage: float, min_support: int, mu: float, col_bias) -> da.Array:
     """Lazy 2 x k x p neighbours of the items [c0, c1)."""
     n, t, p = X.shape[1], _n_terms(similarity), c1 - c0
-    parts = da.blockwise(_panel_terms, "itab", X, "ij", c0, None, c1, None, similarity, None,
+    parts = da.blockwise(_panel_terms, "itab", X, "ij", row_bias, "i", c0, None, c1, None,
+                         similarity, None, mu, None, col_bias, None,
                          new_axes={"t": t, "a": n, "b": p}, adjust_chunks={"i": 1},
                          concatenate=True, dtype=np.float64, meta=np.empty((0, 0, 0, 0)))
     sums = stacked_sum(parts)
     return sums.map_blocks(_panel_top, c0, min(k, n), similarity, shrinkage, min_support,
                            chunks=((2,), (min(k, n),), (p,)), dtype=np.float64,
                            meta=np.empty((0, 0, 0)))
+
+
+def check_neighbour_counts(k: int, min_k: int, n_candidates: int) -> None:
+    for name, value in (("k", k), ("n_candidates", n_candidates)):
+        if int(value) != value or value < 1:
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
+    if int(min_k) != min_k or min_k < 0:
+        raise InputError(f"min_k must be a non-negative integer, got {min_k!r}")
 
 
 def _panel_width(n: int, similarity: str, panel_bytes: int) -> int:
@@ -183,7 +207,9 @@ def _panel_width(n: int, similarity: str, panel_bytes: int) -> int:
 
 def item_neighbours(ratings, *, k: int = 40, similarity: str = "cosine",
                     shrinkage: float = 100.0, min_support: int = 1,
-                    panel_bytes: int = PANEL_BYTES) -> scipy.sparse.csr_matrix:
+                    panel_bytes: int = PANEL_BYTES,
+                    baseline: tuple[float, np.ndarray, np.ndarray] | None = None
+                    ) -> scipy.sparse.csr_matrix:
     """The ``k`` most similar items of every item, out of core.
 
     Parameters
@@ -191,15 +217,20 @@ def item_neighbours(ratings, *, k: int = 40, similarity: str = "cosine",
     ratings : Ratings, scipy.sparse matrix or ratings store URL
     k : int
         Neighbours kept per item.
-    similarity : {"cosine", "adjusted_cosine", "pearson"}
+    similarity : {"cosine", "adjusted_cosine", "pearson", "pearson_baseline"}
         Computed over co-rating users (see the module's docstring).
     shrinkage : float
-        s_ij * n_ij / (n_ij + shrinkage), n_ij the co-rating count; 0 for none.
+        s_ij * n_ij / (n_ij + shrinkage), n_ij the co-rating count
+        (``pearson_baseline``: (n_ij - 1) / (n_ij - 1 + shrinkage), as
+        Surprise); 0 for none.
     min_support : int
         Pairs with fewer co-rating users get similarity 0.
     panel_bytes : int
         Most bytes of one user block's terms for one panel of items; sets the
         panel width (and so the number of passes for large n).
+    baseline : (mu, row_bias, col_bias), optional
+        ``pearson_baseline``: the biases whose residuals are compared
+        (default: :func:`~dmf.cf.baseline.baseline_biases` of ``ratings``).
 
     Returns
     -------
@@ -227,7 +258,12 @@ def item_neighbours(ratings, *, k: int = 40, similarity: str = "cosine",
                          f"{min_support}")
     R: Ratings = as_ratings(ratings)
     X = full_rows(R.by_user)
-    n = X.shape[1]
+    m, n = X.shape
+    mu, row_bias, col_bias = 0.0, np.zeros(m), None
+    if similarity == "pearson_baseline":
+        mu, row_bias, col_bias = baseline if baseline is not None else baseline_biases(R)[:3]
+        col_bias = np.asarray(col_bias, dtype=np.float64)
+    row_bias = da.from_array(np.asarray(row_bias, dtype=np.float64), chunks=(X.chunks[0],))
     k = int(min(k, max(n - 1, 1)))
     width = _panel_width(n, similarity, int(panel_bytes))
     starts = list(range(0, n, width))
@@ -236,8 +272,8 @@ def item_neighbours(ratings, *, k: int = 40, similarity: str = "cosine",
     rows, cols, vals = [], [], []
     for g in range(0, len(starts), per_pass):
         group = starts[g:g + per_pass]
-        panels = [_panel(X, c0, min(c0 + width, n), k, similarity, shrinkage, min_support)
-                  for c0 in group]
+        panels = [_panel(X, row_bias, c0, min(c0 + width, n), k, similarity, shrinkage,
+                         min_support, float(mu), col_bias) for c0 in group]
         for c0, top in zip(group, dask.compute(*panels), strict=True):
             idx, sim = top[0].astype(np.int64), top[1]
             keep = idx >= 0
@@ -248,22 +284,49 @@ def item_neighbours(ratings, *, k: int = 40, similarity: str = "cosine",
                                                           np.concatenate(cols))), shape=(n, n))
 
 
-def knn_scores(residuals: scipy.sparse.csr_matrix, neighbours: scipy.sparse.csr_matrix
+def neighbour_terms(residuals: scipy.sparse.csr_matrix, ordered, pair_ptr: np.ndarray,
+                    pair_items: np.ndarray, *, k: int, min_k: int = 1) -> np.ndarray:
+    """The neighbourhood term of pairs (row r of ``residuals`` with the items
+    ``pair_items[pair_ptr[r]:pair_ptr[r + 1]]``): sum s_ij e_rj / sum s_ij
+    over the k most similar items j to i *among those row r rated*, 0 when
+    fewer than ``min_k`` (Surprise's KNNBaseline). ``ordered``: the stored
+    neighbours from :func:`~dmf.cf.knn_kernels.ordered_neighbours`."""
+    E = as_csr(residuals)
+    return neighbourhood_terms(E.indptr.astype(np.int64), E.indices.astype(np.int64),
+                               E.data.astype(np.float64), *ordered,
+                               np.asarray(pair_ptr, dtype=np.int64),
+                               np.asarray(pair_items, dtype=np.int64), int(k), int(min_k),
+                               int(E.shape[1]))
+
+
+def knn_scores(residuals: scipy.sparse.csr_matrix, ordered, *, k: int, min_k: int = 1
                ) -> np.ndarray:
-    """The neighbourhood term of every item for some users (len x n): for
-    user u and item i, sum s_ij e_uj / sum |s_ij| over i's neighbours j that
-    u rated (``residuals`` holds e_uj = r_uj - b_uj at u's ratings), 0 when
-    u rated none of them."""
-    pattern = residuals.copy()
-    pattern.data = np.ones_like(pattern.data)
-    weights = abs(neighbours).T.tocsr()
-    num = (residuals @ neighbours.T.tocsr()).toarray()
-    den = (pattern @ weights).toarray()
-    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    """The neighbourhood term of every item for some users (len x n), see
+    :func:`neighbour_terms`; ``residuals`` holds e_uj = r_uj - b_uj at u's
+    ratings."""
+    m, n = residuals.shape
+    terms = neighbour_terms(residuals, ordered, np.arange(0, m * n + 1, n),
+                            np.tile(np.arange(n), m), k=k, min_k=min_k)
+    return terms.reshape(m, n)
 
 
-def knn_rows(block, *, neighbours: scipy.sparse.csr_matrix, mu: float, item_bias: np.ndarray,
-             reg_user: float) -> np.ndarray:
+def grouped_terms(residual_rows, ordered, keys: np.ndarray, others: np.ndarray, *, k: int,
+                  min_k: int) -> np.ndarray:
+    """:func:`neighbour_terms` of pairs (keys[q], others[q]) in any order:
+    ``residual_rows(unique keys)`` gives one residual row per key."""
+    if keys.size == 0:
+        return np.zeros(0)
+    unique, inverse = np.unique(keys, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    pair_ptr = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=unique.size))])
+    out = np.empty(keys.size)
+    out[order] = neighbour_terms(residual_rows(unique), ordered, pair_ptr, others[order],
+                                 k=k, min_k=min_k)
+    return out
+
+
+def knn_rows(block, *, ordered, mu: float, item_bias: np.ndarray, reg_user: float, k: int,
+             min_k: int = 1) -> np.ndarray:
     """Item-kNN's predicted rating of every item for each row of ``block``
     from its own ratings: b_u fitted to them (the baseline's user update
     against the fixed item biases), then the neighbourhood term on the
@@ -276,7 +339,7 @@ def knn_rows(block, *, neighbours: scipy.sparse.csr_matrix, mu: float, item_bias
     b_u = np.divide(sums, denominator, out=np.zeros(m), where=denominator > 0)
     E = scipy.sparse.csr_matrix((residual - np.repeat(b_u, counts), block.indices,
                                  block.indptr), shape=block.shape)
-    return (mu + b_u[:, None] + item_bias[None, :]) + knn_scores(E, neighbours)
+    return (mu + b_u[:, None] + item_bias[None, :]) + knn_scores(E, ordered, k=k, min_k=min_k)
 
 
 def _of_baseline(name: str) -> property:
@@ -286,7 +349,14 @@ def _of_baseline(name: str) -> property:
 
 
 class ItemKNN(ParamsMixin):
-    """Item-based kNN with baseline (Koren's kNNBaseline), out of core.
+    """Item-based kNN with baseline (Surprise's KNNBaseline), out of core.
+
+    r_hat_ui = mu + b_u + b_i + sum_j s_ij (r_uj - b_uj) / sum_j s_ij over
+    the ``k`` items j most similar to i *among those u rated* (positive
+    similarities), with no neighbourhood term when fewer than ``min_k``.
+    The defaults are Surprise's: pearson_baseline similarity, shrinkage
+    100, k 40, min_k 1, baselines by ALS (reg_item 10, reg_user 15, 10
+    epochs).
 
     Implements the recommender protocol: ``user_ids``, ``item_ids``,
     ``predict(users, items)`` and ``scores(users)``. Predictions need the
@@ -296,12 +366,22 @@ class ItemKNN(ParamsMixin):
     Parameters
     ----------
     k : int
-        Neighbours kept per item.
-    similarity : {"cosine", "adjusted_cosine", "pearson"}
+        Neighbours a prediction uses (among the user's rated items).
+    similarity : {"pearson_baseline", "cosine", "adjusted_cosine", "pearson"}
+        ``pearson_baseline``: the cosine of the baseline residuals over
+        co-rating users (Surprise's).
     shrinkage : float
-        s_ij * n_ij / (n_ij + shrinkage).
+        s_ij * n_ij / (n_ij + shrinkage) ((n_ij - 1) / (n_ij - 1 +
+        shrinkage) for pearson_baseline).
     min_support : int
         Fewest co-rating users for a non-zero similarity.
+    min_k : int
+        Fewest rated neighbours for a neighbourhood term.
+    n_candidates : int
+        Most similar items stored per item (at least ``k``): the k nearest
+        among a user's rated items are sought among these, so predictions
+        are Surprise's exactly when n_candidates >= n_items - 1, and use
+        memory n_items x n_candidates.
     reg_user, reg_item, n_epochs
         The baseline's parameters (:class:`dmf.cf.baseline.Baseline`).
     panel_bytes : int
@@ -338,9 +418,9 @@ class ItemKNN(ParamsMixin):
     >>> R = scipy.sparse.csr_matrix([[5.0, 4.0, 1.0], [4.0, 5.0, 0], [1.0, 0, 5.0]])
     >>> model = ItemKNN(k=2, shrinkage=0, min_support=2).fit(R)
     >>> model.neighbours_.nnz
-    4
+    2
     >>> model.predict([1], [2]).round(3).tolist()
-    [3.968]
+    [3.588]
     >>> model.scores([0, 1]).shape
     (2, 3)
     >>> knn = ItemKNN(k=2, shrinkage=0, input="matrix").fit(R.toarray())
@@ -348,13 +428,17 @@ class ItemKNN(ParamsMixin):
     (1, 3)
     """
 
-    def __init__(self, k: int = 40, similarity: str = "cosine", shrinkage: float = 100.0,
-                 min_support: int = 1, *, reg_user: float = 15.0, reg_item: float = 10.0,
-                 n_epochs: int = 10, panel_bytes: int = PANEL_BYTES, input: str = "auto"):
+    def __init__(self, k: int = 40, similarity: str = "pearson_baseline",
+                 shrinkage: float = 100.0, min_support: int = 1, *, min_k: int = 1,
+                 n_candidates: int = N_CANDIDATES, reg_user: float = 15.0,
+                 reg_item: float = 10.0, n_epochs: int = 10, panel_bytes: int = PANEL_BYTES,
+                 input: str = "auto"):
         self.k = k
         self.similarity = similarity
         self.shrinkage = shrinkage
         self.min_support = min_support
+        self.min_k = min_k
+        self.n_candidates = n_candidates
         self.reg_user = reg_user
         self.reg_item = reg_item
         self.n_epochs = n_epochs
@@ -363,14 +447,30 @@ class ItemKNN(ParamsMixin):
 
     def _fit_ratings(self, ratings) -> ItemKNN:
         R = as_ratings(ratings)
-        self.neighbours_ = item_neighbours(R, k=self.k, similarity=self.similarity,
-                                           shrinkage=self.shrinkage,
-                                           min_support=self.min_support,
-                                           panel_bytes=self.panel_bytes)
-        self.baseline_ = Baseline(reg_user=self.reg_user, reg_item=self.reg_item,
-                                  n_epochs=self.n_epochs).fit(R)
+        check_neighbour_counts(self.k, self.min_k, self.n_candidates)
+        base = Baseline(reg_user=self.reg_user, reg_item=self.reg_item,
+                        n_epochs=self.n_epochs).fit(R)
+        self._set_neighbours(item_neighbours(
+            R, k=max(self.k, self.n_candidates), similarity=self.similarity,
+            shrinkage=self.shrinkage, min_support=self.min_support,
+            panel_bytes=self.panel_bytes,
+            baseline=(base.global_mean_, base.user_bias_, base.item_bias_)))
+        self.baseline_ = base
         self.ratings_ = R
         return self
+
+    def _set_neighbours(self, neighbours: scipy.sparse.csr_matrix) -> None:
+        """Keep ``neighbours`` and their prediction order (computed here, once:
+        predicting leaves the model unchanged)."""
+        self.neighbours_ = neighbours
+        self._ordered_cache = (neighbours, ordered_neighbours(neighbours))
+
+    def _ordered(self):
+        """The neighbours in prediction order."""
+        cached = getattr(self, "_ordered_cache", None)
+        if cached is None or cached[0] is not self.neighbours_:
+            return ordered_neighbours(self.neighbours_)  # set by hand: not cached
+        return cached[1]
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "neighbours_")
@@ -386,10 +486,11 @@ class ItemKNN(ParamsMixin):
         return len(self.item_ids)
 
     def _row_function(self):
-        return functools.partial(knn_rows, neighbours=self.neighbours_.tocsr(),
+        return functools.partial(knn_rows, ordered=self._ordered(),
                                  mu=float(self.global_mean_),
                                  item_bias=np.asarray(self.item_bias_, dtype=np.float64),
-                                 reg_user=float(self.baseline_.reg_user))
+                                 reg_user=float(self.baseline_.reg_user), k=int(self.k),
+                                 min_k=int(self.min_k))
 
     _ratings_function = _row_function
 
@@ -424,23 +525,15 @@ class ItemKNN(ParamsMixin):
         if users.shape != items.shape:
             raise InputError(f"users and items must have the same length, got {users.size} "
                              f"and {items.size}")
-        base = self.baseline_.predict(users, items)
-        if users.size == 0:
-            return base
-        unique, inverse = np.unique(users, return_inverse=True)
-        E = self._residuals(unique)[inverse]  # one row per pair
-        S = self.neighbours_[items]
-        pattern = E.copy()
-        pattern.data = np.ones_like(pattern.data)
-        num = np.asarray(E.multiply(S).sum(axis=1)).ravel()
-        den = np.asarray(pattern.multiply(abs(S)).sum(axis=1)).ravel()
-        return base + np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        return self.baseline_.predict(users, items) + grouped_terms(
+            self._residuals, self._ordered(), users, items, k=self.k, min_k=self.min_k)
 
     def scores(self, users) -> np.ndarray:
         """Predicted ratings of every item for ``users``: len(users) x n."""
         users = as_index(users, len(self.user_ids), "users")
         return self.baseline_.scores(users) + knn_scores(self._residuals(users),
-                                                         self.neighbours_)
+                                                         self._ordered(), k=self.k,
+                                                         min_k=self.min_k)
 
     def similar_items(self, item: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Column indices and similarities of up to ``n`` nearest items of

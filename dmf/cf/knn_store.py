@@ -27,7 +27,8 @@ from dmf.store.dense import commit_target, prepare_target
 from dmf.store.location import Location
 
 ALGORITHM = "cf-knn"
-PARAMS = ("k", "similarity", "shrinkage", "min_support", "reg_user", "reg_item", "n_epochs")
+PARAMS = ("k", "similarity", "shrinkage", "min_support", "min_k", "n_candidates", "reg_user",
+          "reg_item", "n_epochs")
 
 
 def save_knn(model: ItemKNN, out: str | os.PathLike, *, overwrite: bool = False,
@@ -45,7 +46,7 @@ def save_knn(model: ItemKNN, out: str | os.PathLike, *, overwrite: bool = False,
     >>> model = ItemKNN(k=2, shrinkage=0, min_support=2).fit(url)
     >>> _ = save_knn(model, "memory://doc/knn.zarr")
     >>> dmf.load("memory://doc/knn.zarr").predict([1], [2]).round(3).tolist()
-    [3.968]
+    [3.588]
     """
     ratings = model.ratings_
     if ratings.location is None:
@@ -94,6 +95,6 @@ def load_knn(location: Location, meta: dict[str, Any]) -> ItemKNN:
     baseline.user_ids = np.asarray(arrays["user_ids"])
     baseline.item_ids = np.asarray(arrays["item_ids"])
     model.baseline_ = baseline
-    model.neighbours_ = open_matrix(location.join("neighbours")).compute().tocsr()
+    model._set_neighbours(open_matrix(location.join("neighbours")).compute().tocsr())
     model.ratings_ = ratings
     return model
