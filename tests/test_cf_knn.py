@@ -252,3 +252,28 @@ def test_item_knn_rmse_equals_surprise():
     want = np.array([peer.predict(u, i).est for u, i in zip(t.row, t.col, strict=True)])
     got = ItemKNN().fit(train).predict(t.row, t.col)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_user_knn_predicts_as_surprise_and_beats_the_baseline():
+    surprise = pytest.importorskip("surprise")
+    import pandas as pd
+
+    from dmf.cf import UserKNN
+
+    train, test = planted(m=120, n=60, seed=9)
+    t, c = test.tocoo(), train.tocoo()
+    data = surprise.Dataset.load_from_df(pd.DataFrame({"u": c.row, "i": c.col, "r": c.data}),
+                                         surprise.Reader(rating_scale=(-10, 20)))
+    peer = surprise.KNNBaseline(sim_options={"name": "pearson_baseline", "user_based": True},
+                                verbose=False).fit(data.build_full_trainset())
+    want = np.array([peer.predict(u, i).est for u, i in zip(t.row, t.col, strict=True)])
+    model = UserKNN().fit(ratings_from_scipy(train, block_rows=16))
+    np.testing.assert_allclose(model.predict(t.row, t.col), want, rtol=1e-9, atol=1e-9)
+    users = np.unique(t.row)[:5]
+    scores = model.scores(users)
+    pick = np.isin(t.row, users)
+    np.testing.assert_allclose(scores[np.searchsorted(users, t.row[pick]), t.col[pick]],
+                               want[pick], rtol=1e-9, atol=1e-9)
+    assert rmse(model, test) < 0.97 * rmse(Baseline().fit(train), test)
+    idx, sims = model.similar_users(0, n=3)
+    assert len(idx) == 3 and (np.diff(sims) <= 0).all() and 0 not in idx

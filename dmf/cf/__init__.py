@@ -1,7 +1,7 @@
 """``dmf.cf``: collaborative filtering out of core.
 
 Latent factors (:class:`ALS` explicit with biases and implicit, :class:`SGD`,
-masked NMF), neighbourhoods (:class:`ItemKNN` on the :class:`Baseline`
+masked NMF), neighbourhoods (:class:`ItemKNN`, :class:`UserKNN` on the :class:`Baseline`
 mu + b_u + b_i), recommendations and metrics, on ratings read by user and by
 item block (:class:`Ratings`).
 
@@ -42,6 +42,7 @@ from dmf.cf.recommend import (
 from dmf.cf.sgd import SGD, sgd
 from dmf.cf.split import train_test_split
 from dmf.cf.store import open_ratings, save_ratings
+from dmf.cf.user_knn import UserKNN
 
 __all__ = [
     "ALS",
@@ -51,6 +52,7 @@ __all__ = [
     "LatentFactors",
     "Ratings",
     "Recommendation",
+    "UserKNN",
     "als",
     "as_ratings",
     "baseline_biases",
