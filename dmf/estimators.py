@@ -32,6 +32,7 @@ import scipy.sparse
 from dmf.errors import InputError, NotFittedError, not_fitted
 from dmf.linalg.svd import svd
 from dmf.nmf.api import nmf
+from dmf.sklearn_output import SetOutputMixin
 from dmf.store.api import as_matrix, open_matrix
 from dmf.validation import (
     check_n_features,
@@ -68,8 +69,9 @@ def _n_components(k, shape) -> int:
     return int(k)
 
 
-class _Estimator:
-    """scikit-learn's parameter protocol, written without scikit-learn."""
+class _Estimator(SetOutputMixin):
+    """scikit-learn's parameter protocol, output API (``set_output``) and
+    notebook display, written without scikit-learn."""
 
     #: Tags that differ from a transformer's defaults (see ``__sklearn_tags__``).
     _positive_only = False

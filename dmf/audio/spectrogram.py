@@ -60,7 +60,8 @@ def write_spectrogram(src: str, url: str, stft: Stft, *, block_frames: int = 102
                       "hop": stft.hop, "floor": floor, "layout": "frames x frequencies",
                       **(attrs or {})}}
     zarray = create_dense(Location.parse(url), (T, stft.n_freq), np.float32,
-                          (min(block_frames, T), stft.n_freq), attrs=meta)
+                          (min(block_frames, T), stft.n_freq), attrs=meta,
+                          dims=("frame", "frequency"))
     read = lambda a, b: wav.read(src, a, b)  # noqa: E731 - one seek per block
     for i0 in range(0, T, block_frames):
         i1 = min(i0 + block_frames, T)

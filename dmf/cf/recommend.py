@@ -37,6 +37,7 @@ from dmf.cf.rows import as_csr, block_bounds, full_rows, user_rows
 from dmf.errors import DmfWarning, InputError, StoreError
 from dmf.linalg.products import stacked_sum
 from dmf.store.dense import commit_target, dmf_attrs, prepare_target
+from dmf.store.dims import dimension_names
 from dmf.store.location import Location
 
 #: Most bytes of dense scores held at once (one user block x all items).
@@ -305,9 +306,10 @@ def similar_items(model, item, n: int = 10, *, ratings=None) -> Recommendation:
 def _id_array(group, name: str, ids: np.ndarray) -> None:
     ids = np.asarray(ids)
     if ids.dtype.kind in "iufb":
-        group.create_array(name, data=ids)
+        group.create_array(name, data=ids, dimension_names=dimension_names(name, 1))
     else:  # strings and other objects as variable-length UTF-8
-        arr = group.create_array(name, shape=ids.shape, dtype=str)
+        arr = group.create_array(name, shape=ids.shape, dtype=str,
+                                 dimension_names=dimension_names(name, 1))
         arr[:] = ids.astype(str).astype(object)
 
 
@@ -369,11 +371,14 @@ def recommend_all(model, ratings, n: int = 10, *, out: str | os.PathLike,
                               "ratings": R.token, "model": type(model).__name__,
                               "dmf_version": __version__}
         items = group.create_array("items", shape=(m, n), chunks=(chunk_rows, n),
-                                   dtype=np.int64, fill_value=-1)
+                                   dtype=np.int64, fill_value=-1,
+                                   dimension_names=dimension_names("items", 2))
         scores = group.create_array("scores", shape=(m, n), chunks=(chunk_rows, n),
-                                    dtype=np.float64, fill_value=np.nan)
+                                    dtype=np.float64, fill_value=np.nan,
+                                    dimension_names=dimension_names("scores", 2))
         cold_start = group.create_array("cold_start", shape=(m,), chunks=(chunk_rows,),
-                                        dtype=bool, fill_value=False)
+                                        dtype=bool, fill_value=False,
+                                        dimension_names=dimension_names("cold_start", 1))
         _id_array(group, "user_ids", R.user_ids)
         _id_array(group, "item_ids", R.item_ids)
         n_cold = 0

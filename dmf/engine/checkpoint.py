@@ -45,6 +45,7 @@ import zarr
 from dmf.engine.faults import failpoint
 from dmf.errors import DmfWarning
 from dmf.store.dense import checked_array_options, open_dense, read_whole
+from dmf.store.dims import group_dimension_names
 from dmf.store.location import Location, one_line
 
 log = logging.getLogger(__name__)
@@ -210,17 +211,20 @@ class Checkpoints:
         self._root(create=True)
         group = zarr.open_group(store=where.zarr_store(), mode="w", zarr_format=3)
         arrays, chunks, scalars, pending = {}, {}, {}, []
+        dims = group_dimension_names({key: value.shape for key, value in state.items()
+                                      if isinstance(value, (da.Array, np.ndarray))})
         for key, value in state.items():
             if isinstance(value, da.Array):
                 target = group.create_array(key, shape=value.shape, dtype=value.dtype,
                                             chunks=tuple(max(c) for c in value.chunks),
-                                            fill_value=0, **checked_array_options())
+                                            fill_value=0, dimension_names=dims[key],
+                                            **checked_array_options())
                 pending.append(da.store(value.rechunk(target.chunks), target, lock=False,
                                         compute=False))
                 arrays[key], chunks[key] = "dask", [list(c) for c in value.chunks]
             elif isinstance(value, np.ndarray):
                 group.create_array(key, data=value, chunks=value.shape or None,
-                                   **checked_array_options())
+                                   dimension_names=dims[key], **checked_array_options())
                 arrays[key] = "numpy"
             else:
                 scalars[key] = jsonable(value)

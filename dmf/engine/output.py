@@ -36,6 +36,7 @@ from dmf.store.dense import (
     read_whole,
     save_dense,
 )
+from dmf.store.dims import group_dimension_names
 from dmf.store.location import Location
 
 log = logging.getLogger(__name__)
@@ -135,15 +136,18 @@ class JobOutput:
         """Write the final arrays, then mark the result complete, then drop
         the checkpoints (they are not needed once the result is whole)."""
         self.fence()
+        dims = group_dimension_names({name: np.shape(v) for name, v in arrays.items()})
         for name, value in arrays.items():
             target = self.location.join(name)
             if isinstance(value, da.Array):
-                save_dense(value, target, overwrite=True, name=f"{self.location}/{name}")
+                save_dense(value, target, overwrite=True, name=f"{self.location}/{name}",
+                           dims=dims[name])
             else:
                 value = np.asarray(value)
                 target.remove()
                 zarr.create_array(store=target.zarr_store(), data=value, zarr_format=3,
-                                  chunks=value.shape or None, **checked_array_options())
+                                  chunks=value.shape or None, dimension_names=dims[name],
+                                  **checked_array_options())
         failpoint("result-arrays")
         self.fence()
         group = zarr.open_group(store=self.location.zarr_store(), mode="a", zarr_format=3)

@@ -34,6 +34,7 @@ import zarr.storage
 from dmf._version import __version__
 from dmf.errors import DmfWarning, InputError, StoreError
 from dmf.store import codecs
+from dmf.store.dims import MATRIX
 from dmf.store.location import Location, dmf_attrs, one_line
 from dmf.store.rawchunks import ChunkMissing, RawChunks
 from dmf.store.validate import (
@@ -337,9 +338,11 @@ def write_block(block, zarray, dtype, ncols, block_info=None):
 
 
 def create_dense(
-    location: Location, shape, dtype, chunks, *, codec: str | None = None, attrs=None
+    location: Location, shape, dtype, chunks, *, codec: str | None = None, attrs=None,
+    dims: tuple[str, str] = MATRIX,
 ) -> zarr.Array:
-    """An empty dense array marked incomplete, ready for blocks to be written."""
+    """An empty dense array marked incomplete, ready for blocks to be written;
+    ``dims`` are its axes' names (xarray reads them)."""
     meta = {"kind": "dense", "complete": False, "dmf_version": __version__,
             "write_id": uuid.uuid4().hex, **(attrs or {})}
     return zarr.create_array(
@@ -350,6 +353,7 @@ def create_dense(
         compressors=codecs.compressors(codec),
         fill_value=0,
         attributes={"dmf": meta},
+        dimension_names=dims,
         zarr_format=3,
         overwrite=True,
         config=WRITE_EVERY_CHUNK,
@@ -508,7 +512,7 @@ def as_dask(x, *, chunks=None) -> da.Array:
 
 def save_dense(
     x, location: Location, *, chunks=None, overwrite: bool = False, codec: str | None = None,
-    attrs: dict | None = None, name: str | None = None,
+    attrs: dict | None = None, name: str | None = None, dims: tuple[str, str] = MATRIX,
 ) -> zarr.Array:
     name = name or ("input array" if not isinstance(x, (str, os.PathLike)) else str(x))
     arr = as_dask(x)
@@ -520,7 +524,8 @@ def save_dense(
     chunks = normalize_chunks(chunks, arr.shape, dtype)
     staging = prepare_target(location, overwrite)
     try:
-        zarray = create_dense(staging, arr.shape, dtype, chunks, codec=codec, attrs=extra_attrs)
+        zarray = create_dense(staging, arr.shape, dtype, chunks, codec=codec, attrs=extra_attrs,
+                              dims=dims)
         write_dask(arr, zarray, name=name, scheduler=scheduler_for(location, x))
         mark_complete(zarray)
     except BaseException:

@@ -32,6 +32,7 @@ from dmf.store.dense import (
     save_dense,
     write_dask,
 )
+from dmf.store.dims import dimension_names
 from dmf.store.generate_ratings import ratings
 from dmf.store.location import Location
 
@@ -209,8 +210,9 @@ def lowrank(
             zarr.open_group(store=factors.zarr_store(), mode="w", zarr_format=3,
                             attributes={"dmf": {"kind": "planted-factors", "of": location.name}})
             save_dense(W.astype(dtype), factors.join("W"), chunks=(chunks[0], rank),
-                       overwrite=True, codec=codec)
-            save_dense(H.astype(dtype), factors.join("H"), overwrite=True, codec=codec)
+                       overwrite=True, codec=codec, dims=dimension_names("W", 2))
+            save_dense(H.astype(dtype), factors.join("H"), overwrite=True, codec=codec,
+                       dims=dimension_names("H", 2))
             generator["factors"] = factors.name  # relative: the pair moves together
         mark_complete(zarray, generator=generator)
     except BaseException:

@@ -33,6 +33,7 @@ import zarr
 from dmf.errors import InputError
 from dmf.store import codecs
 from dmf.store.dense import TARGET_CHUNK_BYTES
+from dmf.store.dims import dimension_names
 from dmf.store.location import Location
 from dmf.store.ratings import write_ratings
 
@@ -198,12 +199,15 @@ def ratings(
         compressors = codecs.compressors(codec)
         for key, value in (("Q", Q), ("item_bias", b_item)):
             fgroup.create_array(key, shape=value.shape, dtype=np.float64,
-                                compressors=compressors)[...] = value
+                                compressors=compressors,
+                                dimension_names=dimension_names(key, value.ndim))[...] = value
         # one chunk per group: each is written once, whole
         user_side = (fgroup.create_array("P", shape=(m, rank), chunks=(group, rank),
-                                         dtype=np.float64, compressors=compressors),
+                                         dtype=np.float64, compressors=compressors,
+                                         dimension_names=dimension_names("P", 2)),
                      fgroup.create_array("user_bias", shape=(m,), chunks=(group,),
-                                         dtype=np.float64, compressors=compressors))
+                                         dtype=np.float64, compressors=compressors,
+                                         dimension_names=dimension_names("user_bias", 1)))
         generator["factors"] = factors.name  # relative: the pair moves together
 
     def row_blocks():

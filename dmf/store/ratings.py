@@ -54,6 +54,7 @@ from dmf.store.dense import (
     mark_complete,
     prepare_target,
 )
+from dmf.store.dims import dimension_names
 from dmf.store.location import Location
 from dmf.store.sparse import (
     CsrWriter,
@@ -317,6 +318,7 @@ def _write_ids(group: zarr.Group, key: str, values: np.ndarray, codec: str | Non
     dtype = np.int64 if values.dtype.kind == "i" else str
     array = group.create_array(key, shape=values.shape, dtype=dtype,
                                chunks=(max(1, min(_ID_CHUNK, len(values))),),
+                               dimension_names=dimension_names(key, 1),
                                compressors=codecs.compressors(codec))
     array[:] = values
 

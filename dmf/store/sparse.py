@@ -61,6 +61,7 @@ from dmf.store.dense import (
     mark_complete,
     prepare_target,
 )
+from dmf.store.dims import dimension_names
 from dmf.store.location import Location, one_line
 from dmf.store.validate import (
     block_report,
@@ -570,7 +571,8 @@ class CsrWriter:
         def appender(name, array_dtype, length):
             array = self.group.create_array(name, shape=(0,), chunks=(length,),
                                             dtype=array_dtype, compressors=compressors,
-                                            fill_value=0, config=WRITE_EVERY_CHUNK)
+                                            fill_value=0, config=WRITE_EVERY_CHUNK,
+                                            dimension_names=dimension_names(name, 1))
             return _Appender(array, self.pool)
 
         self._data = appender("data", self.dtype, chunk)
