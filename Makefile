@@ -2,8 +2,10 @@
 #   make demo   - create .venv, install dmf, run pipelines/demo.yaml (generate, SVD, NMF, report)
 #                 on a local cluster
 #   make test   - create .venv, install dmf with its test extras, run pytest
+# The first Python 3.11+ that runs: a name can exist and still fail (a pyenv shim
+# of a version not selected prints "command not found"), so each is tried silently.
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
-	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo-output
@@ -41,7 +43,10 @@ demo: $(VENV)/.installed-run
 	@echo "matrices:        $(DEMO_DIR)/demo/X, $(DEMO_DIR)/demo/N (planted factors beside them)"
 	@echo "SVD (U, S, Vt):  $(DEMO_DIR)/demo/svd  - compare S with 'dmf info $(DEMO_DIR)/demo/X'"
 	@echo "NMF (W, H):      $(DEMO_DIR)/demo/nmf  - dmf.load('$(DEMO_DIR)/demo/nmf').W"
-	@echo "report:          $(DEMO_DIR)/demo/report.md (run record: dmf info $(DEMO_DIR)/demo)"
+	@echo "run record:      dmf info $(DEMO_DIR)/demo"
+	@echo
+	@echo "Open the report (figures, every step, this run): $(DEMO_DIR)/demo/report.html"
+	@echo "                                       Markdown: $(DEMO_DIR)/demo/report.md"
 
 # NMF parts versus SVD components on scikit-learn's bundled digits (Lee & Seung's figure)
 digits: $(VENV)/.installed-test

@@ -137,6 +137,26 @@ def test_code_blocks_run(path, tmp_path, local_cluster, monkeypatch, capsys):
     capsys.readouterr()
 
 
+def test_guides_can_run_in_one_folder():
+    """A file the examples make has one recipe across all the pages (a
+    reader runs the guides one after another in one folder): the same
+    name for another shape would be refused or mistaken for the other."""
+    made: dict[str, set[str]] = {}
+    for path in DOCS:
+        for _, language, body, reason in blocks(path):
+            if language != "console" or reason is not None:
+                continue
+            for command in commands(body):
+                words = shlex.split(command, comments=True)
+                if words[:2] not in (["dmf", "generate"], ["dmf", "ingest"]) \
+                        or "--overwrite" in words:
+                    continue
+                out = words[3]  # dmf generate KIND OUT, dmf ingest SRC OUT
+                made.setdefault(out, set()).add(" ".join(words))
+    twice = {out: recipes for out, recipes in made.items() if len(recipes) > 1}
+    assert made and not twice, twice
+
+
 def test_the_harness_reads_blocks_and_commands(tmp_path):
     doc = tmp_path / "x.md"
     doc.write_text("text\n\n```console\n$ dmf info a \\\n   --json\nout\n$ ls\n```\n\n"

@@ -154,6 +154,10 @@ def test_second_run_skips_complete_steps_and_records_both(job, tmp_path, capsys)
     first = run_job(job)
     assert first["status"] == "complete" and first["exit_code"] == 0
     assert actions(first) == {"X": "run", "svd": "run", "nmf": "run", "report": "run"}
+    # the report shows the run finished (rewritten once its record was final)
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert f"<td>{first['run_id']}</td><td>complete</td><td>0</td>" in page
+    assert "<td>running</td>" not in page
     second = run_job(job)
     assert set(actions(second).values()) == {"skipped"}
     out = capsys.readouterr().out

@@ -144,8 +144,24 @@ class Runner:
                 run.update(ended=records.now(), seconds=round(time.perf_counter() - started, 3))
                 with contextlib.suppress(Exception):
                     self.root.add_run(run)
+                self._rewrite_reports(run)
                 self.say(records.format_summary(run))
         return run
+
+    def _rewrite_reports(self, run: dict) -> None:
+        """Write this run's reports again once its record is final: written
+        as a step, they would show the run still running, its exit code blank."""
+        from dmf.jobs.report import write_report
+
+        written = {s["name"] for s in run["steps"]
+                   if s["kind"] == "report" and s.get("action") != "skipped"}
+        for step in self.spec.steps:
+            if step.name not in written:
+                continue
+            try:
+                write_report(self.root, step, step.out, self._storage_options(step))
+            except Exception as exc:  # noqa: BLE001 - the run's own outcome comes first
+                log.warning("report %s not rewritten: %s", step.out, exc)
 
     def _failed(self, run: dict, exc: BaseException) -> None:
         code = getattr(exc, "exit_code", 130 if isinstance(exc, KeyboardInterrupt) else 1)
