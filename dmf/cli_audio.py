@@ -25,10 +25,12 @@ def add_commands(commands, command: Callable, run_options: Callable) -> None:
                                 "Wiener masks -> one WAV per source (docs/guide/audio.md).")
     subs = audio.add_subparsers(dest="audio_command", metavar="STEP", required=True)
 
-    sep = command("separate", cmd_separate, "split a WAV recording into sources: streamed "
-                  "STFT to a Zarr power spectrogram, NMF on it, soft masks, inverse STFT",
+    sep = command("separate", cmd_separate, "split a recording (WAV, FLAC, OGG...) into "
+                  "sources: streamed STFT to a Zarr power spectrogram, NMF on it, soft "
+                  "masks, inverse STFT",
                   parent=subs)
-    sep.add_argument("src", metavar="IN.wav", help="PCM WAV file (channels are averaged)")
+    sep.add_argument("src", metavar="IN.wav", help="audio file: WAV (PCM or float), FLAC, "
+                     "OGG, AIFF... (channels are averaged)")
     sep.add_argument("outdir", metavar="OUTDIR", help="local folder for the spectrogram, the "
                      "NMF, components/*.wav, sources/*.wav and report.html")
     # Plain ints: dmf.audio.separate refuses N < 1 in one line naming the recording.

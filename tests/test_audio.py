@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 from scipy.signal import chirp
 
 import dmf.audio
@@ -62,9 +63,10 @@ def best_match(originals: dict[str, np.ndarray], paths: list[str]) -> dict[str, 
     return {n: sdr(originals[n], estimates[j]) for n, j in zip(names, best, strict=True)}
 
 
-def separate(tmp_path, originals, loss="is", max_iter=100):
-    mix = tmp_path / f"mix-{loss}.wav"
-    wav.write(mix, sum(originals.values()), RATE)
+def separate(tmp_path, originals, loss="is", max_iter=100, name="mix-{loss}.wav",
+             subtype=None):
+    mix = tmp_path / name.format(loss=loss)
+    wav.write(mix, sum(originals.values()), RATE, subtype=subtype)
     return dmf.audio.separate(mix, tmp_path / f"out-{loss}", len(originals), loss=loss,
                               n_fft=256, hop=64, max_iter=max_iter, tol=0, seed=0,
                               report=False)
@@ -106,6 +108,24 @@ def test_wav_formats_and_stereo_mixdown(tmp_path):
         f.writeframes(np.array([[16384, 0], [0, -16384]] * 10, "<i2").tobytes())
     assert wav.info(tmp_path / "stereo.wav").channels == 2
     np.testing.assert_allclose(wav.read(tmp_path / "stereo.wav")[:2], [0.25, -0.25])
+    # float WAV (stdlib wave cannot read it) keeps values past full scale
+    y = np.concatenate([x, [1.5, -2.0]])
+    for subtype, dtype in (("FLOAT", np.float32), ("DOUBLE", np.float64)):
+        wav.write(tmp_path / f"{subtype}.wav", y, RATE, subtype=subtype)
+        facts = wav.info(tmp_path / f"{subtype}.wav")
+        assert (facts.format, facts.subtype, facts.output_subtype) == ("WAV", subtype, subtype)
+        np.testing.assert_array_equal(wav.read(tmp_path / f"{subtype}.wav"),
+                                      y.astype(dtype).astype(np.float64))
+    # lossless FLAC: 16-bit PCM samples; Vorbis is lossy
+    wav.write(tmp_path / "a.flac", x, RATE)
+    assert wav.info(tmp_path / "a.flac").format == "FLAC"
+    assert np.abs(wav.read(tmp_path / "a.flac") - x).max() < 2.0**-15
+    wav.write(tmp_path / "a.ogg", x, RATE)
+    assert wav.info(tmp_path / "a.ogg").subtype == "VORBIS"
+    # a multichannel FLAC is mixed down by the same mean
+    stereo = np.array([[0.5, 0.0], [0.0, -0.5]] * 10)
+    soundfile.write(tmp_path / "stereo.flac", stereo, RATE)
+    np.testing.assert_allclose(wav.read(tmp_path / "stereo.flac")[:2], [0.25, -0.25])
 
 
 # -- separation quality ------------------------------------------------------------
@@ -122,6 +142,17 @@ def test_separates_known_sources_above_thresholds(tmp_path):
     mixture = wav.read(tmp_path / "mix-is.wav")
     total = sum(wav.read(p) for p in sep.components)
     assert np.abs(total - mixture).max() < 1e-3
+
+
+@pytest.mark.parametrize(("name", "subtype"), [("mix.wav", "FLOAT"), ("mix.flac", None)])
+def test_float_wav_and_flac_separate_end_to_end(tmp_path, name, subtype):
+    originals = sources()
+    sep = separate(tmp_path, originals, name=name, subtype=subtype)
+    scores = best_match(originals, sep.sources)
+    for source, threshold in SDR_THRESHOLDS.items():
+        assert scores[source] > threshold, (source, scores)
+    # a float recording gives float sources (no 16-bit rounding on the way out)
+    assert wav.info(sep.sources[0]).subtype == (subtype or "PCM_16")
 
 
 def test_itakura_saito_beats_frobenius_on_a_quiet_source(tmp_path):
@@ -249,8 +280,8 @@ def test_pipeline_runs_then_skips(tmp_path):
 
 @pytest.mark.parametrize("case, problem", [
     ("missing", "no such file"),
-    ("text", "not a readable WAV file"),
-    ("empty", "empty WAV"),
+    ("text", "not a readable audio file"),
+    ("empty", "empty audio file"),
     ("zero-sources", "sources must be a positive integer"),
     ("too-many", "more than components"),
 ])

@@ -1,4 +1,5 @@
-"""``dmf.audio.separate``: a WAV file split into sources by NMF of its spectrogram.
+"""``dmf.audio.separate``: a recording (WAV, FLAC, OGG...) split into sources
+by NMF of its spectrogram.
 
 The pipeline, each stage streaming blocks of frames:
 
@@ -111,12 +112,14 @@ def separate(
     cache: bool | str = "auto",
     report: bool = True,
 ) -> Separation:
-    """Separate the sources of a WAV recording by NMF of its power spectrogram.
+    """Separate the sources of a recording by NMF of its power spectrogram.
 
     Parameters
     ----------
     src : path
-        A PCM WAV file (8/16/24/32-bit; several channels are averaged to one).
+        An audio file libsndfile reads: WAV (8/16/24/32-bit PCM, 32/64-bit
+        float), FLAC, OGG/Vorbis, AIFF...; several channels are averaged to
+        one. The sources are WAV files, float when the recording is.
     outdir : path
         A local folder: ``spectrogram.zarr``, ``nmf.zarr``,
         ``components/component-NN.wav``, ``sources/source-N.wav`` (when

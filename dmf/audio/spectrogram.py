@@ -1,4 +1,4 @@
-"""The power spectrogram of a WAV file, written to Zarr a block of frames at a time.
+"""The power spectrogram of an audio file, written to Zarr a block of frames at a time.
 
 Layout: a dense dmf store of shape (frames, frequencies), float32, chunked
 in row blocks of ``block_frames`` frames: one row per STFT frame, so the

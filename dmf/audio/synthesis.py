@@ -36,11 +36,11 @@ def synthesize(src: str, stft: Stft, W, H: np.ndarray, paths: Sequence[str], *,
     T = stft.n_frames(n)
     H = np.asarray(H, dtype=np.float64)
     k = len(H)
-    width = max(facts.sampwidth, 2)
+    subtype = facts.output_subtype  # a float recording gives float sources
     read = lambda a, b: wav.read(src, a, b)  # noqa: E731
     adders = [OverlapAdd(stft, n) for _ in range(k)]
-    writers = [wav.WavWriter(p, facts.rate, width) for p in paths]
-    writers += [wav.WavWriter(p, facts.rate, width) for p in group_paths]
+    writers = [wav.WavWriter(p, facts.rate, subtype=subtype) for p in paths]
+    writers += [wav.WavWriter(p, facts.rate, subtype=subtype) for p in group_paths]
     try:
         def emit(parts: list[np.ndarray]) -> None:
             for c in range(len(paths)):

@@ -1,124 +1,117 @@
-"""WAV files read and written in blocks, with the standard library's ``wave``.
+"""Audio files read and written in blocks, through soundfile (libsndfile).
 
-Only PCM is handled (8, 16, 24 and 32-bit integers, the formats ``wave``
-reads); samples come back as float64 in [-1, 1). A stereo (or more) file is
-mixed down to mono by averaging its channels, since the separation works on
-one spectrogram. Nothing here reads a whole file: :func:`read` takes a sample
+Whatever libsndfile reads is read: WAV (8/16/24/32-bit PCM, 32/64-bit
+float, extensible headers), FLAC, OGG/Vorbis, AIFF and more; samples come
+back as float64 (in [-1, 1) for PCM). A stereo (or more) file is mixed down
+to mono by averaging its channels, since the separation works on one
+spectrogram. Nothing here reads a whole file: :func:`read` takes a sample
 range and seeks to it.
 
 Writing goes to a hidden temporary name beside the target, renamed over it
 only when the last sample is written, so a killed run never leaves a torn
-WAV under the final name.
+file under the final name. The container follows the target's extension
+(``.wav``, ``.flac``, ``.ogg``...), the sample format ``subtype`` (default
+16-bit PCM).
 """
 
 from __future__ import annotations
 
 import os
-import wave
 from dataclasses import dataclass
 
 import numpy as np
+import soundfile
 
 from dmf.errors import InputError
 
 __all__ = ["WavInfo", "WavWriter", "info", "read", "write"]
 
+#: Bytes per sample of the PCM and float subtypes (others, compressed: 2).
+SAMPLE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4,
+                "FLOAT": 4, "DOUBLE": 8}
+#: The WAV subtype of a sample width in bytes (``sampwidth`` of :class:`WavWriter`).
+PCM_OF_WIDTH = {1: "PCM_U8", 2: "PCM_16", 3: "PCM_24", 4: "PCM_32"}
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+
 
 @dataclass(frozen=True)
 class WavInfo:
-    """What a WAV file holds: ``rate`` (Hz), ``channels``, ``frames`` (samples
-    per channel), ``sampwidth`` (bytes per sample)."""
+    """What an audio file holds: ``rate`` (Hz), ``channels``, ``frames``
+    (samples per channel), ``sampwidth`` (bytes per sample), ``subtype``
+    (libsndfile's sample format: ``PCM_16``, ``FLOAT``, ``VORBIS``...) and
+    ``format`` (the container: ``WAV``, ``FLAC``...)."""
 
     path: str
     rate: int
     channels: int
     frames: int
     sampwidth: int
+    subtype: str = "PCM_16"
+    format: str = "WAV"
 
     @property
     def seconds(self) -> float:
         return self.frames / self.rate
 
+    @property
+    def output_subtype(self) -> str:
+        """The WAV sample format that keeps this file's precision: float
+        stays float, 24 and 32-bit PCM stay so, the rest is 16-bit PCM."""
+        if self.subtype in FLOAT_SUBTYPES or self.subtype in ("PCM_24", "PCM_32"):
+            return self.subtype
+        return "PCM_16"
 
-def _open(path: str | os.PathLike) -> wave.Wave_read:
+
+def _check_path(path: str | os.PathLike) -> str:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
     if os.path.isdir(path):
-        raise InputError(f"{path}: a folder, not a WAV file")
+        raise InputError(f"{path}: a folder, not an audio file")
+    return path
+
+
+def _open(path: str | os.PathLike) -> soundfile.SoundFile:
+    path = _check_path(path)
     try:
-        return wave.open(path, "rb")
-    except (wave.Error, EOFError) as exc:
-        detail = str(exc) or "truncated header"
-        if "unknown format: 3" in detail:
-            detail = "32-bit float samples; convert it to PCM (16 or 24-bit integers)"
-        elif "unknown format: 65534" in detail:
-            detail = ("a WAVE_FORMAT_EXTENSIBLE header, which Python's wave module reads from "
-                      "3.12 on; save it as plain PCM")
-        elif "unknown format" in detail:
-            detail = f"not PCM ({detail}); convert it to 16 or 24-bit PCM"
-        raise InputError(f"{path}: not a readable WAV file ({detail})") from None
+        return soundfile.SoundFile(path)
+    except (soundfile.SoundFileError, RuntimeError) as exc:
+        detail = str(exc).rsplit(":", 1)[-1].strip() or "unknown format"
+        raise InputError(f"{path}: not a readable audio file ({detail}; WAV, FLAC, OGG "
+                         "and the other formats of libsndfile are read)") from None
 
 
 def info(path: str | os.PathLike) -> WavInfo:
-    """The facts of a WAV file, read from its header.
+    """The facts of an audio file, read from its header.
 
     Raises
     ------
     InputError
-        No such file, not a WAV file, not PCM, or no samples.
+        No such file, not an audio file libsndfile reads, or no samples.
 
     Examples
     --------
     >>> import numpy as np, tempfile, os
     >>> from dmf.audio import wav
-    >>> path = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.flac")
     >>> wav.write(path, np.zeros(800), 8000)
-    >>> wav.info(path).seconds
-    0.1
+    >>> facts = wav.info(path)
+    >>> facts.seconds, facts.format, facts.subtype
+    (0.1, 'FLAC', 'PCM_16')
     """
     with _open(path) as f:
-        facts = WavInfo(os.fspath(path), f.getframerate(), f.getnchannels(), f.getnframes(),
-                        f.getsampwidth())
+        facts = WavInfo(os.fspath(path), int(f.samplerate), int(f.channels), int(f.frames),
+                        SAMPLE_BYTES.get(f.subtype, 2), f.subtype, f.format)
     if facts.frames == 0:
-        raise InputError(f"{path}: an empty WAV file (no samples)")
+        raise InputError(f"{path}: an empty audio file (no samples)")
     if facts.rate <= 0:
         raise InputError(f"{path}: sample rate {facts.rate} in its header")
     return facts
 
 
-def _decode(raw: bytes, sampwidth: int, channels: int) -> np.ndarray:
-    """PCM bytes -> float64 mono in [-1, 1)."""
-    if sampwidth == 1:  # 8-bit WAV is unsigned
-        x = (np.frombuffer(raw, np.uint8).astype(np.float64) - 128.0) / 128.0
-    elif sampwidth == 3:  # no 24-bit dtype: widen each sample to 4 bytes
-        b = np.frombuffer(raw, np.uint8).reshape(-1, 3)
-        wide = np.zeros((len(b), 4), np.uint8)
-        wide[:, 1:] = b
-        x = wide.view("<i4").ravel().astype(np.float64) / 2.0**31
-    else:
-        x = np.frombuffer(raw, f"<i{sampwidth}").astype(np.float64) / 2.0 ** (8 * sampwidth - 1)
-    if channels > 1:
-        x = x.reshape(-1, channels).mean(axis=1)
-    return x
-
-
-def _encode(x: np.ndarray, sampwidth: int) -> bytes:
-    """float [-1, 1] -> PCM bytes (clipped: a mask can overshoot full scale a little)."""
-    x = np.clip(np.asarray(x, np.float64), -1.0, 1.0)
-    if sampwidth == 1:
-        return np.round(x * 127.0 + 128.0).astype(np.uint8).tobytes()
-    top = 2.0 ** (8 * sampwidth - 1) - 1
-    ints = np.round(x * top).astype("<i4" if sampwidth >= 3 else f"<i{sampwidth}")
-    if sampwidth == 3:
-        return ints.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
-    return ints.tobytes()
-
-
 def read(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> np.ndarray:
-    """Samples ``start:stop`` of a WAV file as float64 mono, reading only those.
-
-    Ranges past either end are clipped (so the result may be shorter).
+    """Samples ``start:stop`` of an audio file as float64 mono, reading only
+    those. Ranges past either end are clipped (so the result may be shorter).
 
     Examples
     --------
@@ -131,34 +124,51 @@ def read(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> np
     [-0.4, -0.399, -0.398]
     """
     with _open(path) as f:
-        n = f.getnframes()
+        n = f.frames
         start = min(max(int(start), 0), n)
         stop = n if stop is None else min(max(int(stop), start), n)
-        f.setpos(start)
-        raw = f.readframes(stop - start)
-        return _decode(raw, f.getsampwidth(), f.getnchannels())
+        f.seek(start)
+        x = f.read(stop - start, dtype="float64", always_2d=True)
+    return x[:, 0].copy() if x.shape[1] == 1 else x.mean(axis=1)
+
+
+def _container(path: str) -> str:
+    """libsndfile's format for a file name's extension (WAV when unknown)."""
+    ext = os.path.splitext(path)[1].lstrip(".").upper()
+    ext = {"OGA": "OGG", "AIF": "AIFF"}.get(ext, ext)
+    return ext if ext in soundfile.available_formats() else "WAV"
 
 
 class WavWriter:
-    """Append float samples to a mono PCM WAV file, atomically.
+    """Append float samples to a mono audio file, atomically.
 
     Samples go to ``.NAME.part`` beside ``path``; :meth:`close` renames it to
     ``path``. Used as a context manager, an exception drops the partial file.
+    ``subtype`` is libsndfile's sample format (``PCM_16``, ``PCM_24``,
+    ``FLOAT``...; default: the PCM of ``sampwidth`` bytes, or the container's
+    own, such as Vorbis for ``.ogg``).
     """
 
-    def __init__(self, path: str | os.PathLike, rate: int, sampwidth: int = 2):
+    def __init__(self, path: str | os.PathLike, rate: int, sampwidth: int = 2, *,
+                 subtype: str | None = None):
         self.path = os.fspath(path)
         folder, name = os.path.split(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
         self.partial = os.path.join(folder, f".{name}.part")
-        self.sampwidth = sampwidth
-        self._file = wave.open(self.partial, "wb")
-        self._file.setnchannels(1)
-        self._file.setsampwidth(sampwidth)
-        self._file.setframerate(int(rate))
+        container = _container(self.path)
+        if subtype is None:
+            subtype = PCM_OF_WIDTH.get(sampwidth, "PCM_16")
+            if not soundfile.check_format(container, subtype):
+                subtype = soundfile.default_subtype(container)
+        # PCM wraps around past full scale in libsndfile: clip (a mask can
+        # overshoot a little); float keeps what it is given
+        self._clip = subtype not in FLOAT_SUBTYPES
+        self._file = soundfile.SoundFile(self.partial, "w", samplerate=int(rate), channels=1,
+                                         format=container, subtype=subtype)
 
     def write(self, x: np.ndarray) -> None:
-        self._file.writeframesraw(_encode(x, self.sampwidth))
+        x = np.asarray(x, np.float64)
+        self._file.write(np.clip(x, -1.0, 1.0) if self._clip else x)
 
     def close(self) -> None:
         self._file.close()  # fixes the header's sizes
@@ -178,7 +188,9 @@ class WavWriter:
             self.abort()
 
 
-def write(path: str | os.PathLike, x: np.ndarray, rate: int, sampwidth: int = 2) -> None:
-    """Write float samples in [-1, 1] as a mono PCM WAV file (atomically)."""
-    with WavWriter(path, rate, sampwidth) as w:
+def write(path: str | os.PathLike, x: np.ndarray, rate: int, sampwidth: int = 2, *,
+          subtype: str | None = None) -> None:
+    """Write float samples (in [-1, 1] for PCM) as a mono audio file
+    (atomically); the container follows the extension (see :class:`WavWriter`)."""
+    with WavWriter(path, rate, sampwidth, subtype=subtype) as w:
         w.write(x)
