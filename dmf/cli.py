@@ -40,6 +40,19 @@ memory:// (this process only).
 """
 
 
+INGEST_EXAMPLES = """\
+examples, one per format:
+  dmf ingest X.npy X.zarr                       # np.save; C or Fortran order
+  dmf ingest X.npz X.zarr                       # np.savez(f, X): one 2-D array
+  dmf ingest S.npz S.zarr                       # scipy.sparse.save_npz: sparse store
+  dmf ingest data.csv X.zarr --columns a,c      # by header name (or 0-based position)
+  dmf ingest data.tsv.gz X.zarr --no-header     # tab-separated, gzip, no header line
+  dmf ingest M.mtx M.zarr                       # Matrix Market: array dense, coordinate sparse
+  dmf ingest ratings.csv R.zarr --format ratings   # user,item,rating[,time] lines, any ids
+
+"""
+
+
 # -- argument types -----------------------------------------------------------
 
 def shape_arg(text: str) -> tuple[int, int]:
@@ -184,15 +197,22 @@ def build_parser() -> argparse.ArgumentParser:
                      "rated twice keeps its latest rating)")
     ing.add_argument("--dtype", choices=["float32", "float64"],
                      help="stored dtype (default: float32 and float64 kept, others float64)")
-    ing.add_argument("--columns", metavar="ROLE=NAME,...",
-                     help="ratings: header columns of other names, e.g. "
+    ing.add_argument("--columns", metavar="NAMES",
+                     help="csv/tsv/txt: the columns to read, header names or 0-based "
+                     "positions, comma-separated, in this order (pandas' usecols; default: "
+                     "all but text columns such as an id, skipped with a warning); ratings: "
+                     "ROLE=NAME,... for header columns of other names, e.g. "
                      "user=customer_id,item=sku,rating=stars (default: the header's user, "
                      "item/movie/product, rating, timestamp)")
     ing.add_argument("--duplicates", choices=["last", "sum"],
                      help="ratings: a (user, item) pair given twice keeps its latest rating "
                      "(last, the default, with a warning giving the count) or the sum (sum: "
                      "counts of implicit feedback)")
+    ing.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                     help="csv/tsv/txt: the first line is (--header) or is not (--no-header) "
+                     "a header; default: detected, a word above a number")
     _write_options(ing)
+    ing.epilog = INGEST_EXAMPLES + EPILOG
 
     # svd
     svd = command("svd", cmd_svd, "truncated SVD: U, S, Vt of the top K singular triplets")
@@ -421,16 +441,27 @@ def cmd_generate_ratings(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from dmf.store.info import describe
     from dmf.store.ingest import ingest
 
-    opts = {name: getattr(args, name) for name in ("columns", "duplicates")
+    opts = {name: getattr(args, name) for name in ("columns", "duplicates", "header")
             if getattr(args, name) is not None}
     url = ingest(args.src, args.out, format=args.format, overwrite=args.overwrite,
                  storage_options=args.storage_options, chunks=args.chunks, codec=args.codec,
                  dtype=args.dtype, **opts)
-    if not args.quiet:
-        print(f"wrote {url}")
+    facts = describe(url, storage_options=args.storage_options)
+    print(f"wrote {args.out}: {_ingested(facts)}")
     return EXIT_OK
+
+
+def _ingested(facts: dict) -> str:
+    """Shape, dtype and layout of a store just written, in one line."""
+    shape = " x ".join(str(s) for s in facts.get("shape", ()))
+    text = f"{facts.get('kind')} {shape} {facts.get('dtype')}"
+    chunks = facts.get("chunks") or []
+    if facts.get("nnz") is not None:
+        return text + f", {facts['nnz']} stored values in chunks of {chunks[0]}" * bool(chunks)
+    return text + f", chunks {' x '.join(str(c) for c in chunks)}" * bool(chunks)
 
 
 def cmd_svd(args: argparse.Namespace) -> int:

@@ -117,6 +117,40 @@ def test_text_details(tmp_path):
     assert_ingests(other, [[1, 2], [3, 4]], tmp_path, format="txt")
 
 
+def test_text_columns_by_name_and_id_columns(tmp_path, monkeypatch):
+    src = tmp_path / "ids.csv"
+    src.write_text("id,a,b,c\nu1,1,2,3\nu2,4,5,6\n")
+    # an id column of strings is skipped, and said so; its header is detected
+    with pytest.warns(DmfWarning, match=r"ids\.csv: skipped column 0 \('id'\): text such as "
+                                        r"'u1' on line 2"):
+        assert_ingests(src, [[1, 2, 3], [4, 5, 6]], tmp_path)
+    # columns by name or 0-based position, in the order given (pandas' usecols too)
+    assert_ingests(src, [[3, 1], [6, 4]], tmp_path, columns=["c", "a"])
+    assert_ingests(src, [[1, 3], [4, 6]], tmp_path, usecols=[1, 3])
+    with pytest.raises(InputError, match=r"ids\.csv: no column 'z' \(the header has id, a, "
+                                         r"b, c"):
+        dmf.ingest(src, tmp_path / "bad.zarr", columns=["z"])
+    with pytest.raises(InputError, match=r"ids\.csv: line 2, column 1: 'u1' is not a number"):
+        dmf.ingest(src, tmp_path / "bad.zarr", columns=["id", "a"])
+    # a line with another number of values is refused, chosen columns or not
+    monkeypatch.setattr("dmf.store.ingest.lines._BATCH_CHARS", 20)
+    src.write_text("a,b,c\n1,2,3\n4,5,6\n7,8,9,10\n")
+    with pytest.raises(InputError, match=r"ids\.csv: line 4 has 4 values, expected 3"):
+        dmf.ingest(src, tmp_path / "bad.zarr", columns=["a"])
+
+
+def test_ingest_command_says_what_it_wrote(tmp_path, capsys):
+    from dmf.cli import main
+
+    src = tmp_path / "ids.csv"
+    src.write_text("id,a,b\nu1,1,2\nu2,4,5\nu3,7,8\n")
+    assert main(["-q", "--workers", "0", "ingest", str(src), str(tmp_path / "o.zarr"),
+                 "--columns", "b,1", "--chunks", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out == f"wrote {tmp_path / 'o.zarr'}: dense 3 x 2 float64, chunks 2 x 2\n"
+    np.testing.assert_array_equal(dense_of(tmp_path / "o.zarr"), [[2, 1], [5, 4], [8, 7]])
+
+
 def test_text_parsed_in_batches(tmp_path, monkeypatch, x):
     """Batches of a line or two: blocks straddle batches, the header and
     comments fall anywhere, line numbers in errors stay right."""
@@ -239,6 +273,17 @@ def test_npz_coo_coords(tmp_path, monkeypatch, s):
     assert_ingests(src, s, tmp_path)
 
 
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_npz_of_one_dense_array(tmp_path, monkeypatch, x, save):
+    src = tmp_path / "x.npz"
+    save(src, x.astype(np.float32))
+    got = assert_ingests(src, x.astype(np.float32), tmp_path, chunks=5)  # 8 row blocks
+    assert got.dtype == np.float32
+    save(src, X=np.asfortranarray(x))
+    with pytest.raises(InputError, match=r"x\.npz \(array X\): Fortran order"):
+        dmf.ingest(src, tmp_path / "f.zarr")
+
+
 def test_npz_float32_kept(tmp_path, s):
     src = tmp_path / "f.npz"
     scipy.sparse.save_npz(src, s.tocsr().astype(np.float32))
@@ -281,7 +326,8 @@ ERRORS = [
     ("out.mtx", MM + "3 3 1\n4 1 1\n", r"out\.mtx: line 3: entry \(4, 1\) lies outside"),
     ("bad.mtx", MM + "3 3 1\n1 1 one\n", r"bad\.mtx: line 3: 'one' is not a number"),
     ("nomm.mtx", "1 2 3\n", r"nomm\.mtx: not a Matrix Market file"),
-    ("plain.npz", None, r"plain\.npz: not a scipy\.sparse \.npz file"),
+    ("plain.npz", None, r"plain\.npz \(array a\): expected a 2-D matrix, got a 1-D array"),
+    ("two.npz", None, r"two\.npz: holds 2 arrays \(a, b\); dmf reads np\.savez of one 2-D"),
     ("binary.csv", None, r"binary\.csv: not a UTF-8 text file"),
 ]
 
@@ -295,6 +341,8 @@ def test_errors(tmp_path, name, content, message):
         npy(src, content)
     elif name == "plain.npz":
         np.savez(src, a=np.ones(3))
+    elif name == "two.npz":
+        np.savez(src, a=np.ones((2, 2)), b=np.ones((2, 2)))
     elif name == "binary.csv":
         src.write_bytes(bytes(range(256)))
     with warnings.catch_warnings():

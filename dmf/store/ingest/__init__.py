@@ -11,8 +11,10 @@ npy (``.npy``)             read block by block into a fresh buffer (C or
                            Fortran order); no memory map, whose pages would
                            pile up in RSS
 csv, tsv, txt              numeric text; the delimiter comes from the
-(``.csv .tsv .txt``)       extension or is sniffed, a non-numeric first line
-                           is a header; a first pass counts the lines
+(``.csv .tsv .txt``)       extension or is sniffed, a first line with a word
+                           above a number is a header, columns are chosen
+                           by name or position (text columns skipped); a
+                           first pass counts the lines
 mtx (``.mtx``)             Matrix Market: ``array`` (column-major, spilled
                            per row block to temporary files) gives a dense
                            store, ``coordinate`` a sparse one
@@ -50,8 +52,9 @@ from dmf.store.location import Location
 _BY_EXTENSION = {".npy": "npy", ".csv": "csv", ".tsv": "tsv", ".txt": "txt",
                  ".mtx": "mtx", ".npz": "npz"}
 _TEXT = ("csv", "tsv", "txt")
-_OPTIONS = {"npy": (), "csv": ("delimiter", "header"), "tsv": ("delimiter", "header"),
-            "txt": ("delimiter", "header"), "mtx": ("tmpdir",), "npz": ("tmpdir",),
+_TEXT_OPTIONS = ("delimiter", "header", "columns", "usecols")
+_OPTIONS = {"npy": (), "csv": _TEXT_OPTIONS, "tsv": _TEXT_OPTIONS,
+            "txt": _TEXT_OPTIONS, "mtx": ("tmpdir",), "npz": ("tmpdir",),
             "ratings": ("delimiter", "header", "tmpdir", "columns", "duplicates")}
 SUPPORTED = tuple(_OPTIONS)
 
@@ -100,12 +103,15 @@ def ingest(
     **opts
         ``delimiter`` (text, ratings; ``None`` means detect it for ratings,
         whitespace for text), ``header`` (text, ratings: True, False, or
-        None to detect it), ``tmpdir`` (mtx, npz, ratings: where temporary
-        spill files go), ``columns`` (ratings: {role: header name} or
-        "user=NAME,item=NAME", for headers whose names are not user, item,
-        rating, timestamp), ``duplicates`` (ratings: "last", the default,
-        keeps the latest rating of a repeated pair and warns with the count;
-        "sum" adds them).
+        None to detect it: for text, a word above a number), ``columns``
+        (text, pandas' ``usecols`` by either name: the columns to read,
+        header names or 0-based positions, a list or "a,c", in that order;
+        by default a column whose first value is text, an id, is skipped
+        with a warning. Ratings: {role: header name} or "user=NAME,item=NAME",
+        for headers whose names are not user, item, rating, timestamp),
+        ``tmpdir`` (mtx, npz, ratings: where temporary spill files go),
+        ``duplicates`` (ratings: "last", the default, keeps the latest
+        rating of a repeated pair and warns with the count; "sum" adds them).
 
     Returns
     -------

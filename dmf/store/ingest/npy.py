@@ -55,17 +55,18 @@ def ingest_npy(job: Job) -> None:
                     for j0 in range(0, n, group):
                         j1 = min(j0 + group, n)
                         for j in range(j0, j1):
-                            _read_into(f, offset + (j * m + r0) * dtype.itemsize,
+                            read_into(f, offset + (j * m + r0) * dtype.itemsize,
                                        pieces[j - j0])
                         block[:, j0:j1] = pieces[:j1 - j0].T
                 else:
-                    _read_into(f, offset + r0 * n * dtype.itemsize, block)
+                    read_into(f, offset + r0 * n * dtype.itemsize, block)
                 yield r0, block
 
     job.write_dense(shape, dtype, blocks)
 
 
-def _read_into(f, offset: int, out: np.ndarray) -> None:
+def read_into(f, offset: int, out: np.ndarray) -> None:
+    """Fill ``out`` with the bytes of ``f`` from ``offset`` on."""
     view = memoryview(out.reshape(-1).view(np.uint8))
     f.seek(offset)
     while len(view):
@@ -75,4 +76,4 @@ def _read_into(f, offset: int, out: np.ndarray) -> None:
         view = view[got:]
 
 
-__all__ = ["ingest_npy", "npy_header"]
+__all__ = ["ingest_npy", "npy_header", "read_into"]

@@ -1,5 +1,6 @@
-"""Ingest of scipy.sparse ``.npz`` files: CSR streamed from the zip members,
-CSC and COO through the (row, column, value) builder."""
+"""Ingest of ``.npz`` files: scipy.sparse's (CSR streamed from the zip
+members, CSC and COO through the (row, column, value) builder), or numpy's
+``np.savez`` of one 2-D array (a dense store, streamed in row blocks)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import scipy.sparse
 
 from dmf.errors import InputError
 from dmf.store.ingest.common import Job, reading
-from dmf.store.ingest.npy import npy_header
+from dmf.store.ingest.npy import npy_header, read_into
 from dmf.store.sparse import csr_row_blocks, write_csr_blocks
 from dmf.store.triplets import write_csr_from_triplets
 from dmf.store.validate import check_shape
@@ -56,10 +57,19 @@ class _NpyMember:
 
 
 def ingest_npz(job: Job, tmpdir: str | os.PathLike | None = None) -> None:
-    job.no_chunks()
     path = job.path
     with reading(path):
         archive = zipfile.ZipFile(path)
+    arrays = [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
+    if "format" not in arrays:
+        with archive:
+            if len(arrays) != 1:
+                raise InputError(f"{path}: holds {len(arrays)} arrays "
+                                 f"({', '.join(arrays) or 'none'}); dmf reads np.savez of one "
+                                 "2-D array, or a scipy.sparse.save_npz file")
+            _ingest_dense(job, archive, arrays[0])
+        return
+    job.no_chunks()
     with archive, contextlib.ExitStack() as stack:
         def member(name: str) -> _NpyMember:
             with reading(path):
@@ -67,9 +77,6 @@ def ingest_npz(job: Job, tmpdir: str | os.PathLike | None = None) -> None:
             stack.callback(opened.close)
             return opened
 
-        if "format.npy" not in archive.namelist():
-            raise InputError(f"{path}: not a scipy.sparse .npz file (no 'format' member); "
-                             "write it with scipy.sparse.save_npz")
         with reading(path):
             fmt = member("format").read_all().item()
             fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
@@ -93,6 +100,29 @@ def ingest_npz(job: Job, tmpdir: str | os.PathLike | None = None) -> None:
         else:
             raise InputError(f"{path}: holds a {fmt} matrix; convert it to csr, csc or coo "
                              "before saving")
+
+
+def _ingest_dense(job: Job, archive: zipfile.ZipFile, name: str) -> None:
+    """The one array of an ``np.savez`` archive, read in row blocks from its
+    member (inflated as it is read: no temporary copy)."""
+    where = f"{job.path} (array {name})"
+    with reading(job.path), archive.open(f"{name}.npy") as f:
+        shape, fortran, dtype = npy_header(f, where)
+        offset = f.tell()
+    check_shape(shape, where)
+    if fortran:
+        raise InputError(f"{where}: Fortran order cannot be streamed from a zip member; "
+                         "save np.ascontiguousarray(X), or np.save it to a .npy file")
+    m, n = shape
+
+    def blocks(rows: int):
+        with reading(job.path), archive.open(f"{name}.npy") as f:
+            for r0 in range(0, m, rows):
+                block = np.empty((min(rows, m - r0), n), dtype)
+                read_into(f, offset + r0 * n * dtype.itemsize, block)  # forward only
+                yield r0, block
+
+    job.write_dense(shape, dtype, blocks)
 
 
 def _indptr(member: _NpyMember, nrows: int, nnz: int, path: str) -> np.ndarray:
