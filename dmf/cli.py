@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import traceback
 import warnings
@@ -23,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dmf._version import __version__
 from dmf.errors import DmfError, DmfWarning, InputError
 from dmf.store.failures import environment_failure
+from dmf.wording import plural
 
 log = logging.getLogger("dmf")
 
@@ -86,6 +88,13 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
+def printed_path(path) -> str:
+    """A path as every command prints it: absolute when local (what a Dask
+    worker would open, and what to copy from the terminal), a URL as it is."""
+    text = os.fspath(path)
+    return text if "://" in text else os.path.abspath(text)
+
+
 def json_object(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -98,12 +107,35 @@ def json_object(text: str) -> dict:
 
 # -- the parser -----------------------------------------------------------------
 
-def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """Options accepted before or after the command. On subcommands the
-    defaults are suppressed so that a value given before the command is not
-    overwritten by the subcommand's default."""
+class WrappedDescription(argparse.RawDescriptionHelpFormatter):
+    """A one-paragraph description wrapped to the terminal's width; text
+    laid out on several lines (the epilog: exit codes, examples) as written."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text.strip():
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool,
+                    cluster: bool = True) -> None:
+    """Options accepted before or after the command (the cluster's only by
+    commands that compute on one). On subcommands the defaults are
+    suppressed so that a value given before the command is not overwritten
+    by the subcommand's default."""
     d = {"default": argparse.SUPPRESS} if suppress else {}
-    g = parser.add_argument_group("cluster and output (any command)")
+    out = parser.add_argument_group("storage and output")
+    out.add_argument("--storage-options", type=json_object, metavar="JSON",
+                     help="fsspec options for every URL, e.g. "
+                     "'{\"client_kwargs\": {\"endpoint_url\": \"http://127.0.0.1:9000\"}}'", **d)
+    out.add_argument("-v", "--verbose", action="count",
+                     help="log what is done, with times (-vv: debug)", **d)
+    out.add_argument("-q", "--quiet", action="store_true",
+                     help="errors only: no progress, notes or logs (results still go to "
+                     "stdout)", **d)
+    if not cluster:
+        return
+    g = parser.add_argument_group("cluster")
     g.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address; default "
                    "$DASK_SCHEDULER_ADDRESS, else threads in this process for small inputs "
                    "and a local cluster for large ones (-v says which)", **d)
@@ -114,11 +146,6 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
                    help="local cluster: threads per worker", **d)
     g.add_argument("--memory-limit", metavar="SIZE", help="local cluster: memory per worker, "
                    "e.g. 4GiB", **d)
-    g.add_argument("--storage-options", type=json_object, metavar="JSON",
-                   help="fsspec options for every URL, e.g. "
-                   "'{\"client_kwargs\": {\"endpoint_url\": \"http://127.0.0.1:9000\"}}'", **d)
-    g.add_argument("-v", "--verbose", action="count", help="more log output (-vv: debug)", **d)
-    g.add_argument("-q", "--quiet", action="store_true", help="errors only, no progress", **d)
 
 
 GLOBAL_DEFAULTS = {"scheduler": None, "workers": None, "threads": None, "memory_limit": None,
@@ -130,16 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dmf",
         description="Out-of-core matrix factorization on Zarr stores and Dask clusters.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=WrappedDescription,
     )
     parser.add_argument("--version", action="version", version=f"dmf {__version__}")
     _global_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, func: Callable, help: str, parent=commands) -> argparse.ArgumentParser:
+    def command(name: str, func: Callable, help: str, parent=commands,
+                cluster: bool = True) -> argparse.ArgumentParser:
         sub = parent.add_parser(name, help=help, description=help, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-        _global_options(sub, suppress=True)
+                                formatter_class=WrappedDescription)
+        _global_options(sub, suppress=True, cluster=cluster)
         sub.set_defaults(func=func)
         return sub
 
@@ -149,8 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     low = command("lowrank", cmd_generate_lowrank, "X = W H + noise with known singular values, "
                   "written block by block on the cluster", parent=kinds)
     low.add_argument("out", metavar="OUT", help="where to write X (path or URL)")
-    low.add_argument("--shape", type=shape_arg, required=True, metavar="MxN")
-    low.add_argument("--rank", type=positive_int, required=True, metavar="R")
+    low.add_argument("--shape", type=shape_arg, required=True, metavar="MxN",
+                     help="rows x columns, e.g. 100000x300")
+    low.add_argument("--rank", type=positive_int, required=True, metavar="R",
+                     help="rank of the planted W H (columns of W)")
     low.add_argument("--noise", type=float, default=0.0, metavar="S",
                      help="noise-to-signal ratio (entries of W H have unit RMS); default 0")
     low.add_argument("--seed", type=int, default=0, metavar="N", help="default 0")
@@ -166,13 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     low.add_argument("--no-factors", action="store_true",
                      help="do not save the planted W and H beside X")
     rat = command("ratings", cmd_generate_ratings, "ratings of a planted model mu + b_u + b_i + "
-                  "p_u.q_i + noise, with times, as a ratings store", parent=kinds)
+                  "p_u.q_i + noise, with times, as a ratings store", parent=kinds,
+                  cluster=False)
     rat.add_argument("out", metavar="OUT", help="where to write the ratings (path or URL)")
-    rat.add_argument("--users", type=positive_int, required=True, metavar="U")
-    rat.add_argument("--items", type=positive_int, required=True, metavar="I")
+    rat.add_argument("--users", type=positive_int, required=True, metavar="U",
+                     help="number of users (rows)")
+    rat.add_argument("--items", type=positive_int, required=True, metavar="I",
+                     help="number of items (columns)")
     rat.add_argument("--density", type=float, required=True, metavar="D",
                      help="share of the items each user rates, on average (at least 3 each)")
-    rat.add_argument("--rank", type=positive_int, required=True, metavar="R")
+    rat.add_argument("--rank", type=positive_int, required=True, metavar="R",
+                     help="rank of the planted user and item factors P, Q")
     rat.add_argument("--noise", type=float, default=0.1, metavar="S",
                      help="standard deviation of the noise on each rating (default 0.1; the "
                      "planted part spreads about 1.2 around 3.5)")
@@ -186,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not save the planted P, Q and biases beside OUT")
 
     # ingest
-    ing = command("ingest", cmd_ingest, "convert a file to a Zarr store, streaming in row blocks")
+    ing = command("ingest", cmd_ingest, "convert a file to a Zarr store, streaming in row blocks",
+                  cluster=False)
     ing.add_argument("src", metavar="SRC", help=".npy, .csv/.tsv, .mtx or .npz file, or "
                      "ratings with --format ratings")
     ing.add_argument("out", metavar="OUT", help="where to write (path or URL)")
@@ -253,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
                   "updates; Frobenius, KL, IS, any beta, L1; one read of X per iteration)")
     nmf.add_argument("x", metavar="X", help="input matrix, non-negative (path or URL)")
     nmf.add_argument("out", metavar="OUT", help="output group for W, H")
-    nmf.add_argument("-k", "--k", type=positive_int, required=True, metavar="K")
+    nmf.add_argument("-k", "--k", type=positive_int, required=True, metavar="K",
+                     help="components: columns of W, rows of H (with --factors 3: k1)")
     nmf.add_argument("--loss", default="frobenius", metavar="LOSS",
                      help="frobenius (default), kl, is, l1 (robust to outliers), or a "
                      "number: the beta of a beta-divergence")
@@ -301,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # rank
     rank = command("rank", cmd_rank, "choose k: held-out NMF error or the SVD spectrum's elbow")
-    rank.add_argument("x", metavar="X")
+    rank.add_argument("x", metavar="X", help="input matrix (path or URL)")
     rank.add_argument("--k", type=k_range, required=True, metavar="A:B",
                       help="candidate ks, A to B inclusive (or one K)")
     rank.add_argument("--method", choices=["nmf", "svd"], default="nmf",
@@ -333,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # report
     rep = command("report", cmd_report, "an HTML page of a result or a job: objective per "
-                  "iteration, spectrum, components, top items, run records, parameters")
+                  "iteration, spectrum, components, top items, run records, parameters",
+                  cluster=False)
     rep.add_argument("out", metavar="OUT", help="a result (dmf svd, nmf, cf train) or a job "
                      "root (dmf run)")
     rep.add_argument("--html", metavar="FILE", help="where to write the page (default, "
@@ -347,8 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="items / columns listed per component (default 10)")
 
     # info
-    info = command("info", cmd_info, "describe a stored matrix or result")
-    info.add_argument("url", metavar="URL")
+    info = command("info", cmd_info, "describe a stored matrix or result", cluster=False)
+    info.add_argument("url", metavar="URL", help="a matrix, result, ratings store or job "
+                      "root (path or URL)")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
@@ -414,13 +452,12 @@ def cmd_generate_lowrank(args: argparse.Namespace) -> int:
             save_factors=not args.no_factors, overwrite=args.overwrite,
             storage_options=args.storage_options, codec=args.codec,
         )
-    if not args.quiet:
-        drawn = f"Poisson counts, mean scale {args.counts}" if args.counts else \
-            f"noise {args.noise}"
-        print(f"wrote {args.out}: {args.shape[0]} x {args.shape[1]} {args.dtype}, "
-              f"rank {args.rank}, {drawn}, seed {args.seed}")
-        if gen.get("factors"):
-            print(f"planted factors: {gen['factors']} beside it")
+    drawn = f"Poisson counts, mean scale {args.counts}" if args.counts else \
+        f"noise {args.noise}"
+    print(f"wrote {printed_path(args.out)}: {args.shape[0]} x {args.shape[1]} {args.dtype}, "
+          f"rank {args.rank}, {drawn}, seed {args.seed}")
+    if gen.get("factors"):
+        print(f"planted factors: {gen['factors']} beside it")
     return EXIT_OK
 
 
@@ -432,11 +469,10 @@ def cmd_generate_ratings(args: argparse.Namespace) -> int:
         seed=args.seed, dtype=args.dtype, save_factors=not args.no_factors,
         overwrite=args.overwrite, storage_options=args.storage_options, codec=args.codec,
     )
-    if not args.quiet:
-        print(f"wrote {args.out}: {args.users} users x {args.items} items, {gen['nnz']} "
-              f"ratings, rank {args.rank}, noise {args.noise}, seed {args.seed}")
-        if gen.get("factors"):
-            print(f"planted factors: {gen['factors']} beside it")
+    print(f"wrote {printed_path(args.out)}: {args.users} users x {args.items} items, {gen['nnz']} "
+          f"ratings, rank {args.rank}, noise {args.noise}, seed {args.seed}")
+    if gen.get("factors"):
+        print(f"planted factors: {gen['factors']} beside it")
     return EXIT_OK
 
 
@@ -450,7 +486,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                  storage_options=args.storage_options, chunks=args.chunks, codec=args.codec,
                  dtype=args.dtype, **opts)
     facts = describe(url, storage_options=args.storage_options)
-    print(f"wrote {args.out}: {_ingested(facts)}")
+    print(f"wrote {printed_path(args.out)}: {_ingested(facts)}")
     return EXIT_OK
 
 
@@ -474,20 +510,19 @@ def cmd_svd(args: argparse.Namespace) -> int:
                          seed=args.seed, tol=args.tol, max_iter=args.max_iter,
                          assume_symmetric=args.assume_symmetric, out=args.out,
                          compute_u=args.compute_u, **_run_kwargs(args))
-    if not args.quiet:
-        verb = "already complete" if result.attrs.get("skipped") else "wrote"
-        shown = result.eigenvalues if result.method == "eigh" else result.S
-        values = ", ".join(f"{s:.6g}" for s in shown[:10])
-        label = "eigenvalues" if result.method == "eigh" else "singular values"
-        chosen = (f" (auto: {result.attrs['method_reason']})"
-                  if result.attrs.get("method_requested") == "auto" else "")
-        arrays = "U, S, Vt" if result.U is not None else "S, Vt"
-        print(f"{verb} {result.location}: {arrays} ({result.method}{chosen}, "
-              f"k={len(result.S)}, {result.n_iter} iterations)")
-        print(f"{label}: {values}{', ...' if len(shown) > 10 else ''}")
-        if "relative_error_estimate" in result.attrs:
-            print(f"estimated relative error ||X - U S Vt||_F / ||X||_F: "
-                  f"{result.attrs['relative_error_estimate']:.3g}")
+    verb = "already complete" if result.attrs.get("skipped") else "wrote"
+    shown = result.eigenvalues if result.method == "eigh" else result.S
+    values = ", ".join(f"{s:.6g}" for s in shown[:10])
+    label = "eigenvalues" if result.method == "eigh" else "singular values"
+    chosen = (f" (auto: {result.attrs['method_reason']})"
+              if result.attrs.get("method_requested") == "auto" else "")
+    arrays = "U, S, Vt" if result.U is not None else "S, Vt"
+    print(f"{verb} {printed_path(result.location)}: {arrays} ({result.method}{chosen}, "
+          f"k={len(result.S)}, {plural(result.n_iter, 'iteration')})")
+    print(f"{label}: {values}{', ...' if len(shown) > 10 else ''}")
+    if "relative_error_estimate" in result.attrs:
+        print(f"estimated relative error ||X - U S Vt||_F / ||X||_F: "
+              f"{result.attrs['relative_error_estimate']:.3g}")
     return EXIT_OK
 
 
@@ -514,14 +549,14 @@ def cmd_nmf(args: argparse.Namespace) -> int:
                          tol=args.tol, max_iter=args.max_iter, seed=args.seed, out=args.out,
                          orthogonal=args.orthogonal, hals_sweeps=args.hals_sweeps,
                          **_run_kwargs(args))
-    if not args.quiet:
-        verb = "already complete" if result.attrs.get("skipped") else "wrote"
-        state = "converged" if result.converged else "stopped at --max-iter"
-        loss = result.loss if isinstance(result.loss, str) else f"beta={result.loss:g}"
-        print(f"{verb} {result.location}: W, H ({result.attrs['solver']}, {loss}, k={args.k}, "
-              f"{result.n_iter} iterations, {state})")
-        what = "sum |X - WH|" if result.loss == "l1" else "sqrt(2 D_beta)"
-        print(f"reconstruction error {what}: {result.reconstruction_err_:.6g}")
+    verb = "already complete" if result.attrs.get("skipped") else "wrote"
+    state = "converged" if result.converged else "stopped at --max-iter"
+    loss = result.loss if isinstance(result.loss, str) else f"beta={result.loss:g}"
+    print(f"{verb} {printed_path(result.location)}: W, H ({result.attrs['solver']}, {loss}, "
+          f"k={args.k}, "
+          f"{plural(result.n_iter, 'iteration')}, {state})")
+    what = "sum |X - WH|" if result.loss == "l1" else "sqrt(2 D_beta)"
+    print(f"reconstruction error {what}: {result.reconstruction_err_:.6g}")
     return EXIT_OK
 
 
@@ -542,14 +577,13 @@ def _cmd_nmtf(args: argparse.Namespace) -> int:
         result = dmf.nmtf(args.x, args.k, args.k2, loss=args.loss, init="random",
                           orthogonal=args.orthogonal, tol=args.tol, max_iter=args.max_iter,
                           seed=args.seed, out=args.out, **_run_kwargs(args))
-    if not args.quiet:
-        verb = "already complete" if result.attrs.get("skipped") else "wrote"
-        state = "converged" if result.converged else "stopped at --max-iter"
-        print(f"{verb} {result.location}: W, S, H (mu, beta={result.loss:g}, k1={args.k}, "
-              f"k2={args.k2}, {result.n_iter} iterations, {state})")
-        print(f"reconstruction error sqrt(2 D_beta): {result.reconstruction_err_:.6g}")
-        for name, value in result.attrs.get("orthogonality_error", {}).items():
-            print(f"{name.replace('_', ' ')} error: {value:.3g}")
+    verb = "already complete" if result.attrs.get("skipped") else "wrote"
+    state = "converged" if result.converged else "stopped at --max-iter"
+    print(f"{verb} {printed_path(result.location)}: W, S, H (mu, beta={result.loss:g}, "
+          f"k1={args.k}, k2={args.k2}, {plural(result.n_iter, 'iteration')}, {state})")
+    print(f"reconstruction error sqrt(2 D_beta): {result.reconstruction_err_:.6g}")
+    for name, value in result.attrs.get("orthogonality_error", {}).items():
+        print(f"{name.replace('_', ' ')} error: {value:.3g}")
     return EXIT_OK
 
 
@@ -603,13 +637,13 @@ def cmd_rank(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"k": result.k, "method": result.method,
                           "criterion": result.criterion, "table": result.rows()}, indent=2))
-    elif not args.quiet:
+    else:
         print(result.format())
         print(f"chosen k: {result.k} ({result.criterion})")
         if args.plot:
-            print(f"wrote {args.plot}")
+            print(f"wrote {printed_path(args.plot)}")
         if args.out:
-            print(f"wrote {args.out}")
+            print(f"wrote {printed_path(args.out)}")
     return EXIT_OK
 
 
@@ -639,8 +673,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     page = report.build(args.out, storage_options=args.storage_options,
                         image_shape=args.image_shape, top=args.top)
     for path in report.write(page, html_path, args.png):
-        if not args.quiet:
-            print(f"wrote {path}")
+        print(f"wrote {printed_path(path)}")
     return EXIT_OK
 
 
@@ -657,7 +690,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[
         min(verbose, 2)]
-    logging.basicConfig(level=level, format="dmf: %(levelname)s: %(message)s", stream=sys.stderr)
+    # with -v, a time on every line: how long each thing took is what -v is for
+    fmt = "%(asctime)s dmf: %(levelname)s: %(message)s" if verbose and not quiet else \
+        "dmf: %(levelname)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
     logging.getLogger("dmf").setLevel(level)
     if "distributed" in sys.modules:
         quiet_dask_logs()
@@ -685,6 +721,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         print(f"dmf: note: {message}", file=sys.stderr)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _quiet_warning(*_args, **_kwargs) -> None:
+    """-q: errors only, so no notes."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -725,7 +765,7 @@ def _command(argv: Sequence[str] | None) -> int:
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     _setup_logging(args.verbose or 0, args.quiet)
-    warnings.showwarning = _show_warning
+    warnings.showwarning = _quiet_warning if args.quiet else _show_warning
     try:
         return args.func(args)
     except DmfError as exc:

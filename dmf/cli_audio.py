@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from dmf.cli import EXIT_OK, cluster, positive_int
+from dmf.cli import EXIT_OK, cluster, positive_int, printed_path
+from dmf.wording import plural
 
 
 def add_commands(commands, command: Callable, run_options: Callable) -> None:
@@ -60,7 +61,8 @@ def add_commands(commands, command: Callable, run_options: Callable) -> None:
     run_options(sep)
 
     demo = command("demo", cmd_demo, "write a mixture of generated sources (harmonic tone, "
-                   "chirp, noise bursts) and the originals, to try separate on", parent=subs)
+                   "chirp, noise bursts) and the originals, to try separate on", parent=subs,
+                   cluster=False)
     demo.add_argument("out", metavar="OUTDIR", help="folder for mixture.wav and "
                       "originals/*.wav")
     demo.add_argument("--seconds", type=float, default=4.0, metavar="S", help="default 4")
@@ -83,17 +85,17 @@ def cmd_separate(args: argparse.Namespace) -> int:
                        checkpoint_seconds=args.checkpoint_seconds, progress=progress,
                        cache=False if args.no_cache else "auto",
                        report=not args.no_report)
-    if not args.quiet:
-        f = sep.facts
-        verb = "already complete" if sep.skipped else "wrote"
-        print(f"{verb} {sep.outdir}: {len(sep.components)} components, "
-              f"{len(sep.sources)} sources ({f['loss']}, {f['n_iter']} iterations, "
-              f"{f['seconds']:.1f} s at {f['rate']} Hz)")
-        print(f"sources: {', '.join(sep.sources)}")
-        if len(sep.sources) < len(sep.components):
-            print(f"groups of components: {sep.groups}")
-        if sep.report:
-            print(f"report: {sep.report}")
+    f = sep.facts
+    verb = "already complete" if sep.skipped else "wrote"
+    print(f"{verb} {printed_path(sep.outdir)}: {plural(len(sep.components), 'component')}, "
+          f"{plural(len(sep.sources), 'source')} ({f['loss']}, "
+          f"{plural(f['n_iter'], 'iteration')}, "
+          f"{f['seconds']:.1f} s at {f['rate']} Hz)")
+    print(f"sources: {', '.join(printed_path(p) for p in sep.sources)}")
+    if len(sep.sources) < len(sep.components):
+        print(f"groups of components: {sep.groups}")
+    if sep.report:
+        print(f"report: {printed_path(sep.report)}")
     return EXIT_OK
 
 
@@ -107,7 +109,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if os.path.exists(target) and not args.overwrite:
         raise StoreError(f"{target}: already exists; pass --overwrite to replace it")
     d = demo(args.out, rate=args.rate, seconds=args.seconds, seed=args.seed)
-    if not args.quiet:
-        print(f"wrote {d.mixture} ({args.seconds:g} s at {args.rate} Hz) and the originals: "
-              f"{', '.join(d.sources.values())}")
+    print(f"wrote {printed_path(d.mixture)} ({args.seconds:g} s at {args.rate} Hz) and the "
+          "originals: "
+          f"{', '.join(printed_path(p) for p in d.sources.values())}")
     return EXIT_OK

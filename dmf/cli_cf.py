@@ -15,7 +15,8 @@ import argparse
 import json
 from collections.abc import Callable
 
-from dmf.cli import EXIT_OK, cluster
+from dmf.cli import EXIT_OK, cluster, printed_path
+from dmf.wording import plural
 
 MODELS = ("als", "implicit", "sgd", "nmf", "knn")
 
@@ -30,7 +31,7 @@ def add_commands(commands, command: Callable, run_options: Callable) -> None:
     subs = cf.add_subparsers(dest="cf_command", metavar="STEP", required=True)
 
     split = command("split", cmd_split, "split ratings into train and test stores",
-                    parent=subs)
+                    parent=subs, cluster=False)
     split.add_argument("ratings", metavar="RATINGS", help="ratings store (path or URL)")
     split.add_argument("out", metavar="OUT", help="folder for train.zarr and test.zarr")
     split.add_argument("--by", choices=["rating", "user", "time"], default="rating",
@@ -116,9 +117,9 @@ def cmd_split(args: argparse.Namespace) -> int:
                                    k=args.leave, seed=args.seed, out=args.out,
                                    overwrite=args.overwrite,
                                    storage_options=args.storage_options)
-    if not args.quiet:
-        print(f"wrote {train.location} and {test.location} (split by {args.by}, "
-              f"seed {args.seed})")
+    print(f"wrote {printed_path(train.location)} and {printed_path(test.location)} "
+          f"(split by {args.by}, "
+          f"seed {args.seed})")
     return EXIT_OK
 
 
@@ -151,15 +152,14 @@ def _fit(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     with cluster(args, args.ratings):
         model = _fit(args)
-    if not args.quiet:
-        attrs = getattr(model, "attrs", {})
-        facts = [f"{args.model}"]
-        if "train_rmse" in attrs:
-            facts.append(f"train RMSE {attrs['train_rmse']:.4g}")
-        if getattr(model, "n_iter", None):
-            facts.append(f"{model.n_iter} iterations")
-        verb = "already complete" if attrs.get("skipped") else "wrote"
-        print(f"{verb} {args.out}: {', '.join(facts)}")
+    attrs = getattr(model, "attrs", {})
+    facts = [f"{args.model}"]
+    if "train_rmse" in attrs:
+        facts.append(f"train RMSE {attrs['train_rmse']:.4g}")
+    if getattr(model, "n_iter", None):
+        facts.append(plural(model.n_iter, "iteration"))
+    verb = "already complete" if attrs.get("skipped") else "wrote"
+    print(f"{verb} {printed_path(args.out)}: {', '.join(facts)}")
     return EXIT_OK
 
 
@@ -183,7 +183,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                            threshold=args.threshold)
     if args.json:
         print(json.dumps(metrics))
-    elif not args.quiet:
+    else:
         k = metrics["k"]
         for name in ("rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k"):
             label = name.replace("_at_k", f"@{k}")
@@ -227,12 +227,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(shown if not args.out else {"users": shown, "out": args.out}))
         return EXIT_OK
-    if not args.quiet:
-        for row in shown:
-            flag = "  (cold start: popular items)" if row["cold_start"] else ""
-            pairs = ", ".join(f"{i} ({s:.3g})" for i, s in zip(row["items"], row["scores"],
-                                                              strict=True))
-            print(f"{row['user']}: {pairs}{flag}")
-        if args.out:
-            print(f"wrote {args.out}: top {n} items of every user")
+    for row in shown:
+        flag = "  (cold start: popular items)" if row["cold_start"] else ""
+        pairs = ", ".join(f"{i} ({s:.3g})" for i, s in zip(row["items"], row["scores"],
+                                                          strict=True))
+        print(f"{row['user']}: {pairs}{flag}")
+    if args.out:
+        print(f"wrote {printed_path(args.out)}: top {n} items of every user")
     return EXIT_OK

@@ -28,6 +28,7 @@ import numpy as np
 from dmf.errors import InputError
 from dmf.store.dense import dmf_attrs
 from dmf.store.location import Location
+from dmf.wording import plural
 
 __all__ = ["Page", "build", "write"]
 
@@ -222,7 +223,7 @@ def build(url: str | os.PathLike, *, storage_options: dict | None = None,
 
 
 def _job(page, meta, storage_options, image_shape, top) -> None:
-    page.text(f"job {meta.get('job')}: {len(meta.get('runs', []))} runs kept")
+    page.text(f"job {meta.get('job')}: {plural(len(meta.get('runs', [])), 'run')} kept")
     page.heading("Runs")
     page.table(["run", "status", "exit", "started", "seconds", "scheduler", "dmf"],
                [[r.get("run_id"), r.get("status"), r.get("exit_code"), r.get("started"),

@@ -46,6 +46,7 @@ from dmf.jobs.spec import JobSpec, Step
 from dmf.jobs.steps import KINDS, subparser
 from dmf.store.failures import environment_failure
 from dmf.store.location import Location
+from dmf.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def plan_lines(spec: JobSpec, scheduler: str | None = None) -> list[str]:
         f"a local cluster ({_local_size(spec.cluster)})" if workers is not None else
         f"threads in this process for small steps, a local cluster "
         f"({_local_size(spec.cluster)}) for larger ones")
-    lines = [f"job {spec.job} ({spec.path}): {len(spec.steps)} steps on {cluster}",
+    lines = [f"job {spec.job} ({spec.path}): {plural(len(spec.steps), 'step')} on {cluster}",
              f"root: {spec.root}"]
     urls = spec.products()
     for i, step in enumerate(spec.steps, 1):
@@ -216,7 +217,7 @@ class Runner:
         if address is None:
             return "threads in this process"
         if self.local_workers is not None:
-            return f"local cluster of {self.local_workers} workers at {address}"
+            return f"local cluster of {plural(self.local_workers, 'worker')} at {address}"
         return address
 
     # -- one step -----------------------------------------------------------
@@ -367,7 +368,8 @@ class Runner:
         parser = subparser(step.kind, step.params.get("kind"))
         dests = {a.dest for a in parser._actions}
         extra = ["--storage-options", json.dumps(storage_options)] if storage_options else []
-        extra += ["--scheduler", address] if address else ["--workers", "0"]
+        if "scheduler" in dests:  # the steps that compute on a cluster
+            extra += ["--scheduler", address] if address else ["--workers", "0"]
         if self.quiet:
             extra.append("--quiet")
         if self.progress and "progress" in dests:

@@ -12,6 +12,7 @@ import zarr
 from dmf.store import codecs
 from dmf.store.dense import dmf_attrs
 from dmf.store.location import Location
+from dmf.wording import plural
 
 
 def describe(url: str | os.PathLike, *, storage_options: dict | None = None) -> dict[str, Any]:
@@ -140,7 +141,7 @@ def format_facts(facts: dict[str, Any]) -> str:
             lines.append(f"{key:18} {_show(key, facts[key])}")
     if facts.get("kind") == "job":
         last = facts["last_run"]
-        lines.append(f"{'job':18} {facts['job']} ({facts['runs']} runs kept)")
+        lines.append(f"{'job':18} {facts['job']} ({plural(facts['runs'], 'run')} kept)")
         lines.append(f"{'last run':18} {last['status']} (exit {last['exit_code']}), "
                      f"{last['started']} to {last['ended']}, {last['seconds']} s, "
                      f"scheduler {last['scheduler']}")
