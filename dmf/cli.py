@@ -88,10 +88,10 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
-def printed_path(path) -> str:
+def printed_path(path: object) -> str:
     """A path as every command prints it: absolute when local (what a Dask
     worker would open, and what to copy from the terminal), a URL as it is."""
-    text = os.fspath(path)
+    text = str(path)  # a path, or a Location (its URL)
     return text if "://" in text else os.path.abspath(text)
 
 

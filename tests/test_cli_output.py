@@ -10,11 +10,13 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
 from dmf.cli import build_parser, main
+from dmf.errors import DmfWarning
 
 REPO = Path(__file__).resolve().parent.parent
 NO_CLUSTER = [["info"], ["ingest"], ["report"], ["generate", "ratings"], ["cf", "split"],
@@ -52,9 +54,11 @@ def test_quiet_keeps_results_on_stdout_and_drops_notes(tmp_path, capsys):
     # a note (an id column skipped) without -q; nothing on stderr with it
     src = tmp_path / "ids.csv"
     src.write_text("id,a\nu1,1\nu2,2\n")
-    assert main(["ingest", str(src), str(tmp_path / "a.zarr")]) == 0
-    assert "dmf: note:" in capsys.readouterr().err
-    assert main(["-q", "ingest", str(src), str(tmp_path / "b.zarr")]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DmfWarning)
+        assert main(["ingest", str(src), str(tmp_path / "a.zarr")]) == 0
+        assert "dmf: note:" in capsys.readouterr().err
+        assert main(["-q", "ingest", str(src), str(tmp_path / "b.zarr")]) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out.startswith(f"wrote {tmp_path / 'b.zarr'}: ")
 

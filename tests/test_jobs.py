@@ -235,9 +235,10 @@ def test_unreachable_scheduler_is_retried_then_reported_in_one_line(job, tmp_pat
     with dask.config.set({"distributed.comm.timeouts.connect": "0.5s"}):
         code = main(["run", str(job), "--scheduler", "tcp://127.0.0.1:1",
                      "--set", "retries.attempts=1"])
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert code == 4  # an environment failure (docs/design.md, exit codes)
     assert "could not reach the Dask scheduler at tcp://127.0.0.1:1" in err, err
+    assert out.count("retrying in 0 s") == 1, out  # one retry (tenacity), no wait: delay 0
     assert "Traceback" not in err
     record = JobRoot(Location.parse(tmp_path / "out"), "tiny").meta()["runs"][-1]
     assert record["status"] == "failed" and record["steps"] == []

@@ -17,8 +17,8 @@ For every step the runner computes a fingerprint: the command line it runs
   store at a step's output stops the job (exit 2 or 3).
 
 Transient failures (a lost scheduler or worker, a network error) are retried
-``retries.attempts`` times, ``retries.delay`` seconds apart; bad input is
-not. The job holds a lock on its root for the whole run, so a second
+``retries.attempts`` times, from ``retries.delay`` seconds apart, doubling,
+with jitter; bad input is not. The job holds a lock on its root for the whole run, so a second
 ``dmf run`` of it exits 3 while the first runs. SIGINT/SIGTERM stop the
 current step at its next checkpoint and exit 130/143; run the job again to
 go on.
@@ -36,6 +36,16 @@ import shlex
 import sys
 import time
 from typing import Any
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+from tenacity.wait import wait_base
 
 from dmf.engine import placement
 from dmf.engine.lock import OutputLock
@@ -270,30 +280,41 @@ class Runner:
 
     def _attempts(self, step: Step, target: str, address: str | None, storage_options: dict,
                   attempts: int, entry: dict, *, fresh: bool, owned: bool) -> dict[str, Any]:
-        """Run the step, again after a transient failure, ``attempts`` more times."""
-        for attempt in range(attempts + 1):
-            entry["attempts"] = attempt + 1
-            try:
-                return self._execute(step, target, address, storage_options, fresh=fresh,
-                                     owned=owned)
-            except Exception as exc:
-                if not _transient(exc):
-                    failure = None if isinstance(exc, DmfError) else environment_failure(
-                        exc, output=target)
-                    if failure is not None:  # a full disk, say: exit 4 in the run record too
-                        raise failure from exc
-                    raise
-                if attempt == attempts:
-                    if isinstance(exc, DmfError):
-                        raise
-                    raise ClusterError(f"step {step.name} failed {attempt + 1} times: "
-                                       f"{type(exc).__name__}: {exc}") from exc
-                delay = float(self.spec.retries["delay"])
-                log.warning("step %s failed (%s); retrying in %g s (retry %d of %d)",
-                            step.name, " ".join(str(exc).split()) or type(exc).__name__,
-                            delay, attempt + 1, attempts)
-                self.say(f"  failed ({type(exc).__name__}); retrying in {delay:g} s")
-                time.sleep(delay)
+        """Run the step, again after a transient failure, ``attempts`` more
+        times: ``retries.delay`` seconds after the first failure, doubling
+        each time (at most 8 delays or a minute), plus up to one delay at
+        random, so that jobs which lost the same scheduler do not all come
+        back at the same moment (tenacity's exponential backoff with jitter)."""
+        delay = float(self.spec.retries["delay"])
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception()
+            wait = state.next_action.sleep
+            log.warning("step %s failed (%s); retrying in %.3g s (retry %d of %d)",
+                        step.name, " ".join(str(exc).split()) or type(exc).__name__, wait,
+                        state.attempt_number, attempts)
+            self.say(f"  failed ({type(exc).__name__}); retrying in {wait:.3g} s")
+
+        retrying = Retrying(stop=stop_after_attempt(attempts + 1),
+                            wait=backoff(delay),
+                            retry=retry_if_exception(_transient), before_sleep=before_sleep,
+                            reraise=True)
+        try:
+            for attempt in retrying:
+                with attempt:
+                    entry["attempts"] = attempt.retry_state.attempt_number
+                    return self._execute(step, target, address, storage_options, fresh=fresh,
+                                         owned=owned)
+        except Exception as exc:
+            if isinstance(exc, DmfError):
+                raise
+            if not _transient(exc):
+                failure = environment_failure(exc, output=target)
+                if failure is not None:  # a full disk, say: exit 4 in the run record too
+                    raise failure from exc
+                raise
+            raise ClusterError(f"step {step.name} failed {entry['attempts']} times: "
+                               f"{type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _storage_options(self, step: Step) -> dict[str, Any]:
@@ -388,7 +409,7 @@ class Runner:
         for key, value in GLOBAL_DEFAULTS.items():
             if getattr(args, key, None) is None:
                 setattr(args, key, value)
-        tee = _Tee(sys.stdout)
+        tee = _Tee(None if self.quiet else sys.stdout)  # -q: the job's summary only
         with contextlib.redirect_stdout(tee):
             code = args.func(args)
         if code:
@@ -410,8 +431,23 @@ class Runner:
         return facts
 
 
+def backoff(delay: float) -> wait_base:
+    """The wait before retry n: ``delay * 2**(n-1)`` plus up to ``delay`` at
+    random, at most a minute or 8 delays.
+
+    Examples
+    --------
+    >>> from tenacity import RetryCallState
+    >>> wait = backoff(10)
+    >>> waits = [wait(RetryCallState(None, None, (), {})) for _ in range(3)]
+    >>> all(10 <= w <= 20 for w in waits)
+    True
+    """
+    return wait_exponential(multiplier=delay, max=max(60.0, 8 * delay)) + wait_random(0, delay)
+
+
 class _Tee(io.TextIOBase):
-    """Writes go to ``stream`` and are kept."""
+    """Writes go to ``stream`` (if any) and are kept."""
 
     def __init__(self, stream):
         self.stream = stream
@@ -419,10 +455,11 @@ class _Tee(io.TextIOBase):
 
     def write(self, text: str) -> int:
         self.buffer_.write(text)
-        return self.stream.write(text)
+        return self.stream.write(text) if self.stream is not None else len(text)
 
     def flush(self) -> None:
-        self.stream.flush()
+        if self.stream is not None:
+            self.stream.flush()
 
     def captured(self) -> str:
         return self.buffer_.getvalue()
