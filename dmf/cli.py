@@ -652,9 +652,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cluster_options = {"workers": args.workers, "threads": args.threads,
                        "memory_limit": args.memory_limit}
-    run_job(args.job, overrides=args.overrides, scheduler=args.scheduler, dry_run=args.dry_run,
-            cluster_options=cluster_options, quiet=args.quiet,
-            progress=True if args.progress else None)
+    record = run_job(args.job, overrides=args.overrides, scheduler=args.scheduler,
+                     dry_run=args.dry_run, cluster_options=cluster_options, quiet=args.quiet,
+                     progress=True if args.progress else None)
+    if record is not None and args.quiet:  # -q: no step lines, the result still
+        from dmf.jobs.record import format_summary
+
+        print(format_summary(record))
     return EXIT_OK
 
 

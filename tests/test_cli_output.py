@@ -115,3 +115,14 @@ def test_long_descriptions_wrap(monkeypatch):
         text = parser_of(path).format_help()
         description = text.split("\n\n")[1]
         assert max(len(line) for line in description.splitlines()) <= 80, description
+
+
+def test_quiet_run_prints_the_summary_only(tmp_path, capsys):
+    job = tmp_path / "job.yaml"
+    job.write_text(f"job: tiny\nroot: {tmp_path / 'out'}\ncluster: {{workers: 0}}\nsteps:\n"
+                   "  - step: generate\n    name: X\n    shape: 50x10\n    rank: 2\n")
+    assert main(["-q", "run", str(job)]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("job tiny: complete in ") and len(lines) == 2, captured.out
+    assert lines[1].split()[:2] == ["X", "run"] and captured.err == ""
