@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import sys
 import traceback
 import warnings
@@ -24,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dmf._version import __version__
 from dmf.errors import DmfError, DmfWarning, InputError
 from dmf.store.failures import environment_failure
-from dmf.wording import plural
+from dmf.wording import plural, printed_path
 
 log = logging.getLogger("dmf")
 
@@ -86,13 +85,6 @@ def nonnegative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
-
-
-def printed_path(path: object) -> str:
-    """A path as every command prints it: absolute when local (what a Dask
-    worker would open, and what to copy from the terminal), a URL as it is."""
-    text = str(path)  # a path, or a Location (its URL)
-    return text if "://" in text else os.path.abspath(text)
 
 
 def json_object(text: str) -> dict:

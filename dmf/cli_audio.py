@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from dmf.cli import EXIT_OK, cluster, positive_int, printed_path
-from dmf.wording import plural
+from dmf.cli import EXIT_OK, cluster, positive_int
+from dmf.wording import plural, printed_path
 
 
 def add_commands(commands, command: Callable, run_options: Callable) -> None:

@@ -15,8 +15,8 @@ import argparse
 import json
 from collections.abc import Callable
 
-from dmf.cli import EXIT_OK, cluster, printed_path
-from dmf.wording import plural
+from dmf.cli import EXIT_OK, cluster
+from dmf.wording import plural, printed_path
 
 MODELS = ("als", "implicit", "sgd", "nmf", "knn")
 

@@ -26,6 +26,7 @@ import zarr
 
 from dmf.errors import CheckpointMismatch, StoreError
 from dmf.store.location import Location, dmf_attrs
+from dmf.wording import printed_path
 
 RUNS_KEPT = 20
 
@@ -143,7 +144,7 @@ def format_summary(run: dict[str, Any]) -> str:
              f"(exit {run['exit_code']}, scheduler {run['scheduler'] or 'none'})"]
     width = max([len(s["name"]) for s in run["steps"]] + [4])
     for step in run["steps"]:
-        where = f"  {step['out']}" if step.get("out") else ""
+        where = f"  {printed_path(step['out'])}" if step.get("out") else ""
         tries = f", {step['attempts']} tries" if step.get("attempts", 1) > 1 else ""
         lines.append(f"  {step['name']:<{width}}  {step['action']:<9} "
                      f"{step.get('seconds') or 0:7.1f} s{tries}{where}")

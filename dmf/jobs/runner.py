@@ -56,7 +56,7 @@ from dmf.jobs.spec import JobSpec, Step
 from dmf.jobs.steps import KINDS, subparser
 from dmf.store.failures import environment_failure
 from dmf.store.location import Location
-from dmf.wording import plural
+from dmf.wording import plural, printed_path
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,12 @@ def plan_lines(spec: JobSpec, scheduler: str | None = None) -> list[str]:
         f"threads in this process for small steps, a local cluster "
         f"({_local_size(spec.cluster)}) for larger ones")
     lines = [f"job {spec.job} ({spec.path}): {plural(len(spec.steps), 'step')} on {cluster}",
-             f"root: {spec.root}"]
+             f"root: {printed_path(spec.root)}"]
     urls = spec.products()
     for i, step in enumerate(spec.steps, 1):
         if step.kind == "report":
-            command = f"(report of {', '.join(step.params['steps'])}) -> {step.out}"
+            command = (f"(report of {', '.join(step.params['steps'])}) -> "
+                       f"{printed_path(step.out)}")
         else:
             command = "dmf " + shlex.join(_argv(step, urls))
         lines.append(f"  {i}. {step.name} [{step.kind}]: {command}")
@@ -248,7 +249,8 @@ class Runner:
         same = previous is not None and previous.get("fingerprint") == fingerprint
         if same and previous.get("status") == "complete" and all(
                 Location.parse(u, storage_options).exists() for u in outputs):
-            self.say(f"  complete, same spec and inputs: skipped ({step.out or 'no output'})")
+            where = printed_path(step.out) if step.out else "no output"
+            self.say(f"  complete, same spec and inputs: skipped ({where})")
             entry.update(action="skipped", seconds=round(time.perf_counter() - started, 3),
                          facts=previous.get("facts", {}))
             return entry
