@@ -6,6 +6,7 @@ cluster list no cluster options, descriptions wrap."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import subprocess
@@ -23,6 +24,16 @@ NO_CLUSTER = [["info"], ["ingest"], ["report"], ["generate", "ratings"], ["cf", 
               ["audio", "demo"]]
 CLUSTER = [["svd"], ["nmf"], ["rank"], ["run"], ["generate", "lowrank"], ["cf", "train"],
            ["cf", "recommend"], ["audio", "separate"]]
+
+
+@pytest.fixture(autouse=True)
+def _dmf_log_level():
+    """main() sets the dmf logger's level for its process (-q: ERROR); give
+    the tests after these their own back."""
+    logger = logging.getLogger("dmf")
+    level = logger.level
+    yield
+    logger.setLevel(level)
 
 
 def subcommands(parser, path=()):
