@@ -34,6 +34,7 @@ from dmf.linalg.svd import svd
 from dmf.nmf.api import nmf
 from dmf.sklearn_output import SetOutputMixin
 from dmf.store.api import as_matrix, open_matrix
+from dmf.store.sparse import is_sparse_dask
 from dmf.validation import (
     check_n_features,
     check_non_negative,
@@ -322,6 +323,31 @@ class NMF(_Estimator):
         return W @ self.components_
 
 
+def _explained_variance(result, XV, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's ``explained_variance_`` (the variances of X V's
+    columns) and its ratio to the summed variances of X's columns (taken by
+    the solver in its first pass). The solver's own values are those of
+    U S, which equals X V only for an exact method; otherwise X V's are
+    computed (from XV itself in memory, one more pass out of core)."""
+    total = result.attrs.get("total_variance")
+    if total is None:  # a result stored before dmf recorded it
+        known = result.explained_variance_ratio_ > 0
+        total = (result.explained_variance_[known][0] / result.explained_variance_ratio_[known][0]
+                 if known.any() else 0.0)
+    total = float(total)
+    if isinstance(XV, da.Array) and result.method in ("tsqr", "gram"):
+        variance = result.explained_variance_
+    elif isinstance(XV, da.Array):
+        mean, square = da.compute(XV.mean(axis=0, dtype=np.float64),
+                                  (XV.astype(np.float64) ** 2).sum(axis=0))
+        variance = square / n_samples - mean**2
+    else:
+        variance = np.var(XV, axis=0, dtype=np.float64)
+    variance = np.asarray(variance, dtype=np.float64)
+    ratio = variance / total if total > 0 else np.zeros_like(variance)
+    return variance.astype(XV.dtype), ratio.astype(XV.dtype)
+
+
 class TruncatedSVD(_Estimator):
     """Truncated SVD (latent semantic analysis), as scikit-learn's
     ``TruncatedSVD``, computed out of core by :func:`dmf.svd`. X is not
@@ -369,7 +395,7 @@ class TruncatedSVD(_Estimator):
 
     Notes
     -----
-    ``transform`` (X Vt^T), ``fit_transform`` (U S) and ``inverse_transform``
+    ``transform`` and ``fit_transform`` (both X Vt^T) and ``inverse_transform``
     return numpy arrays for numpy or scipy.sparse input and dask arrays
     (lazy) for dask, Zarr or URL input.
 
@@ -408,13 +434,17 @@ class TruncatedSVD(_Estimator):
         return self
 
     def fit_transform(self, X, y=None):  # noqa: ARG002
-        """Fit and return U S (n_samples x n_components): numpy for
-        in-memory X, a dask array for dask, Zarr or URL X."""
+        """Fit and return X V (= ``transform(X)``, scikit-learn's contract:
+        not U S, which differs from it by the approximation error of an
+        inexact method): numpy for in-memory X, a dask array for dask, Zarr
+        or URL X."""
         X, in_memory, shape = self._input(X, reset=True)
         k = _n_components(self.n_components, shape)
         method = self.algorithm
-        if method == "arpack":  # exact: tsqr, which takes a tall X; auto transposes a wide one
-            method = "tsqr" if shape[0] >= shape[1] else "auto"
+        if method == "arpack":  # exact: tsqr (dense) or gram (sparse) on a tall X
+            sparse = (scipy.sparse.issparse(X) if in_memory else
+                      is_sparse_dask(as_matrix(X, storage_options=self.storage_options)))
+            method = ("gram" if sparse else "tsqr") if shape[0] >= shape[1] else "auto"
         options: dict[str, Any] = {}
         if method == "power" and self.tol:
             options["tol"] = self.tol
@@ -424,16 +454,16 @@ class TruncatedSVD(_Estimator):
                          normalizer=self.power_iteration_normalizer,
                          seed=_seed(self.random_state), out=self.out,
                          storage_options=self.storage_options, **options)
-            US = self._output(result.U * result.S.astype(result.U.dtype), in_memory)
+            self.components_ = result.Vt
+            self.n_features_in_ = shape[1]
+            XV = self.transform(X)
+            variance = _explained_variance(result, XV, shape[0])
         self.result_ = result
-        self.components_ = result.Vt
         self.n_components_ = k
         self.singular_values_ = result.S
-        self.explained_variance_ = result.explained_variance_
-        self.explained_variance_ratio_ = result.explained_variance_ratio_
+        self.explained_variance_, self.explained_variance_ratio_ = variance
         self.n_iter_ = result.n_iter
-        self.n_features_in_ = shape[1]
-        return US
+        return XV
 
     def transform(self, X):
         """X V (= X ``components_``^T): numpy for in-memory X, a dask

@@ -90,7 +90,8 @@ def explained_variance(S, Vt, moments, n_rows: int, *, transposed: bool = False
         total = sumsq / m - float(colsum @ colsum) / m**2
     var = S**2 / m - means**2
     ratio = var / total if total > 0 else np.zeros_like(var)
-    return {"explained_variance": var.tolist(), "explained_variance_ratio": ratio.tolist()}
+    return {"explained_variance": var.tolist(), "explained_variance_ratio": ratio.tolist(),
+            "total_variance": float(total)}
 
 
 def to_original_side(arrays: dict, row_chunks) -> dict:

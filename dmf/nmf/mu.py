@@ -113,6 +113,8 @@ def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True, 
             else:
                 div += nmf_sparse.divergence_sum(xs, Ws, H, beta)
             Wn = apply_update(Ws, num, den, l1_W, l2_W, gamma)
+            if beta < 1:  # scikit-learn's guard for stability, before H's terms
+                Wn[Wn < np.finfo(np.float64).eps] = 0.0
             W_new[sl] = Wn
             if update_H:
                 a, b = nmf_sparse.h_terms(xs, Wn, H, beta)
@@ -141,6 +143,8 @@ def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True, 
             div += divergence_sum(xs, WH, beta, scratch)
             num, den = w_terms(xs, Ws, H, beta, scratch, WH=WH, H_sum=H_sum)
         Wn = apply_update(Ws, num, den, l1_W, l2_W, gamma)
+        if beta < 1:  # scikit-learn's guard for stability, before H's terms
+            Wn[Wn < np.finfo(np.float64).eps] = 0.0
         W_new[sl] = Wn
         if update_H:
             a, b = h_terms(xs, Wn, Hw, beta, scratch)
