@@ -8,7 +8,10 @@ Messages name the file or URL at fault and say how to fix the input.
 from __future__ import annotations
 
 import functools
+import importlib.util
+import os
 import sys
+import warnings
 
 
 class DmfError(Exception):
@@ -123,15 +126,67 @@ class DmfWarning(UserWarning):
     should know."""
 
 
-class ConvergenceWarning(DmfWarning):
-    """An iterative method stopped at ``max_iter`` before meeting ``tol``
-    (scikit-learn's ``ConvergenceWarning`` has the same meaning)."""
+class _ConvergenceWarning(DmfWarning):
+    """An iterative method stopped at ``max_iter`` before meeting ``tol``.
+    A subclass of scikit-learn's ``ConvergenceWarning`` too when
+    scikit-learn is installed, so that its filters and checks catch it."""
+
+
+@functools.cache
+def convergence_warning() -> type:
+    """dmf's ConvergenceWarning class (``dmf.errors.ConvergenceWarning``):
+    a subclass of scikit-learn's as well when scikit-learn is importable.
+    Built on first use, so that importing dmf does not import scikit-learn
+    (half a second).
+
+    Examples
+    --------
+    >>> import sklearn.exceptions
+    >>> issubclass(convergence_warning(), sklearn.exceptions.ConvergenceWarning)
+    True
+    >>> issubclass(convergence_warning(), DmfWarning)
+    True
+    """
+    bases: tuple[type, ...] = (_ConvergenceWarning,)
+    if importlib.util.find_spec("sklearn") is not None:
+        try:
+            from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+        except ImportError:  # a broken installation: dmf's own class
+            pass
+        else:
+            bases = (_ConvergenceWarning, SklearnConvergenceWarning)
+    return type("ConvergenceWarning", bases,
+                {"__module__": __name__, "__doc__": _ConvergenceWarning.__doc__})
+
+
+def __getattr__(name: str):
+    if name == "ConvergenceWarning":
+        return convergence_warning()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning issued by the caller of this
+    function at the first frame outside dmf: the user's line, however deep
+    in dmf the warning was issued (estimator -> function -> engine)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn(message: str, category: type[Warning] = DmfWarning) -> None:
+    """``warnings.warn`` pointed at the user's line (:func:`user_stacklevel`)."""
+    warnings.warn(message, category, stacklevel=user_stacklevel())
 
 
 __all__ = [
     "CheckpointMismatch",
     "ClusterError",
-    "ConvergenceWarning",
+    "ConvergenceWarning",  # noqa: F822 (module __getattr__: built on first use)
     "DmfError",
     "DmfWarning",
     "EnvironmentFailure",

@@ -35,6 +35,7 @@ from dmf.nmf.api import nmf
 from dmf.sklearn_output import SetOutputMixin
 from dmf.store.api import as_matrix, open_matrix
 from dmf.store.sparse import is_sparse_dask
+from dmf.store.validate import check_shape
 from dmf.validation import (
     check_n_features,
     check_non_negative,
@@ -122,6 +123,8 @@ class _Estimator(SetOutputMixin):
         name = type(self).__name__
         if is_out_of_core(X):
             X_dmf, in_mem = X, False
+            if isinstance(X, da.Array):
+                check_shape(X.shape, name)
             # a URL: its shape from the store's metadata, without reading X
             shape = open_matrix(X, storage_options=self.storage_options).shape \
                 if isinstance(X, (str, os.PathLike)) else X.shape

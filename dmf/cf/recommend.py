@@ -22,7 +22,6 @@ last, so a reader can tell a finished table from an interrupted one.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +33,7 @@ import zarr
 from dmf._version import __version__
 from dmf.cf.data import Ratings, as_ratings
 from dmf.cf.rows import as_csr, block_bounds, full_rows, user_rows
-from dmf.errors import DmfWarning, InputError, StoreError
+from dmf.errors import DmfWarning, InputError, StoreError, warn
 from dmf.linalg.products import stacked_sum
 from dmf.store.dense import commit_target, dmf_attrs, prepare_target
 from dmf.store.dims import dimension_names
@@ -235,8 +234,8 @@ def recommend(model, ratings, user, n: int = 10, *, exclude_seen: bool = True
     check_ratings(model, R)
     index = _lookup(model.user_ids, user)
     if index is None:
-        warnings.warn(f"user {user!r} is not in the model: recommending popular items",
-                      DmfWarning, stacklevel=2)
+        warn(f"user {user!r} is not in the model: recommending popular items",
+             DmfWarning)
         idx, vals = top_n(popularity(model, R)[None], n)
         seen_any, known = False, False
     else:
@@ -247,8 +246,8 @@ def recommend(model, ratings, user, n: int = 10, *, exclude_seen: bool = True
                                           else None)
         seen_any, known = not cold[0], True
         if not seen_any:
-            warnings.warn(f"user {user!r} has no training ratings: recommending popular items",
-                          DmfWarning, stacklevel=2)
+            warn(f"user {user!r} has no training ratings: recommending popular items",
+                 DmfWarning)
     idx, vals = idx[0], vals[0]
     keep = idx >= 0
     idx, vals = idx[keep], vals[keep]
@@ -278,8 +277,8 @@ def similar_items(model, item, n: int = 10, *, ratings=None) -> Recommendation:
     check_model(model)
     index = _lookup(model.item_ids, item)
     if index is None:
-        warnings.warn(f"item {item!r} is not in the model: returning popular items",
-                      DmfWarning, stacklevel=2)
+        warn(f"item {item!r} is not in the model: returning popular items",
+             DmfWarning)
         idx, vals = top_n(popularity(model, ratings)[None], n)
         idx, vals = idx[0][idx[0] >= 0], vals[0][idx[0] >= 0]
         return Recommendation(user=item, items=np.asarray(model.item_ids)[idx], scores=vals,
@@ -401,8 +400,8 @@ def recommend_all(model, ratings, n: int = 10, *, out: str | os.PathLike,
         raise
     commit_target(staging, location)
     if n_cold:
-        warnings.warn(f"{n_cold} of {m} users have no training ratings: they got popular "
-                      "items (cold_start is True for them)", DmfWarning, stacklevel=2)
+        warn(f"{n_cold} of {m} users have no training ratings: they got popular "
+             "items (cold_start is True for them)", DmfWarning)
     return str(location)
 
 

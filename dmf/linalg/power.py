@@ -24,13 +24,11 @@ told from zero: they are reported as exactly 0, with orthonormal vectors.
 
 from __future__ import annotations
 
-import warnings
-
 import dask.array as da
 import numpy as np
 
 from dmf.engine.driver import Context, Solver, State, Stats
-from dmf.errors import DmfWarning
+from dmf.errors import DmfWarning, warn
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import gram_apply, gram_with_moments, unpack_moments
 
@@ -74,10 +72,9 @@ def power_solver(k: int, *, tol: float, max_iter: int, transposed: bool = False)
         residual = 0.0 if null else float(np.linalg.norm(w - lam * v) / lam)
         if null or residual <= tol or inner >= max_iter:
             if not null and residual > tol:
-                warnings.warn(f"power iteration: component {j + 1} stopped after {inner} "
-                              f"steps with residual {residual:.2e} > tol {tol:g}; singular "
-                              "values may be close (try method='randomized')", DmfWarning,
-                              stacklevel=2)
+                warn(f"power iteration: component {j + 1} stopped after {inner} "
+                     f"steps with residual {residual:.2e} > tol {tol:g}; singular "
+                     "values may be close (try method='randomized')", DmfWarning)
             # v is orthonormal to the found vectors; the step's w is a
             # better vector when the component is real.
             best = v if null else _project_out(w, V[:, :j])

@@ -306,7 +306,7 @@ def svd(
                              f"{A.shape[1]} x {A.shape[1]} per block); use 'randomized'")
         if is_sparse_dask(A):
             raise InputError("method='tsqr' needs dense blocks; use 'gram' for sparse X")
-        solver = tsqr_solver(k, shape=A.shape, transposed=transposed)
+        solver = tsqr_solver(k, transposed=transposed)
         max_steps = 1
     elif method == "randomized":
         solver = randomized_solver(k, n_oversamples=n_oversamples, n_iter=n_iter,

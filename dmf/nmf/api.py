@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import dask
@@ -11,7 +10,7 @@ import numpy as np
 
 from dmf.engine.cache import cache_input, numpy_input
 from dmf.engine.driver import run
-from dmf.errors import ConvergenceWarning, DmfWarning, InputError
+from dmf.errors import DmfWarning, InputError, convergence_warning, warn
 from dmf.linalg.svd import check_k
 from dmf.nmf.beta import beta_of
 from dmf.nmf.checks import check_stopping, nonnegative_facts
@@ -200,9 +199,9 @@ def nmf(
     orthogonal = check_orthogonal(orthogonal, 1.0 if is_l1 else beta)
     if orthogonal == "both":
         # with W and H both near orthonormal, W H has no scale left to fit X
-        warnings.warn("orthogonal='both' with two factors leaves W H no free scale and fits "
-                      "X poorly; dmf.nmtf (dmf nmf --factors 3) has S to carry it",
-                      DmfWarning, stacklevel=2)
+        warn("orthogonal='both' with two factors leaves W H no free scale and fits "
+             "X poorly; dmf.nmtf (dmf nmf --factors 3) has S to carry it",
+             DmfWarning)
     if orthogonal is not None and solver == "hals":
         raise InputError(f"orthogonal={orthogonal!r} has multiplicative updates only: use "
                          "solver='mu' or 'auto'")
@@ -255,7 +254,6 @@ def nmf(
                  input_token=token, callback=callback)
     stopped = result.meta.get("stopped_by_callback", False)
     if tol > 0 and not result.converged and not result.skipped and not stopped:
-        warnings.warn(f"NMF ({solver}) stopped at max_iter={max_iter} before meeting "
-                      f"tol={tol}; raise max_iter or tol", ConvergenceWarning,
-                      stacklevel=2)
+        warn(f"NMF ({solver}) stopped at max_iter={max_iter} before meeting "
+             f"tol={tol}; raise max_iter or tol", convergence_warning())
     return NMFResult.from_run(result)

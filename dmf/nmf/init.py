@@ -8,14 +8,12 @@ starts (never on resume).
 
 from __future__ import annotations
 
-import warnings
-
 import dask
 import dask.array as da
 import numpy as np
 
 from dmf.engine.driver import Context
-from dmf.errors import DmfWarning, InputError
+from dmf.errors import DmfWarning, InputError, warn
 
 INITS = ("auto", "random", "nndsvd", "nndsvda", "nndsvdar", "custom")
 
@@ -101,10 +99,10 @@ def nndsvd_init(k: int, variant: str, avg: float, *, solver: str):
     singular pair does not depend on the pair's sign, so dmf's sign rule
     gives scikit-learn's factors up to the SVD's own rounding."""
     if solver == "mu" and variant == "nndsvd":
-        warnings.warn("the multiplicative update ('mu') solver cannot update zeros present in "
-                      "the initialization, and so leads to poorer results when used jointly "
-                      "with init='nndsvd'; you may try init='nndsvda' or init='nndsvdar' "
-                      "instead", DmfWarning, stacklevel=3)
+        warn("the multiplicative update ('mu') solver cannot update zeros present in "
+             "the initialization, and so leads to poorer results when used jointly "
+             "with init='nndsvd'; you may try init='nndsvda' or init='nndsvdar' "
+             "instead", DmfWarning)
 
     def init(X, ctx: Context):
         from dmf.linalg.svd import svd

@@ -42,7 +42,6 @@ constraints (:mod:`dmf.nmf.orthogonal`; Frobenius only).
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import dask.array as da
@@ -50,7 +49,7 @@ import numpy as np
 
 from dmf.engine.cache import cache_input, numpy_input
 from dmf.engine.driver import Context, Solver, State, Stats, run
-from dmf.errors import ConvergenceWarning, InputError
+from dmf.errors import InputError, convergence_warning, warn
 from dmf.linalg.svd import check_k
 from dmf.nmf import orthogonal as orth
 from dmf.nmf.beta import apply_update, beta_of
@@ -267,8 +266,8 @@ def nmtf(
                  checkpoint_seconds=checkpoint_seconds, resume=resume, progress=progress,
                  input_token=token)
     if tol > 0 and not result.converged and not result.skipped:
-        warnings.warn(f"NMTF stopped at max_iter={max_iter} before meeting tol={tol}; "
-                      "raise max_iter or tol", ConvergenceWarning, stacklevel=2)
+        warn(f"NMTF stopped at max_iter={max_iter} before meeting tol={tol}; "
+             "raise max_iter or tol", convergence_warning())
     return NMTFResult.from_run(result)
 
 

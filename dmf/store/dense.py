@@ -22,7 +22,6 @@ import json
 import math
 import os
 import uuid
-import warnings
 from typing import Any
 
 import dask
@@ -32,7 +31,7 @@ import zarr
 import zarr.storage
 
 from dmf._version import __version__
-from dmf.errors import DmfWarning, InputError, StoreError
+from dmf.errors import DmfWarning, InputError, StoreError, warn
 from dmf.store import codecs
 from dmf.store.dims import MATRIX
 from dmf.store.location import Location, dmf_attrs, one_line
@@ -298,9 +297,9 @@ def read_chunks(zarray: zarr.Array, location: Location) -> tuple[int, ...]:
         raise InputError(f"{location}: its metadata claims a {zarray.shape[0]} x "
                          f"{zarray.shape[1]} matrix, {tasks:,} blocks to read; refusing it")
     if chunks != tuple(zarray.chunks):
-        warnings.warn(f"{location}: stored in {stored[0]} x {stored[1]} chunks, tiny for its "
-                      f"shape; read {chunks[0]} x {chunks[1]} at a time (rewrite it with "
-                      "larger chunks to read it faster)", DmfWarning, stacklevel=4)
+        warn(f"{location}: stored in {stored[0]} x {stored[1]} chunks, tiny for its "
+             f"shape; read {chunks[0]} x {chunks[1]} at a time (rewrite it with "
+             "larger chunks to read it faster)", DmfWarning)
     return chunks
 
 
@@ -315,8 +314,7 @@ def open_dense(zarray: zarr.Array, location: Location) -> da.Array:
                       name=f"read-{dask.base.tokenize(reader)}",
                       meta=np.empty((0, 0), dtype=reader.dtype))
     if x.dtype.kind in "iub":
-        warnings.warn(f"{location}: {x.dtype} values are read as float64", DmfWarning,
-                      stacklevel=3)
+        warn(f"{location}: {x.dtype} values are read as float64", DmfWarning)
         x = x.astype(np.float64)
     elif x.dtype not in (np.float32, np.float64):
         storage_dtype(x.dtype, str(location))  # raises for what cannot be converted

@@ -35,7 +35,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -45,7 +44,7 @@ import numpy as np
 import scipy.sparse
 import zarr
 
-from dmf.errors import DmfWarning, InputError, StoreError
+from dmf.errors import DmfWarning, InputError, StoreError, warn
 from dmf.store import codecs
 from dmf.store.dense import (
     TARGET_CHUNK_BYTES,
@@ -136,7 +135,7 @@ def warn_duplicates(name: str, dropped: int, rule: str, which: str = "the last")
     else:
         message = (f"{name}: {dropped} repeated (user, item) ratings replaced by a later one "
                    f"(kept {which} of each pair; duplicates='sum' adds them instead)")
-    warnings.warn(message, DmfWarning, stacklevel=3)
+    warn(message, DmfWarning)
 
 
 def write_ratings(
@@ -412,9 +411,9 @@ def _item_view_in_memory(node, location: Location, by_user: da.Array,
             f"{location}: a sparse store without an item view ({TWIN}/ twin) and too large "
             f"({nbytes / 2**20:.0f} MiB) to transpose in memory; re-ingest the ratings with "
             "`dmf ingest FILE OUT --format ratings`, which stores both views")
-    warnings.warn(f"{location}: no item view stored; the transpose is built in memory "
-                  f"({nbytes / 2**20:.1f} MiB). `dmf ingest --format ratings` stores one",
-                  DmfWarning, stacklevel=4)
+    warn(f"{location}: no item view stored; the transpose is built in memory "
+         f"({nbytes / 2**20:.1f} MiB). `dmf ingest --format ratings` stores one",
+         DmfWarning)
     scheduler = "threads" if location.is_process_local else None
     transpose = scipy.sparse.csr_matrix(by_user.compute(scheduler=scheduler).T)
     transpose.sort_indices()

@@ -39,7 +39,6 @@ import itertools
 import json
 import os
 import uuid
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 
 import dask
@@ -49,7 +48,7 @@ import scipy.sparse
 import zarr
 
 from dmf._version import __version__
-from dmf.errors import DmfWarning, InputError, StoreError
+from dmf.errors import DmfWarning, InputError, StoreError, warn
 from dmf.store import codecs
 from dmf.store.dense import (
     ALL_CHUNKS,
@@ -372,8 +371,7 @@ def plan_csr(
         raise StoreError(f"{location}: {data}, indices and indptr disagree on the number of "
                          "stored values; the store is corrupt")
     if reader.dtype.kind in "iub":
-        warnings.warn(f"{location}: {reader.dtype} values are read as float64", DmfWarning,
-                      stacklevel=4)
+        warn(f"{location}: {reader.dtype} values are read as float64", DmfWarning)
     elif reader.dtype.kind != "f":
         storage_dtype(reader.dtype, str(location))  # raises for what is not real
     if row_bounds is None:

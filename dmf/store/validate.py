@@ -6,13 +6,11 @@ when fused with a write, no extra pass over the data.
 
 from __future__ import annotations
 
-import warnings
-
 import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.errors import DmfWarning, InputError
+from dmf.errors import DmfWarning, InputError, warn
 
 #: Largest integer every float64 represents exactly.
 FLOAT64_EXACT_INT = 2**53
@@ -35,12 +33,10 @@ def storage_dtype(dtype: np.dtype, name: str) -> np.dtype:
     if dtype in (np.float32, np.float64):
         return dtype
     if dtype == np.float16:
-        warnings.warn(f"{name}: float16 is stored as float32", DmfWarning, stacklevel=3)
+        warn(f"{name}: float16 is stored as float32", DmfWarning)
         return np.dtype(np.float32)
     if dtype.kind in "iub":
-        warnings.warn(
-            f"{name}: {dtype} values are stored as float64", DmfWarning, stacklevel=3
-        )
+        warn(f"{name}: {dtype} values are stored as float64", DmfWarning)
         return np.dtype(np.float64)
     raise InputError(
         f"{name}: unsupported dtype {dtype}; dmf factorizes real matrices "
@@ -56,6 +52,10 @@ def check_shape(shape: tuple[int, ...], name: str) -> None:
             f"{name}: expected a 2-D matrix, got a {len(shape)}-D array of shape "
             f"{tuple(shape)}{hint}"
         )
+    if any(size != size for size in shape):  # NaN: dask does not know its chunk sizes
+        raise InputError(f"{name}: a dask array of unknown chunk sizes (shape {tuple(shape)}, "
+                         "as after boolean indexing or from a dataframe); call "
+                         "X.compute_chunk_sizes() (or to_dask_array(lengths=True)) first")
     if shape[0] == 0 or shape[1] == 0:
         raise InputError(f"{name}: the matrix is empty (shape {tuple(shape)})")
 

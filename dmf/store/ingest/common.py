@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from dmf.errors import DmfError, DmfWarning, InputError
+from dmf.errors import DmfError, DmfWarning, InputError, warn
 from dmf.store.dense import (
     commit_target,
     create_dense,
@@ -75,8 +74,8 @@ class Job:
 
     def no_chunks(self) -> None:
         if self.chunks is not None:
-            warnings.warn(f"{self.path}: chunks apply to dense results; a sparse store is "
-                          "chunked by number of values", DmfWarning, stacklevel=4)
+            warn(f"{self.path}: chunks apply to dense results; a sparse store is "
+                 "chunked by number of values", DmfWarning)
 
     def write_dense(self, shape, source: np.dtype,
                     blocks: Callable[[int], Iterator[tuple[int, np.ndarray]]]) -> None:
