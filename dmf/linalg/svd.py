@@ -172,7 +172,8 @@ def svd(
           comes with the result (:mod:`dmf.linalg.sketch`).
         - ``"eigh"``: symmetric X: eigenvalues with their signs, top k by
           magnitude; ``S`` holds their magnitudes and
-          ``result.eigenvalues`` the signed values (:mod:`dmf.linalg.eigh`).
+          ``result.eigenvalues`` the signed values; up to n = 1000 exact in
+          one pass (the subspace is all of R^n) (:mod:`dmf.linalg.eigh`).
         - ``"power"``: power iteration with deflation, one pass per step
           (:mod:`dmf.linalg.power`).
         - ``"gram"``: tall X (m >= n, n at most 8192): exact, from the
@@ -196,7 +197,8 @@ def svd(
           The choice and its reason are in ``attrs["method"]`` and
           ``attrs["method_reason"]`` (and ``dmf info``).
     n_iter : int or "auto"
-        Power iterations (randomized, eigh); "auto" is scikit-learn's rule:
+        Power iterations (randomized; eigh above n = 1000); "auto" is
+        scikit-learn's rule:
         7 when k < 0.1 min(m, n), else 4.
     n_oversamples : int
         Extra random directions (randomized, sketch, eigh), default 10.
