@@ -10,11 +10,20 @@ from dmf.linalg.orthonormal import complete_basis
 from dmf.linalg.products import tall_times
 
 
-def null_cutoff(shape: tuple[int, int]) -> float:
+def null_cutoff(shape: tuple[int, int], dtype=np.float64) -> float:
     """Relative cut-off on s^2 / s_1^2 below which a value found through a
-    Gram matrix (X^T X, or Y^T Y = Z^T X^T X Z) counts as 0: rounding in the
-    Gram matrix is about max(m, n) * eps of its largest entry."""
-    return max(shape) * np.finfo(np.float64).eps
+    Gram matrix (X^T X, or Y^T Y = Z^T X^T X Z) counts as 0: the larger of
+    the float64 Gram matrix's rounding, about max(m, n) eps64 of its largest
+    entry, and X's own, (10 eps(dtype) s_1)^2 (float32 data resolves
+    nothing below about eps32 s_1, and its float32 products round there).
+
+    Examples
+    --------
+    >>> f"{null_cutoff((5000, 200)):.1e}", f"{null_cutoff((50, 20), np.float32):.1e}"
+    ('1.1e-12', '1.4e-12')
+    """
+    return max(max(shape) * float(np.finfo(np.float64).eps),
+               (10 * float(np.finfo(dtype).eps)) ** 2)
 
 
 def fix_signs(V: np.ndarray) -> np.ndarray:
@@ -123,7 +132,11 @@ def assemble(X: da.Array, M: np.ndarray, S: np.ndarray, V: np.ndarray, k: int,
     V = complete_columns(V, zero)
     signs = fix_signs(V)
     V, M = V * signs, M * signs
-    U = complete_basis(tall_times(X if left is None else left, M, dtype=X.dtype), zero)
+    # U = X M is widened to float64 for a float32 X: M = V S^-1 scales the
+    # columns of small s_j up, and a float32 product would leave them
+    # eps32 s_1 / s_j off orthonormal (U^T U 5e-4 off I; 7e-7 widened)
+    U = complete_basis(tall_times(X if left is None else left, M, dtype=X.dtype, widen=True),
+                       zero)
     return {"U": U, "S": S.astype(X.dtype), "Vt": V.T.astype(X.dtype)}
 
 

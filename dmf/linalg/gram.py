@@ -47,7 +47,7 @@ def gram_factors(X, G: np.ndarray, k: int) -> dict:
     lam, W = np.linalg.eigh(G)
     lam, W = lam[::-1], W[:, ::-1]
     top = max(float(lam[0]), 0.0) if len(lam) else 0.0
-    keep = lam > null_cutoff(X.shape) * top if top > 0 else np.zeros(len(lam), dtype=bool)
+    keep = lam > null_cutoff(X.shape, X.dtype) * top if top > 0 else np.zeros(len(lam), dtype=bool)
     S = np.sqrt(lam[keep])
     V = W[:, keep]
     return assemble(X, V / S, S, V, k)  # U = X V S^-1, for the kept values only

@@ -68,7 +68,7 @@ def power_solver(k: int, *, tol: float, max_iter: int, transposed: bool = False)
         w = _project_out(w[:, 0], V[:, :j])
         lam = float(v @ w)
         top = max(top, lam)
-        null = lam <= null_cutoff(X.shape) * top or top == 0.0
+        null = lam <= null_cutoff(X.shape, X.dtype) * top or top == 0.0
         residual = 0.0 if null else float(np.linalg.norm(w - lam * v) / lam)
         if null or residual <= tol or inner >= max_iter:
             if not null and residual > tol:

@@ -45,6 +45,12 @@ SLICE_BYTES = 2 * 2**20
 #: the two products share the slice: 4 and 8 MiB slices took about 15% less
 #: time than 1 MiB ones and a little less than 2 MiB ones (float32, p = 30).
 GRAM_SLICE_BYTES = 4 * 2**20
+#: float32 sums of X_s^T Y_s run over at most this many rows before they
+#: are added to the float64 total: float32 rounding grows with the length of
+#: a sum, and over a whole 4 MiB slice (5000 rows of 200 columns) it put the
+#: randomized singular values 20 eps32 s_1 off float64's; over 256 rows,
+#: 3 eps32 s_1 (scikit-learn's randomized_svd: 1 to 3).
+ACC_ROWS = 128
 
 
 def row_slices(block, itemsize: int = 8, target: int = SLICE_BYTES):
@@ -111,15 +117,16 @@ def flat_objects(packed: da.Array) -> da.Array:
 
 # -- per block row -----------------------------------------------------------------
 
-def _times(blocks, Ms):
-    """X_r M in float64, for the row's blocks and M's matching pieces."""
+def _times(blocks, Ms, widen: bool = False):
+    """X_r M in float64, for the row's blocks and M's matching pieces (a
+    float32 block multiplied in float32, or in float64 if ``widen``)."""
     out = None
     for block, Mc in zip(blocks, Ms, strict=True):
-        Mc = np.asarray(Mc, dtype=for_blas(block[:0]).dtype)
+        Mc = np.asarray(Mc, dtype=np.float64 if widen else for_blas(block[:0]).dtype)
         part = np.empty((block.shape[0], Mc.shape[1]))
         y, _ = scratch(block, Mc.shape[1], Mc.dtype)
         for sl in row_slices(block):
-            xs = for_blas(block[sl])
+            xs = as_f64(block[sl]) if widen else for_blas(block[sl])
             if scipy.sparse.issparse(xs):
                 part[sl] = xs @ Mc
                 continue
@@ -158,8 +165,10 @@ def _gram_core(blocks, Vs, keep_y: bool, moments: bool = False):
             ys_t = ys.T
         else:
             ys_t = np.matmul(Vt, xs.T, out=y_t[:, :rows])
-            np.matmul(ys_t, xs, out=acc_t)
-            np.add(out_t, acc_t, out=out_t)
+            for r0 in range(0, rows, ACC_ROWS if dtype == np.float32 else rows):
+                part = slice(r0, min(rows, r0 + ACC_ROWS)) if dtype == np.float32 else slice(None)
+                np.matmul(ys_t[:, part], xs[part], out=acc_t)
+                np.add(out_t, acc_t, out=out_t)
         if keep_y:
             Y_t[:, sl] = ys_t
         if sums is not None:
@@ -243,8 +252,8 @@ def _block_transpose_times(block, Y):
     return _row_transpose([block], Y)
 
 
-def _row_tall(blocks, Ms, dtype):
-    return _times(blocks, Ms).astype(dtype, copy=False)
+def _row_tall(blocks, Ms, dtype, widen=False):
+    return _times(blocks, Ms, widen).astype(dtype, copy=False)
 
 
 class SliceMoments:
@@ -447,13 +456,15 @@ def transpose_times(X: da.Array, Y: da.Array) -> da.Array:
                            shape=(n, p))
 
 
-def tall_times(X: da.Array, M: np.ndarray, dtype=None) -> da.Array:
-    """Lazy X M (m x p) with X's row blocks, computed in float64 and stored
-    as ``dtype`` (default: X's dtype)."""
+def tall_times(X: da.Array, M: np.ndarray, dtype=None, widen: bool = False) -> da.Array:
+    """Lazy X M (m x p) with X's row blocks, summed in float64 and stored as
+    ``dtype`` (default: X's dtype). A float32 X is multiplied in float32,
+    or in float64 with ``widen`` (for U = X V S^-1, whose columns of small
+    s_j lose eps32 s_1 / s_j to a float32 product)."""
     dtype = np.dtype(dtype or X.dtype)
     p = np.shape(M)[1]
     return da.blockwise(_row_tall, "ib", X, "ij", small(M, X.chunks[1]), "jb", dtype,
-                        None, adjust_chunks={"b": p}, concatenate=False, dtype=dtype,
+                        None, widen, None, adjust_chunks={"b": p}, concatenate=False, dtype=dtype,
                         meta=np.empty((0, 0), dtype=dtype))
 
 

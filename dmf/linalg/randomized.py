@@ -112,7 +112,7 @@ def randomized_solver(k: int, *, n_oversamples: int, n_iter: int, normalizer: st
             G, (new["colsum"], new["sumsq"], new["rowsq"]) = unpack_moments(
                 gram_with_moments(X, Z).compute())
             if last and keep_y:  # no power iteration: X Z in a pass of its own
-                new["Y"] = tall_times(X, Z, dtype=np.float64)
+                new["Y"] = tall_times(X, Z, dtype=np.float64).persist()
         elif last and keep_y:  # keep X Z from the last pass: U is formed from it, not from X
             # one persist for both, or X would be read once for each
             G, new["Y"] = dask.persist(*gram_and_product(X, Z))
@@ -142,11 +142,16 @@ def randomized_solver(k: int, *, n_oversamples: int, n_iter: int, normalizer: st
 
 def finish(X, Z: np.ndarray, G: np.ndarray, k: int, Y=None) -> dict:
     """U, S, Vt from Z and G = X^T X Z (see the module docstring); U from
-    Y = X Z when it was kept, else from X (one more pass)."""
-    T = Z.T @ G
+    Y = X Z when it was kept, else from X (one more pass).
+
+    With Y kept, Y^T Y is taken from Y itself (float64, already in memory:
+    no read of X) rather than as Z^T G: Q = Y W lam^(-1/2) is then
+    orthonormal to float64's rounding even where float32 products made Y
+    and G disagree (Z^T G put U^T U 1e-3 off I on float32 input)."""
+    T = Z.T @ G if Y is None else np.asarray((Y.T @ Y).compute(), dtype=np.float64)
     lam, W = np.linalg.eigh((T + T.T) / 2)
     lam, W = lam[::-1], W[:, ::-1]
-    keep = lam > null_cutoff(X.shape) * max(lam[0], 0.0)
+    keep = lam > null_cutoff(X.shape, X.dtype) * max(lam[0], 0.0)
     if not keep.any():  # X is zero
         n = X.shape[1]
         return assemble(X, np.zeros((n, 0)), np.zeros(0), np.zeros((n, 0)), k)
