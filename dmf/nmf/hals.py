@@ -16,12 +16,16 @@ entering an iteration comes from the same task, as for ``mu``.
 A sweep costs O(rows k^2), the products that feed it O(rows n k): with
 ``hals_sweeps="auto"`` (the default) each factor is swept several times
 with the same products (Gillis and Glineur's accelerated HALS, rule in
-:data:`SWEEP_ALPHA`), which buys far more progress per read of X. The
-count comes from X's shape and each row of a factor stops on its own (rows
-are independent problems), so the iterates are the same for any row
-chunking, up to the rounding of the k x n sums across blocks (1e-13 apart
-after 30 iterations with 97-row chunks against one block). With
-``hals_sweeps=1`` the iterates are scikit-learn's cd (to about 1e-14).
+:data:`SWEEP_ALPHA`), which buys far more progress per read of X. What
+depends on the row chunking: with "auto", each block row's task decides
+how many sweeps its rows of W get (the most from its own row count, the
+stop from its own rows' moves), so W's and H's iterates differ between row
+chunkings (7e-2 apart after 30 iterations of a 500 x 60, k = 8 problem in
+97-row blocks against one block), never between worker counts or
+schedulers. A fixed count (``hals_sweeps=N``) sweeps every row N times: the
+iterates are then the same for any chunking up to the rounding of the
+k x n sums across blocks (1e-13 apart). With ``hals_sweeps=1`` the
+iterates are scikit-learn's cd (to about 1e-14).
 """
 
 from __future__ import annotations
@@ -40,9 +44,8 @@ from dmf.nmf.sparse import as_csr
 #: multiplicative updates and hierarchical alternating least squares
 #: algorithms for nonnegative matrix factorization"): the products that feed
 #: a factor's sweeps (X H^T and H H^T for W) cost rho times one sweep, so up
-#: to 1 + SWEEP_ALPHA rho sweeps are worth making with them; a row stops once
-#: a sweep moves it by at most SWEEP_EPS times what the first one did (the
-#: paper's rule is on the whole factor; per row, it needs no other block).
+#: to 1 + SWEEP_ALPHA rho sweeps are worth making with them; they stop once a
+#: sweep moves the factor by at most SWEEP_EPS times what the first one did.
 SWEEP_ALPHA = 0.5
 SWEEP_EPS = 0.1
 
@@ -69,17 +72,16 @@ def sweep_plan(hals_sweeps, rows: int, other: int, k: int) -> tuple[int, float]:
 
 
 def sweep(F: np.ndarray, FtF: np.ndarray, FtX: np.ndarray,
-          violation: bool = True) -> tuple[float, np.ndarray]:
+          violation: bool = True) -> tuple[float, float]:
     """One pass of coordinate descent over F's columns, in place (rows are
     independent, so each column is updated for all rows at once). Returns
     the summed projected-gradient violation before the pass (scikit-learn's
-    ``_update_cdnmf_fast``; 0 without ``violation``) and each row's squared
-    norm of the change. F and FtX are best in Fortran order: contiguous
-    columns took half the time of C order (10000 x 20, one thread)."""
+    ``_update_cdnmf_fast``; 0 without ``violation``) and the squared norm of
+    the change. F and FtX are best in Fortran order: contiguous columns
+    took half the time of C order (10000 x 20, one thread)."""
     grad = np.empty(F.shape[0])
     new = np.empty(F.shape[0])
-    total = 0.0
-    moved = np.zeros(F.shape[0])
+    total = moved = 0.0
     for t in range(F.shape[1]):
         col = F[:, t]
         np.matmul(F, FtF[t], out=grad)
@@ -92,33 +94,25 @@ def sweep(F: np.ndarray, FtF: np.ndarray, FtX: np.ndarray,
             np.subtract(col, grad, out=new)
             np.maximum(new, 0.0, out=new)
             np.subtract(new, col, out=grad)
-            moved += grad * grad
+            moved += float(grad @ grad)
             col[...] = new
     return total, moved
 
 
 def repeated_sweeps(F: np.ndarray, FtF: np.ndarray, FtX: np.ndarray,
-                    plan: tuple[int, float]) -> tuple[float, int]:
-    """Sweeps with the same FtF and FtX, up to ``plan``'s count. Each row of
-    F is its own problem (its update reads only its row of F and of FtX),
-    and each row stops once a sweep moves it by at most the plan's fraction
-    of what the first sweep moved it: so a row's iterates do not depend on
-    which other rows share its block, and W's are the same for any row
-    chunking. Returns the first sweep's violation (the stopping rule's) and
-    the most sweeps any row had."""
+           plan: tuple[int, float]) -> tuple[float, int]:
+    """Sweeps with the same FtF and FtX, up to ``plan``'s count, stopping
+    once one moves F by at most its fraction of the first one's move (a sweep
+    that moves nothing leaves every later one nothing to do). Returns the
+    first sweep's violation (the stopping rule's) and the sweeps made."""
     limit, eps = plan
     violation, first = sweep(F, FtF, FtX)
     done = 1
-    active = np.flatnonzero(first > 0)
-    while done < limit and active.size:
-        if active.size == F.shape[0]:
-            _, moved = sweep(F, FtF, FtX, violation=False)
-        else:
-            part = np.asfortranarray(F[active])
-            _, moved = sweep(part, FtF, np.asfortranarray(FtX[active]), violation=False)
-            F[active] = part
+    while done < limit and first > 0:
+        _, moved = sweep(F, FtF, FtX, violation=False)
         done += 1
-        active = active[moved > eps * eps * first[active]]
+        if moved <= eps * eps * first:
+            break
     return violation, done
 
 
@@ -129,8 +123,7 @@ def _regularized(HHt: np.ndarray, XHt: np.ndarray, l1: float, l2: float):
     return HHt, XHt - l1 if l1 else XHt
 
 
-def _row_hals(block, Wb, H, HHt, l1_W, l2_W, update_H=True, with_sq=True, hals_sweeps=1,
-              total_rows=None):
+def _row_hals(block, Wb, H, HHt, l1_W, l2_W, update_H=True, with_sq=True, hals_sweeps=1):
     """A block row's sweeps of W and its terms of H's sweep and of the
     objective (|X_b|^2 only ``with_sq``: it is the same every iteration).
     A float32 block is multiplied in float32, its k x n sums added up in
@@ -159,7 +152,7 @@ def _row_hals(block, Wb, H, HHt, l1_W, l2_W, update_H=True, with_sq=True, hals_s
     G_old = Wb.T @ Wb
     W = np.array(Wb, dtype=np.float64, order="F")
     violation, made = repeated_sweeps(W, *_regularized(HHt, XHt, l1_W, l2_W),
-                                      sweep_plan(hals_sweeps, total_rows or W.shape[0], n, k))
+                                      sweep_plan(hals_sweeps, W.shape[0], n, k))
     W = np.ascontiguousarray(W)
     WtX = np.zeros((k, n))
     Ww = as_work(W, work)
@@ -195,7 +188,7 @@ def hals_solver(k: int, *, regularization: tuple[float, float, float, float], in
         HHt = H @ H.T
         known = {"sq": state["sq"]} if "sq" in state else {}
         W_new, flat = row_pass(_row_hals, X, W, H, HHt, l1_W, l2_W, update_H, not known,
-                               hals_sweeps, X.shape[0], size=k * n + 2 * k * k + 6)
+                               hals_sweeps, size=k * n + 2 * k * k + 6)
         WtX = flat[:k * n].reshape(k, n)
         WtW = flat[k * n:k * n + k * k].reshape(k, k)
         G_old = flat[k * n + k * k:k * n + 2 * k * k].reshape(k, k)
