@@ -459,7 +459,7 @@ class TruncatedSVD(_Estimator):
                          storage_options=self.storage_options, **options)
             self.components_ = result.Vt
             self.n_features_in_ = shape[1]
-            XV = self.transform(X)
+            XV = self._project(X, in_memory)
             variance = _explained_variance(result, XV, shape[0])
         self.result_ = result
         self.n_components_ = k
@@ -473,6 +473,11 @@ class TruncatedSVD(_Estimator):
         array for dask, Zarr or URL X."""
         self._check_fitted()
         X, in_memory, _ = self._input(X, reset=False)
+        return self._project(X, in_memory)
+
+    def _project(self, X, in_memory: bool):
+        """X V for X as :meth:`_input` gives it (no output wrapping: both
+        ``transform`` and ``fit_transform`` wrap their own result)."""
         Vt = self.components_
         if in_memory:
             return np.asarray(X @ Vt.T.astype(X.dtype, copy=False))
