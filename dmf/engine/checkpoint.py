@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import re
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +42,7 @@ import numpy as np
 import zarr
 
 from dmf.engine.faults import failpoint
-from dmf.errors import DmfWarning
+from dmf.errors import DmfWarning, warn
 from dmf.store.dense import checked_array_options, open_dense, read_whole
 from dmf.store.dims import group_dimension_names
 from dmf.store.location import Location, one_line
@@ -271,4 +270,4 @@ def _check_finite(finite: bool, key: str) -> None:
 
 def _warn_skipped(location: Location, skipped: list[str], outcome: str) -> None:
     message = f"{location}: skipped damaged checkpoint data: {'; '.join(skipped)}; {outcome}"
-    warnings.warn(message, DmfWarning, stacklevel=3)
+    warn(message, DmfWarning)

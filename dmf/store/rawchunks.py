@@ -51,7 +51,6 @@ import mmap
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 
 import google_crc32c
@@ -61,7 +60,7 @@ from zarr.codecs import BytesCodec, Crc32cCodec
 from zarr.core.chunk_grids import RegularChunkGrid
 from zarr.storage import LocalStore
 
-from dmf.errors import DmfWarning
+from dmf.errors import DmfWarning, warn
 
 
 class ChunkDamaged(ValueError):
@@ -166,8 +165,8 @@ _noted: set[str] = set()
 def _note_absent(root: str) -> None:
     if root not in _noted:
         _noted.add(root)
-        warnings.warn(f"{root}: some chunk files are absent and read as the fill value, as "
-                      "Zarr means them (a store dmf did not write)", DmfWarning, stacklevel=4)
+        warn(f"{root}: some chunk files are absent and read as the fill value, as "
+             "Zarr means them (a store dmf did not write)", DmfWarning)
 
 
 _mapped = [0]

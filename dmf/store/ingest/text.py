@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import itertools
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from dmf.errors import DmfWarning, InputError
+from dmf.errors import DmfWarning, InputError, warn
 from dmf.store.ingest.common import Job, reading
 from dmf.store.ingest.lines import data_lines, line_batches, loadtxt, open_text
 from dmf.store.location import one_line
@@ -111,9 +110,8 @@ def _text_columns(path: str, first: tuple[int, list[str]], names, chosen) -> lis
     if len(text) == len(fields):
         raise InputError(f"{path}: line {lineno} holds no numbers ({', '.join(fields)})")
     label = ", ".join(f"{j} ({names[j]!r})" if names else str(j) for j in text)
-    warnings.warn(f"{path}: skipped column {label}: text such as {fields[text[0]]!r} on line "
-                  f"{lineno}; choose columns with columns= (--columns)", DmfWarning,
-                  stacklevel=5)
+    warn(f"{path}: skipped column {label}: text such as {fields[text[0]]!r} on line "
+         f"{lineno}; choose columns with columns= (--columns)", DmfWarning)
     return [j for j in range(len(fields)) if j not in text]
 
 
