@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 
 from dmf.errors import InputError
-from dmf.store.dense import dmf_attrs
-from dmf.store.location import Location
+from dmf.store.location import Location, dmf_attrs
 from dmf.wording import plural
 
 __all__ = ["Page", "build", "write"]

@@ -163,10 +163,12 @@ class Runner:
     def _rewrite_reports(self, run: dict) -> None:
         """Write this run's reports again once its record is final: written
         as a step, they would show the run still running, its exit code blank."""
-        from dmf.jobs.report import write_report
-
         written = {s["name"] for s in run["steps"]
                    if s["kind"] == "report" and s.get("action") != "skipped"}
+        if not written:  # a complete job imports no report code (and so no Dask array)
+            return
+        from dmf.jobs.report import write_report  # late: loads Dask's array package
+
         for step in self.spec.steps:
             if step.name not in written:
                 continue
