@@ -11,12 +11,13 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-output
 BENCH_DIR ?= bench-data
 
-.PHONY: demo digits test chaos bench lint clean help
+.PHONY: demo digits test test-slow chaos bench lint clean help
 
 help:
 	@echo "make demo   run pipelines/demo.yaml: generate, SVD, NMF, report on a local cluster"
 	@echo "make digits NMF parts versus SVD components of the digits, as a PNG"
 	@echo "make test   run the test suite"
+	@echo "make test-slow  scikit-learn's NMF test file against dmf (minutes)"
 	@echo "make chaos  run the reliability tests: kills, damaged bytes, locks, hostile input"
 	@echo "make bench  run the benchmarks (long; prints ratio tables)"
 	@echo "make lint   ruff"
@@ -53,7 +54,12 @@ digits: $(VENV)/.installed-test
 	$(BIN)/python examples/digits_parts.py $(DEMO_DIR)/digits-parts.png
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadfile
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadfile -m "not slow"
+
+# scikit-learn's own test_nmf.py against dmf.NMF (tests/peer): about 4 minutes
+# on 2 cores, so kept out of make test's 10; CI runs both
+test-slow: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadfile -m slow
 
 # Kills at every fail point, damaged and missing bytes, lock takeover,
 # overwrite while reading, hostile specs and headers (a subset of make test).
