@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine with Python 3.11+ and make:
 #   make demo   - create .venv, install dmf, run pipelines/demo.yaml (generate, SVD, NMF, report)
-#                 on a local cluster
+#                 with Dask, in this process (its matrices are small)
 #   make test   - create .venv, install dmf with its test extras, run pytest
 # The first Python 3.11+ that runs: a name can exist and still fail (a pyenv shim
 # of a version not selected prints "command not found"), so each is tried silently.
@@ -14,7 +14,7 @@ BENCH_DIR ?= bench-data
 .PHONY: demo digits test test-slow chaos bench lint clean help
 
 help:
-	@echo "make demo   run pipelines/demo.yaml: generate, SVD, NMF, report on a local cluster"
+	@echo "make demo   run pipelines/demo.yaml: generate, SVD, NMF, report (in process: small matrices)"
 	@echo "make digits NMF parts versus SVD components of the digits, as a PNG"
 	@echo "make test   run the test suite"
 	@echo "make test-slow  scikit-learn's NMF test file against dmf (minutes)"
