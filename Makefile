@@ -56,8 +56,8 @@ digits: $(VENV)/.installed-test
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadfile -m "not slow"
 
-# scikit-learn's own test_nmf.py against dmf.NMF (tests/peer): about 4 minutes
-# on 2 cores, so kept out of make test's 10; CI runs both
+# scikit-learn's own test_nmf.py against dmf.NMF (tests/peer): 1.5 minutes on a quiet
+# 2-core machine, about 4 under load, so kept out of make test; CI runs both
 test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadfile -m slow
 
