@@ -1,0 +1,14 @@
+# dmf's public names, written once: lazy_loader reads this stub at run time
+# (dmf/__init__.py) and type checkers read it for their types.
+from . import cf, errors
+from ._version import __version__
+from .engine.cluster import connect
+from .estimators import NMF, TruncatedSVD
+from .linalg import svd
+from .nmf import nmf, nmtf
+from .rank import RankSelection, select_rank
+from .results import NMFResult, NMTFResult, SVDResult, load
+from .store import generate
+from .store.api import open_matrix, save_matrix
+from .store.ingest import ingest
+from .store.validate import check_finite
