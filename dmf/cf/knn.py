@@ -342,7 +342,7 @@ def knn_rows(block, *, ordered, mu: float, item_bias: np.ndarray, reg_user: floa
     return (mu + b_u[:, None] + item_bias[None, :]) + knn_scores(E, ordered, k=k, min_k=min_k)
 
 
-def _of_baseline(name: str) -> property:
+def read_through_baseline(name: str) -> property:
     """The fitted baseline's attribute ``name``, read through."""
     return property(lambda self: getattr(self.baseline_, name),
                     doc=f"The fitted baseline's ``{name}``.")
@@ -477,8 +477,8 @@ class ItemKNN(ParamsMixin):
 
     # the fitted ids are the baseline's: read through, so that fit sets no
     # public attribute without a trailing underscore (scikit-learn's rule)
-    user_ids = _of_baseline("user_ids")
-    item_ids = _of_baseline("item_ids")
+    user_ids = read_through_baseline("user_ids")
+    item_ids = read_through_baseline("item_ids")
 
     # -- input="matrix" -------------------------------------------------------------
 
@@ -495,10 +495,10 @@ class ItemKNN(ParamsMixin):
     _ratings_function = _row_function
 
     # the baseline's fitted biases, for the popularity fallback
-    global_mean_ = _of_baseline("global_mean_")
-    user_bias_ = _of_baseline("user_bias_")
-    item_bias_ = _of_baseline("item_bias_")
-    item_counts_ = _of_baseline("item_counts_")
+    global_mean_ = read_through_baseline("global_mean_")
+    user_bias_ = read_through_baseline("user_bias_")
+    item_bias_ = read_through_baseline("item_bias_")
+    item_counts_ = read_through_baseline("item_counts_")
 
     def _residuals(self, users: np.ndarray) -> scipy.sparse.csr_matrix:
         """r_uj - b_uj at the training ratings of ``users`` (one row each)."""

@@ -24,6 +24,7 @@ from dmf.cf.knn import (
     check_neighbour_counts,
     grouped_terms,
     item_neighbours,
+    read_through_baseline,
 )
 from dmf.cf.knn_kernels import ordered_neighbours
 from dmf.cf.matrix import pairs_only
@@ -107,29 +108,13 @@ class UserKNN(ParamsMixin):
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "user_neighbours_")
 
-    @property
-    def user_ids(self) -> np.ndarray:
-        return self.baseline_.user_ids
-
-    @property
-    def item_ids(self) -> np.ndarray:
-        return self.baseline_.item_ids
-
-    @property
-    def global_mean_(self) -> float:
-        return self.baseline_.global_mean_
-
-    @property
-    def user_bias_(self) -> np.ndarray:
-        return self.baseline_.user_bias_
-
-    @property
-    def item_bias_(self) -> np.ndarray:
-        return self.baseline_.item_bias_
-
-    @property
-    def item_counts_(self) -> np.ndarray:
-        return self.baseline_.item_counts_
+    # the fitted ids and biases are the baseline's, read through
+    user_ids = read_through_baseline("user_ids")
+    item_ids = read_through_baseline("item_ids")
+    global_mean_ = read_through_baseline("global_mean_")
+    user_bias_ = read_through_baseline("user_bias_")
+    item_bias_ = read_through_baseline("item_bias_")
+    item_counts_ = read_through_baseline("item_counts_")
 
     def _item_residuals(self, items: np.ndarray) -> scipy.sparse.csr_matrix:
         """r_vi - b_vi at the training ratings of ``items`` (one row each, users
