@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import logging
+import signal
 import sys
 import traceback
 import warnings
@@ -726,10 +727,23 @@ def _quiet_warning(*_args, **_kwargs) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command in ``argv`` and return its exit code. Without
     ``argv`` this is the program: it exits once the command is done."""
+    if argv is None:
+        _act_on_sigint()
     code = _command(argv)
     if argv is None:
         _exit_program(code)
     return code
+
+
+def _act_on_sigint() -> None:
+    """Ctrl-C stops the command from its first instruction on, also when it
+    was started with SIGINT ignored (a script's background job inherits
+    that): from start-up on, not only once a run's handlers are installed,
+    which act on it in any case, so that a SIGINT to the command is never
+    lost. Until then it raises KeyboardInterrupt, which ends the command
+    with exit 130 and closes a cluster half started."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _exit_program(code: int) -> None:

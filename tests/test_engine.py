@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from dmf.engine.checkpoint import Checkpoints
 from dmf.engine.driver import Solver, Stats, run
 from dmf.engine.lock import LOCK_NAME, OutputLock
 from dmf.engine.progress import Progress
+from dmf.engine.signals import SignalGuard, StopRequested
 from dmf.errors import CheckpointMismatch, OutputLocked, StoreError
 from dmf.store.location import Location
 
@@ -277,3 +279,19 @@ def test_progress_redraws_in_place_on_a_terminal():
     p.close()
     text = stream.getvalue()
     assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
+
+
+def test_a_signal_in_a_nested_runs_critical_section_reaches_the_outer_run():
+    """A run inside a run (NMF's SVD start, a job's step) shares the outer
+    guard: a signal that arrives in the inner run's critical section is
+    raised when the inner guard exits, not dropped with it."""
+    before = signal.getsignal(signal.SIGINT)
+    with SignalGuard() as outer:
+        with pytest.raises(StopRequested) as stopped:
+            with SignalGuard() as inner:
+                assert inner is outer
+                with inner.critical():
+                    signal.raise_signal(signal.SIGINT)  # only marks the stop pending
+                assert outer.pending == signal.SIGINT
+        assert stopped.value.signum == signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is before

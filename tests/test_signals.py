@@ -75,10 +75,14 @@ class Session:
     """The command started as a terminal starts it: leader of its own
     process group; stderr collected line by line as it comes."""
 
-    def __init__(self, argv: list[str], **env: str):
-        self.popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                      text=True, start_new_session=True,
-                                      env=_procs.child_env(**env))
+    def __init__(self, argv: list[str], *, sigint_ignored: bool = False, **env: str):
+        # sigint_ignored: as a script's background job starts (`dmf ... &`
+        # in a non-interactive shell), with SIGINT ignored.
+        self.popen = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            start_new_session=True, env=_procs.child_env(**env),
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+            if sigint_ignored else None)
         self.pgid = self.popen.pid
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -150,10 +154,12 @@ def worker_spawned(pid: int) -> bool:
                if c.status() != psutil.STATUS_ZOMBIE)
 
 
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["terminal", "background-job"])
 @pytest.mark.parametrize("moment", ["cluster-start", "worker-spawn"])
-def test_sigint_during_start_up(matrix, tmp_path, moment):
+def test_sigint_during_start_up(matrix, tmp_path, moment, sigint_ignored):
     out = tmp_path / "svd.zarr"
-    session = Session(command(matrix, out, "-v", "--workers", "2"))
+    session = Session(command(matrix, out, "-v", "--workers", "2"),
+                      sigint_ignored=sigint_ignored)
     if moment == "cluster-start":
         session.wait_for(lambda: "starting a local cluster" in session.stderr, moment)
     else:  # a worker process exists and is still importing
@@ -180,6 +186,26 @@ def test_sigint_in_the_first_iteration_checkpoints_then_resumes_bitwise(
     again = subprocess.run(command(matrix, out), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert result_bytes(out) == reference
+
+
+def test_sigint_in_a_nested_run_stops_the_run(tmp_path):
+    """NMF starts from an SVD, itself a run with its own signal guard: a
+    SIGINT while that SVD finishes (a section a signal does not interrupt)
+    must stop the NMF, not vanish with the inner run's guard (it did: the
+    NMF then ran for good). Started as a script's background job, which
+    starts with SIGINT ignored, as the issue's reproducer did."""
+    X = np.random.default_rng(1).random((2000, 40))
+    x, out, marker = tmp_path / "N.zarr", tmp_path / "nmf.zarr", tmp_path / "marker"
+    dmf.save_matrix(X, x, chunks=500)
+    argv = [sys.executable, "-m", "dmf", "--workers", "2", "nmf", str(x), str(out), "-k", "4",
+            "--init", "nndsvd", "--max-iter", "100000", "--tol", "0", "--seed", "0",
+            "--checkpoint-every", "3"]
+    session = Session(argv, sigint_ignored=True, DMF_FAILPOINT="finalize:1",
+                      DMF_FAILPOINT_FILE=str(marker), DMF_FAILPOINT_SLEEP="2")
+    session.wait_for(marker.exists, "the start's SVD finishing")
+    elapsed = session.signal()
+    assert_stopped_cleanly(session, elapsed, 130, out)
+    assert "stopped by SIGINT before writing a checkpoint" in session.stderr
 
 
 def test_sigint_mid_run_at_any_time(matrix, reference, tmp_path):

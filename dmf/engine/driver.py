@@ -344,6 +344,7 @@ def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
     # resuming it.
     t_final = time.perf_counter()
     with guard.critical():
+        failpoint("finalize")
         arrays = _guarded(lambda: solver.finalize(X, state), output, it)
         arrays, extra = arrays if isinstance(arrays, tuple) else (arrays, {})
         timings = {"init_s": init_s, "iterations_s": float(sum(step_times)),

@@ -6,6 +6,11 @@ While a checkpoint or the result is being written, the signal only marks a
 stop as pending; the driver stops once the write is complete, so a signal
 never tears one. A second signal stops the
 process immediately.
+
+Runs nest (NMF's SVD start is a run; a job's steps are runs inside the
+job's): a guard entered while another is active in the main thread is that
+one, so a signal that arrives in an inner run's critical section is not lost
+when the inner run ends; the inner guard's exit raises it instead.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ class StopRequested(BaseException):
 
 
 class SignalGuard:
-    """Installs the handlers for the duration of a ``with`` block."""
+    """Installs the handlers for the duration of a ``with`` block; ``with
+    SignalGuard() as guard`` gives the guard in force (an outer one if
+    active)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -33,6 +40,7 @@ class SignalGuard:
         self.pending: int | None = None
         self._critical = 0
         self._previous: dict[int, object] = {}
+        self._outer: SignalGuard | None = None
 
     def _handler(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
         if self.pending is not None:
@@ -57,12 +65,29 @@ class SignalGuard:
             raise StopRequested(self.pending)
 
     def __enter__(self) -> SignalGuard:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handler)
+        global _active
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals reach only the main thread
+        if _active is not None:
+            self._outer = _active
+            return _active
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handler)
+        _active = self
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        global _active
+        if self._outer is not None:  # nested: the outer guard stays
+            outer, self._outer = self._outer, None
+            if exc_type is None:
+                outer.raise_pending()
+            return
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
+        if self._previous:
+            _active = None
         self._previous.clear()
+
+
+_active: SignalGuard | None = None  # the guard installed in the main thread
