@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-output
 BENCH_DIR ?= bench-data
 
-.PHONY: demo digits test test-slow chaos bench lint clean help
+.PHONY: demo digits test test-slow chaos bench bench-big lint clean help
 
 help:
 	@echo "make demo   run pipelines/demo.yaml: generate, SVD, NMF, report (in process: small matrices)"
@@ -20,6 +20,7 @@ help:
 	@echo "make test-slow  scikit-learn's NMF test file against dmf (minutes)"
 	@echo "make chaos  run the reliability tests: kills, damaged bytes, locks, hostile input"
 	@echo "make bench  run the benchmarks (long; prints ratio tables)"
+	@echo "make bench-big  past RAM: a 48 GB store read cold (BIG_SIZE=...; an hour; 48 GB of disk)"
 	@echo "make lint   ruff"
 
 $(BIN)/python:
@@ -70,6 +71,11 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e '.[compare]' || \
 		echo "implicit / scikit-surprise did not install: their rows are skipped"
 	$(BIN)/python -m benchmarks --data $(BENCH_DIR) all
+
+# A store larger than this machine's memory, generated once into BENCH_DIR.
+BIG_SIZE ?= 48GB
+bench-big: $(VENV)/.installed-test
+	$(BIN)/python -m benchmarks --data $(BENCH_DIR) --repeat 1 big --size $(BIG_SIZE)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check dmf tests benchmarks examples

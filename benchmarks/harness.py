@@ -327,7 +327,7 @@ def run_once(case: Case, env: Env) -> Rep:
     _tidy()
     me = psutil.Process()
     watched = {me.pid, *workers.values(), *(c.pid for c in me.children(recursive=True))}
-    mem_pids = workers if case.where == "cluster" else {"client": me.pid}
+    mem_pids = {**workers, "client": me.pid} if case.where == "cluster" else {"client": me.pid}
     before = _io(watched)
     mapped_before = _mapped(env)
     with _scheduler(case, env), RssSampler(mem_pids) as sampler:
@@ -397,11 +397,19 @@ def _seconds(s: float) -> str:
 
 
 def _memory(mem: dict[str, tuple[int, int]]) -> tuple[str, str]:
-    labels = sorted(mem)
-    prefix = "" if labels != ["client"] else "client "
-    peaks = ", ".join(f"{mem[k][0] / MiB:.0f}" for k in labels)
-    rises = ", ".join(f"+{mem[k][1] / MiB:.0f}" for k in labels)
-    return prefix + peaks, rises
+    """Peaks and rises in MiB: the workers' (w0, w1, ...) in order, then the
+    client's, marked, when both were watched."""
+    workers = sorted(k for k in mem if k != "client")
+    client = ["client"] if "client" in mem else []
+
+    def show(i: int, sign: str) -> str:
+        values = ", ".join(f"{sign}{mem[k][i] / MiB:.0f}" for k in workers)
+        if client:
+            mine = f"client {sign}{mem['client'][i] / MiB:.0f}"
+            values = f"{values}; {mine}" if values else mine
+        return values
+
+    return show(0, ""), show(1, "+")
 
 
 def table(results: list[Result], baseline: str) -> str:
@@ -459,7 +467,7 @@ def run_suite(suite: Suite, env: Env, *, repeat: int, warmup: int = 1) -> str:
     parts += [
         f"Median of {repeat} interleaved repetitions (after {warmup} warm-up round); "
         f"{passes}peak RSS and its rise "
-        "per worker (cluster rows) or of the client process (other rows).",
+        "per worker and of the client (cluster rows) or of the client process (other rows).",
         "",
     ]
     measured = [r for r in results if r.reps and r.nbytes]
