@@ -90,8 +90,7 @@ def _summary(raw: str) -> Callable[[list[Result]], list[str]]:
             if r.case.key == raw or not r.reps or not (base and base.reps):
                 continue
             memory = r.memory()
-            workers = max((peak for who, (peak, _) in memory.items() if who != "client"),
-                          default=0)
+            workers = r.peak_rss()
             client = memory.get("client", (0, 0))[0]
             per_pass = r.median / max(r.passes, 1e-9)
             ratio = per_pass / base.median

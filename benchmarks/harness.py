@@ -207,8 +207,11 @@ class Result:
         return statistics.median(values) if values else None
 
     def peak_rss(self) -> int:
-        """The highest peak RSS of any process, over all repetitions."""
-        return max((peak for peak, _rise in self.memory().values()), default=0)
+        """The highest peak RSS of any worker (of the client for a row with
+        no workers), over all repetitions."""
+        memory = self.memory()
+        workers = [peak for label, (peak, _rise) in memory.items() if label != "client"]
+        return max(workers or [peak for peak, _rise in memory.values()], default=0)
 
     def memory(self) -> dict[str, tuple[int, int]]:
         """Per process: the largest peak and the largest rise over all reps."""
