@@ -27,7 +27,13 @@ import numpy as np
 import scipy.sparse
 
 from dmf.engine.driver import Context, Solver, State, Stats
-from dmf.linalg.products import flat_objects, part_of, row_slices, stacked_sum, whole_rows
+from dmf.linalg.products import (
+    flat_objects,
+    part_of,
+    row_slices,
+    stacked_sum,
+    whole_rows,
+)
 from dmf.nmf import orthogonal as orth
 from dmf.nmf import sparse as nmf_sparse
 from dmf.nmf.beta import (
@@ -212,14 +218,18 @@ def _per_row(func, X: da.Array, W: da.Array, H: np.ndarray, *args, dtype) -> da.
     each worker once, not embedded in every task). No index is contracted,
     so dask fuses each chunk's read into its task (see
     :func:`dmf.linalg.products.whole_rows`)."""
+    return flat_objects(_per_row_grid(func, X, W, H, *args, dtype=dtype))
+
+
+def _per_row_grid(func, X: da.Array, W: da.Array, H: np.ndarray, *args, dtype) -> da.Array:
+    """:func:`_per_row` as the r x 1 x 1 grid it is built as."""
     H_key = da.from_array(H, chunks=H.shape)
     indexed = [a for arg in args
                for a in ((arg, "i") if isinstance(arg, da.Array) else (arg, None))]
-    packed = da.blockwise(on_blocks, "ijk", func, None, X, "ij", W.rechunk((X.chunks[0], -1)),
-                          "ik", H_key, "kj", *indexed,
-                          adjust_chunks={"i": 1, "j": 1, "k": 1}, dtype=dtype,
-                          meta=np.empty((0, 0, 0), dtype=dtype))
-    return flat_objects(packed)
+    return da.blockwise(on_blocks, "ijk", func, None, X, "ij", W.rechunk((X.chunks[0], -1)),
+                        "ik", H_key, "kj", *indexed,
+                        adjust_chunks={"i": 1, "j": 1, "k": 1}, dtype=dtype,
+                        meta=np.empty((0, 0, 0), dtype=dtype))
 
 
 def divergence(X: da.Array, W: da.Array, H: np.ndarray, beta: float) -> float:
@@ -233,12 +243,13 @@ def divergence(X: da.Array, W: da.Array, H: np.ndarray, beta: float) -> float:
 def row_pass(func, X: da.Array, W: da.Array, H: np.ndarray, *args, size: int):
     """Run ``func(X_b, W_b, H, *args) -> (new W_b, flat sums (1 x size))`` on
     every block row: the new W (persisted) and the sums added up by dask's
-    tree, from one read of X."""
+    tree, from one read of X. Both are picked from the r x 1 x 1 grid of
+    the block tasks' results (a 1-D view of it would cost a task per block)."""
     k = W.shape[1]
-    packed = _per_row(func, X, W, H, *args, dtype=object)
-    W_new = packed.map_blocks(part_of, 0, False, new_axis=1, chunks=(X.chunks[0], (k,)),
+    packed = _per_row_grid(func, X, W, H, *args, dtype=object)
+    W_new = packed.map_blocks(part_of, 0, False, drop_axis=2, chunks=(X.chunks[0], (k,)),
                               dtype=np.float64, meta=np.empty((0, 0)))
-    sums = stacked_sum(packed.map_blocks(part_of, 1, False, new_axis=1,
+    sums = stacked_sum(packed.map_blocks(part_of, 1, False, drop_axis=2,
                                          chunks=((1,) * X.numblocks[0], (size,)),
                                          dtype=np.float64, meta=np.empty((0, 0))))
     # one persist for both, or each block would be read twice
