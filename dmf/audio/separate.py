@@ -106,6 +106,7 @@ def separate(
     block_frames: int = 1024,
     overwrite: bool = False,
     resume: bool = True,
+    damaged_checkpoints: str = "start-over",
     checkpoint_every: int | None = None,
     checkpoint_seconds: float | None = None,
     progress: bool | None = None,
@@ -145,7 +146,7 @@ def separate(
     overwrite : bool
         Replace a complete separation of other input or settings in OUTDIR
         (without it, that is refused; the same one is returned as it is).
-    resume, checkpoint_every, checkpoint_seconds, progress, cache :
+    resume, damaged_checkpoints, checkpoint_every, checkpoint_seconds, progress, cache :
         As :func:`dmf.nmf`: the NMF checkpoints into ``OUTDIR/nmf.zarr``.
     report : bool
         Write ``OUTDIR/report.html`` (spectrogram, W and H images).
@@ -212,6 +213,7 @@ def separate(
 
     result = dmf.nmf(spec_url, k, loss=loss, solver="mu", init="random", max_iter=max_iter,
                      tol=tol, seed=seed, out=nmf_url, resume=True,
+                     damaged_checkpoints=damaged_checkpoints,
                      checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
                      progress=progress, cache=cache)
     import numpy as np
