@@ -9,9 +9,12 @@ SIGTERM), then reruns the same command.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import _procs
 import numpy as np
@@ -67,17 +70,27 @@ def reference(matrix, tmp_path_factory):
     return result_bytes(out)
 
 
-@pytest.mark.parametrize(
-    ("failpoint", "resumes_from"),
-    [
-        ("iteration:1", None),            # before any checkpoint: starts over
-        ("iteration:8", 6),               # between checkpoints
-        ("checkpoint-arrays:2", 3),       # while writing checkpoint 6 (arrays, no marker)
-        ("checkpoint-complete:2", 3),     # checkpoint 6 complete, pointer not yet moved
-        ("checkpoint-pointer:2", 6),      # pointer moved, old ones not yet pruned
-        ("result-arrays:1", "last"),      # final arrays written, result not yet complete
-    ],
-)
+KILL_POINTS = [
+    ("iteration:1", None),            # before any checkpoint: starts over
+    ("iteration:8", 6),               # between checkpoints
+    ("checkpoint-arrays:2", 3),       # while writing checkpoint 6 (arrays, no marker)
+    ("checkpoint-complete:2", 3),     # checkpoint 6 complete, pointer not yet moved
+    ("checkpoint-pointer:2", 6),      # pointer moved, old ones not yet pruned
+    ("finalize:1", "last"),           # converged and checkpointed, result not yet written
+    ("result-arrays:1", "last"),      # final arrays written, result not yet complete
+    ("result-complete:1", "complete"),  # result complete, lock not yet released
+]
+
+
+def test_the_kill_storm_covers_every_fail_point():
+    """A fail point added to the engine without a kill test here fails this."""
+    names = set()
+    for path in (Path(dmf.__file__).parent).rglob("*.py"):
+        names.update(re.findall(r'\bfailpoint\("([a-z-]+)"\)', path.read_text()))
+    assert names == {point.split(":")[0] for point, _ in KILL_POINTS}
+
+
+@pytest.mark.parametrize(("failpoint", "resumes_from"), KILL_POINTS)
 def test_sigkill_then_rerun_is_bitwise_equal(matrix, reference, tmp_path, failpoint,
                                              resumes_from):
     out = tmp_path / "svd.zarr"
@@ -85,7 +98,8 @@ def test_sigkill_then_rerun_is_bitwise_equal(matrix, reference, tmp_path, failpo
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    assert zarr.open_group(str(out), mode="r").attrs["dmf"]["status"] == "running"
+    status = "complete" if resumes_from == "complete" else "running"
+    assert zarr.open_group(str(out), mode="r").attrs["dmf"]["status"] == status
 
     again = run_cli(matrix, out)
     assert again.returncode == 0, again.stderr
@@ -93,12 +107,46 @@ def test_sigkill_then_rerun_is_bitwise_equal(matrix, reference, tmp_path, failpo
     assert "stale lock" in again.stderr
     if resumes_from is None:
         assert "resuming" not in again.stderr
+    elif resumes_from == "complete":
+        assert "already complete" in again.stderr
     elif resumes_from == "last":
         assert "resuming from iteration" in again.stderr
     else:
         assert f"resuming from iteration {resumes_from} " in again.stderr
     assert result_bytes(out) == reference
     assert not (out / "checkpoints").exists()
+
+
+@pytest.fixture(scope="module")
+def other_result(matrix, tmp_path_factory):
+    """A complete result of another job (seed 4) and its bytes."""
+    out = tmp_path_factory.mktemp("other") / "svd.zarr"
+    done = subprocess.run([*command(matrix, out)[:-1], "--seed", "4"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return out, result_bytes(out)
+
+
+@pytest.mark.parametrize(("failpoint", "kept"), [
+    ("result-arrays:1", "old"),       # the new arrays written beside, not yet swapped in
+    ("result-complete:1", "new"),     # swapped in
+])
+def test_killed_no_resume_run_never_damages_a_complete_result(matrix, reference, other_result,
+                                                              tmp_path, failpoint, kept):
+    old_out, old_bytes = other_result
+    out = tmp_path / "svd.zarr"
+    shutil.copytree(old_out, out)
+    proc = _procs.start_until_failpoint([*command(matrix, out), "--no-resume"], failpoint,
+                                        tmp_path / "marker")
+    proc.kill()
+    proc.wait(timeout=30)
+    # the old result whole until the new one is complete, then the new one whole
+    assert result_bytes(out) == (old_bytes if kept == "old" else reference)
+    again = subprocess.run([*command(matrix, out), "--no-resume"], capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert result_bytes(out) == reference
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["marker", "svd.zarr"]
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
