@@ -8,12 +8,14 @@ SIGTERM), then reruns the same command.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import _procs
@@ -22,6 +24,7 @@ import pytest
 import zarr
 
 import dmf
+from dmf.engine.lock import LOCK_NAME
 
 K = 3
 
@@ -215,3 +218,87 @@ def test_second_job_on_same_output_exits_3(matrix, tmp_path):
     finally:
         first.kill()
         first.wait()
+
+
+# -- a job frozen by SIGSTOP ---------------------------------------------------
+
+def _frozen(matrix, out, marker) -> subprocess.Popen:
+    """The command, frozen by SIGSTOP just before its 5th iteration (after
+    checkpoint 3), its lease made to look long expired."""
+    proc = start_until(matrix, out, "iteration:5", marker, DMF_FAILPOINT_SLEEP="2")
+    proc.send_signal(signal.SIGSTOP)
+    record = json.loads((out / LOCK_NAME).read_text())
+    assert record["pid"] == proc.pid
+    (out / LOCK_NAME).write_text(json.dumps({**record, "expires": time.time() - 600}))
+    return proc
+
+
+def _files(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != LOCK_NAME}
+
+
+def test_a_frozen_job_keeps_its_lock_and_finishes_when_continued(matrix, reference, tmp_path):
+    out = tmp_path / "svd.zarr"
+    frozen = _frozen(matrix, out, tmp_path / "marker")
+    try:
+        second = run_cli(matrix, out)  # same host: a live pid keeps its lock past its lease
+        assert second.returncode == 3, second.stderr
+        assert f"pid {frozen.pid}" in second.stderr and "locked" in second.stderr
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    _, err = frozen.communicate(timeout=120)
+    assert frozen.returncode == 0, err
+    assert result_bytes(out) == reference
+
+
+def test_a_frozen_job_that_lost_its_lock_writes_nothing_more(matrix, tmp_path):
+    """Frozen past its lease, its lock taken by a job on another host (one
+    host cannot run that job, so the test writes its lock record as it
+    would): continued, it stops with exit 3 and writes nothing."""
+    out = tmp_path / "svd.zarr"
+    frozen = _frozen(matrix, out, tmp_path / "marker")
+    try:
+        taken = {"host": "elsewhere", "pid": 1, "token": "other",
+                 "started": "2000-01-01T00:00:00+00:00", "expires": time.time() + 3600}
+        (out / LOCK_NAME).write_text(json.dumps(taken))
+        before = _files(out)
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    _, err = frozen.communicate(timeout=120)
+    assert frozen.returncode == 3, err
+    assert "this job lost its lock" in err and "Traceback" not in err
+    assert _files(out) == before  # no checkpoint 6, no result
+    assert json.loads((out / LOCK_NAME).read_text()) == taken
+
+
+# -- rank selection: starting over never damages a complete table -------------
+
+def test_killed_no_resume_rank_never_damages_a_complete_table(tmp_path):
+    x = tmp_path / "N.zarr"
+    rng = np.random.default_rng(0)
+    dmf.save_matrix(rng.random((120, 3)) @ rng.random((3, 20)), x)
+    out = tmp_path / "rank.zarr"
+
+    def rank(ks, **env):
+        return [sys.executable, "-m", "dmf", "--workers", "0", "rank", str(x), "--k", ks,
+                "--n-iter", "20", "--out", str(out), "--json"]
+
+    done = subprocess.run(rank("2:3"), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    old = dmf.load(out)
+    # a start over with other ks, killed in its second k's fit (iteration 25 of 20 + 20)
+    proc = _procs.start_until_failpoint([*rank("2:4"), "--no-resume"], "iteration:25",
+                                        tmp_path / "marker")
+    proc.kill()
+    proc.wait(timeout=30)
+    kept = dmf.load(out)
+    assert kept.table["k"].tolist() == [2, 3] and kept.table.tobytes() == old.table.tobytes()
+    assert zarr.open_group(str(out), mode="r").attrs["dmf"]["status"] == "complete"
+
+    again = subprocess.run([*rank("2:4"), "--no-resume"], capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0, again.stderr
+    fresh = dmf.select_rank(str(x), range(2, 5), n_iter=20)
+    assert dmf.load(out).table.tobytes() == fresh.table.tobytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["N.zarr", "marker", "rank.zarr"]
