@@ -1,8 +1,9 @@
 """The ``dmf`` command.
 
 Exit codes (the contract of ../shared/DESIGN.md): 0 done; 2 bad usage or bad
-input (one line naming the file and the problem, no traceback); 3 the output
-is locked or holds a checkpoint of a different job; 4 the environment failed
+input (one line naming the file and the problem, no traceback; also a damaged
+store, and every checkpoint damaged under --damaged-checkpoints stop); 3 the
+output is locked or holds a checkpoint of a different job; 4 the environment failed
 (object store credentials, endpoint, access or bucket; the Dask scheduler or
 its workers; a full or read-only disk: one line naming the URL, address or
 path and what to check, no traceback); 130/143 interrupted; 1 anything
@@ -33,10 +34,11 @@ EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 EXIT_HOOKS_SECONDS = 3.0
 
 EPILOG = """\
-exit codes: 0 done, 2 bad usage or input, 3 output locked or holds another
-job's checkpoint, 4 the environment failed (object store credentials,
-endpoint or bucket, scheduler or its workers, disk full or read-only),
-130/143 interrupted (after a checkpoint), 1 unexpected.
+exit codes: 0 done, 2 bad usage or input (or damaged data: a failed checksum,
+a missing chunk; every checkpoint damaged with --damaged-checkpoints stop),
+3 output locked or holds another job's checkpoint, 4 the environment failed
+(object store credentials, endpoint or bucket, scheduler or its workers, disk
+full or read-only), 130/143 interrupted (after a checkpoint), 1 unexpected.
 URLs: any local path, file://, s3://BUCKET/KEY (with --storage-options),
 memory:// (this process only).
 """

@@ -194,6 +194,7 @@ __all__ = [
     "CheckpointMismatch",
     "ClusterError",
     "ConvergenceWarning",  # noqa: F822 (module __getattr__: built on first use)
+    "DamagedCheckpoint",
     "DmfError",
     "DmfWarning",
     "EnvironmentFailure",

@@ -93,6 +93,21 @@ def test_the_kill_storm_covers_every_fail_point():
     assert names == {point.split(":")[0] for point, _ in KILL_POINTS}
 
 
+def test_the_reliability_page_names_tests_that_make_chaos_runs():
+    """Every test docs/guide/reliability.md names exists and is in make chaos."""
+    repo = Path(__file__).resolve().parent.parent
+    page = (repo / "docs" / "guide" / "reliability.md").read_text()
+    makefile = (repo / "Makefile").read_text()
+    named, current = [], None
+    for path, name in re.findall(r"`(tests/\w+\.py)?::(\w+)`", page):
+        current = path or current
+        named.append((current, name))
+    assert len(named) >= 30
+    for path, name in named:
+        assert f"def {name}(" in (repo / path).read_text(), (path, name)
+        assert f"{path}::{name}" in makefile or f"{path} " in makefile, (path, name)
+
+
 @pytest.mark.parametrize(("failpoint", "resumes_from"), KILL_POINTS)
 def test_sigkill_then_rerun_is_bitwise_equal(matrix, reference, tmp_path, failpoint,
                                              resumes_from):
