@@ -64,6 +64,10 @@ def check_damaged_choice(value: str) -> str:
     return value
 
 
+class Incomplete(ValueError):
+    """A checkpoint whose writer stopped before marking it complete."""
+
+
 @dataclass
 class Checkpoint:
     """What a checkpoint restores."""
@@ -157,6 +161,11 @@ class Checkpoints:
         for name in candidates:
             try:
                 found = self.load(name, verify=verify)
+            except Incomplete:
+                if name != pointer:  # a write a kill stopped before the pointer moved
+                    continue  # to it: not damage (the pointer moves only to complete ones)
+                skipped.append(f"{name} (incomplete, yet the pointer is on it)")
+                continue
             except Exception as exc:  # noqa: BLE001 - any failure means: not this one
                 skipped.append(f"{name} ({one_line(exc)})")
                 continue
@@ -182,9 +191,9 @@ class Checkpoints:
         """The checkpoint ``name``; raises if it is incomplete or damaged."""
         where = self.location.join(name)
         group = zarr.open_group(store=where.zarr_store(read_only=True), mode="r")
-        meta = dict(group.attrs)["dmf"]
+        meta = dict(group.attrs).get("dmf", {})
         if meta.get("complete") is not True:
-            raise ValueError("incomplete: its writer stopped before finishing it")
+            raise Incomplete("incomplete: its writer stopped before finishing it")
         state: dict[str, Any] = dict(meta["scalars"])
         for key, kind in meta["arrays"].items():
             arr = group[key]
