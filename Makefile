@@ -62,10 +62,17 @@ test: $(VENV)/.installed-test
 test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadfile -m slow
 
-# Kills at every fail point, damaged and missing bytes, lock takeover,
-# overwrite while reading, hostile specs and headers (a subset of make test).
+# Kills at every fail point, damaged and missing bytes, lock freeze and takeover,
+# overwrite while reading, hostile specs and headers: every test that
+# docs/guide/reliability.md names (a subset of make test).
+CHAOS_TESTS := tests/test_integrity.py tests/test_kill_resume.py \
+	tests/test_jobs.py::test_checkpoint_damaged_stop_stops_a_step_whose_checkpoints_are_all_damaged \
+	tests/test_store.py::test_failed_overwrite_keeps_the_good_store \
+	tests/test_audio.py::test_killed_overwrite_never_damages_a_complete_separation \
+	tests/test_engine_cluster.py::test_killed_worker_gives_the_same_result \
+	tests/test_engine_cluster.py::test_killed_scheduler_exits_nonzero_then_resumes_on_a_new_one
 chaos: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n 2 --dist loadfile tests/test_integrity.py tests/test_kill_resume.py
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(CHAOS_TESTS)
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e '.[compare]' || \

@@ -1,8 +1,9 @@
 """The ``dmf`` command.
 
 Exit codes (the contract of ../shared/DESIGN.md): 0 done; 2 bad usage or bad
-input (one line naming the file and the problem, no traceback); 3 the output
-is locked or holds a checkpoint of a different job; 4 the environment failed
+input (one line naming the file and the problem, no traceback; also a damaged
+store, and every checkpoint damaged under --damaged-checkpoints stop); 3 the
+output is locked or holds a checkpoint of a different job; 4 the environment failed
 (object store credentials, endpoint, access or bucket; the Dask scheduler or
 its workers; a full or read-only disk: one line naming the URL, address or
 path and what to check, no traceback); 130/143 interrupted; 1 anything
@@ -33,10 +34,11 @@ EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 EXIT_HOOKS_SECONDS = 3.0
 
 EPILOG = """\
-exit codes: 0 done, 2 bad usage or input, 3 output locked or holds another
-job's checkpoint, 4 the environment failed (object store credentials,
-endpoint or bucket, scheduler or its workers, disk full or read-only),
-130/143 interrupted (after a checkpoint), 1 unexpected.
+exit codes: 0 done, 2 bad usage or input (or damaged data: a failed checksum,
+a missing chunk; every checkpoint damaged with --damaged-checkpoints stop),
+3 output locked or holds another job's checkpoint, 4 the environment failed
+(object store credentials, endpoint or bucket, scheduler or its workers, disk
+full or read-only), 130/143 interrupted (after a checkpoint), 1 unexpected.
 URLs: any local path, file://, s3://BUCKET/KEY (with --storage-options),
 memory:// (this process only).
 """
@@ -346,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --out: checkpoint every N iterations (default 10)")
     rank.add_argument("--no-resume", action="store_true",
                       help="with --out: start over even if OUT holds this job")
+    _damaged_option(rank)
 
     # run
     run = command("run", cmd_run, "run a batch job spec (YAML): its steps in order, each "
@@ -392,10 +395,19 @@ def _run_options(sub: argparse.ArgumentParser) -> None:
                      "(default 300)")
     sub.add_argument("--no-resume", action="store_true",
                      help="start over even if OUT holds checkpoints of this job")
+    _damaged_option(sub)
     sub.add_argument("--progress", action="store_true",
                      help="show progress even when stderr is not a terminal")
     sub.add_argument("--no-cache", action="store_true",
                      help="stream X from the store on every pass even if it fits in memory")
+
+
+def _damaged_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--damaged-checkpoints", choices=["start-over", "stop"],
+                     default="start-over",
+                     help="when every checkpoint of this job in OUT is damaged (a damaged "
+                     "newest one falls back to the one before): start over (default), or "
+                     "stop with exit 2, changing nothing")
 
 
 def _progress(args: argparse.Namespace) -> bool | None:
@@ -524,6 +536,7 @@ def _run_kwargs(args: argparse.Namespace) -> dict:
     method (``dmf.svd``, ``dmf.nmf``)."""
     return {"storage_options": args.storage_options, "checkpoint_every": args.checkpoint_every,
             "checkpoint_seconds": args.checkpoint_seconds, "resume": not args.no_resume,
+            "damaged_checkpoints": args.damaged_checkpoints,
             "progress": _progress(args), "cache": False if args.no_cache else "auto"}
 
 
@@ -624,7 +637,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
                                  seed=args.seed, storage_options=args.storage_options,
                                  progress=False if args.quiet else None, out=args.out,
                                  checkpoint_every=args.checkpoint_every,
-                                 resume=not args.no_resume)
+                                 resume=not args.no_resume,
+                                 damaged_checkpoints=args.damaged_checkpoints)
     if args.plot:
         result.plot(args.plot)
     if args.json:

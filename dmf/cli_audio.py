@@ -81,7 +81,9 @@ def cmd_separate(args: argparse.Namespace) -> int:
                        loss=args.loss, n_fft=args.n_fft, hop=args.hop,
                        max_iter=args.max_iter, tol=args.tol, seed=args.seed,
                        block_frames=args.block_frames, overwrite=args.overwrite,
-                       resume=not args.no_resume, checkpoint_every=args.checkpoint_every,
+                       resume=not args.no_resume,
+                       damaged_checkpoints=args.damaged_checkpoints,
+                       checkpoint_every=args.checkpoint_every,
                        checkpoint_seconds=args.checkpoint_seconds, progress=progress,
                        cache=False if args.no_cache else "auto",
                        report=not args.no_report)

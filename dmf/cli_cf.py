@@ -138,6 +138,7 @@ def _fit(args: argparse.Namespace):
     run = {"out": args.out, "storage_options": args.storage_options, "seed": args.seed,
            "checkpoint_every": args.checkpoint_every,
            "checkpoint_seconds": args.checkpoint_seconds, "resume": not args.no_resume,
+           "damaged_checkpoints": args.damaged_checkpoints,
            "progress": False if args.quiet else (True if args.progress else None)}
     if args.model == "sgd":
         reg = 0.02 if args.reg is None else args.reg

@@ -70,6 +70,13 @@ class StoreError(DmfError, OSError):
     exit_code = 2
 
 
+class DamagedCheckpoint(StoreError):
+    """Every checkpoint of a job is damaged (a failed checksum, a missing
+    chunk, unreadable metadata, NaN) and the user chose to stop rather than
+    start over (``damaged_checkpoints="stop"``, CLI ``--damaged-checkpoints
+    stop``). Nothing was changed: the checkpoints are left for inspection."""
+
+
 class CheckpointMismatch(DmfError):
     """The output holds a checkpoint of a different job."""
 
@@ -187,6 +194,7 @@ __all__ = [
     "CheckpointMismatch",
     "ClusterError",
     "ConvergenceWarning",  # noqa: F822 (module __getattr__: built on first use)
+    "DamagedCheckpoint",
     "DmfError",
     "DmfWarning",
     "EnvironmentFailure",

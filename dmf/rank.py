@@ -143,7 +143,8 @@ def _select_nmf(X, ks, *, holdout, n_iter, seed, progress, name, job=None) -> Ra
     for k in ks:
         stored = {} if job is None else {
             "out": job["location"].join(k_group(k)), "checkpoint_every": job["every"],
-            "resume": job["resume"], "input_token": job["token"]}
+            "resume": job["resume"], "damaged_checkpoints": job["damaged"],
+            "input_token": job["token"]}
         result = run(masked_solver(k, seed=seed, fraction=holdout, mean=facts["mean"]), X,
                      seed=seed, max_iter=n_iter, tol=0.0, progress=progress, **stored)
         meta = result.meta if "heldout_mse" in result.meta else result.arrays
@@ -168,7 +169,8 @@ def _select_svd(X, ks, *, seed, progress, cache, source=None, job=None) -> RankS
     else:  # the SVD's own group: a rerun finds it complete (or resumes it)
         result = svd(source, top, method="auto", seed=seed, progress=progress, cache=cache,
                      out=job["location"].join("svd"), storage_options=job["options"],
-                     checkpoint_every=job["every"], resume=job["resume"])
+                     checkpoint_every=job["every"], resume=job["resume"],
+                     damaged_checkpoints=job["damaged"])
     S = np.asarray(result.S, dtype=np.float64)
     ratio = np.asarray(result.explained_variance_ratio_, dtype=np.float64)
     idx = np.array(ks) - 1
@@ -203,6 +205,7 @@ def select_rank(
     out: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: bool = True,
+    damaged_checkpoints: str = "start-over",
 ) -> RankSelection:
     """Choose the number of components k of an NMF or an SVD of X.
 
@@ -240,7 +243,11 @@ def select_rank(
         With ``out``: checkpoint every this many iterations (default 10).
     resume : bool
         With ``out``: resume (or return) the same job stored there; False
-        starts over.
+        starts over (beside a complete table, which is replaced only once
+        the new one is complete).
+    damaged_checkpoints : {"start-over", "stop"}
+        With ``out``: when every checkpoint of a k's fit is damaged, start
+        that fit over (default) or stop, as for :func:`dmf.svd`.
 
     Returns
     -------
@@ -286,27 +293,33 @@ def select_rank(
         return select(None)
     return _stored_job(select, X, method=method, params=params, seed=seed, token=token,
                        out=out, storage_options=storage_options,
-                       checkpoint_every=checkpoint_every, resume=resume)
+                       checkpoint_every=checkpoint_every, resume=resume,
+                       damaged_checkpoints=damaged_checkpoints)
 
 
 def _stored_job(select, X, *, method, params, seed, token, out, storage_options,
-                checkpoint_every, resume) -> RankSelection:
+                checkpoint_every, resume, damaged_checkpoints) -> RankSelection:
     """Run ``select`` with its sub-jobs under ``out``, then write the table
-    to ``out`` as a result group (status complete last)."""
+    to ``out`` as a result group (status complete last). Starting over where
+    a complete table is writes the sub-jobs and the table beside it, in
+    ``.OUT.dmf-next``, swapped in only once complete (as the engine does)."""
     location = Location.parse(out, storage_options)
     algorithm = f"rank-{method}"
     fingerprint = {"algorithm": algorithm, "parameters": params,
                    "input": input_fingerprint(X, token), "seed": seed}
-    output = JobOutput(location, beside=False)  # its sub-jobs live inside it
+    output = JobOutput(location)
     output.existing_meta()  # refuse a non-result before taking the lock there
-    with OutputLock(location):
+    with OutputLock(location) as lock:
+        output.fence = lock.check
         status = output.check_job(fingerprint, resume=resume)
         if status == "complete":
             return _from_meta(location, output.meta(), output.read_arrays())
         output.begin(fingerprint, {"algorithm": algorithm, "parameters": params,
                                    "seed": seed}, fresh=status == "fresh")
-        result = select({"location": location, "options": storage_options,
-                         "every": checkpoint_every, "resume": resume, "token": token})
+        # output.location: OUT, or its sibling when writing beside a complete table
+        result = select({"location": output.location, "options": storage_options,
+                         "every": checkpoint_every, "resume": resume, "token": token,
+                         "damaged": damaged_checkpoints})
         names = result.table.dtype.names
         output.write_result({name: result.table[name] for name in names},
                             {"chosen_k": result.k, "method": result.method,

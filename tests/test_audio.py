@@ -303,3 +303,40 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, case, problem):
     assert err.startswith("dmf: error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert str(path) in err and problem in err
     assert not (tmp_path / "out").exists()
+
+
+def test_killed_overwrite_never_damages_a_complete_separation(tmp_path):
+    import subprocess
+    import sys
+
+    import _procs
+
+    mix = tmp_path / "mix.wav"
+    wav.write(mix, sum(sources(seconds=1.0).values()), RATE)
+    out = tmp_path / "sep"
+    argv = [sys.executable, "-m", "dmf", "--workers", "0", "audio", "separate", str(mix),
+            str(out), "--sources", "2", "--components", "3", "--n-fft", "256", "--hop", "64",
+            "--no-report"]
+    old = dmf.audio.separate(mix, out, 2, components=3, n_fft=256, hop=64, max_iter=20,
+                             report=False)
+
+    def files():
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+                if p.is_file()}
+
+    before = files()
+    # other settings, killed in the middle of the new NMF
+    proc = _procs.start_until_failpoint([*argv, "--max-iter", "30", "--overwrite"],
+                                        "iteration:5", tmp_path / "marker")
+    proc.kill()
+    proc.wait(timeout=30)
+    assert files() == before  # the old separation whole, its marker included
+    assert dmf.audio.separate(mix, out, 2, components=3, n_fft=256, hop=64, max_iter=20,
+                              report=False).skipped
+    done = subprocess.run([*argv, "--max-iter", "30", "--overwrite"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    new = dmf.audio.separate(mix, out, 2, components=3, n_fft=256, hop=64, max_iter=30,
+                             report=False)
+    assert new.skipped and new.facts["n_iter"] == 30 and old.facts["n_iter"] == 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["marker", "mix.wav", "sep"]

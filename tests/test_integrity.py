@@ -17,6 +17,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
+import _procs
 import numpy as np
 import pytest
 import zarr
@@ -27,7 +28,7 @@ from dmf.engine.checkpoint import Checkpoints
 from dmf.engine.driver import Solver, run
 from dmf.engine.finite import NonFiniteError
 from dmf.engine.lock import LOCK_NAME, OutputLock
-from dmf.errors import DmfWarning, InputError, OutputLocked, StoreError
+from dmf.errors import DamagedCheckpoint, DmfWarning, InputError, OutputLocked, StoreError
 from dmf.store.location import Location
 
 K = 4
@@ -101,6 +102,94 @@ def test_no_valid_checkpoint_left_starts_over(problem, tmp_path):
         result = dmf.nmf(X, K, out=out, **RUN)
     assert result.attrs["resumed_from"] is None
     assert np.array_equal(result.H, reference.H)
+
+
+def _files(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != LOCK_NAME}
+
+
+def test_no_valid_checkpoint_left_stops_when_asked(problem, tmp_path):
+    X, _, stopped = problem
+    out = tmp_path / "o.zarr"
+    shutil.copytree(stopped, out)
+    flip_byte(out / "checkpoints" / "ckpt-00000006" / "H" / "c" / "0" / "0")
+    shutil.rmtree(out / "checkpoints" / "ckpt-00000003")
+    before = _files(out)
+    with pytest.raises(DamagedCheckpoint, match=r"o\.zarr/checkpoints: no valid checkpoint is "
+                       r"left \(skipped ckpt-00000006 \(.*H/c/0/0.*\)\); stopped as asked"):
+        dmf.nmf(X, K, out=out, damaged_checkpoints="stop", **RUN)
+    assert _files(out) == before  # nothing changed, nothing pruned: there to inspect
+    assert not (out / LOCK_NAME).exists()
+    with pytest.raises(InputError, match="damaged_checkpoints must be 'start-over' or 'stop'"):
+        dmf.nmf(X, K, out=out, damaged_checkpoints="ignore", **RUN)
+
+
+def test_a_fallback_never_prunes_the_checkpoint_it_resumed_from(problem, tmp_path):
+    """Resumed from checkpoint 3 past a damaged 6, and stopped again before
+    writing a new one: 3 is still there (and valid) for the next rerun."""
+    X, reference, stopped = problem
+    out = tmp_path / "o.zarr"
+    shutil.copytree(stopped, out)
+    flip_byte(out / "checkpoints" / "ckpt-00000006" / "W" / "c" / "0" / "0")
+
+    def stop_at_5(it, state, stats):
+        if it == 5:
+            raise RuntimeError("stopped by the test")
+
+    with pytest.warns(DmfWarning, match="resuming from ckpt-00000003"), \
+            pytest.raises(RuntimeError, match="stopped by the test"):
+        dmf.nmf(X, K, out=out, callback=stop_at_5, **RUN)
+    checkpoints = Checkpoints(Location.parse(out / "checkpoints"))
+    assert checkpoints.load("ckpt-00000003").iteration == 3
+    with pytest.warns(DmfWarning, match="resuming from ckpt-00000003"):
+        result = dmf.nmf(X, K, out=out, **RUN)
+    assert np.array_equal(result.H, reference.H)
+
+
+@pytest.fixture(scope="module")
+def stopped_cli_job(tmp_path_factory):
+    """A stored X, the CLI's uninterrupted result's H, and a CLI job killed
+    at iteration 8 holding checkpoints 3 and 6."""
+    root = tmp_path_factory.mktemp("damaged-cli")
+    dmf.save_matrix(np.random.default_rng(0).random((200, 30)), root / "X.zarr")
+    done = subprocess.run(_nmf_cli(root / "X.zarr", root / "ref.zarr"), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    proc = _procs.start_until_failpoint(_nmf_cli(root / "X.zarr", root / "o.zarr"),
+                                        "iteration:8", root / "marker")
+    proc.kill()
+    proc.wait()
+    return root / "X.zarr", dmf.load(root / "ref.zarr").H, root / "o.zarr"
+
+
+def _nmf_cli(x, out, *extra) -> list[str]:
+    return [sys.executable, "-m", "dmf", "--workers", "0", "nmf", str(x), str(out), "-k", str(K),
+            "--init", "random", "--max-iter", "12", "--tol", "0", "--seed", "1",
+            "--checkpoint-every", "3", *extra]
+
+
+@pytest.mark.parametrize("choice", ["stop", "start-over"])
+def test_cli_damaged_checkpoints_choice(stopped_cli_job, tmp_path, choice):
+    x, reference_H, stopped = stopped_cli_job
+    out = tmp_path / "o.zarr"
+    shutil.copytree(stopped, out)
+    for name in ("ckpt-00000003", "ckpt-00000006"):
+        flip_byte(out / "checkpoints" / name / "H" / "c" / "0" / "0")
+    before = _files(out)
+    done = subprocess.run(_nmf_cli(x, out, "--damaged-checkpoints", choice),
+                          capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr
+    if choice == "stop":
+        assert done.returncode == 2, done.stderr
+        errors = [line for line in done.stderr.splitlines() if line.startswith("dmf: error:")]
+        assert len(errors) == 1 and "o.zarr/checkpoints: no valid checkpoint is left" in errors[0]
+        assert "ckpt-00000006" in errors[0] and "ckpt-00000003" in errors[0]
+        assert _files(out) == before
+    else:
+        assert done.returncode == 0, done.stderr
+        assert "no valid checkpoint is left; starting over" in done.stderr
+        assert np.array_equal(dmf.load(out).H, reference_H)
 
 
 def test_checkpoint_arrays_are_checksummed_and_complete(problem):

@@ -306,3 +306,28 @@ def test_sigterm_stops_the_job_at_a_checkpoint_and_the_rerun_resumes(job, tmp_pa
     record = run_job(job, overrides=sets, quiet=True)
     assert actions(record)["nmf"] == "resumed"
     assert dmf.load(tmp_path / "out" / "nmf").n_iter == 60
+
+
+def test_checkpoint_damaged_stop_stops_a_step_whose_checkpoints_are_all_damaged(
+        job, tmp_path, capsys):
+    import sys
+
+    import _procs
+
+    sets = ["steps.nmf.max_iter=60", "steps.nmf.tol=0", "checkpoint.every=2"]
+    command = [sys.executable, "-m", "dmf", "run", str(job),
+               *(arg for item in sets for arg in ("--set", item))]
+    proc = _procs.start_until_failpoint(command, "iteration:20", tmp_path / "marker")
+    proc.kill()
+    proc.wait()
+    checkpoints = sorted((tmp_path / "out" / "nmf" / "checkpoints").glob("ckpt-*"))
+    assert checkpoints
+    for ckpt in checkpoints:
+        (ckpt / "zarr.json").write_text("{damaged")
+    assert main(["run", str(job), *(arg for item in [*sets, "checkpoint.damaged=stop"]
+                                    for arg in ("--set", item))]) == 2
+    err = capsys.readouterr().err
+    assert "nmf/checkpoints: no valid checkpoint is left" in err, err
+    assert sorted((tmp_path / "out" / "nmf" / "checkpoints").glob("ckpt-*")) == checkpoints
+    assert main(["run", str(job), "--set", "checkpoint.damaged=maybe"]) == 2
+    assert "checkpoint.damaged: must be start-over or stop" in capsys.readouterr().err

@@ -14,6 +14,12 @@ The pipeline, each stage streaming blocks of frames:
    (:mod:`dmf.audio.synthesis`);
 5. ``OUTDIR/report.html`` (:mod:`dmf.audio.figures`) and, last, the marker
    ``OUTDIR/separation.json`` that says the separation is complete.
+
+Replacing a complete separation (``overwrite``) never damages it: the new
+one is written in ``.OUTDIR.dmf-next`` beside it and its entries are moved
+in only once it is complete (the old ones moved aside first, to
+``.OUTDIR.dmf-old-*``, and deleted last). Other files in OUTDIR (the
+recording itself, say) stay where they are.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import hashlib
 import json
 import os
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +44,8 @@ __all__ = ["LOSSES", "Separation", "separate"]
 
 LOSSES = ("is", "kl", "frobenius")
 MARKER = "separation.json"
+#: What a separation writes in OUTDIR, the marker last.
+ENTRIES = ("spectrogram.zarr", "nmf.zarr", "components", "sources", "report.html", MARKER)
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,7 @@ def separate(
     block_frames: int = 1024,
     overwrite: bool = False,
     resume: bool = True,
+    damaged_checkpoints: str = "start-over",
     checkpoint_every: int | None = None,
     checkpoint_seconds: float | None = None,
     progress: bool | None = None,
@@ -145,7 +155,7 @@ def separate(
     overwrite : bool
         Replace a complete separation of other input or settings in OUTDIR
         (without it, that is refused; the same one is returned as it is).
-    resume, checkpoint_every, checkpoint_seconds, progress, cache :
+    resume, damaged_checkpoints, checkpoint_every, checkpoint_seconds, progress, cache :
         As :func:`dmf.nmf`: the NMF checkpoints into ``OUTDIR/nmf.zarr``.
     report : bool
         Write ``OUTDIR/report.html`` (spectrogram, W and H images).
@@ -189,8 +199,14 @@ def separate(
         if not overwrite:
             raise StoreError(f"{outdir}: holds a complete separation of other input or "
                              "settings; pass overwrite=True (CLI: --overwrite) to replace it")
-        os.remove(marker)  # from here on OUTDIR is a separation in progress
+        # The complete one stays whole until the new one is: that is written beside it.
+        final, outdir = outdir, _beside(outdir, "dmf-next")
+        shutil.rmtree(outdir, ignore_errors=True)  # an earlier replacement that was stopped
+        os.makedirs(outdir)
+        marker = os.path.join(outdir, MARKER)
         resume = False
+    else:
+        final = outdir
 
     # Files of an earlier separation here (another k, a report) would outlive it.
     for stale in ("components", "sources"):
@@ -212,6 +228,7 @@ def separate(
 
     result = dmf.nmf(spec_url, k, loss=loss, solver="mu", init="random", max_iter=max_iter,
                      tol=tol, seed=seed, out=nmf_url, resume=True,
+                     damaged_checkpoints=damaged_checkpoints,
                      checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
                      progress=progress, cache=cache)
     import numpy as np
@@ -240,7 +257,31 @@ def separate(
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(done, f, indent=1)
     os.replace(tmp, marker)
-    return _result(outdir, done, skipped=False)
+    if final != outdir:
+        _move_in(outdir, final)
+    return _result(final, done, skipped=False)
+
+
+def _beside(outdir: str, what: str) -> str:
+    parent, name = os.path.split(os.path.abspath(outdir))
+    return os.path.join(parent, f".{name}.{what}")
+
+
+def _move_in(staged: str, outdir: str) -> None:
+    """Put the complete separation ``staged`` in place of the one in
+    ``outdir``: the old entries are moved aside first (marker first, so a
+    crash in between leaves no marker over a mix) and deleted last, the new
+    ones moved in, marker last. Renames, in one folder's parent."""
+    trash = _beside(outdir, f"dmf-old-{uuid.uuid4().hex[:8]}")
+    os.makedirs(trash)
+    for entry in (MARKER, *ENTRIES[:-1]):
+        if os.path.lexists(os.path.join(outdir, entry)):
+            os.replace(os.path.join(outdir, entry), os.path.join(trash, entry))
+    for entry in ENTRIES:
+        if os.path.lexists(os.path.join(staged, entry)):
+            os.replace(os.path.join(staged, entry), os.path.join(outdir, entry))
+    shutil.rmtree(trash)
+    shutil.rmtree(staged)
 
 
 def _complete_spectrogram(url: str, key: str) -> bool:

@@ -44,6 +44,7 @@ def als(
     checkpoint_every: int | None = None,
     checkpoint_seconds: float | None = None,
     resume: bool = True,
+    damaged_checkpoints: str = "start-over",
     progress: bool | None = None,
     callback=None,
 ) -> LatentFactors:
@@ -87,6 +88,9 @@ def als(
     out, storage_options, checkpoint_every, checkpoint_seconds, resume, progress :
         As for :func:`dmf.nmf`: store the model (a result group with ``P``,
         ``Q``, ``user_bias``, ``item_bias``, the ids), checkpoint, resume.
+    damaged_checkpoints : {"start-over", "stop"}
+        When every checkpoint at ``out`` is damaged: start over (default)
+        or stop, changing nothing; as for :func:`dmf.svd`.
     callback : callable, optional
         ``callback(iteration, state, stats)`` after every iteration.
 
@@ -137,7 +141,8 @@ def als(
                                  params={**params, "biases": biases})
     return fit_model(solver, ratings, seed=seed, max_iter=max_iter, tol=tol, out=out,
                      storage_options=storage_options, checkpoint_every=checkpoint_every,
-                     checkpoint_seconds=checkpoint_seconds, resume=resume, progress=progress,
+                     checkpoint_seconds=checkpoint_seconds, resume=resume,
+                     damaged_checkpoints=damaged_checkpoints, progress=progress,
                      callback=callback)
 
 

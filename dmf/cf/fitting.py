@@ -13,7 +13,8 @@ from dmf.engine.driver import Solver, run
 def fit_model(solver: Solver, ratings: Ratings, *, seed: int | None, max_iter: int, tol: float,
               out: str | os.PathLike | None = None, storage_options: dict | None = None,
               checkpoint_every: int | None = None, checkpoint_seconds: float | None = None,
-              resume: bool = True, progress: bool | None = None,
+              resume: bool = True, damaged_checkpoints: str = "start-over",
+              progress: bool | None = None,
               callback=None) -> LatentFactors:
     """``solver`` on the engine over ``ratings`` (the by-user view is the
     engine's X; the content token identifies the input): progress,
@@ -21,6 +22,7 @@ def fit_model(solver: Solver, ratings: Ratings, *, seed: int | None, max_iter: i
     options: dict[str, Any] = {"out": out, "storage_options": storage_options,
                                "checkpoint_every": checkpoint_every,
                                "checkpoint_seconds": checkpoint_seconds, "resume": resume,
+                               "damaged_checkpoints": damaged_checkpoints,
                                "progress": progress, "callback": callback}
     result = run(solver, ratings.by_user, seed=seed, max_iter=max_iter, tol=tol,
                  input_token=ratings.token, **options)

@@ -192,6 +192,7 @@ def sgd(
     checkpoint_every: int | None = None,
     checkpoint_seconds: float | None = None,
     resume: bool = True,
+    damaged_checkpoints: str = "start-over",
     progress: bool | None = None,
     callback=None,
 ) -> LatentFactors:
@@ -217,6 +218,9 @@ def sgd(
         exact sequential SGD.
     out, storage_options, checkpoint_every, checkpoint_seconds, resume, progress, callback :
         As for :func:`dmf.cf.als.als`.
+    damaged_checkpoints : {"start-over", "stop"}
+        When every checkpoint at ``out`` is damaged: start over (default)
+        or stop, changing nothing; as for :func:`dmf.svd`.
 
     Returns
     -------
@@ -245,7 +249,8 @@ def sgd(
                         params=params)
     return fit_model(solver, ratings, seed=seed, max_iter=n_epochs, tol=tol, out=out,
                      storage_options=storage_options, checkpoint_every=checkpoint_every,
-                     checkpoint_seconds=checkpoint_seconds, resume=resume, progress=progress,
+                     checkpoint_seconds=checkpoint_seconds, resume=resume,
+                     damaged_checkpoints=damaged_checkpoints, progress=progress,
                      callback=callback)
 
 

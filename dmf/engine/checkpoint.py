@@ -19,8 +19,10 @@ chunk (see :mod:`dmf.store.dense`). Resuming reads the newest checkpoint
 whole and checks it: a checksum that fails, a missing chunk, unreadable
 metadata, a directory that is gone or values that are not finite make it
 skipped, with a warning naming it and why, and the previous one (``keep``
-is 2 for this) is tried. Pruning keeps the checkpoint just written, so the
-last valid one is never deleted.
+is 2 for this) is tried. When none is valid the job starts over or stops
+(:class:`~dmf.errors.DamagedCheckpoint`, exit 2, nothing changed), as the
+user chose (``damaged_checkpoints``, :data:`DAMAGED_CHOICES`). Pruning
+keeps the checkpoint just written, so the last valid one is never deleted.
 
 Dask arrays in the state (tall factors) are written by the workers, block by
 block, and come back as lazy arrays read from the checkpoint: this also cuts
@@ -42,7 +44,7 @@ import numpy as np
 import zarr
 
 from dmf.engine.faults import failpoint
-from dmf.errors import DmfWarning, warn
+from dmf.errors import DamagedCheckpoint, DmfWarning, InputError, warn
 from dmf.store.dense import checked_array_options, open_dense, read_whole
 from dmf.store.dims import group_dimension_names
 from dmf.store.location import Location, one_line
@@ -50,6 +52,20 @@ from dmf.store.location import Location, one_line
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^ckpt-(\d{8})$")
+
+#: What a job does when every checkpoint it could resume from is damaged.
+DAMAGED_CHOICES = ("start-over", "stop")
+
+
+def check_damaged_choice(value: str) -> str:
+    """``value`` if it is one of :data:`DAMAGED_CHOICES`, else InputError."""
+    if value not in DAMAGED_CHOICES:
+        raise InputError(f"damaged_checkpoints must be 'start-over' or 'stop', got {value!r}")
+    return value
+
+
+class Incomplete(ValueError):
+    """A checkpoint whose writer stopped before marking it complete."""
 
 
 @dataclass
@@ -119,13 +135,16 @@ class Checkpoints:
         return dict(root.attrs).get("dmf", {}).get("latest")
 
     # -- reading ------------------------------------------------------------
-    def latest(self, *, verify: bool = True) -> Checkpoint | None:
+    def latest(self, *, verify: bool = True,
+               damaged: str = "start-over") -> Checkpoint | None:
         """The newest valid checkpoint: the pointer's, else (with a warning
         naming what was skipped and why) the newest older one that is valid;
         None when there is none.
 
         ``verify`` reads the tall arrays through once to check their
-        checksums (the small ones are always read).
+        checksums (the small ones are always read). ``damaged``: when there
+        are checkpoints but none is valid, ``"start-over"`` warns and returns
+        None, ``"stop"`` raises DamagedCheckpoint naming what was skipped.
         """
         skipped = []
         try:
@@ -142,12 +161,23 @@ class Checkpoints:
         for name in candidates:
             try:
                 found = self.load(name, verify=verify)
+            except Incomplete:
+                if name != pointer:  # a write a kill stopped before the pointer moved
+                    continue  # to it: not damage (the pointer moves only to complete ones)
+                skipped.append(f"{name} (incomplete, yet the pointer is on it)")
+                continue
             except Exception as exc:  # noqa: BLE001 - any failure means: not this one
                 skipped.append(f"{name} ({one_line(exc)})")
                 continue
             if skipped:
                 _warn_skipped(self.location, skipped, f"resuming from {name}")
             return found
+        if skipped and check_damaged_choice(damaged) == "stop":
+            raise DamagedCheckpoint(
+                f"{self.location}: no valid checkpoint is left (skipped {'; '.join(skipped)}); "
+                "stopped as asked (damaged checkpoints: stop), nothing changed; "
+                "--damaged-checkpoints start-over (damaged_checkpoints='start-over') or "
+                "--no-resume starts over")
         if skipped:
             _warn_skipped(self.location, skipped, "no valid checkpoint is left; starting over")
         return None
@@ -161,9 +191,9 @@ class Checkpoints:
         """The checkpoint ``name``; raises if it is incomplete or damaged."""
         where = self.location.join(name)
         group = zarr.open_group(store=where.zarr_store(read_only=True), mode="r")
-        meta = dict(group.attrs)["dmf"]
+        meta = dict(group.attrs).get("dmf", {})
         if meta.get("complete") is not True:
-            raise ValueError("incomplete: its writer stopped before finishing it")
+            raise Incomplete("incomplete: its writer stopped before finishing it")
         state: dict[str, Any] = dict(meta["scalars"])
         for key, kind in meta["arrays"].items():
             arr = group[key]

@@ -30,6 +30,7 @@ import dask.array as da
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from dmf.engine.checkpoint import check_damaged_choice
 from dmf.engine.cluster import current_client
 from dmf.engine.faults import failpoint
 from dmf.engine.finite import check_run_options, check_step
@@ -157,6 +158,7 @@ def run(
     checkpoint_seconds: float | None = None,
     keep: int = 2,
     resume: bool = True,
+    damaged_checkpoints: str = "start-over",
     progress: bool | None = None,
     callback: Callable[[int, State, Stats], None] | None = None,
     input_token: str | None = None,
@@ -187,6 +189,10 @@ def run(
     resume : bool
         Resume from a checkpoint of the same job at ``out`` (and do nothing
         if that job is complete). False starts over.
+    damaged_checkpoints : {"start-over", "stop"}
+        When resuming finds checkpoints but every one is damaged (each is
+        skipped with a warning naming it): start over (default), or stop with
+        :class:`~dmf.errors.DamagedCheckpoint` (exit 2), changing nothing.
     progress : bool, optional
         Show progress on stderr; default: when stderr is a terminal.
     callback : callable, optional
@@ -200,6 +206,7 @@ def run(
     check_run_options(solver.params, seed=seed, max_iter=max_iter, tol=tol,
                       checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
                       keep=keep)
+    check_damaged_choice(damaged_checkpoints)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % 2**32)
     fingerprint = {"algorithm": solver.name, "parameters": solver.params,
@@ -229,7 +236,7 @@ def run(
                                     "(use --no-resume to recompute)")
                     return _stored_result(output, skipped=True)
                 if status == "resume":
-                    checkpoint = output.checkpoints.latest()
+                    checkpoint = output.checkpoints.latest(damaged=damaged_checkpoints)
                     if checkpoint is not None:
                         diff = first_difference(checkpoint.fingerprint, fingerprint)
                         if diff:

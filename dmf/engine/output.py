@@ -67,10 +67,9 @@ def first_difference(old: Any, new: Any, path: str = "") -> str | None:
 class JobOutput:
     """The output group of one job."""
 
-    def __init__(self, location: Location, *, keep: int = 2, beside: bool = True):
+    def __init__(self, location: Location, *, keep: int = 2):
         self.location = location
         self.keep = keep
-        self.beside = beside  # False: a job whose parts live inside the output (rank)
         #: Called before each write; raises if this job lost the output's lock.
         self.fence: Callable[[], None] = lambda: None
         self.checkpoints = self._checkpoints()
@@ -124,7 +123,7 @@ class JobOutput:
         and write beside a complete result that starting over would damage."""
         if fresh:
             existing = self.existing_meta()
-            if self.beside and existing is not None and existing.get("status") == "complete":
+            if existing is not None and existing.get("status") == "complete":
                 self._write_beside()
             self.checkpoints.clear()
         group = zarr.open_group(store=self.location.zarr_store(), mode="a", zarr_format=3)

@@ -403,6 +403,8 @@ class Runner:
             extra += ["--checkpoint-every", str(self.spec.checkpoint["every"])]
         if "checkpoint_seconds" in dests and "seconds" in self.spec.checkpoint:
             extra += ["--checkpoint-seconds", str(self.spec.checkpoint["seconds"])]
+        if "damaged_checkpoints" in dests and "damaged" in self.spec.checkpoint:
+            extra += ["--damaged-checkpoints", self.spec.checkpoint["damaged"]]
         if fresh and "no_resume" in dests:
             extra.append("--no-resume")
         if owned and "overwrite" in dests:

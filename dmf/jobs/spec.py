@@ -8,7 +8,7 @@
                                       # (relative paths: to this file's folder)
     storage_options: {}               # fsspec options for every URL
     cluster: {address: null, workers: 2, threads: 1, memory_limit: 2GiB}
-    checkpoint: {every: 10, seconds: 300}
+    checkpoint: {every: 10, seconds: 300, damaged: start-over}   # or damaged: stop
     retries: {attempts: 2, delay: 10}
     inputs:
       ratings: data/ratings.zarr      # or {url: ..., storage_options: {...}}
@@ -124,6 +124,8 @@ SECTIONS = {
     "checkpoint": {
         "every": (_int(1), "a positive number of iterations", False),
         "seconds": (_number(0), "a number of seconds >= 0", False),
+        "damaged": (lambda v: v in ("start-over", "stop"),
+                    "start-over or stop (when every checkpoint of a step is damaged)", False),
     },
     "retries": {
         "attempts": (_int(0), "an integer >= 0 (retries after the first try)", False),

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 RUNNER_OPTIONS = frozenset({
     "help", "scheduler", "workers", "threads", "memory_limit", "storage_options", "verbose",
     "quiet", "no_resume", "overwrite", "progress", "json", "checkpoint_every",
-    "checkpoint_seconds", "func", "command", "kind", "cf_command", "audio_command",
+    "checkpoint_seconds", "damaged_checkpoints", "func", "command", "kind", "cf_command",
+    "audio_command",
 })
 
 

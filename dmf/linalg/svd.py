@@ -143,6 +143,7 @@ def svd(
     checkpoint_every: int | None = None,
     checkpoint_seconds: float | None = None,
     resume: bool = True,
+    damaged_checkpoints: str = "start-over",
     progress: bool | None = None,
     cache: bool | str = "auto",
     compute_u: bool = True,
@@ -221,6 +222,11 @@ def svd(
         Checkpoint cadence with ``out`` (default every 10 iterations or 300 s).
     resume : bool
         False: start over even if ``out`` holds this job's checkpoints.
+    damaged_checkpoints : {"start-over", "stop"}
+        When every checkpoint of this job at ``out`` is damaged (each skipped
+        with a warning naming it; a damaged newest one falls back to the one
+        before): start over (default), or stop with
+        :class:`~dmf.errors.DamagedCheckpoint` (exit 2), changing nothing.
     progress : bool, optional
         Progress on stderr (default: when stderr is a terminal).
     cache : {"auto", True, False}
@@ -338,7 +344,8 @@ def svd(
         solver = without_u(solver)
     result = run(solver, A, seed=seed, max_iter=max_steps, tol=0.0 if tol is None else tol,
                  out=out, storage_options=storage_options, checkpoint_every=checkpoint_every,
-                 checkpoint_seconds=checkpoint_seconds, resume=resume, progress=progress,
+                 checkpoint_seconds=checkpoint_seconds, resume=resume,
+                 damaged_checkpoints=damaged_checkpoints, progress=progress,
                  input_token=token)
     return SVDResult.from_run(result, method)
 

@@ -68,6 +68,7 @@ def nmf(
     checkpoint_every: int | None = None,
     checkpoint_seconds: float | None = None,
     resume: bool = True,
+    damaged_checkpoints: str = "start-over",
     progress: bool | None = None,
     cache: bool | str = "auto",
     orthogonal: str | None = None,
@@ -129,6 +130,9 @@ def nmf(
         hals); see :meth:`dmf.NMFResult.transform`.
     out, checkpoint_every, checkpoint_seconds, resume, progress, cache :
         As for :func:`dmf.svd`: store the result, checkpoint, resume.
+    damaged_checkpoints : {"start-over", "stop"}
+        When every checkpoint at ``out`` is damaged: start over (default)
+        or stop, changing nothing; as for :func:`dmf.svd`.
     orthogonal : {None, "W", "H", "both"}
         Orthogonal NMF (Ding, Li, Peng and Park 2006): updates that drive
         W^T W and/or H H^T to the identity, for hard row / column clusters
@@ -250,7 +254,8 @@ def nmf(
                                update_H=update_H, orthogonal=orthogonal)
     result = run(solver_obj, X, seed=seed, max_iter=max_iter, tol=tol, out=out,
                  storage_options=storage_options, checkpoint_every=checkpoint_every,
-                 checkpoint_seconds=checkpoint_seconds, resume=resume, progress=progress,
+                 checkpoint_seconds=checkpoint_seconds, resume=resume,
+                 damaged_checkpoints=damaged_checkpoints, progress=progress,
                  input_token=token, callback=callback)
     stopped = result.meta.get("stopped_by_callback", False)
     if tol > 0 and not result.converged and not result.skipped and not stopped:

@@ -188,6 +188,7 @@ def nmtf(
     checkpoint_every: int | None = None,
     checkpoint_seconds: float | None = None,
     resume: bool = True,
+    damaged_checkpoints: str = "start-over",
     progress: bool | None = None,
     cache: bool | str = "auto",
 ) -> NMTFResult:
@@ -223,6 +224,9 @@ def nmtf(
     out, storage_options, checkpoint_every, checkpoint_seconds, resume, progress, cache :
         As for :func:`dmf.nmf`: store the result (arrays W, S, H), checkpoint,
         resume.
+    damaged_checkpoints : {"start-over", "stop"}
+        When every checkpoint at ``out`` is damaged: start over (default)
+        or stop, changing nothing; as for :func:`dmf.svd`.
 
     Returns
     -------
@@ -263,7 +267,8 @@ def nmtf(
                      init=_random_start(k1, k2, avg), params=params)
     result = run(solver, X, seed=seed, max_iter=max_iter, tol=tol, out=out,
                  storage_options=storage_options, checkpoint_every=checkpoint_every,
-                 checkpoint_seconds=checkpoint_seconds, resume=resume, progress=progress,
+                 checkpoint_seconds=checkpoint_seconds, resume=resume,
+                 damaged_checkpoints=damaged_checkpoints, progress=progress,
                  input_token=token)
     if tol > 0 and not result.converged and not result.skipped:
         warn(f"NMTF stopped at max_iter={max_iter} before meeting tol={tol}; "
