@@ -32,6 +32,7 @@ import scipy.sparse
 
 from dmf.errors import InputError
 from dmf.linalg.hashing import uniform_hash
+from dmf.linalg.products import as_f64, row_slices, transpose_times
 
 
 @dataclass
@@ -113,8 +114,8 @@ def bcv_errors(X: da.Array, ks: list[int], *, folds: tuple[int, int], seed: int,
             result = svd(D, top, method="auto", seed=seed, progress=progress, cache=cache)
             S = np.asarray(result.S, dtype=np.float64)
             usable = S > max(D.shape) * dtype_eps * S[0] if S[0] > 0 else np.zeros_like(S, bool)
-            C = kept_rows[:, cols_in].map_blocks(_dense, dtype=np.float64)
-            UtC = np.asarray(da.dot(result.U.astype(np.float64).T, C).compute())
+            U = da.asarray(result.U).astype(np.float64)
+            UtC = np.asarray(transpose_times(kept_rows[:, cols_in], U).compute()).T
             scaled = np.where(usable[:, None], UtC / np.where(usable, S, 1.0)[:, None], 0.0)
             V = np.asarray(result.Vt, dtype=np.float64).T
             parts = held_rows.map_blocks(
@@ -126,30 +127,29 @@ def bcv_errors(X: da.Array, ks: list[int], *, folds: tuple[int, int], seed: int,
     return BcvErrors(list(ks), sums[:, 0], sums[:, 1], m * n, total_sq)
 
 
-def _dense(block) -> np.ndarray:
-    block = block.toarray() if scipy.sparse.issparse(block) else block
-    return np.asarray(block, dtype=np.float64)
-
-
 def _block_errors(block, cols_in, V, scaled, ks) -> np.ndarray:
     """A held-out block row's e^2 and e^4 sums for each k, and its sum of
-    x^2 over A, flat in one row. ``block`` holds whole rows of X."""
+    x^2 over A, flat in one row. ``block`` holds whole rows of X; the dense
+    prediction is formed one row slice at a time and dropped."""
+    out = np.zeros(2 * len(ks) + 1)
     if scipy.sparse.issparse(block):
         block = block.tocsr()
-    A = _dense(block[:, cols_in])
-    BV = np.asarray(block[:, ~cols_in] @ V, dtype=np.float64)
-    out = np.zeros(2 * len(ks) + 1)
-    prediction = np.zeros_like(A)
-    done = 0
-    for i, k in enumerate(ks):
-        if k > done:  # add components done .. k - 1
-            prediction += BV[:, done:k] @ scaled[done:k]
-            done = k
-        sq = A - prediction
-        sq *= sq
-        out[2 * i] = sq.sum()
-        out[2 * i + 1] = np.vdot(sq, sq)
-    out[-1] = np.vdot(A, A)
+    for sl in row_slices(block):
+        part = as_f64(block[sl])
+        A = part[:, cols_in]
+        A = A.toarray() if scipy.sparse.issparse(A) else A
+        BV = np.asarray(part[:, ~cols_in] @ V)
+        prediction = np.zeros_like(A)
+        done = 0
+        for i, k in enumerate(ks):
+            if k > done:  # add components done .. k - 1
+                prediction += BV[:, done:k] @ scaled[done:k]
+                done = k
+            sq = A - prediction
+            sq *= sq
+            out[2 * i] += sq.sum()
+            out[2 * i + 1] += np.vdot(sq, sq)
+        out[-1] += np.vdot(A, A)
     return out[None]
 
 
