@@ -331,12 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
     cli_audio.add_commands(commands, command, _run_options)
 
     # rank
-    rank = command("rank", cmd_rank, "choose k: held-out NMF error or the SVD spectrum's elbow")
+    rank = command("rank", cmd_rank, "choose k: bi-cross-validation, held-out NMF error or "
+                   "the SVD spectrum's elbow")
     rank.add_argument("x", metavar="X", help="input matrix (path or URL)")
     rank.add_argument("--k", type=k_range, required=True, metavar="A:B",
                       help="candidate ks, A to B inclusive (or one K)")
-    rank.add_argument("--method", choices=["nmf", "svd"], default="nmf",
-                      help="nmf: held-out error of a masked NMF per k (default); svd: elbow")
+    rank.add_argument("--method", choices=["bcv", "nmf", "svd"], default="bcv",
+                      help="bcv: bi-cross-validation of the truncated SVD (default); nmf: "
+                      "held-out error of a masked NMF per k; svd: elbow")
     rank.add_argument("--n-iter", type=positive_int, default=200, metavar="N",
                       help="nmf: iterations per k (default 200)")
     rank.add_argument("--plot", metavar="FILE.png", help="write error versus k as a PNG")

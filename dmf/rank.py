@@ -1,16 +1,27 @@
 """``dmf.select_rank``: choose the number of components k.
 
-Two criteria, one table per k:
+Three criteria, one table per k:
 
+- ``method="bcv"`` (the default; Owen and Perry's bi-cross-validation,
+  :mod:`dmf.linalg.bcv`): the rows and the columns are each dealt into two
+  groups by a hash of (seed, index); for each of the four (row group,
+  column group) blocks A held out, the rows and columns outside it, D, are
+  fitted by a truncated SVD and A is predicted as B D_k^+ C from the blocks
+  beside it. The table holds the held-out RMSE over all entries (each is
+  held out once) and the standard error of its MSE. The chosen k is the
+  smallest whose MSE is within one standard error of the lowest, or below
+  the rounding floor eps(dtype) * mean(X^2) (an exact rank, where every
+  larger k predicts as well, to rounding). Nothing is iterated, so a k is
+  never favoured by converging faster, and the cost is 4 SVDs whatever ks.
 - ``method="nmf"`` (Wold's holdout): a fixed pseudo-random share of the
   entries (``holdout``, default 10%) is held out by a hash of (seed, row,
   column) (:mod:`dmf.nmf.masked`), an NMF is fitted to the other entries
-  for each k, and the root mean squared error on the held-out entries is
-  reported. Too small a k underfits the held-out entries, too large a k
-  fits the noise of the kept ones: the held-out error is lowest near the
-  true rank. The chosen k is the smallest whose held-out MSE is within one
-  standard error of the lowest (the one-standard-error rule: among
-  indistinguishable errors, the simplest model).
+  for each k with ``n_iter`` multiplicative updates, and the root mean
+  squared error on the held-out entries is reported; the chosen k is the
+  smallest whose held-out MSE is within one standard error of the lowest.
+  A fixed budget of updates under-fits the larger ks less than the smaller
+  ones only when they converge: with too few (the default 200 is too few
+  for dense factors) the error keeps falling past the true rank.
 - ``method="svd"``: one truncated SVD with max(ks) + 1 components. The
   table holds each component's singular value and explained-variance ratio,
   the cumulative ratio and the gap ratio S_k / S_(k+1); the chosen k (the
@@ -31,6 +42,7 @@ from dmf.engine.driver import input_fingerprint, run
 from dmf.engine.lock import OutputLock
 from dmf.engine.output import JobOutput
 from dmf.errors import InputError
+from dmf.linalg.bcv import bcv_errors, check_folds
 from dmf.linalg.svd import check_k
 from dmf.nmf.checks import nonnegative_facts
 from dmf.nmf.masked import masked_solver
@@ -38,7 +50,7 @@ from dmf.nmf.mu import full_rows
 from dmf.store.api import as_matrix
 from dmf.store.location import Location
 
-METHODS = ("nmf", "svd")
+METHODS = ("bcv", "nmf", "svd")
 
 #: Masked MU iterations per k: a fixed count keeps the ks comparable (each
 #: fit has had the same budget) and the cost known: len(ks) * n_iter reads.
@@ -52,18 +64,19 @@ class RankSelection:
     Attributes
     ----------
     table : numpy structured array
-        One row per k, ascending. ``method="nmf"``: ``k``, ``heldout_rmse``,
-        ``heldout_se`` (standard error of the held-out MSE), ``train_rmse``.
+        One row per k, ascending. ``method="bcv"``: ``k``, ``heldout_rmse``,
+        ``heldout_se`` (standard error of the held-out MSE).
+        ``method="nmf"``: the same and ``train_rmse``.
         ``method="svd"``: ``k``, ``singular_value``,
         ``explained_variance_ratio``, ``cumulative_ratio``, ``gap_ratio``.
     k : int
         The chosen number of components.
     method : str
-        ``"nmf"`` or ``"svd"``.
+        ``"bcv"``, ``"nmf"`` or ``"svd"``.
     criterion : str
         The rule that chose k, in words.
     attrs : dict
-        Parameters (holdout share, iterations, seed).
+        Parameters (folds or holdout share, iterations, seed).
     """
 
     table: np.ndarray
@@ -74,7 +87,7 @@ class RankSelection:
 
     @property
     def _error_column(self) -> str:
-        return "heldout_rmse" if self.method == "nmf" else "explained_variance_ratio"
+        return "explained_variance_ratio" if self.method == "svd" else "heldout_rmse"
 
     def rows(self) -> list[dict[str, Any]]:
         """The table as a list of dicts (JSON-able)."""
@@ -101,9 +114,10 @@ class RankSelection:
         ks = self.table["k"]
         fig, ax = plt.subplots(figsize=(6, 4))
         try:
-            if self.method == "nmf":
+            if self.method != "svd":
                 ax.errorbar(ks, self.table["heldout_rmse"], fmt="o-", label="held-out RMSE")
-                ax.plot(ks, self.table["train_rmse"], "s--", label="kept-entry RMSE")
+                if "train_rmse" in self.table.dtype.names:
+                    ax.plot(ks, self.table["train_rmse"], "s--", label="kept-entry RMSE")
                 ax.set_ylabel("RMSE")
             else:
                 ax.plot(ks, self.table["cumulative_ratio"], "o-",
@@ -160,6 +174,21 @@ def _select_nmf(X, ks, *, holdout, n_iter, seed, progress, name, job=None) -> Ra
                          {"holdout": holdout, "n_iter": n_iter, "seed": seed})
 
 
+def _select_bcv(X, ks, *, folds, seed, progress, cache) -> RankSelection:
+    errors = bcv_errors(X, ks, folds=folds, seed=seed, progress=progress, cache=cache)
+    mse, se = errors.mse, errors.mse_se
+    table = np.empty(len(ks), dtype=[("k", "i8"), ("heldout_rmse", "f8"), ("heldout_se", "f8")])
+    table["k"], table["heldout_rmse"], table["heldout_se"] = ks, np.sqrt(mse), se
+    # below eps * mean(x^2) an error is rounding: an exact rank's larger ks tie with it
+    floor = float(np.finfo(X.dtype if X.dtype.kind == "f" else np.float64).eps) \
+        * errors.total_sq / errors.count
+    best = int(np.argmin(mse))
+    within = np.flatnonzero(mse <= max(mse[best] + se[best], floor))
+    return RankSelection(table, int(ks[int(within[0])]), "bcv",
+                         "smallest k within one standard error of the lowest "
+                         "bi-cross-validation MSE", {"folds": list(folds), "seed": seed})
+
+
 def _select_svd(X, ks, *, seed, progress, cache, source=None, job=None) -> RankSelection:
     from dmf.linalg.svd import svd
 
@@ -195,7 +224,8 @@ def select_rank(
     X,
     ks=range(2, 31),
     *,
-    method: str = "nmf",
+    method: str = "bcv",
+    folds: tuple[int, int] = (2, 2),
     holdout: float = 0.1,
     n_iter: int = N_ITER,
     seed: int = 0,
@@ -214,12 +244,20 @@ def select_rank(
     X : URL, Zarr array, dask or numpy array, or scipy.sparse matrix
         The matrix (non-negative for ``method="nmf"``).
     ks : iterable of int
-        The candidate k, each in 1..min(m, n) (default 2..30).
-    method : {"nmf", "svd"}
-        ``"nmf"``: held-out reconstruction error (Wold's holdout, one masked
-        NMF per k, ``len(ks) * n_iter`` reads of X). ``"svd"``: explained
+        The candidate k, each in 1..min(m, n) (default 2..30); for
+        ``"bcv"`` at most the kept block's min(m, n) (half of X's with the
+        default folds).
+    method : {"bcv", "nmf", "svd"}
+        ``"bcv"`` (default): Owen and Perry's bi-cross-validation error of
+        the truncated SVD, from 4 SVDs of X's quarter blocks (about 16
+        reads of X whatever ks). ``"nmf"``: held-out reconstruction error
+        (Wold's holdout, one masked NMF per k, ``len(ks) * n_iter`` reads of
+        X; only as good as the fits' convergence). ``"svd"``: explained
         variance and the spectrum's elbow (one SVD with max(ks) + 1
         components). See :mod:`dmf.rank` for the rules.
+    folds : (int, int)
+        BCV: the row groups and column groups, each >= 2 (default (2, 2),
+        as in Perry's R package bcv).
     holdout : float
         NMF: the share of entries held out, in (0, 0.5] (default 0.1).
     n_iter : int
@@ -234,11 +272,13 @@ def select_rank(
     cache : {"auto", True, False}
         Keep X in cluster memory between passes when it fits.
     out : str or path, optional
-        A result group for the job (``algorithm`` ``rank-nmf`` or
-        ``rank-svd``): each k's masked NMF runs in ``OUT/k=07`` (the SVD in
-        ``OUT/svd``) with checkpoints, and the table is written to OUT, so a
-        killed job run again skips the finished ks, resumes the interrupted
-        one and gives the same table; ``dmf.load(out)`` returns it.
+        A result group for the job (``algorithm`` ``rank-bcv``,
+        ``rank-nmf`` or ``rank-svd``): each k's masked NMF runs in
+        ``OUT/k=07`` (the SVD in ``OUT/svd``) with checkpoints, and the
+        table is written to OUT, so a killed job run again skips the
+        finished ks, resumes the interrupted one and gives the same table;
+        ``dmf.load(out)`` returns it. BCV's SVDs are not stored: a killed
+        BCV job starts over, a complete one returns its table.
     checkpoint_every : int, optional
         With ``out``: checkpoint every this many iterations (default 10).
     resume : bool
@@ -263,18 +303,27 @@ def select_rank(
     >>> X = parts((60, 3)) @ parts((3, 40))
     >>> dmf.select_rank(X, range(1, 7), method="svd").k
     3
+    >>> dmf.select_rank(X, range(1, 11)).k
+    3
     >>> r = dmf.select_rank(X, range(2, 5), method="nmf", n_iter=50)
     >>> r.k, r.table["k"].tolist()
     (3, [2, 3, 4])
     """
     if method not in METHODS:
-        raise InputError(f"unknown rank-selection method {method!r}; use 'nmf' or 'svd'")
+        raise InputError(f"unknown rank-selection method {method!r}; "
+                         "use 'bcv', 'nmf' or 'svd'")
     name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
     source = X
     cache, token = numpy_input(X, cache, out)
     X = as_matrix(X, storage_options=storage_options)
     ks = _check_ks(ks, X.shape)
-    if method == "svd":
+    if method == "bcv":
+        folds = check_folds(folds, ks, X.shape)
+        X = full_rows(cache_input(X, cache))
+        params = {"ks": ks, "folds": list(folds)}
+        select = lambda _job: _select_bcv(X, ks, folds=folds, seed=seed,  # noqa: E731
+                                          progress=progress, cache=False)
+    elif method == "svd":
         params = {"ks": ks}
         select = lambda job: _select_svd(X, ks, seed=seed, progress=progress,  # noqa: E731
                                          cache=cache, source=source, job=job)

@@ -120,6 +120,30 @@ def test_importing_dmf_does_not_import_scikit_learn():
     assert out.strip() == "False"
 
 
+# -- line 7: rank selection finds planted ranks --------------------------------------
+
+def test_default_rank_selection_finds_rank_7_under_noise():
+    rng = np.random.default_rng(3)
+    X = rng.random((600, 7)) @ rng.random((7, 150)) + 0.01 * rng.random((600, 150))
+    r = dmf.select_rank(X, range(2, 13), seed=0)
+    assert (r.method, r.k) == ("bcv", 7)  # masked MU: 11 (under-fitted small ks)
+    err = dict(zip(r.table["k"].tolist(), r.table["heldout_rmse"].tolist(), strict=True))
+    assert err[7] < 0.05 * err[6]  # the planted rank is a cliff
+    assert max(err[k] for k in range(7, 13)) < 1.01 * err[7]  # and more ks win nothing
+
+
+def test_default_rank_selection_finds_noiseless_rank_5_out_of_core(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.random((2000, 5)) @ rng.random((5, 100))
+    in_memory = dmf.select_rank(X, range(2, 13), seed=0)
+    assert in_memory.k == 5  # masked MU: 7 to 12
+    url = dmf.save_matrix(X, str(tmp_path / "x.zarr"), chunks=300)  # 7 row blocks
+    stored = dmf.select_rank(url, range(2, 13), seed=0)
+    assert stored.k == 5
+    assert np.allclose(stored.table["heldout_rmse"], in_memory.table["heldout_rmse"],
+                       rtol=1e-9, atol=1e-12)
+
+
 # -- line 8: eigh's default iterations, HALS under any chunking ---------------------
 
 def test_eigh_default_is_exact_on_a_flat_spectrum():

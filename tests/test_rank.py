@@ -1,4 +1,4 @@
-"""dmf.select_rank and ``dmf rank``: a planted rank is found by both methods."""
+"""dmf.select_rank and ``dmf rank``: a planted rank is found by every method."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import dask.array as da
 import numpy as np
 import pytest
+import scipy.sparse
 
 import dmf
 from dmf.cli import main
@@ -58,6 +59,49 @@ def test_nmf_holdout_finds_planted_rank(nmf_selection):
                                                         "train_rmse"}
 
 
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_bcv_finds_sparse_factors_rank(noise):
+    """W 70% exact zeros (rows of X all zero among them), H half zeros."""
+    rng = np.random.default_rng(0)
+    W = rng.exponential(size=(500, 6)) * (rng.random((500, 6)) < 0.3)
+    H = rng.exponential(size=(6, 80)) * (rng.random((6, 80)) < 0.5)
+    X = W @ H + noise * rng.standard_normal((500, 80))
+    assert (W == 0).mean() > 0.65
+    r = dmf.select_rank(X, range(2, 13))
+    assert (r.method, r.k) == ("bcv", 6)
+    if noise == 0:  # scipy.sparse input: the same folds, the same table to rounding
+        s = dmf.select_rank(scipy.sparse.csr_matrix(X), range(2, 13))
+        assert s.k == 6
+        assert np.allclose(s.table["heldout_rmse"], r.table["heldout_rmse"], atol=1e-12)
+
+
+def test_bcv_on_the_planted_fixture_and_its_bad_folds(planted):
+    r = dmf.select_rank(planted, range(2, 13))
+    assert r.k == 7 and set(r.rows()[0]) == {"k", "heldout_rmse", "heldout_se"}
+    assert r.attrs == {"folds": [2, 2], "seed": 0}
+    assert dmf.select_rank(planted, range(2, 13), folds=(3, 2), seed=4).k == 7
+    with pytest.raises(InputError, match="folds"):
+        dmf.select_rank(planted, [2], folds=(1, 2))
+    with pytest.raises(InputError, match="at most 60"):  # D is 200 x 60
+        dmf.select_rank(planted, [61])
+
+
+def test_cli_default_is_bcv_and_out_stores_it(planted_store, tmp_path, capsys):
+    out = str(tmp_path / "bcv.zarr")
+    args = ["--workers", "0", "rank", planted_store, "--k", "2:12", "--json", "--out", out]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert (first["method"], first["k"]) == ("bcv", 7)
+    assert main(args) == 0  # complete: the stored table
+    assert json.loads(capsys.readouterr().out) == first
+    loaded = dmf.load(out)
+    assert (loaded.method, loaded.k) == ("bcv", 7)
+    assert [row["heldout_rmse"] for row in first["table"]] == \
+        loaded.table["heldout_rmse"].tolist()
+    png = loaded.plot(tmp_path / "bcv.png")
+    assert open(png, "rb").read().startswith(PNG_MAGIC)
+
+
 def test_svd_elbow_finds_planted_rank(planted):
     r = dmf.select_rank(planted, range(2, 13), method="svd")
     assert r.k == 7 and r.method == "svd"
@@ -97,9 +141,9 @@ def test_bad_method_and_holdout(planted):
     with pytest.raises(InputError, match="method"):
         dmf.select_rank(planted, [2], method="pca")
     with pytest.raises(InputError, match="holdout"):
-        dmf.select_rank(planted, [2], holdout=0.9)
+        dmf.select_rank(planted, [2], method="nmf", holdout=0.9)
     with pytest.raises(InputError, match="negative"):
-        dmf.select_rank(-planted, [2])
+        dmf.select_rank(-planted, [2], method="nmf")
 
 
 def test_cli_svd_prints_chosen_k(planted_store, tmp_path, capsys):
@@ -112,8 +156,8 @@ def test_cli_svd_prints_chosen_k(planted_store, tmp_path, capsys):
 
 
 def test_cli_nmf_json(planted_store, capsys):
-    assert main(["--workers", "0", "rank", planted_store, "--k", "5:8", "--n-iter",
-                 str(N_ITER), "--json"]) == 0
+    assert main(["--workers", "0", "rank", planted_store, "--k", "5:8", "--method", "nmf",
+                 "--n-iter", str(N_ITER), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["k"] == 7 and [row["k"] for row in report["table"]] == [5, 6, 7, 8]
 
@@ -175,7 +219,7 @@ def _watch_runs(monkeypatch, crash_at=None):
 
 def test_out_resumes_after_a_crash_bitwise(small, tmp_path, monkeypatch):
     out = str(tmp_path / "rank.zarr")
-    options = {"n_iter": 25, "seed": 1}
+    options = {"method": "nmf", "n_iter": 25, "seed": 1}
     with dask_threads():
         plain = dmf.select_rank(small, range(3, 7), **options)
         seen = _watch_runs(monkeypatch, crash_at=(5, 15))
@@ -209,7 +253,7 @@ def test_out_stores_a_result_group(small, tmp_path):
 
     out = str(tmp_path / "rank.zarr")
     with dask_threads():
-        r = dmf.select_rank(small, [3, 4], n_iter=5, out=out)
+        r = dmf.select_rank(small, [3, 4], method="nmf", n_iter=5, out=out)
         attrs = zarr.open_group(out, mode="r").attrs["dmf"]
         assert (attrs["kind"], attrs["algorithm"], attrs["status"]) == \
             ("result", "rank-nmf", "complete")
@@ -217,8 +261,8 @@ def test_out_stores_a_result_group(small, tmp_path):
         assert sorted(p.name for p in (tmp_path / "rank.zarr").iterdir()
                       if p.name.startswith("k=")) == ["k=03", "k=04"]
         with pytest.raises(CheckpointMismatch):
-            dmf.select_rank(small, [3, 4], n_iter=6, out=out)  # a different job
-        r6 = dmf.select_rank(small, [3, 4], n_iter=6, out=out, resume=False)
+            dmf.select_rank(small, [3, 4], method="nmf", n_iter=6, out=out)  # another job
+        r6 = dmf.select_rank(small, [3, 4], method="nmf", n_iter=6, out=out, resume=False)
     assert dmf.load(out).table.tobytes() == r6.table.tobytes()
 
 
@@ -235,8 +279,8 @@ def test_svd_out_stores_its_table(small, tmp_path):
 
 def test_cli_out_and_info(planted_store, tmp_path, capsys):
     out = str(tmp_path / "rank.zarr")
-    args = ["--workers", "0", "rank", planted_store, "--k", "6:7", "--n-iter", "5",
-            "--out", out, "--checkpoint-every", "2", "--json"]
+    args = ["--workers", "0", "rank", planted_store, "--k", "6:7", "--method", "nmf",
+            "--n-iter", "5", "--out", out, "--checkpoint-every", "2", "--json"]
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out)
     assert main(args) == 0  # complete: the stored table, nothing recomputed

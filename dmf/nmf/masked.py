@@ -27,16 +27,11 @@ import numpy as np
 import scipy.sparse
 
 from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.linalg.hashing import uniform_hash
 from dmf.linalg.products import row_slices
 from dmf.nmf.beta import EPSILON
 from dmf.nmf.init import random_init
 from dmf.nmf.mu import full_rows, row_pass
-
-#: splitmix64's constants: its finalizer turns consecutive integers into
-#: independent-looking 64-bit values, which is all the mask needs.
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 
 #: Scalars each block adds up: held-out sum of e^2, of e^4, count; kept sum of e^2, count.
 _N_SCALARS = 5
@@ -61,13 +56,8 @@ def held_out(seed: int, start: int, rows: int, n: int, fraction: float) -> np.nd
     """
     index = (np.arange(start, start + rows, dtype=np.uint64)[:, None] * np.uint64(n)
              + np.arange(n, dtype=np.uint64)[None, :])
-    with np.errstate(over="ignore"):  # wrapping around 2^64 is the point
-        z = index + np.uint64(seed % 2**64) * _GOLDEN + _GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * _MIX1
-        z = (z ^ (z >> np.uint64(27))) * _MIX2
-        z ^= z >> np.uint64(31)
     # compare the top 53 bits with fraction: exact in float64
-    return (z >> np.uint64(11)).astype(np.float64) < fraction * 2.0**53
+    return uniform_hash(seed, index) < fraction
 
 
 def _masked_step(block, Wb, H, rows, seed, fraction, inner):
