@@ -124,17 +124,28 @@ class RunResult:
 def materialize(state: State) -> State:
     """Persist the dask arrays of a state (on the cluster, or in this
     process for the threaded scheduler) so the next step's graph starts from
-    their blocks, not from the whole history."""
+    their blocks, not from the whole history. Arrays a step persisted
+    itself, already nothing but the client's futures, are only waited for:
+    persisting them again costs a round trip to the scheduler per step."""
     lazy = {k: v for k, v in state.items() if isinstance(v, da.Array)}
     if not lazy:
         return state
-    persisted = dask.persist(*lazy.values())
     client = current_client()
+    held = {k: v for k, v in lazy.items() if client is not None and _held(v, client)}
+    todo = {k: v for k, v in lazy.items() if k not in held}
+    persisted = dict(zip(todo, dask.persist(*todo.values()), strict=True)) if todo else {}
     if client is not None:
-        from distributed import wait
+        from distributed import futures_of, wait
 
-        wait(persisted)
-    return {**state, **dict(zip(lazy, persisted, strict=True))}
+        wait([f for v in (*held.values(), *persisted.values()) for f in futures_of(v)])
+    return {**state, **held, **persisted}
+
+
+def _held(array: da.Array, client) -> bool:
+    """Whether ``array``'s graph is only its blocks, each a future of
+    ``client`` (what persisting it on the cluster gives)."""
+    keys = list(dask.core.flatten(array.__dask_keys__()))
+    return len(array.__dask_graph__()) == len(keys) and all(k in client.futures for k in keys)
 
 
 def input_fingerprint(X, token: str | None = None) -> dict[str, Any]:
