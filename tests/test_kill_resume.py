@@ -301,7 +301,7 @@ def test_killed_no_resume_rank_never_damages_a_complete_table(tmp_path):
 
     def rank(ks, **env):
         return [sys.executable, "-m", "dmf", "--workers", "0", "rank", str(x), "--k", ks,
-                "--n-iter", "20", "--out", str(out), "--json"]
+                "--method", "nmf", "--n-iter", "20", "--out", str(out), "--json"]
 
     done = subprocess.run(rank("2:3"), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -318,6 +318,6 @@ def test_killed_no_resume_rank_never_damages_a_complete_table(tmp_path):
     again = subprocess.run([*rank("2:4"), "--no-resume"], capture_output=True, text=True,
                            timeout=120)
     assert again.returncode == 0, again.stderr
-    fresh = dmf.select_rank(str(x), range(2, 5), n_iter=20)
+    fresh = dmf.select_rank(str(x), range(2, 5), method="nmf", n_iter=20)
     assert dmf.load(out).table.tobytes() == fresh.table.tobytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["N.zarr", "marker", "rank.zarr"]
