@@ -50,7 +50,7 @@ from dmf.cf.explicit import finish
 from dmf.cf.fitting import fit_model
 from dmf.cf.model import LatentFactors
 from dmf.cf.params import LatentFactorsMixin
-from dmf.cf.passes import as_csr, half_step, one_key, packed, random_rows
+from dmf.cf.passes import as_csr, bounded_rows, half_step, one_key, packed, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import part_of
 
@@ -119,7 +119,8 @@ def _penalty_rows(block, own_b, other, mu, k, biases):
 def sgd_solver(ratings, k: int, *, lr: float, reg: float, mu: float, batch_size: int,
                params: dict) -> Solver:
     """SGD epochs on the engine (state: U = [P | b_u], dask; V = [Q | b_i], numpy)."""
-    by_user, by_item = ratings.by_user, ratings.by_item
+    by_user = bounded_rows(ratings.by_user, k + 1)
+    by_item = bounded_rows(ratings.by_item, k + 1)
     width = k + 1
 
     def init(_X, ctx: Context) -> State:
