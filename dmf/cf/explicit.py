@@ -71,9 +71,7 @@ def explicit_solver(ratings, k: int, *, reg: float, biases: bool, mu: float, par
 
     def init(_X, ctx: Context) -> State:
         seed = int(ctx.rng.integers(2**63))
-        V = random_rows(by_item.chunks[0], width, seed, INIT_SCALE)
-        if biases:  # biases start at 0
-            V = V.map_blocks(_zero_last, dtype=np.float64)
+        V = random_rows(by_item.chunks[0], width, seed, INIT_SCALE, zero_last=biases)
         return {"V": V, "V_before": V, "rmse": float("nan")}
 
     def step(_X, state: State, _ctx: Context) -> tuple[State, Stats]:
@@ -93,12 +91,6 @@ def explicit_solver(ratings, k: int, *, reg: float, biases: bool, mu: float, par
                       {"algorithm": "cf-als", "train_rmse": state["rmse"]})
 
     return Solver(name="cf-als", params=params, init=init, step=step, finalize=finalize)
-
-
-def _zero_last(block):
-    block = block.copy()
-    block[:, -1] = 0.0
-    return block
 
 
 def finish(ratings, U, V, k: int, biases: bool, mu: float, meta: dict):

@@ -96,7 +96,7 @@ def half_step(func, view: da.Array, own: da.Array, other, *args, size: int):
     # concatenate=False: dask's concatenation copies even a single block, and
     # own and other are single blocks along their contracted axes (a copy of
     # the whole other factor per task, measured 80 MiB at 300k x 33)
-    packed = da.blockwise(_on_blocks, "i", func, None, view, "ij", own, "ik", other, "lm",
+    packed = da.blockwise(on_whole_blocks, "i", func, None, view, "ij", own, "ik", other, "lm",
                           *extra, concatenate=False, adjust_chunks={"i": 1}, dtype=object,
                           meta=np.empty((0,), dtype=object))
     new = packed.map_blocks(part_of, 0, False, new_axis=1, chunks=(view.chunks[0], (width,)),
@@ -120,7 +120,9 @@ def _whole(parts):
     return concatenate3(parts)
 
 
-def _on_blocks(func, view_b, own_b, other, *args):
+def on_whole_blocks(func, view_b, own_b, other, *args):
+    """``func(view block, own block, other, *args)`` of a blockwise task
+    built with ``concatenate=False``."""
     return func(_whole(view_b), _whole(own_b), _whole(other), *args)
 
 
@@ -155,14 +157,21 @@ def rating_facts(view: da.Array) -> dict[str, float]:
             "mean": float(total) / count if count else 0.0}
 
 
-def random_rows(chunks, width: int, seed: int, scale: float, *, positive: bool = False
-                ) -> da.Array:
+def random_rows(chunks, width: int, seed: int, scale: float, *, positive: bool = False,
+                zero_last: bool = False) -> da.Array:
     """A tall random factor in row blocks ``chunks``: block b drawn from a
-    stream keyed by (seed, b), so the same on any number of workers."""
+    stream keyed by (seed, b), so the same on any number of workers;
+    ``zero_last``: its last column 0 (biases start at 0). Scaled in place:
+    one block-sized array per block (300k x 33: 75 MiB, not three)."""
     def draw(block, block_info=None):
         b = block_info[0]["chunk-location"][0]
-        values = np.random.default_rng([seed, b]).standard_normal(block.shape) * scale
-        return np.abs(values) if positive else values
+        values = np.random.default_rng([seed, b]).standard_normal(block.shape)
+        values *= scale
+        if positive:
+            np.abs(values, out=values)
+        if zero_last:
+            values[:, -1] = 0.0
+        return values
 
     return da.zeros((sum(chunks), width), chunks=(chunks, (width,))).map_blocks(
         draw, dtype=np.float64)
