@@ -86,7 +86,10 @@ def explicit_solver(ratings, k: int, *, reg: float, biases: bool, mu: float, par
                 Stats(loss=loss, extra={"train_rmse": rmse}))
 
     def finalize(_X, state: State):
-        U, _ = user_rows(state["V_before"])  # the last step's U, bit for bit
+        if "V_before" in state:
+            U, _ = user_rows(state["V_before"])  # the last step's U, bit for bit
+        else:  # a checkpoint of an earlier dmf, whose state held U
+            U = state["U"]
         return finish(ratings, U, state["V"], k, biases, mu,
                       {"algorithm": "cf-als", "train_rmse": state["rmse"]})
 
