@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dmf.cli import EXIT_OK, cluster
 from dmf.wording import plural, printed_path
 
-MODELS = ("als", "implicit", "sgd", "nmf", "knn")
+MODELS = ("als", "implicit", "sgd", "nmf", "knn", "user-knn")
 
 
 def add_commands(commands, command: Callable, run_options: Callable) -> None:
@@ -52,9 +52,10 @@ def add_commands(commands, command: Callable, run_options: Callable) -> None:
                        help="als: explicit ALS-WR with biases (default); implicit: ALS for "
                        "clicks and counts (confidence 1 + alpha r); sgd: stochastic gradient "
                        "descent with biases; nmf: masked NMF (non-negative factors); knn: "
-                       "item neighbours on a baseline")
+                       "item neighbours on a baseline; user-knn: user neighbours on a "
+                       "baseline")
     train.add_argument("-k", "--k", type=int, metavar="K",
-                       help="factors (neighbours for knn); default 10, knn 40")
+                       help="factors (neighbours for knn, user-knn); default 10, knn 40")
     train.add_argument("--reg", type=float, metavar="L",
                        help="regularization (default: als 0.1, implicit 0.1, sgd 0.02, nmf 0)")
     train.add_argument("--max-iter", type=int, default=10, metavar="N",
@@ -127,10 +128,12 @@ def _fit(args: argparse.Namespace):
     import dmf.cf as cf
     from dmf.cf.knn_store import save_knn
 
-    k = _positive("-k", args.k if args.k is not None else 40 if args.model == "knn" else 10)
-    if args.model == "knn":
-        model = cf.ItemKNN(k=k, similarity=args.similarity,
-                           shrinkage=args.shrinkage).fit(
+    neighbours = {"knn": cf.ItemKNN, "user-knn": cf.UserKNN}
+    k = _positive("-k", args.k if args.k is not None else 40 if args.model in neighbours
+                  else 10)
+    if args.model in neighbours:
+        model = neighbours[args.model](k=k, similarity=args.similarity,
+                                       shrinkage=args.shrinkage).fit(
             cf.as_ratings(args.ratings, storage_options=args.storage_options))
         save_knn(model, args.out, overwrite=args.overwrite,
                  storage_options=args.storage_options)

@@ -273,7 +273,7 @@ def load(url: str | os.PathLike, *, storage_options: dict | None = None
         from dmf.rank import _from_meta
 
         return _from_meta(location, meta, arrays)
-    if algorithm == "cf-knn":
+    if algorithm in ("cf-knn", "cf-user-knn"):
         from dmf.cf.knn_store import load_knn
 
         return load_knn(location, meta)

@@ -34,7 +34,7 @@ def _one_error_line(capsys) -> str:
     return err
 
 
-@pytest.mark.parametrize("model", ["als", "sgd", "knn"])
+@pytest.mark.parametrize("model", ["als", "sgd", "knn", "user-knn"])
 def test_train_evaluate_recommend(split, model, capsys):
     where, train, test = split
     out = where / f"{model}.zarr"

@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import get_tags
 
-from dmf.cf import ALS, SGD, ItemKNN
+from dmf.cf import ALS, SGD, ItemKNN, UserKNN
 from dmf.errors import InputError, NotFittedError
 
 
@@ -30,7 +30,7 @@ def pairs():
 
 
 MODELS = [ALS(k=3, max_iter=5, seed=0), SGD(k=3, n_epochs=20, lr=0.05, seed=0),
-          ItemKNN(k=10)]
+          ItemKNN(k=10), UserKNN(k=10)]
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: type(m).__name__)
@@ -102,7 +102,8 @@ def test_predict_before_fit_is_not_fitted_error(model):
 # baseline sweep.
 MATRIX_CHECKED = [ALS(k=1, max_iter=1, seed=0, input="matrix"),
                   SGD(k=1, n_epochs=1, seed=0, input="matrix"),
-                  ItemKNN(k=2, n_epochs=1, input="matrix")]
+                  ItemKNN(k=2, n_epochs=1, input="matrix"),
+                  UserKNN(k=2, n_epochs=1, input="matrix")]
 
 
 @all_checks(MATRIX_CHECKED)
@@ -113,8 +114,9 @@ def test_matrix_mode_passes_sklearn_checks(estimator, check):
 MATRIX_MODELS = [ALS(k=2, max_iter=3, seed=0, input="matrix"),
                  ALS(k=2, max_iter=2, implicit=True, seed=0, input="matrix"),
                  SGD(k=2, n_epochs=3, seed=0, input="matrix"),
-                 ItemKNN(k=5, n_epochs=2, input="matrix")]
-MATRIX_IDS = ["ALS", "ALS-implicit", "SGD", "ItemKNN"]
+                 ItemKNN(k=5, n_epochs=2, input="matrix"),
+                 UserKNN(k=5, n_epochs=2, input="matrix")]
+MATRIX_IDS = ["ALS", "ALS-implicit", "SGD", "ItemKNN", "UserKNN"]
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +158,14 @@ def test_matrix_and_auto_modes_fit_the_same_item_side(model, ratings_matrix):
         # a training row's transform is the model's own predictions for its user
         np.testing.assert_allclose(as_matrix.transform(R[:5]), as_ratings.scores(range(5)),
                                    rtol=1e-10)
+        return
+    if isinstance(model, UserKNN):
+        assert (as_matrix.user_neighbours_ != as_ratings.user_neighbours_).nnz == 0
+        # a training row is a new user like it: the same predictions of its unrated
+        # items (where the user itself, who rated none of them, is no neighbour)
+        unrated = R[:5].toarray() == 0
+        np.testing.assert_allclose(as_matrix.transform(R[:5])[unrated],
+                                   as_ratings.scores(range(5))[unrated], rtol=1e-10)
         return
     np.testing.assert_array_equal(as_matrix.components_, as_ratings.Q_.T)
     np.testing.assert_array_equal(as_matrix.item_bias_, as_ratings.item_bias_)

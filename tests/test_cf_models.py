@@ -302,3 +302,29 @@ def test_memory_of_many_short_rows_is_a_few_factors_flat_in_k(implicit):
             tracemalloc.stop()
         ratios.append(peak / (m * (k + 1) * 8))
     assert max(ratios) < 7, ratios  # the stacked systems were about 20 factors at k=16
+
+
+@pytest.mark.parametrize("k", [32, 256])
+def test_a_tasks_rows_fit_the_task_budget(k):
+    """Issue 24's case: 300k users with 1-2 ratings are one row block of a
+    store (blocks are sized by ratings); the solvers split it so that a
+    task's factor slices (rows in and out) and its k x k sums fit
+    TASK_BYTES, and keep blocks that fit as they are."""
+    import dask.array as da
+
+    from dmf.cf.passes import TASK_BYTES, bounded_rows, task_rows
+
+    m = 300_000
+    R = scipy.sparse.csr_matrix((np.ones(m), (np.arange(m), np.arange(m) % 50)), shape=(m, 50))
+    view = da.from_array(R, chunks=(m, 50), asarray=False)
+    width = k + 1
+    split = bounded_rows(view, width)
+    rows = np.array(split.chunks[0])
+    assert rows.sum() == m and (rows * 2 * width * 8 + width * width * 8 <= TASK_BYTES).all()
+    assert rows.max() - rows.min() <= 1  # evenly
+    assert len(rows) == -(-m // task_rows(width))  # no more blocks than needed
+    assert (len(rows) > 1) == (k == 256)  # k=32: 300k rows of 33 columns fit one task
+    small = bounded_rows(view, width, budget=2**20)  # a tight budget: many tasks
+    assert (np.array(small.chunks[0]) * 2 * width * 8 <= 2**20).all()
+    np.testing.assert_array_equal(small.compute().toarray(), R.toarray())
+    assert bounded_rows(split, width) is split  # blocks that fit are kept

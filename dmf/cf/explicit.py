@@ -21,7 +21,12 @@ half-step is one task per block of ``by_user`` with all of V as one key;
 an item half-step one task per block of ``by_item`` with all of U. The item
 tasks also add up the squared errors of the factors they return, so the
 objective after each iteration is known with no further pass: two reads of
-the ratings per iteration (one per view).
+the ratings per iteration (one per view). The state between iterations is
+V and the V it was solved from, not U: U is a function of that V, so
+holding the old U while the next is solved would only double the largest
+factor; the fit's U is solved once more from it at the end (one more read
+of ``by_user``, the same bits as the last iteration's). Row blocks larger
+than :data:`dmf.cf.passes.TASK_BYTES` of factor slices are split.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 
-from dmf.cf.passes import as_csr, half_step, packed, random_rows
+from dmf.cf.passes import as_csr, bounded_rows, half_step, packed, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
 
 #: Scale of the random start of the item factors (the user factors are
@@ -55,37 +60,40 @@ def explicit_solver(ratings, k: int, *, reg: float, biases: bool, mu: float, par
                     ) -> Solver:
     """ALS-WR on the engine (state: U and V, dask arrays)."""
     width = k + 1 if biases else k
-    by_user, by_item = ratings.by_user, ratings.by_item
+    by_user = bounded_rows(ratings.by_user, width)
+    by_item = bounded_rows(ratings.by_item, width)
+
+    def user_rows(V) -> da.Array:
+        """U solved from V (the user half-step; U's previous value is never
+        read, so a lazy zeros stands for it)."""
+        start = da.zeros((by_user.shape[0], width), chunks=(by_user.chunks[0], (width,)))
+        return half_step(_half_rows, by_user, start, V, mu, k, biases, reg, False, size=3)
 
     def init(_X, ctx: Context) -> State:
         seed = int(ctx.rng.integers(2**63))
-        V = random_rows(by_item.chunks[0], width, seed, INIT_SCALE)
-        if biases:  # biases start at 0
-            V = V.map_blocks(_zero_last, dtype=np.float64)
-        # U is solved from V first: its start is never read (zeros, not drawn)
-        U = da.zeros((by_user.shape[0], width), chunks=(by_user.chunks[0], (width,)))
-        return {"U": U, "V": V, "rmse": float("nan")}
+        V = random_rows(by_item.chunks[0], width, seed, INIT_SCALE, zero_last=biases)
+        return {"V": V, "V_before": V, "rmse": float("nan")}
 
     def step(_X, state: State, _ctx: Context) -> tuple[State, Stats]:
-        U, (user_penalty, _, _) = half_step(_half_rows, by_user, state["U"], state["V"],
-                                            mu, k, biases, reg, False, size=3)
+        U, (user_penalty, _, _) = user_rows(state["V"])
         V, (item_penalty, sq_err, count) = half_step(_half_rows, by_item, state["V"], U,
                                                      mu, k, biases, reg, True, size=3)
         loss = sq_err + reg * (user_penalty + item_penalty)
         rmse = float(np.sqrt(sq_err / count))
-        return {"U": U, "V": V, "rmse": rmse}, Stats(loss=loss, extra={"train_rmse": rmse})
+        # U is not kept: holding the old U while the next one is solved took
+        # two user factors at once (2 x 75 MiB for 300k users at k=32)
+        return ({"V": V, "V_before": state["V"], "rmse": rmse},
+                Stats(loss=loss, extra={"train_rmse": rmse}))
 
     def finalize(_X, state: State):
-        return finish(ratings, state["U"], state["V"], k, biases, mu,
+        if "V_before" in state:
+            U, _ = user_rows(state["V_before"])  # the last step's U, bit for bit
+        else:  # a checkpoint of an earlier dmf, whose state held U
+            U = state["U"]
+        return finish(ratings, U, state["V"], k, biases, mu,
                       {"algorithm": "cf-als", "train_rmse": state["rmse"]})
 
     return Solver(name="cf-als", params=params, init=init, step=step, finalize=finalize)
-
-
-def _zero_last(block):
-    block = block.copy()
-    block[:, -1] = 0.0
-    return block
 
 
 def finish(ratings, U, V, k: int, biases: bool, mu: float, meta: dict):

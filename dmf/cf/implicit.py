@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dmf.cf.passes import as_csr, half_step, packed, random_rows
+from dmf.cf.passes import as_csr, bounded_rows, half_step, packed, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
 
 #: The ``implicit`` package's start: small factors.
@@ -57,7 +57,7 @@ def _gram_of(V) -> np.ndarray:
 def implicit_solver(ratings, k: int, *, reg: float, alpha: float, cg_steps: int, params: dict
                     ) -> Solver:
     """Implicit ALS on the engine (state: X and Y, dask; Y^T Y, numpy)."""
-    by_user, by_item = ratings.by_user, ratings.by_item
+    by_user, by_item = bounded_rows(ratings.by_user, k), bounded_rows(ratings.by_item, k)
     size = 1 + k * k + 1
 
     def init(_X, ctx: Context) -> State:

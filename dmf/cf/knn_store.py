@@ -1,8 +1,10 @@
-"""Saving and loading a fitted :class:`~dmf.cf.knn.ItemKNN`.
+"""Saving and loading a fitted :class:`~dmf.cf.knn.ItemKNN` or
+:class:`~dmf.cf.user_knn.UserKNN`.
 
-An item-kNN model is its top-k neighbour matrix (n x n, sparse), its
-baseline biases, and the training ratings it predicts from. The result
-group (``algorithm: cf-knn``) holds ``neighbours`` (a CSR group),
+A kNN model is its top-k neighbour matrix (n x n items, or m x m users,
+sparse), its baseline biases, and the training ratings it predicts from.
+The result group (``algorithm: cf-knn`` for items, ``cf-user-knn`` for
+users) holds ``neighbours`` (a CSR group),
 ``user_bias``, ``item_bias``, ``item_counts``, ``user_ids``, ``item_ids``,
 and in ``attrs["dmf"]`` the parameters, the global mean and the URL and
 token of the training ratings. The ratings are not copied: loading reopens
@@ -19,7 +21,9 @@ import numpy as np
 
 from dmf.cf.baseline import Baseline
 from dmf.cf.knn import ItemKNN
+from dmf.cf.knn_kernels import ordered_neighbours
 from dmf.cf.model import _ids
+from dmf.cf.user_knn import UserKNN
 from dmf.engine.output import JobOutput, read_result_arrays
 from dmf.errors import InputError
 from dmf.store.api import open_matrix, save_matrix
@@ -27,11 +31,14 @@ from dmf.store.dense import commit_target, prepare_target
 from dmf.store.location import Location
 
 ALGORITHM = "cf-knn"
+USER_ALGORITHM = "cf-user-knn"
+#: The saved form of each model class: (algorithm, its neighbours' attribute).
+FORMS = {ItemKNN: (ALGORITHM, "neighbours_"), UserKNN: (USER_ALGORITHM, "user_neighbours_")}
 PARAMS = ("k", "similarity", "shrinkage", "min_support", "min_k", "n_candidates", "reg_user",
-          "reg_item", "n_epochs")
+          "reg_item", "n_epochs", "input")
 
 
-def save_knn(model: ItemKNN, out: str | os.PathLike, *, overwrite: bool = False,
+def save_knn(model: ItemKNN | UserKNN, out: str | os.PathLike, *, overwrite: bool = False,
              storage_options: dict[str, Any] | None = None) -> str:
     """Write a fitted ``model`` to ``out``; returns the URL.
 
@@ -48,21 +55,26 @@ def save_knn(model: ItemKNN, out: str | os.PathLike, *, overwrite: bool = False,
     >>> dmf.load("memory://doc/knn.zarr").predict([1], [2]).round(3).tolist()
     [3.588]
     """
+    if type(model) not in FORMS:
+        raise InputError(f"save_knn saves an ItemKNN or a UserKNN, got {type(model).__name__}")
+    algorithm, attribute = FORMS[type(model)]
+    if not hasattr(model, attribute):
+        raise InputError(f"the {type(model).__name__} is not fitted: fit it before saving it")
     ratings = model.ratings_
     if ratings.location is None:
-        raise InputError("an item-kNN model predicts from its training ratings, which were "
-                         "in memory: save them first (dmf.cf.save_ratings) and fit on the URL")
+        raise InputError("a kNN model predicts from its training ratings, which were in "
+                         "memory: save them first (dmf.cf.save_ratings) and fit on the URL")
     location = Location.parse(out, storage_options)
     staging = prepare_target(location, overwrite)
     try:
         params = {name: getattr(model, name) for name in PARAMS}
-        meta = {"algorithm": ALGORITHM, "parameters": params,
+        meta = {"algorithm": algorithm, "parameters": params,
                 "global_mean": float(model.global_mean_),
                 "ratings": str(ratings.location), "ratings_token": ratings.token}
         output = JobOutput(staging)
-        output.begin({"algorithm": ALGORITHM, "parameters": params, "input": ratings.token},
+        output.begin({"algorithm": algorithm, "parameters": params, "input": ratings.token},
                      meta, fresh=True)
-        save_matrix(model.neighbours_, staging.join("neighbours"), overwrite=True)
+        save_matrix(getattr(model, attribute), staging.join("neighbours"), overwrite=True)
         output.write_result({"user_bias": model.user_bias_, "item_bias": model.item_bias_,
                              "item_counts": model.item_counts_,
                              "user_ids": _ids(model.user_ids), "item_ids": _ids(model.item_ids)},
@@ -75,8 +87,9 @@ def save_knn(model: ItemKNN, out: str | os.PathLike, *, overwrite: bool = False,
     return str(location)
 
 
-def load_knn(location: Location, meta: dict[str, Any]) -> ItemKNN:
-    """The model of a ``cf-knn`` result group (see :func:`dmf.load`)."""
+def load_knn(location: Location, meta: dict[str, Any]) -> ItemKNN | UserKNN:
+    """The model of a ``cf-knn`` or ``cf-user-knn`` result group (see
+    :func:`dmf.load`)."""
     from dmf.cf.store import open_ratings
 
     ratings = open_ratings(meta["ratings"], storage_options=location.storage_options)
@@ -85,7 +98,8 @@ def load_knn(location: Location, meta: dict[str, Any]) -> ItemKNN:
                          "the model was fitted; fit it again")
     arrays = read_result_arrays(location, meta)
     params = meta.get("parameters", {})
-    model = ItemKNN(**{name: params[name] for name in PARAMS if name in params})
+    cls = UserKNN if meta["algorithm"] == USER_ALGORITHM else ItemKNN
+    model = cls(**{name: params[name] for name in PARAMS if name in params})
     baseline = Baseline(reg_user=model.reg_user, reg_item=model.reg_item,
                         n_epochs=model.n_epochs)
     baseline.global_mean_ = float(meta["global_mean"])
@@ -95,6 +109,13 @@ def load_knn(location: Location, meta: dict[str, Any]) -> ItemKNN:
     baseline.user_ids = np.asarray(arrays["user_ids"])
     baseline.item_ids = np.asarray(arrays["item_ids"])
     model.baseline_ = baseline
-    model._set_neighbours(open_matrix(location.join("neighbours")).compute().tocsr())
+    neighbours = open_matrix(location.join("neighbours")).compute().tocsr()
+    if cls is UserKNN:
+        model.user_neighbours_ = neighbours
+        model._ordered = ordered_neighbours(neighbours)
+    else:
+        model._set_neighbours(neighbours)
     model.ratings_ = ratings
+    if model.input == "matrix":
+        model.n_features_in_ = len(baseline.item_ids)
     return model

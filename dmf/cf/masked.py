@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse
 
 from dmf.cf.normal import row_of_each, rowwise_dot
-from dmf.cf.passes import as_csr, half_step, packed, random_rows, row_groups
+from dmf.cf.passes import as_csr, bounded_rows, half_step, packed, random_rows, row_groups
 from dmf.engine.driver import Context, Solver, State, Stats
 
 #: Denominators are kept at least this (a zero one would divide by zero;
@@ -59,7 +59,8 @@ def _half_rows(block, own_b, other, reg, errors):
 
 def masked_solver(ratings, k: int, *, reg: float, mean: float, params: dict) -> Solver:
     """Masked NMF on the engine (state: W and H^T, dask arrays)."""
-    by_user, by_item = ratings.by_user, ratings.by_item
+    by_user = bounded_rows(ratings.by_user, k)
+    by_item = bounded_rows(ratings.by_item, k)
     # scikit-learn's random start: |N(0, 1)| sqrt(mean / k), here of the
     # observed ratings
     scale = float(np.sqrt(max(mean, EPSILON) / k))

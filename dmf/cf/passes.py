@@ -23,6 +23,36 @@ from dmf.linalg.products import part_of, stacked_sum
 #: factor rows (ratings x k float64) to a few tens of MiB whatever the block.
 SUB_RATINGS = 1 << 18
 
+#: Most bytes of one task's factor slices and k x k sums: its own rows in and
+#: out (2 x rows x width float64) plus a width x width Gram matrix. A ratings
+#: store's row blocks are sized by their ratings (64 MiB of them), so 300k
+#: users with one rating each are one block; a half-step splits such blocks
+#: so that no task holds more than this (k=32: 500k rows; k=256: 65k rows).
+#: The other side's whole factor (one graph key, shared by a worker's tasks)
+#: and the persisted factors are not counted: they are the model itself.
+TASK_BYTES = 256 * 2**20
+
+
+def task_rows(width: int, budget: int = TASK_BYTES) -> int:
+    """Most rows of a task whose factor slices are ``width`` float64 wide:
+    rows x 2 x width x 8 + width^2 x 8 <= ``budget`` (at least one row)."""
+    itemsize = 8
+    return max(1, (budget - width * width * itemsize) // (2 * width * itemsize))
+
+
+def bounded_rows(view: da.Array, width: int, budget: int = TASK_BYTES) -> da.Array:
+    """``view`` with every row block of more than :func:`task_rows` rows
+    split evenly (blocks that fit are kept as they are, so small data keeps
+    its chunks and its results)."""
+    most = task_rows(width, budget)
+    chunks: list[int] = []
+    for rows in view.chunks[0]:
+        parts = -(-rows // most)
+        chunks += [rows // parts + (j < rows % parts) for j in range(parts)]
+    if len(chunks) == len(view.chunks[0]):
+        return view
+    return view.rechunk((tuple(chunks), view.chunks[1]))
+
 
 def one_key(A) -> da.Array:
     """``A`` (numpy or dask) as a dask array of a single chunk."""
@@ -63,8 +93,11 @@ def half_step(func, view: da.Array, own: da.Array, other, *args, size: int):
     own = own.rechunk((view.chunks[0], (width,)))
     other = one_key(other)
     extra = [a for arg in args for a in (arg, None)]
-    packed = da.blockwise(func, "i", view, "ij", own, "ik", other, "lm", *extra,
-                          concatenate=True, adjust_chunks={"i": 1}, dtype=object,
+    # concatenate=False: dask's concatenation copies even a single block, and
+    # own and other are single blocks along their contracted axes (a copy of
+    # the whole other factor per task, measured 80 MiB at 300k x 33)
+    packed = da.blockwise(on_whole_blocks, "i", func, None, view, "ij", own, "ik", other, "lm",
+                          *extra, concatenate=False, adjust_chunks={"i": 1}, dtype=object,
                           meta=np.empty((0,), dtype=object))
     new = packed.map_blocks(part_of, 0, False, new_axis=1, chunks=(view.chunks[0], (width,)),
                             dtype=np.float64, meta=np.empty((0, 0)))
@@ -73,6 +106,24 @@ def half_step(func, view: da.Array, own: da.Array, other, *args, size: int):
                                          dtype=np.float64, meta=np.empty((0, 0))))
     new, sums = dask.persist(new, sums)  # one persist: each block read once
     return new, np.asarray(sums.compute(), dtype=np.float64)
+
+
+def _whole(parts):
+    """The one block of a contracted index (nested lists of blocks), or
+    their concatenation where there are several."""
+    while isinstance(parts, list) and len(parts) == 1:
+        parts = parts[0]
+    if not isinstance(parts, list):
+        return parts
+    from dask.array.core import concatenate3
+
+    return concatenate3(parts)
+
+
+def on_whole_blocks(func, view_b, own_b, other, *args):
+    """``func(view block, own block, other, *args)`` of a blockwise task
+    built with ``concatenate=False``."""
+    return func(_whole(view_b), _whole(own_b), _whole(other), *args)
 
 
 def packed(rows: np.ndarray, sums) -> np.ndarray:
@@ -106,14 +157,21 @@ def rating_facts(view: da.Array) -> dict[str, float]:
             "mean": float(total) / count if count else 0.0}
 
 
-def random_rows(chunks, width: int, seed: int, scale: float, *, positive: bool = False
-                ) -> da.Array:
+def random_rows(chunks, width: int, seed: int, scale: float, *, positive: bool = False,
+                zero_last: bool = False) -> da.Array:
     """A tall random factor in row blocks ``chunks``: block b drawn from a
-    stream keyed by (seed, b), so the same on any number of workers."""
+    stream keyed by (seed, b), so the same on any number of workers;
+    ``zero_last``: its last column 0 (biases start at 0). Scaled in place:
+    one block-sized array per block (300k x 33: 75 MiB, not three)."""
     def draw(block, block_info=None):
         b = block_info[0]["chunk-location"][0]
-        values = np.random.default_rng([seed, b]).standard_normal(block.shape) * scale
-        return np.abs(values) if positive else values
+        values = np.random.default_rng([seed, b]).standard_normal(block.shape)
+        values *= scale
+        if positive:
+            np.abs(values, out=values)
+        if zero_last:
+            values[:, -1] = 0.0
+        return values
 
     return da.zeros((sum(chunks), width), chunks=(chunks, (width,))).map_blocks(
         draw, dtype=np.float64)

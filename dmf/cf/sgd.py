@@ -50,7 +50,15 @@ from dmf.cf.explicit import finish
 from dmf.cf.fitting import fit_model
 from dmf.cf.model import LatentFactors
 from dmf.cf.params import LatentFactorsMixin
-from dmf.cf.passes import as_csr, half_step, one_key, packed, random_rows
+from dmf.cf.passes import (
+    as_csr,
+    bounded_rows,
+    half_step,
+    on_whole_blocks,
+    one_key,
+    packed,
+    random_rows,
+)
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import part_of
 
@@ -86,9 +94,13 @@ def _epoch(by_user: da.Array, U: da.Array, V: np.ndarray, mu, lr, reg, seed, ord
     errors = []
     for b in order:
         b = int(b)
-        task = da.map_blocks(sgd_block, by_user.blocks[b], U.blocks[b], item_side, mu, lr,
-                             reg, seed, b, batch_size, dtype=object, drop_axis=1,
-                             chunks=((1,),), meta=np.empty((0,), dtype=object))
+        # blockwise without concatenation: map_blocks' drop_axis copied the
+        # U block and V (80 MiB at 300k x 33) into every task
+        task = da.blockwise(on_whole_blocks, "i", sgd_block, None, by_user.blocks[b], "ij",
+                            U.blocks[b], "ik", item_side, "lm", mu, None, lr, None, reg, None,
+                            seed, None, b, None, batch_size, None, concatenate=False,
+                            adjust_chunks={"i": 1}, dtype=object,
+                            meta=np.empty((0,), dtype=object))
         new_rows[b] = task.map_blocks(part_of, 0, False, new_axis=1,
                                       chunks=(by_user.chunks[0][b:b + 1], (U.shape[1],)),
                                       dtype=np.float64, meta=np.empty((0, 0)))
@@ -119,15 +131,14 @@ def _penalty_rows(block, own_b, other, mu, k, biases):
 def sgd_solver(ratings, k: int, *, lr: float, reg: float, mu: float, batch_size: int,
                params: dict) -> Solver:
     """SGD epochs on the engine (state: U = [P | b_u], dask; V = [Q | b_i], numpy)."""
-    by_user, by_item = ratings.by_user, ratings.by_item
+    by_user = bounded_rows(ratings.by_user, k + 1)
+    by_item = bounded_rows(ratings.by_item, k + 1)
     width = k + 1
 
     def init(_X, ctx: Context) -> State:
         seed = int(ctx.rng.integers(2**63))
-        U = random_rows(by_user.chunks[0], width, seed, INIT_SCALE).map_blocks(
-            _zero_last, dtype=np.float64)
-        V = random_rows(by_item.chunks[0], width, seed + 1, INIT_SCALE).map_blocks(
-            _zero_last, dtype=np.float64)
+        U = random_rows(by_user.chunks[0], width, seed, INIT_SCALE, zero_last=True)
+        V = random_rows(by_item.chunks[0], width, seed + 1, INIT_SCALE, zero_last=True)
         return {"U": U, "V": np.asarray(V.compute()),
                 "item_counts": _item_counts(by_user, V.shape[0])}
 
@@ -149,7 +160,8 @@ def sgd_solver(ratings, k: int, *, lr: float, reg: float, mu: float, batch_size:
         _, (penalty, sq_err, count) = half_step(_penalty_rows, by_item, one_key(V), U, mu, k,
                                                 True, size=3)
         U = U.rechunk((by_user.chunks[0], (width,)))
-        user_penalty = float((_counts(by_user) * (U * U).sum(axis=1)).sum().compute())
+        user_penalty = float((_counts(by_user) * U.map_blocks(_row_norms, drop_axis=1)
+                              ).sum().compute())
         rmse = float(np.sqrt(sq_err / count))
         return finish(ratings, U, V, k, True, mu,
                       {"algorithm": "cf-sgd", "train_rmse": rmse,
@@ -171,10 +183,10 @@ def _item_counts(by_user: da.Array, n: int) -> np.ndarray:
     return np.asarray(parts.sum(axis=0).compute())
 
 
-def _zero_last(block):
-    block = block.copy()
-    block[:, -1] = 0.0
-    return block
+def _row_norms(block) -> np.ndarray:
+    """|x_u|^2 of each row, without a block-sized temporary."""
+    return np.einsum("ij,ij->i", block, block)
+
 
 
 def sgd(

@@ -9,9 +9,13 @@ ratings, in panels of users, each user's ``n_candidates`` best kept), and::
 
 over the k users v most similar to u *among those who rated i*. Pairs are
 grouped by item, so one item's raters are read once (from ``by_item``).
+With ``input="matrix"`` the rows of a new matrix are new users, compared
+with the training users (:mod:`dmf.cf.user_knn_rows`).
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import scipy.sparse
@@ -30,6 +34,7 @@ from dmf.cf.knn_kernels import ordered_neighbours
 from dmf.cf.matrix import pairs_only
 from dmf.cf.params import ParamsMixin, pairs, with_unseen
 from dmf.cf.rows import as_index, user_rows
+from dmf.cf.user_knn_rows import item_means, user_knn_rows
 from dmf.errors import InputError, not_fitted
 
 
@@ -56,6 +61,20 @@ class UserKNN(ParamsMixin):
     n_candidates : int
         Most similar users stored per user (exactly Surprise's rule when
         >= n_users - 1).
+    input : {"auto", "pairs", "matrix"}
+        What ``fit``, ``predict`` and ``score`` take, as
+        :class:`~dmf.cf.knn.ItemKNN`'s. "matrix": a scikit-learn
+        transformer of a ratings matrix X (users x items; every entry of a
+        dense X is a rating, the stored entries of a sparse one): ``fit``
+        learns the training users' neighbourhoods and biases;
+        ``transform(X)`` is the predicted rating of every item for each row
+        of X as a *new* user, its similarities to the training users
+        computed from its own ratings (:mod:`dmf.cf.user_knn_rows`; two
+        reads of the training ratings per 2048 rows). A row that repeats a
+        training user predicts that user's unrated items as ``scores`` does
+        (the user itself rated none of them, so it is no neighbour there).
+        ``score(X)`` is R^2 over X's observed entries. No ``predict`` in
+        this mode.
 
     Attributes
     ----------
@@ -63,6 +82,8 @@ class UserKNN(ParamsMixin):
         m x m, row u: similarities of u's nearest users.
     baseline_ : Baseline
     ratings_ : Ratings
+    n_features_in_ : int
+        ``input="matrix"``: n_items.
 
     Examples
     --------
@@ -73,12 +94,16 @@ class UserKNN(ParamsMixin):
     [3.178]
     >>> model.scores([0, 1]).shape
     (2, 3)
+    >>> users = UserKNN(k=2, similarity="cosine", shrinkage=0, input="matrix").fit(R.toarray())
+    >>> users.transform([[5.0, 4.0, 0.0]]).shape       # every item, for a new user
+    (1, 3)
     """
 
     def __init__(self, k: int = 40, similarity: str = "pearson_baseline",
                  shrinkage: float = 100.0, min_support: int = 1, *, min_k: int = 1,
                  n_candidates: int = N_CANDIDATES, reg_user: float = 15.0,
-                 reg_item: float = 10.0, n_epochs: int = 10, panel_bytes: int = PANEL_BYTES):
+                 reg_item: float = 10.0, n_epochs: int = 10, panel_bytes: int = PANEL_BYTES,
+                 input: str = "auto"):
         self.k = k
         self.similarity = similarity
         self.shrinkage = shrinkage
@@ -89,6 +114,7 @@ class UserKNN(ParamsMixin):
         self.reg_item = reg_item
         self.n_epochs = n_epochs
         self.panel_bytes = panel_bytes
+        self.input = input
 
     def _fit_ratings(self, ratings) -> UserKNN:
         R = as_ratings(ratings)
@@ -104,6 +130,26 @@ class UserKNN(ParamsMixin):
         self.baseline_ = base
         self.ratings_ = R
         return self
+
+    # -- input="matrix" -------------------------------------------------------------
+
+    def _n_items(self) -> int:
+        return len(self.item_ids)
+
+    def _row_function(self):
+        base = self.baseline_
+        return functools.partial(
+            user_knn_rows, ratings=self.ratings_, mu=float(base.global_mean_),
+            user_bias=np.asarray(base.user_bias_, dtype=np.float64),
+            item_bias=np.asarray(base.item_bias_, dtype=np.float64),
+            item_mean=item_means(self.ratings_) if self.similarity == "adjusted_cosine"
+            else None,
+            reg_user=float(base.reg_user), k=int(self.k), min_k=int(self.min_k),
+            n_candidates=int(max(self.k, self.n_candidates)), similarity=self.similarity,
+            shrinkage=float(self.shrinkage), min_support=int(self.min_support),
+            panel_bytes=int(self.panel_bytes))
+
+    _ratings_function = _row_function
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "user_neighbours_")

@@ -352,7 +352,7 @@ class Runner:
         return [step.out]
 
     def _is_engine(self, step: Step) -> bool:
-        return KINDS[step.kind].engine and step.params.get("model") != "knn"
+        return KINDS[step.kind].engine and step.params.get("model") not in ("knn", "user-knn")
 
     def _action(self, step: Step, previous: dict | None, same: bool,
                 storage_options: dict) -> tuple[str, bool]:
