@@ -722,11 +722,18 @@ def quiet_dask_logs() -> None:
     command that computes nothing never imports it."""
     dask_level = {logging.DEBUG: logging.INFO, logging.INFO: logging.WARNING}.get(
         logging.getLogger("dmf").getEffectiveLevel(), logging.CRITICAL)
+    # The event loop's own loggers print Dask's internal tracebacks (a
+    # callback that failed while a Ctrl-C interrupted the cluster's start,
+    # say): only at -vv.
+    loop_level = logging.INFO if dask_level == logging.INFO else logging.CRITICAL
     # Dask's logging config gives some children (distributed.client...)
     # levels of their own, so set every one of them.
     for name in list(logging.root.manager.loggerDict):
-        if name.split(".")[0] in ("distributed", "tornado", "asyncio"):
+        top = name.split(".")[0]
+        if top == "distributed":
             logging.getLogger(name).setLevel(dask_level)
+        elif top in ("tornado", "asyncio"):
+            logging.getLogger(name).setLevel(loop_level)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001

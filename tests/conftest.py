@@ -194,3 +194,14 @@ def memory_url():
     fs = fsspec.filesystem("memory")
     if fs.exists(root):
         fs.rm(root, recursive=True)
+
+
+@pytest.fixture(autouse=True)
+def _dmf_log_level():
+    """The CLI run in this process (``main([...])``) sets the dmf logger's
+    level (-q, -v); put it back after each test, so that what a later test
+    logs reaches its caplog whatever ran before it on the same worker."""
+    logger = logging.getLogger("dmf")
+    level = logger.level
+    yield
+    logger.setLevel(level)

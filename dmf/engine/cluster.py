@@ -253,9 +253,23 @@ def _stop_workers_now(cluster) -> None:
 
 def _abandon(cluster) -> None:
     """A cluster whose start was interrupted cannot be closed (Dask refuses
-    workers still starting): it is left to end with this process, whose exit
-    terminates its worker processes, without Dask's exit hook waiting for it."""
+    workers still starting): it is left to end with this process, without
+    Dask's exit hook waiting for it. Its worker processes are killed now: one
+    still reading what it was spawned with would print an EOFError
+    traceback once this process is gone."""
     cluster.shutdown_on_close = False
+    _kill_spawned_children()
+
+
+def _kill_spawned_children() -> None:
+    """SIGKILL this process's multiprocessing children (the workers being
+    spawned; the resource tracker is left alone)."""
+    import psutil
+
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if "spawn_main" in " ".join(child.cmdline()):
+                child.kill()
 
 
 def _close_quietly(cluster) -> None:
