@@ -43,7 +43,7 @@ from dmf.engine.lock import OutputLock
 from dmf.engine.output import JobOutput
 from dmf.errors import InputError
 from dmf.linalg.bcv import bcv_errors, check_folds
-from dmf.linalg.svd import check_k
+from dmf.linalg.svd import check_k, svd
 from dmf.nmf.checks import nonnegative_facts
 from dmf.nmf.masked import masked_solver
 from dmf.nmf.mu import full_rows
@@ -190,8 +190,6 @@ def _select_bcv(X, ks, *, folds, seed, progress, cache) -> RankSelection:
 
 
 def _select_svd(X, ks, *, seed, progress, cache, source=None, job=None) -> RankSelection:
-    from dmf.linalg.svd import svd
-
     top = min(max(ks) + 1, min(X.shape))  # S_(k+1) for the gap ratio of the largest k
     if job is None:
         result = svd(X, top, method="auto", seed=seed, progress=progress, cache=cache)

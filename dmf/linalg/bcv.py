@@ -33,6 +33,7 @@ import scipy.sparse
 from dmf.errors import InputError
 from dmf.linalg.hashing import uniform_hash
 from dmf.linalg.products import as_f64, row_slices, transpose_times
+from dmf.linalg.svd import svd
 
 
 @dataclass
@@ -96,8 +97,6 @@ def bcv_errors(X: da.Array, ks: list[int], *, folds: tuple[int, int], seed: int,
                progress: bool | None = None, cache: bool | str = "auto") -> BcvErrors:
     """Owen and Perry's (h x l)-fold bi-cross-validation errors of X's
     truncated SVD for each k in ``ks`` (ascending), X a dask array."""
-    from dmf.linalg.svd import svd
-
     m, n = X.shape
     row_fold = fold_ids(seed, 0, m, folds[0])
     col_fold = fold_ids(seed, m, n, folds[1])
