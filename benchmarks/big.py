@@ -2,7 +2,8 @@
 workers of 1 GiB each, against the I/O floor measured in the same run.
 
 The store (float32, ``lowrank --nonnegative``, 48 GB by default on a 24 GiB
-machine) is generated once and kept under ``--data``. Every row starts with
+machine) is generated once and kept under ``--data``, where the ``nmf``
+benchmark keeps its stores (:func:`benchmarks.nmf.nonnegative_store`). Every row starts with
 the store's files evicted from the page cache (``posix_fadvise``, per file);
 the baseline reads the chunk files with plain ``read()`` in ``--threads``
 threads, no decoding: the cold raw read. Then a read pass, a randomized SVD
@@ -16,15 +17,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 
-import dask
 import zarr
 
 import dmf
-from benchmarks.codec import _complete, _raw_read, parse_size
+from benchmarks.codec import _raw_read
 from benchmarks.harness import Case, Data, Env, Result, Suite
-from dmf.store.dense import default_chunks
+from benchmarks.nmf import nonnegative_store
 
 NAME = "big"
 HELP = ("past RAM: a store larger than memory read cold by 2 workers x 1 GiB: read, "
@@ -44,22 +43,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=20, help="components (default 20)")
     p.add_argument("--iters", type=int, default=3, help="NMF iterations (default 3)")
     p.add_argument("--seed", type=int, default=0, help="default 0")
-
-
-def prepare_store(args: argparse.Namespace, env: Env) -> Path:
-    m = max(1, round(parse_size(args.size) / (args.cols * FLOAT32)))
-    shape = (m, args.cols)
-    folder = env.data_dir / NAME / f"{m}x{args.cols}-seed{args.seed}"
-    folder.mkdir(parents=True, exist_ok=True)
-    store = folder / "X.zarr"
-    if not _complete(store, shape):
-        print(f"generating {store} ({m * args.cols * FLOAT32 / 1e9:.1f} GB) ...", flush=True)
-        with dask.config.set(scheduler="threads"):
-            dmf.generate.lowrank(store, shape, args.k, noise=0.0, seed=args.seed,
-                                 dtype="float32", nonnegative=True,
-                                 chunks=default_chunks(shape, "float32"), save_factors=False,
-                                 overwrite=True)
-    return store
 
 
 def _spilled_bytes(dask_worker) -> float:
@@ -105,7 +88,7 @@ def _summary(raw: str) -> Callable[[list[Result]], list[str]]:
 
 
 def build(args: argparse.Namespace, env: Env) -> Suite:
-    store = prepare_store(args, env)
+    store = nonnegative_store(env.data_dir, args.size, args.cols, args.k, args.seed)
     url = str(store)
     z = zarr.open_array(store=url, mode="r")
     m, n = z.shape

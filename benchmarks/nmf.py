@@ -63,17 +63,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def prepare_store(args: argparse.Namespace, env: Env) -> Path:
-    m = max(1, round(parse_size(args.size) / (args.cols * FLOAT32)))
-    shape = (m, args.cols)
-    rows = default_chunks(shape, "float32")[0]
-    folder = env.data_dir / NAME / f"{m}x{args.cols}-rank{args.rank}-seed{args.seed}"
+    return nonnegative_store(env.data_dir, args.size, args.cols, args.rank, args.seed)
+
+
+def nonnegative_store(data_dir: Path, size: str, cols: int, rank: int, seed: int) -> Path:
+    """A float32 ``lowrank --nonnegative`` store of about ``size`` bytes,
+    ``cols`` columns wide, in dmf's default chunks: generated once under
+    ``data_dir`` (keyed by its parameters) and reused by every benchmark
+    that asks for the same one."""
+    m = max(1, round(parse_size(size) / (cols * FLOAT32)))
+    shape = (m, cols)
+    folder = data_dir / NAME / f"{m}x{cols}-rank{rank}-seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     store = folder / "X.zarr"
     if not _complete(store, shape):
-        print(f"generating {store} ...", flush=True)
+        print(f"generating {store} ({m * cols * FLOAT32 / 1e9:.1f} GB) ...", flush=True)
         with dask.config.set(scheduler="threads"):
-            dmf.generate.lowrank(store, shape, args.rank, noise=0.0, seed=args.seed,
-                                 dtype="float32", nonnegative=True, chunks=(rows, args.cols),
+            dmf.generate.lowrank(store, shape, rank, noise=0.0, seed=seed, dtype="float32",
+                                 nonnegative=True, chunks=default_chunks(shape, "float32"),
                                  save_factors=False, overwrite=True)
     return store
 

@@ -24,24 +24,9 @@ from pathlib import Path
 import dask
 
 import dmf
-from benchmarks.codec import _complete, parse_size
-from dmf.store.dense import default_chunks
+from benchmarks.nmf import nonnegative_store
 
-FLOAT32 = 4
 K = 20
-
-
-def _store(data: Path, size: str, cols: int) -> str:
-    m = max(1, round(parse_size(size) / (cols * FLOAT32)))
-    store = data / "scaling" / f"{m}x{cols}" / "X.zarr"
-    if not _complete(store, (m, cols)):
-        store.parent.mkdir(parents=True, exist_ok=True)
-        print(f"generating {store} ...", flush=True)
-        with dask.config.set(scheduler="threads"):
-            dmf.generate.lowrank(store, (m, cols), K, noise=0.0, seed=0, dtype="float32",
-                                 nonnegative=True, chunks=default_chunks((m, cols), "float32"),
-                                 save_factors=False, overwrite=True)
-    return str(store)
 
 
 def _loopback_bytes() -> int:
@@ -83,7 +68,7 @@ def main(argv=None) -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--iters", type=int, default=3)
     args = p.parse_args(argv)
-    url = _store(args.data.resolve(), args.size, args.cols)
+    url = str(nonnegative_store(args.data.resolve(), args.size, args.cols, K, seed=0))
     rows: dict[int, list[dict[str, float]]] = {1: [], 2: []}
     with dmf.connect(n_workers=1, threads_per_worker=1, memory_limit="1GiB") as one, \
             dmf.connect(n_workers=2, threads_per_worker=1, memory_limit="1GiB") as two:
