@@ -52,12 +52,15 @@ def test_explicit_rows_are_the_ridge_solutions_of_every_row(biases):
     assert again == pytest.approx((want_penalty, want_sq), rel=1e-10)
 
 
-def test_implicit_cg_converges_to_each_rows_confidence_weighted_solution():
-    R = ratings(30, 50, 0.2, 3)
+@pytest.mark.parametrize("n, density", [(50, 0.2), (kernels.SEGMENT * 2 + 7, 0.6)])
+def test_implicit_cg_converges_to_each_rows_confidence_weighted_solution(n, density):
+    R = ratings(30, n, density, 3)  # the second: rows longer than a segment
     R.data[::7] = 0.0  # stored zeros: no preference, confidence 1
+    if n > kernels.SEGMENT:
+        assert np.diff(R.indptr).max() > kernels.SEGMENT
     k, alpha, reg = 5, 4.0, 0.3
     rng = np.random.default_rng(4)
-    Y = rng.standard_normal((50, k))
+    Y = rng.standard_normal((n, k))
     A0 = Y.T @ Y + reg * np.eye(k)
     X = np.zeros((30, k))
     kernels.implicit_rows(*csr_arrays(R), Y, A0, X, alpha, 3 * k, False)  # CG: exact in k steps

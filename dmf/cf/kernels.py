@@ -15,11 +15,14 @@ from the Dask task, so Python never loops over rows or ratings:
 Memory per call is the block, its own factor rows and O(K^2) scratch: the
 K x K systems are formed and solved one row at a time, never stacked.
 
-Determinism: plain loops in a fixed order, no BLAS (whose results may
-depend on its thread count), dot products in four running sums written out
-(a fixed order that still runs 4 wide; fastmath's reassociation let the
-compiler choose the order, and it chose by the scratch arrays' addresses:
-the same call gave different last bits), fastmath limited to contraction
+Determinism: plain loops in a fixed order, no BLAS (whose results depend
+on its thread count: measured on explicit ALS's K x K products), dot
+products in four running sums written out (a fixed order; fastmath's
+reassociation let the compiler choose the order, and it chose by the
+scratch arrays' addresses: the same call gave different last bits); where
+many dot products share a vector (implicit ALS's y_i . p over a row's
+ratings) they run as one loop across the products, which the compiler
+vectorizes without reordering any sum; fastmath limited to contraction
 (FMA, chosen at compile time), and a shuffle drawn from splitmix64 keyed by
 (seed, block): the same inputs give the same bits on any scheduler, at any
 alignment. Machines of different instruction sets may differ in the last
@@ -39,6 +42,15 @@ _JIT = {"cache": True, "nogil": True, "fastmath": {"contract"}, "error_model": "
 
 #: A row's CG stops when its squared residual falls to this (as implicit).
 RESIDUAL_FLOOR = 1e-20
+
+#: Ratings of a row gathered at a time by :func:`implicit_rows` (a row's
+#: factor rows transposed, K x SEGMENT float64 of scratch); longer rows are
+#: handled in segments, gathered again at each use.
+SEGMENT = 256
+#: Padding of the gathered rows: a row stride that is a multiple of 2 KiB
+#: maps all K rows onto a few cache sets, which then thrash.
+_PAD = 8
+
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -330,9 +342,81 @@ def objective_rows(indptr, indices, data, other, X, mu, k, biases):
 
 
 @numba.njit(**_JIT)
-def _sym_times(A, v, out, K):
+def _gather_t(Y, indices, s0, s1, Gt):
+    """Gt[:, j] = Y[indices[s0 + j], :] for the ratings s0..s1 (four rows
+    at a time: four stores to each cache line of Gt)."""
+    K = Y.shape[1]
+    n = s1 - s0
+    j = 0
+    while j + 4 <= n:
+        i0, i1 = indices[s0 + j], indices[s0 + j + 1]
+        i2, i3 = indices[s0 + j + 2], indices[s0 + j + 3]
+        for a in range(K):
+            Gt[a, j] = Y[i0, a]
+            Gt[a, j + 1] = Y[i1, a]
+            Gt[a, j + 2] = Y[i2, a]
+            Gt[a, j + 3] = Y[i3, a]
+        j += 4
+    while j < n:
+        i = indices[s0 + j]
+        for a in range(K):
+            Gt[a, j] = Y[i, a]
+        j += 1
+
+
+@numba.njit(**_JIT)
+def _dots_t(Gt, n, v, w):
+    """w[j] = Gt[:, j] . v for j < n, each summed in the order a = 0, 1, ...
+    The loop runs across j, so it is vectorized without reordering any sum
+    (a dot product's own reduction is not: numba leaves reductions scalar
+    unless fastmath may reorder them, which would cost determinism)."""
+    K = Gt.shape[0]
+    for j in range(n):
+        w[j] = 0.0
+    a = 0
+    while a + 4 <= K:
+        v0, v1, v2, v3 = v[a], v[a + 1], v[a + 2], v[a + 3]
+        for j in range(n):
+            w[j] = (((w[j] + Gt[a, j] * v0) + Gt[a + 1, j] * v1) + Gt[a + 2, j] * v2
+                    ) + Gt[a + 3, j] * v3
+        a += 4
+    while a < K:
+        va = v[a]
+        for j in range(n):
+            w[j] += Gt[a, j] * va
+        a += 1
+
+
+@numba.njit(**_JIT)
+def _sym_times(A, v, out):
+    """out = A v for symmetric A, as sum_c v[c] A[c, :]: vectorized across
+    out, each entry summed in the order c = 0, 1, ..."""
+    K = A.shape[0]
     for a in range(K):
-        out[a] = _dot_rv(A, a, v, K)
+        out[a] = 0.0
+    c = 0
+    while c + 4 <= K:
+        v0, v1, v2, v3 = v[c], v[c + 1], v[c + 2], v[c + 3]
+        for a in range(K):
+            out[a] = (((out[a] + v0 * A[c, a]) + v1 * A[c + 1, a]) + v2 * A[c + 2, a]
+                      ) + v3 * A[c + 3, a]
+        c += 4
+    while c < K:
+        vc = v[c]
+        for a in range(K):
+            out[a] += vc * A[c, a]
+        c += 1
+
+
+@numba.njit(**_JIT)
+def _add_rows(Y, indices, s0, s1, coef, out):
+    """out += sum_j coef[j] Y[indices[s0 + j]] (in the order j = 0, 1, ...)."""
+    K = Y.shape[1]
+    for j in range(s1 - s0):
+        cj = coef[j]
+        i = indices[s0 + j]
+        for a in range(K):
+            out[a] += cj * Y[i, a]
 
 
 @numba.njit(**_JIT)
@@ -342,9 +426,10 @@ def implicit_rows(indptr, indices, data, Y, A0, X, alpha, steps, losses):
 
     Row u's system is (A0 + Y_u^T (C_u - I) Y_u) x = Y_u^T C_u p_u with
     A0 = Y^T Y + reg I, c = 1 + alpha r and p = [r > 0] at u's ratings; the
-    product with it costs u's ratings only. Returns, if ``losses``, the
-    nonzero terms of the objective, sum c (p - x.y)^2 - (x.y)^2, of the new
-    rows.
+    product with it costs u's ratings only. u's rows of Y are gathered once,
+    transposed, so that the products y_i . v of all its ratings run as one
+    vectorized loop. Returns, if ``losses``, the nonzero terms of the
+    objective, sum c (p - x.y)^2 - (x.y)^2, of the new rows.
     """
     rows = X.shape[0]
     K = X.shape[1]
@@ -352,32 +437,45 @@ def implicit_rows(indptr, indices, data, Y, A0, X, alpha, steps, losses):
     r = np.empty(K)
     p = np.empty(K)
     Ap = np.empty(K)
+    Gt = np.empty((K, SEGMENT + _PAD))
+    w = np.empty(SEGMENT)
+    coef = np.empty(SEGMENT)
     nz = 0.0
     for u in range(rows):
         start, stop = indptr[u], indptr[u + 1]
+        held = stop - start <= SEGMENT  # gathered once for every use
+        if held:
+            _gather_t(Y, indices, start, stop, Gt)
         for a in range(K):
             x[a] = X[u, a]
-        _sym_times(A0, x, r, K)
+        _sym_times(A0, x, r)
         for a in range(K):
             r[a] = -r[a]
-        for j in range(start, stop):  # r = b - A x
-            i = indices[j]
-            extra = alpha * data[j]
-            pref = 1.0 if data[j] > 0 else 0.0
-            w = (1.0 + extra) * pref - extra * _dot_rv(Y, i, x, K)
-            for a in range(K):
-                r[a] += w * Y[i, a]
+        for s0 in range(start, stop, SEGMENT):  # r = b - A x
+            s1 = min(stop, s0 + SEGMENT)
+            if not held:
+                _gather_t(Y, indices, s0, s1, Gt)
+            _dots_t(Gt, s1 - s0, x, w)
+            for j in range(s1 - s0):
+                d = data[s0 + j]
+                extra = alpha * d
+                pref = 1.0 if d > 0 else 0.0
+                coef[j] = (1.0 + extra) * pref - extra * w[j]
+            _add_rows(Y, indices, s0, s1, coef, r)
         rs = _dot_vv(r, r, K)
         for a in range(K):
             p[a] = r[a]
         if rs > RESIDUAL_FLOOR:
             for _ in range(steps):
-                _sym_times(A0, p, Ap, K)
-                for j in range(start, stop):
-                    i = indices[j]
-                    w = alpha * data[j] * _dot_rv(Y, i, p, K)
-                    for a in range(K):
-                        Ap[a] += w * Y[i, a]
+                _sym_times(A0, p, Ap)
+                for s0 in range(start, stop, SEGMENT):
+                    s1 = min(stop, s0 + SEGMENT)
+                    if not held:
+                        _gather_t(Y, indices, s0, s1, Gt)
+                    _dots_t(Gt, s1 - s0, p, w)
+                    for j in range(s1 - s0):
+                        coef[j] = alpha * data[s0 + j] * w[j]
+                    _add_rows(Y, indices, s0, s1, coef, Ap)
                 pAp = _dot_vv(p, Ap, K)
                 if pAp <= 0:
                     break
@@ -395,12 +493,16 @@ def implicit_rows(indptr, indices, data, Y, A0, X, alpha, steps, losses):
             for a in range(K):
                 X[u, a] = x[a]
         if losses:
-            for j in range(start, stop):
-                i = indices[j]
-                xy = _dot_rv(Y, i, x, K)
-                c = 1.0 + alpha * data[j]
-                pref = 1.0 if data[j] > 0 else 0.0
-                nz += c * (pref - xy) ** 2 - xy * xy
+            for s0 in range(start, stop, SEGMENT):
+                s1 = min(stop, s0 + SEGMENT)
+                if not held:
+                    _gather_t(Y, indices, s0, s1, Gt)
+                _dots_t(Gt, s1 - s0, x, w)
+                for j in range(s1 - s0):
+                    d = data[s0 + j]
+                    c = 1.0 + alpha * d
+                    pref = 1.0 if d > 0 else 0.0
+                    nz += c * (pref - w[j]) ** 2 - w[j] * w[j]
     return nz
 
 
