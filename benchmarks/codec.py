@@ -9,10 +9,15 @@ same chunks. For each store, three ways of reading every byte of it:
 - ``threads``: ``open_matrix(url).sum().compute()`` on dask's threaded
   scheduler (``--threads`` threads) in this process;
 - ``cluster``: the same on the local cluster (``--workers`` processes of
-  ``--threads-per-worker`` threads).
+  ``--threads-per-worker`` threads);
+- ``nmf``: NMF iterations (MU, k = 20, random start, X not cached in
+  memory) on the local cluster, seconds per iteration from the second on
+  (the first follows the start's passes, which have just read X).
 
 each with a warm page cache and, with ``--cache warm,cold``, a cold one
-(the store's files evicted with ``posix_fadvise(DONTNEED)`` before each run).
+(the store's files evicted with ``posix_fadvise(DONTNEED)`` before each run,
+and for ``nmf`` after each iteration too, so that every iteration reads the
+disk as on a store larger than memory).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import argparse
 import os
 import re
 import shutil
+import statistics
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,13 +54,21 @@ EXTRA_CODECS: dict[str, tuple] = {
     "none-nocrc": (),
     # Level barely changes LZ4's decode speed; it is here to show that.
     "lz4-1": (BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"), Crc32cCodec()),
+    "lz4-2": (BloscCodec(cname="lz4", clevel=2, shuffle="shuffle"), Crc32cCodec()),
+    "lz4-3": (BloscCodec(cname="lz4", clevel=3, shuffle="shuffle"), Crc32cCodec()),
+    # zstd at the levels that decode fastest (issue 25 asks for 1-3).
+    "zstd-1": (ZstdCodec(level=1), Crc32cCodec()),
+    "zstd-2": (ZstdCodec(level=2), Crc32cCodec()),
+    "zstd-3": (ZstdCodec(level=3), Crc32cCodec()),
     # Bit shuffle compresses floats better than byte shuffle, at some decode cost.
     "lz4-bitshuffle": (BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),
                        Crc32cCodec()),
 }
 
 DEFAULT_CODECS = "zarr-default,zstd,blosc-zstd,lz4,lz4-bitshuffle,none,none-nocrc"
-MODES = ("raw", "threads", "cluster")
+MODES = ("raw", "threads", "cluster", "nmf")
+#: NMF iterations per ``nmf`` run: the first is not timed (see the module doc).
+NMF_ITERATIONS = 3
 BASELINE = "zarr-default / threads (warm)"
 FLOAT32 = 4
 
@@ -72,7 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated; dmf presets {sorted(dmf_codecs.PRESETS)} "
                         f"and {sorted(EXTRA_CODECS)} (default {DEFAULT_CODECS})")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated, of raw,threads,"
-                   "cluster (default all)")
+                   "cluster,nmf (default all)")
     p.add_argument("--cache", default="warm,cold", help="warm, cold or warm,cold (default)")
 
 
@@ -139,15 +154,18 @@ def prepare(args: argparse.Namespace, env: Env, codecs: list[str]) -> dict[str, 
     shape = (m, args.cols)
     rows = args.chunk_rows or default_chunks(shape, "float32")[0]
     args.chunk_rows = rows  # the printed command then names it, whatever dmf's default becomes
+    # NMF needs X >= 0: with the nmf mode, every codec reads nonnegative data
+    nonnegative = "nmf" in _csv(args.modes, MODES)
     folder = env.data_dir / NAME / (
-        f"{m}x{args.cols}-rank{args.rank}-noise{args.noise:g}-seed{args.seed}-rows{rows}")
+        f"{m}x{args.cols}-rank{args.rank}-noise{args.noise:g}-seed{args.seed}-rows{rows}"
+        + ("-nonnegative" if nonnegative else ""))
     folder.mkdir(parents=True, exist_ok=True)
     source = folder / "none.zarr"
     if not _complete(source, shape):
         print(f"generating {source} ...", flush=True)
         dmf.generate.lowrank(source, shape, args.rank, noise=args.noise, seed=args.seed,
                              dtype="float32", chunks=(rows, args.cols), codec="none",
-                             save_factors=False, overwrite=True)
+                             nonnegative=nonnegative, save_factors=False, overwrite=True)
     stores = {}
     for codec in codecs:
         path = folder / f"{codec}.zarr"
@@ -180,6 +198,33 @@ def _raw_read(files: list[Path], threads: int) -> Callable[[], object]:
     return run
 
 
+def _nmf_iterations(data: Data, cold: bool, k: int = 20) -> Callable[[], object]:
+    """MU iterations from scikit-learn's random start, X read from the store
+    at each (``cache=False``); returns the seconds of iterations 2.. (timed
+    between callbacks, the eviction of a cold run left out)."""
+
+    def run() -> list[float]:
+        seconds: list[float] = []
+        started = [0.0]
+
+        def each(iteration, _state, _stats):
+            if iteration > 1:
+                seconds.append(time.perf_counter() - started[0])
+            if cold:
+                data.evict()
+            started[0] = time.perf_counter()
+
+        dmf.nmf(str(data.paths[0]), k, solver="mu", init="random", seed=0, tol=0,
+                max_iter=NMF_ITERATIONS, cache=False, progress=False, callback=each)
+        return seconds
+
+    return run
+
+
+def _seconds_per_iteration(seconds: list[float]) -> dict[str, float]:
+    return {"s/iter": statistics.median(seconds)}
+
+
 def build(args: argparse.Namespace, env: Env) -> Suite:
     codecs = _csv(args.codecs, {*dmf_codecs.PRESETS, *EXTRA_CODECS})
     modes = _csv(args.modes, MODES)
@@ -196,12 +241,17 @@ def build(args: argparse.Namespace, env: Env) -> Suite:
         for mode in modes:
             for codec in codecs:
                 d = data[codec]
+                measure = None
                 if mode == "raw":
                     chunks = [f for f in d.files() if f.name != "zarr.json"]
                     run, where = _raw_read(chunks, env.threads), "client"
+                elif mode == "nmf":
+                    run, where = _nmf_iterations(d, cache == "cold"), "cluster"
+                    measure = _seconds_per_iteration
                 else:
                     run, where = _sum_pass(d.paths[0]), mode
-                cases.append(Case(f"{codec} / {mode}", run, d, where=where, cache=cache))
+                cases.append(Case(f"{codec} / {mode}", run, d, where=where, cache=cache,
+                                  measure=measure))
 
     baseline = args.baseline or BASELINE
     if not args.baseline and baseline not in {c.key for c in cases}:
@@ -210,7 +260,8 @@ def build(args: argparse.Namespace, env: Env) -> Suite:
     first = zarr.open_array(store=str(stores[codecs[0]]), mode="r")
     m, n = first.shape
     notes = [
-        f"Data: `lowrank` {m} x {n} float32, rank {args.rank}, noise {args.noise:g}, "
+        f"Data: `lowrank{' --nonnegative' if 'nmf' in modes else ''}` {m} x {n} float32, "
+        f"rank {args.rank}, noise {args.noise:g}, "
         f"seed {args.seed}, chunks {first.chunks[0]} x {first.chunks[1]} "
         f"({first.nchunks} chunks of {first.chunks[0] * n * FLOAT32 / 2**20:.0f} MiB); "
         f"`{env.threads}` threads for threads/raw rows, cluster "
