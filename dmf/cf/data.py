@@ -22,6 +22,7 @@ import dask
 import dask.array as da
 import numpy as np
 import scipy.sparse
+from dask.highlevelgraph import HighLevelGraph
 
 from dmf.errors import InputError
 from dmf.store.location import Location
@@ -74,9 +75,16 @@ class Ratings:
 
 
 def _blocks(csr: scipy.sparse.csr_matrix, rows: int) -> da.Array:
-    return da.from_array(csr, chunks=(max(1, min(rows, csr.shape[0])), -1), asarray=False,
-                         name="ratings-" + dask.base.tokenize(csr.data, csr.indices,
-                                                              csr.indptr, csr.shape, rows))
+    """The row blocks of ``csr``, sliced once, as the chunks of a dask array
+    (``da.from_array`` slices them again in every task: a solver's every
+    pass over the ratings paid for a copy of them)."""
+    rows = max(1, min(rows, csr.shape[0]))
+    name = "ratings-" + dask.base.tokenize(csr.data, csr.indices, csr.indptr, csr.shape, rows)
+    starts = range(0, csr.shape[0], rows)
+    layer = {(name, b, 0): csr[r0:r0 + rows] for b, r0 in enumerate(starts)}
+    chunks = (tuple(min(rows, csr.shape[0] - r0) for r0 in starts), (csr.shape[1],))
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=())
+    return da.Array(graph, name, chunks, meta=scipy.sparse.csr_matrix((0, 0), dtype=csr.dtype))
 
 
 def ratings_from_scipy(R, *, name: str = "ratings", block_rows: int = MEMORY_BLOCK_ROWS,
