@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-output
 BENCH_DIR ?= bench-data
 
-.PHONY: demo digits test test-slow chaos bench bench-big lint clean help
+.PHONY: demo digits test test-slow chaos bench bench-big lint layers clean help
 
 help:
 	@echo "make demo   run pipelines/demo.yaml: generate, SVD, NMF, report (in process: small matrices)"
@@ -22,6 +22,7 @@ help:
 	@echo "make bench  run the benchmarks (long; prints ratio tables)"
 	@echo "make bench-big  past RAM: a 48 GB store read cold (BIG_SIZE=...; about 30 min here; 48 GB of disk)"
 	@echo "make lint   ruff"
+	@echo "make layers check that imports point down the layers (docs/design.md, Layers)"
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed"; exit 1; }
@@ -86,6 +87,11 @@ bench-big: $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check dmf tests benchmarks examples
+
+# Imports point down the layers, in no circle; fails on a violation not in
+# dmf/tools/layers_baseline.txt or on one fixed but still listed there.
+layers: $(VENV)/.installed-run
+	$(BIN)/python -m dmf.tools.layers
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,89 @@
+"""dmf's imports point down its layers: no violation beyond the checked-in baseline
+(issue 27, line 1; the checker is ``python -m dmf.tools.layers``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dmf.tools import layers
+
+
+def test_the_violations_are_exactly_the_baseline():
+    found = {v.key for v in layers.check()}
+    baseline = layers.read_baseline()
+    assert baseline, f"{layers.BASELINE} is missing or empty"
+    new = sorted(found - baseline)
+    fixed = sorted(baseline - found)
+    assert not new, ("imports that break the layering (fix them; see "
+                     "python -m dmf.tools.layers):\n" + "\n".join(new))
+    assert not fixed, ("fixed violations still in the baseline (remove them, or run "
+                       "python -m dmf.tools.layers --write-baseline):\n" + "\n".join(fixed))
+
+
+def test_every_dmf_module_has_a_layer():
+    modules = layers.module_names(layers.PACKAGE_DIR)
+    assert "dmf.tools.layers" in modules and "dmf.store.ingest.npy" in modules
+    assert [m for m in modules if layers.layer_of(m) is None] == []
+
+
+def _package(root: Path, files: dict[str, str]) -> Path:
+    """A package named dmf under ``root`` holding ``files`` (path -> source)."""
+    for name, source in files.items():
+        path = root / "dmf" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
+    return root / "dmf"
+
+
+SMALL = {
+    "__init__.py": "",
+    "errors.py": "",
+    "store/__init__.py": "",
+    "store/a.py": "import os\nfrom dmf.engine import b\nfrom dmf import errors\n",
+    "engine/__init__.py": "",
+    "engine/b.py": ("import dask\n\n\ndef f():\n"
+                    "    import matplotlib\n    from ..store import a  # late: a imports b\n"),
+    "nmf/__init__.py": "from . import x\n",
+    "nmf/x.py": "from .y import z\n",
+    "nmf/y.py": "import dmf.nmf.x\n\nz = 1\n",
+    "cli.py": "class Command:\n    def run(self):\n        from dmf.nmf import x\n",
+    "newthing.py": "",
+}
+
+
+def test_the_checker_finds_each_kind_of_violation(tmp_path):
+    found = {v.key: v for v in layers.check(_package(tmp_path, SMALL))}
+    assert sorted(found) == sorted([
+        "unplaced dmf.newthing",
+        "upward dmf.store.a -> dmf.engine.b",
+        "cycle top-level (2 modules): dmf.nmf.x dmf.nmf.y",
+        "cycle all-imports (2 modules): dmf.engine.b dmf.store.a",
+        "cycle all-imports (2 modules): dmf.nmf.x dmf.nmf.y",
+        "function dmf.engine.b -> dmf.store.a in f",
+        "lazy-cli dmf.cli -> dmf.nmf.x in Command.run",
+    ])
+    assert found["upward dmf.store.a -> dmf.engine.b"].details == [
+        "dmf.store.a -> dmf.engine.b (line 2; store imports engine)"]
+    assert found["function dmf.engine.b -> dmf.store.a in f"].details == [
+        "dmf.engine.b -> dmf.store.a (line 6, in f, late: a imports b)"]
+
+
+def test_the_command_fails_on_a_new_violation_and_on_a_fixed_one(tmp_path, capsys):
+    package = _package(tmp_path, SMALL)
+    baseline = tmp_path / "baseline.txt"
+    args = ["--package-dir", str(package), "--baseline", str(baseline)]
+    assert layers.main([*args, "--write-baseline"]) == 0
+    assert len(layers.read_baseline(baseline)) == 7
+    assert layers.main(args) == 0
+    assert "baseline: 7 known, 0 new, 0 fixed" in capsys.readouterr().out
+
+    (package / "store" / "c.py").write_text("from dmf.cli import Command\n")
+    assert layers.main(args) == 1
+    out = capsys.readouterr().out
+    assert "  NEW dmf.store.c -> dmf.cli (line 1; store imports cli)" in out
+    assert "new (not in the baseline): upward dmf.store.c -> dmf.cli" in out
+
+    (package / "store" / "c.py").unlink()
+    (package / "newthing.py").unlink()
+    assert layers.main(args) == 1
+    assert "fixed (remove from the baseline): unplaced dmf.newthing" in capsys.readouterr().out
