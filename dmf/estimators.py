@@ -34,7 +34,7 @@ from dmf.linalg.svd import svd
 from dmf.nmf.api import nmf
 from dmf.sklearn_output import SetOutputMixin
 from dmf.store.api import as_matrix, open_matrix
-from dmf.store.sparse import is_sparse_dask
+from dmf.store.sparse_format import is_sparse_dask
 from dmf.store.validate import check_shape
 from dmf.validation import (
     check_n_features,

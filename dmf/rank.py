@@ -85,10 +85,6 @@ class RankSelection:
     criterion: str
     attrs: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def _error_column(self) -> str:
-        return "explained_variance_ratio" if self.method == "svd" else "heldout_rmse"
-
     def rows(self) -> list[dict[str, Any]]:
         """The table as a list of dicts (JSON-able)."""
         names = self.table.dtype.names

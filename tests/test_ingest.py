@@ -250,7 +250,7 @@ def test_npz(tmp_path, s, fmt, compressed):
 def test_npz_streams_in_blocks(tmp_path, monkeypatch, s):
     """Small row blocks and triplet chunks: many pieces, same result."""
     import dmf.store.ingest.npz as ingest_module
-    import dmf.store.sparse as sparse_module
+    import dmf.store.sparse_row_blocks as sparse_module
 
     monkeypatch.setattr(ingest_module, "_TRIPLET_CHUNK", 7)
     real = sparse_module.csr_row_blocks

@@ -14,14 +14,10 @@ import zarr
 import dmf
 from dmf.errors import DmfWarning, InputError, StoreError
 from dmf.store.location import Location
-from dmf.store.sparse import (
-    ENCODING,
-    canonical_csr,
-    even_row_blocks,
-    open_csr,
-    plan_row_blocks,
-    save_csr,
-)
+from dmf.store.sparse_format import ENCODING, canonical_csr
+from dmf.store.sparse_read import open_csr
+from dmf.store.sparse_row_blocks import even_row_blocks, plan_row_blocks
+from dmf.store.sparse_write import save_csr
 from dmf.store.triplets import write_csr_from_triplets
 
 
@@ -166,7 +162,7 @@ def test_dask_sparse_input(tmp_path):
 
 def test_many_stored_chunks(tmp_path, monkeypatch):
     """Appends are cut into whole chunks of a growing array."""
-    import dmf.store.sparse as sparse_module
+    import dmf.store.sparse_write as sparse_module
 
     monkeypatch.setattr(sparse_module, "CHUNK_ELEMENTS", 64)
     x = random_csr(m=300, n=50)  # ~1500 values: ~25 chunks
@@ -317,7 +313,7 @@ def test_anndata_reads_dmf_and_dmf_reads_anndata(tmp_path):
 
 def test_sparse_on_s3(s3, monkeypatch):
     """Growing arrays on an object store, and a failed overwrite there."""
-    import dmf.store.sparse as sparse_module
+    import dmf.store.sparse_write as sparse_module
 
     monkeypatch.setattr(sparse_module, "CHUNK_ELEMENTS", 256)
     options = s3.storage_options

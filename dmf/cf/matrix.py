@@ -44,7 +44,7 @@ from dmf.cf.passes import as_csr
 from dmf.errors import InputError, not_fitted
 from dmf.store.api import as_matrix
 from dmf.store.location import Location
-from dmf.store.sparse import is_csr_group
+from dmf.store.sparse_format import is_csr_group
 from dmf.validation import (
     check_n_features,
     check_non_negative,

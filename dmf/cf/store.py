@@ -24,7 +24,8 @@ from dmf.errors import InputError
 from dmf.store.dense import TARGET_CHUNK_BYTES
 from dmf.store.location import Location
 from dmf.store.ratings import open_ratings_arrays, ratings_csr, write_ratings
-from dmf.store.sparse import canonical_csr, csr_row_blocks
+from dmf.store.sparse_format import canonical_csr
+from dmf.store.sparse_row_blocks import csr_row_blocks
 
 #: Row blocks computed at once when a Ratings is streamed to the client.
 _WINDOW = 4

@@ -20,7 +20,7 @@ from dmf.linalg.sketch import sketch_solver
 from dmf.linalg.tsqr import TSQR_MAX, tsqr_solver
 from dmf.results import SVDResult
 from dmf.store.api import as_matrix
-from dmf.store.sparse import is_sparse_dask
+from dmf.store.sparse_format import is_sparse_dask
 
 METHODS = ("randomized", "sketch", "eigh", "power", "gram", "tsqr", "auto")
 #: The methods that compute every triplet (``k=None``).

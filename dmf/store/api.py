@@ -11,7 +11,6 @@ import scipy.sparse
 import zarr
 
 from dmf.errors import InputError, StoreError
-from dmf.store import sparse
 from dmf.store.dense import (
     as_dask,
     default_chunks,
@@ -21,6 +20,9 @@ from dmf.store.dense import (
     save_dense,
 )
 from dmf.store.location import Location
+from dmf.store.sparse_format import is_csr_group, is_sparse_dask
+from dmf.store.sparse_read import open_csr
+from dmf.store.sparse_write import save_csr
 from dmf.store.validate import check_finite, check_shape, storage_dtype
 
 
@@ -67,8 +69,8 @@ def open_matrix(
     location = Location.parse(url, storage_options)
     node = location.open_node()
     if isinstance(node, zarr.Group):
-        if sparse.is_csr_group(node):
-            return sparse.open_csr(node, location)
+        if is_csr_group(node):
+            return open_csr(node, location)
         if dmf_attrs(node).get("kind") == "result":
             raise InputError(
                 f"{location}: a dmf result, not a matrix; open one of its arrays "
@@ -138,8 +140,8 @@ def save_matrix(
     True
     """
     location = Location.parse(url, storage_options)
-    if scipy.sparse.issparse(x) or sparse.is_sparse_dask(x):
-        sparse.save_csr(x, location, overwrite=overwrite, codec=codec, attrs=attrs)
+    if scipy.sparse.issparse(x) or is_sparse_dask(x):
+        save_csr(x, location, overwrite=overwrite, codec=codec, attrs=attrs)
     else:
         save_dense(x, location, chunks=chunks, overwrite=overwrite, codec=codec, attrs=attrs)
     return str(location)
@@ -178,6 +180,6 @@ def as_matrix(
     dtype = storage_dtype(arr.dtype, name)
     if dtype != arr.dtype:
         arr = arr.astype(dtype)
-    if not checked and not sparse.is_sparse_dask(arr):
+    if not checked and not is_sparse_dask(arr):
         check_finite(arr, name=name)
     return arr

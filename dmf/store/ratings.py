@@ -1,8 +1,8 @@
 """Ratings stores: a CSR group of users x items with its CSC twin, the ids
 and the times of the ratings.
 
-A ratings store is a sparse store (:mod:`dmf.store.sparse`: the anndata CSR
-encoding, readable by ``dmf.open_matrix`` and anndata as it is) with more in
+A ratings store is a sparse store (:mod:`dmf.store.sparse_format`: the anndata
+CSR encoding, readable by ``dmf.open_matrix`` and anndata as it is) with more in
 the group::
 
     R.zarr/                  csr_matrix, shape [m, n] (m users, n items)
@@ -55,15 +55,10 @@ from dmf.store.dense import (
 )
 from dmf.store.dims import dimension_names
 from dmf.store.location import Location
-from dmf.store.sparse import (
-    CsrWriter,
-    canonical_csr,
-    closing,
-    csr_report,
-    is_csr_group,
-    open_csr,
-    plan_csr,
-)
+from dmf.store.sparse_format import canonical_csr, is_csr_group
+from dmf.store.sparse_read import open_csr, plan_csr
+from dmf.store.sparse_write import CsrWriter, csr_report
+from dmf.store.streaming import closing
 from dmf.store.triplets import build_csr_from_triplets
 from dmf.store.validate import precast, raise_for_reports
 

@@ -22,7 +22,9 @@ import zarr
 from dmf.errors import InputError
 from dmf.store.dense import TARGET_CHUNK_BYTES, commit_target, prepare_target
 from dmf.store.location import Location
-from dmf.store.sparse import CsrWriter, closing, csr_report, plan_row_blocks, slices_of
+from dmf.store.sparse_row_blocks import plan_row_blocks, slices_of
+from dmf.store.sparse_write import CsrWriter, csr_report
+from dmf.store.streaming import closing
 from dmf.store.validate import (
     check_shape,
     entries_report,
@@ -239,7 +241,7 @@ def build_csr_from_triplets(
     """The work of :func:`write_csr_from_triplets`, written straight to
     ``location`` (a staging place the caller prepared and will commit or
     remove). ``csc=True`` labels the group as the CSC twin of the transpose
-    (:class:`~dmf.store.sparse.CsrWriter`); ``complete=False`` leaves the
+    (:class:`~dmf.store.sparse_write.CsrWriter`); ``complete=False`` leaves the
     completion mark to the caller. Returns the number of stored values."""
     name = name or str(location)
     m, n = (int(s) for s in shape)

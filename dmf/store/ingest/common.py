@@ -23,7 +23,7 @@ from dmf.store.dense import (
     write_block,
 )
 from dmf.store.location import Location, one_line
-from dmf.store.sparse import BoundedPool, closing
+from dmf.store.streaming import BoundedPool, closing
 from dmf.store.validate import check_shape, precast, raise_for_reports, storage_dtype
 
 #: Blocks being written at once. With the block being read meanwhile, two

@@ -16,7 +16,8 @@ import scipy.sparse
 from dmf.errors import InputError
 from dmf.store.ingest.common import Job, reading
 from dmf.store.ingest.npy import npy_header, read_into
-from dmf.store.sparse import csr_row_blocks, write_csr_blocks
+from dmf.store.sparse_row_blocks import csr_row_blocks
+from dmf.store.sparse_write import write_csr_blocks
 from dmf.store.triplets import write_csr_from_triplets
 from dmf.store.validate import check_shape
 
