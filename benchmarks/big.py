@@ -37,12 +37,19 @@ PASS_TARGET = 1.2        # seconds per pass / cold raw read
 WORKER_RSS_TARGET = GiB  # peak RSS of each worker
 
 
+#: The rows ``--only`` chooses from, in the order they run.
+ROWS = ("read", "randomized", "sketch", "mu", "hals")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default="48GB", help="bytes of the float32 store (default 48GB)")
     p.add_argument("--cols", type=int, default=5000, help="its columns (default 5000)")
     p.add_argument("--k", type=int, default=20, help="components (default 20)")
     p.add_argument("--iters", type=int, default=3, help="NMF iterations (default 3)")
     p.add_argument("--seed", type=int, default=0, help="default 0")
+    p.add_argument("--only", default=",".join(ROWS),
+                   help=f"comma-separated rows to run besides the raw read, of {','.join(ROWS)} "
+                        "(default all)")
 
 
 def _spilled_bytes(dask_worker) -> float:
@@ -98,14 +105,20 @@ def build(args: argparse.Namespace, env: Env) -> Suite:
     nmf = {"init": "random", "max_iter": it, "tol": 0, "seed": seed, "cache": False,
            "progress": False}
     work = {
-        "read pass: X.sum()": lambda: dmf.open_matrix(url).sum().compute(),
-        f"randomized SVD, k = {k}, q = 1": lambda: dmf.svd(
-            url, k, method="randomized", n_iter=1, seed=seed, progress=False, cache=False),
-        f"sketch SVD, k = {k}": lambda: dmf.svd(url, k, method="sketch", seed=seed,
-                                                progress=False, cache=False),
-        f"NMF mu, {it} iterations": lambda: dmf.nmf(url, k, solver="mu", **nmf),
-        f"NMF hals, {it} iterations": lambda: dmf.nmf(url, k, solver="hals", **nmf),
+        "read": ("read pass: X.sum()", lambda: dmf.open_matrix(url).sum().compute()),
+        "randomized": (f"randomized SVD, k = {k}, q = 1", lambda: dmf.svd(
+            url, k, method="randomized", n_iter=1, seed=seed, progress=False, cache=False)),
+        "sketch": (f"sketch SVD, k = {k}", lambda: dmf.svd(url, k, method="sketch", seed=seed,
+                                                           progress=False, cache=False)),
+        "mu": (f"NMF mu, {it} iterations", lambda: dmf.nmf(url, k, solver="mu", **nmf)),
+        "hals": (f"NMF hals, {it} iterations", lambda: dmf.nmf(url, k, solver="hals", **nmf)),
     }
+    chosen = [row.strip() for row in args.only.split(",") if row.strip()]
+    unknown = sorted(set(chosen) - set(work))
+    if unknown or not chosen:
+        raise SystemExit(f"big: unknown rows {unknown or args.only!r}; choose from "
+                         f"{','.join(ROWS)}")
+    work = dict(work[row] for row in chosen)
     raw = Case("cold raw read of the chunk files (no decoding)", _raw_read(files, env.threads),
                data, where="client", cache="cold")
     cases = [raw] + [Case(name, _with_spill(env, call), data, where="cluster", cache="cold",

@@ -65,6 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="A (out of core), B (explicit, in memory), C (implicit, in memory), "
                    "S (issue 24's speed cases, 1 thread each: run with --threads 1), or a "
                    "comma-separated list (default A,B,C,S)")
+    p.add_argument("--s-suites", default="S1,S2,S3,S4",
+                   help="part S's suites to run: S1 SGD, S2 explicit ALS, S3 implicit ALS, "
+                   "S4 neighbourhoods (default all)")
     p.add_argument("--quick", action="store_true",
                    help="part S on small data (20000 x 5000, 1M ratings; ML-small 300 x 3000) "
                    "and fewer epochs: checks that the cases run, minutes not hours")
@@ -485,8 +488,11 @@ def build_s(args: argparse.Namespace, env: Env) -> list[Suite]:
     counts = _as_counts(train)
     data = Data("in memory", ())
     rmse = _rmse_of(test)
+    chosen = {part.strip() for part in args.s_suites.split(",") if part.strip()}
+    if not chosen or chosen - {"S1", "S2", "S3", "S4"}:
+        raise SystemExit(f"cf: --s-suites takes S1,S2,S3,S4, got {args.s_suites!r}")
     suites = []
-    for k in (10, 100):
+    for k in (10, 100) if "S1" in chosen else ():
         cases = []
         if _have("surprise"):
             cases.append(Case(f"surprise SVD k={k}", _surprise_svd(train, k, epochs, seed),
@@ -505,55 +511,58 @@ def build_s(args: argparse.Namespace, env: Env) -> list[Suite]:
                    f"Seconds per epoch = median / {epochs} for all; dmf's s/epoch column "
                    f"is the engine's own time per epoch, without the fit's fixed passes.",
                    *_skipped_note(("scikit-surprise", "surprise"), ("cornac", "cornac"))]))
-    small_train, small_test = _ml_small(env, seed, args.quick)
-    small_rmse = _rmse_of(small_test)
-    als_iters, svd_epochs = (5, 10) if args.quick else (15, 40)
-    cases = []
-    if _have("surprise"):
-        cases.append(Case(f"surprise SVD k=100, {svd_epochs} epochs",
-                          _surprise_svd(small_train, 100, svd_epochs, seed), data,
-                          where="client", measure=small_rmse))
-    for k in (100, 50, 10):  # peak memory flat in k beyond the factors: the rise column
-        cases.append(Case(f"dmf ALS k={k}, {als_iters} iterations", lambda k=k: dmf.cf.als(
-            small_train, k, max_iter=als_iters, tol=0, reg=0.05, seed=seed, progress=False),
-            data, where="threads", measure=small_rmse))
-    suites.append(Suite(
-        title=f"CF S2: explicit ALS on a MovieLens-small-sized set ({small_train.shape[0]} x "
-        f"{small_train.shape[1]}, {_nnz(small_train):,} train ratings)", cases=cases,
-        baseline=f"{cases[0].name} (warm)", cluster=False,
-        notes=["Issue 24: dmf's whole fit <= 2x Surprise's SVD fit, peak memory flat in k "
-               "beyond the factors; 1 thread each.",
-               *_skipped_note(("scikit-surprise", "surprise"))]))
-    suites += _knn_suite(seed, args.quick)
-    k, it = 64, args.iters
-    ndcg = _precision_of(clicks_train, clicks_test)
-    cases = []
-    if _have("implicit"):
-        cases += [Case(f"implicit ALS k=64, {it} iterations", _implicit_als(counts, k, it, 1,
-                                                                            seed),
-                       data, where="client", measure=lambda _m: {"iters": float(it)}),
-                  Case(f"implicit ALS k=64 on clicks, {it} iterations",
-                       _implicit_als(clicks_train, k, it, 1, seed), data, where="client",
-                       measure=ndcg)]
+    if "S2" in chosen:
+        small_train, small_test = _ml_small(env, seed, args.quick)
+        small_rmse = _rmse_of(small_test)
+        als_iters, svd_epochs = (5, 10) if args.quick else (15, 40)
+        cases = []
+        if _have("surprise"):
+            cases.append(Case(f"surprise SVD k=100, {svd_epochs} epochs",
+                              _surprise_svd(small_train, 100, svd_epochs, seed), data,
+                              where="client", measure=small_rmse))
+        for k in (100, 50, 10):  # peak memory flat in k beyond the factors: the rise column
+            cases.append(Case(f"dmf ALS k={k}, {als_iters} iterations", lambda k=k: dmf.cf.als(
+                small_train, k, max_iter=als_iters, tol=0, reg=0.05, seed=seed, progress=False),
+                data, where="threads", measure=small_rmse))
+        suites.append(Suite(
+            title=f"CF S2: explicit ALS on a MovieLens-small-sized set ({small_train.shape[0]} x "
+            f"{small_train.shape[1]}, {_nnz(small_train):,} train ratings)", cases=cases,
+            baseline=f"{cases[0].name} (warm)", cluster=False,
+            notes=["Issue 24: dmf's whole fit <= 2x Surprise's SVD fit, peak memory flat in k "
+                   "beyond the factors; 1 thread each.",
+                   *_skipped_note(("scikit-surprise", "surprise"))]))
+    if "S4" in chosen:
+        suites += _knn_suite(seed, args.quick)
+    if "S3" in chosen:
+        k, it = 64, args.iters
+        ndcg = _precision_of(clicks_train, clicks_test)
+        cases = []
+        if _have("implicit"):
+            cases += [Case(f"implicit ALS k=64, {it} iterations", _implicit_als(counts, k, it, 1,
+                                                                                seed),
+                           data, where="client", measure=lambda _m: {"iters": float(it)}),
+                      Case(f"implicit ALS k=64 on clicks, {it} iterations",
+                           _implicit_als(clicks_train, k, it, 1, seed), data, where="client",
+                           measure=ndcg)]
 
-    def ours(R, threads):
-        return _on_threads(threads, lambda: dmf.cf.als(R, k, implicit=True, alpha=40.0, reg=0.1,
-                                                       max_iter=it, tol=0, seed=seed,
-                                                       progress=False))
+        def ours(R, threads):
+            return _on_threads(threads, lambda: dmf.cf.als(R, k, implicit=True, alpha=40.0, reg=0.1,
+                                                           max_iter=it, tol=0, seed=seed,
+                                                           progress=False))
 
-    cases += [Case(f"dmf ALS implicit k=64, {it} iterations", ours(counts, 1), data,
-                   where="client", measure=_per_iter),
-              Case(f"dmf ALS implicit k=64, {it} iterations, 2 threads", ours(counts, 2), data,
-                   where="client", measure=_per_iter),
-              Case(f"dmf ALS implicit k=64 on clicks, {it} iterations", ours(clicks_train, 1),
-                   data, where="client", measure=ndcg)]
-    suites.append(Suite(
-        title=f"CF S3: implicit ALS, k=64, {_nnz(train):,} ratings as counts", cases=cases,
-        baseline=f"{cases[0].name} (warm)", cluster=False,
-        notes=["Issue 24: dmf per iteration <= 1.0x implicit's, peak memory <= 1.2x, nDCG@10 "
-               "equal within seed noise (the clicks rows); 2 threads >= 1.6x faster than 1. "
-               "implicit with num_threads=1; run with OPENBLAS_NUM_THREADS=1.",
-               *_skipped_note(("implicit", "implicit"))]))
+        cases += [Case(f"dmf ALS implicit k=64, {it} iterations", ours(counts, 1), data,
+                       where="client", measure=_per_iter),
+                  Case(f"dmf ALS implicit k=64, {it} iterations, 2 threads", ours(counts, 2), data,
+                       where="client", measure=_per_iter),
+                  Case(f"dmf ALS implicit k=64 on clicks, {it} iterations", ours(clicks_train, 1),
+                       data, where="client", measure=ndcg)]
+        suites.append(Suite(
+            title=f"CF S3: implicit ALS, k=64, {_nnz(train):,} ratings as counts", cases=cases,
+            baseline=f"{cases[0].name} (warm)", cluster=False,
+            notes=["Issue 24: dmf per iteration <= 1.0x implicit's, peak memory <= 1.2x, nDCG@10 "
+                   "equal within seed noise (the clicks rows); 2 threads >= 1.6x faster than 1. "
+                   "implicit with num_threads=1; run with OPENBLAS_NUM_THREADS=1.",
+                   *_skipped_note(("implicit", "implicit"))]))
     return suites
 
 

@@ -65,7 +65,9 @@ def _row_sketch(block, Omega, seed, width, block_id=None):
     dtype = for_blas(block[:0]).dtype
     left = _left(seed, block_id[0], block.shape[0], width).astype(dtype)
     Om = Omega.astype(dtype)
-    Y = np.empty((block.shape[0], Omega.shape[1]))
+    # Y in the products' precision: float32 X gives float32 products, and
+    # holding them as float64 doubled the largest thing a worker keeps
+    Y = np.empty((block.shape[0], Omega.shape[1]), dtype=dtype)
     WE = np.zeros((width, block.shape[1]))
     y, _ = scratch(block, Omega.shape[1], dtype)  # reused: see products.scratch
     term = np.empty((width, block.shape[1]), dtype=dtype)
@@ -97,10 +99,11 @@ def sketch_pass(X: da.Array, Omega: np.ndarray, seed: int, width: int):
     """
     X = X if X.numblocks[1] == 1 else X.rechunk({1: -1})  # one block row per task
     rows, n, s_r = X.numblocks[0], X.shape[1], Omega.shape[1]
+    y_dtype = np.float32 if X.dtype == np.float32 else np.float64  # as for_blas
     packed = X.map_blocks(_row_sketch, Omega, seed, width, drop_axis=1, chunks=((1,) * rows,),
                           dtype=object, meta=np.empty((0,), dtype=object))
     Y = packed.map_blocks(part_of, 0, False, new_axis=1, chunks=(X.chunks[0], (s_r,)),
-                          dtype=np.float64, meta=np.empty((0, 0)))
+                          dtype=y_dtype, meta=np.empty((0, 0), dtype=y_dtype))
     WE = packed.map_blocks(part_of, 1, True, new_axis=[1, 2], chunks=((1,) * rows, (width,), (n,)),
                            dtype=np.float64, meta=np.empty((0, 0, 0)))
     moments = packed.map_blocks(part_of, 2, True, new_axis=1, chunks=((1,) * rows, (n + 2,)),
@@ -139,7 +142,7 @@ def sketch_solver(k: int, *, n_oversamples: int, shape: tuple[int, int],
 
     def finalize(X, state: State) -> tuple[dict, dict]:
         Y, W, E = state["Y"], state["W"], state["E"]
-        Q, _ = da.linalg.tsqr(Y.rechunk({1: -1}))
+        Q, _ = da.linalg.tsqr(Y.rechunk({1: -1}).astype(np.float64))  # exact widening
         PQ = left_times_tall(Q, state["seed"], s_c + TEST_ROWS).compute()
         psi_q, theta_q = PQ[:s_c], PQ[s_c:]
         B = np.linalg.lstsq(psi_q, W, rcond=None)[0]          # s_r x n
