@@ -366,7 +366,7 @@ def _gather_t(Y, indices, s0, s1, Gt):
 
 @numba.njit(**_JIT)
 def _dots_t(Gt, n, v, w):
-    """w[j] = Gt[:, j] . v for j < n, each summed in the order a = 0, 1, ...
+    """w[j] = Gt[:, j] . v for j < n (Gt^T v), each summed in the order a = 0, 1, ...
     The loop runs across j, so it is vectorized without reordering any sum
     (a dot product's own reduction is not: numba leaves reductions scalar
     unless fastmath may reorder them, which would cost determinism)."""
@@ -385,27 +385,6 @@ def _dots_t(Gt, n, v, w):
         for j in range(n):
             w[j] += Gt[a, j] * va
         a += 1
-
-
-@numba.njit(**_JIT)
-def _sym_times(A, v, out):
-    """out = A v for symmetric A, as sum_c v[c] A[c, :]: vectorized across
-    out, each entry summed in the order c = 0, 1, ..."""
-    K = A.shape[0]
-    for a in range(K):
-        out[a] = 0.0
-    c = 0
-    while c + 4 <= K:
-        v0, v1, v2, v3 = v[c], v[c + 1], v[c + 2], v[c + 3]
-        for a in range(K):
-            out[a] = (((out[a] + v0 * A[c, a]) + v1 * A[c + 1, a]) + v2 * A[c + 2, a]
-                      ) + v3 * A[c + 3, a]
-        c += 4
-    while c < K:
-        vc = v[c]
-        for a in range(K):
-            out[a] += vc * A[c, a]
-        c += 1
 
 
 @numba.njit(**_JIT)
@@ -448,7 +427,7 @@ def implicit_rows(indptr, indices, data, Y, A0, X, alpha, steps, losses):
             _gather_t(Y, indices, start, stop, Gt)
         for a in range(K):
             x[a] = X[u, a]
-        _sym_times(A0, x, r)
+        _dots_t(A0, K, x, r)  # A0 x, A0 symmetric: its columns are its rows
         for a in range(K):
             r[a] = -r[a]
         for s0 in range(start, stop, SEGMENT):  # r = b - A x
@@ -467,7 +446,7 @@ def implicit_rows(indptr, indices, data, Y, A0, X, alpha, steps, losses):
             p[a] = r[a]
         if rs > RESIDUAL_FLOOR:
             for _ in range(steps):
-                _sym_times(A0, p, Ap)
+                _dots_t(A0, K, p, Ap)
                 for s0 in range(start, stop, SEGMENT):
                     s1 = min(stop, s0 + SEGMENT)
                     if not held:
