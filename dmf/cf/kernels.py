@@ -43,13 +43,11 @@ _JIT = {"cache": True, "nogil": True, "fastmath": {"contract"}, "error_model": "
 #: A row's CG stops when its squared residual falls to this (as implicit).
 RESIDUAL_FLOOR = 1e-20
 
-#: Ratings of a row gathered at a time by :func:`implicit_rows` (a row's
-#: factor rows transposed, K x SEGMENT float64 of scratch); longer rows are
-#: handled in segments, gathered again at each use.
-SEGMENT = 256
-#: Padding of the gathered rows: a row stride that is a multiple of 2 KiB
-#: maps all K rows onto a few cache sets, which then thrash.
-_PAD = 8
+#: Most ratings of a row gathered at once by :func:`implicit_rows` (a row's
+#: factor rows transposed: K x (the block's longest row, at most SEGMENT)
+#: float64 of scratch); longer rows are handled in segments, gathered again
+#: at each of their CG products.
+SEGMENT = 4096
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -342,6 +340,17 @@ def objective_rows(indptr, indices, data, other, X, mu, k, biases):
 
 
 @numba.njit(**_JIT)
+def _stride(n):
+    """A row length of at least ``n`` float64 that is not a multiple of 1 KiB:
+    rows whose stride is put the same column of every row into a few cache
+    sets, which then thrash."""
+    stride = n + 8
+    if stride % 128 == 0:
+        stride += 8
+    return stride
+
+
+@numba.njit(**_JIT)
 def _gather_t(Y, indices, s0, s1, Gt):
     """Gt[:, j] = Y[indices[s0 + j], :] for the ratings s0..s1 (four rows
     at a time: four stores to each cache line of Gt)."""
@@ -416,13 +425,17 @@ def implicit_rows(indptr, indices, data, Y, A0, X, alpha, steps, losses):
     r = np.empty(K)
     p = np.empty(K)
     Ap = np.empty(K)
-    Gt = np.empty((K, SEGMENT + _PAD))
-    w = np.empty(SEGMENT)
-    coef = np.empty(SEGMENT)
+    longest = 1
+    for u in range(rows):
+        longest = max(longest, indptr[u + 1] - indptr[u])
+    seg = min(longest, SEGMENT)
+    Gt = np.empty((K, _stride(seg)))
+    w = np.empty(seg)
+    coef = np.empty(seg)
     nz = 0.0
     for u in range(rows):
         start, stop = indptr[u], indptr[u + 1]
-        held = stop - start <= SEGMENT  # gathered once for every use
+        held = stop - start <= seg  # gathered once for every use
         if held:
             _gather_t(Y, indices, start, stop, Gt)
         for a in range(K):
@@ -430,8 +443,8 @@ def implicit_rows(indptr, indices, data, Y, A0, X, alpha, steps, losses):
         _dots_t(A0, K, x, r)  # A0 x, A0 symmetric: its columns are its rows
         for a in range(K):
             r[a] = -r[a]
-        for s0 in range(start, stop, SEGMENT):  # r = b - A x
-            s1 = min(stop, s0 + SEGMENT)
+        for s0 in range(start, stop, seg):  # r = b - A x
+            s1 = min(stop, s0 + seg)
             if not held:
                 _gather_t(Y, indices, s0, s1, Gt)
             _dots_t(Gt, s1 - s0, x, w)
@@ -447,8 +460,8 @@ def implicit_rows(indptr, indices, data, Y, A0, X, alpha, steps, losses):
         if rs > RESIDUAL_FLOOR:
             for _ in range(steps):
                 _dots_t(A0, K, p, Ap)
-                for s0 in range(start, stop, SEGMENT):
-                    s1 = min(stop, s0 + SEGMENT)
+                for s0 in range(start, stop, seg):
+                    s1 = min(stop, s0 + seg)
                     if not held:
                         _gather_t(Y, indices, s0, s1, Gt)
                     _dots_t(Gt, s1 - s0, p, w)
@@ -472,8 +485,8 @@ def implicit_rows(indptr, indices, data, Y, A0, X, alpha, steps, losses):
             for a in range(K):
                 X[u, a] = x[a]
         if losses:
-            for s0 in range(start, stop, SEGMENT):
-                s1 = min(stop, s0 + SEGMENT)
+            for s0 in range(start, stop, seg):
+                s1 = min(stop, s0 + seg)
                 if not held:
                     _gather_t(Y, indices, s0, s1, Gt)
                 _dots_t(Gt, s1 - s0, x, w)
