@@ -77,6 +77,14 @@ class RankSelection:
         The rule that chose k, in words.
     attrs : dict
         Parameters (folds or holdout share, iterations, seed).
+
+    Examples
+    --------
+    >>> import numpy as np, dmf
+    >>> X = np.random.default_rng(0).random((30, 2)) @ np.random.default_rng(1).random((2, 12))
+    >>> r = dmf.select_rank(X, range(1, 5), method="svd")
+    >>> r.k, r.method, [row["k"] for row in r.rows()]
+    (2, 'svd', [1, 2, 3, 4])
     """
 
     table: np.ndarray

@@ -45,6 +45,13 @@ class SVDResult:
     attrs : dict
         Everything else recorded (parameters, timings, fingerprint, and the
         method's own facts: ``error_estimate``, ``eigenvalues``...).
+
+    Examples
+    --------
+    >>> import numpy as np, dmf
+    >>> r = dmf.svd(np.diag([3.0, 2.0, 1.0]), 2, seed=0)
+    >>> r.S.round(6).tolist(), r.U.shape, r.Vt.shape
+    ([3.0, 2.0], (3, 2), (2, 3))
     """
 
     U: Any
@@ -117,6 +124,16 @@ class NMFResult:
     location : str or None
     attrs : dict
         Parameters, timings, fingerprint, ``reconstruction_err``.
+
+    Examples
+    --------
+    >>> import numpy as np, dmf
+    >>> X = np.random.default_rng(0).random((20, 6))
+    >>> r = dmf.nmf(X, 2, solver="mu", tol=1e-2, seed=0)
+    >>> r.W.shape, r.H.shape, bool((r.H >= 0).all())
+    ((20, 2), (2, 6), True)
+    >>> r.inverse_transform(r.W).shape
+    (20, 6)
     """
 
     W: Any
@@ -201,6 +218,14 @@ class NMTFResult:
         Parameters, timings, fingerprint, ``reconstruction_err``, and with
         ``orthogonal=`` the ``orthogonality_error`` of the returned factors
         and its ``orthogonality_history`` (one entry per iteration).
+
+    Examples
+    --------
+    >>> import numpy as np, dmf
+    >>> X = np.random.default_rng(0).random((20, 6))
+    >>> r = dmf.nmtf(X, 3, 2, tol=1e-2, seed=0)
+    >>> r.W.shape, r.S.shape, r.H.shape
+    ((20, 3), (3, 2), (2, 6))
     """
 
     W: Any

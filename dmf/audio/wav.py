@@ -135,8 +135,8 @@ def read(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> np
         stop = n if stop is None else min(max(int(stop), start), n)
         f.seek(start)
         # PCM read as integers and scaled here: libsndfile's own conversion
-        # to float is 3-4x slower than the read (same values: it divides by
-        # 2**15 or 2**31 too)
+        # to float measured slower than the read itself (same values: it
+        # divides by 2**15 or 2**31 too)
         dtype, scale = _READ_AS.get(f.subtype, ("float32", 1.0))
         x = f.read(stop - start, dtype=dtype)  # 1-D when mono
     if x.ndim > 1:

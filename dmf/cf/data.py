@@ -51,6 +51,13 @@ class Ratings:
     timestamps : dask.array.Array or None
         m x n like ``by_user`` with the time of each rating as its value,
         when the source had them (used by the temporal split).
+
+    Examples
+    --------
+    >>> import scipy.sparse, dmf
+    >>> R = dmf.cf.as_ratings(scipy.sparse.csr_matrix([[5.0, 0, 3], [0, 4, 0]]))
+    >>> R.shape, R.by_item.shape, R.to_scipy().nnz
+    ((2, 3), (3, 2), 3)
     """
 
     by_user: da.Array
@@ -124,7 +131,29 @@ def ratings_from_scipy(R, *, name: str = "ratings", block_rows: int = MEMORY_BLO
 
 def as_ratings(R, *, storage_options: dict[str, Any] | None = None) -> Ratings:
     """The :class:`Ratings` of a ratings store URL, a scipy.sparse matrix, or
-    a :class:`Ratings` (returned as it is)."""
+    a :class:`Ratings` (returned as it is).
+
+    Parameters
+    ----------
+    R : str, os.PathLike, Location, scipy.sparse matrix or Ratings
+        The ratings: a store written by :func:`dmf.cf.save_ratings` or
+        ``dmf ingest``, or users x items with zeros for "not rated".
+    storage_options : dict, optional
+        fsspec options for a remote store.
+
+    Returns
+    -------
+    Ratings
+
+    Examples
+    --------
+    >>> import scipy.sparse, dmf
+    >>> R = dmf.cf.as_ratings(scipy.sparse.csr_matrix([[5.0, 0, 3], [0, 4, 0]]))
+    >>> R.shape, R.user_ids.tolist()
+    ((2, 3), [0, 1])
+    >>> dmf.cf.as_ratings(R) is R
+    True
+    """
     if isinstance(R, Ratings):
         return R
     if scipy.sparse.issparse(R):

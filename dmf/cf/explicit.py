@@ -80,8 +80,8 @@ def explicit_solver(ratings, k: int, *, reg: float, biases: bool, mu: float, par
                                                      mu, k, biases, reg, True, size=3)
         loss = sq_err + reg * (user_penalty + item_penalty)
         rmse = float(np.sqrt(sq_err / count))
-        # U is not kept: holding the old U while the next one is solved took
-        # two user factors at once (2 x 75 MiB for 300k users at k=32)
+        # U is not kept: holding the old U while the next one is solved would
+        # hold two user factors at once
         return ({"V": V, "V_before": state["V"], "rmse": rmse},
                 Stats(loss=loss, extra={"train_rmse": rmse}))
 

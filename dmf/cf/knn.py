@@ -72,7 +72,7 @@ from dmf.linalg.products import stacked_sum
 SIMILARITIES = ("cosine", "adjusted_cosine", "pearson", "pearson_baseline")
 
 #: Most bytes of one block's terms for one panel of items.
-PANEL_BYTES = 16 * 2**20  # 20k x 2k, 400k ratings: 2.0 s; 64 MiB: 3.3-4.9 s, 4 MiB: 4.4 s
+PANEL_BYTES = 16 * 2**20  # the fastest size measured (benchmarks/README.md)
 
 
 #: Most similar items stored per item, among which predictions seek a user's k nearest.

@@ -67,6 +67,17 @@ class LatentFactors:
     location : str or None
     attrs : dict
         Parameters, timings, ``train_rmse``, fingerprint.
+
+    Examples
+    --------
+    Fitted by :func:`dmf.cf.als` or :func:`dmf.cf.sgd`, or built by hand:
+
+    >>> import numpy as np
+    >>> m = LatentFactors(P=np.ones((3, 2)), Q=np.full((4, 2), 0.5),
+    ...                   user_bias=np.zeros(3), item_bias=np.zeros(4), global_mean=3.0,
+    ...                   user_ids=np.array(["a", "b", "c"]), item_ids=np.arange(4))
+    >>> m.shape, m.predict([0], [3]).tolist()
+    ((3, 4), [4.0])
     """
 
     P: Any

@@ -95,7 +95,7 @@ def half_step(func, view: da.Array, own: da.Array, other, *args, size: int):
     extra = [a for arg in args for a in (arg, None)]
     # concatenate=False: dask's concatenation copies even a single block, and
     # own and other are single blocks along their contracted axes (a copy of
-    # the whole other factor per task, measured 80 MiB at 300k x 33)
+    # the whole other factor per task)
     packed = da.blockwise(on_whole_blocks, "i", func, None, view, "ij", own, "ik", other, "lm",
                           *extra, concatenate=False, adjust_chunks={"i": 1}, dtype=object,
                           meta=np.empty((0,), dtype=object))

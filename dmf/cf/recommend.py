@@ -64,6 +64,14 @@ class Recommendation:
     cold_start : bool
         The popularity fallback was used (unknown user, or no training
         ratings).
+
+    Examples
+    --------
+    >>> import scipy.sparse, dmf
+    >>> R = scipy.sparse.csr_matrix([[5.0, 0, 3.0, 0], [4.0, 2.0, 0, 5.0]])
+    >>> rec = dmf.cf.recommend(dmf.cf.Baseline().fit(R), R, 0, n=2)
+    >>> rec.items.tolist(), rec.known, rec.cold_start
+    ([3, 1], True, False)
     """
 
     user: Any
@@ -408,7 +416,30 @@ def recommend_all(model, ratings, n: int = 10, *, out: str | os.PathLike,
 def read_recommendations(url: str | os.PathLike, *,
                          storage_options: dict[str, Any] | None = None) -> zarr.Group:
     """Open a table written by :func:`recommend_all` (read-only), refusing
-    one whose write did not finish."""
+    one whose write did not finish.
+
+    Parameters
+    ----------
+    url : str or path
+        Local path or fsspec URL of the group.
+    storage_options : dict, optional
+
+    Returns
+    -------
+    zarr.Group
+        ``items``, ``scores``, ``cold_start``, ``user_ids``, ``item_ids``
+        (see :func:`recommend_all`).
+
+    Examples
+    --------
+    >>> import scipy.sparse, dmf
+    >>> R = scipy.sparse.csr_matrix([[5.0, 0, 3.0, 0], [4.0, 2.0, 0, 5.0]])
+    >>> url = dmf.cf.recommend_all(dmf.cf.Baseline().fit(R), R, 1,
+    ...                            out="memory://doc/read-recs.zarr")
+    >>> table = dmf.cf.read_recommendations(url)
+    >>> table["items"][:].tolist(), table["cold_start"][:].tolist()
+    ([[3], [2]], [False, False])
+    """
     location = Location.parse(url, storage_options)
     node = location.open_node()
     meta = dmf_attrs(node)

@@ -1,6 +1,6 @@
 """``dmf.cf.sgd``: stochastic gradient descent for latent factors (Funk SVD).
 
-The course's rules, for each observed rating with e = r - prediction:
+Funk's update rules, for each observed rating with e = r - prediction:
 
     b_u += lr (e - reg b_u)            b_i += lr (e - reg b_i)
     p_u += lr (e q_i - reg p_u)        q_i += lr (e p_u - reg q_i)
@@ -95,7 +95,7 @@ def _epoch(by_user: da.Array, U: da.Array, V: np.ndarray, mu, lr, reg, seed, ord
     for b in order:
         b = int(b)
         # blockwise without concatenation: map_blocks' drop_axis copied the
-        # U block and V (80 MiB at 300k x 33) into every task
+        # U block and V into every task
         task = da.blockwise(on_whole_blocks, "i", sgd_block, None, by_user.blocks[b], "ij",
                             U.blocks[b], "ik", item_side, "lm", mu, None, lr, None, reg, None,
                             seed, None, b, None, batch_size, None, concatenate=False,
@@ -159,7 +159,7 @@ def sgd_solver(ratings, k: int, *, lr: float, reg: float, mu: float, batch_size:
         U, V = state["U"], state["V"]
         # by users: each task reads its own users' rows in order and the
         # small item side at random (by items, every rating fetched a random
-        # user row: 2.5x an epoch at 100k users)
+        # user row: measured slower)
         _, (user_penalty, sq_err, count) = half_step(_penalty_rows, by_user, U, V, mu, k, True,
                                                      size=3)
         item_penalty = float(state["item_counts"] @ np.einsum("ij,ij->i", V, V))

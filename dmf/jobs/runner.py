@@ -215,7 +215,7 @@ class Runner:
             return None
         if self.local_address is None:
             # distributed is imported here, by the first step that needs a cluster, so that
-            # a job whose steps are complete or small never pays for its import (~1 s).
+            # a job whose steps are complete or small never pays for its import.
             from dmf.engine.cluster import connect
 
             client = self.stack.enter_context(connect(

@@ -1,6 +1,6 @@
 """Truncated SVD by power iteration with deflation, on the engine.
 
-The method a course teaches first: for each component j in turn,
+The textbook method: for each component j in turn,
 
     v <- A^T A v / ||A^T A v||,   v kept orthogonal to v_1 .. v_{j-1},
     sigma_j^2 = v^T A^T A v       (the Rayleigh quotient),

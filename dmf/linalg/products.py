@@ -26,9 +26,7 @@ When X has a single column block (dmf's row-blocked stores) the blockwise
 calls contract no index (:func:`whole_rows`): dask then fuses the read of a
 chunk into the task that multiplies it. With a contracted index it keeps
 them apart, and each block takes a read task, a scheduler round trip and a
-product task (measured on the 4 GB benchmark store on 2 workers, medians of
-4 interleaved rounds: a pass of X^T (X V) 2.26 s fused against 2.53 s, with
-the moments 2.93 s against 3.25 s).
+product task: measured slower (see benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -42,12 +40,11 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 from scipy.linalg.blas import dsyrk
 
-#: Multiply at most this many bytes of a block at a time (measured fastest
-#: of 0.25, 2 and 8 MiB: it stays in cache).
+#: Multiply at most this many bytes of a block at a time: the slice stays in
+#: cache (the fastest size measured, see benchmarks/README.md).
 SLICE_BYTES = 2 * 2**20
 #: The same for X^T (X V) (:func:`gram_apply`) in its transposed form, where
-#: the two products share the slice: 4 and 8 MiB slices took about 15% less
-#: time than 1 MiB ones and a little less than 2 MiB ones (float32, p = 30).
+#: the two products share the slice, so a larger slice measured faster.
 GRAM_SLICE_BYTES = 4 * 2**20
 #: float32 sums of X_s^T Y_s run over at most this many rows before they
 #: are added to the float64 total: float32 rounding grows with the length of
@@ -90,7 +87,7 @@ def scratch(block, p: int, dtype) -> tuple[np.ndarray, np.ndarray]:
     """Buffers for a slice's products, reused across slices: fresh ones per
     slice cost a page fault per 4 KiB where glibc hands out every block
     above 128 KiB with mmap (Dask sets MALLOC_TRIM_THRESHOLD_ on its
-    workers, which freezes that threshold): measured 1.5x slower."""
+    workers, which freezes that threshold): measured slower."""
     step = next(row_slices(block)).stop if block.shape[0] else 0
     return np.empty((step, p), dtype=dtype), np.empty((block.shape[1], p), dtype=dtype)
 
@@ -182,8 +179,8 @@ def _gram_core(blocks, Vs, keep_y: bool, moments: bool = False):
     block = blocks[0]  # the common case: fuse per slice, never hold X_r V whole
     dtype = for_blas(block[:0]).dtype
     # Worked transposed, (V^T X_s^T) X_s: both products then run with
-    # the slice as OpenBLAS's faster operand layout (measured 20-25% less
-    # time than X_s V and X_s^T (X_s V) for float32 at p = 30).
+    # the slice as OpenBLAS's faster operand layout (measured faster than
+    # X_s V and X_s^T (X_s V)).
     Vt = np.ascontiguousarray(np.asarray(Vs[0]).T, dtype=dtype)
     p, n = Vt.shape
     out_t = np.zeros((p, n))
@@ -297,9 +294,9 @@ class SliceMoments:
     """Column sums, sum of squares and sum of squared row sums of a block
     that spans all of X's columns, added up a row slice at a time while the
     slice is in cache (a sweep of its own re-reads the block from memory:
-    measured 3x the cost, a third of a read pass). All in float64: a float32
+    measured several times the cost). All in float64: a float32
     slice is widened into a reused buffer first. (Summing in float32 within
-    a slice was 20% cheaper, but the total variance sumsq / m - |mean|^2
+    a slice was cheaper, but the total variance sumsq / m - |mean|^2
     cancels: on data with mean 50 and spread 1 it lost 7e-6 of it.)"""
 
     def __init__(self, block):

@@ -183,8 +183,8 @@ def svd(
           the values above the cut-off only. The condition number is
           squared: s_i is accurate to about eps (s_1 / s_i)^2 relative, and
           values at or below sqrt(max(m, n) eps) s_1 are reported as exact
-          zeros (their vectors completed to orthonormal ones). About 5x
-          faster than ``"tsqr"``; prefer it for float32 or sparse X, or when
+          zeros (their vectors completed to orthonormal ones). Faster
+          than ``"tsqr"`` (see benchmarks/README.md); prefer it for float32 or sparse X, or when
           the small values do not matter (:mod:`dmf.linalg.gram`).
         - ``"tsqr"``: tall X (m >= n, n at most 8192): exact through a
           tall-skinny QR (a QR per row block, the R's reduced by a fixed
@@ -247,7 +247,7 @@ def svd(
 
     Examples
     --------
-    The course's rank-2 example, asked for 4 components:
+    A rank-2 matrix (two pairs of equal rows), asked for 4 components:
 
     >>> import numpy as np, dmf
     >>> A = np.array([[1, 2, 3, 4, 3, 3], [1, 2, 3, 4, 3, 3],
@@ -261,7 +261,7 @@ def svd(
     >>> float(np.abs((U * r.S) @ r.Vt - A).max()) < 1e-12
     True
 
-    Power iteration, on the course's seed example A = [[3, 2], [2, 3]]:
+    Power iteration on A = [[3, 2], [2, 3]] (singular values 5 and 1):
 
     >>> r = dmf.svd(np.array([[3.0, 2.0], [2.0, 3.0]]), 2, method="power", seed=0)
     >>> r.S.round(10).tolist()

@@ -72,7 +72,7 @@ class Scratch:
     """Buffers for one row slice's elementwise work, reused across slices:
     fresh slice-sized temporaries cost a page fault per 4 KiB on Dask
     workers (whose MALLOC_TRIM_THRESHOLD_ makes every allocation above
-    128 KiB an mmap), measured 2-3x the time of the arithmetic itself.
+    128 KiB an mmap), measured slower than the arithmetic itself.
     ``dtype`` is the work precision (:func:`work_dtype`)."""
 
     def __init__(self, rows: int, n: int, k: int, dtype=np.float64):
@@ -107,7 +107,7 @@ class Scratch:
 
     def widen64(self, xs) -> np.ndarray:
         """The slice in float64, widened into a reused buffer when it is not
-        (a fresh float64 copy of every slice took 4x the time of the
+        (a fresh float64 copy of every slice measured slower than the
         iteration's products on a worker)."""
         if xs.dtype == np.float64:
             return xs
@@ -176,8 +176,7 @@ def w_terms(xs, W, H, beta: float, scratch: Scratch, WH=None, HHt=None, H_sum=No
 
 def x_times_ht(xs: np.ndarray, H: np.ndarray) -> np.ndarray:
     """X_s H^T (float64, C order) for a dense slice, computed as (H X_s^T)^T:
-    OpenBLAS is faster with the slice in that operand layout (measured 20%
-    less time for a float32 slice at k = 20)."""
+    OpenBLAS is faster with the slice in that operand layout (measured)."""
     return np.ascontiguousarray(np.matmul(H, xs.T).T, dtype=np.float64)
 
 
@@ -201,8 +200,8 @@ def h_terms(xs, W, H, beta: float, scratch: Scratch):
 def kl_ratio(xs, WH, scratch: Scratch) -> np.ndarray:
     """X / max(WH, eps) in the reused buffer, WH clipped in place (the ratio
     of both the KL update and the KL objective). The clip runs only when
-    some entry needs it: numpy's maximum against a scalar costs 4x a
-    division (measured), the minimum that rules it out a sixth of that."""
+    some entry needs it: numpy's maximum against a scalar costs several
+    divisions (measured), the minimum that rules it out far less."""
     if WH.size and WH.min() < EPSILON:
         np.maximum(WH, EPSILON, out=WH)
     return np.divide(xs, WH, out=scratch.tmp[:xs.shape[0]])

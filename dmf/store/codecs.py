@@ -6,9 +6,9 @@ by ``python -m benchmarks codec`` (table in benchmarks/README.md).
 
 Every preset ends with a CRC-32C checksum of the stored bytes: a damaged
 chunk (truncated, overwritten, bit rot) is then an error naming the chunk,
-never silently wrong numbers. It makes a raw read pass 16-49% slower
-(measured, benchmarks/README.md), and raw bytes with it are still faster to
-read than any compressed preset.
+never silently wrong numbers. It makes a raw read pass slower
+(benchmarks/README.md), and raw bytes with it are still faster to read
+than any compressed preset.
 """
 
 from __future__ import annotations

@@ -428,8 +428,8 @@ def scheduler_for(location: Location, *inputs) -> str | None:
 
 class InMemory:
     """A numpy array as ``dask.array.from_array`` input, without the copy
-    from_array makes of anything that has a ``copy`` method (an 800 MB input
-    took 2.4 s to copy): blocks are views of the caller's array, as
+    from_array makes of anything that has a ``copy`` method (a whole copy
+    of a large input): blocks are views of the caller's array, as
     scikit-learn uses it, so it must not change while dmf works on it."""
 
     def __init__(self, array: np.ndarray):
@@ -465,10 +465,8 @@ def in_memory_chunks(shape: tuple[int, int], dtype, cores: int | None = None) ->
     are several (5 blocks on 2 threads take 3 rounds where 6 smaller ones
     take the time of 2.5).
 
-    Fewer, larger blocks mean fewer tasks per pass: on a 20000 x 2000
-    float64 array (320 MB), HALS iterations on 2 threads took 119 ms with
-    2 blocks against 135 ms with 6 of 64 MiB (medians of 5 interleaved
-    rounds).
+    Fewer, larger blocks mean fewer tasks per pass, which measured faster
+    (benchmarks/README.md).
 
     Examples
     --------
@@ -500,8 +498,8 @@ def as_dask(x, *, chunks=None) -> da.Array:
     arr = np.asarray(x)
     if chunks is None and arr.ndim == 2 and arr.size:
         chunks = in_memory_chunks(arr.shape, arr.dtype)
-    # name=False: a random name rather than a hash of the whole array (about
-    # 1 s per GB); whoever needs a content token for numpy input (a resumable
+    # name=False: a random name rather than a hash of the whole array (slow
+    # on a large one); whoever needs a content token for numpy input (a resumable
     # job) computes it. The view keeps from_array from copying the array.
     return da.from_array(InMemory(arr), chunks=normalize_chunks(chunks, arr.shape, arr.dtype)
                          if arr.ndim == 2 and arr.size else -1, name=False, asarray=False,

@@ -10,6 +10,13 @@ checked later.
 
 ``ratings`` (:mod:`dmf.store.generate_ratings`) plants a latent-factor
 model of ratings, with biases, and writes a ratings store.
+
+Examples
+--------
+>>> import dmf
+>>> info = dmf.generate.lowrank("memory://doc/gen.zarr", (40, 10), 2, seed=0)
+>>> dmf.open_matrix("memory://doc/gen.zarr").shape, len(info["singular_values"])
+((40, 10), 2)
 """
 
 from __future__ import annotations
@@ -86,6 +93,15 @@ def planted_singular_values(gram_W: np.ndarray, H: np.ndarray) -> np.ndarray:
     With W^T W = L L^T (Cholesky), W = Q L^T for an orthonormal Q, so the
     singular values of W H are those of L^T H, whose squares are the
     eigenvalues of L^T (H H^T) L, a rank x rank matrix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> W, H = rng.random((30, 3)), rng.random((3, 8))
+    >>> s = planted_singular_values(W.T @ W, H)
+    >>> bool(np.allclose(s, np.linalg.svd(W @ H, compute_uv=False)[:3]))
+    True
     """
     L = scipy.linalg.cholesky(gram_W, lower=True)
     small = L.T @ (H @ H.T) @ L
@@ -95,7 +111,13 @@ def planted_singular_values(gram_W: np.ndarray, H: np.ndarray) -> np.ndarray:
 
 def factors_location(location: Location) -> Location:
     """Where ``lowrank`` writes the planted factors: ``X.zarr`` ->
-    ``X.factors.zarr`` beside it."""
+    ``X.factors.zarr`` beside it.
+
+    Examples
+    --------
+    >>> factors_location(Location.parse("s3://bucket/X.zarr")).url
+    's3://bucket/X.factors.zarr'
+    """
     name = location.name
     stem = name[: -len(".zarr")] if name.endswith(".zarr") else name
     return location.sibling(f"{stem}.factors.zarr")

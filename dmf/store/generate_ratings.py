@@ -78,7 +78,7 @@ def _choose_items(rng: np.random.Generator, counts: np.ndarray, n: int):
     keys.sort()  # np.unique's hash table is several times slower here
     keys = keys[np.r_[True, keys[1:] != keys[:-1]]]
     owner = keys // n
-    # a random order within each user (one float sort: lexsort is 6x slower)
+    # a random order within each user (one float sort: lexsort measured slower)
     order = np.argsort(owner + rng.random(len(keys)), kind="stable")
     keys, owner = keys[order], owner[order]
     first = np.searchsorted(owner, np.arange(size))

@@ -10,11 +10,8 @@ array) and copies between them; on a Dask worker every fresh buffer above
 (copy-on-write: writes to the array never reach the file), the array is a
 view of the map, and the checksum is computed over it. Mapping shares the
 page cache's pages instead of copying them, and on warm cache that copy is
-most of a read: per 64 MiB chunk with its sum, in a process with Dask's
-malloc setting, a median of 12 ms against 249 ms (minimum 127 ms) through
-zarr (``python -m benchmarks.nmf_block``); a warm read pass of the 4 GB
-store on a 2-worker cluster, 1.06 s against 3.22 s (``python -m benchmarks
-svd``).
+most of a read (measured by ``python -m benchmarks.nmf_block`` and
+``python -m benchmarks svd``: see benchmarks/README.md).
 
 Mapped bytes never pass through ``read()``, so ``/proc/PID/io``'s
 ``read_chars`` does not count them: :func:`bytes_mapped` does (tests and
@@ -30,8 +27,8 @@ into the array instead.
 A chunk's checksum is computed once per version of its file in a process:
 a file whose device, inode, size, modification and change times are those
 of a file already checked, with the same stored checksum, is not checked
-again (the check costs 7 ms per 64 MiB, a third of a mapped read with its
-use, on every pass of an iterative method). Any write to the file changes
+again (the check is a sizeable part of a mapped read with its use, on
+every pass of an iterative method). Any write to the file changes
 its change time, which no program can set back, and a rename brings
 another inode: a changed file is checked again. Files changed within the
 last second are checked every time (file times tick coarsely).
