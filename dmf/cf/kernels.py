@@ -28,9 +28,8 @@ vectorizes without reordering any sum; fastmath limited to contraction
 alignment. Machines of different instruction sets may differ in the last
 bits (FMA or not), as with BLAS. ``nogil``: blocks of a pass run in parallel
 on a worker's threads. ``cache``: compiled once per machine into
-``__pycache__`` (or ``NUMBA_CACHE_DIR``): measured on a 2-core machine at
-load 20, the first calls compile in 2-12 s each (30 s for the four, plus
-numba's import), a later process loads them in about 1.5 s.
+``__pycache__`` (or ``NUMBA_CACHE_DIR``): the first calls on a machine
+compile, later processes load them (benchmarks/README.md has the times).
 """
 
 from __future__ import annotations
@@ -139,7 +138,7 @@ def sgd_block(indptr, indices, data, U, V, mu, lr, reg, seed, index, batch):
     ``batch == 1``: the rows in a shuffled order, each row's ratings in
     turn, each rating's rule applied at once (sequential SGD as Surprise's,
     which visits the ratings row by row; shuffling the ratings themselves
-    costs about 5x in cache misses). Larger batches: the ratings shuffled,
+    costs several times more in cache misses). Larger batches: the ratings shuffled,
     each batch's rules applied with the factors as they were at its start,
     a row met several times in a batch getting the mean of its steps.
     Returns the sum of squared errors as the ratings were met.
