@@ -348,7 +348,56 @@ def read_through_baseline(name: str) -> property:
                     doc=f"The fitted baseline's ``{name}``.")
 
 
-class ItemKNN(ParamsMixin):
+class NeighbourModel(ParamsMixin):
+    """What ItemKNN and UserKNN share: the constructor's parameters, the
+    fitted baseline (whose ids and biases are read through, so that fit sets
+    no public attribute without a trailing underscore, scikit-learn's rule)
+    and the checks of (user, item) pairs."""
+
+    def __init__(self, k: int = 40, similarity: str = "pearson_baseline",
+                 shrinkage: float = 100.0, min_support: int = 1, *, min_k: int = 1,
+                 n_candidates: int = N_CANDIDATES, reg_user: float = 15.0,
+                 reg_item: float = 10.0, n_epochs: int = 10, panel_bytes: int = PANEL_BYTES,
+                 input: str = "auto"):
+        self.k = k
+        self.similarity = similarity
+        self.shrinkage = shrinkage
+        self.min_support = min_support
+        self.min_k = min_k
+        self.n_candidates = n_candidates
+        self.reg_user = reg_user
+        self.reg_item = reg_item
+        self.n_epochs = n_epochs
+        self.panel_bytes = panel_bytes
+        self.input = input
+
+    def _fit_baseline(self, ratings) -> tuple[Ratings, Baseline]:
+        R = as_ratings(ratings)
+        check_neighbour_counts(self.k, self.min_k, self.n_candidates)
+        base = Baseline(reg_user=self.reg_user, reg_item=self.reg_item,
+                        n_epochs=self.n_epochs).fit(R)
+        return R, base
+
+    user_ids = read_through_baseline("user_ids")
+    item_ids = read_through_baseline("item_ids")
+    global_mean_ = read_through_baseline("global_mean_")
+    user_bias_ = read_through_baseline("user_bias_")
+    item_bias_ = read_through_baseline("item_bias_")
+    item_counts_ = read_through_baseline("item_counts_")
+
+    def _n_items(self) -> int:
+        return len(self.item_ids)
+
+    def _pair_indices(self, users, items) -> tuple[np.ndarray, np.ndarray]:
+        users = as_index(users, len(self.user_ids), "users")
+        items = as_index(items, len(self.item_ids), "items")
+        if users.shape != items.shape:
+            raise InputError(f"users and items must have the same length, got {users.size} "
+                             f"and {items.size}")
+        return users, items
+
+
+class ItemKNN(NeighbourModel):
     """Item-based kNN with baseline (Surprise's KNNBaseline), out of core.
 
     r_hat_ui = mu + b_u + b_i + sum_j s_ij (r_uj - b_uj) / sum_j s_ij over
@@ -428,28 +477,8 @@ class ItemKNN(ParamsMixin):
     (1, 3)
     """
 
-    def __init__(self, k: int = 40, similarity: str = "pearson_baseline",
-                 shrinkage: float = 100.0, min_support: int = 1, *, min_k: int = 1,
-                 n_candidates: int = N_CANDIDATES, reg_user: float = 15.0,
-                 reg_item: float = 10.0, n_epochs: int = 10, panel_bytes: int = PANEL_BYTES,
-                 input: str = "auto"):
-        self.k = k
-        self.similarity = similarity
-        self.shrinkage = shrinkage
-        self.min_support = min_support
-        self.min_k = min_k
-        self.n_candidates = n_candidates
-        self.reg_user = reg_user
-        self.reg_item = reg_item
-        self.n_epochs = n_epochs
-        self.panel_bytes = panel_bytes
-        self.input = input
-
     def _fit_ratings(self, ratings) -> ItemKNN:
-        R = as_ratings(ratings)
-        check_neighbour_counts(self.k, self.min_k, self.n_candidates)
-        base = Baseline(reg_user=self.reg_user, reg_item=self.reg_item,
-                        n_epochs=self.n_epochs).fit(R)
+        R, base = self._fit_baseline(ratings)
         self._set_neighbours(item_neighbours(
             R, k=max(self.k, self.n_candidates), similarity=self.similarity,
             shrinkage=self.shrinkage, min_support=self.min_support,
@@ -475,15 +504,7 @@ class ItemKNN(ParamsMixin):
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "neighbours_")
 
-    # the fitted ids are the baseline's: read through, so that fit sets no
-    # public attribute without a trailing underscore (scikit-learn's rule)
-    user_ids = read_through_baseline("user_ids")
-    item_ids = read_through_baseline("item_ids")
-
     # -- input="matrix" -------------------------------------------------------------
-
-    def _n_items(self) -> int:
-        return len(self.item_ids)
 
     def _row_function(self):
         return functools.partial(knn_rows, ordered=self._ordered(),
@@ -493,12 +514,6 @@ class ItemKNN(ParamsMixin):
                                  min_k=int(self.min_k))
 
     _ratings_function = _row_function
-
-    # the baseline's fitted biases, for the popularity fallback
-    global_mean_ = read_through_baseline("global_mean_")
-    user_bias_ = read_through_baseline("user_bias_")
-    item_bias_ = read_through_baseline("item_bias_")
-    item_counts_ = read_through_baseline("item_counts_")
 
     def _residuals(self, users: np.ndarray) -> scipy.sparse.csr_matrix:
         """r_uj - b_uj at the training ratings of ``users`` (one row each)."""
@@ -520,11 +535,7 @@ class ItemKNN(ParamsMixin):
         m, n = len(self.user_ids), len(self.item_ids)
         if items is None:  # scikit-learn's form: unseen indices get the global mean
             return with_unseen(self.predict, (m, n), self.global_mean_, *pairs(users))
-        users = as_index(users, m, "users")
-        items = as_index(items, n, "items")
-        if users.shape != items.shape:
-            raise InputError(f"users and items must have the same length, got {users.size} "
-                             f"and {items.size}")
+        users, items = self._pair_indices(users, items)
         return self.baseline_.predict(users, items) + grouped_terms(
             self._residuals, self._ordered(), users, items, k=self.k, min_k=self.min_k)
 

@@ -20,22 +20,14 @@ import functools
 import numpy as np
 import scipy.sparse
 
-from dmf.cf.baseline import Baseline
-from dmf.cf.data import Ratings, as_ratings
-from dmf.cf.knn import (
-    N_CANDIDATES,
-    PANEL_BYTES,
-    check_neighbour_counts,
-    grouped_terms,
-    item_neighbours,
-    read_through_baseline,
-)
+from dmf.cf.data import Ratings
+from dmf.cf.knn import NeighbourModel, grouped_terms, item_neighbours
 from dmf.cf.knn_kernels import ordered_neighbours
 from dmf.cf.matrix import pairs_only
-from dmf.cf.params import ParamsMixin, pairs, with_unseen
+from dmf.cf.params import pairs, with_unseen
 from dmf.cf.rows import as_index, user_rows
 from dmf.cf.user_knn_rows import item_means, user_knn_rows
-from dmf.errors import InputError, not_fitted
+from dmf.errors import not_fitted
 
 
 def transposed(R: Ratings) -> Ratings:
@@ -44,7 +36,7 @@ def transposed(R: Ratings) -> Ratings:
                    item_ids=R.user_ids, token=f"{R.token}:T")
 
 
-class UserKNN(ParamsMixin):
+class UserKNN(NeighbourModel):
     """User-based kNN with baseline (Surprise's KNNBaseline on users), out of core.
 
     Implements the recommender protocol: ``user_ids``, ``item_ids``,
@@ -99,28 +91,8 @@ class UserKNN(ParamsMixin):
     (1, 3)
     """
 
-    def __init__(self, k: int = 40, similarity: str = "pearson_baseline",
-                 shrinkage: float = 100.0, min_support: int = 1, *, min_k: int = 1,
-                 n_candidates: int = N_CANDIDATES, reg_user: float = 15.0,
-                 reg_item: float = 10.0, n_epochs: int = 10, panel_bytes: int = PANEL_BYTES,
-                 input: str = "auto"):
-        self.k = k
-        self.similarity = similarity
-        self.shrinkage = shrinkage
-        self.min_support = min_support
-        self.min_k = min_k
-        self.n_candidates = n_candidates
-        self.reg_user = reg_user
-        self.reg_item = reg_item
-        self.n_epochs = n_epochs
-        self.panel_bytes = panel_bytes
-        self.input = input
-
     def _fit_ratings(self, ratings) -> UserKNN:
-        R = as_ratings(ratings)
-        check_neighbour_counts(self.k, self.min_k, self.n_candidates)
-        base = Baseline(reg_user=self.reg_user, reg_item=self.reg_item,
-                        n_epochs=self.n_epochs).fit(R)
+        R, base = self._fit_baseline(ratings)
         self.user_neighbours_ = item_neighbours(
             transposed(R), k=max(self.k, self.n_candidates), similarity=self.similarity,
             shrinkage=self.shrinkage, min_support=self.min_support,
@@ -132,9 +104,6 @@ class UserKNN(ParamsMixin):
         return self
 
     # -- input="matrix" -------------------------------------------------------------
-
-    def _n_items(self) -> int:
-        return len(self.item_ids)
 
     def _row_function(self):
         base = self.baseline_
@@ -153,14 +122,6 @@ class UserKNN(ParamsMixin):
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "user_neighbours_")
-
-    # the fitted ids and biases are the baseline's, read through
-    user_ids = read_through_baseline("user_ids")
-    item_ids = read_through_baseline("item_ids")
-    global_mean_ = read_through_baseline("global_mean_")
-    user_bias_ = read_through_baseline("user_bias_")
-    item_bias_ = read_through_baseline("item_bias_")
-    item_counts_ = read_through_baseline("item_counts_")
 
     def _item_residuals(self, items: np.ndarray) -> scipy.sparse.csr_matrix:
         """r_vi - b_vi at the training ratings of ``items`` (one row each, users
@@ -181,11 +142,7 @@ class UserKNN(ParamsMixin):
         m, n = len(self.user_ids), len(self.item_ids)
         if items is None:
             return with_unseen(self.predict, (m, n), self.global_mean_, *pairs(users))
-        users = as_index(users, m, "users")
-        items = as_index(items, n, "items")
-        if users.shape != items.shape:
-            raise InputError(f"users and items must have the same length, got {users.size} "
-                             f"and {items.size}")
+        users, items = self._pair_indices(users, items)
         return self.baseline_.predict(users, items) + grouped_terms(
             self._item_residuals, self._ordered, items, users, k=self.k, min_k=self.min_k)
 
