@@ -37,7 +37,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 import dmf
-from benchmarks.harness import Case, Data, Env, Suite
+from benchmarks.harness import Case, Data, Env, Suite, add_lowrank_arguments
 from dmf.store import codecs as dmf_codecs
 from dmf.store.dense import default_chunks
 
@@ -74,13 +74,7 @@ FLOAT32 = 4
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--size", default="2GB",
-                   help="bytes of the float32 matrix, e.g. 2GB, 300MB (default 2GB)")
-    p.add_argument("--cols", type=int, default=1000, help="columns (default 1000)")
-    p.add_argument("--rank", type=int, default=10, help="planted rank (default 10)")
-    p.add_argument("--noise", type=float, default=0.1,
-                   help="noise-to-signal ratio (default 0.1)")
-    p.add_argument("--seed", type=int, default=0)
+    add_lowrank_arguments(p, dtype="float32", size="2GB", cols=1000, rank=10, noise=0.1)
     p.add_argument("--chunk-rows", type=int, default=None,
                    help="rows per chunk (default: dmf's, about 64 MiB per chunk)")
     p.add_argument("--codecs", default=DEFAULT_CODECS,

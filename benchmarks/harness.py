@@ -33,6 +33,7 @@ again; the other cases go on.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import gc
@@ -377,6 +378,19 @@ def run_cases(
 
 # --------------------------------------------------------------------------
 # reporting
+
+
+def add_lowrank_arguments(p: argparse.ArgumentParser, *, dtype: str, size: str, cols: int,
+                          rank: int, noise: float) -> None:
+    """--size, --cols, --rank, --noise, --seed: the planted low-rank matrix a
+    benchmark generates, with its defaults."""
+    p.add_argument("--size", default=size,
+                   help=f"bytes of the {dtype} matrix, e.g. 2GB, 300MB (default {size})")
+    p.add_argument("--cols", type=int, default=cols, help=f"its columns (default {cols})")
+    p.add_argument("--rank", type=int, default=rank, help=f"planted rank (default {rank})")
+    p.add_argument("--noise", type=float, default=noise,
+                   help=f"noise-to-signal ratio (default {noise:g})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data (default 0)")
 
 
 def build_parts(name: str, text: str, builders: Mapping[str, Callable[[], Suite]]

@@ -177,14 +177,11 @@ def _cached_reference(folder: Path, compute: Callable[[], tuple[np.ndarray, np.n
 # part A: out of core
 
 
-def prepare_store(args: argparse.Namespace, env: Env) -> tuple[Path, np.ndarray, np.ndarray]:
-    m = max(1, round(parse_size(args.size) / (args.cols * FLOAT32)))
-    shape = (m, args.cols)
-    rows = args.chunk_rows or default_chunks(shape, "float32")[0]
-    args.chunk_rows = rows  # the printed command then names it
-    folder = env.data_dir / NAME / (
-        f"{m}x{args.cols}-rank{args.rank}-decay{args.decay:g}-noise{args.noise:g}"
-        f"-seed{args.seed}-rows{rows}")
+def lowrank_store(folder: Path, shape: tuple[int, int], rows: int, args: argparse.Namespace,
+                  dtype: str, **generate_kwargs) -> Path:
+    """``folder``/X.zarr, a low-rank matrix of ``args.rank``, ``args.noise``
+    and ``args.seed``, generated (and its stale references dropped) unless
+    complete."""
     folder.mkdir(parents=True, exist_ok=True)
     store = folder / "X.zarr"
     if not _complete(store, shape):
@@ -195,8 +192,20 @@ def prepare_store(args: argparse.Namespace, env: Env) -> tuple[Path, np.ndarray,
         # size, more than the benchmark's workers may hold.
         with dask.config.set(scheduler="threads"):
             dmf.generate.lowrank(store, shape, args.rank, noise=args.noise, seed=args.seed,
-                                 dtype="float32", decay=args.decay, chunks=(rows, args.cols),
-                                 save_factors=False, overwrite=True)
+                                 dtype=dtype, chunks=(rows, shape[1]), save_factors=False,
+                                 overwrite=True, **generate_kwargs)
+    return store
+
+
+def prepare_store(args: argparse.Namespace, env: Env) -> tuple[Path, np.ndarray, np.ndarray]:
+    m = max(1, round(parse_size(args.size) / (args.cols * FLOAT32)))
+    shape = (m, args.cols)
+    rows = args.chunk_rows or default_chunks(shape, "float32")[0]
+    args.chunk_rows = rows  # the printed command then names it
+    folder = env.data_dir / NAME / (
+        f"{m}x{args.cols}-rank{args.rank}-decay{args.decay:g}-noise{args.noise:g}"
+        f"-seed{args.seed}-rows{rows}")
+    store = lowrank_store(folder, shape, rows, args, "float32", decay=args.decay)
     s, V = _cached_reference(folder, lambda: gram_reference(store, rows, REFERENCE_KEPT))
     return store, s, V
 

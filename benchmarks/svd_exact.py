@@ -31,9 +31,9 @@ import numpy as np
 import zarr
 
 import dmf
-from benchmarks.codec import _complete, parse_size
-from benchmarks.harness import Case, Data, Env, Result, Suite, by_name
-from benchmarks.svd import _cached_reference
+from benchmarks.codec import parse_size
+from benchmarks.harness import Case, Data, Env, Result, Suite, add_lowrank_arguments, by_name
+from benchmarks.svd import _cached_reference, lowrank_store
 from dmf.store.dense import default_chunks
 
 NAME = "svd-exact"
@@ -45,13 +45,7 @@ FLOAT64 = 8
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--size", default="2GB",
-                   help="bytes of the float64 matrix (default 2GB: 500000 x 500)")
-    p.add_argument("--cols", type=int, default=500, help="its columns (default 500)")
-    p.add_argument("--rank", type=int, default=50, help="planted rank (default 50)")
-    p.add_argument("--noise", type=float, default=0.01,
-                   help="noise-to-signal ratio (default 0.01)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data (default 0)")
+    add_lowrank_arguments(p, dtype="float64", size="2GB", cols=500, rank=50, noise=0.01)
 
 
 def qr_reference(path: Path, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,16 +67,7 @@ def prepare_store(args: argparse.Namespace, env: Env) -> tuple[Path, np.ndarray,
     rows = default_chunks(shape, "float64")[0]
     folder = env.data_dir / NAME / (f"{m}x{args.cols}-rank{args.rank}-noise{args.noise:g}"
                                     f"-seed{args.seed}-rows{rows}")
-    folder.mkdir(parents=True, exist_ok=True)
-    store = folder / "X.zarr"
-    if not _complete(store, shape):
-        print(f"generating {store} ...", flush=True)
-        for stale in folder.glob("reference-*.npy"):
-            stale.unlink()
-        with dask.config.set(scheduler="threads"):
-            dmf.generate.lowrank(store, shape, args.rank, noise=args.noise, seed=args.seed,
-                                 dtype="float64", chunks=(rows, args.cols),
-                                 save_factors=False, overwrite=True)
+    store = lowrank_store(folder, shape, rows, args, "float64")
     s, _V = _cached_reference(folder, lambda: qr_reference(store, rows))
     return store, s, rows
 
