@@ -22,6 +22,7 @@ import _procs
 import numpy as np
 import pytest
 import zarr
+from _svd_runs import result_bytes, write_slow_matrix
 
 import dmf
 from dmf.engine.lock import LOCK_NAME
@@ -31,16 +32,7 @@ K = 3
 
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    m, n = 3000, 60
-    U, _ = np.linalg.qr(rng.standard_normal((m, n)))
-    V, _ = np.linalg.qr(rng.standard_normal((n, n)))
-    # a gap of 2 between singular values: ~25 power iterations per component,
-    # enough for every failpoint below (the latest is iteration 8)
-    A = (U * (10 * 0.5 ** np.arange(n))) @ V.T
-    url = tmp_path_factory.mktemp("kill") / "X.zarr"
-    dmf.save_matrix(A, url, chunks=500)
-    return url
+    return write_slow_matrix(tmp_path_factory.mktemp("kill") / "X.zarr")
 
 
 def command(x, out) -> list[str]:
@@ -57,12 +49,6 @@ def run_cli(x, out, **env):
 def start_until(x, out, failpoint: str, marker, **env) -> subprocess.Popen:
     """Start the command and return once it stands at ``failpoint``."""
     return _procs.start_until_failpoint(command(x, out), failpoint, marker, **env)
-
-
-def result_bytes(out) -> dict[str, bytes]:
-    group = zarr.open_group(str(out), mode="r")
-    assert group.attrs["dmf"]["status"] == "complete"
-    return {name: np.asarray(group[name][...]).tobytes() for name in ("U", "S", "Vt")}
 
 
 @pytest.fixture(scope="module")

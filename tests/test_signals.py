@@ -26,6 +26,7 @@ import numpy as np
 import psutil
 import pytest
 import zarr
+from _svd_runs import result_bytes, write_slow_matrix
 
 import dmf
 from dmf.engine.checkpoint import Checkpoints
@@ -38,14 +39,7 @@ RESUME_HINT = "run the same command again"
 
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    m, n = 3000, 60
-    U, _ = np.linalg.qr(rng.standard_normal((m, n)))
-    V, _ = np.linalg.qr(rng.standard_normal((n, n)))
-    A = (U * (10 * 0.5 ** np.arange(n))) @ V.T  # ~25 power iterations per component
-    url = tmp_path_factory.mktemp("signals") / "X.zarr"
-    dmf.save_matrix(A, url, chunks=500)
-    return url
+    return write_slow_matrix(tmp_path_factory.mktemp("signals") / "X.zarr")
 
 
 def command(x, out, *options: str) -> list[str]:
@@ -55,12 +49,6 @@ def command(x, out, *options: str) -> list[str]:
     options = options or ("--workers", "2")
     return [sys.executable, "-m", "dmf", *options, "svd", str(x), str(out), "-k", "3",
             "--method", "power", "--seed", "3", "--checkpoint-every", "3"]
-
-
-def result_bytes(out) -> dict[str, bytes]:
-    group = zarr.open_group(str(out), mode="r")
-    assert group.attrs["dmf"]["status"] == "complete"
-    return {name: np.asarray(group[name][...]).tobytes() for name in ("U", "S", "Vt")}
 
 
 @pytest.fixture(scope="module")
