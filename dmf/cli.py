@@ -461,11 +461,8 @@ def cmd_generate_lowrank(args: argparse.Namespace) -> int:
         )
     drawn = f"Poisson counts, mean scale {args.counts}" if args.counts else \
         f"noise {args.noise}"
-    print(f"wrote {printed_path(args.out)}: {args.shape[0]} x {args.shape[1]} {args.dtype}, "
-          f"rank {args.rank}, {drawn}, seed {args.seed}")
-    if gen.get("factors"):
-        print(f"planted factors: {gen['factors']} beside it")
-    return EXIT_OK
+    return _print_generated(args, gen, f"{args.shape[0]} x {args.shape[1]} {args.dtype}, "
+                            f"rank {args.rank}, {drawn}")
 
 
 def cmd_generate_ratings(args: argparse.Namespace) -> int:
@@ -476,8 +473,14 @@ def cmd_generate_ratings(args: argparse.Namespace) -> int:
         seed=args.seed, dtype=args.dtype, save_factors=not args.no_factors,
         overwrite=args.overwrite, storage_options=args.storage_options, codec=args.codec,
     )
-    print(f"wrote {printed_path(args.out)}: {args.users} users x {args.items} items, {gen['nnz']} "
-          f"ratings, rank {args.rank}, noise {args.noise}, seed {args.seed}")
+    return _print_generated(args, gen, f"{args.users} users x {args.items} items, "
+                            f"{gen['nnz']} ratings, rank {args.rank}, noise {args.noise}")
+
+
+def _print_generated(args: argparse.Namespace, gen: dict, what: str) -> int:
+    """The line of ``dmf generate`` / ``generate-ratings``: the store, what was
+    drawn (``what``), the seed, and where the planted factors went."""
+    print(f"wrote {printed_path(args.out)}: {what}, seed {args.seed}")
     if gen.get("factors"):
         print(f"planted factors: {gen['factors']} beside it")
     return EXIT_OK
