@@ -40,7 +40,7 @@ from dmf.store.dense import (
     write_dask,
 )
 from dmf.store.dims import dimension_names
-from dmf.store.generate_ratings import ratings
+from dmf.store.generate_ratings import check_noise_and_dtype, ratings
 from dmf.store.location import Location
 
 # Second moment of |N(0, 1)| products, to give non-negative products unit RMS.
@@ -253,10 +253,7 @@ def _check_args(shape, rank, noise, dtype) -> tuple[int, int]:
         raise InputError(f"shape must be positive, got {(m, n)}")
     if not 1 <= rank <= min(m, n):
         raise InputError(f"rank must be between 1 and min(m, n) = {min(m, n)}, got {rank}")
-    if not np.isfinite(noise) or noise < 0:
-        raise InputError(f"noise must be a finite number >= 0, got {noise}")
-    if np.dtype(dtype) not in (np.float32, np.float64):
-        raise InputError(f"dtype must be float32 or float64, got {dtype}")
+    check_noise_and_dtype(noise, dtype)
     return m, n
 
 

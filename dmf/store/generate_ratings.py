@@ -47,6 +47,14 @@ TIME_START, TIME_SPAN = 946_684_800, 631_152_000
 _GROUP_RATINGS = 2**19
 
 
+def check_noise_and_dtype(noise: float, dtype) -> None:
+    """The checks both generators make of ``noise`` and ``dtype``."""
+    if not np.isfinite(noise) or noise < 0:
+        raise InputError(f"noise must be a finite number >= 0, got {noise}")
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise InputError(f"dtype must be float32 or float64, got {dtype}")
+
+
 def _stream(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
@@ -239,10 +247,7 @@ def _check_args(users, items, density, rank, noise, dtype) -> tuple[int, int]:
         raise InputError(f"density must be in (0, 1], got {density}")
     if not (isinstance(rank, (int, np.integer)) and rank >= 1):
         raise InputError(f"rank must be a positive integer, got {rank!r}")
-    if not np.isfinite(noise) or noise < 0:
-        raise InputError(f"noise must be a finite number >= 0, got {noise}")
-    if np.dtype(dtype) not in (np.float32, np.float64):
-        raise InputError(f"dtype must be float32 or float64, got {dtype}")
+    check_noise_and_dtype(noise, dtype)
     return m, n
 
 
