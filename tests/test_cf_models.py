@@ -17,6 +17,7 @@ import dask
 import numpy as np
 import pytest
 import scipy.sparse
+from _crash import Crash, crash_at
 
 from dmf.cf.als import ALS, als, masked_nmf
 from dmf.cf.data import ratings_from_scipy
@@ -151,17 +152,6 @@ def test_masked_nmf_is_nonnegative_monotone_and_fits_planted_factors():
 
 
 # -- engine: determinism, kill and resume, the stored model --------------------
-
-class Crash(Exception):
-    pass
-
-
-def crash_at(t):
-    def callback(it, state, stats):
-        if it == t:
-            raise Crash(f"crash at {it}")
-    return callback
-
 
 def factor_bytes(model: LatentFactors) -> list[bytes]:
     P = model.P.compute() if hasattr(model.P, "compute") else model.P

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 import zarr
+from _crash import Crash, crash_at
 from toy_solvers import nonnegative_matrix, toy_nmf
 
 from dmf.engine.checkpoint import Checkpoints
@@ -91,24 +92,13 @@ def test_checkpoint_layout_while_running(tmp_path):
     assert seen == {"names": ["ckpt-00000004", "ckpt-00000006"], "latest": 6}
 
 
-class Crash(Exception):
-    pass
-
-
-def _crash_at(n):
-    def callback(it, state, stats):
-        if it == n:
-            raise Crash(f"crash at {it}")
-    return callback
-
-
 def test_resume_after_crash_is_bitwise_equal(tmp_path):
     X = nonnegative_matrix()
     reference = _result_arrays(run(toy_nmf(3), X, seed=5, max_iter=12, tol=0))
     out = tmp_path / "job.zarr"
     with pytest.raises(Crash):
         run(toy_nmf(3), X, seed=5, max_iter=12, tol=0, out=out, checkpoint_every=3,
-            callback=_crash_at(8))
+            callback=crash_at(8))
     meta = zarr.open_group(str(out), mode="r").attrs["dmf"]
     assert meta["status"] == "running"
     resumed = run(toy_nmf(3), X, seed=5, max_iter=12, tol=0, out=out, checkpoint_every=3)
@@ -138,7 +128,7 @@ def test_complete_job_is_not_rerun(tmp_path):
     out = tmp_path / "job.zarr"
     first = run(toy_nmf(3), X, seed=0, max_iter=3, tol=0, out=out)
     again = run(toy_nmf(3), X, seed=0, max_iter=3, tol=0, out=out,
-                callback=_crash_at(1))  # would raise if a step ran
+                callback=crash_at(1))  # would raise if a step ran
     assert again.skipped and not first.skipped
     assert np.asarray(again.arrays["H"]).tobytes() == np.asarray(first.arrays["H"]).tobytes()
 
@@ -158,7 +148,7 @@ def test_checkpoint_of_another_job_is_refused(tmp_path, change, named):
     out = tmp_path / "job.zarr"
     with pytest.raises(Crash):
         run(base["solver"], base["X"], seed=base["seed"], max_iter=10, tol=0, out=out,
-            checkpoint_every=2, callback=_crash_at(5))
+            checkpoint_every=2, callback=crash_at(5))
     other = {**base, **change}
     with pytest.raises(CheckpointMismatch) as info:
         run(other["solver"], other["X"], seed=other["seed"], max_iter=10, tol=0, out=out)
@@ -183,7 +173,7 @@ def test_no_resume_starts_over(tmp_path):
     out = tmp_path / "job.zarr"
     with pytest.raises(Crash):
         run(toy_nmf(3), X, seed=0, max_iter=10, tol=0, out=out, checkpoint_every=2,
-            callback=_crash_at(5))
+            callback=crash_at(5))
     r = run(toy_nmf(3), X, seed=0, max_iter=10, tol=0, out=out, resume=False)
     assert r.resumed_from is None and r.n_iter == 10
 

@@ -14,6 +14,7 @@ import numpy as np
 import psutil
 import pytest
 import zarr
+from _crash import Crash, crash_at
 from toy_solvers import nonnegative_matrix, toy_nmf
 
 import dmf
@@ -147,22 +148,14 @@ def test_killed_scheduler_exits_nonzero_then_resumes_on_a_new_one(stored_matrix,
         assert got.tobytes() == want.tobytes(), name
 
 
-class Crash(Exception):
-    pass
-
-
 def test_checkpoints_and_resume_on_s3(s3):
     X = nonnegative_matrix()
     reference = run(toy_nmf(3), X, seed=2, max_iter=9, tol=0)
     out = f"{s3.url}/job.zarr"
 
-    def crash(it, state, stats):
-        if it == 7:
-            raise Crash
-
     with pytest.raises(Crash):
         run(toy_nmf(3), X, seed=2, max_iter=9, tol=0, out=out, checkpoint_every=3,
-            storage_options=s3.storage_options, callback=crash)
+            storage_options=s3.storage_options, callback=crash_at(7))
     ckpts = Checkpoints(Location.parse(f"{out}/checkpoints", s3.storage_options))
     assert ckpts.names() == ["ckpt-00000003", "ckpt-00000006"]
     resumed = run(toy_nmf(3), X, seed=2, max_iter=9, tol=0, out=out,

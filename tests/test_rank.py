@@ -8,6 +8,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import scipy.sparse
+from _crash import Crash
 
 import dmf
 from dmf.cli import main
@@ -187,10 +188,6 @@ def small() -> np.ndarray:
     W = rng.exponential(size=(200, 4)) * (rng.random((200, 4)) < 0.5)
     H = rng.exponential(size=(4, 60)) * (rng.random((4, 60)) < 0.5)
     return W @ H
-
-
-class Crash(Exception):
-    pass
 
 
 def _watch_runs(monkeypatch, crash_at=None):
