@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 
 import dask
 import dask.array as da
@@ -20,6 +21,15 @@ COURSE_A = np.array([[1, 2, 3, 4, 3, 3], [1, 2, 3, 4, 3, 3],
 
 CHUNKINGS = {"regular": (100, 40), "irregular": ((50, 250, 120, 180), (30, 50)),
              "single": (-1, -1)}
+
+
+def pass_counter(url) -> Callable[[], float]:
+    """How many times this process has read the store at ``url`` since this
+    call, in bytes read over bytes stored."""
+    stored = sum(p.stat().st_size for p in (url / "c").rglob("*") if p.is_file())
+    proc = psutil.Process()
+    before = bytes_read(proc)
+    return lambda: (bytes_read(proc) - before) / stored
 
 
 def planted(m=600, n=80, rank=None, ratio=0.8, seed=0, dtype=np.float64):
@@ -78,12 +88,10 @@ def test_randomized_reads_x_q_plus_1_times(tmp_path):
     url = tmp_path / "X.zarr"
     A, _ = planted(m=4000, n=100)
     dmf.save_matrix(A, url, chunks=500)
-    stored = sum(p.stat().st_size for p in (url / "c").rglob("*") if p.is_file())
-    proc = psutil.Process()
-    before = bytes_read(proc)
+    reads = pass_counter(url)
     r = dmf.svd(url, 5, method="randomized", n_iter=3, seed=0, cache=False)
     r.U.compute()
-    passes = (bytes_read(proc) - before) / stored
+    passes = reads()
     assert 3 + 1 <= passes < 3 + 1.5, passes  # margin: imports read files too
 
 
@@ -92,13 +100,11 @@ def test_exact_methods_read_x_once_and_u_once_more(tmp_path, method, bound):
     url = tmp_path / "X.zarr"
     A, s = planted(m=4000, n=100)
     dmf.save_matrix(A, url, chunks=500)
-    stored = sum(p.stat().st_size for p in (url / "c").rglob("*") if p.is_file())
-    proc = psutil.Process()
-    before = bytes_read(proc)
+    reads = pass_counter(url)
     r = dmf.svd(url, 40, method=method, cache=False)
-    assert 1 <= (bytes_read(proc) - before) / stored < 1.5
+    assert 1 <= reads() < 1.5
     U = r.U.compute()
-    assert 2 <= (bytes_read(proc) - before) / stored < 2.5
+    assert 2 <= reads() < 2.5
     # gram goes through X^T X: accurate to about eps (s_1 / s_i)^2, 4e-9 for s_40;
     # tsqr squares nothing
     assert np.allclose(r.S, s[:40], rtol=bound)
@@ -114,12 +120,10 @@ def test_sketch_reads_x_exactly_once(tmp_path):
     url = tmp_path / "X.zarr"
     A, _ = planted(m=4000, n=100, rank=8)
     dmf.save_matrix(A, url, chunks=500)
-    stored = sum(p.stat().st_size for p in (url / "c").rglob("*") if p.is_file())
-    proc = psutil.Process()
-    before = bytes_read(proc)
+    reads = pass_counter(url)
     r = dmf.svd(url, 5, method="sketch", seed=0, cache=False)
     U = r.U.compute()  # from the range sketch: no further read of X
-    passes = (bytes_read(proc) - before) / stored
+    passes = reads()
     assert 1 <= passes < 1.5, passes  # margin: imports read files too
     assert np.allclose(U.T @ U, np.eye(5), atol=1e-10)
 
@@ -169,11 +173,9 @@ def test_wide_column_blocked_store_is_read_through_its_transpose(tmp_path):
     T, s = planted(m=4000, n=100, seed=7)
     url = tmp_path / "W.zarr"
     dmf.save_matrix(np.ascontiguousarray(T.T), url, chunks=(100, 500))
-    stored = sum(p.stat().st_size for p in (url / "c").rglob("*") if p.is_file())
-    proc = psutil.Process()
-    before = bytes_read(proc)
+    reads = pass_counter(url)
     r = dmf.svd(url, 4, method="randomized", n_iter=2, seed=0, cache=False)
-    passes = (bytes_read(proc) - before) / stored
+    passes = reads()
     assert 2 + 1 <= passes < 2 + 1.5, passes  # margin: imports read files too
     assert np.allclose(r.S, s[:4], rtol=1e-6)
 
