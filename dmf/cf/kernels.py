@@ -396,6 +396,18 @@ def _dots_t(Gt, n, v, w):
 
 
 @numba.njit(**_JIT)
+def _segment_dots(Y, indices, s0, stop, seg, held, Gt, v, w):
+    """w[j] = y_i . v for the ratings s0..s1 of a row (s1 returned: at most
+    ``seg`` of them), gathering their rows first unless the whole row is
+    ``held`` in Gt already."""
+    s1 = min(stop, s0 + seg)
+    if not held:
+        _gather_t(Y, indices, s0, s1, Gt)
+    _dots_t(Gt, s1 - s0, v, w)
+    return s1
+
+
+@numba.njit(**_JIT)
 def _add_rows(Y, indices, s0, s1, coef, out):
     """out += sum_j coef[j] Y[indices[s0 + j]] (in the order j = 0, 1, ...)."""
     K = Y.shape[1]
@@ -443,10 +455,7 @@ def implicit_rows(indptr, indices, data, Y, A0, X, alpha, steps, losses):
         for a in range(K):
             r[a] = -r[a]
         for s0 in range(start, stop, seg):  # r = b - A x
-            s1 = min(stop, s0 + seg)
-            if not held:
-                _gather_t(Y, indices, s0, s1, Gt)
-            _dots_t(Gt, s1 - s0, x, w)
+            s1 = _segment_dots(Y, indices, s0, stop, seg, held, Gt, x, w)
             for j in range(s1 - s0):
                 d = data[s0 + j]
                 extra = alpha * d
@@ -460,10 +469,7 @@ def implicit_rows(indptr, indices, data, Y, A0, X, alpha, steps, losses):
             for _ in range(steps):
                 _dots_t(A0, K, p, Ap)
                 for s0 in range(start, stop, seg):
-                    s1 = min(stop, s0 + seg)
-                    if not held:
-                        _gather_t(Y, indices, s0, s1, Gt)
-                    _dots_t(Gt, s1 - s0, p, w)
+                    s1 = _segment_dots(Y, indices, s0, stop, seg, held, Gt, p, w)
                     for j in range(s1 - s0):
                         coef[j] = alpha * data[s0 + j] * w[j]
                     _add_rows(Y, indices, s0, s1, coef, Ap)
@@ -485,10 +491,7 @@ def implicit_rows(indptr, indices, data, Y, A0, X, alpha, steps, losses):
                 X[u, a] = x[a]
         if losses:
             for s0 in range(start, stop, seg):
-                s1 = min(stop, s0 + seg)
-                if not held:
-                    _gather_t(Y, indices, s0, s1, Gt)
-                _dots_t(Gt, s1 - s0, x, w)
+                s1 = _segment_dots(Y, indices, s0, stop, seg, held, Gt, x, w)
                 for j in range(s1 - s0):
                     d = data[s0 + j]
                     c = 1.0 + alpha * d

@@ -99,7 +99,7 @@ def sketch_pass(X: da.Array, Omega: np.ndarray, seed: int, width: int):
     """
     X = X if X.numblocks[1] == 1 else X.rechunk({1: -1})  # one block row per task
     rows, n, s_r = X.numblocks[0], X.shape[1], Omega.shape[1]
-    y_dtype = np.float32 if X.dtype == np.float32 else np.float64  # as for_blas
+    y_dtype = for_blas(X._meta).dtype  # the products' precision
     packed = X.map_blocks(_row_sketch, Omega, seed, width, drop_axis=1, chunks=((1,) * rows,),
                           dtype=object, meta=np.empty((0,), dtype=object))
     Y = packed.map_blocks(part_of, 0, False, new_axis=1, chunks=(X.chunks[0], (s_r,)),
