@@ -18,8 +18,10 @@ K x K systems are formed and solved one row at a time, never stacked.
 Determinism: plain loops in a fixed order, no BLAS (whose results depend
 on its thread count: measured on explicit ALS's K x K products), dot
 products in four running sums written out (a fixed order; fastmath's
-reassociation let the compiler choose the order, and it chose by the
-scratch arrays' addresses: the same call gave different last bits); where
+reassociation let the compiler choose the order, and in loops that also
+write it chose by the scratch arrays' addresses: the same call gave
+different last bits), except SGD's, which only read and may be summed in
+the compiler's vector lanes (see :func:`_dot_rr_vector`); where
 many dot products share a vector (implicit ALS's y_i . p over a row's
 ratings) they run as one loop across the products, which the compiler
 vectorizes without reordering any sum; fastmath limited to contraction
@@ -38,6 +40,9 @@ import numba
 import numpy as np
 
 _JIT = {"cache": True, "nogil": True, "fastmath": {"contract"}, "error_model": "numpy"}
+
+#: For a dot product that only reads: the vectorizer may reassociate its sum.
+_JIT_REASSOC = {**_JIT, "fastmath": {"contract", "reassoc"}}
 
 #: A row's CG stops when its squared residual falls to this (as implicit).
 RESIDUAL_FLOOR = 1e-20
@@ -99,6 +104,21 @@ def _dot_rr(A, i, B, j, n):
     return (s0 + s1) + (s2 + s3)
 
 
+@numba.njit(**_JIT_REASSOC)
+def _dot_rr_vector(A, i, B, j, n):
+    """A[i, :n] . B[j, :n] as the compiler's vector loop sums it: the order is
+    fixed by n and the instruction set alone, as the loop writes nothing
+    (no runtime overlap checks choosing between two loops) and x86 loops
+    are not peeled for alignment; tests check that rows at any offset give
+    the same bits. SGD's dot products depend on each other (every rating
+    moves the next one's rows), so they cannot run across ratings as
+    implicit ALS's do: this sums one in vector lanes instead."""
+    s = 0.0
+    for a in range(n):
+        s += A[i, a] * B[j, a]
+    return s
+
+
 @numba.njit(**_JIT)
 def _dot_vv(u, v, n):
     """u[:n] . v[:n], as :func:`_dot_rv`."""
@@ -153,7 +173,7 @@ def sgd_block(indptr, indices, data, U, V, mu, lr, reg, seed, index, batch):
             u = order[t]
             for j in range(indptr[u], indptr[u + 1]):
                 i = indices[j]
-                e = data[j] - mu - U[u, k] - V[i, k] - _dot_rr(U, u, V, i, k)
+                e = data[j] - mu - U[u, k] - V[i, k] - _dot_rr_vector(U, u, V, i, k)
                 sq_err += e * e
                 U[u, k] += lr * (e - reg * U[u, k])
                 V[i, k] += lr * (e - reg * V[i, k])
@@ -185,7 +205,7 @@ def sgd_block(indptr, indices, data, U, V, mu, lr, reg, seed, index, batch):
             j = rating[t]
             u = row_of[j]
             i = indices[j]
-            e = data[j] - mu - U[u, k] - V[i, k] - _dot_rr(U, u, V, i, k)
+            e = data[j] - mu - U[u, k] - V[i, k] - _dot_rr_vector(U, u, V, i, k)
             sq_err += e * e
             if nU[u] == 0:
                 met_u[mu_count] = u
