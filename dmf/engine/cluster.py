@@ -28,6 +28,7 @@ import os
 from collections.abc import Iterator
 
 import dask.utils
+import psutil
 from distributed import Client, LocalCluster
 from distributed.deploy.spec import SpecCluster
 from distributed.deploy.utils import nprocesses_nthreads
@@ -198,6 +199,7 @@ def _local_client(workers: int, threads: int, *, memory_limit, dashboard: bool,
     ends with an exception (an interrupted run has its checkpoint already),
     and also when its start was interrupted half-way."""
     before = set(SpecCluster._instances)
+    children_before = _children()
     cluster = None
     finished = False
     with sigint_ignored_workers():
@@ -220,7 +222,7 @@ def _local_client(workers: int, threads: int, *, memory_limit, dashboard: bool,
         finally:
             if cluster is None:
                 for half_started in set(SpecCluster._instances) - before:
-                    _abandon(half_started)
+                    _abandon(half_started, children_before)
             else:
                 if not finished:
                     _stop_workers_now(cluster)
@@ -251,24 +253,30 @@ def _stop_workers_now(cluster) -> None:
         log.info("stopping the local workers: %s", exc)
 
 
-def _abandon(cluster) -> None:
+def _abandon(cluster, children_before: set[int]) -> None:
     """A cluster whose start was interrupted cannot be closed (Dask refuses
     workers still starting): it is left to end with this process, without
     Dask's exit hook waiting for it. Its worker processes are killed now: one
-    still reading what it was spawned with would print an EOFError
-    traceback once this process is gone."""
+    still reading what it was spawned with would print a traceback (EOFError,
+    or FileNotFoundError for a semaphore) once this process is gone."""
     cluster.shutdown_on_close = False
-    _kill_spawned_children()
+    _kill_new_children(children_before)
 
 
-def _kill_spawned_children() -> None:
-    """SIGKILL this process's multiprocessing children (the workers being
-    spawned; the resource tracker is left alone)."""
-    import psutil
+def _children() -> set[int]:
+    return {child.pid for child in psutil.Process().children()}
 
+
+def _kill_new_children(children_before: set[int]) -> None:
+    """SIGKILL the children this process started since ``children_before``
+    (the workers being spawned, also one between fork and exec, whose
+    command line is still this process's), except multiprocessing's
+    resource tracker."""
     for child in psutil.Process().children():
+        if child.pid in children_before:
+            continue
         with contextlib.suppress(psutil.Error):
-            if "spawn_main" in " ".join(child.cmdline()):
+            if "resource_tracker" not in " ".join(child.cmdline()):
                 child.kill()
 
 
