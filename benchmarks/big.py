@@ -18,11 +18,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-import zarr
-
 import dmf
 from benchmarks.codec import _raw_read
-from benchmarks.harness import Case, Data, Env, Result, Suite
+from benchmarks.harness import FLOAT32, Case, Data, Env, GiB, Result, Suite, opened_store
 from benchmarks.nmf import nonnegative_store
 
 NAME = "big"
@@ -30,8 +28,6 @@ HELP = ("past RAM: a store larger than memory read cold by 2 workers x 1 GiB: re
         "randomized SVD, sketch, NMF MU and HALS against the cold raw read")
 CLUSTER = {"workers": 2, "threads_per_worker": 1, "memory_limit": "1GiB"}
 
-FLOAT32 = 4
-GiB = 2**30
 #: Targets of issue 25 line 4
 PASS_TARGET = 1.2        # seconds per pass / cold raw read
 WORKER_RSS_TARGET = GiB  # peak RSS of each worker
@@ -96,9 +92,7 @@ def _summary(raw: str) -> Callable[[list[Result]], list[str]]:
 
 def build(args: argparse.Namespace, env: Env) -> Suite:
     store = nonnegative_store(env.data_dir, args.size, args.cols, args.k, args.seed)
-    url = str(store)
-    z = zarr.open_array(store=url, mode="r")
-    m, n = z.shape
+    url, z, m, n = opened_store(store)
     k, it, seed = args.k, args.iters, args.seed
     data = Data("X", (store,), logical_bytes=m * n * FLOAT32)
     files = [f for f in data.files() if f.parent != store]  # chunk files, not metadata

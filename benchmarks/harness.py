@@ -49,9 +49,12 @@ from typing import Any, Literal
 
 import dask
 import psutil
+import zarr
 from distributed import Client
 
 MiB = 2**20
+GiB = 2**30
+FLOAT32 = 4
 
 #: Where a case's callable does its work, which decides the scheduler it gets
 #: and whose memory is reported: ``threads`` - dask's threaded scheduler in
@@ -378,6 +381,13 @@ def run_cases(
 
 # --------------------------------------------------------------------------
 # reporting
+
+
+def opened_store(store: Path) -> tuple[str, zarr.Array, int, int]:
+    """A stored matrix's URL, its zarr array (for its chunks) and its shape
+    (m, n), as every store-reading suite starts."""
+    z = zarr.open_array(store=str(store), mode="r")
+    return str(store), z, *z.shape
 
 
 def add_lowrank_arguments(p: argparse.ArgumentParser, *, dtype: str, size: str, cols: int,

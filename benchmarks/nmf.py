@@ -28,12 +28,21 @@ from pathlib import Path
 import dask
 import dask.array as da
 import numpy as np
-import zarr
 
 import dmf
 from benchmarks import floor
 from benchmarks.codec import _complete, parse_size
-from benchmarks.harness import Case, Data, Env, Result, Suite, build_parts, by_name
+from benchmarks.harness import (
+    FLOAT32,
+    Case,
+    Data,
+    Env,
+    Result,
+    Suite,
+    build_parts,
+    by_name,
+    opened_store,
+)
 from dmf.store.dense import default_chunks
 
 NAME = "nmf"
@@ -41,7 +50,6 @@ HELP = ("NMF: seconds and passes per iteration against a read pass out of core; 
         "scikit-learn's loss in memory")
 CLUSTER = {"workers": 2, "threads_per_worker": 1, "memory_limit": "1GiB"}
 
-FLOAT32 = 4
 #: Targets of issue 25: seconds per iteration / the floor, by the products' kind
 FLOOR_TARGET = {"frobenius": 1.3, "kl": 1.5}
 PASSES_TARGET = 0.05    # |passes per iteration - 1|
@@ -134,9 +142,7 @@ def _targets_a(names: dict[str, str], iters: int) -> Callable[[list[Result]], li
 
 def build_a(args: argparse.Namespace, env: Env) -> Suite:
     store = prepare_store(args, env)
-    url = str(store)
-    z = zarr.open_array(store=url, mode="r")
-    m, n = z.shape
+    url, z, m, n = opened_store(store)
     k, it, seed = args.k, args.iters, args.seed
     data = Data("X", (store,))
     common = {"init": "random", "max_iter": it, "tol": 0, "seed": seed, "cache": False}

@@ -50,7 +50,18 @@ from scipy.linalg.blas import dsyrk
 import dmf
 from benchmarks import floor
 from benchmarks.codec import _complete, parse_size
-from benchmarks.harness import Case, Data, Env, Result, Suite, build_parts, by_name
+from benchmarks.harness import (
+    FLOAT32,
+    Case,
+    Data,
+    Env,
+    GiB,
+    Result,
+    Suite,
+    build_parts,
+    by_name,
+    opened_store,
+)
 from dmf.store.dense import default_chunks
 
 NAME = "svd"
@@ -61,8 +72,6 @@ HELP = ("truncated SVD: dmf randomized/sketch against dask svd_compressed out of
 #: cannot hold X, so that every pass streams it from the store.
 CLUSTER = {"workers": 2, "threads_per_worker": 1, "memory_limit": "1GiB"}
 
-FLOAT32 = 4
-GiB = 2**30
 #: Reference vectors kept (their values too): enough for k and the planted rank.
 REFERENCE_KEPT = 200
 
@@ -303,9 +312,7 @@ def _targets_a(names: dict[str, str], k: int, q: int) -> Callable[[list[Result]]
 
 def build_a(args: argparse.Namespace, env: Env) -> Suite:
     store, ref_s, ref_V = prepare_store(args, env)
-    url = str(store)
-    z = zarr.open_array(store=url, mode="r")
-    m, n = z.shape
+    url, z, m, n = opened_store(store)
     k, q, seed = args.k, args.q, args.seed
     data = Data("X", (store,), logical_bytes=None)
     measure = accuracy(ref_s, ref_V, k)

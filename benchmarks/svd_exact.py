@@ -32,7 +32,16 @@ import zarr
 
 import dmf
 from benchmarks.codec import parse_size
-from benchmarks.harness import Case, Data, Env, Result, Suite, add_lowrank_arguments, by_name
+from benchmarks.harness import (
+    Case,
+    Data,
+    Env,
+    Result,
+    Suite,
+    add_lowrank_arguments,
+    by_name,
+    opened_store,
+)
 from benchmarks.svd import _cached_reference, lowrank_store
 from dmf.store.dense import default_chunks
 
@@ -125,9 +134,7 @@ def _summary(names: dict[str, str]) -> Callable[[list[Result]], list[str]]:
 
 def build(args: argparse.Namespace, env: Env) -> Suite:
     store, ref_s, _rows = prepare_store(args, env)
-    url = str(store)
-    z = zarr.open_array(store=url, mode="r")
-    m, n = z.shape
+    url, z, m, n = opened_store(store)
     data = Data("X", (store,), logical_bytes=None)
     measure = _measure(ref_s)
     names = {
