@@ -274,6 +274,23 @@ def test_a_step_calls_its_commands_python_function_not_the_cli(tmp_path):
     assert "--no-compute-u" in load_spec(path).steps[1].argv
 
 
+def test_a_changed_step_says_what_changed_from_its_recorded_identity(tmp_path, caplog):
+    import logging
+
+    path = tmp_path / "job.yaml"
+    path.write_text(f"job: i\nroot: {tmp_path / 'out'}\ncluster: {{workers: 0}}\nsteps:\n"
+                    "  - {step: generate, name: X, shape: 200x20, rank: 3}\n"
+                    "  - {step: svd, x: X, k: 3}\n")
+    run_job(path, quiet=True)
+    stored = JobRoot(Location.parse(tmp_path / "out"), "i").step_record("svd")
+    assert stored["identity"]["params"] == {"k": 3}
+    with caplog.at_level(logging.INFO, logger="dmf.jobs"):
+        record = run_job(path, overrides=["steps.svd.k=2"], quiet=True)
+    assert actions(record) == {"X": "skipped", "svd": "replaced"}
+    assert "step svd changed since its last run: params.k: 3 (stored) vs 2 (this job)" \
+        in caplog.text
+
+
 # -- the shipped pipelines, scaled down ---------------------------------------
 
 SMALL = {
