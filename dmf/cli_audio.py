@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from dmf.cli import EXIT_OK, cluster, positive_int
+from dmf.cli_args import Compute, Ran, positive_int, printed
+from dmf.errors import StoreError
 from dmf.wording import plural, printed_path
 
 
@@ -26,7 +27,7 @@ def add_commands(commands, command: Callable, run_options: Callable) -> None:
                                 "Wiener masks -> one WAV per source (docs/guide/audio.md).")
     subs = audio.add_subparsers(dest="audio_command", metavar="STEP", required=True)
 
-    sep = command("separate", cmd_separate, "split a recording (WAV, FLAC, OGG...) into "
+    sep = command("separate", printed(run_separate), "split a recording (WAV, FLAC, OGG...) into "
                   "sources: streamed STFT to a Zarr power spectrogram, NMF on it, soft "
                   "masks, inverse STFT",
                   parent=subs)
@@ -60,8 +61,8 @@ def add_commands(commands, command: Callable, run_options: Callable) -> None:
                      help="replace a complete separation of other input or settings")
     run_options(sep)
 
-    demo = command("demo", cmd_demo, "write a mixture of generated sources (harmonic tone, "
-                   "chirp, noise bursts) and the originals, to try separate on", parent=subs,
+    demo = command("demo", printed(run_demo), "write a mixture of generated sources (harmonic "
+                   "tone, chirp, noise bursts) and the originals, to try separate on", parent=subs,
                    cluster=False)
     demo.add_argument("out", metavar="OUTDIR", help="folder for mixture.wav and "
                       "originals/*.wav")
@@ -72,11 +73,11 @@ def add_commands(commands, command: Callable, run_options: Callable) -> None:
     demo.add_argument("--overwrite", action="store_true", help="replace existing files")
 
 
-def cmd_separate(args: argparse.Namespace) -> int:
+def run_separate(args: argparse.Namespace, on: Compute) -> Ran:
     from dmf.audio import separate
 
     progress = False if args.quiet else (True if args.progress else None)
-    with cluster(args, args.src):
+    with on(args.src):
         sep = separate(args.src, args.outdir, args.sources, components=args.components,
                        loss=args.loss, n_fft=args.n_fft, hop=args.hop,
                        max_iter=args.max_iter, tol=args.tol, seed=args.seed,
@@ -89,29 +90,27 @@ def cmd_separate(args: argparse.Namespace) -> int:
                        report=not args.no_report)
     f = sep.facts
     verb = "already complete" if sep.skipped else "wrote"
-    print(f"{verb} {printed_path(sep.outdir)}: {plural(len(sep.components), 'component')}, "
-          f"{plural(len(sep.sources), 'source')} ({f['loss']}, "
-          f"{plural(f['n_iter'], 'iteration')}, "
-          f"{f['seconds']:.1f} s at {f['rate']} Hz)")
-    print(f"sources: {', '.join(printed_path(p) for p in sep.sources)}")
+    lines = [f"{verb} {printed_path(sep.outdir)}: {plural(len(sep.components), 'component')}, "
+             f"{plural(len(sep.sources), 'source')} ({f['loss']}, "
+             f"{plural(f['n_iter'], 'iteration')}, "
+             f"{f['seconds']:.1f} s at {f['rate']} Hz)",
+             f"sources: {', '.join(printed_path(p) for p in sep.sources)}"]
     if len(sep.sources) < len(sep.components):
-        print(f"groups of components: {sep.groups}")
+        lines.append(f"groups of components: {sep.groups}")
     if sep.report:
-        print(f"report: {printed_path(sep.report)}")
-    return EXIT_OK
+        lines.append(f"report: {printed_path(sep.report)}")
+    return Ran(sep, lines)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def run_demo(args: argparse.Namespace, on: Compute) -> Ran:  # noqa: ARG001
     import os
 
     from dmf.audio import demo
-    from dmf.errors import StoreError
 
     target = os.path.join(args.out, "mixture.wav")
     if os.path.exists(target) and not args.overwrite:
         raise StoreError(f"{target}: already exists; pass --overwrite to replace it")
     d = demo(args.out, rate=args.rate, seconds=args.seconds, seed=args.seed)
-    print(f"wrote {printed_path(d.mixture)} ({args.seconds:g} s at {args.rate} Hz) and the "
-          "originals: "
-          f"{', '.join(printed_path(p) for p in d.sources.values())}")
-    return EXIT_OK
+    return Ran(d, [f"wrote {printed_path(d.mixture)} ({args.seconds:g} s at {args.rate} Hz) "
+                   "and the originals: "
+                   f"{', '.join(printed_path(p) for p in d.sources.values())}"])

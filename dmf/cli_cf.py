@@ -6,7 +6,8 @@
     dmf cf recommend MODEL RATINGS [--user ID ...] [--out OUT] [-n 10]
 
 Kept apart from :mod:`dmf.cli` so that file stays about the matrix commands;
-it imports nothing heavy until a command runs.
+it imports nothing heavy until a command runs. Each command is a ``run_*``
+function that a job step runs too (see :mod:`dmf.cli_matrix`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import argparse
 import json
 from collections.abc import Callable
 
-from dmf.cli import EXIT_OK, cluster
+import dmf
+from dmf.cli_args import Compute, Ran, printed
+from dmf.errors import InputError
 from dmf.wording import plural, printed_path
 
 MODELS = ("als", "implicit", "sgd", "nmf", "knn", "user-knn")
@@ -30,7 +33,7 @@ def add_commands(commands, command: Callable, run_options: Callable) -> None:
                              "ingest --format ratings, dmf generate ratings).")
     subs = cf.add_subparsers(dest="cf_command", metavar="STEP", required=True)
 
-    split = command("split", cmd_split, "split ratings into train and test stores",
+    split = command("split", printed(run_split), "split ratings into train and test stores",
                     parent=subs, cluster=False)
     split.add_argument("ratings", metavar="RATINGS", help="ratings store (path or URL)")
     split.add_argument("out", metavar="OUT", help="folder for train.zarr and test.zarr")
@@ -45,7 +48,7 @@ def add_commands(commands, command: Callable, run_options: Callable) -> None:
     split.add_argument("--seed", type=int, default=0, help="default 0")
     split.add_argument("--overwrite", action="store_true", help="replace existing stores")
 
-    train = command("train", cmd_train, "fit a recommender and save it", parent=subs)
+    train = command("train", printed(run_train), "fit a recommender and save it", parent=subs)
     train.add_argument("ratings", metavar="RATINGS", help="training ratings store")
     train.add_argument("out", metavar="OUT", help="output group for the model")
     train.add_argument("--model", choices=MODELS, default="als",
@@ -77,8 +80,8 @@ def add_commands(commands, command: Callable, run_options: Callable) -> None:
                        help="knn: replace a model already at OUT")
     run_options(train)
 
-    ev = command("evaluate", cmd_evaluate, "RMSE, MAE and ranking metrics of a saved model "
-                 "on a test split", parent=subs)
+    ev = command("evaluate", printed(run_evaluate), "RMSE, MAE and ranking metrics of a saved "
+                 "model on a test split", parent=subs)
     ev.add_argument("model", metavar="MODEL", help="a model saved by dmf cf train")
     ev.add_argument("train", metavar="TRAIN", help="the ratings it was trained on (items "
                     "not to recommend again)")
@@ -89,7 +92,7 @@ def add_commands(commands, command: Callable, run_options: Callable) -> None:
                     help="test ratings >= T are relevant (default: every held-out item)")
     ev.add_argument("--json", action="store_true", help="print JSON")
 
-    rec = command("recommend", cmd_recommend, "top-N items per user from a saved model",
+    rec = command("recommend", printed(run_recommend), "top-N items per user from a saved model",
                   parent=subs)
     rec.add_argument("model", metavar="MODEL", help="a model saved by dmf cf train")
     rec.add_argument("ratings", metavar="RATINGS",
@@ -104,24 +107,21 @@ def add_commands(commands, command: Callable, run_options: Callable) -> None:
 
 
 def _positive(flag: str, value: int) -> int:
-    from dmf.errors import InputError
-
     if value < 1:
         raise InputError(f"{flag} must be a positive integer, got {value}")
     return value
 
 
-def cmd_split(args: argparse.Namespace) -> int:
+def run_split(args: argparse.Namespace, on: Compute) -> Ran:  # noqa: ARG001
     from dmf.cf.split import train_test_split
 
     train, test = train_test_split(args.ratings, by=args.by, test_size=args.test_size,
                                    k=args.leave, seed=args.seed, out=args.out,
                                    overwrite=args.overwrite,
                                    storage_options=args.storage_options)
-    print(f"wrote {printed_path(train.location)} and {printed_path(test.location)} "
-          f"(split by {args.by}, "
-          f"seed {args.seed})")
-    return EXIT_OK
+    return Ran((train, test), [f"wrote {printed_path(train.location)} and "
+                               f"{printed_path(test.location)} (split by {args.by}, "
+                               f"seed {args.seed})"])
 
 
 def _fit(args: argparse.Namespace):
@@ -153,8 +153,8 @@ def _fit(args: argparse.Namespace):
                   alpha=args.alpha, **run)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    with cluster(args, args.ratings):
+def run_train(args: argparse.Namespace, on: Compute) -> Ran:
+    with on(args.ratings):
         model = _fit(args)
     attrs = getattr(model, "attrs", {})
     facts = [f"{args.model}"]
@@ -163,14 +163,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if getattr(model, "n_iter", None):
         facts.append(plural(model.n_iter, "iteration"))
     verb = "already complete" if attrs.get("skipped") else "wrote"
-    print(f"{verb} {printed_path(args.out)}: {', '.join(facts)}")
-    return EXIT_OK
+    return Ran(model, [f"{verb} {printed_path(args.out)}: {', '.join(facts)}"])
 
 
 def _load_model(url: str, storage_options):
-    import dmf
-    from dmf.errors import InputError
-
     model = dmf.load(url, storage_options=storage_options)
     if not hasattr(model, "scores"):
         raise InputError(f"{url}: holds a {type(model).__name__}, not a recommender; train "
@@ -178,23 +174,23 @@ def _load_model(url: str, storage_options):
     return model
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def run_evaluate(args: argparse.Namespace, on: Compute) -> Ran:
     from dmf.cf.metrics import evaluate
 
-    with cluster(args, args.model, args.train, args.test):
+    with on(args.model, args.train, args.test):
         model = _load_model(args.model, args.storage_options)
         metrics = evaluate(model, args.train, args.test, k=_positive("--at", args.at),
                            threshold=args.threshold)
     if args.json:
-        print(json.dumps(metrics))
-    else:
-        k = metrics["k"]
-        for name in ("rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k"):
-            label = name.replace("_at_k", f"@{k}")
-            print(f"{label:>14}  {metrics[name]:.4f}")
-        print(f"{'test ratings':>14}  {metrics['n_ratings']}")
-        print(f"{'users ranked':>14}  {metrics['n_users']}")
-    return EXIT_OK
+        return Ran(metrics, [json.dumps(metrics)])
+    k = metrics["k"]
+    lines = []
+    for name in ("rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k"):
+        label = name.replace("_at_k", f"@{k}")
+        lines.append(f"{label:>14}  {metrics[name]:.4f}")
+    lines.append(f"{'test ratings':>14}  {metrics['n_ratings']}")
+    lines.append(f"{'users ranked':>14}  {metrics['n_users']}")
+    return Ran(metrics, lines)
 
 
 def _user_key(ids, text: str):
@@ -209,15 +205,13 @@ def _user_key(ids, text: str):
     return text
 
 
-def cmd_recommend(args: argparse.Namespace) -> int:
+def run_recommend(args: argparse.Namespace, on: Compute) -> Ran:
     from dmf.cf.recommend import recommend, recommend_all
-    from dmf.errors import InputError
-
     n = _positive("-n", args.n)
     if not args.user and not args.out:
         raise InputError("say whom to recommend for: --user ID (repeatable) and/or --out OUT "
                          "for every user")
-    with cluster(args, args.model, args.ratings):
+    with on(args.model, args.ratings):
         model = _load_model(args.model, args.storage_options)
         shown = []
         for user in args.user or []:
@@ -229,13 +223,14 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             recommend_all(model, args.ratings, n, out=args.out, overwrite=args.overwrite,
                           storage_options=args.storage_options)
     if args.json:
-        print(json.dumps(shown if not args.out else {"users": shown, "out": args.out}))
-        return EXIT_OK
+        return Ran(shown, [json.dumps(shown if not args.out else {"users": shown,
+                                                                  "out": args.out})])
+    lines = []
     for row in shown:
         flag = "  (cold start: popular items)" if row["cold_start"] else ""
         pairs = ", ".join(f"{i} ({s:.3g})" for i, s in zip(row["items"], row["scores"],
                                                           strict=True))
-        print(f"{row['user']}: {pairs}{flag}")
+        lines.append(f"{row['user']}: {pairs}{flag}")
     if args.out:
-        print(f"wrote {printed_path(args.out)}: top {n} items of every user")
-    return EXIT_OK
+        lines.append(f"wrote {printed_path(args.out)}: top {n} items of every user")
+    return Ran(shown, lines)

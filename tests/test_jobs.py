@@ -246,6 +246,51 @@ def test_unreachable_scheduler_is_retried_then_reported_in_one_line(job, tmp_pat
     assert group.attrs["dmf"]["steps"]["X"]["status"] == "running"
 
 
+def test_a_step_calls_its_commands_python_function_not_the_cli(tmp_path):
+    import subprocess
+    import sys
+
+    import _procs
+
+    from dmf.jobs.steps import KINDS
+
+    assert all(callable(kind.run) for name, kind in KINDS.items() if name != "report")
+    path = tmp_path / "job.yaml"
+    path.write_text(f"job: u\nroot: {tmp_path / 'out'}\ncluster: {{workers: 0}}\nsteps:\n"
+                    "  - {step: generate, name: X, shape: 200x20, rank: 3}\n"
+                    "  - {step: svd, x: X, k: 3, method: gram, compute_u: false}\n")
+    # checking a spec builds the commands' parsers without dmf.cli (no cli <-> jobs circle)
+    probe = (f"import sys; from dmf.jobs import load_spec; load_spec({str(path)!r}); "
+             "print('dmf.cli' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, env=_procs.child_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+    # a flag with a --no- form is a boolean key, passed as a parameter
+    record = run_job(path, quiet=True)
+    assert record["status"] == "complete"
+    result = dmf.load(tmp_path / "out" / "svd")
+    assert result.U is None and result.S.shape == (3,)
+    assert "--no-compute-u" in load_spec(path).steps[1].argv
+
+
+def test_a_changed_step_says_what_changed_from_its_recorded_identity(tmp_path, caplog):
+    import logging
+
+    path = tmp_path / "job.yaml"
+    path.write_text(f"job: i\nroot: {tmp_path / 'out'}\ncluster: {{workers: 0}}\nsteps:\n"
+                    "  - {step: generate, name: X, shape: 200x20, rank: 3}\n"
+                    "  - {step: svd, x: X, k: 3}\n")
+    run_job(path, quiet=True)
+    stored = JobRoot(Location.parse(tmp_path / "out"), "i").step_record("svd")
+    assert stored["identity"]["params"] == {"k": 3}
+    with caplog.at_level(logging.INFO, logger="dmf.jobs"):
+        record = run_job(path, overrides=["steps.svd.k=2"], quiet=True)
+    assert actions(record) == {"X": "skipped", "svd": "replaced"}
+    assert "step svd changed since its last run: params.k: 3 (stored) vs 2 (this job)" \
+        in caplog.text
+
+
 # -- the shipped pipelines, scaled down ---------------------------------------
 
 SMALL = {

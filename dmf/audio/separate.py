@@ -25,7 +25,6 @@ recording itself, say) stay where they are.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -38,6 +37,7 @@ from dmf.audio.grouping import group_components
 from dmf.audio.spectrogram import write_spectrogram
 from dmf.audio.stft import Stft
 from dmf.audio.synthesis import component_paths, synthesize
+from dmf.engine.identity import digest
 from dmf.errors import InputError, StoreError
 
 __all__ = ["LOSSES", "Separation", "separate"]
@@ -75,7 +75,8 @@ def _identity(path: str) -> dict[str, Any]:
 
 
 def _digest(facts: dict) -> str:
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+    """The marker's key: the separation's identity (:mod:`dmf.engine.identity`), short."""
+    return digest(facts)[:16]
 
 
 def _check(src: str, outdir: str, sources: int, components: int, loss: str, n_fft: int,

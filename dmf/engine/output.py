@@ -1,7 +1,8 @@
 """A job's output group: fingerprint, status, checkpoints, final arrays.
 
 The output of a job is a Zarr group whose ``attrs["dmf"]`` says what made it
-(algorithm, parameters, input, seed: the *fingerprint*), and whether it is
+(algorithm, parameters, input, seed: the *fingerprint*, its identity in the
+sense of :mod:`dmf.engine.identity`), and whether it is
 ``running`` or ``complete``. Running the same job again resumes from its
 checkpoints, or does nothing when it is complete; a different job is refused
 (:class:`~dmf.errors.CheckpointMismatch`, naming what differs) unless told to
@@ -27,6 +28,7 @@ import zarr
 from dmf._version import __version__
 from dmf.engine.checkpoint import Checkpoints, jsonable
 from dmf.engine.faults import failpoint
+from dmf.engine.identity import first_difference
 from dmf.engine.lock import LOCK_NAME
 from dmf.errors import CheckpointMismatch, StoreError
 from dmf.store.dense import (
@@ -40,28 +42,6 @@ from dmf.store.dims import group_dimension_names
 from dmf.store.location import Location
 
 log = logging.getLogger(__name__)
-
-
-def first_difference(old: Any, new: Any, path: str = "") -> str | None:
-    """The first place two fingerprints differ, as ``a.b: OLD != NEW``.
-
-    Examples
-    --------
-    >>> first_difference({"p": {"k": 5}}, {"p": {"k": 6}})
-    'p.k: 5 (stored) vs 6 (this job)'
-    >>> first_difference({"a": 1}, {"a": 1}) is None
-    True
-    """
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(set(old) | set(new)):
-            sub = f"{path}.{key}" if path else str(key)
-            diff = first_difference(old.get(key), new.get(key), sub)
-            if diff:
-                return diff
-        return None
-    if old != new:
-        return f"{path}: {old!r} (stored) vs {new!r} (this job)"
-    return None
 
 
 class JobOutput:

@@ -1,8 +1,10 @@
 """``dmf run JOB.yaml``: the steps of a job, in order, each idempotent.
 
-For every step the runner computes a fingerprint: the command line it runs
-(with the URLs of its inputs and output) and what each input is right now
-(a hash of its Zarr metadata, which changes with every write). Then:
+For every step the runner computes its identity (:mod:`dmf.engine.identity`,
+as the engine does for a result): the step's kind, options and equivalent
+command line (with the URLs of its inputs and output) and what each input
+is right now (a hash of its Zarr metadata, which changes with every write).
+The step's record keeps it and its digest, the *fingerprint*. Then:
 
 - a step whose last run completed with the same fingerprint, and whose
   result is still there, is **skipped**;
@@ -26,14 +28,13 @@ go on.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import hashlib
-import io
+import functools
 import json
 import logging
 import os
 import shlex
-import sys
 import time
 from typing import Any
 
@@ -47,13 +48,15 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
+from dmf.cli_args import cluster
 from dmf.engine import placement
+from dmf.engine.identity import digest, first_difference
 from dmf.engine.lock import OutputLock
 from dmf.engine.signals import SignalGuard, StopRequested
 from dmf.errors import ClusterError, DmfError, InputError, Interrupted
 from dmf.jobs import record as records
 from dmf.jobs.spec import JobSpec, Step
-from dmf.jobs.steps import KINDS, subparser
+from dmf.jobs.steps import KINDS, convert, defaults, subparser
 from dmf.store.failures import environment_failure
 from dmf.store.location import Location
 from dmf.wording import plural, printed_path
@@ -243,12 +246,16 @@ class Runner:
         if missing:
             raise InputError(f"{self.spec.path}:{step.line}: step {step.name}: missing input "
                              f"{', '.join(missing)}")
-        fingerprint = self._fingerprint(step, identities)
+        identity = self._identity(step, identities)
+        fingerprint = digest(identity)
         previous = self.root.step_record(step.name)
         entry = {"name": step.name, "kind": step.kind, "out": step.out, "attempts": 0,
                  "fingerprint": fingerprint}
         outputs = self._outputs(step)
         same = previous is not None and previous.get("fingerprint") == fingerprint
+        if previous is not None and not same and previous.get("identity") is not None:
+            log.info("step %s changed since its last run: %s", step.name,
+                     _changed(previous["identity"], identity))
         if same and previous.get("status") == "complete" and all(
                 Location.parse(u, storage_options).exists() for u in outputs):
             where = printed_path(step.out) if step.out else "no output"
@@ -260,8 +267,9 @@ class Runner:
         attempts = step.retries if step.retries is not None else self.spec.retries["attempts"]
         try:
             action, staged = self._action(step, previous, same, storage_options)
-            self.root.set_step(step.name, {"fingerprint": fingerprint, "status": "running",
-                                           "out": step.out, "started": records.now()})
+            self.root.set_step(step.name, {"fingerprint": fingerprint, "identity": identity,
+                                           "status": "running", "out": step.out,
+                                           "started": records.now()})
             target = step.out + ".next" if staged else step.out
             address = self._address_for(step, inputs, storage_options, run)
             facts = self._attempts(step, target, address, storage_options, attempts, entry,
@@ -275,9 +283,9 @@ class Runner:
             _swap(Location.parse(target, storage_options),
                   Location.parse(step.out, storage_options))
         facts = {**facts, **self._facts(step, storage_options)}
-        self.root.set_step(step.name, {"fingerprint": fingerprint, "status": "complete",
-                                       "out": step.out, "finished": records.now(),
-                                       "facts": facts})
+        self.root.set_step(step.name, {"fingerprint": fingerprint, "identity": identity,
+                                       "status": "complete", "out": step.out,
+                                       "finished": records.now(), "facts": facts})
         entry.update(action="replaced" if staged else action, facts=facts,
                      seconds=round(time.perf_counter() - started, 3))
         return entry
@@ -335,13 +343,15 @@ class Runner:
                 options[key], set_by[key] = value, ref
         return options
 
-    def _fingerprint(self, step: Step, identities: dict[str, str]) -> str:
+    def _identity(self, step: Step, identities: dict[str, str]) -> dict[str, Any]:
+        """What made the step's result (:mod:`dmf.engine.identity`); a report's
+        includes the fingerprints of the steps it reports on."""
         facts = {"kind": step.kind, "argv": _argv(step, self.urls), "params": step.params,
                  "inputs": identities}
         if step.kind == "report":
             facts["steps"] = {n: (self.root.step_record(n) or {}).get("fingerprint")
                               for n in step.params["steps"]}
-        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+        return json.loads(json.dumps(facts))  # as the record keeps it
 
     def _outputs(self, step: Step) -> list[str]:
         if step.out is None:
@@ -382,47 +392,53 @@ class Runner:
 
     def _execute(self, step: Step, target: str, address: str | None,
                  storage_options: dict, *, fresh: bool, owned: bool) -> dict[str, Any]:
+        """Run ``step`` into ``target``: its kind's function (:data:`KINDS`)
+        with the step's checked options and the job's; the facts of what it
+        returned, for the run record."""
         if step.kind == "report":
             from dmf.jobs.report import write_report
 
             write_report(self.root, step, target, storage_options)
             return {}
-        from dmf.cli import GLOBAL_DEFAULTS, build_parser
+        kind = KINDS[step.kind]
+        params = self._params(step, target, address, storage_options, fresh=fresh,
+                              owned=owned)
+        ran = kind.run(params, functools.partial(cluster, params))
+        if not self.quiet:  # -q: the job's summary only
+            for line in ran.lines:
+                print(line)
+        return kind.facts(ran.result) if kind.facts else {}
 
-        argv = [target if a == step.out else a for a in _argv(step, self.urls)]
+    def _params(self, step: Step, target: str, address: str | None, storage_options: dict,
+                *, fresh: bool, owned: bool) -> argparse.Namespace:
+        """What the step's function runs with, as its command's parser would
+        make them: the parser's defaults, the step's options, its inputs and
+        output, and what the job decides for every step (the cluster, storage
+        options, checkpoints, resume, overwrite, progress)."""
         parser = subparser(step.kind, step.params.get("kind"))
-        dests = {a.dest for a in parser._actions}
-        extra = ["--storage-options", json.dumps(storage_options)] if storage_options else []
-        if "scheduler" in dests:  # the steps that compute on a cluster
-            extra += ["--scheduler", address] if address else ["--workers", "0"]
-        if self.quiet:
-            extra.append("--quiet")
-        if self.progress and "progress" in dests:
-            extra.append("--progress")
-        if "checkpoint_every" in dests and "every" in self.spec.checkpoint:
-            extra += ["--checkpoint-every", str(self.spec.checkpoint["every"])]
-        if "checkpoint_seconds" in dests and "seconds" in self.spec.checkpoint:
-            extra += ["--checkpoint-seconds", str(self.spec.checkpoint["seconds"])]
-        if "damaged_checkpoints" in dests and "damaged" in self.spec.checkpoint:
-            extra += ["--damaged-checkpoints", self.spec.checkpoint["damaged"]]
-        if fresh and "no_resume" in dests:
-            extra.append("--no-resume")
-        if owned and "overwrite" in dests:
-            extra.append("--overwrite")
-        if step.kind == "cf-evaluate":
-            extra.append("--json")
-        args = build_parser().parse_args([*argv, *extra])
-        for key, value in GLOBAL_DEFAULTS.items():
-            if getattr(args, key, None) is None:
-                setattr(args, key, value)
-        tee = _Tee(None if self.quiet else sys.stdout)  # -q: the job's summary only
-        with contextlib.redirect_stdout(tee):
-            code = args.func(args)
-        if code:
-            raise DmfError(f"step {step.name}: {' '.join(argv)} exited with {code}")
-        if step.kind == "cf-evaluate":
-            return {"metrics": json.loads(tee.captured().strip().splitlines()[-1])}
-        return {}
+        actions = {a.dest: a for a in parser._actions}
+        params = {**defaults(parser), **step.values}
+        urls = [self.urls[ref] for ref in step.inputs.values()]
+        positionals = [a.dest for a in parser._actions if not a.option_strings]
+        if KINDS[step.kind].out == "out":
+            urls.append(target)
+        params.update(zip(positionals, urls, strict=True))
+        if KINDS[step.kind].out == "--out":
+            params["out"] = target
+        params["storage_options"] = storage_options or None
+        params["quiet"] = self.quiet
+        if "scheduler" in actions:  # the steps that compute on a cluster
+            params.update(scheduler=address, workers=None if address else 0)
+        job = {"progress": bool(self.progress), "no_resume": fresh, "overwrite": owned,
+               "json": step.kind == "cf-evaluate",
+               **{f"checkpoint_{k}": v for k, v in self.spec.checkpoint.items()
+                  if k in ("every", "seconds")}}
+        if "damaged" in self.spec.checkpoint:
+            job["damaged_checkpoints"] = self.spec.checkpoint["damaged"]
+        for dest, value in job.items():
+            if dest in actions and (value or dest.startswith("checkpoint_")):
+                params[dest] = convert(actions[dest], value)
+        return argparse.Namespace(**params)
 
     def _facts(self, step: Step, storage_options: dict) -> dict[str, Any]:
         """A few numbers about a step's result for the record and the report."""
@@ -452,25 +468,6 @@ def backoff(delay: float) -> wait_base:
     return wait_exponential(multiplier=delay, max=max(60.0, 8 * delay)) + wait_random(0, delay)
 
 
-class _Tee(io.TextIOBase):
-    """Writes go to ``stream`` (if any) and are kept."""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.buffer_ = io.StringIO()
-
-    def write(self, text: str) -> int:
-        self.buffer_.write(text)
-        return self.stream.write(text) if self.stream is not None else len(text)
-
-    def flush(self) -> None:
-        if self.stream is not None:
-            self.stream.flush()
-
-    def captured(self) -> str:
-        return self.buffer_.getvalue()
-
-
 def _transient(exc: BaseException) -> bool:
     """Worth another try: the cluster or the network, not the input."""
     if isinstance(exc, ClusterError):
@@ -494,6 +491,14 @@ def _made_bytes(step: Step) -> int | None:
     except ValueError:
         return None  # the command itself says what is wrong with the shape
     return m * n * (4 if step.params.get("dtype") == "float32" else 8)
+
+
+def _changed(stored: dict[str, Any], identity: dict[str, Any]) -> str | None:
+    """The first change from a step's stored identity to this run's, in its
+    options or inputs before its command line (which says the same, longer)."""
+    options = [{k: v for k, v in i.items() if k != "argv"} for i in (stored, identity)]
+    return first_difference(*options) or first_difference(stored.get("argv"),
+                                                          identity.get("argv"), "argv")
 
 
 def _swap(staged: Location, target: Location) -> None:

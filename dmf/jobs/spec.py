@@ -34,22 +34,25 @@ from typing import Any
 
 from dmf.errors import InputError
 from dmf.jobs import yamlfile
-from dmf.jobs.steps import KINDS, STEP_KEYS, flag, options, subparser
+from dmf.jobs.steps import KINDS, STEP_KEYS, convert, flag, options, subparser
 from dmf.jobs.yamlfile import SpecError, _dotted
 
 
 @dataclass
 class Step:
-    """One resolved step: the command line it runs and what it reads/writes."""
+    """One resolved step: its checked options and what it reads/writes."""
 
     name: str
     kind: str
-    argv: list[str]                   # the dmf command line, runner options aside
+    argv: list[str]                   # the same step as a dmf command line (--dry-run shows
+    #                                   it; part of the fingerprint), runner options aside
     inputs: dict[str, str]            # positional -> reference (input or step[.product])
     out: str | None                   # URL of the result
     params: dict[str, Any]            # the options as written (for the record)
     retries: int | None = None
     line: int | None = None
+    values: dict[str, Any] = field(default_factory=dict)  # the options checked and converted
+    #                                   by the command's parser: what the step runs with
 
 
 @dataclass
@@ -361,7 +364,7 @@ def _check_step(raw: Any, i: int, lines: dict, root: str, inputs: dict,
     argv += [f"{{{p}}}" for p in spec.inputs]  # filled with URLs when the step runs
     if spec.out == "out":
         argv.append(out)
-    params = {}
+    params, values = {}, {}
     for key, value in keys.items():
         action = allowed.get(key)
         if action is None:
@@ -371,43 +374,37 @@ def _check_step(raw: Any, i: int, lines: dict, root: str, inputs: dict,
                             f"{known})", key_lines.get(key))
         if value is None:
             continue
-        argv += _option_argv(action, value, f"steps[{i}].{key}", key_lines.get(key))
+        try:
+            values[key] = convert(action, value)
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            raise SpecError(f"steps[{i}].{key}: {exc}", key_lines.get(key)) from None
+        argv += _option_argv(action, value)
         check = VALUE_CHECKS.get(key) if kind in ("nmf", "nmtf") else None
         if check is not None:
             check(value, f"steps[{i}].{key}", key_lines.get(key))
         params[key] = value
     if kind == "nmtf":
         argv += ["--factors", "3"]
+        values["factors"] = 3
     if spec.out == "--out":
         argv += ["--out", out]
     _check_required(parser, params, i, kind, line)
     return Step(name=name, kind=kind, argv=argv, inputs=step_inputs, out=out,
                 params={**({"kind": sub_kind} if sub_kind else {}), **params},
-                retries=retries, line=line)
+                retries=retries, line=line,
+                values={**({"kind": sub_kind} if sub_kind else {}), **values})
 
 
-def _option_argv(action: argparse.Action, value: Any, where: str, line: int | None) -> list:
+def _option_argv(action: argparse.Action, value: Any) -> list[str]:
+    """A checked option on the command line (``--max-iter 50``)."""
     option = flag(action)
     if isinstance(action, argparse._StoreTrueAction):
-        if not isinstance(value, bool):
-            raise SpecError(f"{where}: must be true or false, got {value!r}", line)
         return [option] if value else []
-    values = value if isinstance(action, argparse._AppendAction) and isinstance(value, list) \
+    if isinstance(action, argparse.BooleanOptionalAction):
+        return [option if not value else min(action.option_strings, key=len)]
+    items = value if isinstance(action, argparse._AppendAction) and isinstance(value, list) \
         else [value]
-    argv = []
-    for item in values:
-        if isinstance(item, dict | list) or isinstance(item, bool):
-            raise SpecError(f"{where}: must be a single value, got {item!r}", line)
-        text = str(item)
-        try:
-            converted = action.type(text) if callable(action.type) else text
-        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
-            raise SpecError(f"{where}: {exc}", line) from None
-        if action.choices is not None and converted not in action.choices:
-            raise SpecError(f"{where}: must be one of "
-                            f"{', '.join(map(str, action.choices))}, got {item!r}", line)
-        argv += [option, text]
-    return argv
+    return [part for item in items for part in (option, str(item))]
 
 
 def _check_loss(value: Any, where: str, line: int | None) -> None:
