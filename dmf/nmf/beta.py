@@ -175,9 +175,10 @@ def w_terms(xs, W, H, beta: float, scratch: Scratch, WH=None, HHt=None, H_sum=No
 
 
 def x_times_ht(xs: np.ndarray, H: np.ndarray) -> np.ndarray:
-    """X_s H^T (float64, C order) for a dense slice, computed as (H X_s^T)^T:
-    OpenBLAS is faster with the slice in that operand layout (measured)."""
-    return np.ascontiguousarray(np.matmul(H, xs.T).T, dtype=np.float64)
+    """X_s H^T (float64, C order) for a dense slice, as scikit-learn computes
+    it (X @ H.T): with OpenBLAS's kernels for this CPU (SkylakeX) twice as
+    fast as (H X_s^T)^T, and as fast with its Haswell kernels (measured)."""
+    return np.asarray(xs @ H.T, dtype=np.float64)
 
 
 def h_terms(xs, W, H, beta: float, scratch: Scratch):

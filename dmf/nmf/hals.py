@@ -144,7 +144,7 @@ def _row_hals(block, Wb, H, HHt, l1_W, l2_W, update_H=True, with_sq=True, hals_s
                 sq += float(xs.data @ xs.data)
             continue
         xs = scratch.widen(block[sl])
-        XHt_t[:, sl] = np.matmul(Hw, xs.T)  # H X_s^T: see beta.x_times_ht
+        XHt_t[:, sl] = (xs @ Hw.T).T  # X_s H^T: see beta.x_times_ht
         if with_sq:  # in float64 whatever X's precision
             sq += scratch.square_sum(xs)
     XHt = XHt_t.T
