@@ -178,14 +178,18 @@ def _gram_core(blocks, Vs, keep_y: bool, moments: bool = False):
                 row_moments(blocks)[0] if moments else None)
     block = blocks[0]  # the common case: fuse per slice, never hold X_r V whole
     dtype = for_blas(block[:0]).dtype
-    # Worked transposed, (V^T X_s^T) X_s: both products then run with
+    # Worked transposed, (V^T X_s^T) X_s: the second product then runs with
     # the slice as OpenBLAS's faster operand layout (measured faster than
-    # X_s V and X_s^T (X_s V)).
+    # X_s^T (X_s V)); the first is V^T X_s^T in float64 but (X_s V)^T in
+    # float32, whichever OpenBLAS's kernels for this CPU run faster
+    # (measured; the same bits in float32).
     Vt = np.ascontiguousarray(np.asarray(Vs[0]).T, dtype=dtype)
     p, n = Vt.shape
     out_t = np.zeros((p, n))
     slices = list(row_slices(block, np.dtype(dtype).itemsize, GRAM_SLICE_BYTES))
-    y_t = np.empty((p, slices[0].stop if slices else 0), dtype=dtype)
+    longest = slices[0].stop if slices else 0
+    y = np.empty((longest, p), dtype=dtype) if dtype == np.float32 else None
+    y_t = np.empty((p, longest), dtype=dtype) if y is None else None
     acc_t = np.empty((p, n), dtype=dtype)
     Y_t = np.empty((p, block.shape[0])) if keep_y else None
     sums = SliceMoments(block) if moments else None
@@ -197,7 +201,10 @@ def _gram_core(blocks, Vs, keep_y: bool, moments: bool = False):
             out_t += (xs.T @ ys).T
             ys_t = ys.T
         else:
-            ys_t = np.matmul(Vt, xs.T, out=y_t[:, :rows])
+            if y is not None:
+                ys_t = np.matmul(xs, Vt.T, out=y[:rows]).T
+            else:
+                ys_t = np.matmul(Vt, xs.T, out=y_t[:, :rows])
             for r0 in range(0, rows, ACC_ROWS if dtype == np.float32 else rows):
                 part = slice(r0, min(rows, r0 + ACC_ROWS)) if dtype == np.float32 else slice(None)
                 np.matmul(ys_t[:, part], xs[part], out=acc_t)
