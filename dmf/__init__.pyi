@@ -5,9 +5,12 @@ from ._version import __version__
 from .engine.cluster import connect
 from .estimators import NMF, TruncatedSVD
 from .linalg import svd
+from .linalg.result import SVDResult
 from .nmf import nmf, nmtf
+from .nmf.api import NMFResult
+from .nmf.tri import NMTFResult
 from .rank import RankSelection, select_rank
-from .results import NMFResult, NMTFResult, SVDResult, load
+from .results import load
 from .store import generate
 from .store.api import open_matrix, save_matrix
 from .store.ingest import ingest

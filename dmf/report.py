@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from dmf.errors import InputError
+from dmf.results import load
 from dmf.store.location import Location, dmf_attrs
 from dmf.wording import plural
 
@@ -262,9 +263,7 @@ def _flatten(facts: dict, prefix: str = "") -> list[list[Any]]:
 
 
 def _result(page, location, storage_options, image_shape, top, prefix) -> None:
-    import dmf
-
-    result = dmf.load(location.url, storage_options=storage_options)
+    result = load(location.url, storage_options=storage_options)
     attrs = getattr(result, "attrs", {}) or {}
     algorithm = attrs.get("algorithm", type(result).__name__)
     facts = [["algorithm", algorithm], ["location", str(location)],

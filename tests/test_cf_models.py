@@ -202,6 +202,19 @@ def test_stored_model_has_the_contract_arrays_and_attrs(small, tmp_path):
     assert group["P"].shape == (300, 3) and group["Q"].shape == (200, 3)
 
 
+def test_latent_factors_load_reads_a_model_back_and_refuses_another_result(small, tmp_path):
+    import dmf
+
+    ratings, _ = small
+    model = als(ratings, 3, max_iter=2, seed=0, out=tmp_path / "m.zarr")
+    back = LatentFactors.load(tmp_path / "m.zarr")
+    assert isinstance(back, LatentFactors) and back.n_iter == 2
+    assert factor_bytes(back) == factor_bytes(model)
+    dmf.svd(np.diag([3.0, 2.0, 1.0]), 2, method="power", seed=0, out=tmp_path / "s.zarr")
+    with pytest.raises(InputError, match="holds a svd-power result, not a latent-factor"):
+        LatentFactors.load(tmp_path / "s.zarr")
+
+
 def test_on_a_local_cluster_same_bits_as_threads(small, local_client):
     ratings, _ = small
     on_cluster = als(ratings, 4, max_iter=3, tol=0, seed=1)

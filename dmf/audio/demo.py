@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dmf.audio import wav
+from dmf.errors import InputError
 
 __all__ = ["Demo", "demo", "demo_sources"]
 
@@ -68,8 +69,6 @@ def demo(outdir: str | os.PathLike, *, rate: int = 8000, seconds: float = 4.0,
     >>> wav.info(d.mixture).seconds, sorted(d.sources)
     (1.0, ['chirp', 'noise', 'tone'])
     """
-    from dmf.errors import InputError
-
     if rate < 1000 or seconds <= 0:
         raise InputError(f"a demo needs rate >= 1000 Hz and seconds > 0 (got {rate}, "
                          f"{seconds})")

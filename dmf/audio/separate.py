@@ -33,12 +33,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dmf.audio import wav
+from dmf.audio.figures import write_report
 from dmf.audio.grouping import group_components
 from dmf.audio.spectrogram import write_spectrogram
 from dmf.audio.stft import Stft
 from dmf.audio.synthesis import component_paths, synthesize
 from dmf.engine.identity import digest
 from dmf.errors import InputError, StoreError
+from dmf.nmf.api import nmf
+from dmf.store.dense import dmf_attrs
 
 __all__ = ["LOSSES", "Separation", "separate"]
 
@@ -225,9 +228,7 @@ def separate(
     elif not resume:
         shutil.rmtree(nmf_url, ignore_errors=True)
 
-    import dmf
-
-    result = dmf.nmf(spec_url, k, loss=loss, solver="mu", init="random", max_iter=max_iter,
+    result = nmf(spec_url, k, loss=loss, solver="mu", init="random", max_iter=max_iter,
                      tol=tol, seed=seed, out=nmf_url, resume=True,
                      damaged_checkpoints=damaged_checkpoints,
                      checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
@@ -250,8 +251,6 @@ def separate(
             "sources_files": [os.path.relpath(p, outdir) for p in src_paths],
             "report": None}
     if report:
-        from dmf.audio.figures import write_report
-
         write_report(os.path.join(outdir, "report.html"), spec_url, result, done)
         done["report"] = "report.html"
     tmp = marker + ".part"
@@ -286,8 +285,6 @@ def _move_in(staged: str, outdir: str) -> None:
 
 
 def _complete_spectrogram(url: str, key: str) -> bool:
-    from dmf.store.dense import dmf_attrs
-
     if not os.path.exists(url):
         return False
     import zarr

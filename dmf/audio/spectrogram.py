@@ -20,6 +20,8 @@ import numpy as np
 
 from dmf.audio import wav
 from dmf.audio.stft import Stft
+from dmf.store.dense import create_dense, mark_complete
+from dmf.store.location import Location
 
 __all__ = ["floor_of", "write_spectrogram"]
 
@@ -49,9 +51,6 @@ def write_spectrogram(src: str, url: str, stft: Stft, *, block_frames: int = 102
     >>> dmf.open_matrix(os.path.join(d, "s.zarr")).shape
     (66, 129)
     """
-    from dmf.store.dense import create_dense, mark_complete
-    from dmf.store.location import Location
-
     facts = wav.info(src)
     n = facts.frames
     T = stft.n_frames(n)

@@ -9,7 +9,9 @@ item's). :class:`Ratings` holds both views as dask arrays of
 
 Stored ratings (``dmf ingest --format ratings``, ``dmf generate ratings``)
 keep the item view as a CSC twin of the CSR group, so neither view needs a
-transpose in memory; for a scipy.sparse matrix both views are made here.
+transpose in memory (:func:`open_ratings`); for a scipy.sparse matrix both
+views are made here (:func:`ratings_from_scipy`). Writing a store is
+:mod:`dmf.cf.store`'s.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import scipy.sparse
 from dask.highlevelgraph import HighLevelGraph
 
 from dmf.errors import InputError
+from dmf.store.dense import TARGET_CHUNK_BYTES
 from dmf.store.location import Location
-from dmf.store.ratings import ratings_csr
+from dmf.store.ratings import open_ratings_arrays, ratings_csr
 
 #: Rows per block when the views are made from an in-memory matrix.
 MEMORY_BLOCK_ROWS = 50_000
@@ -129,6 +132,40 @@ def ratings_from_scipy(R, *, name: str = "ratings", block_rows: int = MEMORY_BLO
                    token=token)
 
 
+def open_ratings(url: str | os.PathLike | Location,
+                 storage_options: dict[str, Any] | None = None, *,
+                 target_bytes: int = TARGET_CHUNK_BYTES) -> Ratings:
+    """Open a ratings store as :class:`~dmf.cf.data.Ratings`.
+
+    ``by_user`` reads the store's CSR group, ``by_item`` its CSC twin (as
+    the CSR of the transpose), both lazily in row blocks of about
+    ``target_bytes``; ``timestamps`` has ``by_user``'s pattern and blocks,
+    or is None. The ids are read into memory; the token identifies this
+    write of the store (a store written again at the same URL is another
+    input). A plain CSR store without a twin gets its item view built in
+    memory when small (with a note), else :class:`~dmf.errors.InputError`
+    asks to re-ingest it with ``--format ratings``.
+
+    Examples
+    --------
+    >>> import scipy.sparse, dmf
+    >>> R = scipy.sparse.csr_matrix([[5.0, 0, 3.0], [0, 4.0, 0]])
+    >>> _ = dmf.cf.save_ratings(R, "memory://doc/open-r.zarr", user_ids=["ann", "bob"])
+    >>> r = open_ratings("memory://doc/open-r.zarr")
+    >>> r.shape, r.user_ids.tolist(), r.item_ids.tolist()
+    ((2, 3), ['ann', 'bob'], [0, 1, 2])
+    >>> r.by_item.compute().toarray()
+    array([[5., 0.],
+           [0., 4.],
+           [3., 0.]])
+    """
+    location = Location.parse(url, storage_options)
+    arrays = open_ratings_arrays(location, target_bytes=target_bytes)
+    return Ratings(by_user=arrays.by_user, by_item=arrays.by_item, user_ids=arrays.user_ids,
+                   item_ids=arrays.item_ids, token=arrays.token, location=location,
+                   timestamps=arrays.timestamps)
+
+
 def as_ratings(R, *, storage_options: dict[str, Any] | None = None) -> Ratings:
     """The :class:`Ratings` of a ratings store URL, a scipy.sparse matrix, or
     a :class:`Ratings` (returned as it is).
@@ -159,8 +196,6 @@ def as_ratings(R, *, storage_options: dict[str, Any] | None = None) -> Ratings:
     if scipy.sparse.issparse(R):
         return ratings_from_scipy(R)
     if isinstance(R, (str, os.PathLike, Location)):
-        from dmf.cf.store import open_ratings  # the store side of ratings
-
         return open_ratings(R, storage_options=storage_options)
     raise InputError(f"ratings must be a ratings store URL or a scipy.sparse matrix, "
                      f"got {type(R).__name__}")

@@ -31,9 +31,11 @@ than :data:`dmf.cf.passes.TASK_BYTES` of factor slices are split.
 
 from __future__ import annotations
 
+import dask
 import dask.array as da
 import numpy as np
 
+from dmf.cf.model import result_arrays
 from dmf.cf.passes import as_csr, bounded_rows, half_step, packed, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
 
@@ -100,10 +102,6 @@ def finish(ratings, U, V, k: int, biases: bool, mu: float, meta: dict):
     """Result arrays (P lazy, the rest in memory) and meta of a fit whose
     factors are U = [P | b_u], V = [Q | b_i] (no bias columns without
     biases)."""
-    import dask
-
-    from dmf.cf.model import result_arrays
-
     m, n = ratings.shape
     if biases:
         Q, user_bias, item_bias = dask.compute(V[:, :k], U[:, k], V[:, k])

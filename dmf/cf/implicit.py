@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dmf.cf.explicit import finish
 from dmf.cf.passes import as_csr, bounded_rows, half_step, packed, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
 
@@ -77,8 +78,6 @@ def implicit_solver(ratings, k: int, *, reg: float, alpha: float, cg_steps: int,
         return {"U": U, "V": V, "VtV": VtV}, Stats(loss=loss)
 
     def finalize(_X, state: State):
-        from dmf.cf.explicit import finish
-
         return finish(ratings, state["U"], state["V"], k, False, 0.0,
                       {"algorithm": "cf-als-implicit"})
 

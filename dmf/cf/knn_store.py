@@ -23,6 +23,7 @@ from dmf.cf.baseline import Baseline
 from dmf.cf.knn import ItemKNN
 from dmf.cf.knn_kernels import ordered_neighbours
 from dmf.cf.model import _ids
+from dmf.cf.store import open_ratings
 from dmf.cf.user_knn import UserKNN
 from dmf.engine.output import JobOutput, read_result_arrays
 from dmf.errors import InputError
@@ -90,8 +91,6 @@ def save_knn(model: ItemKNN | UserKNN, out: str | os.PathLike, *, overwrite: boo
 def load_knn(location: Location, meta: dict[str, Any]) -> ItemKNN | UserKNN:
     """The model of a ``cf-knn`` or ``cf-user-knn`` result group (see
     :func:`dmf.load`)."""
-    from dmf.cf.store import open_ratings
-
     ratings = open_ratings(meta["ratings"], storage_options=location.storage_options)
     if ratings.token != meta.get("ratings_token"):
         raise InputError(f"{location}: its training ratings {meta['ratings']} changed since "

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
+from dmf.cf.explicit import finish
 from dmf.cf.normal import row_of_each, rowwise_dot
 from dmf.cf.passes import as_csr, bounded_rows, half_step, packed, random_rows, row_groups
 from dmf.engine.driver import Context, Solver, State, Stats
@@ -81,8 +82,6 @@ def masked_solver(ratings, k: int, *, reg: float, mean: float, params: dict) -> 
         return {"U": U, "V": V, "rmse": rmse}, Stats(loss=loss, extra={"train_rmse": rmse})
 
     def finalize(_X, state: State):
-        from dmf.cf.explicit import finish
-
         return finish(ratings, state["U"], state["V"], k, False, 0.0,
                       {"algorithm": "cf-masked-nmf", "train_rmse": state["rmse"]})
 

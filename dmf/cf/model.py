@@ -19,6 +19,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from dmf.engine.output import read_complete_result
 from dmf.errors import InputError
 
 
@@ -176,13 +177,12 @@ class LatentFactors:
              ) -> LatentFactors:
         """The model stored at ``url`` by a fit with ``out=`` (:func:`dmf.load`,
         refusing anything that is not a latent-factor model)."""
-        from dmf.results import load
-
-        model = load(url, storage_options=storage_options)
-        if not isinstance(model, cls):
-            raise InputError(f"{url}: holds a {type(model).__name__}, not a latent-factor "
-                             "model")
-        return model
+        location, meta, arrays = read_complete_result(url, storage_options)
+        algorithm = meta.get("algorithm", "")
+        if not algorithm.startswith("cf-") or algorithm in ("cf-knn", "cf-user-knn"):
+            raise InputError(f"{url}: holds a {algorithm or 'result'} result, not a "
+                             "latent-factor model")
+        return cls.from_arrays(arrays, meta, location=str(location))
 
 
 def result_arrays(P, Q, user_bias, item_bias, ratings, dtype) -> dict[str, Any]:

@@ -1,9 +1,10 @@
-"""Ratings stores as :class:`~dmf.cf.data.Ratings`: open and save.
+"""Ratings stores from :class:`~dmf.cf.data.Ratings`: save them, stream them.
 
 The store layout (a CSR group by user, its CSC twin by item, ids, times) is
-:mod:`dmf.store.ratings`'s; this module wraps its arrays into the
-``Ratings`` the models read, and writes scipy matrices and ``Ratings`` (a
-split's train and test, say) to stores, row block by row block.
+:mod:`dmf.store.ratings`'s; this module writes scipy matrices and
+``Ratings`` (a split's train and test, say) to stores, row block by row
+block. Opening one (:func:`open_ratings`, re-exported here) is
+:mod:`dmf.cf.data`'s, beside the other ways of making a ``Ratings``.
 """
 
 from __future__ import annotations
@@ -19,50 +20,16 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.cf.data import Ratings
+from dmf.cf.data import Ratings, open_ratings
 from dmf.errors import InputError
 from dmf.store.dense import TARGET_CHUNK_BYTES
 from dmf.store.location import Location
-from dmf.store.ratings import open_ratings_arrays, ratings_csr, write_ratings
+from dmf.store.ratings import ratings_csr, write_ratings
 from dmf.store.sparse_format import canonical_csr
 from dmf.store.sparse_row_blocks import csr_row_blocks
 
 #: Row blocks computed at once when a Ratings is streamed to the client.
 _WINDOW = 4
-
-
-def open_ratings(url: str | os.PathLike | Location,
-                 storage_options: dict[str, Any] | None = None, *,
-                 target_bytes: int = TARGET_CHUNK_BYTES) -> Ratings:
-    """Open a ratings store as :class:`~dmf.cf.data.Ratings`.
-
-    ``by_user`` reads the store's CSR group, ``by_item`` its CSC twin (as
-    the CSR of the transpose), both lazily in row blocks of about
-    ``target_bytes``; ``timestamps`` has ``by_user``'s pattern and blocks,
-    or is None. The ids are read into memory; the token identifies this
-    write of the store (a store written again at the same URL is another
-    input). A plain CSR store without a twin gets its item view built in
-    memory when small (with a note), else :class:`~dmf.errors.InputError`
-    asks to re-ingest it with ``--format ratings``.
-
-    Examples
-    --------
-    >>> import scipy.sparse
-    >>> R = scipy.sparse.csr_matrix([[5.0, 0, 3.0], [0, 4.0, 0]])
-    >>> _ = save_ratings(R, "memory://doc/open-r.zarr", user_ids=["ann", "bob"])
-    >>> r = open_ratings("memory://doc/open-r.zarr")
-    >>> r.shape, r.user_ids.tolist(), r.item_ids.tolist()
-    ((2, 3), ['ann', 'bob'], [0, 1, 2])
-    >>> r.by_item.compute().toarray()
-    array([[5., 0.],
-           [0., 4.],
-           [3., 0.]])
-    """
-    location = Location.parse(url, storage_options)
-    arrays = open_ratings_arrays(location, target_bytes=target_bytes)
-    return Ratings(by_user=arrays.by_user, by_item=arrays.by_item, user_ids=arrays.user_ids,
-                   item_ids=arrays.item_ids, token=arrays.token, location=location,
-                   timestamps=arrays.timestamps)
 
 
 def save_ratings(

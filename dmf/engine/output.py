@@ -30,7 +30,8 @@ from dmf.engine.checkpoint import Checkpoints, jsonable
 from dmf.engine.faults import failpoint
 from dmf.engine.identity import first_difference
 from dmf.engine.lock import LOCK_NAME
-from dmf.errors import CheckpointMismatch, StoreError
+from dmf.errors import CheckpointMismatch, InputError, StoreError
+from dmf.store.api import open_matrix
 from dmf.store.dense import (
     checked_array_options,
     commit_target,
@@ -161,14 +162,28 @@ class JobOutput:
 
 
 def read_result_arrays(location: Location, meta: dict[str, Any]) -> dict[str, Any]:
-    from dmf.store.api import open_matrix
-
     arrays = {}
     for name, kind in (meta.get("result_arrays") or {}).items():
         where = location.join(name)
         arrays[name] = (open_matrix(where) if kind == "dask"
                         else read_whole(where.open_node(), where))
     return arrays
+
+
+def read_complete_result(url, storage_options: dict | None = None
+                         ) -> tuple[Location, dict[str, Any], dict[str, Any]]:
+    """The location, ``attrs["dmf"]`` and arrays of the complete result at
+    ``url``: what :func:`dmf.load` and ``LatentFactors.load`` build their
+    objects from. InputError when ``url`` holds no dmf result, or one whose
+    job is still running or was interrupted."""
+    location = Location.parse(url, storage_options)
+    meta = dmf_attrs(location.open_node())
+    if meta.get("kind") != "result":
+        raise InputError(f"{location}: not a dmf result (kind {meta.get('kind')!r})")
+    if meta.get("status") != "complete":
+        raise InputError(f"{location}: the job is still running or was interrupted "
+                         f"(status {meta.get('status')!r}); rerun it to finish")
+    return location, meta, read_result_arrays(location, meta)
 
 
 def _only_lock_files(location: Location) -> bool:

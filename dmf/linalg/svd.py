@@ -16,9 +16,9 @@ from dmf.linalg.eigh import check_square, eigh_solver
 from dmf.linalg.gram import GRAM_MAX, gram_solver
 from dmf.linalg.power import power_solver
 from dmf.linalg.randomized import auto_n_iter, check_normalizer, randomized_solver
+from dmf.linalg.result import SVDResult
 from dmf.linalg.sketch import sketch_solver
 from dmf.linalg.tsqr import TSQR_MAX, tsqr_solver
-from dmf.results import SVDResult
 from dmf.store.api import as_matrix
 from dmf.store.sparse_format import is_sparse_dask
 

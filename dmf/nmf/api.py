@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import dask
+import dask.array as da
 import numpy as np
 
 from dmf.engine.cache import cache_input, numpy_input
-from dmf.engine.driver import run
+from dmf.engine.driver import RunResult, run
 from dmf.errors import DmfWarning, InputError, convergence_warning, warn
 from dmf.linalg.svd import check_k
 from dmf.nmf.beta import beta_of
@@ -27,7 +29,6 @@ from dmf.nmf.l1 import l1_solver
 from dmf.nmf.mu import full_rows, mu_solver
 from dmf.nmf.orthogonal import check_orthogonal
 from dmf.nmf.sparse import SPARSE_BETAS
-from dmf.results import NMFResult
 from dmf.store.api import as_matrix
 
 SOLVERS = ("auto", "mu", "hals")
@@ -262,3 +263,96 @@ def nmf(
         warn(f"NMF ({solver}) stopped at max_iter={max_iter} before meeting "
              f"tol={tol}; raise max_iter or tol", convergence_warning())
     return NMFResult.from_run(result)
+
+
+@dataclass
+class NMFResult:
+    """A non-negative factorization, X ~ W H.
+
+    Attributes
+    ----------
+    W : dask.array.Array
+        m x k, non-negative (lazy).
+    H : numpy.ndarray
+        k x n, non-negative.
+    loss : float or str
+        The beta of the divergence minimized (2 Frobenius, 1 KL, 0 IS), or
+        "l1".
+    n_iter : int
+        Iterations that made the returned factors (as scikit-learn's
+        ``n_iter_``; mu stopped by ``tol`` read X once more, to measure them).
+    loss_history : list of float
+        Entry t: the penalized objective after t iterations (entry 0: at the
+        start); the returned factors' objective is ``attrs["final_objective"]``.
+    converged : bool
+    location : str or None
+    attrs : dict
+        Parameters, timings, fingerprint, ``reconstruction_err``.
+
+    Examples
+    --------
+    >>> import numpy as np, dmf
+    >>> X = np.random.default_rng(0).random((20, 6))
+    >>> r = dmf.nmf(X, 2, solver="mu", tol=1e-2, seed=0)
+    >>> r.W.shape, r.H.shape, bool((r.H >= 0).all())
+    ((20, 2), (2, 6), True)
+    >>> r.inverse_transform(r.W).shape
+    (20, 6)
+    """
+
+    W: Any
+    H: np.ndarray
+    loss: float | str
+    n_iter: int = 0
+    loss_history: list[float] = field(default_factory=list)
+    converged: bool = True
+    location: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reconstruction_err_(self) -> float:
+        """sqrt(2 D_beta(X | W H)) of the returned factors, as scikit-learn
+        defines it (the Frobenius norm of X - WH for beta = 2)."""
+        return float(self.attrs["reconstruction_err"])
+
+    def transform(self, X, **options) -> Any:
+        """W for new rows X (m' x n) with H fixed, as scikit-learn's
+        ``NMF.transform``: the same loss, solver and regularization, fitted
+        out of core (one read of X per iteration; ``options`` go to
+        :func:`dmf.nmf`, e.g. ``max_iter``, ``tol``, ``out``).
+
+        Examples
+        --------
+        >>> import numpy as np, dmf
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.random((80, 3)) @ rng.random((3, 20))
+        >>> r = dmf.nmf(X, 3, max_iter=200, tol=1e-4, seed=0)
+        >>> W = r.transform(X[:10]).compute()
+        >>> bool(np.abs(W @ r.H - X[:10]).max() < 0.05)
+        True
+        """
+        p = self.attrs["parameters"]
+        settings = {"loss": self.loss, "solver": self.attrs["solver"], "alpha_W": p["alpha_W"],
+                    "alpha_H": p["alpha_H"], "l1_ratio": p["l1_ratio"], "tol": p["tol"],
+                    "max_iter": p["max_iter"], **options}
+        if "hals_sweeps" in p:
+            settings.setdefault("hals_sweeps", p["hals_sweeps"])
+        return nmf(X, self.H.shape[0], H=self.H, update_H=False, **settings).W
+
+    def inverse_transform(self, W) -> Any:
+        """W H (lazy, m x n): data back from its components."""
+        W = W if isinstance(W, da.Array) else da.asarray(W)
+        return W @ da.from_array(self.H, chunks=-1)
+
+    @classmethod
+    def from_run(cls, run: RunResult) -> NMFResult:
+        attrs = run.attrs()
+        return cls(W=run.arrays["W"], H=np.asarray(run.arrays["H"]),
+                   loss=_loss_of(attrs["beta"]),
+                   n_iter=int(attrs.get("factors_after", run.n_iter)),
+                   loss_history=run.loss_history, converged=run.converged,
+                   location=run.url, attrs=attrs)
+
+
+def _loss_of(beta) -> float | str:
+    return beta if isinstance(beta, str) else float(beta)

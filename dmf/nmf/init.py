@@ -14,6 +14,7 @@ import numpy as np
 
 from dmf.engine.driver import Context
 from dmf.errors import DmfWarning, InputError, warn
+from dmf.linalg.svd import svd
 
 INITS = ("auto", "random", "nndsvd", "nndsvda", "nndsvdar", "custom")
 
@@ -105,8 +106,6 @@ def nndsvd_init(k: int, variant: str, avg: float, *, solver: str):
              "instead", DmfWarning)
 
     def init(X, ctx: Context):
-        from dmf.linalg.svd import svd
-
         seed = int(ctx.rng.integers(2**31))
         r = svd(X, k, method="randomized", seed=seed, progress=False, cache=False)
         U = r.U.astype(np.float64).rechunk((X.chunks[0], -1))

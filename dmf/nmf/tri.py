@@ -42,13 +42,14 @@ constraints (:mod:`dmf.nmf.orthogonal`; Frobenius only).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import dask.array as da
 import numpy as np
 
 from dmf.engine.cache import cache_input, numpy_input
-from dmf.engine.driver import Context, Solver, State, Stats, run
+from dmf.engine.driver import Context, RunResult, Solver, State, Stats, run
 from dmf.errors import InputError, convergence_warning, warn
 from dmf.linalg.svd import check_k
 from dmf.nmf import orthogonal as orth
@@ -56,7 +57,6 @@ from dmf.nmf.beta import apply_update, beta_of
 from dmf.nmf.checks import check_stopping, nonnegative_facts
 from dmf.nmf.init import _random_rows
 from dmf.nmf.mu import _row_step, divergence, full_rows, row_pass, stop_check
-from dmf.results import NMTFResult
 from dmf.store.api import as_matrix
 
 #: The losses NMTF minimizes (beta 2 and 1).
@@ -276,4 +276,64 @@ def nmtf(
     return NMTFResult.from_run(result)
 
 
-__all__ = ["nmtf"]
+@dataclass
+class NMTFResult:
+    """A non-negative tri-factorization, X ~ W S H (:func:`dmf.nmtf`).
+
+    Attributes
+    ----------
+    W : dask.array.Array
+        m x k1, non-negative (lazy): row clusters.
+    S : numpy.ndarray
+        k1 x k2, non-negative: how row and column clusters interact.
+    H : numpy.ndarray
+        k2 x n, non-negative: column clusters.
+    loss : float
+        The beta of the divergence minimized (2 Frobenius, 1 KL).
+    n_iter : int
+        Iterations that made the returned factors.
+    loss_history : list of float
+        Entry t: the objective after t iterations (entry 0: at the start).
+    converged : bool
+    location : str or None
+    attrs : dict
+        Parameters, timings, fingerprint, ``reconstruction_err``, and with
+        ``orthogonal=`` the ``orthogonality_error`` of the returned factors
+        and its ``orthogonality_history`` (one entry per iteration).
+
+    Examples
+    --------
+    >>> import numpy as np, dmf
+    >>> X = np.random.default_rng(0).random((20, 6))
+    >>> r = dmf.nmtf(X, 3, 2, tol=1e-2, seed=0)
+    >>> r.W.shape, r.S.shape, r.H.shape
+    ((20, 3), (3, 2), (2, 6))
+    """
+
+    W: Any
+    S: np.ndarray
+    H: np.ndarray
+    loss: float
+    n_iter: int = 0
+    loss_history: list[float] = field(default_factory=list)
+    converged: bool = True
+    location: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reconstruction_err_(self) -> float:
+        """sqrt(2 D_beta(X | W S H)) of the returned factors (||X - W S H||_F
+        for the Frobenius loss)."""
+        return float(self.attrs["reconstruction_err"])
+
+    @classmethod
+    def from_run(cls, run: RunResult) -> NMTFResult:
+        attrs = run.attrs()
+        return cls(W=run.arrays["W"], S=np.asarray(run.arrays["S"]),
+                   H=np.asarray(run.arrays["H"]), loss=float(attrs["beta"]),
+                   n_iter=int(attrs.get("factors_after", run.n_iter)),
+                   loss_history=run.loss_history, converged=run.converged,
+                   location=run.url, attrs=attrs)
+
+
+__all__ = ["NMTFResult", "nmtf"]

@@ -143,7 +143,10 @@ def save_matrix(
     if scipy.sparse.issparse(x) or is_sparse_dask(x):
         save_csr(x, location, overwrite=overwrite, codec=codec, attrs=attrs)
     else:
-        save_dense(x, location, chunks=chunks, overwrite=overwrite, codec=codec, attrs=attrs)
+        name = str(x) if isinstance(x, (str, os.PathLike)) else None
+        source = open_matrix(x) if isinstance(x, (str, os.PathLike, Location)) else x
+        save_dense(source, location, chunks=chunks, overwrite=overwrite, codec=codec,
+                   attrs=attrs, name=name)
     return str(location)
 
 

@@ -486,11 +486,8 @@ def in_memory_chunks(shape: tuple[int, int], dtype, cores: int | None = None) ->
 
 
 def as_dask(x, *, chunks=None) -> da.Array:
-    """A dask array over any matrix-like input (URL, zarr, dask, numpy)."""
-    from dmf.store.api import open_matrix  # late: api imports this module
-
-    if isinstance(x, (str, os.PathLike, Location)):
-        return open_matrix(x)
+    """A dask array over an open matrix (zarr, dask, numpy); a URL is opened
+    by :func:`dmf.store.api.open_matrix` first, which knows sparse stores too."""
     if isinstance(x, zarr.Array):
         return open_dense(x, location_of(x))
     if isinstance(x, da.Array):
@@ -510,7 +507,7 @@ def save_dense(
     x, location: Location, *, chunks=None, overwrite: bool = False, codec: str | None = None,
     attrs: dict | None = None, name: str | None = None, dims: tuple[str, str] = MATRIX,
 ) -> zarr.Array:
-    name = name or ("input array" if not isinstance(x, (str, os.PathLike)) else str(x))
+    name = name or "input array"
     arr = as_dask(x)
     check_shape(arr.shape, name)
     dtype = storage_dtype(arr.dtype, name)

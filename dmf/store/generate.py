@@ -42,17 +42,14 @@ from dmf.store.dense import (
 from dmf.store.dims import dimension_names
 from dmf.store.generate_ratings import check_noise_and_dtype, ratings
 from dmf.store.location import Location
+from dmf.store.planted import factors_location, stream
 
 # Second moment of |N(0, 1)| products, to give non-negative products unit RMS.
 _HALF_NORMAL_MEAN_SQ = 2.0 / np.pi
 
 
-def _stream(seed: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
-
-
 def _planted_H(seed: int, rank: int, n: int, nonnegative: bool) -> np.ndarray:
-    h = _stream(seed, 0).standard_normal((rank, n))
+    h = stream(seed, 0).standard_normal((rank, n))
     if nonnegative:
         h = np.abs(h)
         # E[(W H)_ij^2] for half-normal entries; scale it to 1.
@@ -63,7 +60,7 @@ def _planted_H(seed: int, rank: int, n: int, nonnegative: bool) -> np.ndarray:
 
 def _planted_W_block(seed: int, block: int, rows: int, rank: int, nonnegative: bool,
                      decay: float):
-    w = _stream(seed, 1, block).standard_normal((rows, rank))
+    w = stream(seed, 1, block).standard_normal((rows, rank))
     if nonnegative:
         w = np.abs(w)
     return w * decay ** np.arange(rank) if decay != 1.0 else w
@@ -73,9 +70,9 @@ def _x_block(w_block, H, seed, noise, nonnegative, dtype, counts=None, block_inf
     block = block_info[None]["chunk-location"][0]
     x = w_block @ H
     if counts:
-        return _stream(seed, 3, block).poisson(counts * x).astype(dtype, copy=False)
+        return stream(seed, 3, block).poisson(counts * x).astype(dtype, copy=False)
     if noise:
-        x += noise * _stream(seed, 2, block).standard_normal(x.shape)
+        x += noise * stream(seed, 2, block).standard_normal(x.shape)
     if nonnegative:
         np.maximum(x, 0.0, out=x)
     return x.astype(dtype, copy=False)
@@ -107,20 +104,6 @@ def planted_singular_values(gram_W: np.ndarray, H: np.ndarray) -> np.ndarray:
     small = L.T @ (H @ H.T) @ L
     ev = np.clip(np.linalg.eigvalsh((small + small.T) / 2), 0.0, None)
     return np.sqrt(ev)[::-1]
-
-
-def factors_location(location: Location) -> Location:
-    """Where ``lowrank`` writes the planted factors: ``X.zarr`` ->
-    ``X.factors.zarr`` beside it.
-
-    Examples
-    --------
-    >>> factors_location(Location.parse("s3://bucket/X.zarr")).url
-    's3://bucket/X.factors.zarr'
-    """
-    name = location.name
-    stem = name[: -len(".zarr")] if name.endswith(".zarr") else name
-    return location.sibling(f"{stem}.factors.zarr")
 
 
 def lowrank(

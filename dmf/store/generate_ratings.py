@@ -35,6 +35,7 @@ from dmf.store import codecs
 from dmf.store.dense import TARGET_CHUNK_BYTES
 from dmf.store.dims import dimension_names
 from dmf.store.location import Location
+from dmf.store.planted import factors_location, stream
 from dmf.store.ratings import write_ratings
 
 MU = 3.5
@@ -53,10 +54,6 @@ def check_noise_and_dtype(noise: float, dtype) -> None:
         raise InputError(f"noise must be a finite number >= 0, got {noise}")
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise InputError(f"dtype must be float32 or float64, got {dtype}")
-
-
-def _stream(seed: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
 def _group_size(items: int, density: float) -> int:
@@ -104,7 +101,7 @@ def _choose_items(rng: np.random.Generator, counts: np.ndarray, n: int):
 def _group(seed: int, g: int, u0: int, u1: int, items: int, density: float, rank: int,
            noise: float, Q: np.ndarray, b_item: np.ndarray):
     """One group's planted user factors and its ratings as a CSR block."""
-    rng = _stream(seed, 2, g)
+    rng = stream(seed, 2, g)
     size = u1 - u0
     b_user = rng.normal(0.0, USER_BIAS_STD, size)
     P = rng.standard_normal((size, rank)) * rank**-0.25
@@ -184,12 +181,10 @@ def ratings(
     >>> bool(abs(np.std(X.data - planted[rows, cols]) - 0.1) < 0.01)
     True
     """
-    from dmf.store.generate import factors_location  # late: generate imports this module
-
     location = Location.parse(url, storage_options)
     m, n = _check_args(users, items, density, rank, noise, dtype)
     group = _group_size(n, density)
-    item_rng = _stream(seed, 1)
+    item_rng = stream(seed, 1)
     b_item = item_rng.normal(0.0, ITEM_BIAS_STD, n)
     Q = item_rng.standard_normal((n, rank)) * rank**-0.25
     generator = {

@@ -20,8 +20,8 @@ The layers, from the bottom; a module may import its own layer and those
 below it:
 
 =========== ==============================================================
-base        modules every layer may use: ``errors``, ``validation``,
-            ``wording``, ``_version``
+base        modules every layer may use: ``errors``, ``wording``,
+            ``_version``
 store       ``dmf.store`` (Zarr I/O, ingest)
 blocks      the row pass: ``dmf.linalg.products`` and ``dmf.cf.passes``,
             which map a function over X's row blocks and sum named partial
@@ -30,15 +30,24 @@ blocks      the row pass: ``dmf.linalg.products`` and ``dmf.cf.passes``,
             solver, so it counts as algorithms until line 2 of issue 27
             moves it into the one row-pass module.
 engine      ``dmf.engine`` (the loop, checkpoints, cluster; knows no algorithm)
-algorithms  ``dmf.linalg``, ``dmf.nmf``, ``dmf.cf``, ``dmf.audio``
+algorithms  ``dmf.linalg``, ``dmf.nmf``, ``dmf.cf``, and ``validation``
+            (the estimators' input checks and small-input scheduler, used
+            by dmf.cf's models and ``estimators``; it asks the engine for
+            the current client)
 api         the package ``dmf`` (its ``__init__`` and lazy stub), ``estimators``,
-            ``results``, ``report``, ``rank`` (``dmf.select_rank``),
-            ``sklearn_output`` (the estimators' mixin)
+            ``results`` (``dmf.load``), ``report``, ``rank``
+            (``dmf.select_rank``), ``sklearn_output`` (the estimators'
+            mixin), ``dmf.audio`` (source separation: a pipeline over
+            ``dmf.nmf`` that writes a :mod:`dmf.report` page, as ``rank``
+            is one over svd and nmf)
 cli         ``cli``, ``cli_*``, ``__main__``, ``dmf.jobs``, ``dmf.tools``
 =========== ==============================================================
 
 The public functions that today live in algorithm packages (``dmf.nmf.api``,
-``dmf.linalg.svd``) are counted with their package. A package's lazy stub
+``dmf.linalg.svd``, ``dmf.nmf.tri``) are counted with their package, and so
+are the result types they return (``SVDResult`` in ``dmf.linalg.result``,
+``NMFResult`` beside ``dmf.nmf``, whose ``transform`` calls it, ``NMTFResult``
+beside ``dmf.nmtf``); ``dmf.results`` re-exports them. A package's lazy stub
 (``__init__.pyi``, read by lazy_loader) counts as top-level imports of the
 package. A module that matches no entry of :data:`LAYER_OF` is a violation
 too (kind ``unplaced``): each new module must be given a layer here.
@@ -72,7 +81,7 @@ LAYERS = ("base", "store", "blocks", "engine", "algorithms", "api", "cli")
 LAYER_OF = {
     "dmf._version": "base",
     "dmf.errors": "base",
-    "dmf.validation": "base",
+    "dmf.validation": "algorithms",
     "dmf.wording": "base",
     "dmf.store": "store",
     "dmf.linalg.products": "blocks",
@@ -81,7 +90,7 @@ LAYER_OF = {
     "dmf.linalg": "algorithms",
     "dmf.nmf": "algorithms",
     "dmf.cf": "algorithms",
-    "dmf.audio": "algorithms",
+    "dmf.audio": "api",
     "dmf": "api",  # the package itself only: see layer_of
     "dmf.estimators": "api",
     "dmf.results": "api",
