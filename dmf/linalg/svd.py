@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import dask.array as da
@@ -11,6 +10,7 @@ import numpy as np
 
 from dmf.engine.cache import cache_input, numpy_input
 from dmf.engine.driver import Solver, run
+from dmf.engine.options import RunOptions, run_options
 from dmf.errors import InputError
 from dmf.linalg.eigh import check_square, eigh_solver
 from dmf.linalg.gram import GRAM_MAX, gram_solver
@@ -138,15 +138,9 @@ def svd(
     tol: float | None = None,
     max_iter: int | None = None,
     assume_symmetric: bool = False,
-    out: str | os.PathLike | None = None,
-    storage_options: dict[str, Any] | None = None,
-    checkpoint_every: int | None = None,
-    checkpoint_seconds: float | None = None,
-    resume: bool = True,
-    damaged_checkpoints: str = "start-over",
-    progress: bool | None = None,
-    cache: bool | str = "auto",
     compute_u: bool = True,
+    options: RunOptions | None = None,
+    **run_keywords: Any,
 ) -> SVDResult:
     """Top-``k`` singular triplets of X, out of core.
 
@@ -214,26 +208,18 @@ def svd(
         steps per component (default 1000).
     assume_symmetric : bool
         eigh: skip the symmetry check.
-    out : str or path, optional
-        Store the result there (a Zarr group with U, S, Vt), checkpoint while
-        iterating, resume from a checkpoint of the same job, and return the
-        stored result when the same job is already complete.
-    checkpoint_every, checkpoint_seconds : int, float, optional
-        Checkpoint cadence with ``out`` (default every 10 iterations or 300 s).
-    resume : bool
-        False: start over even if ``out`` holds this job's checkpoints.
-    damaged_checkpoints : {"start-over", "stop"}
-        When every checkpoint of this job at ``out`` is damaged (each skipped
-        with a warning naming it; a damaged newest one falls back to the one
-        before): start over (default), or stop with
-        :class:`~dmf.errors.DamagedCheckpoint` (exit 2), changing nothing.
-    progress : bool, optional
-        Progress on stderr (default: when stderr is a terminal).
-    cache : {"auto", True, False}
-        Keep X in cluster memory between passes when it fits (``"auto"``).
     compute_u : bool
         False: no U (``result.U`` is None, nothing stored): gram and tsqr
         then read X once, for S and Vt alone.
+    options : RunOptions, optional
+        Store the result (a Zarr group with U, S, Vt) at ``options.out``,
+        checkpoint while iterating, resume, show progress, cache X
+        (:class:`dmf.RunOptions`).
+    **run_keywords
+        The same options as keywords (``out=``, ``storage_options=``,
+        ``checkpoint_every=``, ``checkpoint_seconds=``, ``resume=``,
+        ``damaged_checkpoints=``, ``progress=``, ``callback=``, ``cache=``),
+        instead of ``options``, never beside it.
 
     Returns
     -------
@@ -271,8 +257,9 @@ def svd(
     """
     if method is not None and method not in METHODS:
         raise InputError(f"unknown SVD method {method!r}; available: {', '.join(METHODS)}")
-    cache, token = numpy_input(X, cache, out)
-    X = as_matrix(X, storage_options=storage_options)
+    opts = run_options(options, run_keywords, "svd")
+    cache, token = numpy_input(X, opts.cache, opts.out)
+    X = as_matrix(X, storage_options=opts.storage_options)
     if method is None:
         method = default_method(k, X.shape, n_oversamples if isinstance(n_oversamples, int)
                                 else 10)
@@ -343,9 +330,6 @@ def svd(
     if not compute_u:
         solver = without_u(solver)
     result = run(solver, A, seed=seed, max_iter=max_steps, tol=0.0 if tol is None else tol,
-                 out=out, storage_options=storage_options, checkpoint_every=checkpoint_every,
-                 checkpoint_seconds=checkpoint_seconds, resume=resume,
-                 damaged_checkpoints=damaged_checkpoints, progress=progress,
-                 input_token=token)
+                 options=opts, input_token=token)
     return SVDResult.from_run(result, method)
 

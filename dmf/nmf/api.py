@@ -10,6 +10,7 @@ import numpy as np
 
 from dmf.engine.cache import cache_input, numpy_input
 from dmf.engine.driver import run
+from dmf.engine.options import RunOptions, run_options
 from dmf.errors import DmfWarning, InputError, convergence_warning, warn
 from dmf.linalg.svd import check_k
 from dmf.nmf.beta import beta_of
@@ -63,17 +64,10 @@ def nmf(
     W=None,
     H=None,
     update_H: bool = True,
-    out: str | os.PathLike | None = None,
-    storage_options: dict[str, Any] | None = None,
-    checkpoint_every: int | None = None,
-    checkpoint_seconds: float | None = None,
-    resume: bool = True,
-    damaged_checkpoints: str = "start-over",
-    progress: bool | None = None,
-    cache: bool | str = "auto",
     orthogonal: str | None = None,
     hals_sweeps: int | str = "auto",
-    callback=None,
+    options: RunOptions | None = None,
+    **run_keywords: Any,
 ) -> NMFResult:
     """Non-negative factors W (m x k) and H (k x n) with X ~ W H, out of core.
 
@@ -128,11 +122,6 @@ def nmf(
         False: H (given) stays fixed and only W is fitted, as scikit-learn's
         ``transform`` does (W starts at sqrt(mean(X) / k) for mu, 0 for
         hals); see :meth:`dmf.NMFResult.transform`.
-    out, checkpoint_every, checkpoint_seconds, resume, progress, cache :
-        As for :func:`dmf.svd`: store the result, checkpoint, resume.
-    damaged_checkpoints : {"start-over", "stop"}
-        When every checkpoint at ``out`` is damaged: start over (default)
-        or stop, changing nothing; as for :func:`dmf.svd`.
     orthogonal : {None, "W", "H", "both"}
         Orthogonal NMF (Ding, Li, Peng and Park 2006): updates that drive
         W^T W and/or H H^T to the identity, for hard row / column clusters
@@ -151,10 +140,16 @@ def nmf(
         one did: far fewer iterations (reads of X) to the same objective
         (:mod:`dmf.nmf.hals`). Its iterates depend on the row blocks (each
         block's sweeps of W stop by its own rows), never on the workers.
-    callback : callable, optional
-        ``callback(iteration, state, stats)`` after every iteration
-        (``stats.loss``: the objective of the factors that entered it);
-        returning True ends the fit there, e.g. at a target objective.
+    options : RunOptions, optional
+        Where the result is stored, checkpoints, resume, progress, caching
+        and a callback (:class:`dmf.RunOptions`; the callback's
+        ``stats.loss`` is the objective of the factors that entered the
+        iteration, so returning True can end the fit at a target objective).
+    **run_keywords
+        The same options as keywords (``out=``, ``storage_options=``,
+        ``checkpoint_every=``, ``checkpoint_seconds=``, ``resume=``,
+        ``damaged_checkpoints=``, ``progress=``, ``callback=``, ``cache=``),
+        instead of ``options``, never beside it.
 
     Returns
     -------
@@ -184,9 +179,10 @@ def nmf(
     if init not in INITS:
         raise InputError(f"unknown NMF init {init!r}; available: {', '.join(INITS)}")
     check_stopping(max_iter, tol)
+    opts = run_options(options, run_keywords, "nmf")
     name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
-    cache, token = numpy_input(X, cache, out)
-    X = as_matrix(X, storage_options=storage_options)
+    cache, token = numpy_input(X, opts.cache, opts.out)
+    X = as_matrix(X, storage_options=opts.storage_options)
     if hasattr(X._meta, "nnz") and (is_l1 or beta not in SPARSE_BETAS):
         raise InputError(f"{name}: a sparse X can be factored with the frobenius or kl loss "
                          "only (the others need W H at every entry); densify it to use "
@@ -252,11 +248,8 @@ def nmf(
     else:
         solver_obj = mu_solver(k, beta=beta, regularization=reg, init=start, params=params,
                                update_H=update_H, orthogonal=orthogonal)
-    result = run(solver_obj, X, seed=seed, max_iter=max_iter, tol=tol, out=out,
-                 storage_options=storage_options, checkpoint_every=checkpoint_every,
-                 checkpoint_seconds=checkpoint_seconds, resume=resume,
-                 damaged_checkpoints=damaged_checkpoints, progress=progress,
-                 input_token=token, callback=callback)
+    result = run(solver_obj, X, seed=seed, max_iter=max_iter, tol=tol, options=opts,
+                 input_token=token)
     stopped = result.meta.get("stopped_by_callback", False)
     if tol > 0 and not result.converged and not result.skipped and not stopped:
         warn(f"NMF ({solver}) stopped at max_iter={max_iter} before meeting "
