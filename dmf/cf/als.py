@@ -155,7 +155,9 @@ def masked_nmf(R, k: int = 10, *, reg: float = 0.0, **als_keywords) -> LatentFac
 
 class ALS(LatentFactorsMixin):
     """Alternating least squares, scikit-learn style (see :func:`als` for
-    the parameters other than ``input``).
+    the parameters other than ``input``; the run options are ``out``,
+    ``checkpoint_every``, ``progress`` or one :class:`dmf.RunOptions`,
+    ``options``).
 
     Parameters
     ----------
@@ -216,7 +218,8 @@ class ALS(LatentFactorsMixin):
                  tol: float = 1e-4, seed: int | None = None, biases: bool = True,
                  nonnegative: bool = False, implicit: bool = False, alpha: float = 40.0,
                  cg_steps: int = 3, out=None, checkpoint_every: int | None = None,
-                 progress: bool | None = None, input: str = "auto"):
+                 progress: bool | None = None, input: str = "auto",
+                 options: RunOptions | None = None):
         self.k = k
         self.reg = reg
         self.max_iter = max_iter
@@ -231,6 +234,7 @@ class ALS(LatentFactorsMixin):
         self.checkpoint_every = checkpoint_every
         self.progress = progress
         self.input = input
+        self.options = options
 
     def _fit_ratings(self, ratings) -> ALS:
         return self._set_model(als(ratings, **self._solver_params()))

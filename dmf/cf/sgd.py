@@ -247,7 +247,7 @@ def sgd(
 
 class SGD(LatentFactorsMixin):
     """Stochastic gradient descent, scikit-learn style (see :func:`sgd` for
-    the parameters other than ``input``).
+    the parameters other than ``input``; run options as :class:`ALS`).
 
     Parameters
     ----------
@@ -278,7 +278,8 @@ class SGD(LatentFactorsMixin):
     def __init__(self, k: int = 10, *, lr: float = 0.01, reg: float = 0.02,
                  n_epochs: int = 20, tol: float = 0.0, seed: int | None = None,
                  batch_size: int = 1, out=None, checkpoint_every: int | None = None,
-                 progress: bool | None = None, input: str = "auto"):
+                 progress: bool | None = None, input: str = "auto",
+                 options: RunOptions | None = None):
         self.k = k
         self.lr = lr
         self.reg = reg
@@ -290,6 +291,7 @@ class SGD(LatentFactorsMixin):
         self.checkpoint_every = checkpoint_every
         self.progress = progress
         self.input = input
+        self.options = options
 
     def _fit_ratings(self, ratings) -> SGD:
         return self._set_model(sgd(ratings, **self._solver_params()))
