@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from dmf.engine.cache import cache_input, numpy_input
+from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import input_fingerprint, run
 from dmf.engine.lock import OutputLock
 from dmf.engine.options import RunOptions, run_options
@@ -48,7 +48,6 @@ from dmf.linalg.svd import check_k, svd
 from dmf.nmf.checks import nonnegative_facts
 from dmf.nmf.masked import masked_solver
 from dmf.nmf.mu import full_rows
-from dmf.store.api import as_matrix
 from dmf.store.location import Location
 
 METHODS = ("bcv", "nmf", "svd")
@@ -303,8 +302,7 @@ def select_rank(
                                                                      "dmf.select_rank")
     name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
     source = X
-    cache, token = numpy_input(X, opts.cache, opts.out)
-    X = as_matrix(X, storage_options=opts.storage_options)
+    X, cache, token = run_input(X, opts)
     ks = _check_ks(ks, X.shape)
     if method == "bcv":
         folds = check_folds(folds, ks, X.shape)

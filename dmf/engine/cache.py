@@ -18,6 +18,8 @@ import numpy as np
 import psutil
 
 from dmf.engine.cluster import current_client
+from dmf.engine.options import RunOptions
+from dmf.store.api import as_matrix
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,14 @@ def numpy_input(X, cache: bool | str, out) -> tuple[bool | str, str | None]:
     if not isinstance(X, np.ndarray):
         return cache, None
     return False, ("ndarray-" + dask.base.tokenize(X)) if out is not None else None
+
+
+def run_input(X, options: RunOptions) -> tuple[da.Array, bool | str, str | None]:
+    """X as the dask array a method runs on (opened with the options'
+    storage options), whether to cache it and its content token (see
+    :func:`numpy_input`)."""
+    cache, token = numpy_input(X, options.cache, options.out)
+    return as_matrix(X, storage_options=options.storage_options), cache, token
 
 
 def cache_input(X: da.Array, cache: bool | str = "auto") -> da.Array:

@@ -19,11 +19,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dmf.engine.checkpoint import check_damaged_choice
 from dmf.engine.finite import _integer, _number  # the same rules as the other run checks
 from dmf.errors import InputError
 
 CACHE_CHOICES = (True, False, "auto")
+#: What a job does when every checkpoint it could resume from is damaged.
+DAMAGED_CHOICES = ("start-over", "stop")
+
+
+def check_damaged_choice(value: str) -> str:
+    """``value`` if it is one of :data:`DAMAGED_CHOICES`, else InputError."""
+    if value not in DAMAGED_CHOICES:
+        raise InputError(f"damaged_checkpoints must be 'start-over' or 'stop', got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -145,4 +153,4 @@ def run_options(options: RunOptions | None, keywords: Mapping[str, Any], where: 
     return options
 
 
-__all__ = ["NAMES", "RunOptions", "run_options"]
+__all__ = ["DAMAGED_CHOICES", "NAMES", "RunOptions", "check_damaged_choice", "run_options"]

@@ -8,7 +8,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from dmf.engine.cache import cache_input, numpy_input
+from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import Solver, run
 from dmf.engine.options import RunOptions, run_options
 from dmf.errors import InputError
@@ -19,7 +19,6 @@ from dmf.linalg.randomized import auto_n_iter, check_normalizer, randomized_solv
 from dmf.linalg.sketch import sketch_solver
 from dmf.linalg.tsqr import TSQR_MAX, tsqr_solver
 from dmf.results import SVDResult
-from dmf.store.api import as_matrix
 from dmf.store.sparse_format import is_sparse_dask
 
 METHODS = ("randomized", "sketch", "eigh", "power", "gram", "tsqr", "auto")
@@ -216,10 +215,8 @@ def svd(
         checkpoint while iterating, resume, show progress, cache X
         (:class:`dmf.RunOptions`).
     **run_keywords
-        The same options as keywords (``out=``, ``storage_options=``,
-        ``checkpoint_every=``, ``checkpoint_seconds=``, ``resume=``,
-        ``damaged_checkpoints=``, ``progress=``, ``callback=``, ``cache=``),
-        instead of ``options``, never beside it.
+        The same options as keywords (``out=``, ``checkpoint_every=``,
+        ``resume=``, ...), instead of ``options`` (as for :func:`dmf.nmf`).
 
     Returns
     -------
@@ -258,8 +255,7 @@ def svd(
     if method is not None and method not in METHODS:
         raise InputError(f"unknown SVD method {method!r}; available: {', '.join(METHODS)}")
     opts = run_options(options, run_keywords, "svd")
-    cache, token = numpy_input(X, opts.cache, opts.out)
-    X = as_matrix(X, storage_options=opts.storage_options)
+    X, cache, token = run_input(X, opts)
     if method is None:
         method = default_method(k, X.shape, n_oversamples if isinstance(n_oversamples, int)
                                 else 10)

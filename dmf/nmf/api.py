@@ -8,7 +8,7 @@ from typing import Any
 import dask
 import numpy as np
 
-from dmf.engine.cache import cache_input, numpy_input
+from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import run
 from dmf.engine.options import RunOptions, run_options
 from dmf.errors import DmfWarning, InputError, convergence_warning, warn
@@ -29,7 +29,6 @@ from dmf.nmf.mu import full_rows, mu_solver
 from dmf.nmf.orthogonal import check_orthogonal
 from dmf.nmf.sparse import SPARSE_BETAS
 from dmf.results import NMFResult
-from dmf.store.api import as_matrix
 
 SOLVERS = ("auto", "mu", "hals")
 
@@ -181,8 +180,7 @@ def nmf(
     check_stopping(max_iter, tol)
     opts = run_options(options, run_keywords, "nmf")
     name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
-    cache, token = numpy_input(X, opts.cache, opts.out)
-    X = as_matrix(X, storage_options=opts.storage_options)
+    X, cache, token = run_input(X, opts)
     if hasattr(X._meta, "nnz") and (is_l1 or beta not in SPARSE_BETAS):
         raise InputError(f"{name}: a sparse X can be factored with the frobenius or kl loss "
                          "only (the others need W H at every entry); densify it to use "

@@ -47,7 +47,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from dmf.engine.cache import cache_input, numpy_input
+from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import Context, Solver, State, Stats, run
 from dmf.engine.options import RunOptions, run_options
 from dmf.errors import InputError, convergence_warning, warn
@@ -58,7 +58,6 @@ from dmf.nmf.checks import check_stopping, nonnegative_facts
 from dmf.nmf.init import _random_rows
 from dmf.nmf.mu import _row_step, divergence, full_rows, row_pass, stop_check
 from dmf.results import NMTFResult
-from dmf.store.api import as_matrix
 
 #: The losses NMTF minimizes (beta 2 and 1).
 TRI_BETAS = (2.0, 1.0)
@@ -251,8 +250,7 @@ def nmtf(
     check_stopping(max_iter, tol)
     opts = run_options(options, run_keywords, "nmtf")
     name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
-    cache, token = numpy_input(X, opts.cache, opts.out)
-    X = as_matrix(X, storage_options=opts.storage_options)
+    X, cache, token = run_input(X, opts)
     k1 = check_k(k1, X.shape, "k1")
     k2 = check_k(k2, X.shape, "k2")
     X = full_rows(cache_input(X, cache))
