@@ -300,9 +300,8 @@ def select_rank(
                          "use 'bcv', 'nmf' or 'svd'")
     opts = run_options(options, run_keywords, "select_rank").refuse(("callback",),
                                                                      "dmf.select_rank")
-    name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
     source = X
-    X, cache, token = run_input(X, opts)
+    X, cache, token, name = run_input(X, opts)
     ks = _check_ks(ks, X.shape)
     if method == "bcv":
         folds = check_folds(folds, ks, X.shape)

@@ -11,6 +11,7 @@ at a time.
 from __future__ import annotations
 
 import logging
+import os
 
 import dask
 import dask.array as da
@@ -46,12 +47,14 @@ def numpy_input(X, cache: bool | str, out) -> tuple[bool | str, str | None]:
     return False, ("ndarray-" + dask.base.tokenize(X)) if out is not None else None
 
 
-def run_input(X, options: RunOptions) -> tuple[da.Array, bool | str, str | None]:
+def run_input(X, options: RunOptions) -> tuple[da.Array, bool | str, str | None, str]:
     """X as the dask array a method runs on (opened with the options'
-    storage options), whether to cache it and its content token (see
-    :func:`numpy_input`)."""
+    storage options), whether to cache it, its content token (see
+    :func:`numpy_input`) and its name for messages (the URL, or "input
+    matrix")."""
+    name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
     cache, token = numpy_input(X, options.cache, options.out)
-    return as_matrix(X, storage_options=options.storage_options), cache, token
+    return as_matrix(X, storage_options=options.storage_options), cache, token, name
 
 
 def cache_input(X: da.Array, cache: bool | str = "auto") -> da.Array:

@@ -255,7 +255,7 @@ def svd(
     if method is not None and method not in METHODS:
         raise InputError(f"unknown SVD method {method!r}; available: {', '.join(METHODS)}")
     opts = run_options(options, run_keywords, "svd")
-    X, cache, token = run_input(X, opts)
+    X, cache, token, _ = run_input(X, opts)
     if method is None:
         method = default_method(k, X.shape, n_oversamples if isinstance(n_oversamples, int)
                                 else 10)
@@ -285,6 +285,24 @@ def svd(
     else:
         transposed = method != "eigh" and works_on_transpose(X)
     A = X.T if transposed else X
+    solver, max_steps, tol = _method_solver(
+        method, k, A, transposed=transposed, n_oversamples=n_oversamples, n_iter=n_iter,
+        normalizer=normalizer, assume_symmetric=assume_symmetric, tol=tol, max_iter=max_iter)
+    if requested == "auto":
+        solver = with_meta(solver, {"method": method, "method_requested": "auto",
+                                    "method_reason": reason})
+    if not compute_u:
+        solver = without_u(solver)
+    result = run(solver, A, seed=seed, max_iter=max_steps, tol=0.0 if tol is None else tol,
+                 options=opts, input_token=token)
+    return SVDResult.from_run(result, method)
+
+
+def _method_solver(method: str, k: int, A, *, transposed: bool, n_oversamples: int, n_iter: int,
+                   normalizer: str, assume_symmetric: bool, tol: float | None,
+                   max_iter: int | None) -> tuple[Solver, int, float | None]:
+    """The engine's Solver of ``method`` for A (X, or X.T when
+    ``transposed``), its most steps, and the tolerance the run stops at."""
     if method == "gram":
         if A.shape[1] > GRAM_MAX:
             raise InputError(f"method='gram' needs min(m, n) <= {GRAM_MAX} (it holds "
@@ -301,7 +319,7 @@ def svd(
         max_steps = 1
     elif method == "randomized":
         solver = randomized_solver(k, n_oversamples=n_oversamples, n_iter=n_iter,
-                                   normalizer=check_normalizer(normalizer, X.dtype),
+                                   normalizer=check_normalizer(normalizer, A.dtype),
                                    shape=A.shape, transposed=transposed)
         max_steps = n_iter + 1
     elif method == "sketch":
@@ -309,9 +327,9 @@ def svd(
                                transposed=transposed)
         max_steps = 1
     elif method == "eigh":
-        check_square(X.shape)
+        check_square(A.shape)
         solver = eigh_solver(k, n_oversamples=n_oversamples, n_iter=n_iter,
-                             assume_symmetric=assume_symmetric, shape=X.shape, dtype=X.dtype)
+                             assume_symmetric=assume_symmetric, shape=A.shape, dtype=A.dtype)
         max_steps = n_iter + 1
     else:
         tol = 1e-7 if tol is None else float(tol)
@@ -320,12 +338,5 @@ def svd(
             raise InputError(f"tol must be >= 0 and max_iter > 0, got {tol}, {max_iter}")
         solver = power_solver(k, tol=tol, max_iter=max_iter, transposed=transposed)
         max_steps = k * max_iter
-    if requested == "auto":
-        solver = with_meta(solver, {"method": method, "method_requested": "auto",
-                                    "method_reason": reason})
-    if not compute_u:
-        solver = without_u(solver)
-    result = run(solver, A, seed=seed, max_iter=max_steps, tol=0.0 if tol is None else tol,
-                 options=opts, input_token=token)
-    return SVDResult.from_run(result, method)
+    return solver, max_steps, tol
 

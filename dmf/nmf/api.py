@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import dask
@@ -173,24 +172,54 @@ def nmf(
     """
     is_l1 = isinstance(loss, str) and loss.lower() == "l1"
     beta = 1.0 if is_l1 else beta_of(loss)  # l1: zeros allowed, as for beta > 0
-    if solver not in SOLVERS:
-        raise InputError(f"unknown NMF solver {solver!r}; available: {', '.join(SOLVERS)}")
-    if init not in INITS:
-        raise InputError(f"unknown NMF init {init!r}; available: {', '.join(INITS)}")
+    for what, value, known in (("solver", solver, SOLVERS), ("init", init, INITS)):
+        if value not in known:
+            raise InputError(f"unknown NMF {what} {value!r}; available: {', '.join(known)}")
     check_stopping(max_iter, tol)
     opts = run_options(options, run_keywords, "nmf")
-    name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
-    X, cache, token = run_input(X, opts)
-    if hasattr(X._meta, "nnz") and (is_l1 or beta not in SPARSE_BETAS):
-        raise InputError(f"{name}: a sparse X can be factored with the frobenius or kl loss "
-                         "only (the others need W H at every entry); densify it to use "
-                         f"loss={loss!r}")
+    X, cache, token, name = run_input(X, opts)
+    _check_sparse_loss(X, name, loss, sparse_ok=not is_l1 and beta in SPARSE_BETAS)
     k = check_k(k, X.shape)
     reg = regularization(alpha_W, alpha_H, l1_ratio, X.shape)
     X = full_rows(cache_input(X, cache))
     facts = nonnegative_facts(X, name, zeros_allowed=beta > 0)
     if init == "auto" and update_H:  # scikit-learn's default, or the factors given
         init = "custom" if W is not None or H is not None else "nndsvda"
+    solver, orthogonal, hals_sweeps = _choose_solver(solver, beta, is_l1=is_l1,
+                                                     orthogonal=orthogonal,
+                                                     hals_sweeps=hals_sweeps)
+    params: dict[str, Any] = {"init": init, "regularization": list(reg),
+                              "alpha_W": alpha_W, "alpha_H": alpha_H, "l1_ratio": l1_ratio,
+                              "max_iter": max_iter, "tol": tol}
+    if solver == "hals":
+        params["hals_sweeps"] = hals_sweeps
+    start, identity = _start(init, W, H, update_H=update_H, k=k, shape=X.shape,
+                             mean=facts["mean"], solver=solver)
+    if is_l1 and not update_H:
+        raise InputError("update_H=False is not available for the l1 loss yet")
+    solver_obj = _solver(k, solver="l1" if is_l1 else solver, beta=beta, regularization=reg,
+                         init=start, params={**params, **identity}, update_H=update_H,
+                         hals_sweeps=hals_sweeps, orthogonal=orthogonal, mean=facts["mean"])
+    result = run(solver_obj, X, seed=seed, max_iter=max_iter, tol=tol, options=opts,
+                 input_token=token)
+    stopped = result.meta.get("stopped_by_callback", False)
+    if tol > 0 and not result.converged and not result.skipped and not stopped:
+        warn(f"NMF ({solver}) stopped at max_iter={max_iter} before meeting "
+             f"tol={tol}; raise max_iter or tol", convergence_warning())
+    return NMFResult.from_run(result)
+
+
+def _check_sparse_loss(X, name: str, loss, *, sparse_ok: bool) -> None:
+    if hasattr(X._meta, "nnz") and not sparse_ok:
+        raise InputError(f"{name}: a sparse X can be factored with the frobenius or kl loss "
+                         "only (the others need W H at every entry); densify it to use "
+                         f"loss={loss!r}")
+
+
+def _choose_solver(solver: str, beta: float, *, is_l1: bool, orthogonal, hals_sweeps
+                   ) -> tuple[str, str | None, int | str]:
+    """The solver that runs ("auto" resolved), ``orthogonal`` and
+    ``hals_sweeps`` checked, or the InputError of a combination that cannot."""
     if is_l1 and solver == "hals":
         raise InputError("the l1 loss is fitted by reweighted multiplicative updates: use "
                          "solver='mu' or 'auto'")
@@ -211,45 +240,40 @@ def nmf(
     hals_sweeps = check_sweeps(hals_sweeps)
     if solver != "hals" and hals_sweeps != "auto":
         raise InputError(f"hals_sweeps applies to solver='hals' (the solver is {solver!r})")
-    params: dict[str, Any] = {"init": init, "regularization": list(reg),
-                              "alpha_W": alpha_W, "alpha_H": alpha_H, "l1_ratio": l1_ratio,
-                              "max_iter": max_iter, "tol": tol}
-    if solver == "hals":
-        params["hals_sweeps"] = hals_sweeps
+    return solver, orthogonal, hals_sweeps
+
+
+def _start(init: str, W, H, *, update_H: bool, k: int, shape: tuple[int, int], mean: float,
+           solver: str) -> tuple[Any, dict[str, Any]]:
+    """The solver's starting point for ``init`` (or the given factors), and
+    what it adds to the job's parameters (the given factors' token)."""
     if not update_H:
         if H is None or W is not None:
             raise InputError("update_H=False fits W for a given H: pass H (and no W)")
-        H = check_factor(H, (k, X.shape[1]), "H")
-        params.update(init="fixed-H", custom=dask.base.tokenize(H), update_H=False)
-        start = fixed_h_init(H, float(np.sqrt(facts["mean"] / k)) if solver == "mu" else 0.0)
-    elif init == "custom":
+        H = check_factor(H, (k, shape[1]), "H")
+        return (fixed_h_init(H, float(np.sqrt(mean / k)) if solver == "mu" else 0.0),
+                {"init": "fixed-H", "custom": dask.base.tokenize(H), "update_H": False})
+    if init == "custom":
         if W is None or H is None:
             raise InputError("init='custom' needs both W and H")
-        W = check_factor(W, (X.shape[0], k), "W")
-        H = check_factor(H, (k, X.shape[1]), "H")
-        params["custom"] = dask.base.tokenize(W, H)
-        start = custom_init(W, H)
-    elif W is not None or H is not None:
+        W = check_factor(W, (shape[0], k), "W")
+        H = check_factor(H, (k, shape[1]), "H")
+        return custom_init(W, H), {"custom": dask.base.tokenize(W, H)}
+    if W is not None or H is not None:
         raise InputError(f"W and H are used only with init='custom' (init={init!r})")
-    elif init == "random":
-        start = random_init(k, float(np.sqrt(facts["mean"] / k)))
-    else:
-        start = nndsvd_init(k, init, facts["mean"], solver=solver)
-    if is_l1:
-        if not update_H:
-            raise InputError("update_H=False is not available for the l1 loss yet")
-        solver_obj = l1_solver(k, delta=max(1e-6 * facts["mean"], 1e-300), regularization=reg,
-                               init=start, params=params)
-    elif solver == "hals":
-        solver_obj = hals_solver(k, regularization=reg, init=start, params=params,
-                                 update_H=update_H, hals_sweeps=hals_sweeps)
-    else:
-        solver_obj = mu_solver(k, beta=beta, regularization=reg, init=start, params=params,
-                               update_H=update_H, orthogonal=orthogonal)
-    result = run(solver_obj, X, seed=seed, max_iter=max_iter, tol=tol, options=opts,
-                 input_token=token)
-    stopped = result.meta.get("stopped_by_callback", False)
-    if tol > 0 and not result.converged and not result.skipped and not stopped:
-        warn(f"NMF ({solver}) stopped at max_iter={max_iter} before meeting "
-             f"tol={tol}; raise max_iter or tol", convergence_warning())
-    return NMFResult.from_run(result)
+    if init == "random":
+        return random_init(k, float(np.sqrt(mean / k))), {}
+    return nndsvd_init(k, init, mean, solver=solver), {}
+
+
+def _solver(k: int, *, solver: str, beta: float, regularization, init, params, update_H: bool,
+            hals_sweeps, orthogonal, mean: float):
+    """The engine's Solver: reweighted MU for "l1", HALS, or MU for beta."""
+    if solver == "l1":
+        return l1_solver(k, delta=max(1e-6 * mean, 1e-300), regularization=regularization,
+                         init=init, params=params)
+    if solver == "hals":
+        return hals_solver(k, regularization=regularization, init=init, params=params,
+                           update_H=update_H, hals_sweeps=hals_sweeps)
+    return mu_solver(k, beta=beta, regularization=regularization, init=init, params=params,
+                     update_H=update_H, orthogonal=orthogonal)

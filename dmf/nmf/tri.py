@@ -41,7 +41,6 @@ constraints (:mod:`dmf.nmf.orthogonal`; Frobenius only).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import dask.array as da
@@ -249,8 +248,7 @@ def nmtf(
         raise InputError(f"unknown NMTF init {init!r}; available: {', '.join(TRI_INITS)}")
     check_stopping(max_iter, tol)
     opts = run_options(options, run_keywords, "nmtf")
-    name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
-    X, cache, token = run_input(X, opts)
+    X, cache, token, name = run_input(X, opts)
     k1 = check_k(k1, X.shape, "k1")
     k2 = check_k(k2, X.shape, "k2")
     X = full_rows(cache_input(X, cache))
