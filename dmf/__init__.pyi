@@ -3,6 +3,7 @@
 from . import cf, errors
 from ._version import __version__
 from .engine.cluster import connect
+from .engine.options import RunOptions
 from .estimators import NMF, TruncatedSVD
 from .linalg import svd
 from .linalg.result import SVDResult

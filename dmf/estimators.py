@@ -29,6 +29,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
+from dmf.engine.options import RunOptions, run_options
 from dmf.errors import InputError, NotFittedError, not_fitted
 from dmf.linalg.svd import svd
 from dmf.nmf.api import nmf
@@ -77,6 +78,16 @@ class _Estimator(SetOutputMixin):
 
     #: Tags that differ from a transformer's defaults (see ``__sklearn_tags__``).
     _positive_only = False
+    #: The run options the constructor takes one by one (``options`` takes them all).
+    _run_keywords: tuple[str, ...] = ("out", "storage_options")
+
+    def _given_run_keywords(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._run_keywords
+                if getattr(self, name) is not None}
+
+    def _run_options(self) -> RunOptions:
+        """The run options: ``options``, or the ones given one by one."""
+        return run_options(self.options, self._given_run_keywords(), type(self).__name__)
 
     @classmethod
     def _get_param_names(cls) -> list[str]:
@@ -126,7 +137,7 @@ class _Estimator(SetOutputMixin):
             if isinstance(X, da.Array):
                 check_shape(X.shape, name)
             # a URL: its shape from the store's metadata, without reading X
-            shape = open_matrix(X, storage_options=self.storage_options).shape \
+            shape = open_matrix(X, storage_options=self._run_options().storage_options).shape \
                 if isinstance(X, (str, os.PathLike)) else X.shape
         else:
             X_dmf, in_mem = validated_array(X, name), True
@@ -200,6 +211,11 @@ class NMF(_Estimator):
         dmf extra, for "cd": coordinate-descent sweeps per factor and
         iteration; 1 gives scikit-learn's iterates, "auto" (default)
         Gillis and Glineur's accelerated rule (see :func:`dmf.nmf`).
+    options : dmf.RunOptions, optional
+        dmf extra: every run option of the fit in one object (``out``,
+        checkpoints, resume, progress, a callback, caching), instead of
+        ``out``, ``storage_options``, ``checkpoint_every`` and ``verbose``;
+        ``transform`` uses its storage options and progress only.
 
     Attributes
     ----------
@@ -241,7 +257,7 @@ class NMF(_Estimator):
     def __init__(self, n_components="auto", *, init=None, solver="cd", beta_loss="frobenius",
                  tol=1e-4, max_iter=200, random_state=None, alpha_W=0.0, alpha_H="same",
                  l1_ratio=0.0, verbose=0, out=None, storage_options=None,
-                 checkpoint_every=None, hals_sweeps="auto"):
+                 checkpoint_every=None, hals_sweeps="auto", options=None):
         self.n_components = n_components
         self.init = init
         self.solver = solver
@@ -257,6 +273,15 @@ class NMF(_Estimator):
         self.storage_options = storage_options
         self.checkpoint_every = checkpoint_every
         self.hals_sweeps = hals_sweeps
+        self.options = options
+
+    _run_keywords = ("out", "storage_options", "checkpoint_every")
+
+    def _given_run_keywords(self) -> dict[str, Any]:
+        given = super()._given_run_keywords()
+        if self.verbose or self.options is None:  # scikit-learn's verbose: dmf's progress
+            given["progress"] = bool(self.verbose)
+        return given
 
     def _settings(self) -> dict[str, Any]:
         solvers = {"cd": "hals", "hals": "hals", "mu": "mu", "auto": "auto"}
@@ -265,8 +290,7 @@ class NMF(_Estimator):
                              f"{self.solver!r}")
         return {"loss": self.beta_loss, "solver": solvers[self.solver], "alpha_W": self.alpha_W,
                 "alpha_H": self.alpha_H, "l1_ratio": self.l1_ratio, "tol": self.tol,
-                "max_iter": self.max_iter, "storage_options": self.storage_options,
-                "progress": bool(self.verbose), "hals_sweeps": self.hals_sweeps}
+                "max_iter": self.max_iter, "hals_sweeps": self.hals_sweeps}
 
     def fit(self, X, y=None, W=None, H=None):  # noqa: ARG002
         """Fit H (``components_``) to X; returns the estimator.
@@ -294,8 +318,7 @@ class NMF(_Estimator):
         init = "auto" if self.init is None else self.init
         with small_input_scheduler(X, in_memory):
             result = nmf(X, k, init=init, seed=_seed(self.random_state), W=W, H=H,
-                         out=self.out, checkpoint_every=self.checkpoint_every,
-                         **self._settings())
+                         options=self._run_options(), **self._settings())
             W_fit = self._output(result.W, in_memory)
         self.result_ = result
         self.components_ = result.H
@@ -312,8 +335,12 @@ class NMF(_Estimator):
         X, in_memory, _ = self._input(X, reset=False)
         settings = self._settings()
         settings["solver"] = self.result_.attrs.get("solver", settings["solver"])
+        fit = self._run_options()  # W for new rows is not the fit: nothing stored
+        options = RunOptions(storage_options=fit.storage_options, progress=fit.progress,
+                             cache=fit.cache)
         with small_input_scheduler(X, in_memory):
-            W = nmf(X, self.n_components_, H=self.components_, update_H=False, **settings).W
+            W = nmf(X, self.n_components_, H=self.components_, update_H=False,
+                    options=options, **settings).W
             return self._output(W, in_memory)
 
     def inverse_transform(self, X):
@@ -381,6 +408,9 @@ class TruncatedSVD(_Estimator):
         dmf extra: store the fitted result (U, S, Vt) there.
     storage_options : dict, optional
         dmf extra: fsspec options for URLs.
+    options : dmf.RunOptions, optional
+        dmf extra: every run option of the fit in one object, instead of
+        ``out`` and ``storage_options``.
 
     Attributes
     ----------
@@ -419,7 +449,7 @@ class TruncatedSVD(_Estimator):
 
     def __init__(self, n_components=2, *, algorithm="randomized", n_iter=5, n_oversamples=10,
                  power_iteration_normalizer="auto", random_state=None, tol=0.0, out=None,
-                 storage_options=None):
+                 storage_options=None, options=None):
         self.n_components = n_components
         self.algorithm = algorithm
         self.n_iter = n_iter
@@ -429,6 +459,7 @@ class TruncatedSVD(_Estimator):
         self.tol = tol
         self.out = out
         self.storage_options = storage_options
+        self.options = options
 
     def fit(self, X, y=None):  # noqa: ARG002
         """Fit the top ``n_components`` singular triplets of X; returns the
@@ -443,10 +474,11 @@ class TruncatedSVD(_Estimator):
         or URL X."""
         X, in_memory, shape = self._input(X, reset=True)
         k = _n_components(self.n_components, shape)
+        run = self._run_options()
         method = self.algorithm
         if method == "arpack":  # exact: tsqr (dense) or gram (sparse) on a tall X
             sparse = (scipy.sparse.issparse(X) if in_memory else
-                      is_sparse_dask(as_matrix(X, storage_options=self.storage_options)))
+                      is_sparse_dask(as_matrix(X, storage_options=run.storage_options)))
             method = ("gram" if sparse else "tsqr") if shape[0] >= shape[1] else "auto"
         options: dict[str, Any] = {}
         if method == "power" and self.tol:
@@ -455,8 +487,7 @@ class TruncatedSVD(_Estimator):
             result = svd(X, k, method=method, n_iter=self.n_iter,
                          n_oversamples=self.n_oversamples,
                          normalizer=self.power_iteration_normalizer,
-                         seed=_seed(self.random_state), out=self.out,
-                         storage_options=self.storage_options, **options)
+                         seed=_seed(self.random_state), options=run, **options)
             self.components_ = result.Vt
             self.n_features_in_ = shape[1]
             XV = self._project(X, in_memory)
@@ -481,7 +512,7 @@ class TruncatedSVD(_Estimator):
         Vt = self.components_
         if in_memory:
             return np.asarray(X @ Vt.T.astype(X.dtype, copy=False))
-        X = as_matrix(X, storage_options=self.storage_options)
+        X = as_matrix(X, storage_options=self._run_options().storage_options)
         return X @ da.from_array(Vt.T.astype(X.dtype, copy=False), chunks=-1)
 
     def inverse_transform(self, X):

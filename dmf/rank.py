@@ -37,9 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from dmf.engine.cache import cache_input, numpy_input
+from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import input_fingerprint, run
 from dmf.engine.lock import OutputLock
+from dmf.engine.options import RunOptions, run_options
 from dmf.engine.output import JobOutput
 from dmf.errors import InputError
 from dmf.linalg.bcv import bcv_errors, check_folds
@@ -47,7 +48,6 @@ from dmf.linalg.svd import check_k, svd
 from dmf.nmf.checks import nonnegative_facts
 from dmf.nmf.masked import masked_solver
 from dmf.nmf.mu import full_rows
-from dmf.store.api import as_matrix
 from dmf.store.location import Location
 
 METHODS = ("bcv", "nmf", "svd")
@@ -155,16 +155,15 @@ def k_group(k: int) -> str:
     return f"k={k:02d}"
 
 
-def _select_nmf(X, ks, *, holdout, n_iter, seed, progress, name, job=None) -> RankSelection:
+def _select_nmf(X, ks, *, holdout, n_iter, seed, opts, name, job=None) -> RankSelection:
     facts = nonnegative_facts(X, name, zeros_allowed=True)
     rows = []
     for k in ks:
-        stored = {} if job is None else {
-            "out": job["location"].join(k_group(k)), "checkpoint_every": job["every"],
-            "resume": job["resume"], "damaged_checkpoints": job["damaged"],
-            "input_token": job["token"]}
+        # with a job, each k's fit in its own group under it
+        fit = opts if job is None else opts.replace(out=job["location"].join(k_group(k)))
         result = run(masked_solver(k, seed=seed, fraction=holdout, mean=facts["mean"]), X,
-                     seed=seed, max_iter=n_iter, tol=0.0, progress=progress, **stored)
+                     seed=seed, max_iter=n_iter, tol=0.0, options=fit,
+                     input_token=None if job is None else job["token"])
         meta = result.meta if "heldout_mse" in result.meta else result.arrays
         rows.append((k, np.sqrt(meta["heldout_mse"]), meta["heldout_mse_se"],
                      np.sqrt(meta["train_mse"]), meta["heldout_mse"]))
@@ -193,15 +192,13 @@ def _select_bcv(X, ks, *, folds, seed, progress, cache) -> RankSelection:
                          "bi-cross-validation MSE", {"folds": list(folds), "seed": seed})
 
 
-def _select_svd(X, ks, *, seed, progress, cache, source=None, job=None) -> RankSelection:
+def _select_svd(X, ks, *, seed, opts, source=None, job=None) -> RankSelection:
     top = min(max(ks) + 1, min(X.shape))  # S_(k+1) for the gap ratio of the largest k
     if job is None:
-        result = svd(X, top, method="auto", seed=seed, progress=progress, cache=cache)
+        result = svd(X, top, method="auto", seed=seed, options=opts)
     else:  # the SVD's own group: a rerun finds it complete (or resumes it)
-        result = svd(source, top, method="auto", seed=seed, progress=progress, cache=cache,
-                     out=job["location"].join("svd"), storage_options=job["options"],
-                     checkpoint_every=job["every"], resume=job["resume"],
-                     damaged_checkpoints=job["damaged"])
+        result = svd(source, top, method="auto", seed=seed,
+                     options=opts.replace(out=job["location"].join("svd")))
     S = np.asarray(result.S, dtype=np.float64)
     ratio = np.asarray(result.explained_variance_ratio_, dtype=np.float64)
     idx = np.array(ks) - 1
@@ -231,13 +228,8 @@ def select_rank(
     holdout: float = 0.1,
     n_iter: int = N_ITER,
     seed: int = 0,
-    storage_options: dict[str, Any] | None = None,
-    progress: bool | None = None,
-    cache: bool | str = "auto",
-    out: str | os.PathLike | None = None,
-    checkpoint_every: int | None = None,
-    resume: bool = True,
-    damaged_checkpoints: str = "start-over",
+    options: RunOptions | None = None,
+    **run_keywords: Any,
 ) -> RankSelection:
     """Choose the number of components k of an NMF or an SVD of X.
 
@@ -267,29 +259,21 @@ def select_rank(
     seed : int
         Chooses the held-out entries and the initial factors (the same
         entries for every k).
-    storage_options : dict, optional
-        fsspec options for a URL.
-    progress : bool, optional
-        Progress on stderr (default: when stderr is a terminal).
-    cache : {"auto", True, False}
-        Keep X in cluster memory between passes when it fits.
-    out : str or path, optional
-        A result group for the job (``algorithm`` ``rank-bcv``,
+    options : RunOptions, optional
+        How the job runs (:class:`dmf.RunOptions`; no ``callback``). With
+        ``out``, a result group for the job (``algorithm`` ``rank-bcv``,
         ``rank-nmf`` or ``rank-svd``): each k's masked NMF runs in
-        ``OUT/k=07`` (the SVD in ``OUT/svd``) with checkpoints, and the
-        table is written to OUT, so a killed job run again skips the
-        finished ks, resumes the interrupted one and gives the same table;
-        ``dmf.load(out)`` returns it. BCV's SVDs are not stored: a killed
-        BCV job starts over, a complete one returns its table.
-    checkpoint_every : int, optional
-        With ``out``: checkpoint every this many iterations (default 10).
-    resume : bool
-        With ``out``: resume (or return) the same job stored there; False
-        starts over (beside a complete table, which is replaced only once
-        the new one is complete).
-    damaged_checkpoints : {"start-over", "stop"}
-        With ``out``: when every checkpoint of a k's fit is damaged, start
-        that fit over (default) or stop, as for :func:`dmf.svd`.
+        ``OUT/k=07`` (the SVD in ``OUT/svd``) with the checkpoint and resume
+        options given, and the table is written to OUT, so a killed job run
+        again skips the finished ks, resumes the interrupted one and gives
+        the same table; ``dmf.load(out)`` returns it. BCV's SVDs are not
+        stored: a killed BCV job starts over, a complete one returns its
+        table. ``resume=False`` starts over (beside a complete table, which
+        is replaced only once the new one is complete).
+    **run_keywords
+        The same options as keywords (``out=``, ``storage_options=``,
+        ``checkpoint_every=``, ``resume=``, ``progress=``, ``cache=``, ...),
+        instead of ``options``, as for :func:`dmf.nmf`.
 
     Returns
     -------
@@ -314,21 +298,22 @@ def select_rank(
     if method not in METHODS:
         raise InputError(f"unknown rank-selection method {method!r}; "
                          "use 'bcv', 'nmf' or 'svd'")
-    name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
+    opts = run_options(options, run_keywords, "select_rank").refuse(("callback",),
+                                                                     "dmf.select_rank")
     source = X
-    cache, token = numpy_input(X, cache, out)
-    X = as_matrix(X, storage_options=storage_options)
+    X, cache, token, name = run_input(X, opts)
     ks = _check_ks(ks, X.shape)
     if method == "bcv":
         folds = check_folds(folds, ks, X.shape)
         X = full_rows(cache_input(X, cache))
         params = {"ks": ks, "folds": list(folds)}
         select = lambda _job: _select_bcv(X, ks, folds=folds, seed=seed,  # noqa: E731
-                                          progress=progress, cache=False)
+                                          progress=opts.progress, cache=False)
     elif method == "svd":
         params = {"ks": ks}
-        select = lambda job: _select_svd(X, ks, seed=seed, progress=progress,  # noqa: E731
-                                         cache=cache, source=source, job=job)
+        select = lambda job: _select_svd(X, ks, seed=seed,  # noqa: E731
+                                         opts=opts.replace(cache=cache), source=source,
+                                         job=job)
     else:
         if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) \
                 or not 0 < holdout <= 0.5:
@@ -338,23 +323,20 @@ def select_rank(
         X = full_rows(cache_input(X, cache))
         params = {"ks": ks, "holdout": float(holdout), "n_iter": n_iter}
         select = lambda job: _select_nmf(X, ks, holdout=float(holdout),  # noqa: E731
-                                         n_iter=n_iter, seed=seed, progress=progress,
-                                         name=name, job=job)
-    if out is None:
+                                         n_iter=n_iter, seed=seed, opts=opts, name=name,
+                                         job=job)
+    if opts.out is None:
         return select(None)
     return _stored_job(select, X, method=method, params=params, seed=seed, token=token,
-                       out=out, storage_options=storage_options,
-                       checkpoint_every=checkpoint_every, resume=resume,
-                       damaged_checkpoints=damaged_checkpoints)
+                       opts=opts)
 
 
-def _stored_job(select, X, *, method, params, seed, token, out, storage_options,
-                checkpoint_every, resume, damaged_checkpoints) -> RankSelection:
+def _stored_job(select, X, *, method, params, seed, token, opts) -> RankSelection:
     """Run ``select`` with its sub-jobs under ``out``, then write the table
     to ``out`` as a result group (status complete last). Starting over where
     a complete table is writes the sub-jobs and the table beside it, in
     ``.OUT.dmf-next``, swapped in only once complete (as the engine does)."""
-    location = Location.parse(out, storage_options)
+    location = Location.parse(opts.out, opts.storage_options)
     algorithm = f"rank-{method}"
     fingerprint = {"algorithm": algorithm, "parameters": params,
                    "input": input_fingerprint(X, token), "seed": seed}
@@ -362,15 +344,13 @@ def _stored_job(select, X, *, method, params, seed, token, out, storage_options,
     output.existing_meta()  # refuse a non-result before taking the lock there
     with OutputLock(location) as lock:
         output.fence = lock.check
-        status = output.check_job(fingerprint, resume=resume)
+        status = output.check_job(fingerprint, resume=opts.resume)
         if status == "complete":
             return _from_meta(location, output.meta(), output.read_arrays())
         output.begin(fingerprint, {"algorithm": algorithm, "parameters": params,
                                    "seed": seed}, fresh=status == "fresh")
         # output.location: OUT, or its sibling when writing beside a complete table
-        result = select({"location": output.location, "options": storage_options,
-                         "every": checkpoint_every, "resume": resume, "token": token,
-                         "damaged": damaged_checkpoints})
+        result = select({"location": output.location, "token": token})
         names = result.table.dtype.names
         output.write_result({name: result.table[name] for name in names},
                             {"chosen_k": result.k, "method": result.method,

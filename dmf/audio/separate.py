@@ -39,6 +39,7 @@ from dmf.audio.spectrogram import write_spectrogram
 from dmf.audio.stft import Stft
 from dmf.audio.synthesis import component_paths, synthesize
 from dmf.engine.identity import digest
+from dmf.engine.options import RunOptions, run_options
 from dmf.errors import InputError, StoreError
 from dmf.nmf.api import nmf
 from dmf.store.dense import dmf_attrs
@@ -118,13 +119,9 @@ def separate(
     seed: int | None = 0,
     block_frames: int = 1024,
     overwrite: bool = False,
-    resume: bool = True,
-    damaged_checkpoints: str = "start-over",
-    checkpoint_every: int | None = None,
-    checkpoint_seconds: float | None = None,
-    progress: bool | None = None,
-    cache: bool | str = "auto",
     report: bool = True,
+    options: RunOptions | None = None,
+    **run_keywords: Any,
 ) -> Separation:
     """Separate the sources of a recording by NMF of its power spectrogram.
 
@@ -159,10 +156,15 @@ def separate(
     overwrite : bool
         Replace a complete separation of other input or settings in OUTDIR
         (without it, that is refused; the same one is returned as it is).
-    resume, damaged_checkpoints, checkpoint_every, checkpoint_seconds, progress, cache :
-        As :func:`dmf.nmf`: the NMF checkpoints into ``OUTDIR/nmf.zarr``.
     report : bool
         Write ``OUTDIR/report.html`` (spectrogram, W and H images).
+    options : RunOptions, optional
+        The NMF's run options (:class:`dmf.RunOptions`): it checkpoints into
+        ``OUTDIR/nmf.zarr`` (so no ``out`` or ``storage_options``);
+        ``resume=False`` recomputes the separation.
+    **run_keywords
+        The same options as keywords (``resume=``, ``checkpoint_every=``,
+        ``progress=``, ...), instead of ``options``.
 
     Returns
     -------
@@ -180,6 +182,9 @@ def separate(
     >>> dmf.audio.wav.info(sep.sources[0]).seconds
     1.0
     """
+    opts = run_options(options, run_keywords, "separate").refuse(
+        ("out", "storage_options"), "dmf.audio.separate (its NMF is stored in OUTDIR)")
+    resume = opts.resume
     src, outdir = os.fspath(src), os.fspath(outdir)
     if outdir.startswith("file://"):
         outdir = outdir[len("file://"):]
@@ -229,10 +234,7 @@ def separate(
         shutil.rmtree(nmf_url, ignore_errors=True)
 
     result = nmf(spec_url, k, loss=loss, solver="mu", init="random", max_iter=max_iter,
-                     tol=tol, seed=seed, out=nmf_url, resume=True,
-                     damaged_checkpoints=damaged_checkpoints,
-                     checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
-                     progress=progress, cache=cache)
+                     tol=tol, seed=seed, options=opts.replace(out=nmf_url, resume=True))
     import numpy as np
 
     H = np.asarray(result.H, dtype=np.float64)

@@ -13,7 +13,6 @@ per row block, the other side's factor as one graph key):
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from dmf.cf.checks import checked_ratings, integer, number
@@ -23,6 +22,7 @@ from dmf.cf.implicit import implicit_solver
 from dmf.cf.masked import masked_solver
 from dmf.cf.model import LatentFactors
 from dmf.cf.params import LatentFactorsMixin
+from dmf.engine.options import RunOptions, run_options
 from dmf.errors import InputError
 
 
@@ -39,14 +39,8 @@ def als(
     implicit: bool = False,
     alpha: float = 40.0,
     cg_steps: int = 3,
-    out: str | os.PathLike | None = None,
-    storage_options: dict[str, Any] | None = None,
-    checkpoint_every: int | None = None,
-    checkpoint_seconds: float | None = None,
-    resume: bool = True,
-    damaged_checkpoints: str = "start-over",
-    progress: bool | None = None,
-    callback=None,
+    options: RunOptions | None = None,
+    **run_keywords: Any,
 ) -> LatentFactors:
     """Latent factors of a ratings matrix by alternating least squares.
 
@@ -85,14 +79,14 @@ def als(
         Confidence scale of implicit feedback.
     cg_steps : int
         Conjugate-gradient steps per half-step (implicit; 3 as ``implicit``).
-    out, storage_options, checkpoint_every, checkpoint_seconds, resume, progress :
-        As for :func:`dmf.nmf`: store the model (a result group with ``P``,
-        ``Q``, ``user_bias``, ``item_bias``, the ids), checkpoint, resume.
-    damaged_checkpoints : {"start-over", "stop"}
-        When every checkpoint at ``out`` is damaged: start over (default)
-        or stop, changing nothing; as for :func:`dmf.svd`.
-    callback : callable, optional
-        ``callback(iteration, state, stats)`` after every iteration.
+    options : RunOptions, optional
+        Store the model (a result group with ``P``, ``Q``, ``user_bias``,
+        ``item_bias``, the ids), checkpoint, resume, progress, a callback
+        (:class:`dmf.RunOptions`; ``cache`` is not taken: the ratings are
+        read from the store on each pass).
+    **run_keywords
+        The same options as keywords (``out=``, ``checkpoint_every=``, ...),
+        instead of ``options``, as for :func:`dmf.nmf`.
 
     Returns
     -------
@@ -117,11 +111,12 @@ def als(
     reg = number(reg, "reg")
     max_iter = integer(max_iter, "max_iter")
     tol = number(tol, "tol")
+    opts = run_options(options, run_keywords, "als").refuse(("cache",), "dmf.cf.als")
     if nonnegative and implicit:
         raise InputError("nonnegative=True and implicit=True cannot be combined; choose one")
     why = ("masked NMF needs non-negative ratings" if nonnegative else
            "implicit feedback needs counts >= 0 (r > 0 is a preference)" if implicit else None)
-    ratings, k, facts = checked_ratings(R, k, storage_options=storage_options,
+    ratings, k, facts = checked_ratings(R, k, storage_options=opts.storage_options,
                                         nonnegative=why)
     params: dict[str, Any] = {"k": k, "reg": reg, "max_iter": max_iter, "tol": tol}
     if implicit:
@@ -139,14 +134,10 @@ def als(
         solver = explicit_solver(ratings, k, reg=reg, biases=biases,
                                  mu=facts["mean"] if biases else 0.0,
                                  params={**params, "biases": biases})
-    return fit_model(solver, ratings, seed=seed, max_iter=max_iter, tol=tol, out=out,
-                     storage_options=storage_options, checkpoint_every=checkpoint_every,
-                     checkpoint_seconds=checkpoint_seconds, resume=resume,
-                     damaged_checkpoints=damaged_checkpoints, progress=progress,
-                     callback=callback)
+    return fit_model(solver, ratings, seed=seed, max_iter=max_iter, tol=tol, options=opts)
 
 
-def masked_nmf(R, k: int = 10, *, reg: float = 0.0, **options) -> LatentFactors:
+def masked_nmf(R, k: int = 10, *, reg: float = 0.0, **als_keywords) -> LatentFactors:
     """Non-negative W (users x k) and H (k x items) fitted to the observed
     ratings only: ``als(R, k, nonnegative=True, ...)`` (see
     :mod:`dmf.cf.masked`); ``model.P`` is W, ``model.Q`` is H^T.
@@ -159,12 +150,14 @@ def masked_nmf(R, k: int = 10, *, reg: float = 0.0, **options) -> LatentFactors:
     >>> bool((model.Q >= 0).all() and (model.P.compute() >= 0).all())
     True
     """
-    return als(R, k, reg=reg, nonnegative=True, **options)
+    return als(R, k, reg=reg, nonnegative=True, **als_keywords)
 
 
 class ALS(LatentFactorsMixin):
     """Alternating least squares, scikit-learn style (see :func:`als` for
-    the parameters other than ``input``).
+    the parameters other than ``input``; the run options are ``out``,
+    ``checkpoint_every``, ``progress`` or one :class:`dmf.RunOptions`,
+    ``options``).
 
     Parameters
     ----------
@@ -225,7 +218,8 @@ class ALS(LatentFactorsMixin):
                  tol: float = 1e-4, seed: int | None = None, biases: bool = True,
                  nonnegative: bool = False, implicit: bool = False, alpha: float = 40.0,
                  cg_steps: int = 3, out=None, checkpoint_every: int | None = None,
-                 progress: bool | None = None, input: str = "auto"):
+                 progress: bool | None = None, input: str = "auto",
+                 options: RunOptions | None = None):
         self.k = k
         self.reg = reg
         self.max_iter = max_iter
@@ -240,6 +234,7 @@ class ALS(LatentFactorsMixin):
         self.checkpoint_every = checkpoint_every
         self.progress = progress
         self.input = input
+        self.options = options
 
     def _fit_ratings(self, ratings) -> ALS:
         return self._set_model(als(ratings, **self._solver_params()))

@@ -23,6 +23,7 @@ from dmf.cf.matrix import (
     pairs_only,
 )
 from dmf.cf.model import LatentFactors
+from dmf.engine.options import NAMES as RUN_OPTION_NAMES
 from dmf.errors import InputError, not_fitted
 from dmf.store.ratings import ratings_csr
 from dmf.validation import transformer_tags
@@ -62,8 +63,10 @@ class ParamsMixin(MatrixMixin):
         raise NotImplementedError
 
     def _solver_params(self) -> dict[str, Any]:
-        """The parameters the model's function takes (all but ``input``)."""
-        return {k: v for k, v in self.get_params().items() if k != "input"}
+        """The parameters the model's function takes (all but ``input``;
+        run options left at None are left out, so ``options`` may carry them)."""
+        return {k: v for k, v in self.get_params().items()
+                if k != "input" and not (k in RUN_OPTION_NAMES and v is None)}
 
     def __sklearn_tags__(self):
         # scikit-learn calls this (and only then is it imported)

@@ -38,7 +38,6 @@ training RMSE take one pass at the end.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import dask
@@ -60,6 +59,7 @@ from dmf.cf.passes import (
     random_rows,
 )
 from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.engine.options import RunOptions, run_options
 from dmf.linalg.products import part_of
 
 #: Standard deviation of the random start of p and q (biases start at 0).
@@ -189,14 +189,8 @@ def sgd(
     tol: float = 0.0,
     seed: int | None = None,
     batch_size: int = 1,
-    out: str | os.PathLike | None = None,
-    storage_options: dict[str, Any] | None = None,
-    checkpoint_every: int | None = None,
-    checkpoint_seconds: float | None = None,
-    resume: bool = True,
-    damaged_checkpoints: str = "start-over",
-    progress: bool | None = None,
-    callback=None,
+    options: RunOptions | None = None,
+    **run_keywords: Any,
 ) -> LatentFactors:
     """Latent factors with biases by stochastic gradient descent.
 
@@ -218,11 +212,9 @@ def sgd(
     batch_size : int
         Ratings updated at once (see the module's notes); 1 (default) is
         exact sequential SGD.
-    out, storage_options, checkpoint_every, checkpoint_seconds, resume, progress, callback :
-        As for :func:`dmf.cf.als.als`.
-    damaged_checkpoints : {"start-over", "stop"}
-        When every checkpoint at ``out`` is damaged: start over (default)
-        or stop, changing nothing; as for :func:`dmf.svd`.
+    options : RunOptions, optional
+    **run_keywords
+        Run options, as for :func:`dmf.cf.als.als`.
 
     Returns
     -------
@@ -244,21 +236,18 @@ def sgd(
     n_epochs = integer(n_epochs, "n_epochs")
     tol = number(tol, "tol")
     batch_size = integer(batch_size, "batch_size")
-    ratings, k, facts = checked_ratings(R, k, storage_options=storage_options)
+    opts = run_options(options, run_keywords, "sgd").refuse(("cache",), "dmf.cf.sgd")
+    ratings, k, facts = checked_ratings(R, k, storage_options=opts.storage_options)
     params = {"k": k, "lr": lr, "reg": reg, "n_epochs": n_epochs, "tol": tol,
               "batch_size": batch_size}
     solver = sgd_solver(ratings, k, lr=lr, reg=reg, mu=facts["mean"], batch_size=batch_size,
                         params=params)
-    return fit_model(solver, ratings, seed=seed, max_iter=n_epochs, tol=tol, out=out,
-                     storage_options=storage_options, checkpoint_every=checkpoint_every,
-                     checkpoint_seconds=checkpoint_seconds, resume=resume,
-                     damaged_checkpoints=damaged_checkpoints, progress=progress,
-                     callback=callback)
+    return fit_model(solver, ratings, seed=seed, max_iter=n_epochs, tol=tol, options=opts)
 
 
 class SGD(LatentFactorsMixin):
     """Stochastic gradient descent, scikit-learn style (see :func:`sgd` for
-    the parameters other than ``input``).
+    the parameters other than ``input``; run options as :class:`ALS`).
 
     Parameters
     ----------
@@ -289,7 +278,8 @@ class SGD(LatentFactorsMixin):
     def __init__(self, k: int = 10, *, lr: float = 0.01, reg: float = 0.02,
                  n_epochs: int = 20, tol: float = 0.0, seed: int | None = None,
                  batch_size: int = 1, out=None, checkpoint_every: int | None = None,
-                 progress: bool | None = None, input: str = "auto"):
+                 progress: bool | None = None, input: str = "auto",
+                 options: RunOptions | None = None):
         self.k = k
         self.lr = lr
         self.reg = reg
@@ -301,6 +291,7 @@ class SGD(LatentFactorsMixin):
         self.checkpoint_every = checkpoint_every
         self.progress = progress
         self.input = input
+        self.options = options
 
     def _fit_ratings(self, ratings) -> SGD:
         return self._set_model(sgd(ratings, **self._solver_params()))

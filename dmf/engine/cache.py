@@ -11,6 +11,7 @@ at a time.
 from __future__ import annotations
 
 import logging
+import os
 
 import dask
 import dask.array as da
@@ -18,6 +19,8 @@ import numpy as np
 import psutil
 
 from dmf.engine.cluster import current_client
+from dmf.engine.options import RunOptions
+from dmf.store.api import as_matrix
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,16 @@ def numpy_input(X, cache: bool | str, out) -> tuple[bool | str, str | None]:
     if not isinstance(X, np.ndarray):
         return cache, None
     return False, ("ndarray-" + dask.base.tokenize(X)) if out is not None else None
+
+
+def run_input(X, options: RunOptions) -> tuple[da.Array, bool | str, str | None, str]:
+    """X as the dask array a method runs on (opened with the options'
+    storage options), whether to cache it, its content token (see
+    :func:`numpy_input`) and its name for messages (the URL, or "input
+    matrix")."""
+    name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
+    cache, token = numpy_input(X, options.cache, options.out)
+    return as_matrix(X, storage_options=options.storage_options), cache, token, name
 
 
 def cache_input(X: da.Array, cache: bool | str = "auto") -> da.Array:

@@ -21,7 +21,7 @@ metadata, a directory that is gone or values that are not finite make it
 skipped, with a warning naming it and why, and the previous one (``keep``
 is 2 for this) is tried. When none is valid the job starts over or stops
 (:class:`~dmf.errors.DamagedCheckpoint`, exit 2, nothing changed), as the
-user chose (``damaged_checkpoints``, :data:`DAMAGED_CHOICES`). Pruning
+user chose (``damaged_checkpoints``, :data:`dmf.engine.options.DAMAGED_CHOICES`). Pruning
 keeps the checkpoint just written, so the last valid one is never deleted.
 
 Dask arrays in the state (tall factors) are written by the workers, block by
@@ -44,7 +44,8 @@ import numpy as np
 import zarr
 
 from dmf.engine.faults import failpoint
-from dmf.errors import DamagedCheckpoint, DmfWarning, InputError, warn
+from dmf.engine.options import check_damaged_choice
+from dmf.errors import DamagedCheckpoint, DmfWarning, warn
 from dmf.store.dense import checked_array_options, open_dense, read_whole
 from dmf.store.dims import group_dimension_names
 from dmf.store.location import Location, one_line
@@ -52,17 +53,6 @@ from dmf.store.location import Location, one_line
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^ckpt-(\d{8})$")
-
-#: What a job does when every checkpoint it could resume from is damaged.
-DAMAGED_CHOICES = ("start-over", "stop")
-
-
-def check_damaged_choice(value: str) -> str:
-    """``value`` if it is one of :data:`DAMAGED_CHOICES`, else InputError."""
-    if value not in DAMAGED_CHOICES:
-        raise InputError(f"damaged_checkpoints must be 'start-over' or 'stop', got {value!r}")
-    return value
-
 
 class Incomplete(ValueError):
     """A checkpoint whose writer stopped before marking it complete."""

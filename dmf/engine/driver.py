@@ -30,12 +30,12 @@ import dask.array as da
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from dmf.engine.checkpoint import check_damaged_choice
 from dmf.engine.cluster import current_client
 from dmf.engine.faults import failpoint
 from dmf.engine.finite import check_run_options, check_step
 from dmf.engine.liveness import workers_lost
 from dmf.engine.lock import OutputLock
+from dmf.engine.options import RunOptions, run_options
 from dmf.engine.output import JobOutput, first_difference
 from dmf.engine.progress import Progress
 from dmf.engine.signals import SignalGuard, StopRequested
@@ -163,16 +163,10 @@ def run(
     seed: int | None,
     max_iter: int,
     tol: float,
-    out=None,
-    storage_options: dict | None = None,
-    checkpoint_every: int | None = None,
-    checkpoint_seconds: float | None = None,
+    options: RunOptions | None = None,
     keep: int = 2,
-    resume: bool = True,
-    damaged_checkpoints: str = "start-over",
-    progress: bool | None = None,
-    callback: Callable[[int, State, Stats], None] | None = None,
     input_token: str | None = None,
+    **run_keywords: Any,
 ) -> RunResult:
     """Run ``solver`` on ``X`` until it converges or ``max_iter`` steps.
 
@@ -187,46 +181,34 @@ def run(
     max_iter, tol : int, float
         Stop after ``max_iter`` steps, or when the solver's convergence check
         passes for ``tol``.
-    out : str, path or Location, optional
-        The output group. With it, the run takes the output's lock, writes
-        checkpoints, resumes from them, and writes the result.
-    checkpoint_every : int, optional
-        Checkpoint every this many iterations (default 10 with ``out``).
-    checkpoint_seconds : float, optional
-        Also checkpoint when this long has passed since the last one
-        (default 300 with ``out``).
+    options : RunOptions, optional
+        Output, checkpoints, resume, progress and callback (``cache`` is the
+        caller's: X comes already cached or not). With ``options.out`` the
+        run takes the output's lock, writes checkpoints (every 10 iterations
+        or 300 s unless set), resumes from them, and writes the result.
     keep : int
         Checkpoints kept (default 2).
-    resume : bool
-        Resume from a checkpoint of the same job at ``out`` (and do nothing
-        if that job is complete). False starts over.
-    damaged_checkpoints : {"start-over", "stop"}
-        When resuming finds checkpoints but every one is damaged (each is
-        skipped with a warning naming it): start over (default), or stop with
-        :class:`~dmf.errors.DamagedCheckpoint` (exit 2), changing nothing.
-    progress : bool, optional
-        Show progress on stderr; default: when stderr is a terminal.
-    callback : callable, optional
-        ``callback(iteration, state, stats)`` after every step; when it
-        returns True the run ends there, its result finished and stored as at
-        ``max_iter`` (``meta["stopped_by_callback"]`` True, not converged).
+    **run_keywords
+        The fields of :class:`RunOptions` as keywords; beside ``options``
+        they replace its fields (so a caller's wrapper can add a callback).
     input_token : str, optional
         Identifies X's content in the fingerprint instead of its dask name
         (which, for an array made from memory, is random).
     """
-    check_run_options(solver.params, seed=seed, max_iter=max_iter, tol=tol,
-                      checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
-                      keep=keep)
-    check_damaged_choice(damaged_checkpoints)
+    options = (run_options(None, run_keywords, "run") if options is None
+               else options.replace(**run_keywords) if run_keywords else options)
+    check_run_options(solver.params, seed=seed, max_iter=max_iter, tol=tol, keep=keep)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % 2**32)
     fingerprint = {"algorithm": solver.name, "parameters": solver.params,
                    "input": input_fingerprint(X, input_token), "seed": seed}
-    location = Location.parse(out, storage_options) if out is not None else None
+    location = (Location.parse(options.out, options.storage_options)
+                if options.out is not None else None)
+    checkpoint_every, checkpoint_seconds = options.checkpoint_every, options.checkpoint_seconds
     if location is not None:
         checkpoint_every = 10 if checkpoint_every is None else checkpoint_every
         checkpoint_seconds = 300.0 if checkpoint_seconds is None else checkpoint_seconds
-    display = Progress(solver.name, max_iter, enabled=progress)
+    display = Progress(solver.name, max_iter, enabled=options.progress)
 
     with contextlib.ExitStack() as stack:
         # The handlers go first, so that the lock is taken and released in
@@ -241,13 +223,13 @@ def run(
                 lock = OutputLock(location)
                 _hold_lock(lock, guard, stack)
                 output.fence = lock.check
-                status = output.check_job(fingerprint, resume=resume)
+                status = output.check_job(fingerprint, resume=options.resume)
                 if status == "complete":
                     display.message(f"{location} is already complete; nothing to do "
                                     "(use --no-resume to recompute)")
                     return _stored_result(output, skipped=True)
                 if status == "resume":
-                    checkpoint = output.checkpoints.latest(damaged=damaged_checkpoints)
+                    checkpoint = output.checkpoints.latest(damaged=options.damaged_checkpoints)
                     if checkpoint is not None:
                         diff = first_difference(checkpoint.fingerprint, fingerprint)
                         if diff:
@@ -269,7 +251,7 @@ def run(
                          checkpoint=checkpoint, fingerprint=fingerprint,
                          checkpoint_every=checkpoint_every,
                          checkpoint_seconds=checkpoint_seconds, guard=guard,
-                         display=display, callback=callback)
+                         display=display, callback=options.callback)
         finally:
             display.close()
     raise AssertionError("unreachable")  # pragma: no cover

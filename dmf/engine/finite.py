@@ -21,9 +21,9 @@ class NonFiniteError(DmfError):
     """An iteration produced NaN or Inf (exit 1)."""
 
 
-def check_run_options(params: dict[str, Any], *, seed, max_iter, tol, checkpoint_every,
-                      checkpoint_seconds, keep) -> None:
-    """Refuse what cannot give a finite, resumable run (InputError)."""
+def check_run_options(params: dict[str, Any], *, seed, max_iter, tol, keep) -> None:
+    """Refuse what cannot give a finite, resumable run (InputError); the
+    checkpoint intervals are checked by :class:`dmf.engine.options.RunOptions`."""
     for name, value in _numbers(params):
         if not math.isfinite(value):
             raise InputError(f"{name} must be a finite number, got {value!r}")
@@ -33,12 +33,6 @@ def check_run_options(params: dict[str, Any], *, seed, max_iter, tol, checkpoint
         raise InputError(f"max_iter must be an integer >= 0, got {max_iter!r}")
     if not (_number(tol) and math.isfinite(tol) and tol >= 0):
         raise InputError(f"tol must be a finite number >= 0, got {tol!r}")
-    if checkpoint_every is not None and not (_integer(checkpoint_every)
-                                             and checkpoint_every >= 1):
-        raise InputError(f"checkpoint_every must be an integer >= 1, got {checkpoint_every!r}")
-    if checkpoint_seconds is not None and not (_number(checkpoint_seconds)
-                                               and checkpoint_seconds > 0):  # False for NaN
-        raise InputError(f"checkpoint_seconds must be a number > 0, got {checkpoint_seconds!r}")
     if not (_integer(keep) and keep >= 1):
         raise InputError(f"keep must be an integer >= 1, got {keep!r}")
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import dask.array as da
 import numpy as np
 
-from dmf.engine.cache import cache_input, numpy_input
+from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import Solver, run
+from dmf.engine.options import RunOptions, run_options
 from dmf.errors import InputError
 from dmf.linalg.eigh import check_square, eigh_solver
 from dmf.linalg.gram import GRAM_MAX, gram_solver
@@ -19,7 +19,6 @@ from dmf.linalg.randomized import auto_n_iter, check_normalizer, randomized_solv
 from dmf.linalg.result import SVDResult
 from dmf.linalg.sketch import sketch_solver
 from dmf.linalg.tsqr import TSQR_MAX, tsqr_solver
-from dmf.store.api import as_matrix
 from dmf.store.sparse_format import is_sparse_dask
 
 METHODS = ("randomized", "sketch", "eigh", "power", "gram", "tsqr", "auto")
@@ -138,15 +137,9 @@ def svd(
     tol: float | None = None,
     max_iter: int | None = None,
     assume_symmetric: bool = False,
-    out: str | os.PathLike | None = None,
-    storage_options: dict[str, Any] | None = None,
-    checkpoint_every: int | None = None,
-    checkpoint_seconds: float | None = None,
-    resume: bool = True,
-    damaged_checkpoints: str = "start-over",
-    progress: bool | None = None,
-    cache: bool | str = "auto",
     compute_u: bool = True,
+    options: RunOptions | None = None,
+    **run_keywords: Any,
 ) -> SVDResult:
     """Top-``k`` singular triplets of X, out of core.
 
@@ -214,26 +207,16 @@ def svd(
         steps per component (default 1000).
     assume_symmetric : bool
         eigh: skip the symmetry check.
-    out : str or path, optional
-        Store the result there (a Zarr group with U, S, Vt), checkpoint while
-        iterating, resume from a checkpoint of the same job, and return the
-        stored result when the same job is already complete.
-    checkpoint_every, checkpoint_seconds : int, float, optional
-        Checkpoint cadence with ``out`` (default every 10 iterations or 300 s).
-    resume : bool
-        False: start over even if ``out`` holds this job's checkpoints.
-    damaged_checkpoints : {"start-over", "stop"}
-        When every checkpoint of this job at ``out`` is damaged (each skipped
-        with a warning naming it; a damaged newest one falls back to the one
-        before): start over (default), or stop with
-        :class:`~dmf.errors.DamagedCheckpoint` (exit 2), changing nothing.
-    progress : bool, optional
-        Progress on stderr (default: when stderr is a terminal).
-    cache : {"auto", True, False}
-        Keep X in cluster memory between passes when it fits (``"auto"``).
     compute_u : bool
         False: no U (``result.U`` is None, nothing stored): gram and tsqr
         then read X once, for S and Vt alone.
+    options : RunOptions, optional
+        Store the result (a Zarr group with U, S, Vt) at ``options.out``,
+        checkpoint while iterating, resume, show progress, cache X
+        (:class:`dmf.RunOptions`).
+    **run_keywords
+        The same options as keywords (``out=``, ``checkpoint_every=``,
+        ``resume=``, ...), instead of ``options`` (as for :func:`dmf.nmf`).
 
     Returns
     -------
@@ -271,8 +254,8 @@ def svd(
     """
     if method is not None and method not in METHODS:
         raise InputError(f"unknown SVD method {method!r}; available: {', '.join(METHODS)}")
-    cache, token = numpy_input(X, cache, out)
-    X = as_matrix(X, storage_options=storage_options)
+    opts = run_options(options, run_keywords, "svd")
+    X, cache, token, _ = run_input(X, opts)
     if method is None:
         method = default_method(k, X.shape, n_oversamples if isinstance(n_oversamples, int)
                                 else 10)
@@ -302,6 +285,24 @@ def svd(
     else:
         transposed = method != "eigh" and works_on_transpose(X)
     A = X.T if transposed else X
+    solver, max_steps, tol = _method_solver(
+        method, k, A, transposed=transposed, n_oversamples=n_oversamples, n_iter=n_iter,
+        normalizer=normalizer, assume_symmetric=assume_symmetric, tol=tol, max_iter=max_iter)
+    if requested == "auto":
+        solver = with_meta(solver, {"method": method, "method_requested": "auto",
+                                    "method_reason": reason})
+    if not compute_u:
+        solver = without_u(solver)
+    result = run(solver, A, seed=seed, max_iter=max_steps, tol=0.0 if tol is None else tol,
+                 options=opts, input_token=token)
+    return SVDResult.from_run(result, method)
+
+
+def _method_solver(method: str, k: int, A, *, transposed: bool, n_oversamples: int, n_iter: int,
+                   normalizer: str, assume_symmetric: bool, tol: float | None,
+                   max_iter: int | None) -> tuple[Solver, int, float | None]:
+    """The engine's Solver of ``method`` for A (X, or X.T when
+    ``transposed``), its most steps, and the tolerance the run stops at."""
     if method == "gram":
         if A.shape[1] > GRAM_MAX:
             raise InputError(f"method='gram' needs min(m, n) <= {GRAM_MAX} (it holds "
@@ -318,7 +319,7 @@ def svd(
         max_steps = 1
     elif method == "randomized":
         solver = randomized_solver(k, n_oversamples=n_oversamples, n_iter=n_iter,
-                                   normalizer=check_normalizer(normalizer, X.dtype),
+                                   normalizer=check_normalizer(normalizer, A.dtype),
                                    shape=A.shape, transposed=transposed)
         max_steps = n_iter + 1
     elif method == "sketch":
@@ -326,9 +327,9 @@ def svd(
                                transposed=transposed)
         max_steps = 1
     elif method == "eigh":
-        check_square(X.shape)
+        check_square(A.shape)
         solver = eigh_solver(k, n_oversamples=n_oversamples, n_iter=n_iter,
-                             assume_symmetric=assume_symmetric, shape=X.shape, dtype=X.dtype)
+                             assume_symmetric=assume_symmetric, shape=A.shape, dtype=A.dtype)
         max_steps = n_iter + 1
     else:
         tol = 1e-7 if tol is None else float(tol)
@@ -337,15 +338,5 @@ def svd(
             raise InputError(f"tol must be >= 0 and max_iter > 0, got {tol}, {max_iter}")
         solver = power_solver(k, tol=tol, max_iter=max_iter, transposed=transposed)
         max_steps = k * max_iter
-    if requested == "auto":
-        solver = with_meta(solver, {"method": method, "method_requested": "auto",
-                                    "method_reason": reason})
-    if not compute_u:
-        solver = without_u(solver)
-    result = run(solver, A, seed=seed, max_iter=max_steps, tol=0.0 if tol is None else tol,
-                 out=out, storage_options=storage_options, checkpoint_every=checkpoint_every,
-                 checkpoint_seconds=checkpoint_seconds, resume=resume,
-                 damaged_checkpoints=damaged_checkpoints, progress=progress,
-                 input_token=token)
-    return SVDResult.from_run(result, method)
+    return solver, max_steps, tol
 

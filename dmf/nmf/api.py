@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,8 +9,9 @@ import dask
 import dask.array as da
 import numpy as np
 
-from dmf.engine.cache import cache_input, numpy_input
+from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import RunResult, run
+from dmf.engine.options import RunOptions, run_options
 from dmf.errors import DmfWarning, InputError, convergence_warning, warn
 from dmf.linalg.svd import check_k
 from dmf.nmf.beta import beta_of
@@ -29,7 +29,6 @@ from dmf.nmf.l1 import l1_solver
 from dmf.nmf.mu import full_rows, mu_solver
 from dmf.nmf.orthogonal import check_orthogonal
 from dmf.nmf.sparse import SPARSE_BETAS
-from dmf.store.api import as_matrix
 
 SOLVERS = ("auto", "mu", "hals")
 
@@ -64,17 +63,10 @@ def nmf(
     W=None,
     H=None,
     update_H: bool = True,
-    out: str | os.PathLike | None = None,
-    storage_options: dict[str, Any] | None = None,
-    checkpoint_every: int | None = None,
-    checkpoint_seconds: float | None = None,
-    resume: bool = True,
-    damaged_checkpoints: str = "start-over",
-    progress: bool | None = None,
-    cache: bool | str = "auto",
     orthogonal: str | None = None,
     hals_sweeps: int | str = "auto",
-    callback=None,
+    options: RunOptions | None = None,
+    **run_keywords: Any,
 ) -> NMFResult:
     """Non-negative factors W (m x k) and H (k x n) with X ~ W H, out of core.
 
@@ -129,11 +121,6 @@ def nmf(
         False: H (given) stays fixed and only W is fitted, as scikit-learn's
         ``transform`` does (W starts at sqrt(mean(X) / k) for mu, 0 for
         hals); see :meth:`dmf.NMFResult.transform`.
-    out, checkpoint_every, checkpoint_seconds, resume, progress, cache :
-        As for :func:`dmf.svd`: store the result, checkpoint, resume.
-    damaged_checkpoints : {"start-over", "stop"}
-        When every checkpoint at ``out`` is damaged: start over (default)
-        or stop, changing nothing; as for :func:`dmf.svd`.
     orthogonal : {None, "W", "H", "both"}
         Orthogonal NMF (Ding, Li, Peng and Park 2006): updates that drive
         W^T W and/or H H^T to the identity, for hard row / column clusters
@@ -152,10 +139,16 @@ def nmf(
         one did: far fewer iterations (reads of X) to the same objective
         (:mod:`dmf.nmf.hals`). Its iterates depend on the row blocks (each
         block's sweeps of W stop by its own rows), never on the workers.
-    callback : callable, optional
-        ``callback(iteration, state, stats)`` after every iteration
-        (``stats.loss``: the objective of the factors that entered it);
-        returning True ends the fit there, e.g. at a target objective.
+    options : RunOptions, optional
+        Where the result is stored, checkpoints, resume, progress, caching
+        and a callback (:class:`dmf.RunOptions`; the callback's
+        ``stats.loss`` is the objective of the factors that entered the
+        iteration, so returning True can end the fit at a target objective).
+    **run_keywords
+        The same options as keywords (``out=``, ``storage_options=``,
+        ``checkpoint_every=``, ``checkpoint_seconds=``, ``resume=``,
+        ``damaged_checkpoints=``, ``progress=``, ``callback=``, ``cache=``),
+        instead of ``options``, never beside it.
 
     Returns
     -------
@@ -180,24 +173,54 @@ def nmf(
     """
     is_l1 = isinstance(loss, str) and loss.lower() == "l1"
     beta = 1.0 if is_l1 else beta_of(loss)  # l1: zeros allowed, as for beta > 0
-    if solver not in SOLVERS:
-        raise InputError(f"unknown NMF solver {solver!r}; available: {', '.join(SOLVERS)}")
-    if init not in INITS:
-        raise InputError(f"unknown NMF init {init!r}; available: {', '.join(INITS)}")
+    for what, value, known in (("solver", solver, SOLVERS), ("init", init, INITS)):
+        if value not in known:
+            raise InputError(f"unknown NMF {what} {value!r}; available: {', '.join(known)}")
     check_stopping(max_iter, tol)
-    name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
-    cache, token = numpy_input(X, cache, out)
-    X = as_matrix(X, storage_options=storage_options)
-    if hasattr(X._meta, "nnz") and (is_l1 or beta not in SPARSE_BETAS):
-        raise InputError(f"{name}: a sparse X can be factored with the frobenius or kl loss "
-                         "only (the others need W H at every entry); densify it to use "
-                         f"loss={loss!r}")
+    opts = run_options(options, run_keywords, "nmf")
+    X, cache, token, name = run_input(X, opts)
+    _check_sparse_loss(X, name, loss, sparse_ok=not is_l1 and beta in SPARSE_BETAS)
     k = check_k(k, X.shape)
     reg = regularization(alpha_W, alpha_H, l1_ratio, X.shape)
     X = full_rows(cache_input(X, cache))
     facts = nonnegative_facts(X, name, zeros_allowed=beta > 0)
     if init == "auto" and update_H:  # scikit-learn's default, or the factors given
         init = "custom" if W is not None or H is not None else "nndsvda"
+    solver, orthogonal, hals_sweeps = _choose_solver(solver, beta, is_l1=is_l1,
+                                                     orthogonal=orthogonal,
+                                                     hals_sweeps=hals_sweeps)
+    params: dict[str, Any] = {"init": init, "regularization": list(reg),
+                              "alpha_W": alpha_W, "alpha_H": alpha_H, "l1_ratio": l1_ratio,
+                              "max_iter": max_iter, "tol": tol}
+    if solver == "hals":
+        params["hals_sweeps"] = hals_sweeps
+    start, identity = _start(init, W, H, update_H=update_H, k=k, shape=X.shape,
+                             mean=facts["mean"], solver=solver)
+    if is_l1 and not update_H:
+        raise InputError("update_H=False is not available for the l1 loss yet")
+    solver_obj = _solver(k, solver="l1" if is_l1 else solver, beta=beta, regularization=reg,
+                         init=start, params={**params, **identity}, update_H=update_H,
+                         hals_sweeps=hals_sweeps, orthogonal=orthogonal, mean=facts["mean"])
+    result = run(solver_obj, X, seed=seed, max_iter=max_iter, tol=tol, options=opts,
+                 input_token=token)
+    stopped = result.meta.get("stopped_by_callback", False)
+    if tol > 0 and not result.converged and not result.skipped and not stopped:
+        warn(f"NMF ({solver}) stopped at max_iter={max_iter} before meeting "
+             f"tol={tol}; raise max_iter or tol", convergence_warning())
+    return NMFResult.from_run(result)
+
+
+def _check_sparse_loss(X, name: str, loss, *, sparse_ok: bool) -> None:
+    if hasattr(X._meta, "nnz") and not sparse_ok:
+        raise InputError(f"{name}: a sparse X can be factored with the frobenius or kl loss "
+                         "only (the others need W H at every entry); densify it to use "
+                         f"loss={loss!r}")
+
+
+def _choose_solver(solver: str, beta: float, *, is_l1: bool, orthogonal, hals_sweeps
+                   ) -> tuple[str, str | None, int | str]:
+    """The solver that runs ("auto" resolved), ``orthogonal`` and
+    ``hals_sweeps`` checked, or the InputError of a combination that cannot."""
     if is_l1 and solver == "hals":
         raise InputError("the l1 loss is fitted by reweighted multiplicative updates: use "
                          "solver='mu' or 'auto'")
@@ -218,51 +241,43 @@ def nmf(
     hals_sweeps = check_sweeps(hals_sweeps)
     if solver != "hals" and hals_sweeps != "auto":
         raise InputError(f"hals_sweeps applies to solver='hals' (the solver is {solver!r})")
-    params: dict[str, Any] = {"init": init, "regularization": list(reg),
-                              "alpha_W": alpha_W, "alpha_H": alpha_H, "l1_ratio": l1_ratio,
-                              "max_iter": max_iter, "tol": tol}
-    if solver == "hals":
-        params["hals_sweeps"] = hals_sweeps
+    return solver, orthogonal, hals_sweeps
+
+
+def _start(init: str, W, H, *, update_H: bool, k: int, shape: tuple[int, int], mean: float,
+           solver: str) -> tuple[Any, dict[str, Any]]:
+    """The solver's starting point for ``init`` (or the given factors), and
+    what it adds to the job's parameters (the given factors' token)."""
     if not update_H:
         if H is None or W is not None:
             raise InputError("update_H=False fits W for a given H: pass H (and no W)")
-        H = check_factor(H, (k, X.shape[1]), "H")
-        params.update(init="fixed-H", custom=dask.base.tokenize(H), update_H=False)
-        start = fixed_h_init(H, float(np.sqrt(facts["mean"] / k)) if solver == "mu" else 0.0)
-    elif init == "custom":
+        H = check_factor(H, (k, shape[1]), "H")
+        return (fixed_h_init(H, float(np.sqrt(mean / k)) if solver == "mu" else 0.0),
+                {"init": "fixed-H", "custom": dask.base.tokenize(H), "update_H": False})
+    if init == "custom":
         if W is None or H is None:
             raise InputError("init='custom' needs both W and H")
-        W = check_factor(W, (X.shape[0], k), "W")
-        H = check_factor(H, (k, X.shape[1]), "H")
-        params["custom"] = dask.base.tokenize(W, H)
-        start = custom_init(W, H)
-    elif W is not None or H is not None:
+        W = check_factor(W, (shape[0], k), "W")
+        H = check_factor(H, (k, shape[1]), "H")
+        return custom_init(W, H), {"custom": dask.base.tokenize(W, H)}
+    if W is not None or H is not None:
         raise InputError(f"W and H are used only with init='custom' (init={init!r})")
-    elif init == "random":
-        start = random_init(k, float(np.sqrt(facts["mean"] / k)))
-    else:
-        start = nndsvd_init(k, init, facts["mean"], solver=solver)
-    if is_l1:
-        if not update_H:
-            raise InputError("update_H=False is not available for the l1 loss yet")
-        solver_obj = l1_solver(k, delta=max(1e-6 * facts["mean"], 1e-300), regularization=reg,
-                               init=start, params=params)
-    elif solver == "hals":
-        solver_obj = hals_solver(k, regularization=reg, init=start, params=params,
-                                 update_H=update_H, hals_sweeps=hals_sweeps)
-    else:
-        solver_obj = mu_solver(k, beta=beta, regularization=reg, init=start, params=params,
-                               update_H=update_H, orthogonal=orthogonal)
-    result = run(solver_obj, X, seed=seed, max_iter=max_iter, tol=tol, out=out,
-                 storage_options=storage_options, checkpoint_every=checkpoint_every,
-                 checkpoint_seconds=checkpoint_seconds, resume=resume,
-                 damaged_checkpoints=damaged_checkpoints, progress=progress,
-                 input_token=token, callback=callback)
-    stopped = result.meta.get("stopped_by_callback", False)
-    if tol > 0 and not result.converged and not result.skipped and not stopped:
-        warn(f"NMF ({solver}) stopped at max_iter={max_iter} before meeting "
-             f"tol={tol}; raise max_iter or tol", convergence_warning())
-    return NMFResult.from_run(result)
+    if init == "random":
+        return random_init(k, float(np.sqrt(mean / k))), {}
+    return nndsvd_init(k, init, mean, solver=solver), {}
+
+
+def _solver(k: int, *, solver: str, beta: float, regularization, init, params, update_H: bool,
+            hals_sweeps, orthogonal, mean: float):
+    """The engine's Solver: reweighted MU for "l1", HALS, or MU for beta."""
+    if solver == "l1":
+        return l1_solver(k, delta=max(1e-6 * mean, 1e-300), regularization=regularization,
+                         init=init, params=params)
+    if solver == "hals":
+        return hals_solver(k, regularization=regularization, init=init, params=params,
+                           update_H=update_H, hals_sweeps=hals_sweeps)
+    return mu_solver(k, beta=beta, regularization=regularization, init=init, params=params,
+                     update_H=update_H, orthogonal=orthogonal)
 
 
 @dataclass

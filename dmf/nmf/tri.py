@@ -41,15 +41,15 @@ constraints (:mod:`dmf.nmf.orthogonal`; Frobenius only).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import dask.array as da
 import numpy as np
 
-from dmf.engine.cache import cache_input, numpy_input
+from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import Context, RunResult, Solver, State, Stats, run
+from dmf.engine.options import RunOptions, run_options
 from dmf.errors import InputError, convergence_warning, warn
 from dmf.linalg.svd import check_k
 from dmf.nmf import orthogonal as orth
@@ -57,7 +57,6 @@ from dmf.nmf.beta import apply_update, beta_of
 from dmf.nmf.checks import check_stopping, nonnegative_facts
 from dmf.nmf.init import _random_rows
 from dmf.nmf.mu import _row_step, divergence, full_rows, row_pass, stop_check
-from dmf.store.api import as_matrix
 
 #: The losses NMTF minimizes (beta 2 and 1).
 TRI_BETAS = (2.0, 1.0)
@@ -183,14 +182,8 @@ def nmtf(
     tol: float = 1e-4,
     max_iter: int = 200,
     seed: int | None = None,
-    out: str | os.PathLike | None = None,
-    storage_options: dict[str, Any] | None = None,
-    checkpoint_every: int | None = None,
-    checkpoint_seconds: float | None = None,
-    resume: bool = True,
-    damaged_checkpoints: str = "start-over",
-    progress: bool | None = None,
-    cache: bool | str = "auto",
+    options: RunOptions | None = None,
+    **run_keywords: Any,
 ) -> NMTFResult:
     """Non-negative tri-factorization X ~ W S H, out of core.
 
@@ -221,12 +214,12 @@ def nmtf(
     seed : int, optional
         Same seed, input and chunks: bitwise the same factors, after any
         number of kill-and-resume cycles too.
-    out, storage_options, checkpoint_every, checkpoint_seconds, resume, progress, cache :
-        As for :func:`dmf.nmf`: store the result (arrays W, S, H), checkpoint,
-        resume.
-    damaged_checkpoints : {"start-over", "stop"}
-        When every checkpoint at ``out`` is damaged: start over (default)
-        or stop, changing nothing; as for :func:`dmf.svd`.
+    options : RunOptions, optional
+        Store the result (arrays W, S, H), checkpoint, resume, progress,
+        caching, a callback (:class:`dmf.RunOptions`).
+    **run_keywords
+        The same options as keywords (``out=``, ``checkpoint_every=``, ...),
+        instead of ``options``, as for :func:`dmf.nmf`.
 
     Returns
     -------
@@ -254,9 +247,8 @@ def nmtf(
     if init not in TRI_INITS:
         raise InputError(f"unknown NMTF init {init!r}; available: {', '.join(TRI_INITS)}")
     check_stopping(max_iter, tol)
-    name = str(X) if isinstance(X, (str, os.PathLike)) else "input matrix"
-    cache, token = numpy_input(X, cache, out)
-    X = as_matrix(X, storage_options=storage_options)
+    opts = run_options(options, run_keywords, "nmtf")
+    X, cache, token, name = run_input(X, opts)
     k1 = check_k(k1, X.shape, "k1")
     k2 = check_k(k2, X.shape, "k2")
     X = full_rows(cache_input(X, cache))
@@ -265,10 +257,7 @@ def nmtf(
     avg = float(np.cbrt(facts["mean"] / (k1 * k2)))
     solver = _tri_mu(k1, k2, beta=beta, orthogonal=orthogonal,
                      init=_random_start(k1, k2, avg), params=params)
-    result = run(solver, X, seed=seed, max_iter=max_iter, tol=tol, out=out,
-                 storage_options=storage_options, checkpoint_every=checkpoint_every,
-                 checkpoint_seconds=checkpoint_seconds, resume=resume,
-                 damaged_checkpoints=damaged_checkpoints, progress=progress,
+    result = run(solver, X, seed=seed, max_iter=max_iter, tol=tol, options=opts,
                  input_token=token)
     if tol > 0 and not result.converged and not result.skipped:
         warn(f"NMTF stopped at max_iter={max_iter} before meeting tol={tol}; "
