@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
 from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import input_fingerprint, run
 from dmf.engine.lock import OutputLock
-from dmf.engine.options import RunOptions, run_options
+from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.engine.output import JobOutput
 from dmf.errors import InputError
 from dmf.linalg.bcv import bcv_errors, check_folds
@@ -229,7 +229,7 @@ def select_rank(
     n_iter: int = N_ITER,
     seed: int = 0,
     options: RunOptions | None = None,
-    **run_keywords: Any,
+    **run_keywords: Unpack[RunKeywords],
 ) -> RankSelection:
     """Choose the number of components k of an NMF or an SVD of X.
 

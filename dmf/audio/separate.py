@@ -30,7 +30,7 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 from dmf.audio import wav
 from dmf.audio.figures import write_report
@@ -39,7 +39,7 @@ from dmf.audio.spectrogram import write_spectrogram
 from dmf.audio.stft import Stft
 from dmf.audio.synthesis import component_paths, synthesize
 from dmf.engine.identity import digest
-from dmf.engine.options import RunOptions, run_options
+from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.errors import InputError, StoreError
 from dmf.nmf.api import nmf
 from dmf.store.dense import dmf_attrs
@@ -121,7 +121,7 @@ def separate(
     overwrite: bool = False,
     report: bool = True,
     options: RunOptions | None = None,
-    **run_keywords: Any,
+    **run_keywords: Unpack[RunKeywords],
 ) -> Separation:
     """Separate the sources of a recording by NMF of its power spectrogram.
 

@@ -13,7 +13,7 @@ per row block, the other side's factor as one graph key):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 from dmf.cf.checks import checked_ratings, integer, number
 from dmf.cf.explicit import explicit_solver
@@ -22,7 +22,7 @@ from dmf.cf.implicit import implicit_solver
 from dmf.cf.masked import masked_solver
 from dmf.cf.model import LatentFactors
 from dmf.cf.params import LatentFactorsMixin
-from dmf.engine.options import RunOptions, run_options
+from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.errors import InputError
 
 
@@ -40,7 +40,7 @@ def als(
     alpha: float = 40.0,
     cg_steps: int = 3,
     options: RunOptions | None = None,
-    **run_keywords: Any,
+    **run_keywords: Unpack[RunKeywords],
 ) -> LatentFactors:
     """Latent factors of a ratings matrix by alternating least squares.
 

@@ -38,7 +38,7 @@ training RMSE take one pass at the end.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Unpack
 
 import dask
 import dask.array as da
@@ -59,7 +59,7 @@ from dmf.cf.passes import (
     random_rows,
 )
 from dmf.engine.driver import Context, Solver, State, Stats
-from dmf.engine.options import RunOptions, run_options
+from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.linalg.products import part_of
 
 #: Standard deviation of the random start of p and q (biases start at 0).
@@ -190,7 +190,7 @@ def sgd(
     seed: int | None = None,
     batch_size: int = 1,
     options: RunOptions | None = None,
-    **run_keywords: Any,
+    **run_keywords: Unpack[RunKeywords],
 ) -> LatentFactors:
     """Latent factors with biases by stochastic gradient descent.
 

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 import dask
 import dask.array as da
@@ -35,7 +35,7 @@ from dmf.engine.faults import failpoint
 from dmf.engine.finite import check_run_options, check_step
 from dmf.engine.liveness import workers_lost
 from dmf.engine.lock import OutputLock
-from dmf.engine.options import RunOptions, run_options
+from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.engine.output import JobOutput, first_difference
 from dmf.engine.progress import Progress
 from dmf.engine.signals import SignalGuard, StopRequested
@@ -166,7 +166,7 @@ def run(
     options: RunOptions | None = None,
     keep: int = 2,
     input_token: str | None = None,
-    **run_keywords: Any,
+    **run_keywords: Unpack[RunKeywords],
 ) -> RunResult:
     """Run ``solver`` on ``X`` until it converges or ``max_iter`` steps.
 

@@ -17,7 +17,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from dmf.engine.finite import _integer, _number  # the same rules as the other run checks
 from dmf.errors import InputError
@@ -131,6 +131,22 @@ class RunOptions:
 NAMES = tuple(f.name for f in dataclasses.fields(RunOptions))
 
 
+class RunKeywords(TypedDict, total=False):
+    """The run options as keywords (``**run_keywords`` of the public
+    functions): the fields of :class:`RunOptions`, for type checkers and
+    editors."""
+
+    out: str | os.PathLike | None
+    storage_options: dict[str, Any] | None
+    checkpoint_every: int | None
+    checkpoint_seconds: float | None
+    resume: bool
+    damaged_checkpoints: str
+    progress: bool | None
+    callback: Callable[..., Any] | None
+    cache: bool | str
+
+
 def run_options(options: RunOptions | None, keywords: Mapping[str, Any], where: str
                 ) -> RunOptions:
     """The run options of a call to ``where`` (a function's name): ``options``,
@@ -153,4 +169,5 @@ def run_options(options: RunOptions | None, keywords: Mapping[str, Any], where: 
     return options
 
 
-__all__ = ["DAMAGED_CHOICES", "NAMES", "RunOptions", "check_damaged_choice", "run_options"]
+__all__ = ["DAMAGED_CHOICES", "NAMES", "RunKeywords", "RunOptions", "check_damaged_choice",
+           "run_options"]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Unpack
 
 import dask.array as da
 import numpy as np
 
 from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import Solver, run
-from dmf.engine.options import RunOptions, run_options
+from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.errors import InputError
 from dmf.linalg.eigh import check_square, eigh_solver
 from dmf.linalg.gram import GRAM_MAX, gram_solver
@@ -139,7 +139,7 @@ def svd(
     assume_symmetric: bool = False,
     compute_u: bool = True,
     options: RunOptions | None = None,
-    **run_keywords: Any,
+    **run_keywords: Unpack[RunKeywords],
 ) -> SVDResult:
     """Top-``k`` singular triplets of X, out of core.
 

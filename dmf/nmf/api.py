@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 import dask
 import dask.array as da
@@ -11,7 +11,7 @@ import numpy as np
 
 from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import RunResult, run
-from dmf.engine.options import RunOptions, run_options
+from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.errors import DmfWarning, InputError, convergence_warning, warn
 from dmf.linalg.svd import check_k
 from dmf.nmf.beta import beta_of
@@ -66,7 +66,7 @@ def nmf(
     orthogonal: str | None = None,
     hals_sweeps: int | str = "auto",
     options: RunOptions | None = None,
-    **run_keywords: Any,
+    **run_keywords: Unpack[RunKeywords],
 ) -> NMFResult:
     """Non-negative factors W (m x k) and H (k x n) with X ~ W H, out of core.
 

@@ -42,14 +42,14 @@ constraints (:mod:`dmf.nmf.orthogonal`; Frobenius only).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 import dask.array as da
 import numpy as np
 
 from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import Context, RunResult, Solver, State, Stats, run
-from dmf.engine.options import RunOptions, run_options
+from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.errors import InputError, convergence_warning, warn
 from dmf.linalg.svd import check_k
 from dmf.nmf import orthogonal as orth
@@ -183,7 +183,7 @@ def nmtf(
     max_iter: int = 200,
     seed: int | None = None,
     options: RunOptions | None = None,
-    **run_keywords: Any,
+    **run_keywords: Unpack[RunKeywords],
 ) -> NMTFResult:
     """Non-negative tri-factorization X ~ W S H, out of core.
 
