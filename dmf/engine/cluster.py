@@ -260,7 +260,21 @@ def _abandon(cluster, children_before: set[int]) -> None:
     still reading what it was spawned with would print a traceback (EOFError,
     or FileNotFoundError for a semaphore) once this process is gone."""
     cluster.shutdown_on_close = False
+    _silence_dask_logs()
     _kill_new_children(children_before)
+
+
+def _silence_dask_logs() -> None:
+    """After an abandoned start, the half-started nannies may still log
+    their own failure (a traceback: "Nanny failed to start process", its
+    pipe closed under it) after dmf has said it was interrupted. Nothing
+    they say then is news: Dask's loggers go quiet, unless dmf logs at
+    DEBUG (-vv)."""
+    if logging.getLogger("dmf").getEffectiveLevel() <= logging.DEBUG:
+        return
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("distributed", "tornado", "asyncio"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _children() -> set[int]:
