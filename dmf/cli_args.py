@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import dmf
 from dmf._version import __version__
 from dmf.engine import placement
 
@@ -200,14 +201,12 @@ def cluster(args: argparse.Namespace, *inputs: str | None, nbytes: int | None = 
     computes with: none (threads in this process) with --workers 0 or, when
     neither --scheduler, $DASK_SCHEDULER_ADDRESS nor --workers is given, for
     small work (see :mod:`dmf.engine.placement`)."""
-    from dmf.engine.cluster import connect  # late: imports distributed
-
     quiet_dask_logs()
     where = placement.for_inputs(inputs, address=args.scheduler, n_workers=args.workers,
                                  storage_options=args.storage_options, nbytes=nbytes)
     if where.in_process:
         return contextlib.nullcontext()
-    return connect(args.scheduler, n_workers=args.workers, threads_per_worker=args.threads,
+    return dmf.connect(args.scheduler, n_workers=args.workers, threads_per_worker=args.threads,
                    memory_limit=args.memory_limit)
 
 

@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 
 import dmf
+from dmf import store
 from dmf.cli_args import (
     EPILOG,
     Compute,
@@ -231,11 +232,9 @@ def add_rank(command: Callable) -> None:
 
 
 def run_generate_lowrank(args: argparse.Namespace, on: Compute) -> Ran:
-    from dmf.store import generate
-
     itemsize = 4 if args.dtype == "float32" else 8
     with on(nbytes=args.shape[0] * args.shape[1] * itemsize):
-        gen = generate.lowrank(
+        gen = store.generate.lowrank(
             args.out, args.shape, args.rank, noise=args.noise, seed=args.seed,
             dtype=args.dtype, nonnegative=args.nonnegative, decay=args.decay,
             chunks=args.chunks, counts=args.counts,
@@ -249,9 +248,7 @@ def run_generate_lowrank(args: argparse.Namespace, on: Compute) -> Ran:
 
 
 def run_generate_ratings(args: argparse.Namespace, on: Compute) -> Ran:  # noqa: ARG001
-    from dmf.store import generate
-
-    gen = generate.ratings(
+    gen = store.generate.ratings(
         args.out, args.users, args.items, args.density, args.rank, noise=args.noise,
         seed=args.seed, dtype=args.dtype, save_factors=not args.no_factors,
         overwrite=args.overwrite, storage_options=args.storage_options, codec=args.codec,
@@ -276,15 +273,12 @@ def _generated(args: argparse.Namespace, gen: dict, what: str) -> list[str]:
 
 
 def run_ingest(args: argparse.Namespace, on: Compute) -> Ran:  # noqa: ARG001
-    from dmf.store.info import describe
-    from dmf.store.ingest import ingest
-
     opts = {name: getattr(args, name) for name in ("columns", "duplicates", "header")
             if getattr(args, name) is not None}
-    url = ingest(args.src, args.out, format=args.format, overwrite=args.overwrite,
+    url = dmf.ingest(args.src, args.out, format=args.format, overwrite=args.overwrite,
                  storage_options=args.storage_options, chunks=args.chunks, codec=args.codec,
                  dtype=args.dtype, **opts)
-    facts = describe(url, storage_options=args.storage_options)
+    facts = store.info.describe(url, storage_options=args.storage_options)
     return Ran(url, [f"wrote {printed_path(args.out)}: {_ingested(facts)}"])
 
 
