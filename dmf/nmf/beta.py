@@ -176,8 +176,8 @@ def w_terms(xs, W, H, beta: float, scratch: Scratch, WH=None, HHt=None, H_sum=No
 
 def x_times_ht(xs: np.ndarray, H: np.ndarray) -> np.ndarray:
     """X_s H^T (float64, C order) for a dense slice, as scikit-learn computes
-    it (X @ H.T): with OpenBLAS's kernels for this CPU (SkylakeX) twice as
-    fast as (H X_s^T)^T, and as fast with its Haswell kernels (measured)."""
+    it (X @ H.T): in float32 twice as fast as (H X_s^T)^T with OpenBLAS's
+    kernels for this CPU (SkylakeX), as fast otherwise (benchmarks.micro)."""
     return np.asarray(xs @ H.T, dtype=np.float64)
 
 
