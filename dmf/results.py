@@ -6,6 +6,8 @@ Each result type lives beside the function that makes it (SVDResult in
 :mod:`dmf.linalg.result`, NMFResult in :mod:`dmf.nmf.api`, NMTFResult in
 :mod:`dmf.nmf.tri`, LatentFactors in :mod:`dmf.cf.model`), so the
 algorithms import nothing from this module; :func:`load` sits above them all.
+CF's types come through the lazy package :mod:`dmf.cf`, loaded only when a
+CF result is (its modules bring numba).
 """
 
 from __future__ import annotations
@@ -14,9 +16,7 @@ import os
 
 import numpy as np
 
-from dmf.cf.knn import ItemKNN
-from dmf.cf.knn_store import load_knn
-from dmf.cf.model import LatentFactors
+from dmf import cf
 from dmf.engine.output import read_complete_result
 from dmf.errors import InputError
 from dmf.linalg.result import SVDResult
@@ -26,7 +26,7 @@ from dmf.rank import _from_meta as rank_from_meta
 
 
 def load(url: str | os.PathLike, *, storage_options: dict | None = None
-         ) -> SVDResult | NMFResult | NMTFResult | LatentFactors | ItemKNN:
+         ) -> SVDResult | NMFResult | NMTFResult | cf.LatentFactors | cf.ItemKNN:
     """The result stored at ``url`` (written with ``out=`` or by the CLI).
 
     Examples
@@ -57,9 +57,9 @@ def load(url: str | os.PathLike, *, storage_options: dict | None = None
     if algorithm.startswith("rank-"):
         return rank_from_meta(location, meta, arrays)
     if algorithm in ("cf-knn", "cf-user-knn"):
-        return load_knn(location, meta)
+        return cf.knn_store.load_knn(location, meta)
     if algorithm.startswith("cf-"):
-        return LatentFactors.from_arrays(arrays, meta, location=str(location))
+        return cf.LatentFactors.from_arrays(arrays, meta, location=str(location))
     raise InputError(f"{location}: results of {algorithm!r} cannot be loaded by this "
                      "version of dmf")
 

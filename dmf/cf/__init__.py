@@ -18,59 +18,9 @@ True
 (2,)
 """
 
-from dmf.cf.als import ALS, als, masked_nmf
-from dmf.cf.baseline import Baseline, baseline_biases
-from dmf.cf.data import Ratings, as_ratings
-from dmf.cf.knn import ItemKNN, item_neighbours
-from dmf.cf.metrics import (
-    evaluate,
-    mae,
-    map_at_k,
-    ndcg_at_k,
-    precision_at_k,
-    recall_at_k,
-    rmse,
-)
-from dmf.cf.model import LatentFactors
-from dmf.cf.recommend import (
-    Recommendation,
-    read_recommendations,
-    recommend,
-    recommend_all,
-    similar_items,
-)
-from dmf.cf.sgd import SGD, sgd
-from dmf.cf.split import train_test_split
-from dmf.cf.store import open_ratings, save_ratings
-from dmf.cf.user_knn import UserKNN
+import lazy_loader
 
-__all__ = [
-    "ALS",
-    "SGD",
-    "Baseline",
-    "ItemKNN",
-    "LatentFactors",
-    "Ratings",
-    "Recommendation",
-    "UserKNN",
-    "als",
-    "as_ratings",
-    "baseline_biases",
-    "evaluate",
-    "item_neighbours",
-    "mae",
-    "map_at_k",
-    "masked_nmf",
-    "ndcg_at_k",
-    "open_ratings",
-    "precision_at_k",
-    "read_recommendations",
-    "recall_at_k",
-    "recommend",
-    "recommend_all",
-    "rmse",
-    "save_ratings",
-    "sgd",
-    "similar_items",
-    "train_test_split",
-]
+# The public names are listed once, in __init__.pyi, and load on first use
+# (PEP 562): a module that needs one CF type (dmf.results' loader: the
+# latent-factor model) does not load every CF module and numba with it.
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)
