@@ -201,12 +201,13 @@ def cluster(args: argparse.Namespace, *inputs: str | None, nbytes: int | None = 
     computes with: none (threads in this process) with --workers 0 or, when
     neither --scheduler, $DASK_SCHEDULER_ADDRESS nor --workers is given, for
     small work (see :mod:`dmf.engine.placement`)."""
+    connect = dmf.connect  # imports distributed, which sets its loggers: quieted next
     quiet_dask_logs()
     where = placement.for_inputs(inputs, address=args.scheduler, n_workers=args.workers,
                                  storage_options=args.storage_options, nbytes=nbytes)
     if where.in_process:
         return contextlib.nullcontext()
-    return dmf.connect(args.scheduler, n_workers=args.workers, threads_per_worker=args.threads,
+    return connect(args.scheduler, n_workers=args.workers, threads_per_worker=args.threads,
                    memory_limit=args.memory_limit)
 
 
