@@ -36,7 +36,7 @@ from distributed.deploy.utils import nprocesses_nthreads
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from dmf.engine.liveness import WorkerWatch, default_no_workers_timeout
-from dmf.engine.spawn import sigint_ignored_workers
+from dmf.engine.spawn import refuse_new_workers, sigint_ignored_workers
 from dmf.errors import ClusterError, InputError
 
 log = logging.getLogger(__name__)
@@ -257,14 +257,15 @@ def _stop_workers_now(cluster) -> None:
 def _abandon(cluster, children_before: set[int]) -> None:
     """A cluster whose start was interrupted cannot be closed (Dask refuses
     workers still starting): it is left to end with this process, without
-    Dask's exit hook waiting for it. Its worker processes are killed now, and
-    again at exit, since its start may still spawn one in between: one still
-    reading what it was spawned with would print a traceback (EOFError, or
-    FileNotFoundError for a semaphore) once this process is gone. A worker
-    spawned after the exit hooks ran can still do so (not fixed: 2 of 11 runs
-    of tests/test_signals.py's 4 start-up tests here, 2026-12-08)."""
+    Dask's exit hook waiting for it. Dask's threads may still spawn workers
+    meanwhile; one still reading what it was spawned with would print a
+    traceback (EOFError, or FileNotFoundError for a semaphore) once this
+    process is gone. So no real worker is spawned from now on (see
+    :func:`~dmf.engine.spawn.refuse_new_workers`), and those already
+    spawned are killed now and again at exit (one forked just as this ran)."""
     cluster.shutdown_on_close = False
     _silence_dask_logs()
+    refuse_new_workers()
     _kill_new_children(children_before)
     atexit.register(_kill_new_children, children_before)
 

@@ -10,6 +10,11 @@ through a two-line ``sh`` script that ignores SIGINT and then runs this
 Python, so a worker ignores it from its first instruction on, also one the
 nanny restarts later. The driver stops them itself when it shuts the cluster
 down (SIGTERM and SIGKILL still reach them).
+
+A start that is interrupted cannot be closed, and Dask's threads may go on
+spawning its workers while this process exits; a worker spawned then finds
+its parent gone and prints a traceback. :func:`refuse_new_workers` makes
+every later spawn run ``true`` instead, which exits at once and says nothing.
 """
 
 from __future__ import annotations
@@ -19,14 +24,16 @@ import hashlib
 import logging
 import os
 import shlex
+import shutil
 import tempfile
 from collections.abc import Iterator
-from multiprocessing import spawn
+from multiprocessing import resource_tracker, spawn
 
 log = logging.getLogger(__name__)
 
 
 PREFIX = "python-sigint-ignored-"
+_refused = False  # set once by refuse_new_workers, for the rest of this process
 
 
 def _launcher(python: str) -> str | None:
@@ -74,4 +81,23 @@ def sigint_ignored_workers() -> Iterator[None]:
     try:
         yield
     finally:
-        spawn.set_executable(python)
+        if not _refused:
+            spawn.set_executable(python)
+
+
+def refuse_new_workers() -> None:
+    """From now on, a process spawned by multiprocessing runs ``true``
+    (found on PATH) instead of Python: it reads nothing from its parent and
+    exits at once, silently. For a process about to exit with a cluster's
+    start half done; the spawn itself then fails in Dask's thread, whose
+    logs dmf has silenced. multiprocessing's resource tracker, spawned
+    the same way, is started first if it is not running yet: a ``true``
+    in its place would break the semaphores' clean-up at exit."""
+    global _refused
+    true = shutil.which("true")
+    if true is None:
+        log.info("no 'true' on PATH: workers may still be spawned while dmf exits")
+        return
+    resource_tracker.ensure_running()
+    _refused = True
+    spawn.set_executable(true)
