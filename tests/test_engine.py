@@ -19,7 +19,7 @@ from _crash import Crash, crash_at
 from toy_solvers import nonnegative_matrix, toy_nmf
 
 from dmf.engine.checkpoint import Checkpoints
-from dmf.engine.driver import Solver, Stats, run
+from dmf.engine.driver import FunctionSolver, Stats, run
 from dmf.engine.lock import LOCK_NAME, OutputLock
 from dmf.engine.progress import Progress
 from dmf.engine.signals import SignalGuard, StopRequested
@@ -51,7 +51,7 @@ def test_solver_decides_convergence_itself():
     def step(X, state, ctx):
         return {"i": state["i"] + 1}, Stats(loss=1.0, done=state["i"] + 1 == 3)
 
-    solver = Solver("count", {}, init=lambda X, ctx: {"i": 0}, step=step,
+    solver = FunctionSolver("count", {}, init=lambda X, ctx: {"i": 0}, step=step,
                     finalize=lambda X, s: {"i": np.array(s["i"])})
     r = run(solver, nonnegative_matrix(), seed=0, max_iter=10, tol=1.0)
     assert r.n_iter == 3 and int(r.arrays["i"]) == 3

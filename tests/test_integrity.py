@@ -25,7 +25,7 @@ from toy_solvers import nonnegative_matrix, toy_nmf
 
 import dmf
 from dmf.engine.checkpoint import Checkpoints
-from dmf.engine.driver import Solver, run
+from dmf.engine.driver import FunctionSolver, Solver, run
 from dmf.engine.finite import NonFiniteError
 from dmf.engine.lock import LOCK_NAME, OutputLock
 from dmf.errors import DamagedCheckpoint, DmfWarning, InputError, OutputLocked, StoreError
@@ -282,7 +282,7 @@ def nan_at(iteration: int) -> Solver:
             new["H"] = np.full_like(new["H"], np.nan)
         return new, stats
 
-    return Solver(name=toy.name, params=toy.params, init=toy.init, step=step,
+    return FunctionSolver(name=toy.name, params=toy.params, init=toy.init, step=step,
                   finalize=toy.finalize)
 
 

@@ -11,7 +11,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from dmf.engine.driver import Solver, Stats
+from dmf.engine.driver import FunctionSolver, Solver, Stats
 
 EPS = 1e-12
 
@@ -45,7 +45,7 @@ def toy_nmf(k: int, *, jitter: float = 1e-6) -> Solver:
     def finalize(X, state):
         return {"W": state["W"], "H": state["H"]}
 
-    return Solver(name="toy-nmf", params={"k": k, "jitter": jitter}, init=init, step=step,
+    return FunctionSolver(name="toy-nmf", params={"k": k, "jitter": jitter}, init=init, step=step,
                   finalize=finalize)
 
 

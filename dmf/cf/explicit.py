@@ -37,7 +37,7 @@ import numpy as np
 
 from dmf.cf.model import result_arrays
 from dmf.cf.passes import as_csr, bounded_rows, half_step, packed, random_rows
-from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
 
 #: Scale of the random start of the item factors (the user factors are
 #: solved from them first, so only its order matters).
@@ -95,7 +95,7 @@ def explicit_solver(ratings, k: int, *, reg: float, biases: bool, mu: float, par
         return finish(ratings, U, state["V"], k, biases, mu,
                       {"algorithm": "cf-als", "train_rmse": state["rmse"]})
 
-    return Solver(name="cf-als", params=params, init=init, step=step, finalize=finalize)
+    return FunctionSolver(name="cf-als", params=params, init=init, step=step, finalize=finalize)
 
 
 def finish(ratings, U, V, k: int, biases: bool, mu: float, meta: dict):

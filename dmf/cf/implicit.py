@@ -27,7 +27,7 @@ import numpy as np
 
 from dmf.cf.explicit import finish
 from dmf.cf.passes import as_csr, bounded_rows, half_step, packed, random_rows
-from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
 
 #: The ``implicit`` package's start: small factors.
 INIT_SCALE = 0.01
@@ -81,5 +81,5 @@ def implicit_solver(ratings, k: int, *, reg: float, alpha: float, cg_steps: int,
         return finish(ratings, state["U"], state["V"], k, False, 0.0,
                       {"algorithm": "cf-als-implicit"})
 
-    return Solver(name="cf-als-implicit", params=params, init=init, step=step,
+    return FunctionSolver(name="cf-als-implicit", params=params, init=init, step=step,
                   finalize=finalize)

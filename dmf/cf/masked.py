@@ -25,7 +25,7 @@ import scipy.sparse
 from dmf.cf.explicit import finish
 from dmf.cf.normal import row_of_each, rowwise_dot
 from dmf.cf.passes import as_csr, bounded_rows, half_step, packed, random_rows, row_groups
-from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
 
 #: Denominators are kept at least this (a zero one would divide by zero;
 #: its numerator is zero too, so the entry stays where it is).
@@ -85,5 +85,5 @@ def masked_solver(ratings, k: int, *, reg: float, mean: float, params: dict) -> 
         return finish(ratings, state["U"], state["V"], k, False, 0.0,
                       {"algorithm": "cf-masked-nmf", "train_rmse": state["rmse"]})
 
-    return Solver(name="cf-masked-nmf", params=params, init=init, step=step,
+    return FunctionSolver(name="cf-masked-nmf", params=params, init=init, step=step,
                   finalize=finalize)

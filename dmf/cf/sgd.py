@@ -58,7 +58,7 @@ from dmf.cf.passes import (
     packed,
     random_rows,
 )
-from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
 from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.linalg.products import part_of
 
@@ -168,7 +168,7 @@ def sgd_solver(ratings, k: int, *, lr: float, reg: float, mu: float, batch_size:
                       {"algorithm": "cf-sgd", "train_rmse": rmse,
                        "final_objective": sq_err + reg * (user_penalty + item_penalty)})
 
-    return Solver(name="cf-sgd", params=params, init=init, step=step, finalize=finalize)
+    return FunctionSolver(name="cf-sgd", params=params, init=init, step=step, finalize=finalize)
 
 
 def _item_counts(by_user: da.Array, n: int) -> np.ndarray:

@@ -1,10 +1,10 @@
 """The iteration driver: one loop, written once, for every iterative solver.
 
 A solver is a :class:`Solver`: ``init(X, ctx) -> state`` and
-``step(X, state, ctx) -> (state, Stats)``, plus ``finalize(X, state)`` that
+``step(X, state, ctx) -> (state, Stats)``, plus ``result(X, state)`` that
 turns the last state into the result's arrays. State is a flat dict of
 numpy arrays (small factors), dask arrays (tall factors) and JSON scalars.
-``finalize`` may also return ``(arrays, meta)``: meta (JSON-able facts such as
+``result`` may also return ``(arrays, meta)``: meta (JSON-able facts such as
 an error estimate) is recorded with the result. The driver owns everything
 else: convergence, loss history, progress,
 checkpoints, resume, the output lock, signals, and keeping task graphs from
@@ -79,21 +79,48 @@ def relative_change_below(history: list[float], tol: float) -> bool:
     return abs(prev - last) <= tol * max(abs(prev), np.finfo(float).tiny)
 
 
-@dataclass
 class Solver:
-    """An iterative method, as the driver sees it.
+    """An iterative method, as the driver runs it: a class whose constructor
+    takes the method's parameters, with one method per phase, so that its
+    loop reads as written. The driver owns everything between the calls.
 
-    ``params`` are the JSON-able parameters that define the job: with the
-    algorithm name, input and seed they form the fingerprint that a
-    checkpoint must match to be resumed.
+    ``name`` and ``params`` (JSON-able) define the job: with the input and
+    the seed they form the fingerprint that a checkpoint must match to be
+    resumed.
     """
 
     name: str
     params: dict[str, Any]
-    init: Callable[[Any, Context], State]
-    step: Callable[[Any, State, Context], tuple[State, Stats]]
-    finalize: Callable[[Any, State], dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]]
-    converged: Callable[[list[float], float], bool] = relative_change_below
+
+    def init(self, X, ctx: Context) -> State:
+        """The state before the first iteration."""
+        raise NotImplementedError
+
+    def step(self, X, state: State, ctx: Context) -> tuple[State, Stats]:
+        """One iteration: the next state and what it measured."""
+        raise NotImplementedError
+
+    def result(self, X, state: State) -> dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]:
+        """The result's arrays from the last state, or (arrays, meta)."""
+        raise NotImplementedError
+
+    def converged(self, history: list[float], tol: float) -> bool:
+        """Whether to stop, from the loss history (when ``step`` gives no
+        verdict of its own)."""
+        return relative_change_below(history, tol)
+
+
+class FunctionSolver(Solver):
+    """A :class:`Solver` from its functions (those not yet written as a
+    class)."""
+
+    def __init__(self, name: str, params: dict[str, Any], init: Callable, step: Callable,
+                 finalize: Callable, converged: Callable = relative_change_below):
+        self.name, self.params = name, params
+        self.init, self.step, self.finalize, self.converged = init, step, finalize, converged
+
+    def result(self, X, state: State):
+        return self.finalize(X, state)
 
 
 @dataclass
@@ -345,7 +372,7 @@ def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
     t_final = time.perf_counter()
     with guard.critical():
         failpoint("finalize")
-        arrays = _guarded(lambda: solver.finalize(X, state), output, it)
+        arrays = _guarded(lambda: solver.result(X, state), output, it)
         arrays, extra = arrays if isinstance(arrays, tuple) else (arrays, {})
         timings = {"init_s": init_s, "iterations_s": float(sum(step_times)),
                    "seconds_per_iter": float(np.mean(step_times)) if step_times else 0.0,

@@ -20,7 +20,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
 from dmf.errors import InputError
 from dmf.linalg.common import complete_columns, explained_variance, fix_signs
 from dmf.linalg.products import column_moments, split_moments, tall_times, transpose_times
@@ -100,7 +100,7 @@ def eigh_solver(k: int, *, n_oversamples: int, n_iter: int, assume_symmetric: bo
                                       X.shape[0])
         return arrays, {"eigenvalues": lam.tolist(), **variance}
 
-    return Solver(name="svd-eigh",
+    return FunctionSolver(name="svd-eigh",
                   params={"k": k, "n_oversamples": n_oversamples, "n_iter": n_iter,
                           "assume_symmetric": assume_symmetric},
                   init=init, step=step, finalize=finalize)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import gram_matrix_with_moments, unpack_moments
 
@@ -69,5 +69,5 @@ def gram_solver(k: int, *, transposed: bool) -> Solver:
     def finalize(X, state: State):
         return finish_sides(X, gram_factors(X, state["G"], k), state, transposed)
 
-    return Solver(name="svd-gram", params={"k": k, "transposed": transposed}, init=init,
+    return FunctionSolver(name="svd-gram", params={"k": k, "transposed": transposed}, init=init,
                   step=step, finalize=finalize)

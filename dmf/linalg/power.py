@@ -27,7 +27,7 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 
-from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
 from dmf.errors import DmfWarning, warn
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import gram_apply, gram_with_moments, unpack_moments
@@ -95,7 +95,7 @@ def power_solver(k: int, *, tol: float, max_iter: int, transposed: bool = False)
         arrays = svd_from_right_vectors(X, state["V"], np.sqrt(state["sigma2"]))
         return finish_sides(X, arrays, state, transposed)
 
-    return Solver(name="svd-power",
+    return FunctionSolver(name="svd-power",
                   params={"k": k, "tol": tol, "max_iter": max_iter, "transposed": transposed},
                   init=init, step=step, finalize=finalize)
 

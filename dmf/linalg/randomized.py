@@ -42,7 +42,7 @@ import dask
 import numpy as np
 import scipy.linalg
 
-from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
 from dmf.errors import InputError
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import (
@@ -134,7 +134,7 @@ def randomized_solver(k: int, *, n_oversamples: int, n_iter: int, normalizer: st
         return finish_sides(X, finish(X, state["Z"], state["G"], k, Y=state["Y"]), state,
                             transposed)
 
-    return Solver(name=name,
+    return FunctionSolver(name=name,
                   params={"k": k, "n_oversamples": n_oversamples, "n_iter": n_iter,
                           "normalizer": normalizer, "transposed": transposed},
                   init=init, step=step, finalize=finalize)

@@ -27,7 +27,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import (
     SliceMoments,
@@ -160,7 +160,7 @@ def sketch_solver(k: int, *, n_oversamples: int, shape: tuple[int, int],
                                         transposed)
         return arrays, {**meta, **variance}
 
-    return Solver(name="svd-sketch",
+    return FunctionSolver(name="svd-sketch",
                   params={"k": k, "n_oversamples": n_oversamples, "transposed": transposed},
                   init=init, step=step, finalize=finalize)
 

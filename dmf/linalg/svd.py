@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Unpack
 
 import dask.array as da
@@ -89,26 +88,31 @@ def default_method(k: int | None, shape: tuple[int, int], n_oversamples: int) ->
     return "randomized"
 
 
-def without_u(solver: Solver) -> Solver:
-    """``solver`` whose result has no U (``compute_u=False``): U is never
-    formed, stored or read."""
-    def finalize(X, state):
-        arrays = solver.finalize(X, state)
+class Reported(Solver):
+    """``inner`` whose result records ``facts`` in its attrs and, without
+    ``keep_u`` (``compute_u=False``), has no U: U is never formed, stored
+    or read."""
+
+    def __init__(self, inner: Solver, *, facts: dict | None = None, keep_u: bool = True):
+        self.inner, self.facts, self.keep_u = inner, facts or {}, keep_u
+        self.name = inner.name
+        self.params = inner.params if keep_u else {**inner.params, "compute_u": False}
+
+    def init(self, X, ctx):
+        return self.inner.init(X, ctx)
+
+    def step(self, X, state, ctx):
+        return self.inner.step(X, state, ctx)
+
+    def converged(self, history, tol):
+        return self.inner.converged(history, tol)
+
+    def result(self, X, state):
+        arrays = self.inner.result(X, state)
         arrays, meta = arrays if isinstance(arrays, tuple) else (arrays, {})
-        return {name: a for name, a in arrays.items() if name != "U"}, meta
-
-    return dataclasses.replace(solver, params={**solver.params, "compute_u": False},
-                               finalize=finalize)
-
-
-def with_meta(solver: Solver, facts: dict) -> Solver:
-    """``solver`` whose result records ``facts`` in its attrs."""
-    def finalize(X, state):
-        arrays = solver.finalize(X, state)
-        arrays, meta = arrays if isinstance(arrays, tuple) else (arrays, {})
-        return arrays, {**meta, **facts}
-
-    return dataclasses.replace(solver, finalize=finalize)
+        if not self.keep_u:
+            arrays = {name: a for name, a in arrays.items() if name != "U"}
+        return arrays, {**meta, **self.facts}
 
 
 def works_on_transpose(X: da.Array) -> bool:
@@ -288,11 +292,10 @@ def svd(
     solver, max_steps, tol = _method_solver(
         method, k, A, transposed=transposed, n_oversamples=n_oversamples, n_iter=n_iter,
         normalizer=normalizer, assume_symmetric=assume_symmetric, tol=tol, max_iter=max_iter)
-    if requested == "auto":
-        solver = with_meta(solver, {"method": method, "method_requested": "auto",
-                                    "method_reason": reason})
-    if not compute_u:
-        solver = without_u(solver)
+    if requested == "auto" or not compute_u:
+        facts = {"method": method, "method_requested": "auto", "method_reason": reason}
+        solver = Reported(solver, facts=facts if requested == "auto" else {},
+                          keep_u=compute_u)
     result = run(solver, A, seed=seed, max_iter=max_steps, tol=0.0 if tol is None else tol,
                  options=opts, input_token=token)
     return SVDResult.from_run(result, method)

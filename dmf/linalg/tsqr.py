@@ -23,7 +23,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
 from dmf.linalg.common import finish_sides, fix_signs
 from dmf.linalg.products import column_moments, split_moments
 
@@ -78,5 +78,5 @@ def tsqr_solver(k: int, *, transposed: bool) -> Solver:
                   "S": S[:k].astype(X.dtype), "Vt": (Vt[:k] * signs[:, None]).astype(X.dtype)}
         return finish_sides(X, arrays, state, transposed)
 
-    return Solver(name="svd-tsqr", params={"k": k, "transposed": transposed}, init=init,
+    return FunctionSolver(name="svd-tsqr", params={"k": k, "transposed": transposed}, init=init,
                   step=step, finalize=finalize)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
-from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
 from dmf.errors import InputError
 from dmf.linalg.products import row_slices
 from dmf.nmf.beta import Scratch, as_work, work_dtype
@@ -215,6 +215,6 @@ def hals_solver(k: int, *, regularization: tuple[float, float, float, float], in
     def finalize(X, state: State):
         return finish(X, state["W"], state["H"], 2.0, regularization, "hals", solver_params)
 
-    return Solver(name="nmf-hals", params=solver_params,
+    return FunctionSolver(name="nmf-hals", params=solver_params,
                   init=start, step=step, finalize=finalize)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dask
 import numpy as np
 
-from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
 from dmf.linalg.products import row_slices
 from dmf.nmf.beta import EPSILON, Scratch, apply_update
 from dmf.nmf.mu import _per_row, full_rows, penalty, row_pass, sklearn_schedule
@@ -105,7 +105,7 @@ def l1_solver(k: int, *, delta: float, regularization: tuple[float, float, float
                 "final_divergence": l1, "reconstruction_err": l1}
         return {"W": W.astype(X.dtype), "H": H.astype(X.dtype)}, meta
 
-    return Solver(name="nmf-l1", params=solver_params, init=start, step=step,
+    return FunctionSolver(name="nmf-l1", params=solver_params, init=start, step=step,
                   finalize=finalize, converged=sklearn_schedule)
 
 

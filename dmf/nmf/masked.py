@@ -26,7 +26,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
 from dmf.linalg.hashing import uniform_hash
 from dmf.linalg.products import row_slices
 from dmf.nmf.beta import EPSILON
@@ -147,8 +147,8 @@ def masked_solver(k: int, *, seed: int, fraction: float, mean: float,
             "train_mse": kept_sse / max(kept_count, 1.0)}
 
     params = {"k": k, "holdout": fraction, "mask_seed": seed, "inner": inner}
-    return Solver(name="nmf-masked", params=params, init=start, step=step, finalize=finalize,
-                  converged=lambda _history, _tol: False)
+    return FunctionSolver(name="nmf-masked", params=params, init=start, step=step,
+                          finalize=finalize, converged=lambda _history, _tol: False)
 
 
 __all__ = ["held_out", "masked_solver"]

@@ -26,7 +26,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.engine.driver import Context, Solver, State, Stats
+from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
 from dmf.linalg.products import (
     flat_objects,
     part_of,
@@ -367,7 +367,7 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
             meta["orthogonality_history"] = list(state["orthogonality_history"])
         return arrays, meta
 
-    return Solver(name="nmf-mu", params=solver_params,
+    return FunctionSolver(name="nmf-mu", params=solver_params,
                   init=start, step=step, finalize=finalize)
 
 

@@ -48,7 +48,7 @@ import dask.array as da
 import numpy as np
 
 from dmf.engine.cache import cache_input, run_input
-from dmf.engine.driver import Context, RunResult, Solver, State, Stats, run
+from dmf.engine.driver import Context, FunctionSolver, RunResult, Solver, State, Stats, run
 from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.errors import InputError, convergence_warning, warn
 from dmf.linalg.svd import check_k
@@ -167,7 +167,7 @@ def _tri_mu(k1: int, k2: int, *, beta: float, orthogonal: str | None, init,
         arrays = {"W": W.astype(X.dtype), "S": S.astype(X.dtype), "H": H.astype(X.dtype)}
         return arrays, meta
 
-    return Solver(name="nmtf-mu", params=solver_params, init=start, step=step,
+    return FunctionSolver(name="nmtf-mu", params=solver_params, init=start, step=step,
                   finalize=finalize)
 
 
