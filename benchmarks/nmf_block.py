@@ -54,8 +54,8 @@ def main(argv=None) -> None:
     from threadpoolctl import threadpool_limits
 
     from dmf.nmf.beta import exponent
-    from dmf.nmf.hals import _row_hals
-    from dmf.nmf.mu import _row_step
+    from dmf.nmf.hals import RowSweeps, _row_hals
+    from dmf.nmf.mu import RowUpdate, _row_step
     from dmf.store.codecs import compressors
     from dmf.store.rawchunks import RawChunks
 
@@ -90,10 +90,11 @@ def main(argv=None) -> None:
         "read (zarr+crc, sum)": read_store,
         "copy + sum": copy_sum,
         # a later iteration's task (the first one also adds up X's constant terms)
-        "mu frobenius": lambda: _row_step(X, W, H, 2.0, 1.0, 0.0, 0.0, HHt, None, True, False),
-        "mu kl": lambda: _row_step(X, W, H, 1.0, exponent(1.0), 0.0, 0.0, None, H_sum, True,
-                                   False, False),
-        "hals": lambda: _row_hals(X, W, H, HHt, 0.0, 0.0, True, False),
+        "mu frobenius": lambda: _row_step(X, W, H, HHt, None,
+                                          RowUpdate(2.0, 1.0, first=False)),
+        "mu kl": lambda: _row_step(X, W, H, None, H_sum,
+                                   RowUpdate(1.0, exponent(1.0), first=False, masked=False)),
+        "hals": lambda: _row_hals(X, W, H, HHt, RowSweeps(with_sq=False)),
     }
     if args.only:
         keep = {s.strip() for s in args.only.split(",")} | {READ}

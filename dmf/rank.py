@@ -46,7 +46,7 @@ from dmf.errors import InputError
 from dmf.linalg.bcv import bcv_errors, check_folds
 from dmf.linalg.svd import check_k, svd
 from dmf.nmf.checks import nonnegative_facts
-from dmf.nmf.masked import masked_solver
+from dmf.nmf.masked import MaskedSolver
 from dmf.nmf.mu import full_rows
 from dmf.store.location import Location
 
@@ -161,7 +161,7 @@ def _select_nmf(X, ks, *, holdout, n_iter, seed, opts, name, job=None) -> RankSe
     for k in ks:
         # with a job, each k's fit in its own group under it
         fit = opts if job is None else opts.replace(out=job["location"].join(k_group(k)))
-        result = run(masked_solver(k, seed=seed, fraction=holdout, mean=facts["mean"]), X,
+        result = run(MaskedSolver(k, seed=seed, fraction=holdout, mean=facts["mean"]), X,
                      seed=seed, max_iter=n_iter, tol=0.0, options=fit,
                      input_token=None if job is None else job["token"])
         meta = result.meta if "heldout_mse" in result.meta else result.arrays

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import zarr
 from _crash import Crash, crash_at
-from toy_solvers import nonnegative_matrix, toy_nmf
+from toy_solvers import ToyNMF, nonnegative_matrix
 
 from dmf.engine.checkpoint import Checkpoints
-from dmf.engine.driver import FunctionSolver, Stats, run
+from dmf.engine.driver import Solver, Stats, run
 from dmf.engine.lock import LOCK_NAME, OutputLock
 from dmf.engine.progress import Progress
 from dmf.engine.signals import SignalGuard, StopRequested
@@ -33,7 +33,7 @@ def _result_arrays(result):
 
 def test_converges_by_tol_and_records_history():
     X = nonnegative_matrix()
-    r = run(toy_nmf(3), X, seed=0, max_iter=500, tol=0.05)
+    r = run(ToyNMF(3), X, seed=0, max_iter=500, tol=0.05)
     assert r.converged and 2 <= r.n_iter < 500
     assert len(r.loss_history) == r.n_iter
     h = np.array(r.loss_history)
@@ -43,32 +43,39 @@ def test_converges_by_tol_and_records_history():
 
 
 def test_stops_at_max_iter():
-    r = run(toy_nmf(3), nonnegative_matrix(), seed=0, max_iter=4, tol=0.0)
+    r = run(ToyNMF(3), nonnegative_matrix(), seed=0, max_iter=4, tol=0.0)
     assert r.n_iter == 4 and not r.converged
 
 
 def test_solver_decides_convergence_itself():
-    def step(X, state, ctx):
-        return {"i": state["i"] + 1}, Stats(loss=1.0, done=state["i"] + 1 == 3)
+    class Count(Solver):
+        name, params = "count", {}
 
-    solver = FunctionSolver("count", {}, init=lambda X, ctx: {"i": 0}, step=step,
-                    finalize=lambda X, s: {"i": np.array(s["i"])})
-    r = run(solver, nonnegative_matrix(), seed=0, max_iter=10, tol=1.0)
+        def init(self, _X, _ctx):
+            return {"i": 0}
+
+        def step(self, _X, state, _ctx):
+            return {"i": state["i"] + 1}, Stats(loss=1.0, done=state["i"] + 1 == 3)
+
+        def result(self, _X, s):
+            return {"i": np.array(s["i"])}
+
+    r = run(Count(), nonnegative_matrix(), seed=0, max_iter=10, tol=1.0)
     assert r.n_iter == 3 and int(r.arrays["i"]) == 3
 
 
 def test_same_seed_same_bits_and_other_seed_differs():
     X = nonnegative_matrix()
-    a = _result_arrays(run(toy_nmf(3), X, seed=1, max_iter=6, tol=0))
-    b = _result_arrays(run(toy_nmf(3), X, seed=1, max_iter=6, tol=0))
-    c = _result_arrays(run(toy_nmf(3), X, seed=2, max_iter=6, tol=0))
+    a = _result_arrays(run(ToyNMF(3), X, seed=1, max_iter=6, tol=0))
+    b = _result_arrays(run(ToyNMF(3), X, seed=1, max_iter=6, tol=0))
+    c = _result_arrays(run(ToyNMF(3), X, seed=2, max_iter=6, tol=0))
     assert a["W"].tobytes() == b["W"].tobytes() and a["H"].tobytes() == b["H"].tobytes()
     assert a["H"].tobytes() != c["H"].tobytes()
 
 
 def test_checkpoints_are_pruned_and_pointer_is_newest(tmp_path):
     out = tmp_path / "job.zarr"
-    run(toy_nmf(3), nonnegative_matrix(), seed=0, max_iter=7, tol=0, out=out,
+    run(ToyNMF(3), nonnegative_matrix(), seed=0, max_iter=7, tol=0, out=out,
         checkpoint_every=2)
     # the result is complete, so its checkpoints were dropped
     assert not (out / "checkpoints").exists()
@@ -86,7 +93,7 @@ def test_checkpoint_layout_while_running(tmp_path):
             seen["names"] = ck.names()
             seen["latest"] = ck.latest().iteration
 
-    run(toy_nmf(3), nonnegative_matrix(), seed=0, max_iter=8, tol=0, out=tmp_path / "job.zarr",
+    run(ToyNMF(3), nonnegative_matrix(), seed=0, max_iter=8, tol=0, out=tmp_path / "job.zarr",
         checkpoint_every=2, callback=callback)
     # checkpoints at 2, 4, 6 were written before iteration 7's callback; two are kept
     assert seen == {"names": ["ckpt-00000004", "ckpt-00000006"], "latest": 6}
@@ -94,14 +101,14 @@ def test_checkpoint_layout_while_running(tmp_path):
 
 def test_resume_after_crash_is_bitwise_equal(tmp_path):
     X = nonnegative_matrix()
-    reference = _result_arrays(run(toy_nmf(3), X, seed=5, max_iter=12, tol=0))
+    reference = _result_arrays(run(ToyNMF(3), X, seed=5, max_iter=12, tol=0))
     out = tmp_path / "job.zarr"
     with pytest.raises(Crash):
-        run(toy_nmf(3), X, seed=5, max_iter=12, tol=0, out=out, checkpoint_every=3,
+        run(ToyNMF(3), X, seed=5, max_iter=12, tol=0, out=out, checkpoint_every=3,
             callback=crash_at(8))
     meta = zarr.open_group(str(out), mode="r").attrs["dmf"]
     assert meta["status"] == "running"
-    resumed = run(toy_nmf(3), X, seed=5, max_iter=12, tol=0, out=out, checkpoint_every=3)
+    resumed = run(ToyNMF(3), X, seed=5, max_iter=12, tol=0, out=out, checkpoint_every=3)
     assert resumed.resumed_from == 6
     got = _result_arrays(resumed)
     assert got["W"].tobytes() == reference["W"].tobytes()
@@ -118,7 +125,7 @@ def test_checkpoints_by_elapsed_time(tmp_path):
             seen["latest"] = latest.iteration
 
     # every 100 iterations would never trigger here; any elapsed time does
-    run(toy_nmf(3), nonnegative_matrix(), seed=0, max_iter=6, tol=0, out=tmp_path / "job.zarr",
+    run(ToyNMF(3), nonnegative_matrix(), seed=0, max_iter=6, tol=0, out=tmp_path / "job.zarr",
         checkpoint_every=100, checkpoint_seconds=1e-9, callback=callback)
     assert seen == {"latest": 4}
 
@@ -126,8 +133,8 @@ def test_checkpoints_by_elapsed_time(tmp_path):
 def test_complete_job_is_not_rerun(tmp_path):
     X = nonnegative_matrix()
     out = tmp_path / "job.zarr"
-    first = run(toy_nmf(3), X, seed=0, max_iter=3, tol=0, out=out)
-    again = run(toy_nmf(3), X, seed=0, max_iter=3, tol=0, out=out,
+    first = run(ToyNMF(3), X, seed=0, max_iter=3, tol=0, out=out)
+    again = run(ToyNMF(3), X, seed=0, max_iter=3, tol=0, out=out,
                 callback=crash_at(1))  # would raise if a step ran
     assert again.skipped and not first.skipped
     assert np.asarray(again.arrays["H"]).tobytes() == np.asarray(first.arrays["H"]).tobytes()
@@ -136,15 +143,15 @@ def test_complete_job_is_not_rerun(tmp_path):
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        ({"solver": toy_nmf(4)}, "parameters.k"),
-        ({"solver": toy_nmf(3, jitter=1e-3)}, "parameters.jitter"),
+        ({"solver": ToyNMF(4)}, "parameters.k"),
+        ({"solver": ToyNMF(3, jitter=1e-3)}, "parameters.jitter"),
         ({"seed": 9}, "seed"),
         ({"X": nonnegative_matrix(seed=1)}, "input.token"),
         ({"X": nonnegative_matrix(chunks=40)}, "input.chunks"),
     ],
 )
 def test_checkpoint_of_another_job_is_refused(tmp_path, change, named):
-    base = {"solver": toy_nmf(3), "X": nonnegative_matrix(), "seed": 0}
+    base = {"solver": ToyNMF(3), "X": nonnegative_matrix(), "seed": 0}
     out = tmp_path / "job.zarr"
     with pytest.raises(Crash):
         run(base["solver"], base["X"], seed=base["seed"], max_iter=10, tol=0, out=out,
@@ -161,8 +168,8 @@ def test_checkpoint_of_another_job_is_refused(tmp_path, change, named):
 
 def test_other_algorithm_is_refused(tmp_path):
     out = tmp_path / "job.zarr"
-    run(toy_nmf(3), nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=out)
-    other = toy_nmf(3)
+    run(ToyNMF(3), nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=out)
+    other = ToyNMF(3)
     other.name = "toy-other"
     with pytest.raises(CheckpointMismatch, match="algorithm"):
         run(other, nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=out)
@@ -172,9 +179,9 @@ def test_no_resume_starts_over(tmp_path):
     X = nonnegative_matrix()
     out = tmp_path / "job.zarr"
     with pytest.raises(Crash):
-        run(toy_nmf(3), X, seed=0, max_iter=10, tol=0, out=out, checkpoint_every=2,
+        run(ToyNMF(3), X, seed=0, max_iter=10, tol=0, out=out, checkpoint_every=2,
             callback=crash_at(5))
-    r = run(toy_nmf(3), X, seed=0, max_iter=10, tol=0, out=out, resume=False)
+    r = run(ToyNMF(3), X, seed=0, max_iter=10, tol=0, out=out, resume=False)
     assert r.resumed_from is None and r.n_iter == 10
 
 
@@ -184,7 +191,7 @@ def test_output_that_is_a_matrix_is_never_overwritten(tmp_path):
     target = tmp_path / "X.zarr"
     dmf.save_matrix(np.ones((4, 4)), target)
     with pytest.raises(StoreError, match="not a dmf result"):
-        run(toy_nmf(2), nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=target,
+        run(ToyNMF(2), nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=target,
             resume=False)
     assert np.array_equal(dmf.open_matrix(target).compute(), np.ones((4, 4)))
 
@@ -195,7 +202,7 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path):
     holder = OutputLock(Location.parse(tmp_path / "job.zarr"))
     with holder:
         with pytest.raises(OutputLocked) as info:
-            run(toy_nmf(2), nonnegative_matrix(), seed=0, max_iter=2, tol=0,
+            run(ToyNMF(2), nonnegative_matrix(), seed=0, max_iter=2, tol=0,
                 out=tmp_path / "job.zarr")
     message = str(info.value)
     assert f"pid {os.getpid()}" in message and socket.gethostname() in message
@@ -209,7 +216,7 @@ def test_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):
     record = {"host": socket.gethostname(), "pid": dead.pid, "started": "then",
               "token": "x", "expires": time.time() + 3600}
     (out / LOCK_NAME).write_text(json.dumps(record))
-    r = run(toy_nmf(2), nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=out)
+    r = run(ToyNMF(2), nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=out)
     assert r.n_iter == 2
     assert "stale lock" in caplog.text and f"process {dead.pid}" in caplog.text
     assert not (out / LOCK_NAME).exists()
@@ -221,7 +228,7 @@ def test_lock_with_an_expired_lease_is_taken_over(tmp_path, caplog):
     record = {"host": "elsewhere.example", "pid": 1, "started": "then", "token": "x",
               "expires": time.time() - 1}
     (out / LOCK_NAME).write_text(json.dumps(record))
-    run(toy_nmf(2), nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=out)
+    run(ToyNMF(2), nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=out)
     assert "lease expired" in caplog.text
 
 
@@ -232,7 +239,7 @@ def test_live_lock_on_another_host_is_respected(tmp_path):
               "token": "x", "expires": time.time() + 60}
     (out / LOCK_NAME).write_text(json.dumps(record))
     with pytest.raises(OutputLocked, match=r"elsewhere\.example"):
-        run(toy_nmf(2), nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=out)
+        run(ToyNMF(2), nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=out)
 
 
 def test_lease_is_renewed_while_running(tmp_path):
@@ -247,13 +254,13 @@ def test_lease_is_renewed_while_running(tmp_path):
 # -- progress ------------------------------------------------------------------
 
 def test_progress_shows_iteration_loss_rate_and_eta(capsys):
-    run(toy_nmf(2), nonnegative_matrix(), seed=0, max_iter=3, tol=0, progress=True)
+    run(ToyNMF(2), nonnegative_matrix(), seed=0, max_iter=3, tol=0, progress=True)
     err = capsys.readouterr().err
     assert "iter 1/3" in err and "loss" in err and "s/iter" in err and "ETA" in err
 
 
 def test_progress_is_silent_when_disabled(capsys):
-    run(toy_nmf(2), nonnegative_matrix(), seed=0, max_iter=3, tol=0, progress=False)
+    run(ToyNMF(2), nonnegative_matrix(), seed=0, max_iter=3, tol=0, progress=False)
     assert capsys.readouterr().err == ""
 
 

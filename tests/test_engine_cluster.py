@@ -15,7 +15,7 @@ import psutil
 import pytest
 import zarr
 from _crash import Crash, crash_at
-from toy_solvers import nonnegative_matrix, toy_nmf
+from toy_solvers import ToyNMF, nonnegative_matrix
 
 import dmf
 from dmf.engine.checkpoint import Checkpoints
@@ -43,7 +43,7 @@ def test_task_graph_and_scheduler_memory_stay_flat(local_client, tmp_path):
                         "tasks": local_client.run_on_scheduler(_scheduler_tasks),
                         "rss": local_client.run_on_scheduler(_scheduler_rss)}
 
-    run(toy_nmf(3), X, seed=0, max_iter=60, tol=0, out=tmp_path / "job.zarr",
+    run(ToyNMF(3), X, seed=0, max_iter=60, tol=0, out=tmp_path / "job.zarr",
         checkpoint_every=5, callback=measure)
     early, late = seen[5], seen[55]
     print(f"graph tasks per step, scheduler tasks, scheduler RSS at iterations 5 and 55: "
@@ -150,15 +150,15 @@ def test_killed_scheduler_exits_nonzero_then_resumes_on_a_new_one(stored_matrix,
 
 def test_checkpoints_and_resume_on_s3(s3):
     X = nonnegative_matrix()
-    reference = run(toy_nmf(3), X, seed=2, max_iter=9, tol=0)
+    reference = run(ToyNMF(3), X, seed=2, max_iter=9, tol=0)
     out = f"{s3.url}/job.zarr"
 
     with pytest.raises(Crash):
-        run(toy_nmf(3), X, seed=2, max_iter=9, tol=0, out=out, checkpoint_every=3,
+        run(ToyNMF(3), X, seed=2, max_iter=9, tol=0, out=out, checkpoint_every=3,
             storage_options=s3.storage_options, callback=crash_at(7))
     ckpts = Checkpoints(Location.parse(f"{out}/checkpoints", s3.storage_options))
     assert ckpts.names() == ["ckpt-00000003", "ckpt-00000006"]
-    resumed = run(toy_nmf(3), X, seed=2, max_iter=9, tol=0, out=out,
+    resumed = run(ToyNMF(3), X, seed=2, max_iter=9, tol=0, out=out,
                   storage_options=s3.storage_options)
     assert resumed.resumed_from == 6
     for name in ("W", "H"):
@@ -173,8 +173,8 @@ def test_lock_on_s3_refuses_a_second_writer(s3):
     out = f"{s3.url}/locked.zarr"
     with OutputLock(Location.parse(out, s3.storage_options)):
         with pytest.raises(OutputLocked, match="locked by another job"):
-            run(toy_nmf(2), nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=out,
+            run(ToyNMF(2), nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=out,
                 storage_options=s3.storage_options)
     # released: now it runs
-    assert run(toy_nmf(2), nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=out,
+    assert run(ToyNMF(2), nonnegative_matrix(), seed=0, max_iter=2, tol=0, out=out,
                storage_options=s3.storage_options).n_iter == 2

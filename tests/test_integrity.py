@@ -21,11 +21,11 @@ import _procs
 import numpy as np
 import pytest
 import zarr
-from toy_solvers import nonnegative_matrix, toy_nmf
+from toy_solvers import ToyNMF, nonnegative_matrix
 
 import dmf
 from dmf.engine.checkpoint import Checkpoints
-from dmf.engine.driver import FunctionSolver, Solver, run
+from dmf.engine.driver import run
 from dmf.engine.finite import NonFiniteError
 from dmf.engine.lock import LOCK_NAME, OutputLock
 from dmf.errors import DamagedCheckpoint, DmfWarning, InputError, OutputLocked, StoreError
@@ -272,25 +272,26 @@ def test_foreign_store_keeps_zarr_fill_semantics(tmp_path):
                               np.r_[np.ones((2, 3)), np.zeros((2, 3))])
 
 
-def nan_at(iteration: int) -> Solver:
-    """toy_nmf whose H turns NaN at ``iteration``."""
-    toy = toy_nmf(3)
+class NaNAt(ToyNMF):
+    """ToyNMF whose H turns NaN at ``iteration``."""
 
-    def step(X, state, ctx):
-        new, stats = toy.step(X, state, ctx)
-        if new["steps"] == iteration:
+    def __init__(self, iteration: int):
+        super().__init__(3)
+        self.iteration = iteration
+
+    def step(self, X, state, ctx):
+        new, stats = super().step(X, state, ctx)
+        if new["steps"] == self.iteration:
             new["H"] = np.full_like(new["H"], np.nan)
         return new, stats
 
-    return FunctionSolver(name=toy.name, params=toy.params, init=toy.init, step=step,
-                  finalize=toy.finalize)
 
 
 def test_nan_stops_the_run_and_keeps_the_finite_checkpoints(tmp_path):
     out = tmp_path / "o.zarr"
     with pytest.raises(NonFiniteError, match=r"iteration 5 produced non-finite values "
                                              r"\(.*H holds NaN or Inf"):
-        run(nan_at(5), nonnegative_matrix(), seed=0, max_iter=10, tol=0, out=out,
+        run(NaNAt(5), nonnegative_matrix(), seed=0, max_iter=10, tol=0, out=out,
             checkpoint_every=2, progress=False)
     checkpoints = Checkpoints(Location.parse(out / "checkpoints"))
     assert checkpoints.names() == ["ckpt-00000002", "ckpt-00000004"]
@@ -455,7 +456,7 @@ def test_a_job_that_lost_its_lock_writes_nothing_more(tmp_path):
             _lock_record(out, host="elsewhere", pid=1, expires=time.time() + 3600)
 
     with pytest.raises(OutputLocked, match="this job lost its lock"):
-        run(toy_nmf(3), nonnegative_matrix(), seed=0, max_iter=10, tol=0, out=out,
+        run(ToyNMF(3), nonnegative_matrix(), seed=0, max_iter=10, tol=0, out=out,
             checkpoint_every=2, progress=False, callback=taken_over_at_3)
     assert Checkpoints(Location.parse(out / "checkpoints")).names() == ["ckpt-00000002"]
     assert json.loads((out / LOCK_NAME).read_text())["token"] == "other"

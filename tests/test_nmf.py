@@ -391,7 +391,7 @@ def test_a_block_step_gives_the_same_bits_for_misaligned_arrays(beta):
 
     rng = np.random.default_rng(0)
     X, W, H = rng.random((150, 40)), rng.random((150, 5)), rng.random((5, 40))
-    args = (beta, mu.exponent(beta), 0.0, 0.0, H @ H.T, H.sum(axis=1))
+    args = (H @ H.T, H.sum(axis=1), mu.RowUpdate(beta, mu.exponent(beta)))
     aligned = mu.on_blocks(mu._row_step, X, W, H, *args)[0, 0, 0]
     received = mu.on_blocks(mu._row_step, _misaligned(X), _misaligned(W), _misaligned(H),
                             *args)[0, 0, 0]

@@ -16,7 +16,7 @@ from dmf.errors import DmfWarning, InputError, convergence_warning, warn
 from dmf.linalg.svd import check_k
 from dmf.nmf.beta import beta_of
 from dmf.nmf.checks import check_stopping, nonnegative_facts
-from dmf.nmf.hals import check_sweeps, hals_solver
+from dmf.nmf.hals import HALSSolver, check_sweeps
 from dmf.nmf.init import (
     INITS,
     check_factor,
@@ -25,8 +25,8 @@ from dmf.nmf.init import (
     nndsvd_init,
     random_init,
 )
-from dmf.nmf.l1 import l1_solver
-from dmf.nmf.mu import full_rows, mu_solver
+from dmf.nmf.l1 import L1Solver
+from dmf.nmf.mu import MUSolver, full_rows
 from dmf.nmf.orthogonal import check_orthogonal
 from dmf.nmf.sparse import SPARSE_BETAS
 
@@ -271,13 +271,13 @@ def _solver(k: int, *, solver: str, beta: float, regularization, init, params, u
             hals_sweeps, orthogonal, mean: float):
     """The engine's Solver: reweighted MU for "l1", HALS, or MU for beta."""
     if solver == "l1":
-        return l1_solver(k, delta=max(1e-6 * mean, 1e-300), regularization=regularization,
-                         init=init, params=params)
+        return L1Solver(k, delta=max(1e-6 * mean, 1e-300), regularization=regularization,
+                        init=init, params=params)
     if solver == "hals":
-        return hals_solver(k, regularization=regularization, init=init, params=params,
-                           update_H=update_H, hals_sweeps=hals_sweeps)
-    return mu_solver(k, beta=beta, regularization=regularization, init=init, params=params,
-                     update_H=update_H, orthogonal=orthogonal)
+        return HALSSolver(k, regularization=regularization, init=init, params=params,
+                          update_H=update_H, hals_sweeps=hals_sweeps)
+    return MUSolver(k, beta=beta, regularization=regularization, init=init, params=params,
+                    update_H=update_H, orthogonal=orthogonal)
 
 
 @dataclass

@@ -30,10 +30,12 @@ iterates are scikit-learn's cd (to about 1e-14).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse
 
-from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
+from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.errors import InputError
 from dmf.linalg.products import row_slices
 from dmf.nmf.beta import Scratch, as_work, work_dtype
@@ -123,11 +125,25 @@ def _regularized(HHt: np.ndarray, XHt: np.ndarray, l1: float, l2: float):
     return HHt, XHt - l1 if l1 else XHt
 
 
-def _row_hals(block, Wb, H, HHt, l1_W, l2_W, update_H=True, with_sq=True, hals_sweeps=1):
+@dataclass(frozen=True)
+class RowSweeps:
+    """What a block row's HALS step takes besides the arrays: W's
+    penalties, whether to add up H's terms and |X_b|^2, the sweeps' rule."""
+
+    l1_W: float = 0.0
+    l2_W: float = 0.0
+    update_H: bool = True
+    with_sq: bool = True
+    hals_sweeps: int | str = 1
+
+
+def _row_hals(block, Wb, H, HHt, how: RowSweeps):
     """A block row's sweeps of W and its terms of H's sweep and of the
     objective (|X_b|^2 only ``with_sq``: it is the same every iteration).
     A float32 block is multiplied in float32, its k x n sums added up in
     float64 (:func:`dmf.nmf.beta.work_dtype`); the sweeps are float64."""
+    l1_W, l2_W, update_H, with_sq = how.l1_W, how.l2_W, how.update_H, how.with_sq
+    hals_sweeps = how.hals_sweeps
     k, n = H.shape
     XHt_t = np.empty((k, block.shape[0]))  # X_b H^T in Fortran order, for the sweeps
     sq = 0.0
@@ -168,27 +184,35 @@ def _row_hals(block, Wb, H, HHt, l1_W, l2_W, update_H=True, with_sq=True, hals_s
     return out
 
 
-def hals_solver(k: int, *, regularization: tuple[float, float, float, float], init,
-                params: dict, update_H: bool = True, hals_sweeps="auto") -> Solver:
+class HALSSolver(Solver):
     """HALS on the engine: W's sweeps in the block rows' tasks, H's here,
     ``hals_sweeps`` of each per iteration ("auto": Gillis and Glineur's rule,
     see :data:`SWEEP_ALPHA`; 1: scikit-learn's cd)."""
-    l1_W, l1_H, l2_W, l2_H = regularization
-    tol = float(params["tol"])
-    solver_params = {**params, "k": k, "beta": 2.0, "solver": "hals"}
 
-    def start(X, ctx: Context) -> State:
-        W, H = init(X, ctx)
+    name = "nmf-hals"
+
+    def __init__(self, k: int, *, regularization: tuple[float, float, float, float], init,
+                 params: dict, update_H: bool = True, hals_sweeps="auto"):
+        self.k, self.regularization, self.start = k, regularization, init
+        self.update_H, self.hals_sweeps = update_H, hals_sweeps
+        self.tol = float(params["tol"])
+        self.params = {**params, "k": k, "beta": 2.0, "solver": "hals"}
+
+    def init(self, X, ctx: Context) -> State:
+        W, H = self.start(X, ctx)
         return {"W": W, "H": np.asarray(H, dtype=np.float64), "violation_init": 0.0}
 
-    def step(X, state: State, ctx: Context) -> tuple[State, Stats]:
+    def step(self, X, state: State, ctx: Context) -> tuple[State, Stats]:
+        k, update_H, hals_sweeps, regularization = (self.k, self.update_H, self.hals_sweeps,
+                                                    self.regularization)
+        l1_W, l1_H, l2_W, l2_H = regularization
         X = full_rows(X)
         W, H = state["W"], state["H"]
         n = H.shape[1]
         HHt = H @ H.T
         known = {"sq": state["sq"]} if "sq" in state else {}
-        W_new, flat = row_pass(_row_hals, X, W, H, HHt, l1_W, l2_W, update_H, not known,
-                               hals_sweeps, size=k * n + 2 * k * k + 6)
+        how = RowSweeps(l1_W, l2_W, update_H, with_sq=not known, hals_sweeps=hals_sweeps)
+        W_new, flat = row_pass(_row_hals, X, W, H, HHt, how, size=k * n + 2 * k * k + 6)
         WtX = flat[:k * n].reshape(k, n)
         WtW = flat[k * n:k * n + k * k].reshape(k, k)
         G_old = flat[k * n + k * k:k * n + 2 * k * k].reshape(k, k)
@@ -206,15 +230,13 @@ def hals_solver(k: int, *, regularization: tuple[float, float, float, float], in
             violation += violation_H
         first = ctx.iteration == 0
         violation_init = violation if first else float(state["violation_init"])
-        done = violation_init == 0 or violation / violation_init <= tol
+        done = violation_init == 0 or violation / violation_init <= self.tol
         return ({"W": W_new, "H": Ht.T.copy(), "violation_init": violation_init, **known},
                 Stats(loss=float(loss), done=bool(done),
                       extra={"divergence": div, "violation": violation,
                              "sweeps_W": made_W / X.numblocks[0], "sweeps_H": made_H}))
 
-    def finalize(X, state: State):
-        return finish(X, state["W"], state["H"], 2.0, regularization, "hals", solver_params)
+    def result(self, X, state: State):
+        return finish(X, state["W"], state["H"], 2.0, self.regularization, "hals", self.params)
 
-    return FunctionSolver(name="nmf-hals", params=solver_params,
-                  init=start, step=step, finalize=finalize)
 

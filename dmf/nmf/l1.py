@@ -21,7 +21,7 @@ from __future__ import annotations
 import dask
 import numpy as np
 
-from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
+from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import row_slices
 from dmf.nmf.beta import EPSILON, Scratch, apply_update
 from dmf.nmf.mu import _per_row, full_rows, penalty, row_pass, sklearn_schedule
@@ -76,37 +76,45 @@ def _row_l1(block, Wb, H, delta, l1_W, l2_W):
     return out
 
 
-def l1_solver(k: int, *, delta: float, regularization: tuple[float, float, float, float],
-              init, params: dict) -> Solver:
-    l1_W, l1_H, l2_W, l2_H = regularization
-    solver_params = {**params, "k": k, "beta": "l1", "solver": "mu-l1", "delta": delta}
+class L1Solver(Solver):
+    """Reweighted MU for the L1 (least absolute deviations) loss on the
+    engine, stopped by scikit-learn's schedule."""
 
-    def start(X, ctx: Context) -> State:
-        W, H = init(X, ctx)
+    name = "nmf-l1"
+
+    def __init__(self, k: int, *, delta: float,
+                 regularization: tuple[float, float, float, float], init, params: dict):
+        self.k, self.delta, self.regularization, self.start = k, delta, regularization, init
+        self.params = {**params, "k": k, "beta": "l1", "solver": "mu-l1", "delta": delta}
+
+    def init(self, X, ctx: Context) -> State:
+        W, H = self.start(X, ctx)
         return {"W": W, "H": np.asarray(H, dtype=np.float64)}
 
-    def step(X, state: State, _ctx: Context) -> tuple[State, Stats]:
+    def step(self, X, state: State, _ctx: Context) -> tuple[State, Stats]:
+        k = self.k
+        l1_W, l1_H, l2_W, l2_H = self.regularization
         X = full_rows(X)
         W, H = state["W"], state["H"]
         n = H.shape[1]
-        W_new, flat = row_pass(_row_l1, X, W, H, delta, l1_W, l2_W, size=2 * k * n + 3)
+        W_new, flat = row_pass(_row_l1, X, W, H, self.delta, l1_W, l2_W, size=2 * k * n + 3)
         A, B = flat[:k * n].reshape(k, n), flat[k * n:2 * k * n].reshape(k, n)
         l1, w_l1, w_l2 = (float(v) for v in flat[-3:])
         H_new = apply_update(H, A, B, l1_H, l2_H, 1.0)
-        loss = l1 + penalty(w_l1, w_l2, H, regularization)
+        loss = l1 + penalty(w_l1, w_l2, H, self.regularization)
         return {"W": W_new, "H": H_new}, Stats(loss=loss, extra={"l1": l1})
 
-    def finalize(X, state: State):
+    def converged(self, history: list[float], tol: float) -> bool:
+        return sklearn_schedule(history, tol)
+
+    def result(self, X, state: State):
         W, H = state["W"], state["H"]
         parts = _per_row(_row_abs, full_rows(X), W, H, dtype=np.float64)
         l1, w_l1, w_l2 = (float(v) for v in dask.compute(parts.sum(), W.sum(), (W * W).sum()))
-        meta = {"beta": "l1", "solver": "mu-l1", "parameters": solver_params,
-                "final_objective": l1 + penalty(w_l1, w_l2, H, regularization),
+        meta = {"beta": "l1", "solver": "mu-l1", "parameters": self.params,
+                "final_objective": l1 + penalty(w_l1, w_l2, H, self.regularization),
                 "final_divergence": l1, "reconstruction_err": l1}
         return {"W": W.astype(X.dtype), "H": H.astype(X.dtype)}, meta
 
-    return FunctionSolver(name="nmf-l1", params=solver_params, init=start, step=step,
-                  finalize=finalize, converged=sklearn_schedule)
 
-
-__all__ = ["EPSILON", "l1_solver"]
+__all__ = ["EPSILON", "L1Solver"]

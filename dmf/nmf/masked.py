@@ -22,11 +22,13 @@ iteration. WH is formed one row slice at a time and dropped.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
+from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.hashing import uniform_hash
 from dmf.linalg.products import row_slices
 from dmf.nmf.beta import EPSILON
@@ -60,9 +62,21 @@ def held_out(seed: int, start: int, rows: int, n: int, fraction: float) -> np.nd
     return uniform_hash(seed, index) < fraction
 
 
-def _masked_step(block, Wb, H, rows, seed, fraction, inner):
+@dataclass(frozen=True)
+class Holdout:
+    """Which entries are held out (``fraction`` of them, placed by ``seed``)
+    and how many inner W updates a block row makes."""
+
+    seed: int
+    fraction: float
+    inner: int
+
+
+def _masked_step(block, Wb, H, rows, holdout: Holdout):
     """The masked W update of a block row, its terms of the H update and its
-    errors, packed: (new W rows, flat sums)."""
+    errors, packed: (new W rows, flat sums). ``rows`` holds the block's
+    global row numbers (its first one places the mask)."""
+    seed, fraction, inner = holdout.seed, holdout.fraction, holdout.inner
     k, n = H.shape
     W_new = np.empty_like(Wb)
     A = np.zeros((k, n))
@@ -103,31 +117,37 @@ def _masked_step(block, Wb, H, rows, seed, fraction, inner):
     return out
 
 
-def _masked_pass(X: da.Array, W: da.Array, H: np.ndarray, seed: int, fraction: float,
-                 inner: int):
+def _masked_pass(X: da.Array, W: da.Array, H: np.ndarray, holdout: Holdout):
     """One read of X: the new W (persisted) and the summed flat terms."""
     k, n = H.shape
     # each block's global row numbers: its first one places the mask
     rows = da.arange(X.shape[0], chunks=(X.chunks[0],), dtype=np.int64)
-    return row_pass(_masked_step, full_rows(X), W, H, rows, seed, fraction, inner,
+    return row_pass(_masked_step, full_rows(X), W, H, rows, holdout,
                     size=2 * k * n + _N_SCALARS)
 
 
-def masked_solver(k: int, *, seed: int, fraction: float, mean: float,
-                  inner: int = INNER) -> Solver:
+class MaskedSolver(Solver):
     """Masked Frobenius MU on the engine, from scikit-learn's random init
     (``mean`` is X's mean). The loss is the mean squared error on the kept
-    entries; ``finalize`` reports the held-out errors of the last pass."""
+    entries; ``result`` reports the held-out errors of the last pass. It
+    runs its ``max_iter`` iterations: rank selection compares them."""
 
-    def start(X, ctx: Context) -> State:
-        W, H = random_init(k, float(np.sqrt(mean / k)))(X, ctx)
+    name = "nmf-masked"
+
+    def __init__(self, k: int, *, seed: int, fraction: float, mean: float,
+                 inner: int = INNER):
+        self.k, self.mean, self.holdout = k, mean, Holdout(seed, fraction, inner)
+        self.params = {"k": k, "holdout": fraction, "mask_seed": seed, "inner": inner}
+
+    def init(self, X, ctx: Context) -> State:
+        W, H = random_init(self.k, float(np.sqrt(self.mean / self.k)))(X, ctx)
         return {"W": W, "H": np.asarray(H, dtype=np.float64), "held": [0.0, 0.0, 0.0],
                 "kept": [0.0, 0.0]}
 
-    def step(X, state: State, _ctx: Context) -> tuple[State, Stats]:
-        H = state["H"]
+    def step(self, X, state: State, _ctx: Context) -> tuple[State, Stats]:
+        k, H = self.k, state["H"]
         n = H.shape[1]
-        W_new, flat = _masked_pass(X, state["W"], H, seed, fraction, inner)
+        W_new, flat = _masked_pass(X, state["W"], H, self.holdout)
         A, B = flat[:k * n].reshape(k, n), flat[k * n:2 * k * n].reshape(k, n).copy()
         held, kept = flat[-5:-2].tolist(), flat[-2:].tolist()
         B[B == 0] = EPSILON
@@ -135,7 +155,10 @@ def masked_solver(k: int, *, seed: int, fraction: float, mean: float,
         return ({"W": W_new, "H": H * A / B, "held": held, "kept": kept},
                 Stats(loss=train_mse, done=False))
 
-    def finalize(_X, state: State):
+    def converged(self, _history: list[float], _tol: float) -> bool:
+        return False
+
+    def result(self, _X, state: State):
         sse, s4, count = state["held"]
         count = max(count, 1.0)
         mse = sse / count
@@ -146,9 +169,5 @@ def masked_solver(k: int, *, seed: int, fraction: float, mean: float,
             "heldout_mse": mse, "heldout_mse_se": se, "heldout_count": int(count),
             "train_mse": kept_sse / max(kept_count, 1.0)}
 
-    params = {"k": k, "holdout": fraction, "mask_seed": seed, "inner": inner}
-    return FunctionSolver(name="nmf-masked", params=params, init=start, step=step,
-                          finalize=finalize, converged=lambda _history, _tol: False)
 
-
-__all__ = ["held_out", "masked_solver"]
+__all__ = ["MaskedSolver", "held_out"]

@@ -21,12 +21,14 @@ at the end. WH is formed per slice and dropped: nothing m x n is held.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import dask
 import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
+from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import (
     flat_objects,
     part_of,
@@ -84,16 +86,33 @@ def _b_size(beta: float, k: int, n: int) -> int:
     return k * k if beta == 2 else k if beta == 1 else k * n
 
 
-def _row_step(block, Wb, H, beta, gamma, l1_W, l2_W, HHt, H_sum, update_H=True, first=True,
-              masked=True):
+@dataclass(frozen=True)
+class RowUpdate:
+    """What a block row's MU step takes besides the arrays: the divergence,
+    W's exponent and penalties, whether to add up H's terms, and which of
+    the objective's X-only terms to add (see :func:`_row_step`)."""
+
+    beta: float
+    gamma: float
+    l1_W: float = 0.0
+    l2_W: float = 0.0
+    update_H: bool = True
+    first: bool = True
+    masked: bool = True
+
+
+def _row_step(block, Wb, H, HHt, H_sum, how: RowUpdate):
     """The W update of a block row and its terms of the H update and of the
-    objective, packed: (new W rows, flat small sums).
+    objective, packed: (new W rows, flat small sums). ``HHt`` is the
+    denominator's k x k matrix (beta = 2), ``H_sum`` H's row sums (KL).
 
     The objective's terms that depend on X alone are the same every
     iteration, so only the ``first`` pass adds them up (in float64): |X_b|^2
     for beta = 2, and for KL the sum of X_b's entries above eps and the
     count of those at or below it (none anywhere: later passes skip the
     masks, ``masked=False``)."""
+    beta, gamma, l1_W, l2_W = how.beta, how.gamma, how.l1_W, how.l2_W
+    update_H, first, masked = how.update_H, how.first, how.masked
     k, n = H.shape
     W_new = np.empty_like(Wb)
     A = np.zeros((k, n))
@@ -276,31 +295,38 @@ def finish(X: da.Array, W: da.Array, H: np.ndarray, beta: float, regularization,
     return {"W": W.astype(X.dtype), "H": H.astype(X.dtype)}, meta
 
 
-def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float, float],
-              init, params: dict, update_H: bool = True,
-              orthogonal: str | None = None) -> Solver:
-    """The MU solver on the engine. ``init(X, ctx) -> (W, H)`` gives the
-    starting factors (W a dask array in X's row blocks, float64); without
-    ``update_H`` only W moves (``transform``). ``orthogonal`` ("W", "H",
-    "both"; beta = 2): Ding et al.'s orthogonal updates
+class MUSolver(Solver):
+    """Multiplicative updates on the engine. ``init(X, ctx) -> (W, H)``
+    gives the starting factors (W a dask array in X's row blocks, float64);
+    without ``update_H`` only W moves (``transform``). ``orthogonal`` ("W",
+    "H", "both"; beta = 2): Ding et al.'s orthogonal updates
     (:mod:`dmf.nmf.orthogonal`), W^T X of the current W carried in the
     state as ``WtX``."""
-    gamma = exponent(beta)
-    l1_W, l1_H, l2_W, l2_H = regularization
-    solver_params = {**params, "k": k, "beta": beta, "solver": "mu"}
-    if orthogonal is not None:  # only then: the fingerprints of other jobs stay as they were
-        solver_params["orthogonal"] = orthogonal
-    tol = float(params["tol"])
 
-    def start(X, ctx: Context) -> State:
-        W, H = init(X, ctx)
+    name = "nmf-mu"
+
+    def __init__(self, k: int, *, beta: float,
+                 regularization: tuple[float, float, float, float], init, params: dict,
+                 update_H: bool = True, orthogonal: str | None = None):
+        self.k, self.beta, self.regularization = k, beta, regularization
+        self.start, self.update_H, self.orthogonal = init, update_H, orthogonal
+        self.gamma = exponent(beta)
+        self.params = {**params, "k": k, "beta": beta, "solver": "mu"}
+        if orthogonal is not None:  # only then: the fingerprints of other jobs stay as they were
+            self.params["orthogonal"] = orthogonal
+        self.tol = float(params["tol"])
+
+    def init(self, X, ctx: Context) -> State:
+        W, H = self.start(X, ctx)
         state = {"W": W, "H": np.asarray(H, dtype=np.float64), "err_init": 0.0,
                  "err_prev": 0.0, "factors_after": -1}
-        if orthogonal:
+        if self.orthogonal:
             state["orthogonality_history"] = []
         return state
 
-    def step(X, state: State, ctx: Context) -> tuple[State, Stats]:
+    def step(self, X, state: State, ctx: Context) -> tuple[State, Stats]:
+        k, beta, orthogonal, update_H = self.k, self.beta, self.orthogonal, self.update_H
+        l1_W, l1_H, l2_W, l2_H = self.regularization
         X = full_rows(X)
         W, H = state["W"], state["H"]
         n = H.shape[1]
@@ -313,10 +339,10 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
         # orthogonal W: W (W^T X H^T) replaces W (H H^T), W^T X from the
         # previous pass (none in the first iteration: a plain step)
         ortho_w = orth.on_w(orthogonal) and "WtX" in state
-        den_W, gamma_W = (np.asarray(state["WtX"]) @ H.T, 0.5) if ortho_w else (HHt, gamma)
-        W_new, flat = row_pass(_row_step, X, W, H, beta, gamma_W, l1_W, l2_W, den_W, H_sum,
-                               update_H,
-                               not known, bool(known.get("x_small", 1)),
+        den_W, gamma_W = (np.asarray(state["WtX"]) @ H.T, 0.5) if ortho_w else (HHt, self.gamma)
+        how = RowUpdate(beta, gamma_W, l1_W, l2_W, update_H, first=not known,
+                        masked=bool(known.get("x_small", 1)))
+        W_new, flat = row_pass(_row_step, X, W, H, den_W, H_sum, how,
                                size=k * n + nb + (k * k if beta == 2 else 0) + 6)
         A, B = flat[:k * n].reshape(k, n), flat[k * n:k * n + nb]
         div, cross, const, small, w_l1, w_l2 = (float(v) for v in flat[-6:])
@@ -328,9 +354,9 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
             B = B.reshape(k, k)
         elif beta == 1 and not sparse:
             div -= float(known["x_const"])
-        loss = div + penalty(w_l1, w_l2, H, regularization)
+        loss = div + penalty(w_l1, w_l2, H, self.regularization)
         extra = orth.errors(orthogonal, G_old, H) if orthogonal else {}
-        gamma_H = gamma
+        gamma_H = self.gamma
         if orth.on_h(orthogonal):  # H <- H * sqrt(W^T X / (W^T X H^T H))
             den, gamma_H = A @ H.T @ H, 0.5
         elif beta == 2:
@@ -344,7 +370,7 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
         H_new = apply_update(H, A, den, l1_H, l2_H, gamma_H) if update_H else H
         if beta <= 1 and update_H:  # scikit-learn's guard for stability
             H_new[H_new < np.finfo(np.float64).eps] = 0.0
-        done, errors = stop_check(ctx.iteration, div, state, tol)
+        done, errors = stop_check(ctx.iteration, div, state, self.tol)
         stats = Stats(loss=float(loss), done=done, extra={"divergence": float(div), **extra})
         kept = {}
         if orthogonal:  # the errors of each iteration's factors, checkpointed with them
@@ -355,21 +381,27 @@ def mu_solver(k: int, *, beta: float, regularization: tuple[float, float, float,
             kept["WtX"] = A  # W^T X of the new W (beta = 2), for the next W update
         return {"W": W_new, "H": H_new, **errors, **known, **kept, "factors_after": -1}, stats
 
-    def finalize(X, state: State):
-        arrays, meta = finish(X, state["W"], state["H"], beta, regularization, "mu",
-                              solver_params)
+    def result(self, X, state: State):
+        arrays, meta = finish(X, state["W"], state["H"], self.beta, self.regularization, "mu",
+                              self.params)
         if int(state["factors_after"]) >= 0:  # stopped by tol: the previous iterate
             meta["factors_after"] = int(state["factors_after"])
-        if orthogonal:
+        if self.orthogonal:
             W, H = state["W"], state["H"]
-            WtW = (W.T @ W).compute() if orth.on_w(orthogonal) else None
-            meta["orthogonality_error"] = orth.errors(orthogonal, WtW, H)
+            WtW = (W.T @ W).compute() if orth.on_w(self.orthogonal) else None
+            meta["orthogonality_error"] = orth.errors(self.orthogonal, WtW, H)
             meta["orthogonality_history"] = list(state["orthogonality_history"])
         return arrays, meta
 
-    return FunctionSolver(name="nmf-mu", params=solver_params,
-                  init=start, step=step, finalize=finalize)
 
-
-__all__ = ["EPSILON", "divergence", "finish", "mu_solver", "penalty", "row_pass",
-           "sklearn_schedule", "stop_check"]
+__all__ = [
+    "EPSILON",
+    "MUSolver",
+    "RowUpdate",
+    "divergence",
+    "finish",
+    "penalty",
+    "row_pass",
+    "sklearn_schedule",
+    "stop_check",
+]

@@ -48,7 +48,7 @@ import dask.array as da
 import numpy as np
 
 from dmf.engine.cache import cache_input, run_input
-from dmf.engine.driver import Context, FunctionSolver, RunResult, Solver, State, Stats, run
+from dmf.engine.driver import Context, RunResult, Solver, State, Stats, run
 from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.errors import InputError, convergence_warning, warn
 from dmf.linalg.svd import check_k
@@ -56,7 +56,7 @@ from dmf.nmf import orthogonal as orth
 from dmf.nmf.beta import apply_update, beta_of
 from dmf.nmf.checks import check_stopping, nonnegative_facts
 from dmf.nmf.init import _random_rows
-from dmf.nmf.mu import _row_step, divergence, full_rows, row_pass, stop_check
+from dmf.nmf.mu import RowUpdate, _row_step, divergence, full_rows, row_pass, stop_check
 
 #: The losses NMTF minimizes (beta 2 and 1).
 TRI_BETAS = (2.0, 1.0)
@@ -82,21 +82,27 @@ def _random_start(k1: int, k2: int, avg: float):
     return init
 
 
-def _tri_mu(k1: int, k2: int, *, beta: float, orthogonal: str | None, init,
-            params: dict) -> Solver:
+class TriSolver(Solver):
     """The NMTF multiplicative-update solver on the engine."""
-    solver_params = {**params, "k1": k1, "k2": k2, "beta": beta, "solver": "mu"}
-    if orthogonal is not None:
-        solver_params["orthogonal"] = orthogonal
-    tol = float(params["tol"])
 
-    def start(X, ctx: Context) -> State:
-        W, S, H = init(X, ctx)
+    name = "nmtf-mu"
+
+    def __init__(self, k1: int, k2: int, *, beta: float, orthogonal: str | None, init,
+                 params: dict):
+        self.k1, self.k2, self.beta, self.orthogonal, self.start = k1, k2, beta, orthogonal, init
+        self.params = {**params, "k1": k1, "k2": k2, "beta": beta, "solver": "mu"}
+        if orthogonal is not None:
+            self.params["orthogonal"] = orthogonal
+        self.tol = float(params["tol"])
+
+    def init(self, X, ctx: Context) -> State:
+        W, S, H = self.start(X, ctx)
         return {"W": W, "S": np.asarray(S, dtype=np.float64),
                 "H": np.asarray(H, dtype=np.float64), "err_init": 0.0, "err_prev": 0.0,
                 "factors_after": -1, "orthogonality_history": []}
 
-    def step(X, state: State, ctx: Context) -> tuple[State, Stats]:
+    def step(self, X, state: State, ctx: Context) -> tuple[State, Stats]:
+        k1, beta, orthogonal = self.k1, self.beta, self.orthogonal
         X = full_rows(X)
         W, S, H = state["W"], state["S"], state["H"]
         n = H.shape[1]
@@ -110,8 +116,8 @@ def _tri_mu(k1: int, k2: int, *, beta: float, orthogonal: str | None, init,
         known = {key: state[key] for key in ("x_const", "x_small") if key in state}
         sparse = hasattr(X._meta, "nnz")
         nb = k1 * k1 if beta == 2 else k1
-        W_new, flat = row_pass(_row_step, X, W, M, beta, gamma_W, 0.0, 0.0, den_W, M_sum, True,
-                               not known, bool(known.get("x_small", 1)),
+        how = RowUpdate(beta, gamma_W, first=not known, masked=bool(known.get("x_small", 1)))
+        W_new, flat = row_pass(_row_step, X, W, M, den_W, M_sum, how,
                                size=k1 * n + nb + (k1 * k1 if beta == 2 else 0) + 6)
         A, B = flat[:k1 * n].reshape(k1, n), flat[k1 * n:k1 * n + nb]
         div, cross, const, small = (float(v) for v in flat[-6:-2])
@@ -138,7 +144,7 @@ def _tri_mu(k1: int, k2: int, *, beta: float, orthogonal: str | None, init,
             else:
                 den = np.broadcast_to((S.T @ B)[:, None], H.shape)
                 S_new, H_new = S, apply_update(H, S.T @ A, den, 0.0, 0.0, 1.0)
-        done, errors = stop_check(ctx.iteration, div, state, tol)
+        done, errors = stop_check(ctx.iteration, div, state, self.tol)
         history = [*state["orthogonality_history"], extra] if extra else \
             state["orthogonality_history"]
         stats = Stats(loss=float(div), done=done, extra={"divergence": float(div), **extra})
@@ -151,11 +157,12 @@ def _tri_mu(k1: int, k2: int, *, beta: float, orthogonal: str | None, init,
             new["WtX"] = A  # W^T X of the new W, for the next W update
         return new, stats
 
-    def finalize(X, state: State):
+    def result(self, X, state: State):
+        k1, k2, beta, orthogonal = self.k1, self.k2, self.beta, self.orthogonal
         W, S, H = state["W"], state["S"], state["H"]
         div = divergence(full_rows(X), W, S @ H, beta)
         meta: dict[str, Any] = {
-            "beta": beta, "solver": "mu", "parameters": solver_params, "k1": k1, "k2": k2,
+            "beta": beta, "solver": "mu", "parameters": self.params, "k1": k1, "k2": k2,
             "final_objective": div, "final_divergence": div,
             "reconstruction_err": float(np.sqrt(2 * max(div, 0.0)))}
         if orthogonal is not None:
@@ -166,9 +173,6 @@ def _tri_mu(k1: int, k2: int, *, beta: float, orthogonal: str | None, init,
             meta["factors_after"] = int(state["factors_after"])
         arrays = {"W": W.astype(X.dtype), "S": S.astype(X.dtype), "H": H.astype(X.dtype)}
         return arrays, meta
-
-    return FunctionSolver(name="nmtf-mu", params=solver_params, init=start, step=step,
-                  finalize=finalize)
 
 
 def nmtf(
@@ -255,7 +259,7 @@ def nmtf(
     facts = nonnegative_facts(X, name, zeros_allowed=True)
     params: dict[str, Any] = {"init": "random", "max_iter": max_iter, "tol": tol}
     avg = float(np.cbrt(facts["mean"] / (k1 * k2)))
-    solver = _tri_mu(k1, k2, beta=beta, orthogonal=orthogonal,
+    solver = TriSolver(k1, k2, beta=beta, orthogonal=orthogonal,
                      init=_random_start(k1, k2, avg), params=params)
     result = run(solver, X, seed=seed, max_iter=max_iter, tol=tol, options=opts,
                  input_token=token)
