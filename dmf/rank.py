@@ -37,6 +37,7 @@ from typing import Any, Unpack
 
 import numpy as np
 
+from dmf.blocks import full_rows
 from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import input_fingerprint, run
 from dmf.engine.lock import OutputLock
@@ -47,7 +48,6 @@ from dmf.linalg.bcv import bcv_errors, check_folds
 from dmf.linalg.svd import check_k, svd
 from dmf.nmf.checks import nonnegative_facts
 from dmf.nmf.masked import MaskedSolver
-from dmf.nmf.mu import full_rows
 from dmf.store.location import Location
 
 METHODS = ("bcv", "nmf", "svd")

@@ -387,14 +387,16 @@ def _misaligned(a: np.ndarray) -> np.ndarray:
 def test_a_block_step_gives_the_same_bits_for_misaligned_arrays(beta):
     # numpy multiplies an unaligned array without BLAS: other rounding, and so
     # other bits on a cluster (H arrives at any byte) than in process
+    from dmf import blocks
     from dmf.nmf import mu
 
     rng = np.random.default_rng(0)
     X, W, H = rng.random((150, 40)), rng.random((150, 5)), rng.random((5, 40))
     args = (H @ H.T, H.sum(axis=1), mu.RowUpdate(beta, mu.exponent(beta)))
-    aligned = mu.on_blocks(mu._row_step, X, W, H, *args)[0, 0, 0]
-    received = mu.on_blocks(mu._row_step, _misaligned(X), _misaligned(W), _misaligned(H),
-                            *args)[0, 0, 0]
+    task = blocks.packed(mu._row_step, mu.step_parts(beta, 5, 40))
+    aligned = blocks.on_blocks(task, X, W, H, *args)[0, 0, 0]
+    received = blocks.on_blocks(task, _misaligned(X), _misaligned(W), _misaligned(H),
+                                *args)[0, 0, 0]
     assert aligned[0].tobytes() == received[0].tobytes()
     assert aligned[1].tobytes() == received[1].tobytes()
 

@@ -4,7 +4,7 @@ A half-step of ALS (or of masked NMF) reads one view of the ratings,
 ``by_user`` or ``by_item``, once: one task per row block gets the block, its
 own rows of the factor being solved for, and the whole factor of the other
 side as a single graph key (sent to each worker once, as
-:func:`dmf.nmf.mu.row_pass` sends H). It returns the block's new rows and a
+:func:`dmf.blocks.row_pass` sends H). It returns the block's new rows and a
 flat vector of sums (objective terms, Gram matrices), which dask's tree adds
 up in an order fixed by the chunks. The new rows and the sums are persisted
 together, so each block is read once.

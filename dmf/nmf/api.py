@@ -9,6 +9,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from dmf.blocks import full_rows
 from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import RunResult, run
 from dmf.engine.options import RunKeywords, RunOptions, run_options
@@ -26,7 +27,7 @@ from dmf.nmf.init import (
     random_init,
 )
 from dmf.nmf.l1 import L1Solver
-from dmf.nmf.mu import MUSolver, full_rows
+from dmf.nmf.mu import MUSolver
 from dmf.nmf.orthogonal import check_orthogonal
 from dmf.nmf.sparse import SPARSE_BETAS
 

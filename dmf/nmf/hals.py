@@ -8,7 +8,7 @@ diagonal of H H^T, L1 subtracted from X H^T), then H the same way from
 W^T W and X^T W. A row of W is updated from its own row of X H^T only, so a
 block row's task forms X_b H^T, sweeps its rows of W, and adds up
 W_b^T X_b and W_b^T W_b with the new rows, the block still in memory
-(:func:`dmf.nmf.mu.row_pass`); the client sweeps H. The stopping rule is
+(:func:`dmf.blocks.row_pass`); the client sweeps H. The stopping rule is
 scikit-learn's: the summed projected-gradient violation of an iteration
 over that of the first falls to ``tol``. The objective of the factors
 entering an iteration comes from the same task, as for ``mu``.
@@ -35,11 +35,12 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 
+from dmf.blocks import full_rows, row_pass
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.errors import InputError
 from dmf.linalg.products import row_slices
 from dmf.nmf.beta import Scratch, as_work, work_dtype
-from dmf.nmf.mu import finish, full_rows, penalty, row_pass
+from dmf.nmf.mu import finish, penalty
 from dmf.nmf.sparse import as_csr
 
 #: Gillis and Glineur's rule for ``hals_sweeps="auto"`` (2012, "Accelerated
@@ -177,11 +178,17 @@ def _row_hals(block, Wb, H, HHt, how: RowSweeps):
             WtX += np.asarray(as_csr(block[sl]).T @ W[sl]).T
         else:
             WtX += np.matmul(Ww[sl].T, scratch.widen(block[sl]), out=scratch.num)
-    flat = np.concatenate([WtX.ravel(), (W.T @ W).ravel(), G_old.ravel(), old,
-                           [violation, made]])
-    out = np.empty(1, dtype=object)
-    out[0] = (W, flat[None])
-    return out
+    sq, cross, w_l1, w_l2 = old
+    return W, {"WtX": WtX, "WtW": W.T @ W, "G_old": G_old, "sq": sq, "cross": cross,
+               "w_l1": w_l1, "w_l2": w_l2, "violation": violation, "made": made}
+
+
+def sweep_parts(k: int, n: int) -> dict[str, tuple[int, ...]]:
+    """The named sums of :func:`_row_hals` and their shapes: W^T X and W^T W
+    of the new W (H's sweep), W^T W of the given W, |X|^2 and <W, X H^T>
+    (the objective's Gram trick), W's norms, the sweeps' violation and count."""
+    return {"WtX": (k, n), "WtW": (k, k), "G_old": (k, k), **dict.fromkeys(
+        ("sq", "cross", "w_l1", "w_l2", "violation", "made"), ())}
 
 
 class HALSSolver(Solver):
@@ -212,11 +219,10 @@ class HALSSolver(Solver):
         HHt = H @ H.T
         known = {"sq": state["sq"]} if "sq" in state else {}
         how = RowSweeps(l1_W, l2_W, update_H, with_sq=not known, hals_sweeps=hals_sweeps)
-        W_new, flat = row_pass(_row_hals, X, W, H, HHt, how, size=k * n + 2 * k * k + 6)
-        WtX = flat[:k * n].reshape(k, n)
-        WtW = flat[k * n:k * n + k * k].reshape(k, k)
-        G_old = flat[k * n + k * k:k * n + 2 * k * k].reshape(k, k)
-        sq, cross, w_l1, w_l2, violation, made_W = (float(v) for v in flat[-6:])
+        W_new, sums = row_pass(_row_hals, X, W, H, HHt, how, parts=sweep_parts(k, n))
+        WtX, WtW, G_old = sums["WtX"], sums["WtW"], sums["G_old"]
+        sq, cross, w_l1, w_l2, violation, made_W = (float(sums[name]) for name in (
+            "sq", "cross", "w_l1", "w_l2", "violation", "made"))
         known = known or {"sq": sq}  # |X|^2 from the first pass, kept in the state
         sq = float(known["sq"])
         div = 0.5 * (sq - 2 * cross + float(np.vdot(G_old, HHt)))

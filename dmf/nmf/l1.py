@@ -21,10 +21,11 @@ from __future__ import annotations
 import dask
 import numpy as np
 
+from dmf.blocks import full_rows, per_row, row_pass
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import row_slices
 from dmf.nmf.beta import EPSILON, Scratch, apply_update
-from dmf.nmf.mu import _per_row, full_rows, penalty, row_pass, sklearn_schedule
+from dmf.nmf.mu import penalty, sklearn_schedule
 
 
 def _weighted(xs, WH, delta, scratch: Scratch, rows: int):
@@ -70,10 +71,8 @@ def _row_l1(block, Wb, H, delta, l1_W, l2_W):
         wx, wwh, _ = _weighted(xs, scratch.product(Wn, H), delta, scratch, rows)
         A += Wn.T @ wx
         B += Wn.T @ wwh
-    flat = np.concatenate([A.ravel(), B.ravel(), [loss, float(Wb.sum()), float(np.vdot(Wb, Wb))]])
-    out = np.empty(1, dtype=object)
-    out[0] = (W_new, flat[None])
-    return out
+    return W_new, {"A": A, "B": B, "l1": loss, "w_l1": float(Wb.sum()),
+                   "w_l2": float(np.vdot(Wb, Wb))}
 
 
 class L1Solver(Solver):
@@ -97,9 +96,10 @@ class L1Solver(Solver):
         X = full_rows(X)
         W, H = state["W"], state["H"]
         n = H.shape[1]
-        W_new, flat = row_pass(_row_l1, X, W, H, self.delta, l1_W, l2_W, size=2 * k * n + 3)
-        A, B = flat[:k * n].reshape(k, n), flat[k * n:2 * k * n].reshape(k, n)
-        l1, w_l1, w_l2 = (float(v) for v in flat[-3:])
+        parts = {"A": (k, n), "B": (k, n), "l1": (), "w_l1": (), "w_l2": ()}
+        W_new, sums = row_pass(_row_l1, X, W, H, self.delta, l1_W, l2_W, parts=parts)
+        A, B = sums["A"], sums["B"]
+        l1, w_l1, w_l2 = (float(sums[name]) for name in ("l1", "w_l1", "w_l2"))
         H_new = apply_update(H, A, B, l1_H, l2_H, 1.0)
         loss = l1 + penalty(w_l1, w_l2, H, self.regularization)
         return {"W": W_new, "H": H_new}, Stats(loss=loss, extra={"l1": l1})
@@ -109,7 +109,7 @@ class L1Solver(Solver):
 
     def result(self, X, state: State):
         W, H = state["W"], state["H"]
-        parts = _per_row(_row_abs, full_rows(X), W, H, dtype=np.float64)
+        parts = per_row(_row_abs, full_rows(X), W, H, dtype=np.float64)
         l1, w_l1, w_l2 = (float(v) for v in dask.compute(parts.sum(), W.sum(), (W * W).sum()))
         meta = {"beta": "l1", "solver": "mu-l1", "parameters": self.params,
                 "final_objective": l1 + penalty(w_l1, w_l2, H, self.regularization),

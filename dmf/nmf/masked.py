@@ -28,12 +28,12 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
+from dmf.blocks import full_rows, row_pass
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.hashing import uniform_hash
 from dmf.linalg.products import row_slices
 from dmf.nmf.beta import EPSILON
 from dmf.nmf.init import random_init
-from dmf.nmf.mu import full_rows, row_pass
 
 #: Scalars each block adds up: held-out sum of e^2, of e^4, count; kept sum of e^2, count.
 _N_SCALARS = 5
@@ -74,7 +74,7 @@ class Holdout:
 
 def _masked_step(block, Wb, H, rows, holdout: Holdout):
     """The masked W update of a block row, its terms of the H update and its
-    errors, packed: (new W rows, flat sums). ``rows`` holds the block's
+    errors: (new W rows, named sums). ``rows`` holds the block's
     global row numbers (its first one places the mask)."""
     seed, fraction, inner = holdout.seed, holdout.fraction, holdout.inner
     k, n = H.shape
@@ -112,18 +112,17 @@ def _masked_step(block, Wb, H, rows, holdout: Holdout):
         WH[hold] = 0.0
         A += Wn.T @ xs
         B += Wn.T @ WH
-    out = np.empty(1, dtype=object)
-    out[0] = (W_new, np.concatenate([A.ravel(), B.ravel(), sums])[None])
-    return out
+    # held out: sum e^2, sum e^4, count; kept: sum e^2, count
+    return W_new, {"A": A, "B": B, "held": sums[:3], "kept": sums[3:]}
 
 
 def _masked_pass(X: da.Array, W: da.Array, H: np.ndarray, holdout: Holdout):
-    """One read of X: the new W (persisted) and the summed flat terms."""
+    """One read of X: the new W (persisted) and the summed named terms."""
     k, n = H.shape
     # each block's global row numbers: its first one places the mask
     rows = da.arange(X.shape[0], chunks=(X.chunks[0],), dtype=np.int64)
-    return row_pass(_masked_step, full_rows(X), W, H, rows, holdout,
-                    size=2 * k * n + _N_SCALARS)
+    parts = {"A": (k, n), "B": (k, n), "held": (3,), "kept": (2,)}
+    return row_pass(_masked_step, full_rows(X), W, H, rows, holdout, parts=parts)
 
 
 class MaskedSolver(Solver):
@@ -145,11 +144,10 @@ class MaskedSolver(Solver):
                 "kept": [0.0, 0.0]}
 
     def step(self, X, state: State, _ctx: Context) -> tuple[State, Stats]:
-        k, H = self.k, state["H"]
-        n = H.shape[1]
-        W_new, flat = _masked_pass(X, state["W"], H, self.holdout)
-        A, B = flat[:k * n].reshape(k, n), flat[k * n:2 * k * n].reshape(k, n).copy()
-        held, kept = flat[-5:-2].tolist(), flat[-2:].tolist()
+        H = state["H"]
+        W_new, sums = _masked_pass(X, state["W"], H, self.holdout)
+        A, B = sums["A"], sums["B"].copy()
+        held, kept = sums["held"].tolist(), sums["kept"].tolist()
         B[B == 0] = EPSILON
         train_mse = kept[0] / max(kept[1], 1.0)
         return ({"W": W_new, "H": H * A / B, "held": held, "kept": kept},

@@ -28,14 +28,9 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
+from dmf.blocks import full_rows, per_row, row_pass
 from dmf.engine.driver import Context, Solver, State, Stats
-from dmf.linalg.products import (
-    flat_objects,
-    part_of,
-    row_slices,
-    stacked_sum,
-    whole_rows,
-)
+from dmf.linalg.products import row_slices
 from dmf.nmf import orthogonal as orth
 from dmf.nmf import sparse as nmf_sparse
 from dmf.nmf.beta import (
@@ -82,10 +77,6 @@ def stop_check(iteration: int, divergence: float, state: State, tol: float):
     return bool(done), {**errors, "err_prev": err}
 
 
-def _b_size(beta: float, k: int, n: int) -> int:
-    return k * k if beta == 2 else k if beta == 1 else k * n
-
-
 @dataclass(frozen=True)
 class RowUpdate:
     """What a block row's MU step takes besides the arrays: the divergence,
@@ -106,7 +97,8 @@ def _row_step(block, Wb, H, HHt, H_sum, how: RowUpdate):
     objective, packed: (new W rows, flat small sums). ``HHt`` is the
     denominator's k x k matrix (beta = 2), ``H_sum`` H's row sums (KL).
 
-    The objective's terms that depend on X alone are the same every
+    The sums are named as :func:`step_parts` lists them. The objective's
+    terms that depend on X alone are the same every
     iteration, so only the ``first`` pass adds them up (in float64): |X_b|^2
     for beta = 2, and for KL the sum of X_b's entries above eps and the
     count of those at or below it (none anywhere: later passes skip the
@@ -175,12 +167,19 @@ def _row_step(block, Wb, H, HHt, H_sum, how: RowUpdate):
             a, b = h_terms(xs, Wn, Hw, beta, scratch)
             A += a
             B += b
-    # layout: A, B, W^T W of the given W (beta = 2), then six scalars
-    flat = np.concatenate([A.ravel(), np.ravel(B), G_old.ravel() if beta == 2 else [],
-                           [div, cross, const, small, float(Wb.sum()), float(np.vdot(Wb, Wb))]])
-    out = np.empty(1, dtype=object)
-    out[0] = (W_new, flat[None])
-    return out
+    sums = {"A": A, "B": B, "G_old": G_old, "div": div, "cross": cross, "const": const,
+            "small": small, "w_l1": float(Wb.sum()), "w_l2": float(np.vdot(Wb, Wb))}
+    return W_new, sums
+
+
+def step_parts(beta: float, k: int, n: int) -> dict[str, tuple[int, ...]]:
+    """The named sums of :func:`_row_step` and their shapes: H's numerator
+    A = W^T (...), its denominator's terms B, W^T W of the given W (beta =
+    2: the objective's Gram trick), and the objective's numbers."""
+    B = (k, k) if beta == 2 else (k,) if beta == 1 else (k, n)
+    gram = {"G_old": (k, k)} if beta == 2 else {}
+    return {"A": (k, n), "B": B, **gram, **dict.fromkeys(
+        ("div", "cross", "const", "small", "w_l1", "w_l2"), ())}
 
 
 def _row_divergence(block, Wb, H, beta):
@@ -205,75 +204,12 @@ def _row_divergence_1d(block, Wb, H, beta):
     return np.array([_row_divergence(block, Wb, H, beta)])
 
 
-def full_rows(X: da.Array) -> da.Array:
-    """X with whole rows per block (a no-op for dmf's row-blocked stores)."""
-    return X if whole_rows(X) else X.rechunk({1: -1})
-
-
-def _aligned(value):
-    """A dense array aligned to its itemsize (copied only when it is not);
-    anything else as it is. Arrays received from another process (H, W's
-    rows, a decoded chunk) can start at any byte, and numpy multiplies an
-    unaligned array without BLAS, in another order: the same pass gave other
-    bits on a cluster than in process wherever OpenBLAS picks its AVX-512
-    kernels (see :func:`dmf.linalg.products.for_blas`)."""
-    if isinstance(value, np.ndarray) and not value.flags.aligned:
-        return np.require(value, requirements="A")
-    return value
-
-
-def on_blocks(func, X_block, W_block, H, *args):
-    """``func`` on one block row (its arrays aligned: :func:`_aligned`), its
-    result shaped as the r x 1 x 1 grid :func:`_per_row` builds."""
-    X_block, W_block, H, *args = (_aligned(a) for a in (X_block, W_block, H, *args))
-    return np.reshape(func(X_block, W_block, H, *args), (1, 1, 1))
-
-
-def _per_row(func, X: da.Array, W: da.Array, H: np.ndarray, *args, dtype) -> da.Array:
-    """``func(X_b, W_b, H, *args)`` (one value or object per row) for each
-    block row b of an X with whole rows (:func:`full_rows`), as a 1-D array.
-    An argument that is a 1-D dask array goes in block by block (in X's row
-    blocks); the others as they are. H travels as one graph key (sent to
-    each worker once, not embedded in every task). No index is contracted,
-    so dask fuses each chunk's read into its task (see
-    :func:`dmf.linalg.products.whole_rows`)."""
-    return flat_objects(_per_row_grid(func, X, W, H, *args, dtype=dtype))
-
-
-def _per_row_grid(func, X: da.Array, W: da.Array, H: np.ndarray, *args, dtype) -> da.Array:
-    """:func:`_per_row` as the r x 1 x 1 grid it is built as."""
-    H_key = da.from_array(H, chunks=H.shape)
-    indexed = [a for arg in args
-               for a in ((arg, "i") if isinstance(arg, da.Array) else (arg, None))]
-    return da.blockwise(on_blocks, "ijk", func, None, X, "ij", W.rechunk((X.chunks[0], -1)),
-                        "ik", H_key, "kj", *indexed,
-                        adjust_chunks={"i": 1, "j": 1, "k": 1}, dtype=dtype,
-                        meta=np.empty((0, 0, 0), dtype=dtype))
-
-
 def divergence(X: da.Array, W: da.Array, H: np.ndarray, beta: float) -> float:
     """D_beta(X | W H), one pass (scikit-learn's definition; 0.5 ||X - WH||^2
     for beta = 2)."""
     X = full_rows(X)
-    parts = _per_row(_row_divergence_1d, X, W, H, beta, dtype=np.float64)
+    parts = per_row(_row_divergence_1d, X, W, H, beta, dtype=np.float64)
     return float(parts.sum().compute())
-
-
-def row_pass(func, X: da.Array, W: da.Array, H: np.ndarray, *args, size: int):
-    """Run ``func(X_b, W_b, H, *args) -> (new W_b, flat sums (1 x size))`` on
-    every block row: the new W (persisted) and the sums added up by dask's
-    tree, from one read of X. Both are picked from the r x 1 x 1 grid of
-    the block tasks' results (a 1-D view of it would cost a task per block)."""
-    k = W.shape[1]
-    packed = _per_row_grid(func, X, W, H, *args, dtype=object)
-    W_new = packed.map_blocks(part_of, 0, False, drop_axis=2, chunks=(X.chunks[0], (k,)),
-                              dtype=np.float64, meta=np.empty((0, 0)))
-    sums = stacked_sum(packed.map_blocks(part_of, 1, False, drop_axis=2,
-                                         chunks=((1,) * X.numblocks[0], (size,)),
-                                         dtype=np.float64, meta=np.empty((0, 0))))
-    # one persist for both, or each block would be read twice
-    W_new, sums = dask.persist(W_new, sums)
-    return W_new, np.asarray(sums.compute())
 
 
 def penalty(W_l1: float, W_l2: float, H: np.ndarray, regularization) -> float:
@@ -332,7 +268,6 @@ class MUSolver(Solver):
         n = H.shape[1]
         HHt = H @ H.T if beta == 2 else None
         H_sum = H.sum(axis=1) if beta == 1 else None
-        nb = _b_size(beta, k, n)
         # the X-only terms of the objective, from the first pass (see _row_step)
         known = {key: state[key] for key in ("x_const", "x_small") if key in state}
         sparse = hasattr(X._meta, "nnz")
@@ -342,16 +277,16 @@ class MUSolver(Solver):
         den_W, gamma_W = (np.asarray(state["WtX"]) @ H.T, 0.5) if ortho_w else (HHt, self.gamma)
         how = RowUpdate(beta, gamma_W, l1_W, l2_W, update_H, first=not known,
                         masked=bool(known.get("x_small", 1)))
-        W_new, flat = row_pass(_row_step, X, W, H, den_W, H_sum, how,
-                               size=k * n + nb + (k * k if beta == 2 else 0) + 6)
-        A, B = flat[:k * n].reshape(k, n), flat[k * n:k * n + nb]
-        div, cross, const, small, w_l1, w_l2 = (float(v) for v in flat[-6:])
+        W_new, sums = row_pass(_row_step, X, W, H, den_W, H_sum, how,
+                               parts=step_parts(beta, k, n))
+        A, B = sums["A"], sums["B"]
+        div, cross, const, small, w_l1, w_l2 = (float(sums[name]) for name in (
+            "div", "cross", "const", "small", "w_l1", "w_l2"))
         if beta in (1, 2) and not (sparse and beta == 1):
             known = known or {"x_const": const, "x_small": small}
         if beta == 2:  # 0.5 ||X - WH||^2 = 0.5 (|X|^2 - 2 <W, X H^T> + <W^T W, H H^T>)
-            G_old = flat[k * n + nb:-6].reshape(k, k)
+            G_old = sums["G_old"]
             div = 0.5 * (float(known["x_const"]) - 2 * cross + float(np.vdot(G_old, HHt)))
-            B = B.reshape(k, k)
         elif beta == 1 and not sparse:
             div -= float(known["x_const"])
         loss = div + penalty(w_l1, w_l2, H, self.regularization)
@@ -366,7 +301,7 @@ class MUSolver(Solver):
             B[B == 0] = 1.0
             den = np.broadcast_to(B[:, None], H.shape)
         else:
-            den = B.reshape(k, n)
+            den = B
         H_new = apply_update(H, A, den, l1_H, l2_H, gamma_H) if update_H else H
         if beta <= 1 and update_H:  # scikit-learn's guard for stability
             H_new[H_new < np.finfo(np.float64).eps] = 0.0

@@ -24,7 +24,7 @@ given M (it is NMF's W update with H replaced by M), and once W_b is new the
 S and H updates need only sums over blocks: W_b^T X_b and W_b^T W_b for
 Frobenius (then W^T X H^T = (W^T X) H^T and S^T W^T X are k x n products on
 the client), W_b^T R_b and W_b's column sums for KL. So each iteration is
-exactly NMF's one-read pass (:func:`dmf.nmf.mu.row_pass` with
+exactly NMF's one-read pass (:func:`dmf.blocks.row_pass` with
 :func:`dmf.nmf.mu._row_step`) run with M in place of H, and the client
 finishes S and H. For Frobenius the client updates S, then H with the new
 S, both from the same sums: exact, since they do not involve X again. For KL
@@ -47,6 +47,7 @@ from typing import Any, Unpack
 import dask.array as da
 import numpy as np
 
+from dmf.blocks import full_rows, row_pass
 from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import Context, RunResult, Solver, State, Stats, run
 from dmf.engine.options import RunKeywords, RunOptions, run_options
@@ -56,7 +57,7 @@ from dmf.nmf import orthogonal as orth
 from dmf.nmf.beta import apply_update, beta_of
 from dmf.nmf.checks import check_stopping, nonnegative_facts
 from dmf.nmf.init import _random_rows
-from dmf.nmf.mu import RowUpdate, _row_step, divergence, full_rows, row_pass, stop_check
+from dmf.nmf.mu import RowUpdate, _row_step, divergence, step_parts, stop_check
 
 #: The losses NMTF minimizes (beta 2 and 1).
 TRI_BETAS = (2.0, 1.0)
@@ -115,20 +116,20 @@ class TriSolver(Solver):
         den_W, gamma_W = (np.asarray(state["WtX"]) @ M.T, 0.5) if ortho_w else (MMt, 1.0)
         known = {key: state[key] for key in ("x_const", "x_small") if key in state}
         sparse = hasattr(X._meta, "nnz")
-        nb = k1 * k1 if beta == 2 else k1
         how = RowUpdate(beta, gamma_W, first=not known, masked=bool(known.get("x_small", 1)))
-        W_new, flat = row_pass(_row_step, X, W, M, den_W, M_sum, how,
-                               size=k1 * n + nb + (k1 * k1 if beta == 2 else 0) + 6)
-        A, B = flat[:k1 * n].reshape(k1, n), flat[k1 * n:k1 * n + nb]
-        div, cross, const, small = (float(v) for v in flat[-6:-2])
+        W_new, sums = row_pass(_row_step, X, W, M, den_W, M_sum, how,
+                               parts=step_parts(beta, k1, n))
+        A, B = sums["A"], sums["B"]
+        div, cross, const, small = (float(sums[name]) for name in
+                                    ("div", "cross", "const", "small"))
         if not (sparse and beta == 1):
             known = known or {"x_const": const, "x_small": small}
         extra: dict[str, Any] = {}
         if beta == 2:  # 0.5 (|X|^2 - 2 <W, X M^T> + <W^T W, M M^T>) of the given factors
-            G_old = flat[k1 * n + nb:-6].reshape(k1, k1)
+            G_old = sums["G_old"]
             div = 0.5 * (float(known["x_const"]) - 2 * cross + float(np.vdot(G_old, MMt)))
             extra = orth.errors(orthogonal, G_old, H)
-            G = B.reshape(k1, k1)
+            G = B
             S_new = apply_update(S, A @ H.T, G @ S @ (H @ H.T), 0.0, 0.0, 1.0)
             SA = S_new.T @ A  # (W S)^T X with the new W and S
             if orth.on_h(orthogonal):

@@ -23,12 +23,10 @@ below it:
 base        modules every layer may use: ``errors``, ``wording``,
             ``_version``
 store       ``dmf.store`` (Zarr I/O, ingest)
-blocks      the row pass: ``dmf.linalg.products`` and ``dmf.cf.passes``,
-            which map a function over X's row blocks and sum named partial
-            results. ``dmf.nmf.mu.row_pass`` is the third copy, but a layer
-            is given per module and the rest of ``dmf.nmf.mu`` is the MU
-            solver, so it counts as algorithms until line 2 of issue 27
-            moves it into the one row-pass module.
+blocks      the row pass: ``dmf.blocks`` (NMF's solvers use it), and
+            ``dmf.linalg.products`` and ``dmf.cf.passes``, which still build
+            their own per-row-block graphs until line 2 of issue 27 moves
+            them onto ``dmf.blocks``.
 engine      ``dmf.engine`` (the loop, checkpoints, cluster; knows no algorithm)
 algorithms  ``dmf.linalg``, ``dmf.nmf``, ``dmf.cf``, and ``validation``
             (the estimators' input checks and small-input scheduler, used
@@ -84,6 +82,7 @@ LAYER_OF = {
     "dmf.validation": "algorithms",
     "dmf.wording": "base",
     "dmf.store": "store",
+    "dmf.blocks": "blocks",
     "dmf.linalg.products": "blocks",
     "dmf.cf.passes": "blocks",
     "dmf.engine": "engine",

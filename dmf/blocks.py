@@ -1,0 +1,138 @@
+"""The row pass: one read of X, a function of each row block with small
+broadcast factors, and named partial results summed over the blocks.
+
+Most of dmf's iterations are this pass. A task per block row gets the block
+(its chunk read and checked inside the same task), its own rows of a tall
+factor, and the small factors as single graph keys (each sent to a worker
+once, not embedded in every task). It returns the block's new rows of the
+tall factor and a dict of named partial sums, such as ``{"A": W_b^T X_b,
+"loss": ...}``; dask's tree adds the sums up in an order fixed by the
+chunks, so the totals are bitwise the same on any number of workers. The
+new rows and the sums are persisted together, so each block is read once.
+
+A block function sees names, never offsets: :func:`row_pass` packs its dict
+into one float64 vector inside the task (the order of ``parts``) and
+unpacks the totals, so what travels and how it is added up is one small
+array per block, as before names existed.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+
+import dask
+import dask.array as da
+import numpy as np
+
+from dmf.linalg.products import flat_objects, part_of, stacked_sum, whole_rows
+
+#: Named partial results: name -> shape (``()`` for a number).
+Parts = Mapping[str, tuple[int, ...]]
+
+
+def full_rows(X: da.Array) -> da.Array:
+    """X with whole rows per block (a no-op for dmf's row-blocked stores)."""
+    return X if whole_rows(X) else X.rechunk({1: -1})
+
+
+def _aligned(value):
+    """A dense array aligned to its itemsize (copied only when it is not);
+    anything else as it is. Arrays received from another process (H, W's
+    rows, a decoded chunk) can start at any byte, and numpy multiplies an
+    unaligned array without BLAS, in another order: the same pass gave other
+    bits on a cluster than in process wherever OpenBLAS picks its AVX-512
+    kernels (see :func:`dmf.linalg.products.for_blas`)."""
+    if isinstance(value, np.ndarray) and not value.flags.aligned:
+        return np.require(value, requirements="A")
+    return value
+
+
+def on_blocks(func, X_block, W_block, H, *args):
+    """``func`` on one block row (its arrays aligned: :func:`_aligned`), its
+    result shaped as the r x 1 x 1 grid :func:`per_row_grid` builds."""
+    X_block, W_block, H, *args = (_aligned(a) for a in (X_block, W_block, H, *args))
+    return np.reshape(func(X_block, W_block, H, *args), (1, 1, 1))
+
+
+def per_row_grid(func, X: da.Array, W: da.Array, H: np.ndarray, *args, dtype) -> da.Array:
+    """``func(X_b, W_b, H, *args)`` (one value or object per row) for each
+    block row b of an X with whole rows (:func:`full_rows`), as an r x 1 x 1
+    grid. An argument that is a 1-D dask array goes in block by block (in
+    X's row blocks); the others as they are. No index is contracted, so dask
+    fuses each chunk's read into its task (see
+    :func:`dmf.linalg.products.whole_rows`)."""
+    H_key = da.from_array(H, chunks=H.shape)
+    indexed = [a for arg in args
+               for a in ((arg, "i") if isinstance(arg, da.Array) else (arg, None))]
+    return da.blockwise(on_blocks, "ijk", func, None, X, "ij", W.rechunk((X.chunks[0], -1)),
+                        "ik", H_key, "kj", *indexed,
+                        adjust_chunks={"i": 1, "j": 1, "k": 1}, dtype=dtype,
+                        meta=np.empty((0, 0, 0), dtype=dtype))
+
+
+def per_row(func, X: da.Array, W: da.Array, H: np.ndarray, *args, dtype) -> da.Array:
+    """:func:`per_row_grid` as the 1-D array of its r values."""
+    return flat_objects(per_row_grid(func, X, W, H, *args, dtype=dtype))
+
+
+def size_of(parts: Parts) -> int:
+    """The length of the packed vector of ``parts``."""
+    return sum(int(np.prod(shape)) for shape in parts.values())
+
+
+def pack(named: Mapping[str, object], parts: Parts) -> np.ndarray:
+    """``named``'s values in the order of ``parts``, raveled into one
+    float64 vector."""
+    return np.concatenate([np.ravel(np.asarray(named[name], dtype=np.float64))
+                           for name in parts])
+
+
+def unpack(flat: np.ndarray, parts: Parts) -> dict[str, np.ndarray]:
+    """The inverse of :func:`pack`: each part's slice of ``flat`` in its
+    shape (a 0-d array for a number)."""
+    named, start = {}, 0
+    for name, shape in parts.items():
+        size = int(np.prod(shape))
+        named[name] = flat[start:start + size].reshape(shape)
+        start += size
+    return named
+
+
+def _packed_task(func, parts: Parts, X_block, W_block, H, *args):
+    """``func``'s (new rows, named sums) as the one-element object block
+    :func:`row_pass` splits: (new rows, the sums packed, 1 x size)."""
+    rows, named = func(X_block, W_block, H, *args)
+    out = np.empty(1, dtype=object)
+    out[0] = (rows, pack(named, parts)[None])
+    return out
+
+
+def packed(func: Callable, parts: Parts) -> Callable:
+    """The task :func:`row_pass` runs on a block row: ``func`` with its
+    named sums packed (see :func:`pack`)."""
+    return functools.partial(_packed_task, func, dict(parts))
+
+
+def row_pass(func: Callable, X: da.Array, W: da.Array, H: np.ndarray, *args,
+             parts: Parts) -> tuple[da.Array, dict[str, np.ndarray]]:
+    """Run ``func(X_b, W_b, H, *args) -> (new W_b, {name: partial sum})`` on
+    every block row of X (whole rows: :func:`full_rows`): the new W
+    (persisted) and the sums, each added up over the blocks in float64, from
+    one read of X. ``parts`` names the sums and gives their shapes."""
+    k = W.shape[1]
+    size = size_of(parts)
+    grid = per_row_grid(packed(func, parts), X, W, H, *args, dtype=object)
+    # both picked from the r x 1 x 1 grid (a 1-D view of it would cost a task per block)
+    W_new = grid.map_blocks(part_of, 0, False, drop_axis=2, chunks=(X.chunks[0], (k,)),
+                              dtype=np.float64, meta=np.empty((0, 0)))
+    sums = stacked_sum(grid.map_blocks(part_of, 1, False, drop_axis=2,
+                                         chunks=((1,) * X.numblocks[0], (size,)),
+                                         dtype=np.float64, meta=np.empty((0, 0))))
+    # one persist for both, or each block would be read twice
+    W_new, sums = dask.persist(W_new, sums)
+    return W_new, unpack(np.asarray(sums.compute()), parts)
+
+
+__all__ = ["Parts", "full_rows", "on_blocks", "pack", "packed", "per_row", "per_row_grid",
+           "row_pass", "size_of", "unpack"]
