@@ -1,6 +1,6 @@
 # dmf's public names, written once: lazy_loader reads this stub at run time
 # (dmf/__init__.py) and type checkers read it for their types.
-from . import cf, errors
+from . import audio, cf, errors, report
 from ._version import __version__
 from .engine.cluster import connect
 from .engine.options import RunOptions

@@ -23,7 +23,8 @@ import traceback
 import warnings
 from collections.abc import Sequence
 
-from dmf import cli_audio, cli_cf, cli_matrix
+import dmf
+from dmf import cli_audio, cli_cf, cli_matrix, jobs, store
 from dmf.cli_args import (
     EXIT_CONFLICT,
     EXIT_ENVIRONMENT,
@@ -36,7 +37,6 @@ from dmf.cli_args import (
     positive_int,
     quiet_dask_logs,
     root_parser,
-    run_options,
     shape_arg,
 )
 from dmf.errors import DmfError, DmfWarning, InputError
@@ -51,8 +51,8 @@ EXIT_HOOKS_SECONDS = 3.0
 def build_parser() -> argparse.ArgumentParser:
     parser, commands, command = root_parser()
     cli_matrix.add_commands(commands, command)  # generate, ingest, svd, nmf
-    cli_cf.add_commands(commands, command, run_options)
-    cli_audio.add_commands(commands, command, run_options)
+    cli_cf.add_commands(commands, command)
+    cli_audio.add_commands(commands, command)
     cli_matrix.add_rank(command)
 
     # run
@@ -93,44 +93,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dmf.jobs import run_job
-
     cluster_options = {"workers": args.workers, "threads": args.threads,
                        "memory_limit": args.memory_limit}
-    record = run_job(args.job, overrides=args.overrides, scheduler=args.scheduler,
+    record = jobs.run_job(args.job, overrides=args.overrides, scheduler=args.scheduler,
                      dry_run=args.dry_run, cluster_options=cluster_options, quiet=args.quiet,
                      progress=True if args.progress else None)
     if record is not None and args.quiet:  # -q: no step lines, the result still
-        from dmf.jobs.record import format_summary
-
-        print(format_summary(record))
+        print(jobs.record.format_summary(record))
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from dmf import report
-    from dmf.store.location import Location
-
     html_path = args.html
     if html_path is None and not args.png:
-        location = Location.parse(args.out, args.storage_options)
+        location = store.Location.parse(args.out, args.storage_options)
         if not location.is_local:
             raise InputError(f"{args.out}: not a local path; say where the page goes with "
                              "--html FILE")
         stem = location.url.rstrip("/")
         html_path = (stem[:-len(".zarr")] if stem.endswith(".zarr") else stem) + ".html"
-    page = report.build(args.out, storage_options=args.storage_options,
-                        image_shape=args.image_shape, top=args.top)
-    for path in report.write(page, html_path, args.png):
+    page = dmf.report.build(args.out, storage_options=args.storage_options,
+                            image_shape=args.image_shape, top=args.top)
+    for path in dmf.report.write(page, html_path, args.png):
         print(f"wrote {printed_path(path)}")
     return EXIT_OK
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from dmf.store.info import describe, format_facts
-
-    facts = describe(args.url, storage_options=args.storage_options)
-    print(json.dumps(facts, indent=2) if args.json else format_facts(facts))
+    facts = store.info.describe(args.url, storage_options=args.storage_options)
+    print(json.dumps(facts, indent=2) if args.json else store.info.format_facts(facts))
     return EXIT_OK
 
 

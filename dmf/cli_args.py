@@ -154,6 +154,25 @@ def root_parser() -> tuple[argparse.ArgumentParser, Any, Callable[..., argparse.
     return parser, commands, command
 
 
+def command_group(commands, name: str, help: str, description: str):
+    """``dmf NAME STEP ...``: a command whose steps are subcommands (``dmf cf``,
+    ``dmf audio``); returns the subparsers to add the steps to. The step
+    chosen is ``args.NAME_command``."""
+    group = commands.add_parser(name, help=help, description=description)
+    return group.add_subparsers(dest=f"{name}_command", metavar="STEP", required=True)
+
+
+def nmf_stopping(sub: argparse.ArgumentParser) -> None:
+    """When an NMF stops, and its seed: ``dmf nmf`` and ``dmf audio separate``
+    (which runs :func:`dmf.nmf` on a spectrogram) say it in the same words."""
+    sub.add_argument("--max-iter", type=positive_int, default=200, metavar="N",
+                     help="NMF iterations (default 200)")
+    sub.add_argument("--tol", type=float, default=1e-4, metavar="T",
+                     help="stop when the objective fell by less than T times the initial "
+                     "one over 10 iterations (default 1e-4; 0: run --max-iter)")
+    sub.add_argument("--seed", type=int, default=0, help="default 0")
+
+
 def run_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--checkpoint-every", type=positive_int, metavar="N",
                      help="checkpoint every N iterations (default 10)")

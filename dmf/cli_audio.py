@@ -11,21 +11,30 @@ heavy until a command runs.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 
-from dmf.cli_args import Compute, Ran, positive_int, printed
+import dmf
+from dmf.cli_args import (
+    Compute,
+    Ran,
+    command_group,
+    nmf_stopping,
+    positive_int,
+    printed,
+    run_options,
+)
+from dmf.cli_args import progress as progress_of
 from dmf.errors import StoreError
 from dmf.wording import plural, printed_path
 
 
-def add_commands(commands, command: Callable, run_options: Callable) -> None:
-    """Add ``dmf audio ...`` to the ``commands`` subparsers; ``command`` and
-    ``run_options`` are :func:`dmf.cli.build_parser`'s helpers."""
-    audio = commands.add_parser("audio", help="audio source separation by NMF of a "
-                                "spectrogram (Itakura-Saito or KL), out of core",
-                                description="Audio source separation: STFT -> NMF -> "
-                                "Wiener masks -> one WAV per source (docs/guide/audio.md).")
-    subs = audio.add_subparsers(dest="audio_command", metavar="STEP", required=True)
+def add_commands(commands, command: Callable) -> None:
+    """Add ``dmf audio separate | demo`` (``command``: :func:`dmf.cli_args.root_parser`'s)."""
+    subs = command_group(commands, "audio", help="audio source separation by NMF of a "
+                         "spectrogram (Itakura-Saito or KL), out of core",
+                         description="Audio source separation: STFT -> NMF -> Wiener masks "
+                         "-> one WAV per source (docs/guide/audio.md).")
 
     sep = command("separate", printed(run_separate), "split a recording (WAV, FLAC, OGG...) into "
                   "sources: streamed STFT to a Zarr power spectrogram, NMF on it, soft "
@@ -48,12 +57,7 @@ def add_commands(commands, command: Callable, run_options: Callable) -> None:
                      help="STFT frame length in samples (default 1024)")
     sep.add_argument("--hop", type=positive_int, default=256, metavar="H",
                      help="STFT hop in samples, at most n_fft / 2 (default 256)")
-    sep.add_argument("--max-iter", type=positive_int, default=200, metavar="N",
-                     help="NMF iterations (default 200)")
-    sep.add_argument("--tol", type=float, default=1e-4, metavar="T",
-                     help="NMF stopping tolerance as in dmf nmf (default 1e-4; 0: run "
-                     "--max-iter)")
-    sep.add_argument("--seed", type=int, default=0, help="default 0")
+    nmf_stopping(sep)
     sep.add_argument("--block-frames", type=positive_int, default=1024, metavar="F",
                      help="STFT frames per block: the unit of streaming (default 1024)")
     sep.add_argument("--no-report", action="store_true", help="skip OUTDIR/report.html")
@@ -74,20 +78,15 @@ def add_commands(commands, command: Callable, run_options: Callable) -> None:
 
 
 def run_separate(args: argparse.Namespace, on: Compute) -> Ran:
-    from dmf.audio import separate
-
-    progress = False if args.quiet else (True if args.progress else None)
     with on(args.src):
-        sep = separate(args.src, args.outdir, args.sources, components=args.components,
-                       loss=args.loss, n_fft=args.n_fft, hop=args.hop,
-                       max_iter=args.max_iter, tol=args.tol, seed=args.seed,
-                       block_frames=args.block_frames, overwrite=args.overwrite,
-                       resume=not args.no_resume,
-                       damaged_checkpoints=args.damaged_checkpoints,
-                       checkpoint_every=args.checkpoint_every,
-                       checkpoint_seconds=args.checkpoint_seconds, progress=progress,
-                       cache=False if args.no_cache else "auto",
-                       report=not args.no_report)
+        sep = dmf.audio.separate(
+            args.src, args.outdir, args.sources, components=args.components, loss=args.loss,
+            n_fft=args.n_fft, hop=args.hop, max_iter=args.max_iter, tol=args.tol,
+            seed=args.seed, block_frames=args.block_frames, overwrite=args.overwrite,
+            resume=not args.no_resume, damaged_checkpoints=args.damaged_checkpoints,
+            checkpoint_every=args.checkpoint_every, checkpoint_seconds=args.checkpoint_seconds,
+            progress=progress_of(args), cache=False if args.no_cache else "auto",
+            report=not args.no_report)
     f = sep.facts
     verb = "already complete" if sep.skipped else "wrote"
     lines = [f"{verb} {printed_path(sep.outdir)}: {plural(len(sep.components), 'component')}, "
@@ -103,14 +102,10 @@ def run_separate(args: argparse.Namespace, on: Compute) -> Ran:
 
 
 def run_demo(args: argparse.Namespace, on: Compute) -> Ran:  # noqa: ARG001
-    import os
-
-    from dmf.audio import demo
-
     target = os.path.join(args.out, "mixture.wav")
     if os.path.exists(target) and not args.overwrite:
         raise StoreError(f"{target}: already exists; pass --overwrite to replace it")
-    d = demo(args.out, rate=args.rate, seconds=args.seconds, seed=args.seed)
+    d = dmf.audio.demo(args.out, rate=args.rate, seconds=args.seconds, seed=args.seed)
     return Ran(d, [f"wrote {printed_path(d.mixture)} ({args.seconds:g} s at {args.rate} Hz) "
                    "and the originals: "
                    f"{', '.join(printed_path(p) for p in d.sources.values())}"])

@@ -16,22 +16,24 @@ import argparse
 import json
 from collections.abc import Callable
 
+import numpy as np
+
 import dmf
-from dmf.cli_args import Compute, Ran, printed
+from dmf import cf
+from dmf.cli_args import Compute, Ran, command_group, printed, run_options
 from dmf.errors import InputError
 from dmf.wording import plural, printed_path
 
 MODELS = ("als", "implicit", "sgd", "nmf", "knn", "user-knn")
 
 
-def add_commands(commands, command: Callable, run_options: Callable) -> None:
-    """Add ``dmf cf ...`` to the ``commands`` subparsers; ``command`` and
-    ``run_options`` are :func:`dmf.cli.build_parser`'s helpers."""
-    cf = commands.add_parser("cf", help="collaborative filtering: split, train, evaluate, "
-                             "recommend on a ratings store",
-                             description="Collaborative filtering on a ratings store (dmf "
-                             "ingest --format ratings, dmf generate ratings).")
-    subs = cf.add_subparsers(dest="cf_command", metavar="STEP", required=True)
+def add_commands(commands, command: Callable) -> None:
+    """Add ``dmf cf split | train | evaluate | recommend`` (``command``: as for
+    :func:`dmf.cli_matrix.add_commands`)."""
+    subs = command_group(commands, "cf", help="collaborative filtering: split, train, "
+                         "evaluate, recommend on a ratings store",
+                         description="Collaborative filtering on a ratings store (dmf ingest "
+                         "--format ratings, dmf generate ratings).")
 
     split = command("split", printed(run_split), "split ratings into train and test stores",
                     parent=subs, cluster=False)
@@ -113,21 +115,16 @@ def _positive(flag: str, value: int) -> int:
 
 
 def run_split(args: argparse.Namespace, on: Compute) -> Ran:  # noqa: ARG001
-    from dmf.cf.split import train_test_split
-
-    train, test = train_test_split(args.ratings, by=args.by, test_size=args.test_size,
-                                   k=args.leave, seed=args.seed, out=args.out,
-                                   overwrite=args.overwrite,
-                                   storage_options=args.storage_options)
+    train, test = cf.train_test_split(args.ratings, by=args.by, test_size=args.test_size,
+                                      k=args.leave, seed=args.seed, out=args.out,
+                                      overwrite=args.overwrite,
+                                      storage_options=args.storage_options)
     return Ran((train, test), [f"wrote {printed_path(train.location)} and "
                                f"{printed_path(test.location)} (split by {args.by}, "
                                f"seed {args.seed})"])
 
 
 def _fit(args: argparse.Namespace):
-    import dmf.cf as cf
-    from dmf.cf.knn_store import save_knn
-
     neighbours = {"knn": cf.ItemKNN, "user-knn": cf.UserKNN}
     k = _positive("-k", args.k if args.k is not None else 40 if args.model in neighbours
                   else 10)
@@ -135,8 +132,8 @@ def _fit(args: argparse.Namespace):
         model = neighbours[args.model](k=k, similarity=args.similarity,
                                        shrinkage=args.shrinkage).fit(
             cf.as_ratings(args.ratings, storage_options=args.storage_options))
-        save_knn(model, args.out, overwrite=args.overwrite,
-                 storage_options=args.storage_options)
+        cf.knn_store.save_knn(model, args.out, overwrite=args.overwrite,
+                              storage_options=args.storage_options)
         return model
     run = {"out": args.out, "storage_options": args.storage_options, "seed": args.seed,
            "checkpoint_every": args.checkpoint_every,
@@ -175,12 +172,10 @@ def _load_model(url: str, storage_options):
 
 
 def run_evaluate(args: argparse.Namespace, on: Compute) -> Ran:
-    from dmf.cf.metrics import evaluate
-
     with on(args.model, args.train, args.test):
         model = _load_model(args.model, args.storage_options)
-        metrics = evaluate(model, args.train, args.test, k=_positive("--at", args.at),
-                           threshold=args.threshold)
+        metrics = cf.evaluate(model, args.train, args.test, k=_positive("--at", args.at),
+                              threshold=args.threshold)
     if args.json:
         return Ran(metrics, [json.dumps(metrics)])
     k = metrics["k"]
@@ -195,8 +190,6 @@ def run_evaluate(args: argparse.Namespace, on: Compute) -> Ran:
 
 def _user_key(ids, text: str):
     """A user id from the command line in the type of the model's ids."""
-    import numpy as np
-
     if np.asarray(ids).dtype.kind in "iu":
         try:
             return int(text)
@@ -206,7 +199,6 @@ def _user_key(ids, text: str):
 
 
 def run_recommend(args: argparse.Namespace, on: Compute) -> Ran:
-    from dmf.cf.recommend import recommend, recommend_all
     n = _positive("-n", args.n)
     if not args.user and not args.out:
         raise InputError("say whom to recommend for: --user ID (repeatable) and/or --out OUT "
@@ -215,13 +207,13 @@ def run_recommend(args: argparse.Namespace, on: Compute) -> Ran:
         model = _load_model(args.model, args.storage_options)
         shown = []
         for user in args.user or []:
-            rec = recommend(model, args.ratings, _user_key(model.user_ids, user), n)
+            rec = cf.recommend(model, args.ratings, _user_key(model.user_ids, user), n)
             shown.append({"user": user, "items": [str(i) for i in rec.items.tolist()],
                           "scores": [round(float(s), 6) for s in rec.scores],
                           "cold_start": bool(rec.cold_start)})
         if args.out:
-            recommend_all(model, args.ratings, n, out=args.out, overwrite=args.overwrite,
-                          storage_options=args.storage_options)
+            cf.recommend_all(model, args.ratings, n, out=args.out, overwrite=args.overwrite,
+                             storage_options=args.storage_options)
     if args.json:
         return Ran(shown, [json.dumps(shown if not args.out else {"users": shown,
                                                                   "out": args.out})])

@@ -21,6 +21,7 @@ from dmf.cli_args import (
     Compute,
     Ran,
     damaged_option,
+    nmf_stopping,
     positive_int,
     printed,
     run_options,
@@ -184,12 +185,7 @@ def add_commands(commands, command: Callable) -> None:
                      help="regularization of H (default: same as --alpha-w)")
     nmf.add_argument("--l1-ratio", type=float, default=0.0, metavar="R",
                      help="share of L1 in the regularization (0: L2 only)")
-    nmf.add_argument("--max-iter", type=positive_int, default=200, metavar="N",
-                     help="default 200")
-    nmf.add_argument("--tol", type=float, default=1e-4, metavar="T",
-                     help="stop when the objective fell by less than T times the initial "
-                     "one over 10 iterations (default 1e-4; 0: run --max-iter)")
-    nmf.add_argument("--seed", type=int, default=0, help="default 0")
+    nmf_stopping(nmf)
     nmf.add_argument("--factors", type=int, choices=[2, 3], default=2,
                      help="2 (default): X ~ W H; 3: tri-factorization X ~ W S H with S "
                      "K x K2 (multiplicative updates, frobenius or kl)")

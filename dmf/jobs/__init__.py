@@ -4,7 +4,9 @@ See :mod:`dmf.jobs.spec` for the format and :mod:`dmf.jobs.runner` for what
 a run does; job specs ship in the repository's ``pipelines/`` folder.
 """
 
-from dmf.jobs.runner import run_job
-from dmf.jobs.spec import JobSpec, load_spec
+import lazy_loader
 
-__all__ = ["JobSpec", "load_spec", "run_job"]
+# The public names are listed once, in __init__.pyi, and load on first use
+# (PEP 562): the dmf command imports this package at its top and pays for
+# the runner (YAML, tenacity, the step table) only in dmf run.
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -24,6 +24,7 @@ from typing import Any
 
 import zarr
 
+from dmf._version import __version__
 from dmf.errors import CheckpointMismatch, StoreError
 from dmf.store.location import Location, dmf_attrs
 from dmf.wording import printed_path
@@ -39,8 +40,6 @@ def versions() -> dict[str, str]:
     """Versions of what computed a result (for the run record), read from the
     installed packages' metadata: importing Dask here would cost a job whose
     steps are all complete a second."""
-    from dmf._version import __version__
-
     found = {"dmf": __version__}
     for name in ("dask", "distributed", "zarr", "numpy", "scipy", "fsspec"):
         try:

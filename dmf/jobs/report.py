@@ -8,11 +8,13 @@ algorithm, iterations, final loss, singular values, or metrics.
 
 from __future__ import annotations
 
+import os
+import uuid
 from typing import Any
 
+import dmf
+from dmf import store
 from dmf.jobs.record import JobRoot, now
-from dmf.report import build, show
-from dmf.store.info import describe
 from dmf.store.location import Location
 
 KEPT = ("kind", "shape", "dtype", "nnz", "algorithm", "status", "n_iter", "final_loss")
@@ -28,11 +30,9 @@ def result_facts(url: str, storage_options: dict | None) -> dict[str, Any]:
     >>> result_facts("memory://doc/report-facts.zarr", None)
     {'kind': 'dense', 'shape': [3, 2], 'dtype': 'float64'}
     """
-    facts = describe(url, storage_options=storage_options)
+    facts = store.info.describe(url, storage_options=storage_options)
     kept = {k: facts[k] for k in KEPT if facts.get(k) is not None}
     if facts.get("kind") == "result":
-        import dmf
-
         result = dmf.load(url, storage_options=storage_options)
         values = getattr(result, "S", None)
         if values is not None:
@@ -69,22 +69,19 @@ def write_report(root: JobRoot, step, url: str, storage_options: dict | None) ->
         for key, value in facts.items():
             if isinstance(value, dict):
                 lines.append(f"- `{key}`")
-                lines += [f"  - {k}: {show(v)}" for k, v in value.items()]
+                lines += [f"  - {k}: {dmf.report.show(v)}" for k, v in value.items()]
             else:
-                lines.append(f"- {key}: {show(value)}")
+                lines.append(f"- {key}: {dmf.report.show(value)}")
     versions = run.get("versions") or {}
     lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
     _write_text(Location.parse(url, storage_options), "\n".join(lines))
     if url.endswith(".md"):  # and the page with figures (dmf report ROOT) beside it
-        page = build(root.location.url, storage_options=storage_options)
+        page = dmf.report.build(root.location.url, storage_options=storage_options)
         _write_text(Location.parse(url[:-3] + ".html", storage_options), page.render())
 
 
 def _write_text(location: Location, text: str) -> None:
     """Replace the file at ``location`` whole (a reader never sees half)."""
-    import os
-    import uuid
-
     if location.is_local:
         os.makedirs(os.path.dirname(os.path.abspath(location.url)), exist_ok=True)
         tmp = f"{location.url}.{uuid.uuid4().hex[:8]}.tmp"

@@ -36,6 +36,7 @@ import logging
 import os
 import shlex
 import time
+import uuid
 from typing import Any
 
 from tenacity import (
@@ -48,6 +49,8 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
+import dmf
+from dmf import engine
 from dmf.cli_args import cluster
 from dmf.engine import placement
 from dmf.engine.identity import digest, first_difference
@@ -55,7 +58,8 @@ from dmf.engine.lock import OutputLock
 from dmf.engine.signals import SignalGuard, StopRequested
 from dmf.errors import ClusterError, DmfError, InputError, Interrupted
 from dmf.jobs import record as records
-from dmf.jobs.spec import JobSpec, Step
+from dmf.jobs.report import result_facts, write_report
+from dmf.jobs.spec import JobSpec, Step, load_spec
 from dmf.jobs.steps import KINDS, convert, defaults, subparser
 from dmf.store.failures import environment_failure
 from dmf.store.location import Location
@@ -168,10 +172,6 @@ class Runner:
         as a step, they would show the run still running, its exit code blank."""
         written = {s["name"] for s in run["steps"]
                    if s["kind"] == "report" and s.get("action") != "skipped"}
-        if not written:  # a complete job imports no report code (and so no Dask array)
-            return
-        from dmf.jobs.report import write_report  # late: loads Dask's array package
-
         for step in self.spec.steps:
             if step.name not in written:
                 continue
@@ -217,11 +217,9 @@ class Runner:
         if where.in_process:
             return None
         if self.local_address is None:
-            # distributed is imported here, by the first step that needs a cluster, so that
-            # a job whose steps are complete or small never pays for its import.
-            from dmf.engine.cluster import connect
-
-            client = self.stack.enter_context(connect(
+            # dmf.connect imports distributed on first use: at the first step that needs
+            # a cluster, so that a job whose steps are complete or small never pays for it.
+            client = self.stack.enter_context(dmf.connect(
                 None, n_workers=opts.get("workers"), threads_per_worker=opts.get("threads"),
                 memory_limit=opts.get("memory_limit")))
             self.local_workers = len(client.scheduler_info()["workers"])
@@ -377,10 +375,8 @@ class Runner:
             if previous is not None and previous.get("status") == "running" and same:
                 return "rerun", True  # finish the replacement an earlier run began
             staged_dir.remove()  # a replacement begun for another version of this step
-        # The engine's output imports Dask's array package: only for a step that runs.
-        from dmf.engine.output import JobOutput
-
-        meta = JobOutput(out).existing_meta() if out.exists() else None
+        # The engine's output loads Dask's array package on first use: for a step that runs.
+        meta = engine.output.JobOutput(out).existing_meta() if out.exists() else None
         if meta is None:
             return "run", False
         if previous is not None and not same:
@@ -396,8 +392,6 @@ class Runner:
         with the step's checked options and the job's; the facts of what it
         returned, for the run record."""
         if step.kind == "report":
-            from dmf.jobs.report import write_report
-
             write_report(self.root, step, target, storage_options)
             return {}
         kind = KINDS[step.kind]
@@ -442,8 +436,6 @@ class Runner:
 
     def _facts(self, step: Step, storage_options: dict) -> dict[str, Any]:
         """A few numbers about a step's result for the record and the report."""
-        from dmf.jobs.report import result_facts
-
         facts = {}
         for url in self._outputs(step):
             if step.kind == "report":
@@ -474,7 +466,7 @@ def _transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, DmfError):
         return False
-    try:
+    try:  # distributed is imported by the step that failed on a cluster, not here
         from distributed import KilledWorker
         from distributed.comm.core import CommClosedError
     except ImportError:  # pragma: no cover - distributed is a dependency
@@ -505,8 +497,6 @@ def _swap(staged: Location, target: Location) -> None:
     """Put the complete result at ``staged`` in place of ``target``: the old
     result is moved aside first and dropped last, so that a crash leaves
     either of them whole (and the next run finishes the swap)."""
-    import uuid
-
     if not staged.exists():
         return
     aside = target.sibling(f".{target.name}.dmf-old-{uuid.uuid4().hex[:8]}")
@@ -551,8 +541,6 @@ def run_job(path: str | os.PathLike, *, overrides: list[str] | None = None,
     >>> [s["action"] for s in run_job(job, quiet=True)["steps"]]
     ['skipped', 'skipped']
     """
-    from dmf.jobs.spec import load_spec
-
     spec = load_spec(path, overrides)
     if dry_run:
         for line in plan_lines(spec, scheduler):

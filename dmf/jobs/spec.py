@@ -36,6 +36,7 @@ from dmf.errors import InputError
 from dmf.jobs import yamlfile
 from dmf.jobs.steps import KINDS, STEP_KEYS, convert, flag, options, subparser
 from dmf.jobs.yamlfile import SpecError, _dotted
+from dmf.nmf.beta import beta_of
 
 
 @dataclass
@@ -409,8 +410,6 @@ def _option_argv(action: argparse.Action, value: Any) -> list[str]:
 
 def _check_loss(value: Any, where: str, line: int | None) -> None:
     """The loss of an NMF step is checked with the spec, not when the step starts."""
-    from dmf.nmf.beta import beta_of
-
     if value == "l1":
         return
     try:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dmf import cli_audio, cli_cf, cli_matrix
-from dmf.cli_args import GLOBAL_DEFAULTS, Compute, Ran, root_parser, run_options
+from dmf.cli_args import GLOBAL_DEFAULTS, Compute, Ran, root_parser
 
 # Set by the runner from the job's cluster / checkpoint / retry policy.
 RUNNER_OPTIONS = frozenset({
@@ -127,8 +127,8 @@ def subparser(kind: str, sub_kind: str | None = None) -> argparse.ArgumentParser
         words.append(sub_kind or "lowrank")
     parser, commands, command = root_parser()  # the commands a step may run, as dmf.cli
     cli_matrix.add_commands(commands, command)
-    cli_cf.add_commands(commands, command, run_options)
-    cli_audio.add_commands(commands, command, run_options)
+    cli_cf.add_commands(commands, command)
+    cli_audio.add_commands(commands, command)
     cli_matrix.add_rank(command)
     for word in words:
         parser = _child(parser, word)

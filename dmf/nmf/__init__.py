@@ -1,7 +1,9 @@
 """Non-negative matrix factorization out of core (:func:`dmf.nmf`), and
 tri-factorization (:func:`dmf.nmtf`)."""
 
-from dmf.nmf.api import nmf
-from dmf.nmf.tri import nmtf
+import lazy_loader
 
-__all__ = ["nmf", "nmtf"]
+# The public names are listed once, in __init__.pyi, and load on first use
+# (PEP 562): a module that needs one light part (a job spec's loss check:
+# dmf.nmf.beta) does not load the solvers and Dask's array package with it.
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)
