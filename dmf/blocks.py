@@ -123,12 +123,11 @@ def row_pass(func: Callable, X: da.Array, W: da.Array, H: np.ndarray, *args,
     k = W.shape[1]
     size = size_of(parts)
     grid = per_row_grid(packed(func, parts), X, W, H, *args, dtype=object)
-    # both picked from the r x 1 x 1 grid (a 1-D view of it would cost a task per block)
+    # both picked from the r x 1 x 1 grid (a 1-D view of it would cost a task per
+    # block); the sums by the first nodes of their tree
     W_new = grid.map_blocks(part_of, 0, False, drop_axis=2, chunks=(X.chunks[0], (k,)),
                               dtype=np.float64, meta=np.empty((0, 0)))
-    sums = stacked_sum(grid.map_blocks(part_of, 1, False, drop_axis=2,
-                                         chunks=((1,) * X.numblocks[0], (size,)),
-                                         dtype=np.float64, meta=np.empty((0, 0))))
+    sums = stacked_sum(grid, item=1, size=size)
     # one persist for both, or each block would be read twice
     W_new, sums = dask.persist(W_new, sums)
     return W_new, unpack(np.asarray(sums.compute()), parts)

@@ -102,7 +102,8 @@ def small(M: np.ndarray, row_chunks) -> da.Array:
 SPLIT_EVERY = 4
 
 
-def stacked_sum(parts: da.Array) -> da.Array:
+def stacked_sum(parts: da.Array, item: int | None = None,
+                size: int | None = None) -> da.Array:
     """Sum of per-row results (r x a x b, one chunk per row) as a lazy a x b
     array, in float64.
 
@@ -110,29 +111,40 @@ def stacked_sum(parts: da.Array) -> da.Array:
     tree: groups of SPLIT_EVERY consecutive blocks, its depth, rows added in
     order), without that graph's first task per block, which "sums" the
     block's single row: each task costs the scheduler about a millisecond of
-    the CPU the workers need (an NMF iteration over 15 blocks had 66)."""
+    the CPU the workers need (an NMF iteration over 15 blocks had 66).
+
+    With ``item``, ``parts`` is a per-row grid of one-element object blocks
+    and the sum is of their item ``item`` (each a 1 x ``size`` array),
+    picked by the tree's first nodes: one task per block fewer than a
+    ``part_of`` map before the sum."""
     if any(size != 1 for size in parts.chunks[0]) or any(len(c) != 1 for c in parts.chunks[1:]):
         return parts.sum(axis=0, dtype=np.float64)
-    rows, shape = parts.numblocks[0], parts.shape[1:]
-    name = f"stacked-sum-{tokenize(parts)}"
-    level = [(parts.name, b, *(0,) * len(shape)) for b in range(rows)]
+    rows = parts.numblocks[0]
+    shape = parts.shape[1:] if item is None else (size,)
+    name = f"stacked-sum-{tokenize(parts, item)}"
+    level = [(parts.name, b, *(0,) * (parts.ndim - 1)) for b in range(rows)]
     # the depth dask gives the tree (math.log's rounding included)
     depth = max(1, math.ceil(math.log(rows, SPLIT_EVERY))) if rows > 1 else 1
     graph = {}
+    pick = item  # only the first nodes read the object blocks
     for d in range(depth - 1):
         groups = [level[i:i + SPLIT_EVERY] for i in range(0, len(level), SPLIT_EVERY)]
         level = [(f"{name}-{d}", g) for g in range(len(groups))]
-        graph.update({key: (_sum_rows, group, True)
+        graph.update({key: (_sum_rows, group, True, pick)
                       for key, group in zip(level, groups, strict=True)})
-    graph[(name, *(0,) * len(shape))] = (_sum_rows, level, False)
+        pick = None
+    graph[(name, *(0,) * len(shape))] = (_sum_rows, level, False, pick)
     layers = HighLevelGraph.from_collections(name, graph, dependencies=[parts])
     return da.Array(layers, name, chunks=tuple((size,) for size in shape), dtype=np.float64,
                     meta=np.empty((0,) * len(shape)))
 
 
-def _sum_rows(parts: list, keepdims: bool) -> np.ndarray:
-    """One node of :func:`stacked_sum`'s tree: the parts stacked and added
-    in order, in float64, as dask's reduction does."""
+def _sum_rows(parts: list, keepdims: bool, item: int | None = None) -> np.ndarray:
+    """One node of :func:`stacked_sum`'s tree: the parts (or their item
+    ``item``) stacked and added in order, in float64, as dask's reduction
+    does."""
+    if item is not None:
+        parts = [part_of(packed, item, False) for packed in parts]
     return np.sum(np.concatenate(parts, axis=0), axis=0, dtype=np.float64, keepdims=keepdims)
 
 
