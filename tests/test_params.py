@@ -9,6 +9,7 @@ import inspect
 import math
 from numbers import Integral, Real
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -123,7 +124,8 @@ def test_get_params_set_params_clone_and_repr_round_trip(cls):
 
 
 class _Wrapper(Estimator):
-    _parameter_constraints = {"inner": [Baseline], "weight": [Interval(Real, 0, 1)]}
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "inner": [Baseline], "weight": [Interval(Real, 0, 1)]}
 
     def __init__(self, inner=None, weight=0.5):
         self.inner = inner
