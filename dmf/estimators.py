@@ -4,10 +4,13 @@
 conventions (the constructor only stores its parameters; ``fit``,
 ``transform``, ``fit_transform``, ``inverse_transform``; fitted attributes end
 in ``_``; ``get_params`` / ``set_params``, so ``sklearn.base.clone``,
-``Pipeline`` and ``GridSearchCV`` work), with scikit-learn's parameter names
-and defaults where dmf has the feature. They sit over the functions as
-scikit-learn's ``NMF`` sits over ``non_negative_factorization``: the work is
-done out of core by :func:`dmf.nmf` and :func:`dmf.svd`.
+``Pipeline`` and ``GridSearchCV`` work; :mod:`dmf.params`), with
+scikit-learn's parameter names and defaults where dmf has the feature. Each
+class's ``_parameter_constraints`` table is checked once at the start of
+``fit``: a bad value is an InputError naming the parameter. They sit over
+the functions as scikit-learn's ``NMF`` sits over
+``non_negative_factorization``: the work is done out of core by
+:func:`dmf.nmf` and :func:`dmf.svd`.
 
 scikit-learn is not needed to use them (it is imported only when scikit-learn
 itself asks for the estimator's tags).
@@ -20,10 +23,9 @@ gives a dask array, computed only when asked for.
 
 from __future__ import annotations
 
-import inspect
-import numbers
 import os
-from typing import Any
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
 import dask.array as da
 import numpy as np
@@ -31,8 +33,11 @@ import scipy.sparse
 
 from dmf.engine.options import RunOptions, run_options
 from dmf.errors import InputError, NotFittedError, not_fitted
-from dmf.linalg.svd import svd
+from dmf.linalg.randomized import NORMALIZERS
+from dmf.linalg.svd import METHODS, svd
 from dmf.nmf.api import nmf
+from dmf.nmf.init import INITS
+from dmf.params import Estimator, Interval, Options
 from dmf.sklearn_output import SetOutputMixin
 from dmf.store.api import as_matrix, open_matrix
 from dmf.store.sparse_format import is_sparse_dask
@@ -41,6 +46,7 @@ from dmf.validation import (
     check_n_features,
     check_non_negative,
     is_out_of_core,
+    run_option_constraints,
     small_input_scheduler,
     transformer_tags,
     validated_array,
@@ -51,30 +57,28 @@ __all__ = ["NMF", "NotFittedError", "TruncatedSVD"]
 
 def _seed(random_state) -> int | None:
     """scikit-learn's ``random_state`` (None, an int, a RandomState or a
-    Generator) as dmf's integer ``seed``."""
-    if random_state is None or isinstance(random_state, numbers.Integral):
-        return None if random_state is None else int(random_state)
+    Generator: checked by the constraints table) as dmf's integer ``seed``."""
     if isinstance(random_state, np.random.RandomState):
         return int(random_state.randint(np.iinfo(np.int32).max))
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(np.iinfo(np.int32).max))
-    raise InputError(f"random_state must be None, an int, a numpy RandomState or Generator, "
-                     f"got {random_state!r}")
+    return None if random_state is None else int(random_state)
 
 
-def _n_components(k, shape) -> int:
+def _n_components(k: int, shape) -> int:
+    """``k`` (an int >= 1: checked by the constraints table) checked against
+    the data's shape."""
     m, n = shape
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise InputError(f"n_components must be a positive integer or 'auto', got {k!r}")
     if k > min(m, n):
         raise InputError(f"n_components={k} must be at most min(n_samples, n_features) "
                          f"(n_samples = {m}, n_features = {n})")
     return int(k)
 
 
-class _Estimator(SetOutputMixin):
-    """scikit-learn's parameter protocol, output API (``set_output``) and
-    notebook display, written without scikit-learn."""
+class _Estimator(Estimator, SetOutputMixin):
+    """scikit-learn's parameter protocol (:class:`dmf.params.Estimator`),
+    output API (``set_output``) and notebook display, written without
+    scikit-learn."""
 
     #: Tags that differ from a transformer's defaults (see ``__sklearn_tags__``).
     _positive_only = False
@@ -88,34 +92,6 @@ class _Estimator(SetOutputMixin):
     def _run_options(self) -> RunOptions:
         """The run options: ``options``, or the ones given one by one."""
         return run_options(self.options, self._given_run_keywords(), type(self).__name__)
-
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return sorted(p.name for p in signature.parameters.values()
-                      if p.name != "self" and p.kind != p.VAR_KEYWORD)
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:  # noqa: ARG002
-        """The constructor's parameters, by name (scikit-learn's protocol)."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params):
-        """Set constructor parameters by name; returns the estimator."""
-        valid = set(self._get_param_names())
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; "
-                                 f"valid parameters: {', '.join(sorted(valid))}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {p.name: p.default for p in
-                    inspect.signature(type(self).__init__).parameters.values()}
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
-                   if not (v is defaults.get(k) or (type(v) is type(defaults.get(k))
-                                                   and v == defaults.get(k)))]
-        return f"{type(self).__name__}({', '.join(changed)})"
 
     def __sklearn_tags__(self):
         return transformer_tags(positive_only=self._positive_only,
@@ -253,6 +229,21 @@ class NMF(_Estimator):
     """
 
     _positive_only = True
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_components": [Interval(Integral, 1, None), Options("auto")],
+        "init": [Options(*INITS), None],
+        "solver": [Options("cd", "mu", "hals", "auto")],
+        "beta_loss": [str, Interval(Real, None, None)],  # the name: checked by dmf.nmf
+        "tol": [Interval(Real, 0, None)],
+        "max_iter": [Interval(Integral, 1, None)],
+        "random_state": ["random_state", None],
+        "alpha_W": [Interval(Real, 0, None)],
+        "alpha_H": [Interval(Real, 0, None), Options("same")],
+        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
+        "verbose": [Interval(Integral, 0, None), "boolean"],
+        "hals_sweeps": [Options("auto"), Interval(Integral, 1, None)],
+        **run_option_constraints("out", "storage_options", "checkpoint_every", "options"),
+    }
 
     def __init__(self, n_components="auto", *, init=None, solver="cd", beta_loss="frobenius",
                  tol=1e-4, max_iter=200, random_state=None, alpha_W=0.0, alpha_H="same",
@@ -284,11 +275,8 @@ class NMF(_Estimator):
         return given
 
     def _settings(self) -> dict[str, Any]:
-        solvers = {"cd": "hals", "hals": "hals", "mu": "mu", "auto": "auto"}
-        if self.solver not in solvers:
-            raise InputError(f"solver must be 'cd' or 'mu' (or dmf's 'hals', 'auto'), got "
-                             f"{self.solver!r}")
-        return {"loss": self.beta_loss, "solver": solvers[self.solver], "alpha_W": self.alpha_W,
+        solver = "hals" if self.solver == "cd" else self.solver  # scikit-learn's name
+        return {"loss": self.beta_loss, "solver": solver, "alpha_W": self.alpha_W,
                 "alpha_H": self.alpha_H, "l1_ratio": self.l1_ratio, "tol": self.tol,
                 "max_iter": self.max_iter, "hals_sweeps": self.hals_sweeps}
 
@@ -309,6 +297,7 @@ class NMF(_Estimator):
     def fit_transform(self, X, y=None, W=None, H=None):  # noqa: ARG002
         """Fit to X and return W (n_samples x n_components): numpy for
         in-memory X, a dask array for dask, Zarr or URL X."""
+        self._validate_params()
         X, in_memory, shape = self._input(X, reset=True)
         k = self.n_components
         if k == "auto":
@@ -447,6 +436,17 @@ class TruncatedSVD(_Estimator):
     True
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_components": [Interval(Integral, 1, None)],
+        "algorithm": [Options("arpack", *METHODS)],
+        "n_iter": [Interval(Integral, 0, None), Options("auto")],
+        "n_oversamples": [Interval(Integral, 0, None)],
+        "power_iteration_normalizer": [Options(*NORMALIZERS)],
+        "random_state": ["random_state", None],
+        "tol": [Interval(Real, 0, None)],
+        **run_option_constraints("out", "storage_options", "options"),
+    }
+
     def __init__(self, n_components=2, *, algorithm="randomized", n_iter=5, n_oversamples=10,
                  power_iteration_normalizer="auto", random_state=None, tol=0.0, out=None,
                  storage_options=None, options=None):
@@ -472,6 +472,7 @@ class TruncatedSVD(_Estimator):
         not U S, which differs from it by the approximation error of an
         inexact method): numpy for in-memory X, a dask array for dask, Zarr
         or URL X."""
+        self._validate_params()
         X, in_memory, shape = self._input(X, reset=True)
         k = _n_components(self.n_components, shape)
         run = self._run_options()

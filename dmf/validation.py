@@ -6,7 +6,9 @@ with ``input="matrix"``) validate in-memory input the way scikit-learn's
 ``check_array`` does, with its wording, so that scikit-learn's estimator
 checks accept dmf's errors; they are :class:`~dmf.errors.InputError`, a
 ValueError. scikit-learn itself is imported only by :func:`transformer_tags`,
-which scikit-learn calls.
+which scikit-learn calls. :data:`RUN_OPTION_CONSTRAINTS` are the
+constraints-table entries (:mod:`dmf.params`) of the run options the
+estimators take.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Mapping
+from numbers import Integral
+from typing import Any
 
 import dask
 import dask.array as da
@@ -21,12 +26,31 @@ import numpy as np
 import scipy.sparse
 
 from dmf.engine.cluster import current_client
+from dmf.engine.options import RunOptions
 from dmf.errors import InputError
+from dmf.params import Interval
+from dmf.store.location import Location
 
 #: In-memory input up to this size is computed with Dask's synchronous
 #: scheduler (see :func:`small_input_scheduler`).
 SMALL_INPUT_BYTES = 4 * 2**20
 _SYNC_LOCK = threading.RLock()
+
+#: The run options an estimator's constructor takes one by one, and its
+#: ``options``, as entries of its parameter-constraints table (the values
+#: themselves are checked again by :class:`~dmf.engine.options.RunOptions`).
+RUN_OPTION_CONSTRAINTS: dict[str, list[Any]] = {
+    "out": [str, os.PathLike, Location, None],
+    "storage_options": [Mapping, None],
+    "checkpoint_every": [Interval(Integral, 1, None), None],
+    "progress": ["boolean", None],
+    "options": [RunOptions, None],
+}
+
+
+def run_option_constraints(*names: str) -> dict[str, list[Any]]:
+    """The entries of :data:`RUN_OPTION_CONSTRAINTS` an estimator takes."""
+    return {name: RUN_OPTION_CONSTRAINTS[name] for name in names}
 
 
 def is_out_of_core(X) -> bool:

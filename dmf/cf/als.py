@@ -13,7 +13,8 @@ per row block, the other side's factor as one graph key):
 
 from __future__ import annotations
 
-from typing import Any, Unpack
+from numbers import Integral, Real
+from typing import Any, ClassVar, Unpack
 
 from dmf.cf.checks import checked_ratings, integer, number
 from dmf.cf.explicit import explicit_solver
@@ -21,9 +22,10 @@ from dmf.cf.fitting import fit_model
 from dmf.cf.implicit import implicit_solver
 from dmf.cf.masked import masked_solver
 from dmf.cf.model import LatentFactors
-from dmf.cf.params import LatentFactorsMixin
+from dmf.cf.params import LATENT_CONSTRAINTS, LatentFactorsMixin
 from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.errors import InputError
+from dmf.params import Interval
 
 
 def als(
@@ -213,6 +215,18 @@ class ALS(LatentFactorsMixin):
     >>> round(est.score(X), 3)                      # R^2 over the observed entries
     1.0
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **LATENT_CONSTRAINTS,
+        "reg": [Interval(Real, 0, None)],  # > 0 for explicit ratings: checked by als
+        "max_iter": [Interval(Integral, 1, None)],
+        "tol": [Interval(Real, 0, None)],
+        "biases": ["boolean"],
+        "nonnegative": ["boolean"],
+        "implicit": ["boolean"],
+        "alpha": [Interval(Real, 0, None, closed="neither")],
+        "cg_steps": [Interval(Integral, 1, None)],
+    }
 
     def __init__(self, k: int = 10, *, reg: float = 0.1, max_iter: int = 10,
                  tol: float = 1e-4, seed: int | None = None, biases: bool = True,

@@ -22,6 +22,9 @@ shrunk towards mu, so rarely rated items do not top the list.
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+from typing import Any, ClassVar
+
 import dask
 import dask.array as da
 import numpy as np
@@ -30,6 +33,7 @@ from dmf.cf.data import Ratings, as_ratings
 from dmf.cf.rows import as_csr, as_index, full_rows
 from dmf.errors import InputError
 from dmf.linalg.products import part_of, stacked_sum
+from dmf.params import Estimator, Interval
 
 # -- per block ---------------------------------------------------------------------
 
@@ -146,11 +150,13 @@ def baseline_biases(ratings, *, reg_user: float = 15.0, reg_item: float = 10.0,
     return mu, b_u, b_i, counts
 
 
-class Baseline:
+class Baseline(Estimator):
     """The bias model r_hat_ui = mu + b_u + b_i (see :func:`baseline_biases`).
 
     Implements the recommender protocol: ``user_ids``, ``item_ids``,
-    ``predict(users, items)`` and ``scores(users)``.
+    ``predict(users, items)`` and ``scores(users)``; and scikit-learn's
+    parameter protocol (:mod:`dmf.params`: ``get_params``, ``set_params``,
+    the parameters checked at ``fit``).
 
     Parameters
     ----------
@@ -180,12 +186,21 @@ class Baseline:
     (1, 3)
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "reg_user": [Interval(Real, 0, None)],
+        "reg_item": [Interval(Real, 0, None)],
+        "n_epochs": [Interval(Integral, 0, None)],
+    }
+
     def __init__(self, *, reg_user: float = 15.0, reg_item: float = 10.0, n_epochs: int = 10):
         self.reg_user = reg_user
         self.reg_item = reg_item
         self.n_epochs = n_epochs
 
     def fit(self, ratings) -> Baseline:
+        """Fit the biases to ``ratings`` (a Ratings, scipy.sparse matrix or
+        ratings store URL); returns the model."""
+        self._validate_params()
         R: Ratings = as_ratings(ratings)
         self.global_mean_, self.user_bias_, self.item_bias_, self.item_counts_ = baseline_biases(
             R, reg_user=self.reg_user, reg_item=self.reg_item, n_epochs=self.n_epochs)

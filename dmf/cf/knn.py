@@ -53,6 +53,8 @@ task.
 from __future__ import annotations
 
 import functools
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
 import dask
 import dask.array as da
@@ -62,12 +64,13 @@ import scipy.sparse
 from dmf.cf.baseline import Baseline, baseline_biases
 from dmf.cf.data import Ratings, as_ratings
 from dmf.cf.knn_kernels import neighbourhood_terms, ordered_neighbours
-from dmf.cf.matrix import pairs_only
-from dmf.cf.params import ParamsMixin, pairs, with_unseen
+from dmf.cf.matrix import INPUTS, pairs_only
+from dmf.cf.params import CFEstimator, pairs, with_unseen
 from dmf.cf.rows import as_csr, as_index, full_rows, user_rows
 from dmf.engine.cache import memory_budget
 from dmf.errors import InputError, not_fitted
 from dmf.linalg.products import stacked_sum
+from dmf.params import Interval, Options
 
 SIMILARITIES = ("cosine", "adjusted_cosine", "pearson", "pearson_baseline")
 
@@ -188,14 +191,6 @@ def _panel(X: da.Array, row_bias: da.Array, c0: int, c1: int, k: int, similarity
     return sums.map_blocks(_panel_top, c0, min(k, n), similarity, shrinkage, min_support,
                            chunks=((2,), (min(k, n),), (p,)), dtype=np.float64,
                            meta=np.empty((0, 0, 0)))
-
-
-def check_neighbour_counts(k: int, min_k: int, n_candidates: int) -> None:
-    for name, value in (("k", k), ("n_candidates", n_candidates)):
-        if int(value) != value or value < 1:
-            raise InputError(f"{name} must be a positive integer, got {value!r}")
-    if int(min_k) != min_k or min_k < 0:
-        raise InputError(f"min_k must be a non-negative integer, got {min_k!r}")
 
 
 def _panel_width(n: int, similarity: str, panel_bytes: int) -> int:
@@ -348,11 +343,25 @@ def read_through_baseline(name: str) -> property:
                     doc=f"The fitted baseline's ``{name}``.")
 
 
-class NeighbourModel(ParamsMixin):
-    """What ItemKNN and UserKNN share: the constructor's parameters, the
-    fitted baseline (whose ids and biases are read through, so that fit sets
-    no public attribute without a trailing underscore, scikit-learn's rule)
-    and the checks of (user, item) pairs."""
+class NeighbourModel(CFEstimator):
+    """What ItemKNN and UserKNN share: the constructor's parameters and
+    their constraints table, the fitted baseline (whose ids and biases are
+    read through, so that fit sets no public attribute without a trailing
+    underscore, scikit-learn's rule) and the checks of (user, item) pairs."""
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "k": [Interval(Integral, 1, None)],
+        "similarity": [Options(*SIMILARITIES)],
+        "shrinkage": [Interval(Real, 0, None)],
+        "min_support": [Interval(Integral, 0, None)],
+        "min_k": [Interval(Integral, 0, None)],
+        "n_candidates": [Interval(Integral, 1, None)],
+        "reg_user": [Interval(Real, 0, None)],
+        "reg_item": [Interval(Real, 0, None)],
+        "n_epochs": [Interval(Integral, 0, None)],
+        "panel_bytes": [Interval(Integral, 1, None)],
+        "input": [Options(*INPUTS)],
+    }
 
     def __init__(self, k: int = 40, similarity: str = "pearson_baseline",
                  shrinkage: float = 100.0, min_support: int = 1, *, min_k: int = 1,
@@ -373,7 +382,6 @@ class NeighbourModel(ParamsMixin):
 
     def _fit_baseline(self, ratings) -> tuple[Ratings, Baseline]:
         R = as_ratings(ratings)
-        check_neighbour_counts(self.k, self.min_k, self.n_candidates)
         base = Baseline(reg_user=self.reg_user, reg_item=self.reg_item,
                         n_epochs=self.n_epochs).fit(R)
         return R, base

@@ -41,7 +41,7 @@ import zarr
 from dmf.cf import explicit, implicit, masked
 from dmf.cf.data import Ratings, as_ratings, ratings_from_scipy
 from dmf.cf.passes import as_csr
-from dmf.errors import InputError, not_fitted
+from dmf.errors import not_fitted
 from dmf.store.api import as_matrix
 from dmf.store.location import Location
 from dmf.store.sparse_format import is_csr_group
@@ -53,18 +53,12 @@ from dmf.validation import (
     validated_array,
 )
 
-#: The values of the estimators' ``input`` parameter.
+#: The values of the estimators' ``input`` parameter (checked by their
+#: constraints tables).
 INPUTS = ("auto", "pairs", "matrix")
 #: Multiplicative updates of a masked-NMF fold-in (its solution is not in
 #: closed form; the objective decreases with every update).
 MASKED_STEPS = 100
-
-
-def input_mode(value) -> str:
-    """``value`` checked as an ``input`` parameter."""
-    if not isinstance(value, str) or value not in INPUTS:
-        raise InputError(f"input must be one of {', '.join(map(repr, INPUTS))}, got {value!r}")
-    return value
 
 
 class _OnlyWith:
@@ -252,7 +246,7 @@ class MatrixMixin:
     predicted ratings of every item)."""
 
     def _matrix_mode(self) -> bool:
-        return input_mode(getattr(self, "input", "auto")) == "matrix"
+        return getattr(self, "input", "auto") == "matrix"  # checked at fit
 
     def _positive_only(self) -> bool:
         return False

@@ -1,13 +1,14 @@
-"""What the CF estimator classes share: scikit-learn's parameter protocol,
-tags and score (:class:`ParamsMixin`, every model; with ``input="matrix"``
-the transformer protocol of :mod:`dmf.cf.matrix`), and the fitted
-attributes and predictions of a :class:`~dmf.cf.model.LatentFactors`
-(:class:`LatentFactorsMixin`, ALS and SGD)."""
+"""What the CF estimator classes share: scikit-learn's parameter protocol
+(:mod:`dmf.params`), tags and score (:class:`CFEstimator`, every model but
+``Baseline``; with ``input="matrix"`` the transformer protocol of
+:mod:`dmf.cf.matrix`), and the fitted attributes and predictions of a
+:class:`~dmf.cf.model.LatentFactors` (:class:`LatentFactorsMixin`, ALS and
+SGD); the entries their constraints tables share (:data:`LATENT_CONSTRAINTS`)."""
 
 from __future__ import annotations
 
 import functools
-import inspect
+from numbers import Integral
 from typing import Any
 
 import dask.array as da
@@ -15,6 +16,7 @@ import numpy as np
 import scipy.sparse
 
 from dmf.cf.matrix import (
+    INPUTS,
     MatrixMixin,
     latent_predictions,
     latent_ratings,
@@ -25,35 +27,31 @@ from dmf.cf.matrix import (
 from dmf.cf.model import LatentFactors
 from dmf.engine.options import NAMES as RUN_OPTION_NAMES
 from dmf.errors import InputError, not_fitted
+from dmf.params import Estimator, Interval, Options
 from dmf.store.ratings import ratings_csr
-from dmf.validation import transformer_tags
+from dmf.validation import run_option_constraints, transformer_tags
+
+#: The constraints-table entries ALS and SGD share: k, seed, input and the
+#: run options (each class adds its own solver's parameters).
+LATENT_CONSTRAINTS: dict[str, list[Any]] = {
+    "k": [Interval(Integral, 1, None)],
+    "seed": [Interval(Integral, 0, None), None],
+    "input": [Options(*INPUTS)],
+    **run_option_constraints("out", "checkpoint_every", "progress", "options"),
+}
 
 
-class ParamsMixin(MatrixMixin):
-    """``get_params`` / ``set_params`` from the constructor's keywords (as
-    scikit-learn's BaseEstimator), its tags, and ``score`` over ``predict``."""
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [p.name for p in signature.parameters.values() if p.name != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:  # noqa: ARG002
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params):
-        valid = set(self._param_names())
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; "
-                                 f"valid: {', '.join(sorted(valid))}")
-            setattr(self, name, value)
-        return self
+class CFEstimator(Estimator, MatrixMixin):
+    """A CF model as a scikit-learn estimator: the parameter protocol of
+    :class:`dmf.params.Estimator` (a subclass gives its
+    ``_parameter_constraints``, checked at the start of ``fit``), its tags,
+    and ``score`` over ``predict``."""
 
     def fit(self, R, y=None):
         """Fit to ratings ``R`` (anything :func:`dmf.cf.data.as_ratings` takes),
         or to ``fit(X, y)``: (user, item) index pairs and their ratings. With
         ``input="matrix"``: to the ratings matrix X (y ignored)."""
+        self._validate_params()
         if self._matrix_mode():
             return self._fit_matrix(R)
         return self._fit_ratings(ratings_input(R, y))
@@ -65,7 +63,7 @@ class ParamsMixin(MatrixMixin):
     def _solver_params(self) -> dict[str, Any]:
         """The parameters the model's function takes (all but ``input``;
         run options left at None are left out, so ``options`` may carry them)."""
-        return {k: v for k, v in self.get_params().items()
+        return {k: v for k, v in self.get_params(deep=False).items()
                 if k != "input" and not (k in RUN_OPTION_NAMES and v is None)}
 
     def __sklearn_tags__(self):
@@ -79,10 +77,6 @@ class ParamsMixin(MatrixMixin):
         return Tags(estimator_type="regressor", target_tags=TargetTags(required=False),
                     regressor_tags=RegressorTags(),
                     input_tags=InputTags(sparse=True, allow_nan=False))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     def score(self, X, y=None) -> float:
         """R^2 of the predicted ratings of the (user, item) pairs ``X``
@@ -102,7 +96,7 @@ class ParamsMixin(MatrixMixin):
         return r2(np.asarray(y, dtype=np.float64), self.predict(X))
 
 
-class LatentFactorsMixin(ParamsMixin):
+class LatentFactorsMixin(CFEstimator):
     """A model fitted as a :class:`~dmf.cf.model.LatentFactors` (``model_``):
     its fitted attributes, predictions, and the ids that make a fitted
     estimator a model for :func:`dmf.cf.evaluate` and :func:`dmf.cf.recommend`."""

@@ -38,7 +38,8 @@ training RMSE take one pass at the end.
 
 from __future__ import annotations
 
-from typing import Unpack
+from numbers import Integral, Real
+from typing import Any, ClassVar, Unpack
 
 import dask
 import dask.array as da
@@ -48,7 +49,7 @@ from dmf.cf.checks import checked_ratings, integer, number
 from dmf.cf.explicit import finish
 from dmf.cf.fitting import fit_model
 from dmf.cf.model import LatentFactors
-from dmf.cf.params import LatentFactorsMixin
+from dmf.cf.params import LATENT_CONSTRAINTS, LatentFactorsMixin
 from dmf.cf.passes import (
     as_csr,
     bounded_rows,
@@ -61,6 +62,7 @@ from dmf.cf.passes import (
 from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
 from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.linalg.products import part_of
+from dmf.params import Interval
 
 #: Standard deviation of the random start of p and q (biases start at 0).
 INIT_SCALE = 0.1
@@ -274,6 +276,15 @@ class SGD(LatentFactorsMixin):
     >>> est.inverse_transform(est.transform(X[:2])).shape  # predicted ratings
     (2, 8)
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **LATENT_CONSTRAINTS,
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "reg": [Interval(Real, 0, None)],
+        "n_epochs": [Interval(Integral, 1, None)],
+        "tol": [Interval(Real, 0, None)],
+        "batch_size": [Interval(Integral, 1, None)],
+    }
 
     def __init__(self, k: int = 10, *, lr: float = 0.01, reg: float = 0.02,
                  n_epochs: int = 20, tol: float = 0.0, seed: int | None = None,
