@@ -22,6 +22,7 @@ import dmf
 from benchmarks.codec import _raw_read
 from benchmarks.harness import FLOAT32, Case, Data, Env, GiB, Result, Suite, opened_store
 from benchmarks.nmf import nonnegative_store
+from benchmarks.summary import ran, table_head, table_row, verdict
 
 NAME = "big"
 HELP = ("past RAM: a store larger than memory read cold by 2 workers x 1 GiB: read, "
@@ -70,10 +71,11 @@ def _summary(raw: str) -> Callable[[list[Result]], list[str]]:
         base = by.get(raw)
         lines = ["Targets (issue 25, line 4): each pass <= "
                  f"{PASS_TARGET} x the cold raw read; peak worker RSS <= 1 GiB; no spilling",
-                 "", "| row | passes | s / pass | x cold raw read | peak worker RSS MiB | "
-                 "peak client RSS MiB | spilled MiB | verdict |", "|" + "---|" * 8]
+                 "", *table_head("row", "passes", "s / pass", "x cold raw read",
+                                 "peak worker RSS MiB", "peak client RSS MiB", "spilled MiB",
+                                 "verdict")]
         for r in results:
-            if r.case.key == raw or not r.reps or not (base and base.reps):
+            if r.case.key == raw or not ran(r, base):
                 continue
             memory = r.memory()
             workers = r.peak_rss()
@@ -82,9 +84,9 @@ def _summary(raw: str) -> Callable[[list[Result]], list[str]]:
             ratio = per_pass / base.median
             spilled = r.extra("spilled MiB") or 0.0
             ok = ratio <= PASS_TARGET and workers <= WORKER_RSS_TARGET and spilled == 0
-            lines.append(f"| {r.case.name} | {r.passes:.2f} | {per_pass:.3g} | {ratio:.2f} | "
-                         f"{workers / 2**20:.0f} | {client / 2**20:.0f} | {spilled:.0f} | "
-                         f"{'PASS' if ok else 'FAIL'} |")
+            lines.append(table_row(r.case.name, f"{r.passes:.2f}", f"{per_pass:.3g}",
+                                   f"{ratio:.2f}", f"{workers / 2**20:.0f}",
+                                   f"{client / 2**20:.0f}", f"{spilled:.0f}", verdict(ok)))
         return lines
 
     return summary

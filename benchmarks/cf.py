@@ -32,7 +32,8 @@ import dask
 import numpy as np
 
 import dmf
-from benchmarks.harness import Case, Data, Env, Result, Suite, build_parts, by_name
+from benchmarks.harness import Case, Data, Env, Result, Suite, build_parts
+from benchmarks.summary import by_name, ran, table_head, table_row
 
 NAME = "cf"
 HELP = ("collaborative filtering: ALS iterations against a read pass of the ratings; RMSE, "
@@ -161,16 +162,16 @@ def _targets_a(names: dict[str, str]) -> Callable[[list[Result]], list[str]]:
         by = by_name(results)
         read = by.get(names["read"])
         lines = ["Per iteration against the read pass of both views:", "",
-                 "| model | s/iteration / read pass | passes per iteration (approx.) |",
-                 "|---|---|---|"]
+                 *table_head("model", "s/iteration / read pass",
+                             "passes per iteration (approx.)")]
         for key in ("als", "implicit", "sgd"):
             r = by.get(names[key])
-            if not (r and r.reps and read and read.reps):
-                lines.append(f"| {names[key]} | a case failed | |")
+            if not ran(r, read):
+                lines.append(table_row(names[key], "a case failed", ""))
                 continue
             n = r.extra("iters") or 1
-            lines.append(f"| {names[key]} | {r.extra('s/iter') / read.median:.2f} x | "
-                         f"{r.passes / n:.2f} (whole call {r.passes:.2f}) |")
+            lines.append(table_row(names[key], f"{r.extra('s/iter') / read.median:.2f} x",
+                                   f"{r.passes / n:.2f} (whole call {r.passes:.2f})"))
         return lines
 
     return summary

@@ -52,6 +52,8 @@ import psutil
 import zarr
 from distributed import Client
 
+from benchmarks.summary import table_head, table_row
+
 MiB = 2**20
 GiB = 2**30
 FLOAT32 = 4
@@ -414,11 +416,6 @@ def build_parts(name: str, text: str, builders: Mapping[str, Callable[[], Suite]
     return [build() for part, build in builders.items() if part in parts]
 
 
-def by_name(results: list[Result]) -> dict[str, Result]:
-    """Results keyed by their case's name (for a suite's summary)."""
-    return {r.case.name: r for r in results}
-
-
 def _seconds(s: float) -> str:
     return f"{s:.3g}"
 
@@ -453,13 +450,13 @@ def table(results: list[Result], baseline: str) -> str:
     head += ["GB/s"] if throughput else []
     head += ["passes", "from disk"] if files else []
     head += ["peak RSS MiB", "rise MiB", *extras]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = table_head(*head)
     for r in results:
         name = r.case.name + (" **(baseline)**" if r.case.key == baseline else "")
         if not r.reps:
             failed = f"failed: {r.failure}" if r.failure else "no repetitions"
             row = [name, r.case.cache, failed] + [""] * (len(head) - 3)
-            lines.append("| " + " | ".join(row).replace("\n", " ") + " |")
+            lines.append(table_row(*row).replace("\n", " "))
             continue
         times = [rep.seconds for rep in r.reps]
         peak, rise = _memory(r.memory())
@@ -478,7 +475,7 @@ def table(results: list[Result], baseline: str) -> str:
         for column in extras:
             value = r.extra(column)
             row.append("" if value is None else f"{value:.3g}")
-        lines.append("| " + " | ".join(row) + " |")
+        lines.append(table_row(*row))
     return "\n".join(lines)
 
 

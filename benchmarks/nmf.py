@@ -32,17 +32,8 @@ import numpy as np
 import dmf
 from benchmarks import floor
 from benchmarks.codec import _complete, parse_size
-from benchmarks.harness import (
-    FLOAT32,
-    Case,
-    Data,
-    Env,
-    Result,
-    Suite,
-    build_parts,
-    by_name,
-    opened_store,
-)
+from benchmarks.harness import FLOAT32, Case, Data, Env, Result, Suite, build_parts, opened_store
+from benchmarks.summary import TARGETS_HEADER, by_name, ran, table_head, table_row, verdict
 from dmf.store.dense import default_chunks
 
 NAME = "nmf"
@@ -53,6 +44,9 @@ CLUSTER = {"workers": 2, "threads_per_worker": 1, "memory_limit": "1GiB"}
 #: Targets of issue 25: seconds per iteration / the floor, by the products' kind
 FLOOR_TARGET = {"frobenius": 1.3, "kl": 1.5}
 PASSES_TARGET = 0.05    # |passes per iteration - 1|
+
+#: Part A's dmf rows: name key -> what each sets beside the common options.
+DMF_VARIANTS_A = {"mu": {"solver": "mu"}, "hals": {"solver": "hals"}, "kl": {"loss": "kl"}}
 INMEM_TARGET = 1.0      # dmf / scikit-learn wall time to the same loss
 
 
@@ -120,21 +114,21 @@ def _targets_a(names: dict[str, str], iters: int) -> Callable[[list[Result]], li
         by = by_name(results)
         read = by.get(names["read"])
         lines = ["Targets (issue 25): floor = max(read pass, block products)", "",
-                 "| target | measured | verdict |", "|---|---|---|"]
+                 *table_head(*TARGETS_HEADER)]
         for key, kind in (("mu", "frobenius"), ("hals", "frobenius"), ("kl", "kl")):
             r, products = by.get(names[key]), by.get(names[f"floor {kind}"])
-            if not all(x and x.reps for x in (r, read, products)):
-                lines.append(f"| {names[key]} | a case failed | n/a |")
+            if not ran(r, read, products):
+                lines.append(table_row(names[key], "a case failed", "n/a"))
                 continue
             bound = floor.floor(read.median, products.extra("floor s"))
             ratio = r.extra("s/iter") / bound
             target = FLOOR_TARGET[kind]
-            lines.append(f"| {names[key]}: s/iteration <= {target} x floor ({bound:.3g} s) | "
-                         f"{ratio:.2f} x | {'PASS' if ratio <= target else 'FAIL'} |")
+            lines.append(table_row(f"{names[key]}: s/iteration <= {target} x floor "
+                                   f"({bound:.3g} s)", f"{ratio:.2f} x",
+                                   verdict(ratio <= target)))
             passes = (r.passes - 2) / iters
-            ok = abs(passes - 1) <= PASSES_TARGET
-            lines.append(f"| {names[key]}: passes per iteration 1 +- {PASSES_TARGET} | "
-                         f"{passes:.3f} | {'PASS' if ok else 'FAIL'} |")
+            lines.append(table_row(f"{names[key]}: passes per iteration 1 +- {PASSES_TARGET}",
+                                   f"{passes:.3f}", verdict(abs(passes - 1) <= PASSES_TARGET)))
         return lines
 
     return summary
@@ -159,12 +153,8 @@ def build_a(args: argparse.Namespace, env: Env) -> Suite:
         Case(names["read_zarr"], lambda: da.from_zarr(url).sum().compute(), data,
              where="cluster"),
         *floors.values(),
-        Case(names["mu"], _dmf_nmf(url, k, solver="mu", **common), data, where="cluster",
-             measure=_per_iter),
-        Case(names["hals"], _dmf_nmf(url, k, solver="hals", **common), data, where="cluster",
-             measure=_per_iter),
-        Case(names["kl"], _dmf_nmf(url, k, loss="kl", **common), data, where="cluster",
-             measure=_per_iter),
+        *(Case(names[key], _dmf_nmf(url, k, **variant, **common), data, where="cluster",
+               measure=_per_iter) for key, variant in DMF_VARIANTS_A.items()),
     ]
     notes = [
         f"Data: `lowrank --nonnegative` {m} x {n} float32 ({m * n * FLOAT32 / 1e9:.2f} GB), "
@@ -216,17 +206,17 @@ def _loss_of(value) -> dict[str, float]:
 def _targets_b(names: dict[str, str]) -> Callable[[list[Result]], list[str]]:
     def summary(results: list[Result]) -> list[str]:
         by = by_name(results)
-        lines = ["Targets (issue 5):", "", "| target | measured | verdict |", "|---|---|---|"]
+        lines = ["Targets (issue 5):", "", *table_head(*TARGETS_HEADER)]
         for ours, theirs in (("hals", "cd"), ("mu", "sk_mu")):
             a, b = by.get(names[ours]), by.get(names[theirs])
-            if not (a and a.reps and b and b.reps):
-                lines.append(f"| {names[ours]} | a case failed | n/a |")
+            if not ran(a, b):
+                lines.append(table_row(names[ours], "a case failed", "n/a"))
                 continue
             ratio = a.median / b.median
             same = a.extra("loss") <= (1 + 1e-6) * b.extra("loss")  # at its loss or below
-            lines.append(f"| {names[ours]} time <= {names[theirs]} to its loss "
-                         f"({a.extra('loss'):.6g} vs {b.extra('loss'):.6g}) | {ratio:.2f} x | "
-                         f"{'PASS' if ratio <= INMEM_TARGET and same else 'FAIL'} |")
+            lines.append(table_row(f"{names[ours]} time <= {names[theirs]} to its loss "
+                                   f"({a.extra('loss'):.6g} vs {b.extra('loss'):.6g})",
+                                   f"{ratio:.2f} x", verdict(ratio <= INMEM_TARGET and same)))
         return lines
 
     return summary

@@ -59,9 +59,9 @@ from benchmarks.harness import (
     Result,
     Suite,
     build_parts,
-    by_name,
     opened_store,
 )
+from benchmarks.summary import TARGETS_HEADER, by_name, ran, table_head, table_row, verdict
 from dmf.store.dense import default_chunks
 
 NAME = "svd"
@@ -243,10 +243,6 @@ def _dask_svd(url: str, zarr_reader: bool = False, **kwargs) -> Callable[[], tup
     return run
 
 
-def _verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
-
-
 def _no_worse(ours: float, theirs: float, floor: float) -> str:
     """Equal or better accuracy: ours <= theirs, or both below ``floor``
     (the rounding level, where which of two seeded runs is ahead is chance)."""
@@ -266,15 +262,15 @@ def _targets_a(names: dict[str, str], k: int, q: int) -> Callable[[list[Result]]
         by = by_name(results)
         rnd, sk, qr, qr_zarr = (by.get(names[key]) for key in
                                 ("randomized", "sketch", "dask_qr", "dask_qr_zarr"))
-        have = [r is not None and bool(r.reps) for r in (rnd, sk, qr)]
-        lines = ["Targets (issue 4):", "", "| target | measured | verdict |", "|---|---|---|"]
-        have_zarr = qr_zarr is not None and bool(qr_zarr.reps)
+        have = [ran(r) for r in (rnd, sk, qr)]
+        lines = ["Targets (issue 4):", "", *table_head(*TARGETS_HEADER)]
+        have_zarr = ran(qr_zarr)
         if have[0] and have_zarr:
             ratio = rnd.median / qr_zarr.median
             lines.append(f"| dmf randomized wall time <= {TIME_TARGET} x dask QR (on "
                          f"da.from_zarr, as dask's users read a store) | {ratio:.2f} x "
                          f"({rnd.median:.3g} s / {qr_zarr.median:.3g} s) | "
-                         f"{_verdict(ratio <= TIME_TARGET)} |")
+                         f"{verdict(ratio <= TIME_TARGET)} |")
             lines.append(_accuracy_line(
                 f"... at equal or better accuracy (s err of the top {k}, dmf <= dask, or both "
                 f"< {FLOAT32_FLOOR:g})", rnd, qr_zarr, FLOAT32_FLOOR))
@@ -290,21 +286,21 @@ def _targets_a(names: dict[str, str], k: int, q: int) -> Callable[[list[Result]]
             err = rnd.extra("s err")
             peak = rnd.peak_rss()
             lines.append(f"| dmf randomized max rel. error of the top {k} values <= "
-                         f"{ERROR_TARGET:g} | {err:.2e} | {_verdict(err <= ERROR_TARGET)} |")
+                         f"{ERROR_TARGET:g} | {err:.2e} | {verdict(err <= ERROR_TARGET)} |")
             lines.append(f"| dmf randomized peak worker RSS <= {MEMORY_TARGET / GiB:g} GiB | "
-                         f"{peak / 2**20:.0f} MiB | {_verdict(peak <= MEMORY_TARGET)} |")
+                         f"{peak / 2**20:.0f} MiB | {verdict(peak <= MEMORY_TARGET)} |")
         products = by.get(names["floor"])
         read = by.get(names["read"])
-        if have[0] and all(x is not None and x.reps for x in (products, read)):
+        if have[0] and ran(products, read):
             passes = q + 1
             bound = passes * floor.floor(read.median, products.extra("floor s"))
             ratio = rnd.median / bound
             lines.append(f"| dmf randomized wall time <= {FLOOR_TARGET} x (q + 1) x max(read "
                          f"pass, a pass's block products) = {bound:.3g} s (issue 25) | "
-                         f"{ratio:.2f} x | {_verdict(ratio <= FLOOR_TARGET)} |")
+                         f"{ratio:.2f} x | {verdict(ratio <= FLOOR_TARGET)} |")
         if have[1]:
             lines.append(f"| dmf sketch passes over X <= {PASSES_TARGET} | {sk.passes:.2f} | "
-                         f"{_verdict(sk.passes <= PASSES_TARGET)} |")
+                         f"{verdict(sk.passes <= PASSES_TARGET)} |")
         return lines
 
     return summary
@@ -437,13 +433,14 @@ def _targets_b(names: dict[str, str]) -> Callable[[list[Result]], list[str]]:
     def summary(results: list[Result]) -> list[str]:
         by = by_name(results)
         ours, theirs = by.get(names["dmf"]), by.get(names["sklearn"])
-        lines = ["Targets (issue 4):", "", "| target | measured | verdict |", "|---|---|---|"]
-        if not (ours and ours.reps and theirs and theirs.reps):
-            return [*lines, f"| dmf <= {INMEM_TARGET} x scikit-learn | a case failed | n/a |"]
+        lines = ["Targets (issue 4):", "", *table_head(*TARGETS_HEADER)]
+        if not ran(ours, theirs):
+            return [*lines, table_row(f"dmf <= {INMEM_TARGET} x scikit-learn", "a case failed",
+                                      "n/a")]
         ratio = ours.median / theirs.median
         lines.append(f"| dmf randomized wall time <= {INMEM_TARGET} x scikit-learn | "
                      f"{ratio:.2f} x ({ours.median:.3g} s / {theirs.median:.3g} s) | "
-                     f"{_verdict(ratio <= INMEM_TARGET)} |")
+                     f"{verdict(ratio <= INMEM_TARGET)} |")
         lines.append(_accuracy_line(
             f"... at equal accuracy (dmf <= scikit-learn, or both < {FLOAT64_FLOOR:g})",
             ours, theirs, FLOAT64_FLOOR))

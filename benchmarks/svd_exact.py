@@ -32,16 +32,8 @@ import zarr
 
 import dmf
 from benchmarks.codec import parse_size
-from benchmarks.harness import (
-    Case,
-    Data,
-    Env,
-    Result,
-    Suite,
-    add_lowrank_arguments,
-    by_name,
-    opened_store,
-)
+from benchmarks.harness import Case, Data, Env, Result, Suite, add_lowrank_arguments, opened_store
+from benchmarks.summary import by_name, ran, table_head, table_row
 from benchmarks.svd import _cached_reference, lowrank_store
 from dmf.store.dense import default_chunks
 
@@ -119,14 +111,14 @@ def _dask(url: str, with_u: bool) -> Callable[[], tuple]:
 def _summary(names: dict[str, str]) -> Callable[[list[Result]], list[str]]:
     def summary(results: list[Result]) -> list[str]:
         by = by_name(results)
-        lines = ["Ratios (same run):", "", "| dmf | / dask | passes |", "|---|---|---|"]
+        lines = ["Ratios (same run):", "", *table_head("dmf", "/ dask", "passes")]
         for ours, theirs in (("tsqr", "dask"), ("gram", "dask"), ("tsqr_u", "dask_u"),
                              ("gram_u", "dask_u")):
             a, b = by.get(names[ours]), by.get(names[theirs])
-            if a and a.reps and b and b.reps:
-                lines.append(f"| {names[ours]} | {a.median / b.median:.2f} x "
-                             f"({a.median:.3g} s / {b.median:.3g} s) | "
-                             f"{a.passes:.2f} vs {b.passes:.2f} |")
+            if ran(a, b):
+                lines.append(table_row(names[ours], f"{a.median / b.median:.2f} x "
+                                       f"({a.median:.3g} s / {b.median:.3g} s)",
+                                       f"{a.passes:.2f} vs {b.passes:.2f}"))
         return lines
 
     return summary

@@ -27,6 +27,24 @@ class InputError(DmfError, ValueError):
     exit_code = 2
 
 
+def existing_file(path: str | os.PathLike, kind: str) -> str:
+    """``path`` as a string if it names a file; else the InputError that
+    says it is missing or a folder, not ``kind`` (e.g. "an audio file").
+
+    Examples
+    --------
+    >>> existing_file("/", "an audio file")
+    Traceback (most recent call last):
+    dmf.errors.InputError: /: a folder, not an audio file
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: a folder, not {kind}")
+    return path
+
+
 class NotFittedError(InputError, AttributeError):
     """A method that needs a fit (``transform``, ``predict``) called before
     ``fit``. A ValueError and an AttributeError, as scikit-learn's (and

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from dmf import cf
 from dmf.engine.output import read_complete_result
 from dmf.errors import InputError
 from dmf.linalg.result import SVDResult
-from dmf.nmf.api import NMFResult, _loss_of
+from dmf.nmf.api import NMFResult
 from dmf.nmf.tri import NMTFResult
 from dmf.rank import _from_meta as rank_from_meta
 
@@ -39,21 +37,13 @@ def load(url: str | os.PathLike, *, storage_options: dict | None = None
     """
     location, meta, arrays = read_complete_result(url, storage_options)
     algorithm = meta.get("algorithm", "")
-    common = {"n_iter": int(meta.get("n_iter", 0)),
-              "loss_history": list(meta.get("loss_history", [])),
-              "converged": bool(meta.get("converged", True)), "location": str(location),
-              "attrs": meta}
     if algorithm.startswith("svd-"):
-        return SVDResult(U=arrays.get("U"), S=np.asarray(arrays["S"]),
-                         Vt=np.asarray(arrays["Vt"]), method=algorithm[4:], **common)
+        return SVDResult.from_arrays(arrays, algorithm[4:],
+                                     SVDResult.stored_facts(meta, str(location)))
     if algorithm.startswith("nmf-"):
-        common["n_iter"] = int(meta.get("factors_after", common["n_iter"]))
-        return NMFResult(W=arrays["W"], H=np.asarray(arrays["H"]), loss=_loss_of(meta["beta"]),
-                         **common)
+        return NMFResult.from_arrays(arrays, NMFResult.stored_facts(meta, str(location)))
     if algorithm.startswith("nmtf-"):
-        common["n_iter"] = int(meta.get("factors_after", common["n_iter"]))
-        return NMTFResult(W=arrays["W"], S=np.asarray(arrays["S"]), H=np.asarray(arrays["H"]),
-                          loss=float(meta["beta"]), **common)
+        return NMTFResult.from_arrays(arrays, NMTFResult.stored_facts(meta, str(location)))
     if algorithm.startswith("rank-"):
         return rank_from_meta(location, meta, arrays)
     if algorithm in ("cf-knn", "cf-user-knn"):

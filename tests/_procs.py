@@ -50,6 +50,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def live_group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``."""
+    import psutil  # not at the top: Dask workers import this module
+
+    members = []
+    for p in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(p.pid)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return members
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str,
              interval: float = 0.05) -> object:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
@@ -122,16 +136,7 @@ class Proc:
 
     def group_members(self) -> list[int]:
         """Live (not zombie) processes in this process group."""
-        import psutil
-
-        members = []
-        for p in psutil.process_iter(["pid", "status"]):
-            try:
-                if os.getpgid(p.pid) == self.pid and p.info["status"] != psutil.STATUS_ZOMBIE:
-                    members.append(p.pid)
-            except (ProcessLookupError, psutil.NoSuchProcess):
-                continue
-        return members
+        return live_group_members(self.pid)
 
     def kill(self, timeout: float = 10.0) -> None:
         """SIGKILL the whole process group and wait until every member is gone."""

@@ -113,14 +113,7 @@ class Session:
         return elapsed
 
     def group_members(self) -> list[int]:
-        members = []
-        for p in psutil.process_iter(["status"]):
-            try:
-                if os.getpgid(p.pid) == self.pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
-                    members.append(p.pid)
-            except (ProcessLookupError, psutil.NoSuchProcess):
-                continue
-        return members
+        return _procs.live_group_members(self.pgid)
 
 
 def assert_stopped_cleanly(session: Session, elapsed: float, code: int, out) -> None:
@@ -142,6 +135,24 @@ def worker_spawned(pid: int) -> bool:
                if c.status() != psutil.STATUS_ZOMBIE)
 
 
+def paused_at_failpoint(argv: list[str], tmp_path, point: str, sleep: str, what: str,
+                        **options) -> Session:
+    """The command started with a failpoint that pauses it ``sleep`` seconds
+    at ``point`` (``name:count``), returned once it got there."""
+    marker = tmp_path / "marker"
+    session = Session(argv, DMF_FAILPOINT=point, DMF_FAILPOINT_FILE=str(marker),
+                      DMF_FAILPOINT_SLEEP=sleep, **options)
+    session.wait_for(marker.exists, what)
+    return session
+
+
+def assert_rerun_ends_bitwise(matrix, out, reference) -> None:
+    """The same command again resumes and ends where an uninterrupted run does."""
+    again = subprocess.run(command(matrix, out), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert result_bytes(out) == reference
+
+
 @pytest.mark.parametrize("sigint_ignored", [False, True], ids=["terminal", "background-job"])
 @pytest.mark.parametrize("moment", ["cluster-start", "worker-spawn"])
 def test_sigint_during_start_up(matrix, tmp_path, moment, sigint_ignored):
@@ -160,10 +171,8 @@ def test_sigint_during_start_up(matrix, tmp_path, moment, sigint_ignored):
 def test_sigint_in_the_first_iteration_checkpoints_then_resumes_bitwise(
         matrix, reference, tmp_path):
     out = tmp_path / "svd.zarr"
-    marker = tmp_path / "marker"
-    session = Session(command(matrix, out), DMF_FAILPOINT="iteration:1",
-                      DMF_FAILPOINT_FILE=str(marker), DMF_FAILPOINT_SLEEP="60")
-    session.wait_for(marker.exists, "the first iteration")
+    session = paused_at_failpoint(command(matrix, out), tmp_path, "iteration:1", "60",
+                                  "the first iteration")
     elapsed = session.signal()
     assert_stopped_cleanly(session, elapsed, 130, out)
     # at the default verbosity, that one line and nothing else
@@ -171,9 +180,7 @@ def test_sigint_in_the_first_iteration_checkpoints_then_resumes_bitwise(
                              "run the same command again to resume\n"]
     assert Checkpoints(Location.parse(out / "checkpoints")).latest().iteration == 0
 
-    again = subprocess.run(command(matrix, out), capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr
-    assert result_bytes(out) == reference
+    assert_rerun_ends_bitwise(matrix, out, reference)
 
 
 def test_sigint_in_a_nested_run_stops_the_run(tmp_path):
@@ -183,14 +190,13 @@ def test_sigint_in_a_nested_run_stops_the_run(tmp_path):
     NMF then ran for good). Started as a script's background job, which
     starts with SIGINT ignored, as the issue's reproducer did."""
     X = np.random.default_rng(1).random((2000, 40))
-    x, out, marker = tmp_path / "N.zarr", tmp_path / "nmf.zarr", tmp_path / "marker"
+    x, out = tmp_path / "N.zarr", tmp_path / "nmf.zarr"
     dmf.save_matrix(X, x, chunks=500)
     argv = [sys.executable, "-m", "dmf", "--workers", "2", "nmf", str(x), str(out), "-k", "4",
             "--init", "nndsvd", "--max-iter", "100000", "--tol", "0", "--seed", "0",
             "--checkpoint-every", "3"]
-    session = Session(argv, sigint_ignored=True, DMF_FAILPOINT="finalize:1",
-                      DMF_FAILPOINT_FILE=str(marker), DMF_FAILPOINT_SLEEP="2")
-    session.wait_for(marker.exists, "the start's SVD finishing")
+    session = paused_at_failpoint(argv, tmp_path, "finalize:1", "2",
+                                  "the start's SVD finishing", sigint_ignored=True)
     elapsed = session.signal()
     assert_stopped_cleanly(session, elapsed, 130, out)
     assert "stopped by SIGINT before writing a checkpoint" in session.stderr
@@ -207,17 +213,13 @@ def test_sigint_mid_run_at_any_time(matrix, reference, tmp_path):
     saved = checkpoints.latest()
     assert f"after checkpointing iteration {saved.iteration};" in session.stderr
 
-    again = subprocess.run(command(matrix, out), capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr
-    assert result_bytes(out) == reference
+    assert_rerun_ends_bitwise(matrix, out, reference)
 
 
 def test_sigint_during_a_checkpoint_write_finishes_it(matrix, reference, tmp_path):
     out = tmp_path / "svd.zarr"
-    marker = tmp_path / "marker"
-    session = Session(command(matrix, out), DMF_FAILPOINT="checkpoint-arrays:2",
-                      DMF_FAILPOINT_FILE=str(marker), DMF_FAILPOINT_SLEEP="1.5")
-    session.wait_for(marker.exists, "the second checkpoint's write")
+    session = paused_at_failpoint(command(matrix, out), tmp_path, "checkpoint-arrays:2",
+                                  "1.5", "the second checkpoint's write")
     elapsed = session.signal()
     assert_stopped_cleanly(session, elapsed, 130, out)
     # the write under way was finished, not torn, and the run stopped there
@@ -225,17 +227,13 @@ def test_sigint_during_a_checkpoint_write_finishes_it(matrix, reference, tmp_pat
     assert pointer["latest"] == "ckpt-00000006"
     assert "after checkpointing iteration 6;" in session.stderr
 
-    again = subprocess.run(command(matrix, out), capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr
-    assert result_bytes(out) == reference
+    assert_rerun_ends_bitwise(matrix, out, reference)
 
 
 def test_sigterm_to_the_driver_still_checkpoints_then_exits_143(matrix, tmp_path):
     out = tmp_path / "svd.zarr"
-    marker = tmp_path / "marker"
-    session = Session(command(matrix, out), DMF_FAILPOINT="iteration:5",
-                      DMF_FAILPOINT_FILE=str(marker), DMF_FAILPOINT_SLEEP="60")
-    session.wait_for(marker.exists, "iteration 5")
+    session = paused_at_failpoint(command(matrix, out), tmp_path, "iteration:5", "60",
+                                  "iteration 5")
     elapsed = session.signal(signal.SIGTERM, group=False)
     assert_stopped_cleanly(session, elapsed, 143, out)
     assert "stopped by SIGTERM after checkpointing iteration 4;" in session.stderr
@@ -243,13 +241,11 @@ def test_sigterm_to_the_driver_still_checkpoints_then_exits_143(matrix, tmp_path
 
 def test_cluster_that_loses_every_worker_exits_4(matrix, tmp_path):
     out = tmp_path / "svd.zarr"
-    marker = tmp_path / "marker"
     cluster = _procs.ProcessCluster(tmp_path, n_workers=2).start()
     try:
-        session = Session(command(matrix, out, "--scheduler", cluster.address),
-                          DMF_NO_WORKERS_TIMEOUT="3", DMF_FAILPOINT="iteration:5",
-                          DMF_FAILPOINT_FILE=str(marker), DMF_FAILPOINT_SLEEP="2")
-        session.wait_for(marker.exists, "iteration 5")
+        session = paused_at_failpoint(command(matrix, out, "--scheduler", cluster.address),
+                                      tmp_path, "iteration:5", "2", "iteration 5",
+                                      DMF_NO_WORKERS_TIMEOUT="3")
         cluster.kill_worker(0)
         cluster.kill_worker(1)
         killed = time.monotonic()

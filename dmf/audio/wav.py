@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile
 
-from dmf.errors import InputError
+from dmf.errors import InputError, existing_file
 
 __all__ = ["WavInfo", "WavWriter", "info", "read", "write"]
 
@@ -68,17 +68,8 @@ class WavInfo:
         return "PCM_16"
 
 
-def _check_path(path: str | os.PathLike) -> str:
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise InputError(f"{path}: a folder, not an audio file")
-    return path
-
-
 def _open(path: str | os.PathLike) -> soundfile.SoundFile:
-    path = _check_path(path)
+    path = existing_file(path, "an audio file")
     try:
         return soundfile.SoundFile(path)
     except (soundfile.SoundFileError, RuntimeError) as exc:

@@ -220,19 +220,23 @@ def sgd_block(indptr, indices, data, U, V, mu, lr, reg, seed, index, batch):
             for f in range(k):
                 dU[u, f] += e * V[i, f] - reg * U[u, f]
                 dV[i, f] += e * U[u, f] - reg * V[i, f]
-        for s in range(mu_count):
-            u = met_u[s]
-            for f in range(K):
-                U[u, f] += lr * (dU[u, f] / nU[u])
-                dU[u, f] = 0.0
-            nU[u] = 0.0
-        for s in range(mi_count):
-            i = met_i[s]
-            for f in range(K):
-                V[i, f] += lr * (dV[i, f] / nV[i])
-                dV[i, f] = 0.0
-            nV[i] = 0.0
+        _apply_mean_steps(U, dU, nU, met_u, mu_count, lr)
+        _apply_mean_steps(V, dV, nV, met_i, mi_count, lr)
     return sq_err
+
+
+@numba.njit(**_JIT)
+def _apply_mean_steps(F, dF, nF, met, count, lr):
+    """End of an SGD batch: each of the ``count`` rows ``met`` of factors F
+    takes the mean of its summed steps dF (over nF ratings); the sums are
+    cleared for the next batch."""
+    K = F.shape[1]
+    for s in range(count):
+        r = met[s]
+        for f in range(K):
+            F[r, f] += lr * (dF[r, f] / nF[r])
+            dF[r, f] = 0.0
+        nF[r] = 0.0
 
 
 @numba.njit(**_JIT)

@@ -13,12 +13,13 @@ for implicit ALS they are preference scores, not ratings.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import dask.array as da
 import numpy as np
 
+from dmf.engine.fitted import FittedRun
 from dmf.engine.output import read_complete_result
 from dmf.errors import InputError
 
@@ -44,7 +45,7 @@ def _indices(values, size: int, what: str) -> np.ndarray:
 
 
 @dataclass
-class LatentFactors:
+class LatentFactors(FittedRun):
     """A fitted latent-factor model, rating ~ mu + b_u + b_i + p_u . q_i.
 
     Attributes
@@ -89,11 +90,6 @@ class LatentFactors:
     user_ids: np.ndarray
     item_ids: np.ndarray
     algorithm: str = ""
-    n_iter: int = 0
-    loss_history: list[float] = field(default_factory=list)
-    converged: bool = True
-    location: str | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -158,10 +154,8 @@ class LatentFactors:
                    global_mean=float(meta.get("global_mean", 0.0)),
                    user_ids=np.asarray(arrays["user_ids"]),
                    item_ids=np.asarray(arrays["item_ids"]),
-                   algorithm=str(meta.get("algorithm", "")), n_iter=int(meta.get("n_iter", 0)),
-                   loss_history=list(meta.get("loss_history", [])),
-                   converged=bool(meta.get("converged", True)), location=location,
-                   attrs=meta)
+                   algorithm=str(meta.get("algorithm", "")),
+                   **cls.stored_facts(meta, location))
 
     @classmethod
     def from_run(cls, run) -> LatentFactors:

@@ -3,16 +3,17 @@ and ``dmf.results.SVDResult``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from dmf.engine.driver import RunResult
+from dmf.engine.fitted import FittedRun
 
 
 @dataclass
-class SVDResult:
+class SVDResult(FittedRun):
     """A truncated SVD, X ~ U diag(S) Vt.
 
     Attributes
@@ -50,11 +51,6 @@ class SVDResult:
     S: np.ndarray
     Vt: np.ndarray
     method: str
-    n_iter: int = 0
-    loss_history: list[float] = field(default_factory=list)
-    converged: bool = True
-    location: str | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def explained_variance_(self) -> np.ndarray:
@@ -85,9 +81,13 @@ class SVDResult:
         return float(self.attrs["error_estimate"])
 
     @classmethod
+    def from_arrays(cls, arrays: dict[str, Any], method: str, facts: dict[str, Any]
+                    ) -> SVDResult:
+        """The result of a run's or a store's arrays and facts
+        (:meth:`FittedRun.run_facts`, :meth:`FittedRun.stored_facts`)."""
+        return cls(U=arrays.get("U"), S=np.asarray(arrays["S"]), Vt=np.asarray(arrays["Vt"]),
+                   method=method, **facts)
+
+    @classmethod
     def from_run(cls, run: RunResult, method: str) -> SVDResult:
-        a = run.arrays
-        attrs = run.attrs()
-        return cls(U=a.get("U"), S=np.asarray(a["S"]), Vt=np.asarray(a["Vt"]), method=method,
-                   n_iter=run.n_iter, loss_history=run.loss_history, converged=run.converged,
-                   location=run.url, attrs=attrs)
+        return cls.from_arrays(run.arrays, method, cls.run_facts(run))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Unpack
 
 import dask
@@ -12,6 +12,7 @@ import numpy as np
 from dmf.blocks import full_rows
 from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import RunResult, run
+from dmf.engine.fitted import FittedRun
 from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.errors import DmfWarning, InputError, convergence_warning, warn
 from dmf.linalg.svd import check_k
@@ -282,7 +283,7 @@ def _solver(k: int, *, solver: str, beta: float, regularization, init, params, u
 
 
 @dataclass
-class NMFResult:
+class NMFResult(FittedRun):
     """A non-negative factorization, X ~ W H.
 
     Attributes
@@ -319,11 +320,8 @@ class NMFResult:
     W: Any
     H: np.ndarray
     loss: float | str
-    n_iter: int = 0
-    loss_history: list[float] = field(default_factory=list)
-    converged: bool = True
-    location: str | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
+
+    n_iter_attr = "factors_after"
 
     @property
     def reconstruction_err_(self) -> float:
@@ -361,13 +359,15 @@ class NMFResult:
         return W @ da.from_array(self.H, chunks=-1)
 
     @classmethod
+    def from_arrays(cls, arrays: dict[str, Any], facts: dict[str, Any]) -> NMFResult:
+        """The result of a run's or a store's arrays and facts
+        (:meth:`FittedRun.run_facts`, :meth:`FittedRun.stored_facts`)."""
+        return cls(W=arrays["W"], H=np.asarray(arrays["H"]),
+                   loss=_loss_of(facts["attrs"]["beta"]), **facts)
+
+    @classmethod
     def from_run(cls, run: RunResult) -> NMFResult:
-        attrs = run.attrs()
-        return cls(W=run.arrays["W"], H=np.asarray(run.arrays["H"]),
-                   loss=_loss_of(attrs["beta"]),
-                   n_iter=int(attrs.get("factors_after", run.n_iter)),
-                   loss_history=run.loss_history, converged=run.converged,
-                   location=run.url, attrs=attrs)
+        return cls.from_arrays(run.arrays, cls.run_facts(run))
 
 
 def _loss_of(beta) -> float | str:

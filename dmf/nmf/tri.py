@@ -41,7 +41,7 @@ constraints (:mod:`dmf.nmf.orthogonal`; Frobenius only).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Unpack
 
 import dask.array as da
@@ -50,6 +50,7 @@ import numpy as np
 from dmf.blocks import full_rows, row_pass
 from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import Context, RunResult, Solver, State, Stats, run
+from dmf.engine.fitted import FittedRun
 from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.errors import InputError, convergence_warning, warn
 from dmf.linalg.svd import check_k
@@ -271,7 +272,7 @@ def nmtf(
 
 
 @dataclass
-class NMTFResult:
+class NMTFResult(FittedRun):
     """A non-negative tri-factorization, X ~ W S H (:func:`dmf.nmtf`).
 
     Attributes
@@ -308,11 +309,8 @@ class NMTFResult:
     S: np.ndarray
     H: np.ndarray
     loss: float
-    n_iter: int = 0
-    loss_history: list[float] = field(default_factory=list)
-    converged: bool = True
-    location: str | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
+
+    n_iter_attr = "factors_after"
 
     @property
     def reconstruction_err_(self) -> float:
@@ -321,13 +319,15 @@ class NMTFResult:
         return float(self.attrs["reconstruction_err"])
 
     @classmethod
+    def from_arrays(cls, arrays: dict[str, Any], facts: dict[str, Any]) -> NMTFResult:
+        """The result of a run's or a store's arrays and facts
+        (:meth:`FittedRun.run_facts`, :meth:`FittedRun.stored_facts`)."""
+        return cls(W=arrays["W"], S=np.asarray(arrays["S"]), H=np.asarray(arrays["H"]),
+                   loss=float(facts["attrs"]["beta"]), **facts)
+
+    @classmethod
     def from_run(cls, run: RunResult) -> NMTFResult:
-        attrs = run.attrs()
-        return cls(W=run.arrays["W"], S=np.asarray(run.arrays["S"]),
-                   H=np.asarray(run.arrays["H"]), loss=float(attrs["beta"]),
-                   n_iter=int(attrs.get("factors_after", run.n_iter)),
-                   loss_history=run.loss_history, converged=run.converged,
-                   location=run.url, attrs=attrs)
+        return cls.from_arrays(run.arrays, cls.run_facts(run))
 
 
 __all__ = ["NMTFResult", "nmtf"]

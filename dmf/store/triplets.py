@@ -15,6 +15,7 @@ import itertools
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from typing import TypedDict, Unpack
 
 import numpy as np
 import zarr
@@ -136,6 +137,39 @@ def _checked_chunks(chunks: Callable[[], Iterator], shape, dtype, name: str,
         yield rows, cols, precast(vals, dtype), times
 
 
+class TripletOptions(TypedDict, total=False):
+    """How :func:`build_csr_from_triplets` writes (its defaults are the
+    only ones): the keywords :func:`write_csr_from_triplets` passes on.
+
+    Attributes
+    ----------
+    codec : str, optional
+        The stored arrays' codec.
+    attrs : dict, optional
+        The group's attributes.
+    name : str
+        For messages; default: the location.
+    tmpdir : path, optional
+        Where the spill files go (8 bytes + the value's size per entry);
+        the system default otherwise.
+    target_bytes : int
+        About how many bytes of data + indices a stored row block holds.
+    duplicates : {"sum", "last"}
+    timestamps : bool
+        The chunks carry a time per entry, stored as the float64 array
+        ``timestamps`` aligned with ``data`` (the sum of duplicates keeps the
+        latest time).
+    """
+
+    codec: str | None
+    attrs: dict | None
+    name: str | None
+    tmpdir: str | os.PathLike | None
+    target_bytes: int
+    duplicates: str
+    timestamps: bool
+
+
 def write_csr_from_triplets(
     triplet_chunks: Callable[[], Iterator[tuple]] | Iterable[tuple],
     location: Location,
@@ -143,13 +177,7 @@ def write_csr_from_triplets(
     dtype,
     *,
     overwrite: bool = False,
-    codec: str | None = None,
-    attrs: dict | None = None,
-    name: str | None = None,
-    tmpdir: str | os.PathLike | None = None,
-    target_bytes: int = TARGET_CHUNK_BYTES,
-    duplicates: str = "sum",
-    timestamps: bool = False,
+    **options: Unpack[TripletOptions],
 ) -> zarr.Group:
     """Build a CSR group from (rows, cols, vals) chunks given in any order,
     in bounded memory.
@@ -181,14 +209,10 @@ def write_csr_from_triplets(
     shape : (int, int)
     dtype : float32 or float64
         The stored dtype; integer values are checked to be exact in float64.
-    tmpdir : path, optional
-        Where the spill files go (8 bytes + the value's size per entry);
-        the system default otherwise.
-    duplicates : {"sum", "last"}
-    timestamps : bool
-        The chunks carry a time per entry, stored as the float64 array
-        ``timestamps`` aligned with ``data`` (the sum of duplicates keeps the
-        latest time).
+    overwrite : bool
+        Replace a store already at ``location``, once the new one is complete.
+    **options
+        :class:`TripletOptions`.
 
     Examples
     --------
@@ -208,13 +232,10 @@ def write_csr_from_triplets(
     >>> g["data"][:], g["timestamps"][:]
     (array([4., 3.]), array([20.,  5.]))
     """
-    name = name or str(location)
+    options["name"] = options.get("name") or str(location)  # not the staging place's
     staging = prepare_target(location, overwrite)
     try:
-        build_csr_from_triplets(triplet_chunks, staging, shape, dtype, codec=codec,
-                                attrs=attrs, name=name, tmpdir=tmpdir,
-                                target_bytes=target_bytes, duplicates=duplicates,
-                                timestamps=timestamps)
+        build_csr_from_triplets(triplet_chunks, staging, shape, dtype, **options)
     except BaseException:
         staging.remove()
         raise

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from dmf.errors import InputError
+from dmf.errors import InputError, existing_file
 from dmf.store.ingest.common import Job
 from dmf.store.ingest.mtx import ingest_mtx
 from dmf.store.ingest.npy import ingest_npy
@@ -141,7 +141,7 @@ def ingest(
            [3., 4.]])
     >>> tmp.cleanup()
     """
-    path = _source(src)
+    path = existing_file(src, "a matrix file")
     fmt = _format_of(path, format)
     unknown = sorted(set(opts) - set(_OPTIONS[fmt]))
     if unknown:
@@ -167,15 +167,6 @@ def ingest(
     else:
         ingest_npz(job, **opts)
     return str(job.location)
-
-
-def _source(src) -> str:
-    path = os.fspath(src)
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise InputError(f"{path}: is a directory, not a matrix file")
-    return path
 
 
 def _format_of(path: str, format: str | None) -> str:
