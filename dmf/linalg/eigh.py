@@ -20,7 +20,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
+from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.errors import InputError
 from dmf.linalg.common import complete_columns, explained_variance, fix_signs
 from dmf.linalg.products import column_moments, split_moments, tall_times, transpose_times
@@ -45,20 +45,32 @@ def _top_by_magnitude(Z, T, k):
     return lam[order], Z @ W[:, order]
 
 
-def eigh_solver(k: int, *, n_oversamples: int, n_iter: int, assume_symmetric: bool,
-                shape: tuple[int, int], dtype) -> Solver:
-    width = min(k + n_oversamples, shape[0])
-    if shape[0] <= EXACT_MAX:  # Z spans all of R^n: exact after one pass, whatever the spectrum
-        width, n_iter = shape[0], 0
-    # rounding allowed between X Z and X^T Z, relative to ||X Z||
-    tolerance = 100 * np.sqrt(shape[0]) * np.finfo(dtype).eps
+class EighSolver(Solver):
+    """Subspace iteration on a symmetric X: ``n_iter + 1`` passes (one when
+    n <= ``EXACT_MAX``), the first of which checks symmetry; ``result``
+    keeps the ``k`` Ritz pairs of largest magnitude."""
 
-    def init(X, ctx: Context) -> State:
-        return {"Z": normalize(ctx.rng.standard_normal((X.shape[0], width)), "QR"),
-                "Y": np.zeros((X.shape[0], width)), "lam": np.zeros(k), "j": 0,
+    name = "svd-eigh"
+
+    def __init__(self, k: int, *, n_oversamples: int, n_iter: int, assume_symmetric: bool,
+                 shape: tuple[int, int], dtype):
+        width = min(k + n_oversamples, shape[0])
+        if shape[0] <= EXACT_MAX:  # Z spans all of R^n: exact after one pass, whatever the spectrum
+            width, n_iter = shape[0], 0
+        self.k, self.n_iter, self.width, self.shape = k, n_iter, width, shape
+        self.assume_symmetric = assume_symmetric
+        # rounding allowed between X Z and X^T Z, relative to ||X Z||
+        self.tolerance = 100 * np.sqrt(shape[0]) * np.finfo(dtype).eps
+        self.params = {"k": k, "n_oversamples": n_oversamples, "n_iter": n_iter,
+                       "assume_symmetric": assume_symmetric}
+
+    def init(self, X, ctx: Context) -> State:
+        return {"Z": normalize(ctx.rng.standard_normal((X.shape[0], self.width)), "QR"),
+                "Y": np.zeros((X.shape[0], self.width)), "lam": np.zeros(self.k), "j": 0,
                 "colsum": np.zeros(X.shape[1]), "sumsq": 0.0, "rowsq": 0.0}
 
-    def step(X, state: State, _ctx: Context) -> tuple[State, Stats]:
+    def step(self, X, state: State, _ctx: Context) -> tuple[State, Stats]:
+        assume_symmetric, n_iter = self.assume_symmetric, self.n_iter
         Z, j = state["Z"], int(state["j"])
         product = tall_times(X, Z, dtype=np.float64)
         new = dict(state)
@@ -70,23 +82,23 @@ def eigh_solver(k: int, *, n_oversamples: int, n_iter: int, assume_symmetric: bo
             new["colsum"], new["sumsq"], new["rowsq"] = split_moments(moments)
             gap = (0.0 if assume_symmetric else
                    np.linalg.norm(Y - Yt) / max(np.linalg.norm(Y), np.finfo(float).tiny))
-            if gap > tolerance:
+            if gap > self.tolerance:
                 raise InputError(f"X is not symmetric (||X z - X^T z|| / ||X z|| = {gap:.2e} "
                                  "for random z); use method='randomized', or "
                                  "assume_symmetric=True if it is symmetric up to rounding")
         else:
             Y = product.compute()
-        lam, _ = _top_by_magnitude(Z, Z.T @ Y, k)
+        lam, _ = _top_by_magnitude(Z, Z.T @ Y, self.k)
         change = (1.0 if j == 0 else float(np.max(np.abs(lam - state["lam"]) /
                                                  np.maximum(np.abs(lam), 1e-300))))
         done = j == n_iter
         new.update(Z=Z if done else normalize(Y, "QR"), Y=Y, lam=lam, j=j + 1)
         return new, Stats(loss=change, done=done, extra={"note": f"step {j}/{n_iter}"})
 
-    def finalize(X, state: State) -> tuple[dict, dict]:
+    def result(self, X, state: State) -> tuple[dict, dict]:
         Z, Y = state["Z"], state["Y"]
-        lam, V = _top_by_magnitude(Z, Z.T @ Y, k)
-        zero = np.abs(lam) <= shape[0] * np.finfo(np.float64).eps * np.max(np.abs(lam))
+        lam, V = _top_by_magnitude(Z, Z.T @ Y, self.k)
+        zero = np.abs(lam) <= self.shape[0] * np.finfo(np.float64).eps * np.max(np.abs(lam))
         lam = np.where(zero, 0.0, lam)
         V = complete_columns(V, zero)
         V = V * fix_signs(V)
@@ -100,7 +112,6 @@ def eigh_solver(k: int, *, n_oversamples: int, n_iter: int, assume_symmetric: bo
                                       X.shape[0])
         return arrays, {"eigenvalues": lam.tolist(), **variance}
 
-    return FunctionSolver(name="svd-eigh",
-                  params={"k": k, "n_oversamples": n_oversamples, "n_iter": n_iter,
-                          "assume_symmetric": assume_symmetric},
-                  init=init, step=step, finalize=finalize)
+
+#: The name ``dmf.linalg.svd`` builds it by.
+eigh_solver = EighSolver

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
+from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import gram_matrix_with_moments, unpack_moments
 
@@ -53,21 +53,29 @@ def gram_factors(X, G: np.ndarray, k: int) -> dict:
     return assemble(X, V / S, S, V, k)  # U = X V S^-1, for the kept values only
 
 
-def gram_solver(k: int, *, transposed: bool) -> Solver:
-    """One step: G = X^T X and X's moments in one pass; ``finalize`` is
+class GramSolver(Solver):
+    """One step: G = X^T X and X's moments in one pass; ``result`` is
     :func:`gram_factors`. With ``transposed`` the solver is given X^T and
     returns X's factors."""
-    def init(X, _ctx: Context) -> State:
+
+    name = "svd-gram"
+
+    def __init__(self, k: int, *, transposed: bool):
+        self.k, self.transposed = k, transposed
+        self.params = {"k": k, "transposed": transposed}
+
+    def init(self, X, _ctx: Context) -> State:
         n = X.shape[1]
         return {"G": np.zeros((n, n)), "colsum": np.zeros(n), "sumsq": 0.0, "rowsq": 0.0}
 
-    def step(X, _state: State, _ctx: Context) -> tuple[State, Stats]:
+    def step(self, X, _state: State, _ctx: Context) -> tuple[State, Stats]:
         G, (colsum, sumsq, rowsq) = unpack_moments(gram_matrix_with_moments(X).compute())
         return ({"G": G, "colsum": colsum, "sumsq": sumsq, "rowsq": rowsq},
                 Stats(loss=0.0, done=True, extra={"note": "X^T X"}))
 
-    def finalize(X, state: State):
-        return finish_sides(X, gram_factors(X, state["G"], k), state, transposed)
+    def result(self, X, state: State):
+        return finish_sides(X, gram_factors(X, state["G"], self.k), state, self.transposed)
 
-    return FunctionSolver(name="svd-gram", params={"k": k, "transposed": transposed}, init=init,
-                  step=step, finalize=finalize)
+
+#: The name ``dmf.linalg.svd`` builds it by.
+gram_solver = GramSolver

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 
-from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
+from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.errors import DmfWarning, warn
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import gram_apply, gram_with_moments, unpack_moments
@@ -44,19 +44,26 @@ def _start_vector(rng: np.random.Generator, found: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def power_solver(k: int, *, tol: float, max_iter: int, transposed: bool = False) -> Solver:
-    """A :class:`~dmf.engine.driver.Solver` for the top-``k`` singular
-    triplets; ``max_iter`` is per component. With ``transposed`` the solver
-    is given X^T and returns X's factors."""
+class PowerSolver(Solver):
+    """The top-``k`` singular triplets, one component after another;
+    ``max_iter`` is per component. With ``transposed`` the solver is given
+    X^T and returns X's factors."""
 
-    def init(X, ctx: Context) -> State:
+    name = "svd-power"
+
+    def __init__(self, k: int, *, tol: float, max_iter: int, transposed: bool = False):
+        self.k, self.tol, self.max_iter, self.transposed = k, tol, max_iter, transposed
+        self.params = {"k": k, "tol": tol, "max_iter": max_iter, "transposed": transposed}
+
+    def init(self, X, ctx: Context) -> State:
         n = X.shape[1]
-        V = np.zeros((n, k))
-        return {"V": V, "sigma2": np.zeros(k), "v": _start_vector(ctx.rng, V[:, :0]),
+        V = np.zeros((n, self.k))
+        return {"V": V, "sigma2": np.zeros(self.k), "v": _start_vector(ctx.rng, V[:, :0]),
                 "j": 0, "inner": 0, "top": 0.0, "colsum": np.zeros(n), "sumsq": 0.0,
                 "rowsq": 0.0, "first": True}
 
-    def step(X, state: State, ctx: Context) -> tuple[State, Stats]:
+    def step(self, X, state: State, ctx: Context) -> tuple[State, Stats]:
+        k, tol = self.k, self.tol
         V, sigma2 = state["V"].copy(), state["sigma2"].copy()
         v, j, inner, top = state["v"], int(state["j"]), int(state["inner"]) + 1, state["top"]
         moments = {}
@@ -70,7 +77,7 @@ def power_solver(k: int, *, tol: float, max_iter: int, transposed: bool = False)
         top = max(top, lam)
         null = lam <= null_cutoff(X.shape, X.dtype) * top or top == 0.0
         residual = 0.0 if null else float(np.linalg.norm(w - lam * v) / lam)
-        if null or residual <= tol or inner >= max_iter:
+        if null or residual <= tol or inner >= self.max_iter:
             if not null and residual > tol:
                 warn(f"power iteration: component {j + 1} stopped after {inner} "
                      f"steps with residual {residual:.2e} > tol {tol:g}; singular "
@@ -91,13 +98,13 @@ def power_solver(k: int, *, tol: float, max_iter: int, transposed: bool = False)
                           extra={"component": j, "sigma": float(np.sqrt(max(lam, 0.0))),
                                  "note": f"component {min(j + 1, k)}/{k}"})
 
-    def finalize(X, state: State) -> tuple[dict, dict]:
+    def result(self, X, state: State) -> tuple[dict, dict]:
         arrays = svd_from_right_vectors(X, state["V"], np.sqrt(state["sigma2"]))
-        return finish_sides(X, arrays, state, transposed)
+        return finish_sides(X, arrays, state, self.transposed)
 
-    return FunctionSolver(name="svd-power",
-                  params={"k": k, "tol": tol, "max_iter": max_iter, "transposed": transposed},
-                  init=init, step=step, finalize=finalize)
+
+#: The name ``dmf.linalg.svd`` builds it by.
+power_solver = PowerSolver
 
 
 def svd_from_right_vectors(X: da.Array, V: np.ndarray, sigma: np.ndarray) -> dict:

@@ -42,7 +42,7 @@ import dask
 import numpy as np
 import scipy.linalg
 
-from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
+from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.errors import InputError
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import (
@@ -89,22 +89,29 @@ def ritz_values(Z: np.ndarray, G: np.ndarray, k: int) -> np.ndarray:
     return np.sqrt(np.clip(ev, 0.0, None))
 
 
-def randomized_solver(k: int, *, n_oversamples: int, n_iter: int, normalizer: str,
-                      shape: tuple[int, int], transposed: bool = False,
-                      name: str = "svd-randomized", keep_y: bool = True) -> Solver:
-    """A :class:`~dmf.engine.driver.Solver` taking ``n_iter + 1`` steps (one
-    pass each), the last of which leaves G_q for :func:`finish`. With
-    ``transposed`` the solver is given X^T and returns X's factors. Without
-    ``keep_y`` the tall X Z is not kept (it is m x n for ``gram``) and U is
-    X M, read again when it is computed."""
-    width = min(k + n_oversamples, min(shape))
+class RandomizedSolver(Solver):
+    """``n_iter + 1`` steps (one pass each), the last of which leaves G_q
+    for :func:`finish`. With ``transposed`` the solver is given X^T and
+    returns X's factors. Without ``keep_y`` the tall X Z is not kept (it is
+    m x n for ``gram``) and U is X M, read again when it is computed."""
 
-    def init(X, ctx: Context) -> State:
-        Z = normalize(ctx.rng.standard_normal((X.shape[1], width)), "QR")
-        return {"Z": Z, "G": np.zeros_like(Z), "sigma": np.zeros(k), "j": 0, "Y": None,
+    def __init__(self, k: int, *, n_oversamples: int, n_iter: int, normalizer: str,
+                 shape: tuple[int, int], transposed: bool = False,
+                 name: str = "svd-randomized", keep_y: bool = True):
+        self.name = name
+        self.k, self.n_iter, self.normalizer = k, n_iter, normalizer
+        self.transposed, self.keep_y = transposed, keep_y
+        self.width = min(k + n_oversamples, min(shape))
+        self.params = {"k": k, "n_oversamples": n_oversamples, "n_iter": n_iter,
+                       "normalizer": normalizer, "transposed": transposed}
+
+    def init(self, X, ctx: Context) -> State:
+        Z = normalize(ctx.rng.standard_normal((X.shape[1], self.width)), "QR")
+        return {"Z": Z, "G": np.zeros_like(Z), "sigma": np.zeros(self.k), "j": 0, "Y": None,
                 "colsum": np.zeros(X.shape[1]), "sumsq": 0.0, "rowsq": 0.0}
 
-    def step(X, state: State, _ctx: Context) -> tuple[State, Stats]:
+    def step(self, X, state: State, _ctx: Context) -> tuple[State, Stats]:
+        n_iter, keep_y = self.n_iter, self.keep_y
         Z, j = state["Z"], int(state["j"])
         new = dict(state)
         last = j == n_iter
@@ -119,25 +126,24 @@ def randomized_solver(k: int, *, n_oversamples: int, n_iter: int, normalizer: st
             G = G.compute()
         else:
             G = gram_apply(X, Z).compute()
-        sigma = ritz_values(Z, G, k)
+        sigma = ritz_values(Z, G, self.k)
         change = (1.0 if j == 0 else
                   float(np.max(np.abs(sigma - state["sigma"]) / np.maximum(sigma, 1e-300))))
         done = last
         if not done:
             # the last normalization before the final pass is always QR
-            Z = normalize(G, "QR" if j == n_iter - 1 else normalizer)
+            Z = normalize(G, "QR" if j == n_iter - 1 else self.normalizer)
         new.update(Z=Z, G=G, sigma=sigma, j=j + 1)
         return new, Stats(loss=change, done=done,
                           extra={"note": f"power iteration {j}/{n_iter}" if j else "range"})
 
-    def finalize(X, state: State) -> tuple[dict, dict]:
-        return finish_sides(X, finish(X, state["Z"], state["G"], k, Y=state["Y"]), state,
-                            transposed)
+    def result(self, X, state: State) -> tuple[dict, dict]:
+        return finish_sides(X, finish(X, state["Z"], state["G"], self.k, Y=state["Y"]), state,
+                            self.transposed)
 
-    return FunctionSolver(name=name,
-                  params={"k": k, "n_oversamples": n_oversamples, "n_iter": n_iter,
-                          "normalizer": normalizer, "transposed": transposed},
-                  init=init, step=step, finalize=finalize)
+
+#: The name ``dmf.linalg.svd`` builds it by.
+randomized_solver = RandomizedSolver
 
 
 def finish(X, Z: np.ndarray, G: np.ndarray, k: int, Y=None) -> dict:

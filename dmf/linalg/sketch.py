@@ -27,7 +27,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
+from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import (
     SliceMoments,
@@ -123,15 +123,25 @@ def left_times_tall(Q: da.Array, seed: int, width: int) -> da.Array:
     return stacked_sum(parts)
 
 
-def sketch_solver(k: int, *, n_oversamples: int, shape: tuple[int, int],
-                  transposed: bool = False) -> Solver:
-    s_r, s_c = sketch_sizes(k, n_oversamples, shape)
+class SketchSolver(Solver):
+    """One step: the one pass of :func:`sketch_pass`; ``result`` recovers
+    the rank-k factors from the sketches, with the error estimate. With
+    ``transposed`` the solver is given X^T and returns X's factors."""
 
-    def init(X, ctx: Context) -> State:
-        return {"Omega": ctx.rng.standard_normal((X.shape[1], s_r)),
+    name = "svd-sketch"
+
+    def __init__(self, k: int, *, n_oversamples: int, shape: tuple[int, int],
+                 transposed: bool = False):
+        self.k, self.transposed = k, transposed
+        self.s_r, self.s_c = sketch_sizes(k, n_oversamples, shape)
+        self.params = {"k": k, "n_oversamples": n_oversamples, "transposed": transposed}
+
+    def init(self, X, ctx: Context) -> State:
+        return {"Omega": ctx.rng.standard_normal((X.shape[1], self.s_r)),
                 "seed": int(ctx.rng.integers(2**63)), "done": False}
 
-    def step(X, state: State, _ctx: Context) -> tuple[State, Stats]:
+    def step(self, X, state: State, _ctx: Context) -> tuple[State, Stats]:
+        s_c = self.s_c
         Y, WE, moments = dask.persist(*sketch_pass(X, state["Omega"], state["seed"],
                                                    s_c + TEST_ROWS))
         WE, moments = dask.compute(WE, moments)
@@ -140,7 +150,8 @@ def sketch_solver(k: int, *, n_oversamples: int, shape: tuple[int, int],
                "sumsq": sumsq, "rowsq": rowsq, "done": True}
         return new, Stats(loss=0.0, done=True, extra={"note": "sketched"})
 
-    def finalize(X, state: State) -> tuple[dict, dict]:
+    def result(self, X, state: State) -> tuple[dict, dict]:
+        k, s_r, s_c = self.k, self.s_r, self.s_c
         Y, W, E = state["Y"], state["W"], state["E"]
         Q, _ = da.linalg.tsqr(Y.rechunk({1: -1}).astype(np.float64))  # exact widening
         PQ = left_times_tall(Q, state["seed"], s_c + TEST_ROWS).compute()
@@ -157,12 +168,12 @@ def sketch_solver(k: int, *, n_oversamples: int, shape: tuple[int, int],
                 "relative_error_estimate": float(np.sqrt(err2 / norm2)) if norm2 else 0.0,
                 "sketch_sizes": [s_r, s_c, TEST_ROWS]}
         arrays, variance = finish_sides(X, assemble_from_q(X, Q, Ub, S, Vt.T, k), state,
-                                        transposed)
+                                        self.transposed)
         return arrays, {**meta, **variance}
 
-    return FunctionSolver(name="svd-sketch",
-                  params={"k": k, "n_oversamples": n_oversamples, "transposed": transposed},
-                  init=init, step=step, finalize=finalize)
+
+#: The name ``dmf.linalg.svd`` builds it by.
+sketch_solver = SketchSolver
 
 
 def assemble_from_q(X, Q: da.Array, Ub, S, V, k) -> dict:

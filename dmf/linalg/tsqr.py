@@ -23,7 +23,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
+from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.common import finish_sides, fix_signs
 from dmf.linalg.products import column_moments, split_moments
 
@@ -54,12 +54,22 @@ def tsqr_cutoff(n: int, dtype) -> float:
     return 10.0 * np.sqrt(n) * float(np.finfo(dtype).eps)
 
 
-def tsqr_solver(k: int, *, transposed: bool) -> Solver:
-    def init(X, _ctx: Context) -> State:
+class TsqrSolver(Solver):
+    """One step: R of X's tall-skinny QR and X's moments in one pass;
+    ``result`` takes R's SVD and forms U = Q U_R lazily. With
+    ``transposed`` the solver is given X^T and returns X's factors."""
+
+    name = "svd-tsqr"
+
+    def __init__(self, k: int, *, transposed: bool):
+        self.k, self.transposed = k, transposed
+        self.params = {"k": k, "transposed": transposed}
+
+    def init(self, X, _ctx: Context) -> State:
         n = X.shape[1]
         return {"R": np.zeros((n, n)), "colsum": np.zeros(n), "sumsq": 0.0, "rowsq": 0.0}
 
-    def step(X, _state: State, _ctx: Context) -> tuple[State, Stats]:
+    def step(self, X, _state: State, _ctx: Context) -> tuple[State, Stats]:
         A = tall_blocks(X)
         _, R = da.linalg.tsqr(A)
         R, moments = dask.compute(R, column_moments(A))
@@ -67,7 +77,8 @@ def tsqr_solver(k: int, *, transposed: bool) -> Solver:
         return ({"R": np.asarray(R, dtype=np.float64), "colsum": colsum, "sumsq": sumsq,
                  "rowsq": rowsq}, Stats(loss=0.0, done=True))
 
-    def finalize(X, state: State):
+    def result(self, X, state: State):
+        k = self.k
         A = tall_blocks(X)
         Q, _ = da.linalg.tsqr(A)  # lazy: computed again with U
         Ur, S, Vt = np.linalg.svd(state["R"])
@@ -76,7 +87,8 @@ def tsqr_solver(k: int, *, transposed: bool) -> Solver:
         U = Q @ da.from_array((Ur[:, :k] * signs).astype(Q.dtype), chunks=-1)
         arrays = {"U": U.rechunk((X.chunks[0], -1)).astype(X.dtype),
                   "S": S[:k].astype(X.dtype), "Vt": (Vt[:k] * signs[:, None]).astype(X.dtype)}
-        return finish_sides(X, arrays, state, transposed)
+        return finish_sides(X, arrays, state, self.transposed)
 
-    return FunctionSolver(name="svd-tsqr", params={"k": k, "transposed": transposed}, init=init,
-                  step=step, finalize=finalize)
+
+#: The name ``dmf.linalg.svd`` builds it by.
+tsqr_solver = TsqrSolver
