@@ -152,9 +152,12 @@ def test_the_tasks_give_the_same_bits_for_misaligned_arrays():
     V, U = rng.standard_normal((30, 5)), rng.standard_normal((40, 5))
     gram = V.T @ V
     runs = [
-        lambda B, V, U: explicit._half_rows(B, U, V, 3.0, 4, True, 0.1, True)[0],
-        lambda B, V, U: implicit._half_rows(B, U, V, gram, 2.0, 0.1, 3, True)[0],
-        lambda B, V, U: sgd_block(B, U, V, 3.0, 0.01, 0.02, 5, 1, 1)[0],
+        lambda B, V, U: explicit._half_rows(B, U, V, True, mu=3.0, k=4, biases=True,
+                                            reg=0.1)[0],
+        lambda B, V, U: implicit._half_rows(B, U, V, gram, True, alpha=2.0, reg=0.1,
+                                            steps=3)[0],
+        lambda B, V, U: sgd_block(B, U, V, 5, 1, mu=3.0, lr=0.01, reg=0.02,
+                                  batch_size=1)[0],
         lambda B, V, U: _penalty_rows(B, U, V, 3.0, 4, True)[0],
     ]
     for t, run in enumerate(runs):

@@ -31,20 +31,22 @@ than :data:`dmf.cf.passes.TASK_BYTES` of factor slices are split.
 
 from __future__ import annotations
 
+from functools import partial
+
 import dask
 import dask.array as da
 import numpy as np
 
 from dmf.cf.model import result_arrays
 from dmf.cf.passes import as_csr, bounded_rows, half_step, packed, random_rows
-from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
+from dmf.engine.driver import Context, Solver, State, Stats
 
 #: Scale of the random start of the item factors (the user factors are
 #: solved from them first, so only its order matters).
 INIT_SCALE = 0.1
 
 
-def _half_rows(block, own_b, other, mu, k, biases, reg, errors):
+def _half_rows(block, own_b, other, errors, *, mu: float, k: int, biases: bool, reg: float):
     """New rows x_u = [p_u, b_u] of one block (compiled, one call), and
     (sum n_u |x_u|^2, squared error of the new rows, ratings) for the
     objective."""
@@ -58,47 +60,60 @@ def _half_rows(block, own_b, other, mu, k, biases, reg, errors):
     return packed(new, [penalty, sq_err, float(block.nnz)])
 
 
-def explicit_solver(ratings, k: int, *, reg: float, biases: bool, mu: float, params: dict
-                    ) -> Solver:
-    """ALS-WR on the engine (state: U and V, dask arrays)."""
-    width = k + 1 if biases else k
-    by_user = bounded_rows(ratings.by_user, width)
-    by_item = bounded_rows(ratings.by_item, width)
+class ExplicitSolver(Solver):
+    """ALS-WR on the engine (state: V and the V it was solved from, dask
+    arrays): a user half-step, then an item half-step, each one read of
+    its view."""
 
-    def user_rows(V) -> da.Array:
+    name = "cf-als"
+
+    def __init__(self, ratings, k: int, *, reg: float, biases: bool, mu: float, params: dict):
+        self.ratings, self.k, self.reg, self.biases, self.mu = ratings, k, reg, biases, mu
+        self.params = params
+        self.width = k + 1 if biases else k
+        self.by_user = bounded_rows(ratings.by_user, self.width)
+        self.by_item = bounded_rows(ratings.by_item, self.width)
+        # the half-steps' constants, bound once
+        self.half_rows = partial(_half_rows, mu=mu, k=k, biases=biases, reg=reg)
+
+    def user_rows(self, V) -> tuple[da.Array, np.ndarray]:
         """U solved from V (the user half-step; U's previous value is never
         read, so a lazy zeros stands for it)."""
+        by_user, width = self.by_user, self.width
         start = da.zeros((by_user.shape[0], width), chunks=(by_user.chunks[0], (width,)))
-        return half_step(_half_rows, by_user, start, V, mu, k, biases, reg, False, size=3)
+        return half_step(self.half_rows, by_user, start, V, False, size=3)
 
-    def init(_X, ctx: Context) -> State:
+    def init(self, _X, ctx: Context) -> State:
         seed = int(ctx.rng.integers(2**63))
-        V = random_rows(by_item.chunks[0], width, seed, INIT_SCALE, zero_last=biases)
+        V = random_rows(self.by_item.chunks[0], self.width, seed, INIT_SCALE,
+                        zero_last=self.biases)
         return {"V": V, "V_before": V, "rmse": float("nan")}
 
-    def step(_X, state: State, _ctx: Context) -> tuple[State, Stats]:
-        U, (user_penalty, _, _) = user_rows(state["V"])
-        V, (item_penalty, sq_err, count) = half_step(_half_rows, by_item, state["V"], U,
-                                                     mu, k, biases, reg, True, size=3)
-        loss = sq_err + reg * (user_penalty + item_penalty)
+    def step(self, _X, state: State, _ctx: Context) -> tuple[State, Stats]:
+        U, (user_penalty, _, _) = self.user_rows(state["V"])
+        V, (item_penalty, sq_err, count) = half_step(self.half_rows, self.by_item, state["V"], U,
+                                                     True, size=3)
+        loss = sq_err + self.reg * (user_penalty + item_penalty)
         rmse = float(np.sqrt(sq_err / count))
         # U is not kept: holding the old U while the next one is solved would
         # hold two user factors at once
         return ({"V": V, "V_before": state["V"], "rmse": rmse},
                 Stats(loss=loss, extra={"train_rmse": rmse}))
 
-    def finalize(_X, state: State):
+    def result(self, _X, state: State):
         if "V_before" in state:
-            U, _ = user_rows(state["V_before"])  # the last step's U, bit for bit
+            U, _ = self.user_rows(state["V_before"])  # the last step's U, bit for bit
         else:  # a checkpoint of an earlier dmf, whose state held U
             U = state["U"]
-        return finish(ratings, U, state["V"], k, biases, mu,
-                      {"algorithm": "cf-als", "train_rmse": state["rmse"]})
-
-    return FunctionSolver(name="cf-als", params=params, init=init, step=step, finalize=finalize)
+        return finish(self.ratings, U, state["V"], self.k, biases=self.biases, mu=self.mu,
+                      meta={"algorithm": "cf-als", "train_rmse": state["rmse"]})
 
 
-def finish(ratings, U, V, k: int, biases: bool, mu: float, meta: dict):
+#: The name ``dmf.cf.als`` builds it by.
+explicit_solver = ExplicitSolver
+
+
+def finish(ratings, U, V, k: int, *, biases: bool, mu: float, meta: dict):
     """Result arrays (P lazy, the rest in memory) and meta of a fit whose
     factors are U = [P | b_u], V = [Q | b_i] (no bias columns without
     biases)."""

@@ -23,17 +23,19 @@ terms and Y^T Y of the factors they return.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from dmf.cf.explicit import finish
 from dmf.cf.passes import as_csr, bounded_rows, half_step, packed, random_rows
-from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
+from dmf.engine.driver import Context, Solver, State, Stats
 
 #: The ``implicit`` package's start: small factors.
 INIT_SCALE = 0.01
 
 
-def _half_rows(block, own_b, other, gram, alpha, reg, steps, losses):
+def _half_rows(block, own_b, other, gram, losses, *, alpha: float, reg: float, steps: int):
     """New rows of one block by CG (compiled, one call), and (|X_b|^2,
     X_b^T X_b, the nonzero terms of the objective)."""
     from dmf.cf import kernels  # numba: imported by the tasks that need it
@@ -55,31 +57,41 @@ def _gram_of(V) -> np.ndarray:
     return np.asarray((V.T @ V).compute(), dtype=np.float64)
 
 
-def implicit_solver(ratings, k: int, *, reg: float, alpha: float, cg_steps: int, params: dict
-                    ) -> Solver:
-    """Implicit ALS on the engine (state: X and Y, dask; Y^T Y, numpy)."""
-    by_user, by_item = bounded_rows(ratings.by_user, k), bounded_rows(ratings.by_item, k)
-    size = 1 + k * k + 1
+class ImplicitSolver(Solver):
+    """Implicit ALS on the engine (state: X and Y, dask; Y^T Y, numpy): a
+    user half-step, then an item half-step, each one read of its view."""
 
-    def init(_X, ctx: Context) -> State:
+    name = "cf-als-implicit"
+
+    def __init__(self, ratings, k: int, *, reg: float, alpha: float, cg_steps: int,
+                 params: dict):
+        self.ratings, self.k, self.reg, self.params = ratings, k, reg, params
+        self.by_user = bounded_rows(ratings.by_user, k)
+        self.by_item = bounded_rows(ratings.by_item, k)
+        self.size = 1 + k * k + 1
+        # the half-steps' constants, bound once
+        self.half_rows = partial(_half_rows, alpha=alpha, reg=reg, steps=cg_steps)
+
+    def init(self, _X, ctx: Context) -> State:
         seed = int(ctx.rng.integers(2**63))
-        U = random_rows(by_user.chunks[0], k, seed, INIT_SCALE, positive=True)
-        V = random_rows(by_item.chunks[0], k, seed + 1, INIT_SCALE, positive=True)
+        U = random_rows(self.by_user.chunks[0], self.k, seed, INIT_SCALE, positive=True)
+        V = random_rows(self.by_item.chunks[0], self.k, seed + 1, INIT_SCALE, positive=True)
         return {"U": U, "V": V, "VtV": _gram_of(V)}
 
-    def step(_X, state: State, _ctx: Context) -> tuple[State, Stats]:
-        U, sums = half_step(_half_rows, by_user, state["U"], state["V"], state["VtV"],
-                            alpha, reg, cg_steps, False, size=size)
+    def step(self, _X, state: State, _ctx: Context) -> tuple[State, Stats]:
+        k, size = self.k, self.size
+        U, sums = half_step(self.half_rows, self.by_user, state["U"], state["V"], state["VtV"],
+                            False, size=size)
         UtU = sums[1:1 + k * k].reshape(k, k)
-        V, vsums = half_step(_half_rows, by_item, state["V"], U, UtU, alpha, reg, cg_steps,
-                             True, size=size)
+        V, vsums = half_step(self.half_rows, self.by_item, state["V"], U, UtU, True, size=size)
         VtV = vsums[1:1 + k * k].reshape(k, k)
-        loss = float(np.vdot(UtU, VtV)) + vsums[-1] + reg * (sums[0] + vsums[0])
+        loss = float(np.vdot(UtU, VtV)) + vsums[-1] + self.reg * (sums[0] + vsums[0])
         return {"U": U, "V": V, "VtV": VtV}, Stats(loss=loss)
 
-    def finalize(_X, state: State):
-        return finish(ratings, state["U"], state["V"], k, False, 0.0,
-                      {"algorithm": "cf-als-implicit"})
+    def result(self, _X, state: State):
+        return finish(self.ratings, state["U"], state["V"], self.k, biases=False, mu=0.0,
+                      meta={"algorithm": "cf-als-implicit"})
 
-    return FunctionSolver(name="cf-als-implicit", params=params, init=init, step=step,
-                  finalize=finalize)
+
+#: The name ``dmf.cf.als`` builds it by.
+implicit_solver = ImplicitSolver

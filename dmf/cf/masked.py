@@ -25,7 +25,7 @@ import scipy.sparse
 from dmf.cf.explicit import finish
 from dmf.cf.normal import row_of_each, rowwise_dot
 from dmf.cf.passes import as_csr, bounded_rows, half_step, packed, random_rows, row_groups
-from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
+from dmf.engine.driver import Context, Solver, State, Stats
 
 #: Denominators are kept at least this (a zero one would divide by zero;
 #: its numerator is zero too, so the entry stays where it is).
@@ -58,32 +58,42 @@ def _half_rows(block, own_b, other, reg, errors):
     return packed(new, [penalty, sq_err, float(block.nnz)])
 
 
-def masked_solver(ratings, k: int, *, reg: float, mean: float, params: dict) -> Solver:
-    """Masked NMF on the engine (state: W and H^T, dask arrays)."""
-    by_user = bounded_rows(ratings.by_user, k)
-    by_item = bounded_rows(ratings.by_item, k)
-    # scikit-learn's random start: |N(0, 1)| sqrt(mean / k), here of the
-    # observed ratings
-    scale = float(np.sqrt(max(mean, EPSILON) / k))
+class MaskedSolver(Solver):
+    """Masked NMF on the engine (state: W and H^T, dask arrays): a user
+    half-step, then an item half-step, each one read of its view."""
 
-    def init(_X, ctx: Context) -> State:
+    name = "cf-masked-nmf"
+
+    def __init__(self, ratings, k: int, *, reg: float, mean: float, params: dict):
+        self.ratings, self.k, self.reg, self.params = ratings, k, reg, params
+        self.by_user = bounded_rows(ratings.by_user, k)
+        self.by_item = bounded_rows(ratings.by_item, k)
+        # scikit-learn's random start: |N(0, 1)| sqrt(mean / k), here of the
+        # observed ratings
+        self.scale = float(np.sqrt(max(mean, EPSILON) / k))
+
+    def init(self, _X, ctx: Context) -> State:
         seed = int(ctx.rng.integers(2**63))
-        return {"U": random_rows(by_user.chunks[0], k, seed, scale, positive=True),
-                "V": random_rows(by_item.chunks[0], k, seed + 1, scale, positive=True),
+        return {"U": random_rows(self.by_user.chunks[0], self.k, seed, self.scale,
+                                 positive=True),
+                "V": random_rows(self.by_item.chunks[0], self.k, seed + 1, self.scale,
+                                 positive=True),
                 "rmse": float("nan")}
 
-    def step(_X, state: State, _ctx: Context) -> tuple[State, Stats]:
-        U, (user_penalty, _, _) = half_step(_half_rows, by_user, state["U"], state["V"], reg,
-                                            False, size=3)
-        V, (item_penalty, sq_err, count) = half_step(_half_rows, by_item, state["V"], U, reg,
-                                                     True, size=3)
+    def step(self, _X, state: State, _ctx: Context) -> tuple[State, Stats]:
+        reg = self.reg
+        U, (user_penalty, _, _) = half_step(_half_rows, self.by_user, state["U"], state["V"],
+                                            reg, False, size=3)
+        V, (item_penalty, sq_err, count) = half_step(_half_rows, self.by_item, state["V"], U,
+                                                     reg, True, size=3)
         rmse = float(np.sqrt(sq_err / count))
         loss = sq_err + reg * (user_penalty + item_penalty)
         return {"U": U, "V": V, "rmse": rmse}, Stats(loss=loss, extra={"train_rmse": rmse})
 
-    def finalize(_X, state: State):
-        return finish(ratings, state["U"], state["V"], k, False, 0.0,
-                      {"algorithm": "cf-masked-nmf", "train_rmse": state["rmse"]})
+    def result(self, _X, state: State):
+        return finish(self.ratings, state["U"], state["V"], self.k, biases=False, mu=0.0,
+                      meta={"algorithm": "cf-masked-nmf", "train_rmse": state["rmse"]})
 
-    return FunctionSolver(name="cf-masked-nmf", params=params, init=init, step=step,
-                  finalize=finalize)
+
+#: The name ``dmf.cf.als`` builds it by.
+masked_solver = MaskedSolver

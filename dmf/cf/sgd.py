@@ -38,6 +38,7 @@ training RMSE take one pass at the end.
 
 from __future__ import annotations
 
+from functools import partial
 from numbers import Integral, Real
 from typing import Any, ClassVar, Unpack
 
@@ -59,7 +60,7 @@ from dmf.cf.passes import (
     packed,
     random_rows,
 )
-from dmf.engine.driver import Context, FunctionSolver, Solver, State, Stats
+from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.linalg.products import part_of
 from dmf.params import Interval
@@ -68,7 +69,7 @@ from dmf.params import Interval
 INIT_SCALE = 0.1
 
 
-def sgd_block(block, Ub, V, mu: float, lr: float, reg: float, seed: int, index: int,
+def sgd_block(block, Ub, V, seed: int, index: int, *, mu: float, lr: float, reg: float,
               batch_size: int):
     """One block's share of an epoch (compiled, one call: see
     :func:`dmf.cf.kernels.sgd_block`). Returns (new U_b, new V, [sum of e^2
@@ -86,10 +87,11 @@ def sgd_block(block, Ub, V, mu: float, lr: float, reg: float, seed: int, index: 
     return out
 
 
-def _epoch(by_user: da.Array, U: da.Array, V: np.ndarray, mu, lr, reg, seed, order,
+def _epoch(by_user: da.Array, U: da.Array, V: np.ndarray, seed, order, *, mu, lr, reg,
            batch_size):
     """The chain of one epoch: block tasks in ``order``, each handing the
     item side to the next. Returns (U, V, [sum of e^2, user penalty]), lazy."""
+    block_step = partial(sgd_block, mu=mu, lr=lr, reg=reg, batch_size=batch_size)
     U = U.rechunk((by_user.chunks[0], (U.shape[1],)))
     item_side = one_key(V)
     new_rows: dict[int, da.Array] = {}
@@ -98,9 +100,9 @@ def _epoch(by_user: da.Array, U: da.Array, V: np.ndarray, mu, lr, reg, seed, ord
         b = int(b)
         # blockwise without concatenation: map_blocks' drop_axis copied the
         # U block and V into every task
-        task = da.blockwise(on_whole_blocks, "i", sgd_block, None, by_user.blocks[b], "ij",
-                            U.blocks[b], "ik", item_side, "lm", mu, None, lr, None, reg, None,
-                            seed, None, b, None, batch_size, None, concatenate=False,
+        task = da.blockwise(on_whole_blocks, "i", block_step, None, by_user.blocks[b], "ij",
+                            U.blocks[b], "ik", item_side, "lm", seed, None, b, None,
+                            concatenate=False,
                             adjust_chunks={"i": 1}, dtype=object,
                             meta=np.empty((0,), dtype=object))
         new_rows[b] = task.map_blocks(part_of, 0, False, new_axis=1,
@@ -130,34 +132,43 @@ def _penalty_rows(block, own_b, other, mu, k, biases):
     return packed(x, [penalty, sq_err, float(block.nnz)])
 
 
-def sgd_solver(ratings, k: int, *, lr: float, reg: float, mu: float, batch_size: int,
-               params: dict) -> Solver:
-    """SGD epochs on the engine (state: U = [P | b_u], dask; V = [Q | b_i], numpy)."""
-    by_user = bounded_rows(ratings.by_user, k + 1)
-    by_item = bounded_rows(ratings.by_item, k + 1)
-    width = k + 1
+class SgdSolver(Solver):
+    """SGD epochs on the engine (state: U = [P | b_u], dask; V = [Q | b_i],
+    numpy): one epoch a step, a chain of block tasks over ``by_user``."""
 
-    def init(_X, ctx: Context) -> State:
+    name = "cf-sgd"
+
+    def __init__(self, ratings, k: int, *, lr: float, reg: float, mu: float, batch_size: int,
+                 params: dict):
+        self.ratings, self.k, self.lr, self.reg, self.mu = ratings, k, lr, reg, mu
+        self.batch_size, self.params = batch_size, params
+        self.by_user = bounded_rows(ratings.by_user, k + 1)
+        self.by_item = bounded_rows(ratings.by_item, k + 1)
+        self.width = k + 1
+
+    def init(self, _X, ctx: Context) -> State:
         seed = int(ctx.rng.integers(2**63))
-        U = random_rows(by_user.chunks[0], width, seed, INIT_SCALE, zero_last=True)
-        V = random_rows(by_item.chunks[0], width, seed + 1, INIT_SCALE, zero_last=True)
+        U = random_rows(self.by_user.chunks[0], self.width, seed, INIT_SCALE, zero_last=True)
+        V = random_rows(self.by_item.chunks[0], self.width, seed + 1, INIT_SCALE,
+                        zero_last=True)
         return {"U": U, "V": np.asarray(V.compute()),
-                "item_counts": _item_counts(by_user, V.shape[0])}
+                "item_counts": _item_counts(self.by_user, V.shape[0])}
 
-    def step(_X, state: State, ctx: Context) -> tuple[State, Stats]:
+    def step(self, _X, state: State, ctx: Context) -> tuple[State, Stats]:
         seed = int(ctx.rng.integers(2**63))
-        order = ctx.rng.permutation(by_user.numblocks[0])
-        U, V, sums = _epoch(by_user, state["U"], state["V"], mu, lr, reg, seed, order,
-                            batch_size)
+        order = ctx.rng.permutation(self.by_user.numblocks[0])
+        U, V, sums = _epoch(self.by_user, state["U"], state["V"], seed, order, mu=self.mu,
+                            lr=self.lr, reg=self.reg, batch_size=self.batch_size)
         U, V, sums = dask.persist(U, V, sums)  # one persist: one read of the ratings
         V, (sq_err, user_penalty) = dask.compute(V, sums)
         V = np.asarray(V)
         n_i = state["item_counts"]
-        loss = float(sq_err) + reg * (float(user_penalty)
-                                      + float(n_i @ np.einsum("ij,ij->i", V, V)))
+        loss = float(sq_err) + self.reg * (float(user_penalty)
+                                           + float(n_i @ np.einsum("ij,ij->i", V, V)))
         return {**state, "U": U, "V": V}, Stats(loss=loss)
 
-    def finalize(_X, state: State):
+    def result(self, _X, state: State):
+        by_user, k, mu = self.by_user, self.k, self.mu
         U, V = state["U"], state["V"]
         # by users: each task reads its own users' rows in order and the
         # small item side at random (by items, every rating fetched a random
@@ -166,11 +177,14 @@ def sgd_solver(ratings, k: int, *, lr: float, reg: float, mu: float, batch_size:
                                                      size=3)
         item_penalty = float(state["item_counts"] @ np.einsum("ij,ij->i", V, V))
         rmse = float(np.sqrt(sq_err / count))
-        return finish(ratings, U.rechunk((by_user.chunks[0], (width,))), V, k, True, mu,
-                      {"algorithm": "cf-sgd", "train_rmse": rmse,
-                       "final_objective": sq_err + reg * (user_penalty + item_penalty)})
+        return finish(self.ratings, U.rechunk((by_user.chunks[0], (self.width,))), V, k,
+                      biases=True, mu=mu,
+                      meta={"algorithm": "cf-sgd", "train_rmse": rmse,
+                            "final_objective": sq_err + self.reg * (user_penalty + item_penalty)})
 
-    return FunctionSolver(name="cf-sgd", params=params, init=init, step=step, finalize=finalize)
+
+#: The name :func:`sgd` builds it by.
+sgd_solver = SgdSolver
 
 
 def _item_counts(by_user: da.Array, n: int) -> np.ndarray:
