@@ -89,8 +89,8 @@ def _n_terms(similarity: str) -> int:
 # -- per block ---------------------------------------------------------------------
 
 
-def _panel_terms(block, row_bias, c0: int, c1: int, similarity: str, mu: float,
-                 col_bias: np.ndarray | None):
+def _panel_terms(block, row_bias, c0: int, c1: int, col_bias: np.ndarray | None, *,
+                 similarity: str, mu: float):
     """The block's terms for the panel of items [c0, c1): t x n x p, in the
     order n, G, Q, Q^T (and A, A^T for pearson); 1 x t x n x p. With
     ``pearson_baseline`` the values are the baseline residuals
@@ -183,8 +183,11 @@ def _panel(X: da.Array, row_bias: da.Array, c0: int, c1: int, k: int, similarity
            shrinkage: float, min_support: int, mu: float, col_bias) -> da.Array:
     """Lazy 2 x k x p neighbours of the items [c0, c1)."""
     n, t, p = X.shape[1], _n_terms(similarity), c1 - c0
-    parts = da.blockwise(_panel_terms, "itab", X, "ij", row_bias, "i", c0, None, c1, None,
-                         similarity, None, mu, None, col_bias, None,
+    # col_bias stays an argument of its own: dask makes a large one a single
+    # graph key
+    terms = functools.partial(_panel_terms, similarity=similarity, mu=mu)
+    parts = da.blockwise(terms, "itab", X, "ij", row_bias, "i", c0, None, c1, None,
+                         col_bias, None,
                          new_axes={"t": t, "a": n, "b": p}, adjust_chunks={"i": 1},
                          concatenate=True, dtype=np.float64, meta=np.empty((0, 0, 0, 0)))
     sums = stacked_sum(parts)
