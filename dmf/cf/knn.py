@@ -179,7 +179,7 @@ def _panel_top(terms, c0: int, k: int, similarity: str, shrinkage: float, min_su
     return _top_k(S, c0, k)
 
 
-def _panel(X: da.Array, row_bias: da.Array, c0: int, c1: int, k: int, similarity: str,
+def _panel(X: da.Array, row_bias: da.Array, c0: int, c1: int, *, k: int, similarity: str,
            shrinkage: float, min_support: int, mu: float, col_bias) -> da.Array:
     """Lazy 2 x k x p neighbours of the items [c0, c1)."""
     n, t, p = X.shape[1], _n_terms(similarity), c1 - c0
@@ -270,8 +270,9 @@ def item_neighbours(ratings, *, k: int = 40, similarity: str = "cosine",
     rows, cols, vals = [], [], []
     for g in range(0, len(starts), per_pass):
         group = starts[g:g + per_pass]
-        panels = [_panel(X, row_bias, c0, min(c0 + width, n), k, similarity, shrinkage,
-                         min_support, float(mu), col_bias) for c0 in group]
+        panels = [_panel(X, row_bias, c0, min(c0 + width, n), k=k, similarity=similarity,
+                         shrinkage=shrinkage, min_support=min_support, mu=float(mu),
+                         col_bias=col_bias) for c0 in group]
         for c0, top in zip(group, dask.compute(*panels), strict=True):
             idx, sim = top[0].astype(np.int64), top[1]
             keep = idx >= 0
