@@ -143,7 +143,7 @@ def misaligned(a: np.ndarray) -> np.ndarray:
 
 def test_the_tasks_give_the_same_bits_for_misaligned_arrays():
     from dmf.cf import explicit, implicit
-    from dmf.cf.sgd import _penalty_rows, sgd_block
+    from dmf.cf.sgd import Rule, _penalty_rows, sgd_block
 
     R = ratings(40, 30, 0.3, 8)
     odd = scipy.sparse.csr_matrix((misaligned(R.data), misaligned(R.indices),
@@ -152,12 +152,11 @@ def test_the_tasks_give_the_same_bits_for_misaligned_arrays():
     V, U = rng.standard_normal((30, 5)), rng.standard_normal((40, 5))
     gram = V.T @ V
     runs = [
-        lambda B, V, U: explicit._half_rows(B, U, V, True, mu=3.0, k=4, biases=True,
-                                            reg=0.1)[0],
-        lambda B, V, U: implicit._half_rows(B, U, V, gram, True, alpha=2.0, reg=0.1,
-                                            steps=3)[0],
-        lambda B, V, U: sgd_block(B, U, V, 5, 1, mu=3.0, lr=0.01, reg=0.02,
-                                  batch_size=1)[0],
+        lambda B, V, U: explicit._half_rows(B, U, V, True,
+                                            explicit.RowSolve(3.0, 4, True, 0.1))[0],
+        lambda B, V, U: implicit._half_rows(B, U, V, gram, True,
+                                            implicit.RowSolve(2.0, 0.1, 3))[0],
+        lambda B, V, U: sgd_block(B, U, V, 5, 1, Rule(3.0, 0.01, 0.02, 1))[0],
         lambda B, V, U: _penalty_rows(B, U, V, 3.0, 4, True)[0],
     ]
     for t, run in enumerate(runs):

@@ -31,7 +31,7 @@ than :data:`dmf.cf.passes.TASK_BYTES` of factor slices are split.
 
 from __future__ import annotations
 
-from functools import partial
+from dataclasses import dataclass
 
 import dask
 import dask.array as da
@@ -46,12 +46,24 @@ from dmf.engine.driver import Context, Solver, State, Stats
 INIT_SCALE = 0.1
 
 
-def _half_rows(block, own_b, other, errors, *, mu: float, k: int, biases: bool, reg: float):
+@dataclass(frozen=True)
+class RowSolve:
+    """What a block's ALS-WR half-step takes besides the arrays: the global
+    mean, the rank, whether the factors have a bias column, the penalty."""
+
+    mu: float
+    k: int
+    biases: bool
+    reg: float
+
+
+def _half_rows(block, own_b, other, errors, how: RowSolve):
     """New rows x_u = [p_u, b_u] of one block (compiled, one call), and
     (sum n_u |x_u|^2, squared error of the new rows, ratings) for the
     objective."""
     from dmf.cf import kernels  # numba: imported by the tasks that need it
 
+    mu, k, biases, reg = how.mu, how.k, how.biases, how.reg
     block = as_csr(block)
     other = kernels.aligned(other)
     new = np.empty((block.shape[0], own_b.shape[1]))
@@ -73,15 +85,14 @@ class ExplicitSolver(Solver):
         self.width = k + 1 if biases else k
         self.by_user = bounded_rows(ratings.by_user, self.width)
         self.by_item = bounded_rows(ratings.by_item, self.width)
-        # the half-steps' constants, bound once
-        self.half_rows = partial(_half_rows, mu=mu, k=k, biases=biases, reg=reg)
+        self.how = RowSolve(mu, k, biases, reg)
 
     def user_rows(self, V) -> tuple[da.Array, np.ndarray]:
         """U solved from V (the user half-step; U's previous value is never
         read, so a lazy zeros stands for it)."""
         by_user, width = self.by_user, self.width
         start = da.zeros((by_user.shape[0], width), chunks=(by_user.chunks[0], (width,)))
-        return half_step(self.half_rows, by_user, start, V, False, size=3)
+        return half_step(_half_rows, by_user, start, V, False, self.how, size=3)
 
     def init(self, _X, ctx: Context) -> State:
         seed = int(ctx.rng.integers(2**63))
@@ -91,8 +102,8 @@ class ExplicitSolver(Solver):
 
     def step(self, _X, state: State, _ctx: Context) -> tuple[State, Stats]:
         U, (user_penalty, _, _) = self.user_rows(state["V"])
-        V, (item_penalty, sq_err, count) = half_step(self.half_rows, self.by_item, state["V"], U,
-                                                     True, size=3)
+        V, (item_penalty, sq_err, count) = half_step(_half_rows, self.by_item, state["V"], U,
+                                                     True, self.how, size=3)
         loss = sq_err + self.reg * (user_penalty + item_penalty)
         rmse = float(np.sqrt(sq_err / count))
         # U is not kept: holding the old U while the next one is solved would

@@ -23,7 +23,7 @@ terms and Y^T Y of the factors they return.
 
 from __future__ import annotations
 
-from functools import partial
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,11 +35,22 @@ from dmf.engine.driver import Context, Solver, State, Stats
 INIT_SCALE = 0.01
 
 
-def _half_rows(block, own_b, other, gram, losses, *, alpha: float, reg: float, steps: int):
+@dataclass(frozen=True)
+class RowSolve:
+    """What a block's implicit half-step takes besides the arrays: the
+    confidence scale, the penalty, the conjugate gradient steps per row."""
+
+    alpha: float
+    reg: float
+    steps: int
+
+
+def _half_rows(block, own_b, other, gram, losses, how: RowSolve):
     """New rows of one block by CG (compiled, one call), and (|X_b|^2,
     X_b^T X_b, the nonzero terms of the objective)."""
     from dmf.cf import kernels  # numba: imported by the tasks that need it
 
+    alpha, reg, steps = how.alpha, how.reg, how.steps
     block = as_csr(block)
     Y = kernels.aligned(other)
     k = Y.shape[1]
@@ -69,8 +80,7 @@ class ImplicitSolver(Solver):
         self.by_user = bounded_rows(ratings.by_user, k)
         self.by_item = bounded_rows(ratings.by_item, k)
         self.size = 1 + k * k + 1
-        # the half-steps' constants, bound once
-        self.half_rows = partial(_half_rows, alpha=alpha, reg=reg, steps=cg_steps)
+        self.how = RowSolve(alpha, reg, cg_steps)
 
     def init(self, _X, ctx: Context) -> State:
         seed = int(ctx.rng.integers(2**63))
@@ -80,10 +90,11 @@ class ImplicitSolver(Solver):
 
     def step(self, _X, state: State, _ctx: Context) -> tuple[State, Stats]:
         k, size = self.k, self.size
-        U, sums = half_step(self.half_rows, self.by_user, state["U"], state["V"], state["VtV"],
-                            False, size=size)
+        U, sums = half_step(_half_rows, self.by_user, state["U"], state["V"], state["VtV"],
+                            False, self.how, size=size)
         UtU = sums[1:1 + k * k].reshape(k, k)
-        V, vsums = half_step(self.half_rows, self.by_item, state["V"], U, UtU, True, size=size)
+        V, vsums = half_step(_half_rows, self.by_item, state["V"], U, UtU, True, self.how,
+                             size=size)
         VtV = vsums[1:1 + k * k].reshape(k, k)
         loss = float(np.vdot(UtU, VtV)) + vsums[-1] + self.reg * (sums[0] + vsums[0])
         return {"U": U, "V": V, "VtV": VtV}, Stats(loss=loss)

@@ -186,12 +186,13 @@ def latent_rows(block, *, Q: np.ndarray, item_bias: np.ndarray, mu: float, fold:
         biases = fold["biases"]
         V = np.c_[Q, item_bias] if biases else Q
         start = np.empty((m, V.shape[1]))
-        packed = explicit._half_rows(block, start, V, False, mu=mu if biases else 0.0, k=k,
-                                     biases=biases, reg=fold["reg"])
+        packed = explicit._half_rows(block, start, V, False,
+                                     explicit.RowSolve(mu if biases else 0.0, k, biases,
+                                                       fold["reg"]))
     elif fold["kind"] == "implicit":
         packed = implicit._half_rows(block, np.zeros((m, k)), Q, Q.T @ Q, False,
-                                     alpha=fold["alpha"], reg=fold["reg"],
-                                     steps=max(k, fold["cg_steps"]))
+                                     implicit.RowSolve(fold["alpha"], fold["reg"],
+                                                       max(k, fold["cg_steps"])))
     else:  # masked NMF: from sqrt(row mean / k), the scale of the fit's start
         counts = np.diff(block.indptr)
         sums = np.bincount(np.repeat(np.arange(m), counts), weights=block.data, minlength=m)

@@ -38,7 +38,7 @@ training RMSE take one pass at the end.
 
 from __future__ import annotations
 
-from functools import partial
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any, ClassVar, Unpack
 
@@ -69,13 +69,25 @@ from dmf.params import Interval
 INIT_SCALE = 0.1
 
 
-def sgd_block(block, Ub, V, seed: int, index: int, *, mu: float, lr: float, reg: float,
-              batch_size: int):
+@dataclass(frozen=True)
+class Rule:
+    """What a block's share of an epoch takes besides the arrays and its
+    stream: Funk's rule's global mean, learning rate and penalty, and the
+    ratings updated at once."""
+
+    mu: float
+    lr: float
+    reg: float
+    batch_size: int
+
+
+def sgd_block(block, Ub, V, seed: int, index: int, rule: Rule):
     """One block's share of an epoch (compiled, one call: see
     :func:`dmf.cf.kernels.sgd_block`). Returns (new U_b, new V, [sum of e^2
     before each update, sum n_u |[p_u, b_u]|^2 of the new rows])."""
     from dmf.cf import kernels  # numba: imported by the tasks that need it
 
+    mu, lr, reg, batch_size = rule.mu, rule.lr, rule.reg, rule.batch_size
     block = as_csr(block)
     U = np.array(Ub, dtype=np.float64, order="C")
     V = np.array(V, dtype=np.float64, order="C")
@@ -87,11 +99,9 @@ def sgd_block(block, Ub, V, seed: int, index: int, *, mu: float, lr: float, reg:
     return out
 
 
-def _epoch(by_user: da.Array, U: da.Array, V: np.ndarray, seed, order, *, mu, lr, reg,
-           batch_size):
+def _epoch(by_user: da.Array, U: da.Array, V: np.ndarray, seed, order, rule: Rule):
     """The chain of one epoch: block tasks in ``order``, each handing the
     item side to the next. Returns (U, V, [sum of e^2, user penalty]), lazy."""
-    block_step = partial(sgd_block, mu=mu, lr=lr, reg=reg, batch_size=batch_size)
     U = U.rechunk((by_user.chunks[0], (U.shape[1],)))
     item_side = one_key(V)
     new_rows: dict[int, da.Array] = {}
@@ -100,8 +110,8 @@ def _epoch(by_user: da.Array, U: da.Array, V: np.ndarray, seed, order, *, mu, lr
         b = int(b)
         # blockwise without concatenation: map_blocks' drop_axis copied the
         # U block and V into every task
-        task = da.blockwise(on_whole_blocks, "i", block_step, None, by_user.blocks[b], "ij",
-                            U.blocks[b], "ik", item_side, "lm", seed, None, b, None,
+        task = da.blockwise(on_whole_blocks, "i", sgd_block, None, by_user.blocks[b], "ij",
+                            U.blocks[b], "ik", item_side, "lm", seed, None, b, None, rule, None,
                             concatenate=False,
                             adjust_chunks={"i": 1}, dtype=object,
                             meta=np.empty((0,), dtype=object))
@@ -140,8 +150,8 @@ class SgdSolver(Solver):
 
     def __init__(self, ratings, k: int, *, lr: float, reg: float, mu: float, batch_size: int,
                  params: dict):
-        self.ratings, self.k, self.lr, self.reg, self.mu = ratings, k, lr, reg, mu
-        self.batch_size, self.params = batch_size, params
+        self.ratings, self.k, self.reg, self.mu, self.params = ratings, k, reg, mu, params
+        self.rule = Rule(mu, lr, reg, batch_size)
         self.by_user = bounded_rows(ratings.by_user, k + 1)
         self.by_item = bounded_rows(ratings.by_item, k + 1)
         self.width = k + 1
@@ -157,8 +167,7 @@ class SgdSolver(Solver):
     def step(self, _X, state: State, ctx: Context) -> tuple[State, Stats]:
         seed = int(ctx.rng.integers(2**63))
         order = ctx.rng.permutation(self.by_user.numblocks[0])
-        U, V, sums = _epoch(self.by_user, state["U"], state["V"], seed, order, mu=self.mu,
-                            lr=self.lr, reg=self.reg, batch_size=self.batch_size)
+        U, V, sums = _epoch(self.by_user, state["U"], state["V"], seed, order, self.rule)
         U, V, sums = dask.persist(U, V, sums)  # one persist: one read of the ratings
         V, (sq_err, user_penalty) = dask.compute(V, sums)
         V = np.asarray(V)
