@@ -209,12 +209,18 @@ def memory_url():
         fs.rm(root, recursive=True)
 
 
+#: The dmf logger's level before any test ran (NOTSET: it follows the root).
+DMF_LOG_LEVEL = logging.getLogger("dmf").level
+
+
 @pytest.fixture(autouse=True)
 def _dmf_log_level():
     """The CLI run in this process (``main([...])``) sets the dmf logger's
-    level (-q, -v); put it back after each test, so that what a later test
-    logs reaches its caplog whatever ran before it on the same worker."""
+    level (-q, -v), also from a module's fixture before its tests; each test
+    starts from the level before any test ran, and leaves it so, so that
+    what a test logs reaches its caplog whatever ran before it on the same
+    worker (test_engine's lock tests failed after test_cf_cli's)."""
     logger = logging.getLogger("dmf")
-    level = logger.level
+    logger.setLevel(DMF_LOG_LEVEL)
     yield
-    logger.setLevel(level)
+    logger.setLevel(DMF_LOG_LEVEL)
