@@ -47,7 +47,7 @@ from dmf.errors import InputError
 from dmf.linalg.bcv import bcv_errors, check_folds
 from dmf.linalg.svd import check_k, svd
 from dmf.nmf.checks import nonnegative_facts
-from dmf.nmf.masked import MaskedSolver
+from dmf.nmf.masked import HoldoutSolver
 from dmf.store.location import Location
 
 METHODS = ("bcv", "nmf", "svd")
@@ -161,7 +161,7 @@ def _select_nmf(X, ks, *, holdout, n_iter, seed, opts, name, job=None) -> RankSe
     for k in ks:
         # with a job, each k's fit in its own group under it
         fit = opts if job is None else opts.replace(out=job["location"].join(k_group(k)))
-        result = run(MaskedSolver(k, seed=seed, fraction=holdout, mean=facts["mean"]), X,
+        result = run(HoldoutSolver(k, seed=seed, fraction=holdout, mean=facts["mean"]), X,
                      seed=seed, max_iter=n_iter, tol=0.0, options=fit,
                      input_token=None if job is None else job["token"])
         meta = result.meta if "heldout_mse" in result.meta else result.arrays

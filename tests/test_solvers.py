@@ -20,6 +20,11 @@ from dmf.linalg.power import PowerSolver
 from dmf.linalg.randomized import RandomizedSolver
 from dmf.linalg.sketch import SketchSolver
 from dmf.linalg.tsqr import TsqrSolver
+from dmf.nmf.hals import HALSSolver
+from dmf.nmf.l1 import L1Solver
+from dmf.nmf.masked import HoldoutSolver
+from dmf.nmf.mu import MUSolver
+from dmf.nmf.tri import TriSolver
 
 PACKAGE = Path(dmf.__file__).parent
 #: Compiled (numba) kernels: their hot loops take flat arrays, one call per block.
@@ -27,7 +32,8 @@ COMPILED = {"cf/kernels.py", "cf/knn_kernels.py"}
 MOST_POSITIONAL = 6
 
 SOLVERS = [TsqrSolver, GramSolver, RandomizedSolver, PowerSolver, EighSolver, SketchSolver,
-           ExplicitSolver, ImplicitSolver, MaskedSolver, SgdSolver]
+           ExplicitSolver, ImplicitSolver, MaskedSolver, SgdSolver,
+           MUSolver, HALSSolver, L1Solver, HoldoutSolver, TriSolver]
 
 
 @pytest.mark.parametrize("cls", SOLVERS, ids=lambda c: c.__name__)
@@ -53,6 +59,6 @@ def _long_signatures(folder: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("folder", ["linalg", "cf"])
+@pytest.mark.parametrize("folder", ["linalg", "cf", "nmf"])
 def test_no_function_takes_more_than_six_positional_parameters(folder):
     assert _long_signatures(folder) == []

@@ -17,10 +17,10 @@ from numbers import Integral, Real
 from typing import Any, ClassVar, Unpack
 
 from dmf.cf.checks import checked_ratings, integer, number
-from dmf.cf.explicit import explicit_solver
+from dmf.cf.explicit import ExplicitSolver
 from dmf.cf.fitting import fit_model
-from dmf.cf.implicit import implicit_solver
-from dmf.cf.masked import masked_solver
+from dmf.cf.implicit import ImplicitSolver
+from dmf.cf.masked import MaskedSolver
 from dmf.cf.model import LatentFactors
 from dmf.cf.params import LATENT_CONSTRAINTS, LatentFactorsMixin
 from dmf.engine.options import RunKeywords, RunOptions, run_options
@@ -124,16 +124,16 @@ def als(
     if implicit:
         alpha = number(alpha, "alpha", strict=True)
         cg_steps = integer(cg_steps, "cg_steps")
-        solver = implicit_solver(ratings, k, reg=reg, alpha=alpha, cg_steps=cg_steps,
+        solver = ImplicitSolver(ratings, k, reg=reg, alpha=alpha, cg_steps=cg_steps,
                                  params={**params, "alpha": alpha, "cg_steps": cg_steps})
     elif nonnegative:
-        solver = masked_solver(ratings, k, reg=reg, mean=facts["mean"], params=params)
+        solver = MaskedSolver(ratings, k, reg=reg, mean=facts["mean"], params=params)
     else:
         if reg == 0:
             raise InputError("explicit ALS needs reg > 0 (a user with fewer ratings than "
                              "k + 1 has a singular system without it); try reg=0.1")
         biases = bool(biases)
-        solver = explicit_solver(ratings, k, reg=reg, biases=biases,
+        solver = ExplicitSolver(ratings, k, reg=reg, biases=biases,
                                  mu=facts["mean"] if biases else 0.0,
                                  params={**params, "biases": biases})
     return fit_model(solver, ratings, seed=seed, max_iter=max_iter, tol=tol, options=opts)

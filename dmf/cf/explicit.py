@@ -121,7 +121,6 @@ class ExplicitSolver(Solver):
 
 
 #: The name ``dmf.cf.als`` builds it by.
-explicit_solver = ExplicitSolver
 
 
 def finish(ratings, U, V, k: int, *, biases: bool, mu: float, meta: dict):

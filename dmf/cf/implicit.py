@@ -105,4 +105,3 @@ class ImplicitSolver(Solver):
 
 
 #: The name ``dmf.cf.als`` builds it by.
-implicit_solver = ImplicitSolver

@@ -96,4 +96,3 @@ class MaskedSolver(Solver):
 
 
 #: The name ``dmf.cf.als`` builds it by.
-masked_solver = MaskedSolver

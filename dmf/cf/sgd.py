@@ -193,7 +193,6 @@ class SgdSolver(Solver):
 
 
 #: The name :func:`sgd` builds it by.
-sgd_solver = SgdSolver
 
 
 def _item_counts(by_user: da.Array, n: int) -> np.ndarray:
@@ -265,7 +264,7 @@ def sgd(
     ratings, k, facts = checked_ratings(R, k, storage_options=opts.storage_options)
     params = {"k": k, "lr": lr, "reg": reg, "n_epochs": n_epochs, "tol": tol,
               "batch_size": batch_size}
-    solver = sgd_solver(ratings, k, lr=lr, reg=reg, mu=facts["mean"], batch_size=batch_size,
+    solver = SgdSolver(ratings, k, lr=lr, reg=reg, mu=facts["mean"], batch_size=batch_size,
                         params=params)
     return fit_model(solver, ratings, seed=seed, max_iter=n_epochs, tol=tol, options=opts)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Unpack
 
@@ -108,19 +107,6 @@ class Solver:
         """Whether to stop, from the loss history (when ``step`` gives no
         verdict of its own)."""
         return relative_change_below(history, tol)
-
-
-class FunctionSolver(Solver):
-    """A :class:`Solver` from its functions (those not yet written as a
-    class)."""
-
-    def __init__(self, name: str, params: dict[str, Any], init: Callable, step: Callable,
-                 finalize: Callable, converged: Callable = relative_change_below):
-        self.name, self.params = name, params
-        self.init, self.step, self.finalize, self.converged = init, step, finalize, converged
-
-    def result(self, X, state: State):
-        return self.finalize(X, state)
 
 
 @dataclass

@@ -114,4 +114,3 @@ class EighSolver(Solver):
 
 
 #: The name ``dmf.linalg.svd`` builds it by.
-eigh_solver = EighSolver

@@ -78,4 +78,3 @@ class GramSolver(Solver):
 
 
 #: The name ``dmf.linalg.svd`` builds it by.
-gram_solver = GramSolver

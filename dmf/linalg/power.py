@@ -104,7 +104,6 @@ class PowerSolver(Solver):
 
 
 #: The name ``dmf.linalg.svd`` builds it by.
-power_solver = PowerSolver
 
 
 def svd_from_right_vectors(X: da.Array, V: np.ndarray, sigma: np.ndarray) -> dict:

@@ -143,7 +143,6 @@ class RandomizedSolver(Solver):
 
 
 #: The name ``dmf.linalg.svd`` builds it by.
-randomized_solver = RandomizedSolver
 
 
 def finish(X, Z: np.ndarray, G: np.ndarray, k: int, Y=None) -> dict:

@@ -173,7 +173,6 @@ class SketchSolver(Solver):
 
 
 #: The name ``dmf.linalg.svd`` builds it by.
-sketch_solver = SketchSolver
 
 
 def assemble_from_q(X, Q: da.Array, Ub, S, V, k) -> dict:

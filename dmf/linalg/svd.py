@@ -11,13 +11,13 @@ from dmf.engine.cache import cache_input, run_input
 from dmf.engine.driver import Solver, run
 from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.errors import InputError
-from dmf.linalg.eigh import check_square, eigh_solver
-from dmf.linalg.gram import GRAM_MAX, gram_solver
-from dmf.linalg.power import power_solver
-from dmf.linalg.randomized import auto_n_iter, check_normalizer, randomized_solver
+from dmf.linalg.eigh import EighSolver, check_square
+from dmf.linalg.gram import GRAM_MAX, GramSolver
+from dmf.linalg.power import PowerSolver
+from dmf.linalg.randomized import RandomizedSolver, auto_n_iter, check_normalizer
 from dmf.linalg.result import SVDResult
-from dmf.linalg.sketch import sketch_solver
-from dmf.linalg.tsqr import TSQR_MAX, tsqr_solver
+from dmf.linalg.sketch import SketchSolver
+from dmf.linalg.tsqr import TSQR_MAX, TsqrSolver
 from dmf.store.sparse_format import is_sparse_dask
 
 METHODS = ("randomized", "sketch", "eigh", "power", "gram", "tsqr", "auto")
@@ -310,7 +310,7 @@ def _method_solver(method: str, k: int, A, *, transposed: bool, n_oversamples: i
         if A.shape[1] > GRAM_MAX:
             raise InputError(f"method='gram' needs min(m, n) <= {GRAM_MAX} (it holds "
                              f"{A.shape[1]} x {A.shape[1]} matrices); use 'randomized'")
-        solver = gram_solver(k, transposed=transposed)
+        solver = GramSolver(k, transposed=transposed)
         max_steps = 1
     elif method == "tsqr":
         if A.shape[1] > TSQR_MAX:
@@ -318,20 +318,20 @@ def _method_solver(method: str, k: int, A, *, transposed: bool, n_oversamples: i
                              f"{A.shape[1]} x {A.shape[1]} per block); use 'randomized'")
         if is_sparse_dask(A):
             raise InputError("method='tsqr' needs dense blocks; use 'gram' for sparse X")
-        solver = tsqr_solver(k, transposed=transposed)
+        solver = TsqrSolver(k, transposed=transposed)
         max_steps = 1
     elif method == "randomized":
-        solver = randomized_solver(k, n_oversamples=n_oversamples, n_iter=n_iter,
+        solver = RandomizedSolver(k, n_oversamples=n_oversamples, n_iter=n_iter,
                                    normalizer=check_normalizer(normalizer, A.dtype),
                                    shape=A.shape, transposed=transposed)
         max_steps = n_iter + 1
     elif method == "sketch":
-        solver = sketch_solver(k, n_oversamples=n_oversamples, shape=A.shape,
+        solver = SketchSolver(k, n_oversamples=n_oversamples, shape=A.shape,
                                transposed=transposed)
         max_steps = 1
     elif method == "eigh":
         check_square(A.shape)
-        solver = eigh_solver(k, n_oversamples=n_oversamples, n_iter=n_iter,
+        solver = EighSolver(k, n_oversamples=n_oversamples, n_iter=n_iter,
                              assume_symmetric=assume_symmetric, shape=A.shape, dtype=A.dtype)
         max_steps = n_iter + 1
     else:
@@ -339,7 +339,7 @@ def _method_solver(method: str, k: int, A, *, transposed: bool, n_oversamples: i
         max_iter = 1000 if max_iter is None else int(max_iter)
         if tol < 0 or max_iter <= 0:
             raise InputError(f"tol must be >= 0 and max_iter > 0, got {tol}, {max_iter}")
-        solver = power_solver(k, tol=tol, max_iter=max_iter, transposed=transposed)
+        solver = PowerSolver(k, tol=tol, max_iter=max_iter, transposed=transposed)
         max_steps = k * max_iter
     return solver, max_steps, tol
 

@@ -91,4 +91,3 @@ class TsqrSolver(Solver):
 
 
 #: The name ``dmf.linalg.svd`` builds it by.
-tsqr_solver = TsqrSolver

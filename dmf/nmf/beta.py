@@ -161,7 +161,7 @@ def _power_term(WH: np.ndarray, beta: float, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def w_terms(xs, W, H, beta: float, scratch: Scratch, WH=None, HHt=None, H_sum=None):
+def w_terms(xs, W, H, beta: float, scratch: Scratch, *, WH=None, HHt=None, H_sum=None):
     """Numerator and denominator of the W update for one row slice, float64
     (H in the work precision; WH is W H, computed by the caller for
     beta != 2)."""

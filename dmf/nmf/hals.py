@@ -243,6 +243,7 @@ class HALSSolver(Solver):
                              "sweeps_W": made_W / X.numblocks[0], "sweeps_H": made_H}))
 
     def result(self, X, state: State):
-        return finish(X, state["W"], state["H"], 2.0, self.regularization, "hals", self.params)
+        return finish(X, state["W"], state["H"], 2.0, self.regularization, solver="hals",
+                      params=self.params)
 
 

@@ -75,7 +75,7 @@ def fixed_h_init(H, fill: float):
     return init
 
 
-def _nndsvd_rows(U, choice, scale, fill, avg, seed, block_info=None):
+def _nndsvd_rows(U, choice, scale, fill, avg, seed, *, block_info=None):
     """W's rows from U's: column 0 |u_0|, column j the positive or negative
     part of u_j (whichever ``choice`` says) scaled; small entries zeroed,
     then filled as the variant says."""

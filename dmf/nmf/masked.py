@@ -125,7 +125,7 @@ def _masked_pass(X: da.Array, W: da.Array, H: np.ndarray, holdout: Holdout):
     return row_pass(_masked_step, full_rows(X), W, H, rows, holdout, parts=parts)
 
 
-class MaskedSolver(Solver):
+class HoldoutSolver(Solver):
     """Masked Frobenius MU on the engine, from scikit-learn's random init
     (``mean`` is X's mean). The loss is the mean squared error on the kept
     entries; ``result`` reports the held-out errors of the last pass. It
@@ -168,4 +168,4 @@ class MaskedSolver(Solver):
             "train_mse": kept_sse / max(kept_count, 1.0)}
 
 
-__all__ = ["MaskedSolver", "held_out"]
+__all__ = ["HoldoutSolver", "held_out"]

@@ -219,7 +219,7 @@ def penalty(W_l1: float, W_l2: float, H: np.ndarray, regularization) -> float:
             + 0.5 * l2_H * float(np.vdot(H, H)))
 
 
-def finish(X: da.Array, W: da.Array, H: np.ndarray, beta: float, regularization,
+def finish(X: da.Array, W: da.Array, H: np.ndarray, beta: float, regularization, *,
            solver: str, params: dict):
     """The result arrays in X's dtype, and the returned factors' objective
     (one more pass)."""
@@ -317,8 +317,8 @@ class MUSolver(Solver):
         return {"W": W_new, "H": H_new, **errors, **known, **kept, "factors_after": -1}, stats
 
     def result(self, X, state: State):
-        arrays, meta = finish(X, state["W"], state["H"], self.beta, self.regularization, "mu",
-                              self.params)
+        arrays, meta = finish(X, state["W"], state["H"], self.beta, self.regularization,
+                              solver="mu", params=self.params)
         if int(state["factors_after"]) >= 0:  # stopped by tol: the previous iterate
             meta["factors_after"] = int(state["factors_after"])
         if self.orthogonal:
