@@ -17,10 +17,10 @@ import sys
 import types
 from typing import Any
 
-import lazy_loader
+from dmf.lazy import attach
 
 # The public names are listed once, in __init__.pyi (SPEC 1's lazy stub).
-__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)
+__getattr__, __dir__, __all__ = attach(__name__, __file__)
 
 
 # Public functions named as the subpackage that defines them (dmf.nmf).

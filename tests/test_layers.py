@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from dmf.tools import layers
@@ -87,3 +89,15 @@ def test_the_command_fails_on_a_new_violation_and_on_a_fixed_one(tmp_path, capsy
     (package / "newthing.py").unlink()
     assert layers.main(args) == 1
     assert "fixed (remove from the baseline): unplaced dmf.newthing" in capsys.readouterr().out
+
+
+def test_a_lazy_package_gives_any_submodule_as_an_attribute():
+    # as an eager package does once the submodule is imported anywhere: the
+    # benchmarks reached dmf.cf.data so, and it broke when dmf.cf went lazy
+    code = ("import dmf; print(dmf.cf.data.ratings_from_scipy.__name__, "
+            "dmf.store.location.Location.__name__)\n"
+            "try:\n    dmf.cf.no_such_module\nexcept AttributeError:\n    print('refused')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ratings_from_scipy", "Location", "refused"]

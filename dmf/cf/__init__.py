@@ -18,9 +18,9 @@ True
 (2,)
 """
 
-import lazy_loader
+from dmf.lazy import attach
 
 # The public names are listed once, in __init__.pyi, and load on first use
 # (PEP 562): a module that needs one CF type (dmf.results' loader: the
 # latent-factor model) does not load every CF module and numba with it.
-__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)
+__getattr__, __dir__, __all__ = attach(__name__, __file__)

@@ -8,6 +8,6 @@ on first use (PEP 562), for a caller that must not pay for them at import
 package, only for a step that runs).
 """
 
-import lazy_loader
+from dmf.lazy import attach
 
-__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)
+__getattr__, __dir__, __all__ = attach(__name__, __file__)

@@ -6,7 +6,7 @@ one light part of the store (the CLI's error translation in
 neither Zarr nor Dask's array package through this package.
 """
 
-import lazy_loader
+from dmf.lazy import attach
 
 # The public names are listed once, in __init__.pyi.
-__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)
+__getattr__, __dir__, __all__ = attach(__name__, __file__)

@@ -21,7 +21,7 @@ below it:
 
 =========== ==============================================================
 base        modules every layer may use: ``errors``, ``wording``,
-            ``_version``, ``params`` (the estimators' parameter protocol)
+            ``_version``, ``lazy`` (the lazy packages' loader), ``params`` (the estimators' parameter protocol)
 store       ``dmf.store`` (Zarr I/O, ingest)
 blocks      the row pass: ``dmf.blocks`` (NMF's solvers use it), and
             ``dmf.linalg.products`` and ``dmf.cf.passes``, which still build
@@ -79,6 +79,7 @@ LAYERS = ("base", "store", "blocks", "engine", "algorithms", "api", "cli")
 LAYER_OF = {
     "dmf._version": "base",
     "dmf.errors": "base",
+    "dmf.lazy": "base",
     "dmf.params": "base",
     "dmf.validation": "algorithms",
     "dmf.wording": "base",
