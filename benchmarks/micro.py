@@ -9,6 +9,10 @@
 ``python -m benchmarks.micro sgd-dot [--k 10 100]``
     SGD's kernel on 8M random ratings (100000 x 20000) with the dot product
     in four running sums against the vector-lane sum it uses now.
+``python -m benchmarks.micro sgd-fit [--k 10 100]``
+    A whole in-process ``dmf.cf.SGD`` fit (3 epochs, 2M random ratings,
+    median of 3 after a warm-up fit), to compare two checkouts: run it with
+    ``PYTHONPATH`` set to each in turn, alternating.
 ``python -m benchmarks.micro idle [--seconds 30]``
     CPU used by an idle 2-worker LocalCluster (client and scheduler, and
     the workers); set ``DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False``
@@ -113,6 +117,26 @@ def sgd_dot(args: argparse.Namespace) -> None:
         print(f"| {k} | " + " | ".join(f"{np.median(t):.3f}" for t in times.values()) + " |")
 
 
+def sgd_fit(args: argparse.Namespace) -> None:
+    import scipy.sparse
+
+    rng = np.random.default_rng(0)
+    m, n, nnz = 100_000, 20_000, 2_000_000
+    ratings = np.clip(np.round(3 + rng.normal(size=nnz)), 1, 5)
+    R = scipy.sparse.coo_matrix((ratings, (rng.integers(0, m, nnz), rng.integers(0, n, nnz))),
+                                shape=(m, n)).tocsr()
+    R.sum_duplicates()
+    for k in args.k:
+        dmf.cf.SGD(k=k, n_epochs=1, seed=0).fit(R)  # compiled kernels loaded, caches warm
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            dmf.cf.SGD(k=k, n_epochs=3, seed=0).fit(R)
+            times.append(time.perf_counter() - start)
+        print(f"SGD fit k={k}: {np.median(times):.3f} s (" + ", ".join(
+            f"{t:.3f}" for t in times) + f"), dmf from {Path(dmf.__file__).parent}")
+
+
 def _cpu(process: psutil.Process) -> float:
     times = process.cpu_times()
     return times.user + times.system
@@ -162,6 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     sgd = sub.add_parser("sgd-dot")
     sgd.add_argument("--k", type=int, nargs="+", default=[10, 100])
     sgd.set_defaults(run=sgd_dot)
+    fit = sub.add_parser("sgd-fit")
+    fit.add_argument("--k", type=int, nargs="+", default=[10, 100])
+    fit.set_defaults(run=sgd_fit)
     still = sub.add_parser("idle")
     still.add_argument("--seconds", type=float, default=30.0)
     still.set_defaults(run=idle)
