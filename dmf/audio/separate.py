@@ -103,6 +103,8 @@ def _check(src: str, outdir: str, sources: int, components: int, loss: str, n_ff
         raise InputError(f"{src}: need n_fft >= 16 and hop <= n_fft / 2 (overlapping Hann "
                          "windows "
                          f"invert exactly), got n_fft={n_fft}, hop={hop}")
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise InputError(f"{outdir}: a file, not a folder for the separation")
 
 
 def separate(
@@ -184,67 +186,29 @@ def separate(
     """
     opts = run_options(options, run_keywords, "separate").refuse(
         ("out", "storage_options"), "dmf.audio.separate (its NMF is stored in OUTDIR)")
-    resume = opts.resume
-    src, outdir = os.fspath(src), os.fspath(outdir)
-    if outdir.startswith("file://"):
-        outdir = outdir[len("file://"):]
+    src, outdir = os.fspath(src), _local_folder(os.fspath(outdir))
     k = sources if components is None else components
     facts = wav.info(src)
     _check(src, outdir, sources, k, loss, n_fft, hop)
-    if os.path.exists(outdir) and not os.path.isdir(outdir):
-        raise InputError(f"{outdir}: a file, not a folder for the separation")
     stft = Stft(n_fft, hop, facts.rate)
     source_id = _identity(src)
     spec_key = _digest({"input": source_id, "n_fft": n_fft, "hop": hop})
     params = {"sources": sources, "components": k, "loss": loss, "n_fft": n_fft, "hop": hop,
               "max_iter": max_iter, "tol": tol, "seed": seed}
     key = _digest({"input": source_id, **params})
-    marker = os.path.join(outdir, MARKER)
-    if os.path.exists(marker):
-        with open(marker, encoding="utf-8") as f:
-            done = json.load(f)
+    final, done = outdir, _read_marker(outdir)
+    if done is not None:
         if done.get("key") == key and not overwrite:
             return _result(outdir, done, skipped=True)
-        if not overwrite:
-            raise StoreError(f"{outdir}: holds a complete separation of other input or "
-                             "settings; pass overwrite=True (CLI: --overwrite) to replace it")
-        # The complete one stays whole until the new one is: that is written beside it.
-        final, outdir = outdir, _beside(outdir, "dmf-next")
-        shutil.rmtree(outdir, ignore_errors=True)  # an earlier replacement that was stopped
-        os.makedirs(outdir)
-        marker = os.path.join(outdir, MARKER)
-        resume = False
-    else:
-        final = outdir
+        outdir = _replacement_folder(outdir, overwrite)
 
-    # Files of an earlier separation here (another k, a report) would outlive it.
-    for stale in ("components", "sources"):
-        shutil.rmtree(os.path.join(outdir, stale), ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(outdir, "report.html"))
-    spec_url = os.path.join(outdir, "spectrogram.zarr")
-    nmf_url = os.path.join(outdir, "nmf.zarr")
-    if not _complete_spectrogram(spec_url, spec_key):
-        shutil.rmtree(spec_url, ignore_errors=True)
-        shutil.rmtree(nmf_url, ignore_errors=True)  # fitted to another spectrogram
-        os.makedirs(outdir, exist_ok=True)
-        write_spectrogram(src, spec_url, stft, block_frames=block_frames,
-                          attrs={"key": spec_key})
-    elif not resume:
-        shutil.rmtree(nmf_url, ignore_errors=True)
-
+    _remove_stale_outputs(outdir)
+    spec_url, nmf_url = _spectrogram(src, outdir, stft, spec_key, block_frames=block_frames,
+                                     keep_nmf=opts.resume and outdir == final)
     result = nmf(spec_url, k, loss=loss, solver="mu", init="random", max_iter=max_iter,
-                     tol=tol, seed=seed, options=opts.replace(out=nmf_url, resume=True))
-    import numpy as np
-
-    H = np.asarray(result.H, dtype=np.float64)
-    groups = group_components(H, sources)
-    comp = component_paths(outdir, k)
-    grouped = sources < k
-    src_paths = ([os.path.join(outdir, "sources", f"source-{g}.wav") for g in range(sources)]
-                 if grouped else list(comp))
-    synthesize(src, stft, result.W, H, comp, groups=groups if grouped else (),
-               group_paths=src_paths if grouped else (), block_frames=block_frames)
+                 tol=tol, seed=seed, options=opts.replace(out=nmf_url, resume=True))
+    groups, comp, src_paths = _synthesize(src, outdir, stft, result, sources,
+                                          components=k, block_frames=block_frames)
     done = {"key": key, "input": src, "rate": facts.rate, "seconds": facts.seconds,
             "channels": facts.channels, **params, "groups": groups,
             "n_iter": result.n_iter, "converged": bool(result.converged),
@@ -255,13 +219,92 @@ def separate(
     if report:
         write_report(os.path.join(outdir, "report.html"), spec_url, result, done)
         done["report"] = "report.html"
+    _write_marker(outdir, done)
+    if final != outdir:
+        _move_in(outdir, final)
+    return _result(final, done, skipped=False)
+
+
+def _local_folder(outdir: str) -> str:
+    """OUTDIR as a path: a ``file://`` URL loses its scheme."""
+    if outdir.startswith("file://"):
+        outdir = outdir[len("file://"):]
+    return outdir
+
+
+def _read_marker(outdir: str) -> dict | None:
+    """The facts of the complete separation in OUTDIR, None when there is none."""
+    marker = os.path.join(outdir, MARKER)
+    if not os.path.exists(marker):
+        return None
+    with open(marker, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _replacement_folder(outdir: str, overwrite: bool) -> str:
+    """An empty folder beside OUTDIR for the separation that replaces the
+    complete one in it (refused without ``overwrite``): the complete one stays
+    whole until the new one is."""
+    if not overwrite:
+        raise StoreError(f"{outdir}: holds a complete separation of other input or "
+                         "settings; pass overwrite=True (CLI: --overwrite) to replace it")
+    staged = _beside(outdir, "dmf-next")
+    shutil.rmtree(staged, ignore_errors=True)  # an earlier replacement that was stopped
+    os.makedirs(staged)
+    return staged
+
+
+def _remove_stale_outputs(outdir: str) -> None:
+    """Files of an earlier separation here (another k, a report) would outlive it."""
+    for stale in ("components", "sources"):
+        shutil.rmtree(os.path.join(outdir, stale), ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(outdir, "report.html"))
+
+
+def _spectrogram(src: str, outdir: str, stft: Stft, key: str, *, block_frames: int,
+                 keep_nmf: bool) -> tuple[str, str]:
+    """The spectrogram's and the NMF's URLs in OUTDIR: the spectrogram is
+    written unless a complete one of this ``key`` is there; the NMF's store
+    goes with a rewritten spectrogram and, unless ``keep_nmf``, always."""
+    spec_url = os.path.join(outdir, "spectrogram.zarr")
+    nmf_url = os.path.join(outdir, "nmf.zarr")
+    if not _complete_spectrogram(spec_url, key):
+        shutil.rmtree(spec_url, ignore_errors=True)
+        shutil.rmtree(nmf_url, ignore_errors=True)  # fitted to another spectrogram
+        os.makedirs(outdir, exist_ok=True)
+        write_spectrogram(src, spec_url, stft, block_frames=block_frames,
+                          attrs={"key": key})
+    elif not keep_nmf:
+        shutil.rmtree(nmf_url, ignore_errors=True)
+    return spec_url, nmf_url
+
+
+def _synthesize(src: str, outdir: str, stft: Stft, result, sources: int, *, components: int,
+                block_frames: int) -> tuple[list[list[int]], list[str], list[str]]:
+    """One WAV per component and, when they are grouped (fewer sources than
+    components), one per source; returns the groups, the component files and
+    the source files."""
+    import numpy as np
+
+    H = np.asarray(result.H, dtype=np.float64)
+    groups = group_components(H, sources)
+    comp = component_paths(outdir, components)
+    grouped = sources < components
+    src_paths = ([os.path.join(outdir, "sources", f"source-{g}.wav") for g in range(sources)]
+                 if grouped else list(comp))
+    synthesize(src, stft, result.W, H, comp, groups=groups if grouped else (),
+               group_paths=src_paths if grouped else (), block_frames=block_frames)
+    return groups, comp, src_paths
+
+
+def _write_marker(outdir: str, done: dict) -> None:
+    """The marker, written whole (renamed into place): the separation is complete."""
+    marker = os.path.join(outdir, MARKER)
     tmp = marker + ".part"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(done, f, indent=1)
     os.replace(tmp, marker)
-    if final != outdir:
-        _move_in(outdir, final)
-    return _result(final, done, skipped=False)
 
 
 def _beside(outdir: str, what: str) -> str:
