@@ -176,26 +176,16 @@ def lowrank(
     """
     location = Location.parse(url, storage_options)
     m, n = _check_args(shape, rank, noise, dtype)
-    if not 0.0 < decay <= 1.0:
-        raise InputError(f"decay must be in (0, 1], got {decay}")
+    _check_decay_and_counts(decay, counts, noise)
     if counts is not None:
-        if not np.isfinite(counts) or counts <= 0:
-            raise InputError(f"counts (the mean scale of Poisson counts) must be a positive "
-                             f"number, got {counts}")
-        if noise:
-            raise InputError("counts are Poisson draws already: leave noise at 0")
         nonnegative = True
     dtype = np.dtype(dtype)
     chunks = normalize_chunks(chunks, (m, n), dtype)
     if chunks[1] != n:
         raise InputError(f"lowrank writes row blocks; chunks must span all {n} columns")
 
-    H = _planted_H(seed, rank, n, nonnegative)
-    row_chunks = da.core.normalize_chunks((chunks[0], rank), (m, rank))
-    W = da.map_blocks(_w_block, seed, rank, nonnegative, decay, chunks=row_chunks,
-                      dtype=np.float64)
-    X = W.map_blocks(_x_block, H, seed, noise, nonnegative, dtype, counts,
-                     chunks=(row_chunks[0], (n,)), dtype=dtype)
+    H, W, X = _planted_graphs(seed, rank, (m, n), chunks[0], nonnegative=nonnegative,
+                              decay=decay, noise=noise, dtype=dtype, counts=counts)
     gram_W = W.T @ W
 
     generator = {
@@ -212,12 +202,8 @@ def lowrank(
                              scheduler="threads" if location.is_process_local else None)
         generator["singular_values"] = planted_singular_values(gram, H).tolist()
         if save_factors:
-            zarr.open_group(store=factors.zarr_store(), mode="w", zarr_format=3,
-                            attributes={"dmf": {"kind": "planted-factors", "of": location.name}})
-            save_dense(W.astype(dtype), factors.join("W"), chunks=(chunks[0], rank),
-                       overwrite=True, codec=codec, dims=dimension_names("W", 2))
-            save_dense(H.astype(dtype), factors.join("H"), overwrite=True, codec=codec,
-                       dims=dimension_names("H", 2))
+            _save_factors(factors, location.name, W.astype(dtype), H.astype(dtype),
+                          row_chunk=chunks[0], codec=codec)
             generator["factors"] = factors.name  # relative: the pair moves together
         mark_complete(zarray, generator=generator)
     except BaseException:
@@ -225,6 +211,45 @@ def lowrank(
         raise
     commit_target(staging, location)
     return generator
+
+
+def _check_decay_and_counts(decay: float, counts: float | None, noise: float) -> None:
+    """Refuse a decay outside (0, 1], and counts that are not a positive number
+    or that come with noise."""
+    if not 0.0 < decay <= 1.0:
+        raise InputError(f"decay must be in (0, 1], got {decay}")
+    if counts is not None:
+        if not np.isfinite(counts) or counts <= 0:
+            raise InputError(f"counts (the mean scale of Poisson counts) must be a positive "
+                             f"number, got {counts}")
+        if noise:
+            raise InputError("counts are Poisson draws already: leave noise at 0")
+
+
+def _planted_graphs(seed: int, rank: int, shape: tuple[int, int], row_chunk, *,
+                    nonnegative: bool, decay: float, noise: float, dtype: np.dtype,
+                    counts: float | None) -> tuple[np.ndarray, da.Array, da.Array]:
+    """H, and the lazy W and X = W H (+ noise, or Poisson counts), block by
+    block of rows: each block drawn from its own seeded stream."""
+    m, n = shape
+    H = _planted_H(seed, rank, n, nonnegative)
+    row_chunks = da.core.normalize_chunks((row_chunk, rank), (m, rank))
+    W = da.map_blocks(_w_block, seed, rank, nonnegative, decay, chunks=row_chunks,
+                      dtype=np.float64)
+    X = W.map_blocks(_x_block, H, seed, noise, nonnegative, dtype, counts,
+                     chunks=(row_chunks[0], (n,)), dtype=dtype)
+    return H, W, X
+
+
+def _save_factors(factors: Location, of: str, W: da.Array, H: np.ndarray, *, row_chunk,
+                  codec: str | None) -> None:
+    """W and H, in the generated matrix's dtype, to the group ``factors`` beside it."""
+    zarr.open_group(store=factors.zarr_store(), mode="w", zarr_format=3,
+                    attributes={"dmf": {"kind": "planted-factors", "of": of}})
+    save_dense(W, factors.join("W"), chunks=(row_chunk, H.shape[0]),
+               overwrite=True, codec=codec, dims=dimension_names("W", 2))
+    save_dense(H, factors.join("H"), overwrite=True, codec=codec,
+               dims=dimension_names("H", 2))
 
 
 def _check_args(shape, rank, noise, dtype) -> tuple[int, int]:
