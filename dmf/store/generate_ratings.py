@@ -196,21 +196,8 @@ def ratings(
     factors = factors_location(location)
     user_side = None
     if save_factors:
-        fgroup = zarr.open_group(store=factors.zarr_store(), mode="w", zarr_format=3,
-                                 attributes={"dmf": {"kind": "planted-factors",
-                                                     "of": location.name, "mu": MU}})
-        compressors = codecs.compressors(codec)
-        for key, value in (("Q", Q), ("item_bias", b_item)):
-            fgroup.create_array(key, shape=value.shape, dtype=np.float64,
-                                compressors=compressors,
-                                dimension_names=dimension_names(key, value.ndim))[...] = value
-        # one chunk per group: each is written once, whole
-        user_side = (fgroup.create_array("P", shape=(m, rank), chunks=(group, rank),
-                                         dtype=np.float64, compressors=compressors,
-                                         dimension_names=dimension_names("P", 2)),
-                     fgroup.create_array("user_bias", shape=(m,), chunks=(group,),
-                                         dtype=np.float64, compressors=compressors,
-                                         dimension_names=dimension_names("user_bias", 1)))
+        user_side = _factor_arrays(factors, location.name, Q, b_item, users=m, group=group,
+                                   codec=codec)
         generator["factors"] = factors.name  # relative: the pair moves together
 
     def row_blocks():
@@ -229,6 +216,29 @@ def ratings(
                       nnz_hint=int(m * max(min(MIN_PER_USER, n), density * n) * 1.1) + 16)
     generator["nnz"] = int(dict(g.attrs)["dmf"]["nnz"])
     return generator
+
+
+def _factor_arrays(factors: Location, of: str, Q: np.ndarray, b_item: np.ndarray, *,
+                   users: int, group: int, codec: str | None) -> tuple[zarr.Array, zarr.Array]:
+    """The planted factors' group beside the ratings: the item side written
+    now, the user side (P, user_bias) returned empty, for the groups of users
+    to fill as they are drawn."""
+    rank = Q.shape[1]
+    fgroup = zarr.open_group(store=factors.zarr_store(), mode="w", zarr_format=3,
+                             attributes={"dmf": {"kind": "planted-factors",
+                                                 "of": of, "mu": MU}})
+    compressors = codecs.compressors(codec)
+    for key, value in (("Q", Q), ("item_bias", b_item)):
+        fgroup.create_array(key, shape=value.shape, dtype=np.float64,
+                            compressors=compressors,
+                            dimension_names=dimension_names(key, value.ndim))[...] = value
+    # one chunk per group: each is written once, whole
+    return (fgroup.create_array("P", shape=(users, rank), chunks=(group, rank),
+                                dtype=np.float64, compressors=compressors,
+                                dimension_names=dimension_names("P", 2)),
+            fgroup.create_array("user_bias", shape=(users,), chunks=(group,),
+                                dtype=np.float64, compressors=compressors,
+                                dimension_names=dimension_names("user_bias", 1)))
 
 
 def _check_args(users, items, density, rank, noise, dtype) -> tuple[int, int]:
