@@ -270,19 +270,10 @@ def svd(
         k = check_k(k, X.shape)
     if isinstance(n_oversamples, bool) or not isinstance(n_oversamples, int) or n_oversamples < 0:
         raise InputError(f"n_oversamples must be an integer >= 0, got {n_oversamples!r}")
-    requested, reason = method, None
-    if method == "auto":
-        method, reason = choose_method(X.shape, X.dtype, k, n_oversamples=n_oversamples,
-                                       sparse=is_sparse_dask(X))
-    elif method in ("gram", "tsqr") and X.shape[0] < X.shape[1]:
-        raise InputError(f"method={method!r} needs a tall X (m >= n), got {X.shape[0]} x "
-                         f"{X.shape[1]}: pass its transpose X.T (whose U, S, Vt are this "
-                         "X's Vt.T, S, U.T), or use method='auto' or 'randomized'")
+    requested = method
+    method, reason = _resolved_method(method, X, k, n_oversamples)
     k = min(X.shape) if k is None else k
-    if n_iter == "auto":
-        n_iter = auto_n_iter(k, X.shape)
-    elif isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
-        raise InputError(f"n_iter must be 'auto' or an integer >= 0, got {n_iter!r}")
+    n_iter = _checked_n_iter(n_iter, k, X.shape)
     X = cache_input(X, cache)
     if method in ("gram", "tsqr"):  # the n x n side must be the small one (auto only)
         transposed = X.shape[0] < X.shape[1]
@@ -299,6 +290,28 @@ def svd(
     result = run(solver, A, seed=seed, max_iter=max_steps, tol=0.0 if tol is None else tol,
                  options=opts, input_token=token)
     return SVDResult.from_run(result, method)
+
+
+def _resolved_method(method: str, X, k: int | None, n_oversamples: int) -> tuple[str, str | None]:
+    """The method to run and, for ``"auto"``, why it was chosen; a named
+    method that needs a tall X refuses a wide one."""
+    if method == "auto":
+        return choose_method(X.shape, X.dtype, k, n_oversamples=n_oversamples,
+                             sparse=is_sparse_dask(X))
+    if method in ("gram", "tsqr") and X.shape[0] < X.shape[1]:
+        raise InputError(f"method={method!r} needs a tall X (m >= n), got {X.shape[0]} x "
+                         f"{X.shape[1]}: pass its transpose X.T (whose U, S, Vt are this "
+                         "X's Vt.T, S, U.T), or use method='auto' or 'randomized'")
+    return method, None
+
+
+def _checked_n_iter(n_iter: int | str, k: int, shape: tuple[int, int]) -> int:
+    """Power iterations: ``"auto"`` chosen from k and the shape, else an integer >= 0."""
+    if n_iter == "auto":
+        return auto_n_iter(k, shape)
+    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
+        raise InputError(f"n_iter must be 'auto' or an integer >= 0, got {n_iter!r}")
+    return n_iter
 
 
 def _method_solver(method: str, k: int, A, *, transposed: bool, n_oversamples: int, n_iter: int,
