@@ -21,7 +21,8 @@ below it:
 
 =========== ==============================================================
 base        modules every layer may use: ``errors``, ``wording``,
-            ``_version``, ``lazy`` (the lazy packages' loader), ``params`` (the estimators' parameter protocol)
+            ``_version``, ``lazy`` (the lazy packages' loader), ``params``
+            (the estimators' parameter protocol)
 store       ``dmf.store`` (Zarr I/O, ingest)
 blocks      the row pass: ``dmf.blocks`` (NMF's solvers use it), and
             ``dmf.linalg.products`` and ``dmf.cf.passes``, which still build
