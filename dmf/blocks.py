@@ -55,18 +55,29 @@ def on_blocks(func, X_block, W_block, H, *args):
     return np.reshape(func(X_block, W_block, H, *args), (1, 1, 1))
 
 
-def per_row_grid(func, X: da.Array, W: da.Array, H: np.ndarray, *args, dtype) -> da.Array:
+def one_key(A) -> da.Array:
+    """A small factor (numpy or dask) as a dask array of a single chunk: one
+    graph key, sent to each worker once rather than embedded in every task."""
+    if isinstance(A, da.Array):
+        return A.rechunk(A.shape)
+    return da.from_array(A, chunks=A.shape)
+
+
+def per_row_grid(func, X: da.Array, W: da.Array, H, *args, dtype) -> da.Array:
     """``func(X_b, W_b, H, *args)`` (one value or object per row) for each
     block row b of an X with whole rows (:func:`full_rows`), as an r x 1 x 1
-    grid. An argument that is a 1-D dask array goes in block by block (in
-    X's row blocks); the others as they are. No index is contracted, so dask
-    fuses each chunk's read into its task (see
+    grid. H (numpy or dask) goes whole, as one key: k x n (NMF's H) or n x k
+    (the other side's factor of a CF half-step), k being W's width. An
+    argument that is a 1-D dask array goes in block by block (in X's row
+    blocks); the others as they are. No index is contracted, so dask fuses
+    each chunk's read into its task and copies no block (see
     :func:`dmf.linalg.products.whole_rows`)."""
-    H_key = da.from_array(H, chunks=H.shape)
+    H_key = one_key(H)
+    H_index = "kj" if H.shape == (W.shape[1], X.shape[1]) else "jk"
     indexed = [a for arg in args
                for a in ((arg, "i") if isinstance(arg, da.Array) else (arg, None))]
     return da.blockwise(on_blocks, "ijk", func, None, X, "ij", W.rechunk((X.chunks[0], -1)),
-                        "ik", H_key, "kj", *indexed,
+                        "ik", H_key, H_index, *indexed,
                         adjust_chunks={"i": 1, "j": 1, "k": 1}, dtype=dtype,
                         meta=np.empty((0, 0, 0), dtype=dtype))
 
@@ -114,12 +125,13 @@ def packed(func: Callable, parts: Parts) -> Callable:
     return functools.partial(_packed_task, func, dict(parts))
 
 
-def row_pass(func: Callable, X: da.Array, W: da.Array, H: np.ndarray, *args,
+def row_pass(func: Callable, X: da.Array, W: da.Array, H, *args,
              parts: Parts) -> tuple[da.Array, dict[str, np.ndarray]]:
     """Run ``func(X_b, W_b, H, *args) -> (new W_b, {name: partial sum})`` on
-    every block row of X (whole rows: :func:`full_rows`): the new W
-    (persisted) and the sums, each added up over the blocks in float64, from
-    one read of X. ``parts`` names the sums and gives their shapes."""
+    every block row of X (whole rows: :func:`full_rows`; H whole, as
+    :func:`per_row_grid` takes it): the new W (persisted, in X's row blocks)
+    and the sums, each added up over the blocks in float64, from one read of
+    X. ``parts`` names the sums and gives their shapes."""
     k = W.shape[1]
     size = size_of(parts)
     grid = per_row_grid(packed(func, parts), X, W, H, *args, dtype=object)
@@ -133,5 +145,5 @@ def row_pass(func: Callable, X: da.Array, W: da.Array, H: np.ndarray, *args,
     return W_new, unpack(np.asarray(sums.compute()), parts)
 
 
-__all__ = ["Parts", "full_rows", "on_blocks", "pack", "packed", "per_row", "per_row_grid",
-           "row_pass", "size_of", "unpack"]
+__all__ = ["Parts", "full_rows", "on_blocks", "one_key", "pack", "packed", "per_row",
+           "per_row_grid", "row_pass", "size_of", "unpack"]

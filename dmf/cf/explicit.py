@@ -37,8 +37,9 @@ import dask
 import dask.array as da
 import numpy as np
 
+from dmf.blocks import row_pass
 from dmf.cf.model import result_arrays
-from dmf.cf.passes import as_csr, bounded_rows, half_step, packed, random_rows
+from dmf.cf.passes import OBJECTIVE_PARTS, as_csr, bounded_rows, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
 
 #: Scale of the random start of the item factors (the user factors are
@@ -58,9 +59,9 @@ class RowSolve:
 
 
 def _half_rows(block, own_b, other, errors, how: RowSolve):
-    """New rows x_u = [p_u, b_u] of one block (compiled, one call), and
-    (sum n_u |x_u|^2, squared error of the new rows, ratings) for the
-    objective."""
+    """New rows x_u = [p_u, b_u] of one block (compiled, one call), and the
+    objective's sums (:data:`dmf.cf.passes.OBJECTIVE_PARTS`): sum n_u
+    |x_u|^2, the new rows' squared error (if ``errors``), the ratings."""
     from dmf.cf import kernels  # numba: imported by the tasks that need it
 
     mu, k, biases, reg = how.mu, how.k, how.biases, how.reg
@@ -69,7 +70,7 @@ def _half_rows(block, own_b, other, errors, how: RowSolve):
     new = np.empty((block.shape[0], own_b.shape[1]))
     penalty, sq_err = kernels.explicit_rows(*kernels.csr_arrays(block), other, new, float(mu),
                                             k, biases, float(reg), errors)
-    return packed(new, [penalty, sq_err, float(block.nnz)])
+    return new, {"penalty": penalty, "sq_err": sq_err, "count": float(block.nnz)}
 
 
 class ExplicitSolver(Solver):
@@ -87,12 +88,12 @@ class ExplicitSolver(Solver):
         self.by_item = bounded_rows(ratings.by_item, self.width)
         self.how = RowSolve(mu, k, biases, reg)
 
-    def user_rows(self, V) -> tuple[da.Array, np.ndarray]:
+    def user_rows(self, V) -> tuple[da.Array, dict[str, np.ndarray]]:
         """U solved from V (the user half-step; U's previous value is never
         read, so a lazy zeros stands for it)."""
         by_user, width = self.by_user, self.width
         start = da.zeros((by_user.shape[0], width), chunks=(by_user.chunks[0], (width,)))
-        return half_step(_half_rows, by_user, start, V, False, self.how, size=3)
+        return row_pass(_half_rows, by_user, start, V, False, self.how, parts=OBJECTIVE_PARTS)
 
     def init(self, _X, ctx: Context) -> State:
         seed = int(ctx.rng.integers(2**63))
@@ -101,11 +102,12 @@ class ExplicitSolver(Solver):
         return {"V": V, "V_before": V, "rmse": float("nan")}
 
     def step(self, _X, state: State, _ctx: Context) -> tuple[State, Stats]:
-        U, (user_penalty, _, _) = self.user_rows(state["V"])
-        V, (item_penalty, sq_err, count) = half_step(_half_rows, self.by_item, state["V"], U,
-                                                     True, self.how, size=3)
-        loss = sq_err + self.reg * (user_penalty + item_penalty)
-        rmse = float(np.sqrt(sq_err / count))
+        U, user = self.user_rows(state["V"])
+        V, item = row_pass(_half_rows, self.by_item, state["V"], U, True, self.how,
+                           parts=OBJECTIVE_PARTS)
+        sq_err = float(item["sq_err"])
+        loss = sq_err + self.reg * (float(user["penalty"]) + float(item["penalty"]))
+        rmse = float(np.sqrt(sq_err / float(item["count"])))
         # U is not kept: holding the old U while the next one is solved would
         # hold two user factors at once
         return ({"V": V, "V_before": state["V"], "rmse": rmse},

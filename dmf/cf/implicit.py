@@ -27,8 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dmf.blocks import row_pass
 from dmf.cf.explicit import finish
-from dmf.cf.passes import as_csr, bounded_rows, half_step, packed, random_rows
+from dmf.cf.passes import as_csr, bounded_rows, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
 
 #: The ``implicit`` package's start: small factors.
@@ -46,8 +47,8 @@ class RowSolve:
 
 
 def _half_rows(block, own_b, other, gram, losses, how: RowSolve):
-    """New rows of one block by CG (compiled, one call), and (|X_b|^2,
-    X_b^T X_b, the nonzero terms of the objective)."""
+    """New rows of one block by CG (compiled, one call), and their sums
+    (:func:`gram_parts`)."""
     from dmf.cf import kernels  # numba: imported by the tasks that need it
 
     alpha, reg, steps = how.alpha, how.reg, how.steps
@@ -58,8 +59,14 @@ def _half_rows(block, own_b, other, gram, losses, how: RowSolve):
     new = np.array(own_b, dtype=np.float64, order="C")
     nz = kernels.implicit_rows(*kernels.csr_arrays(block), Y, A0, new, float(alpha), int(steps),
                                losses)
-    return packed(new, np.concatenate([[float(np.vdot(new, new))], (new.T @ new).ravel(),
-                                       [nz]]))
+    return new, {"sq_norm": float(np.vdot(new, new)), "gram": new.T @ new, "nonzero_terms": nz}
+
+
+def gram_parts(k: int) -> dict[str, tuple[int, ...]]:
+    """The named sums of :func:`_half_rows`: |X|^2 of the new rows X (the
+    penalty), X^T X (the next half-step's Gram matrix, and the objective's
+    trace term) and the objective's terms over the nonzeros."""
+    return {"sq_norm": (), "gram": (k, k), "nonzero_terms": ()}
 
 
 def _gram_of(V) -> np.ndarray:
@@ -79,7 +86,6 @@ class ImplicitSolver(Solver):
         self.ratings, self.k, self.reg, self.params = ratings, k, reg, params
         self.by_user = bounded_rows(ratings.by_user, k)
         self.by_item = bounded_rows(ratings.by_item, k)
-        self.size = 1 + k * k + 1
         self.how = RowSolve(alpha, reg, cg_steps)
 
     def init(self, _X, ctx: Context) -> State:
@@ -89,14 +95,15 @@ class ImplicitSolver(Solver):
         return {"U": U, "V": V, "VtV": _gram_of(V)}
 
     def step(self, _X, state: State, _ctx: Context) -> tuple[State, Stats]:
-        k, size = self.k, self.size
-        U, sums = half_step(_half_rows, self.by_user, state["U"], state["V"], state["VtV"],
-                            False, self.how, size=size)
-        UtU = sums[1:1 + k * k].reshape(k, k)
-        V, vsums = half_step(_half_rows, self.by_item, state["V"], U, UtU, True, self.how,
-                             size=size)
-        VtV = vsums[1:1 + k * k].reshape(k, k)
-        loss = float(np.vdot(UtU, VtV)) + vsums[-1] + self.reg * (sums[0] + vsums[0])
+        parts = gram_parts(self.k)
+        U, user = row_pass(_half_rows, self.by_user, state["U"], state["V"], state["VtV"],
+                           False, self.how, parts=parts)
+        UtU = user["gram"]
+        V, item = row_pass(_half_rows, self.by_item, state["V"], U, UtU, True, self.how,
+                           parts=parts)
+        VtV = item["gram"]
+        loss = (float(np.vdot(UtU, VtV)) + float(item["nonzero_terms"])
+                + self.reg * (float(user["sq_norm"]) + float(item["sq_norm"])))
         return {"U": U, "V": V, "VtV": VtV}, Stats(loss=loss)
 
     def result(self, _X, state: State):

@@ -22,9 +22,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
+from dmf.blocks import row_pass
 from dmf.cf.explicit import finish
 from dmf.cf.normal import row_of_each, rowwise_dot
-from dmf.cf.passes import as_csr, bounded_rows, half_step, packed, random_rows, row_groups
+from dmf.cf.passes import OBJECTIVE_PARTS, as_csr, bounded_rows, random_rows, row_groups
 from dmf.engine.driver import Context, Solver, State, Stats
 
 #: Denominators are kept at least this (a zero one would divide by zero;
@@ -33,8 +34,9 @@ EPSILON = np.finfo(np.float64).eps
 
 
 def _half_rows(block, own_b, other, reg, errors):
-    """Multiplicative update of one block's rows, and (sum n_u |w_u|^2,
-    squared error of the updated rows)."""
+    """Multiplicative update of one block's rows, and the objective's sums
+    (:data:`dmf.cf.passes.OBJECTIVE_PARTS`): sum n_u |w_u|^2, the updated
+    rows' squared error (if ``errors``), the ratings."""
     block = as_csr(block)
     H = np.asarray(other, dtype=np.float64)
     new = np.empty((block.shape[0], H.shape[1]))
@@ -55,7 +57,7 @@ def _half_rows(block, own_b, other, reg, errors):
         if errors:
             e = sub.data - rowwise_dot(W[rows], Hg)
             sq_err += float(e @ e)
-    return packed(new, [penalty, sq_err, float(block.nnz)])
+    return new, {"penalty": penalty, "sq_err": sq_err, "count": float(block.nnz)}
 
 
 class MaskedSolver(Solver):
@@ -82,12 +84,13 @@ class MaskedSolver(Solver):
 
     def step(self, _X, state: State, _ctx: Context) -> tuple[State, Stats]:
         reg = self.reg
-        U, (user_penalty, _, _) = half_step(_half_rows, self.by_user, state["U"], state["V"],
-                                            reg, False, size=3)
-        V, (item_penalty, sq_err, count) = half_step(_half_rows, self.by_item, state["V"], U,
-                                                     reg, True, size=3)
-        rmse = float(np.sqrt(sq_err / count))
-        loss = sq_err + reg * (user_penalty + item_penalty)
+        U, user = row_pass(_half_rows, self.by_user, state["U"], state["V"], reg, False,
+                           parts=OBJECTIVE_PARTS)
+        V, item = row_pass(_half_rows, self.by_item, state["V"], U, reg, True,
+                           parts=OBJECTIVE_PARTS)
+        sq_err = float(item["sq_err"])
+        rmse = float(np.sqrt(sq_err / float(item["count"])))
+        loss = sq_err + reg * (float(user["penalty"]) + float(item["penalty"]))
         return {"U": U, "V": V, "rmse": rmse}, Stats(loss=loss, extra={"train_rmse": rmse})
 
     def result(self, _X, state: State):

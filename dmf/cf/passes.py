@@ -1,13 +1,13 @@
-"""One pass over a view of the ratings: the plumbing the CF solvers share.
+"""What the CF solvers' passes over a view of the ratings share.
 
 A half-step of ALS (or of masked NMF) reads one view of the ratings,
-``by_user`` or ``by_item``, once: one task per row block gets the block, its
-own rows of the factor being solved for, and the whole factor of the other
-side as a single graph key (sent to each worker once, as
-:func:`dmf.blocks.row_pass` sends H). It returns the block's new rows and a
-flat vector of sums (objective terms, Gram matrices), which dask's tree adds
-up in an order fixed by the chunks. The new rows and the sums are persisted
-together, so each block is read once.
+``by_user`` or ``by_item``, once, by :func:`dmf.blocks.row_pass`: one task
+per row block gets the block, its own rows of the factor being solved for,
+and the whole factor of the other side as a single graph key (sent to each
+worker once). It returns the block's new rows and named sums (objective
+terms, Gram matrices: :data:`OBJECTIVE_PARTS`), which dask's tree adds up
+in an order fixed by the chunks. Here: the bound on a task's rows, the
+sub-blocks of a task's ratings, the random start, the ratings' facts.
 """
 
 from __future__ import annotations
@@ -17,7 +17,11 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.linalg.products import part_of, stacked_sum
+#: The named sums of a half-step that solves (or scores) rows with an
+#: objective of squared errors and count-weighted penalties: sum n_u |x_u|^2
+#: of the block's rows, their squared error (0 where not asked for) and the
+#: block's ratings.
+OBJECTIVE_PARTS = {"penalty": (), "sq_err": (), "count": ()}
 
 #: Ratings handled at a time inside a block task: bounds the gathered
 #: factor rows (ratings x k float64) to a few tens of MiB whatever the block.
@@ -54,14 +58,6 @@ def bounded_rows(view: da.Array, width: int, budget: int = TASK_BYTES) -> da.Arr
     return view.rechunk((tuple(chunks), view.chunks[1]))
 
 
-def one_key(A) -> da.Array:
-    """``A`` (numpy or dask) as a dask array of a single chunk."""
-    if isinstance(A, da.Array):
-        return A.rechunk(A.shape)
-    A = np.asarray(A, dtype=np.float64)
-    return da.from_array(A, chunks=A.shape)
-
-
 def row_groups(indptr: np.ndarray, budget: int = SUB_RATINGS):
     """Row ranges of a CSR block holding about ``budget`` ratings each (at
     least one row each)."""
@@ -80,58 +76,6 @@ def as_csr(block) -> scipy.sparse.csr_matrix:
     if not block.has_canonical_format:
         block.sum_duplicates()
     return block
-
-
-def half_step(func, view: da.Array, own: da.Array, other, *args, size: int):
-    """``func(view_b, own_b, other, *args) -> (new own_b, sums)`` on every
-    row block of ``view``, ``other`` whole (one graph key).
-
-    Returns the new ``own`` (persisted, ``view``'s row blocks) and the sums
-    added up (a numpy vector of length ``size``), from one read of ``view``.
-    """
-    width = own.shape[1]
-    own = own.rechunk((view.chunks[0], (width,)))
-    other = one_key(other)
-    extra = [a for arg in args for a in (arg, None)]
-    # concatenate=False: dask's concatenation copies even a single block, and
-    # own and other are single blocks along their contracted axes (a copy of
-    # the whole other factor per task)
-    packed = da.blockwise(on_whole_blocks, "i", func, None, view, "ij", own, "ik", other, "lm",
-                          *extra, concatenate=False, adjust_chunks={"i": 1}, dtype=object,
-                          meta=np.empty((0,), dtype=object))
-    new = packed.map_blocks(part_of, 0, False, new_axis=1, chunks=(view.chunks[0], (width,)),
-                            dtype=np.float64, meta=np.empty((0, 0)))
-    sums = stacked_sum(packed.map_blocks(part_of, 1, False, new_axis=1,
-                                         chunks=((1,) * view.numblocks[0], (size,)),
-                                         dtype=np.float64, meta=np.empty((0, 0))))
-    new, sums = dask.persist(new, sums)  # one persist: each block read once
-    return new, np.asarray(sums.compute(), dtype=np.float64)
-
-
-def _whole(parts):
-    """The one block of a contracted index (nested lists of blocks), or
-    their concatenation where there are several."""
-    while isinstance(parts, list) and len(parts) == 1:
-        parts = parts[0]
-    if not isinstance(parts, list):
-        return parts
-    from dask.array.core import concatenate3
-
-    return concatenate3(parts)
-
-
-def on_whole_blocks(func, view_b, own_b, other, *args):
-    """``func(view block, own block, other, *args)`` of a blockwise task
-    built with ``concatenate=False``."""
-    return func(_whole(view_b), _whole(own_b), _whole(other), *args)
-
-
-def packed(rows: np.ndarray, sums) -> np.ndarray:
-    """A task's (new rows, flat sums) as the one-element object block
-    :func:`half_step` expects."""
-    out = np.empty(1, dtype=object)
-    out[0] = (rows, np.asarray(sums, dtype=np.float64).ravel()[None])
-    return out
 
 
 def _facts(block) -> np.ndarray:

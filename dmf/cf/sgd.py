@@ -46,20 +46,13 @@ import dask
 import dask.array as da
 import numpy as np
 
+from dmf.blocks import one_key, per_row_grid, row_pass
 from dmf.cf.checks import checked_ratings, integer, number
 from dmf.cf.explicit import finish
 from dmf.cf.fitting import fit_model
 from dmf.cf.model import LatentFactors
 from dmf.cf.params import LATENT_CONSTRAINTS, LatentFactorsMixin
-from dmf.cf.passes import (
-    as_csr,
-    bounded_rows,
-    half_step,
-    on_whole_blocks,
-    one_key,
-    packed,
-    random_rows,
-)
+from dmf.cf.passes import OBJECTIVE_PARTS, as_csr, bounded_rows, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.linalg.products import part_of
@@ -101,27 +94,27 @@ def sgd_block(block, Ub, V, seed: int, index: int, rule: Rule):
 
 def _epoch(by_user: da.Array, U: da.Array, V: np.ndarray, seed, order, rule: Rule):
     """The chain of one epoch: block tasks in ``order``, each handing the
-    item side to the next. Returns (U, V, [sum of e^2, user penalty]), lazy."""
+    item side to the next. Returns (U, V, [sum of e^2, user penalty]), lazy.
+
+    Not a :func:`dmf.blocks.row_pass`: the item side is not a sum of the
+    blocks' parts but passed down the chain, each task updating what the
+    previous one returned. Each task is :func:`dmf.blocks.per_row_grid` of
+    one block (the block, its rows of U, the item side as one key)."""
     U = U.rechunk((by_user.chunks[0], (U.shape[1],)))
-    item_side = one_key(V)
+    item_side = one_key(np.asarray(V, dtype=np.float64))
     new_rows: dict[int, da.Array] = {}
     errors = []
     for b in order:
         b = int(b)
-        # blockwise without concatenation: map_blocks' drop_axis copied the
-        # U block and V into every task
-        task = da.blockwise(on_whole_blocks, "i", sgd_block, None, by_user.blocks[b], "ij",
-                            U.blocks[b], "ik", item_side, "lm", seed, None, b, None, rule, None,
-                            concatenate=False,
-                            adjust_chunks={"i": 1}, dtype=object,
-                            meta=np.empty((0,), dtype=object))
-        new_rows[b] = task.map_blocks(part_of, 0, False, new_axis=1,
+        task = per_row_grid(sgd_block, by_user.blocks[b], U.blocks[b], item_side, seed, b, rule,
+                            dtype=object)
+        new_rows[b] = task.map_blocks(part_of, 0, False, drop_axis=2,
                                       chunks=(by_user.chunks[0][b:b + 1], (U.shape[1],)),
                                       dtype=np.float64, meta=np.empty((0, 0)))
-        item_side = task.map_blocks(part_of, 1, False, new_axis=1,
+        item_side = task.map_blocks(part_of, 1, False, drop_axis=2,
                                     chunks=((V.shape[0],), (V.shape[1],)),
                                     dtype=np.float64, meta=np.empty((0, 0)))
-        errors.append(task.map_blocks(part_of, 2, True, new_axis=1, chunks=((1,), (2,)),
+        errors.append(task.map_blocks(part_of, 2, True, drop_axis=2, chunks=((1,), (2,)),
                                       dtype=np.float64, meta=np.empty((0, 0))))
     U_new = da.concatenate([new_rows[b] for b in range(by_user.numblocks[0])], axis=0)
     # summed in block order, whatever the epoch's order
@@ -131,15 +124,15 @@ def _epoch(by_user: da.Array, U: da.Array, V: np.ndarray, seed, order, rule: Rul
 
 
 def _penalty_rows(block, own_b, other, mu, k, biases):
-    """sum n_u |x_u|^2 and the squared errors of a block's rows (no update:
-    the exact objective of the factors as they are), compiled, one call."""
+    """A block's rows as they are (no update) and the exact objective's sums
+    of them (:data:`dmf.cf.passes.OBJECTIVE_PARTS`), compiled, one call."""
     from dmf.cf import kernels  # numba: imported by the tasks that need it
 
     block = as_csr(block)
     x = kernels.aligned(own_b)
     penalty, sq_err = kernels.objective_rows(*kernels.csr_arrays(block), kernels.aligned(other),
                                              x, float(mu), k, biases)
-    return packed(x, [penalty, sq_err, float(block.nnz)])
+    return x, {"penalty": penalty, "sq_err": sq_err, "count": float(block.nnz)}
 
 
 class SgdSolver(Solver):
@@ -182,10 +175,11 @@ class SgdSolver(Solver):
         # by users: each task reads its own users' rows in order and the
         # small item side at random (by items, every rating fetched a random
         # user row: measured slower)
-        _, (user_penalty, sq_err, count) = half_step(_penalty_rows, by_user, U, V, mu, k, True,
-                                                     size=3)
+        _, user = row_pass(_penalty_rows, by_user, U, np.asarray(V, dtype=np.float64), mu, k,
+                           True, parts=OBJECTIVE_PARTS)
+        sq_err, user_penalty = float(user["sq_err"]), float(user["penalty"])
         item_penalty = float(state["item_counts"] @ np.einsum("ij,ij->i", V, V))
-        rmse = float(np.sqrt(sq_err / count))
+        rmse = float(np.sqrt(sq_err / float(user["count"])))
         return finish(self.ratings, U.rechunk((by_user.chunks[0], (self.width,))), V, k,
                       biases=True, mu=mu,
                       meta={"algorithm": "cf-sgd", "train_rmse": rmse,
