@@ -25,14 +25,14 @@ from __future__ import annotations
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
-import dask
 import dask.array as da
 import numpy as np
 
+from dmf.blocks import full_rows, row_pass
 from dmf.cf.data import Ratings, as_ratings
-from dmf.cf.rows import as_csr, as_index, full_rows
+from dmf.cf.rows import as_csr, as_index
 from dmf.errors import InputError
-from dmf.linalg.products import part_of, stacked_sum
+from dmf.linalg.products import stacked_sum
 from dmf.params import Estimator, Interval
 
 # -- per block ---------------------------------------------------------------------
@@ -47,18 +47,17 @@ def _stats_block(block):
     return np.concatenate([sums, counts, [X.data.sum(), X.nnz]])[None]
 
 
-def _sweep_block(block, b_i, mu, reg_user):
-    """The block's users' new b_u (from b_i), and each item's sum over the
-    block of r_ui - mu - b_u with those new b_u, packed as one object."""
+def _sweep_block(block, _b_u, b_i_row, mu, reg_user):
+    """The block's users' new b_u (from b_i, a 1 x n row), as a column, and
+    the named sum ``item_sums``: each item's r_ui - mu - b_u over the block,
+    with those new b_u."""
     X = as_csr(block)
     counts = np.diff(X.indptr)
     rows = np.repeat(np.arange(X.shape[0]), counts)
-    resid = X.data - mu - b_i[X.indices]
+    resid = X.data - mu - b_i_row[0][X.indices]
     b_u = np.bincount(rows, weights=resid, minlength=X.shape[0]) / (reg_user + counts)
     item_sums = np.bincount(X.indices, weights=X.data - mu - b_u[rows], minlength=X.shape[1])
-    out = np.empty(1, dtype=object)
-    out[0] = (b_u, item_sums)
-    return out
+    return b_u[:, None], {"item_sums": item_sums}
 
 
 # -- passes ------------------------------------------------------------------------
@@ -78,19 +77,13 @@ def _rating_stats(X: da.Array) -> tuple[float, np.ndarray, np.ndarray]:
 
 def _sweep(X: da.Array, b_i: np.ndarray, mu: float, reg_user: float
            ) -> tuple[np.ndarray, np.ndarray]:
-    """One pass: the users' b_u from ``b_i`` and the item sums for the next b_i."""
-    n = X.shape[1]
-    b_i_key = da.from_array(b_i, chunks=(X.chunks[1],))  # one graph key, sent once
-    packed = da.blockwise(_sweep_block, "i", X, "ij", b_i_key, "j", mu, None, reg_user, None,
-                          adjust_chunks={"i": 1}, concatenate=True, dtype=object,
-                          meta=np.empty((0,), dtype=object))
-    b_u = packed.map_blocks(part_of, 0, False, chunks=(X.chunks[0],), dtype=np.float64,
-                            meta=np.empty((0,)))
-    sums = stacked_sum(packed.map_blocks(part_of, 1, True, new_axis=1,
-                                         chunks=((1,) * X.numblocks[0], (n,)),
-                                         dtype=np.float64, meta=np.empty((0, 0))))
-    b_u, sums = dask.compute(b_u, sums)  # both from the same tasks: one read
-    return np.asarray(b_u), np.asarray(sums)
+    """One pass (:func:`dmf.blocks.row_pass`, b_u as an m x 1 factor and b_i
+    as a 1 x n one): the users' b_u from ``b_i`` and the item sums for the
+    next b_i."""
+    start = da.zeros((X.shape[0], 1), chunks=(X.chunks[0], (1,)))  # never read
+    b_u, sums = row_pass(_sweep_block, X, start, b_i[None], mu, reg_user,
+                         parts={"item_sums": (X.shape[1],)})
+    return np.asarray(b_u.compute())[:, 0], sums["item_sums"]
 
 
 # -- public ------------------------------------------------------------------------
