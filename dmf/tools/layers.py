@@ -24,10 +24,10 @@ base        modules every layer may use: ``errors``, ``wording``,
             ``_version``, ``lazy`` (the lazy packages' loader), ``params``
             (the estimators' parameter protocol)
 store       ``dmf.store`` (Zarr I/O, ingest)
-blocks      the row pass: ``dmf.blocks`` (NMF's solvers use it), and
-            ``dmf.linalg.products`` and ``dmf.cf.passes``, which still build
-            their own per-row-block graphs until line 2 of issue 27 moves
-            them onto ``dmf.blocks``.
+blocks      the row pass: ``dmf.blocks`` (NMF's and CF's solvers use it),
+            and ``dmf.linalg.products``, which still builds its own
+            per-row-block graphs until line 2 of issue 27 moves it onto
+            ``dmf.blocks``.
 engine      ``dmf.engine`` (the loop, checkpoints, cluster; knows no algorithm)
 algorithms  ``dmf.linalg``, ``dmf.nmf``, ``dmf.cf``, and ``validation``
             (the estimators' input checks and small-input scheduler, used
@@ -59,7 +59,7 @@ so the count only goes down.
 
 Examples
 --------
->>> layer_of("dmf.cf.passes"), layer_of("dmf.cf.als"), layer_of("dmf.errors")
+>>> layer_of("dmf.blocks"), layer_of("dmf.cf.passes"), layer_of("dmf.errors")
 ('blocks', 'algorithms', 'base')
 """
 
@@ -87,7 +87,6 @@ LAYER_OF = {
     "dmf.store": "store",
     "dmf.blocks": "blocks",
     "dmf.linalg.products": "blocks",
-    "dmf.cf.passes": "blocks",
     "dmf.engine": "engine",
     "dmf.linalg": "algorithms",
     "dmf.nmf": "algorithms",
