@@ -186,22 +186,22 @@ def latent_rows(block, *, Q: np.ndarray, item_bias: np.ndarray, mu: float, fold:
         biases = fold["biases"]
         V = np.c_[Q, item_bias] if biases else Q
         start = np.empty((m, V.shape[1]))
-        packed = explicit._half_rows(block, start, V, False,
-                                     explicit.RowSolve(mu if biases else 0.0, k, biases,
-                                                       fold["reg"]))
+        rows, _ = explicit._half_rows(block, start, V, False,
+                                      explicit.RowSolve(mu if biases else 0.0, k, biases,
+                                                        fold["reg"]))
     elif fold["kind"] == "implicit":
-        packed = implicit._half_rows(block, np.zeros((m, k)), Q, Q.T @ Q, False,
-                                     implicit.RowSolve(fold["alpha"], fold["reg"],
-                                                       max(k, fold["cg_steps"])))
+        rows, _ = implicit._half_rows(block, np.zeros((m, k)), Q, Q.T @ Q, False,
+                                      implicit.RowSolve(fold["alpha"], fold["reg"],
+                                                        max(k, fold["cg_steps"])))
     else:  # masked NMF: from sqrt(row mean / k), the scale of the fit's start
         counts = np.diff(block.indptr)
         sums = np.bincount(np.repeat(np.arange(m), counts), weights=block.data, minlength=m)
         means = np.divide(sums, counts, out=np.zeros(m), where=counts > 0)
         W = np.repeat(np.sqrt(np.maximum(means, masked.EPSILON) / k)[:, None], k, axis=1)
         for _ in range(MASKED_STEPS):
-            W = masked._half_rows(block, W, Q, fold["reg"], False)[0][0]
+            W, _ = masked._half_rows(block, W, Q, fold["reg"], False)
         return W
-    return packed[0][0]
+    return rows
 
 
 def latent_ratings(Z, *, Q: np.ndarray, item_bias: np.ndarray, mu: float, biases: bool
