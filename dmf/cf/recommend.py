@@ -31,8 +31,9 @@ import scipy.sparse
 import zarr
 
 from dmf._version import __version__
+from dmf.blocks import full_rows
 from dmf.cf.data import Ratings, as_ratings
-from dmf.cf.rows import as_csr, block_bounds, full_rows, user_rows
+from dmf.cf.rows import as_csr, block_bounds, user_rows
 from dmf.errors import DmfWarning, InputError, StoreError, warn
 from dmf.linalg.products import stacked_sum
 from dmf.store.dense import commit_target, dmf_attrs, prepare_target

@@ -20,11 +20,6 @@ import scipy.sparse
 from dmf.errors import InputError
 
 
-def full_rows(x: da.Array) -> da.Array:
-    """``x`` with whole rows per block (a no-op for dmf's views)."""
-    return x if x.numblocks[1] == 1 else x.rechunk({1: -1})
-
-
 def block_bounds(x: da.Array, block_rows: int | None = None) -> list[tuple[int, int]]:
     """(start, stop) of each row block of ``x``, or of blocks of
     ``block_rows`` rows when given."""
