@@ -145,5 +145,21 @@ def row_pass(func: Callable, X: da.Array, W: da.Array, H, *args,
     return W_new, unpack(np.asarray(sums.compute()), parts)
 
 
+def _summed_task(X_block, func, parts: Parts, *args) -> np.ndarray:
+    """``func``'s named sums of one block row, packed as a 1 x size block."""
+    return pack(func(_aligned(X_block), *args), parts)[None]
+
+
+def row_sums(func: Callable, X: da.Array, *args, parts: Parts) -> dict[str, np.ndarray]:
+    """Named sums only: ``func(X_b, *args) -> {name: partial sum}`` on every
+    block row of X (whole rows: :func:`full_rows`; ``args`` as they are),
+    added up over the blocks in float64 by the tree of :func:`row_pass`,
+    from one read of X."""
+    grid = X.map_blocks(_summed_task, func, dict(parts), *args,
+                        chunks=((1,) * X.numblocks[0], (size_of(parts),)), dtype=np.float64,
+                        meta=np.empty((0, 0)))
+    return unpack(np.asarray(stacked_sum(grid).compute()), parts)
+
+
 __all__ = ["Parts", "full_rows", "on_blocks", "one_key", "pack", "packed", "per_row",
-           "per_row_grid", "row_pass", "size_of", "unpack"]
+           "per_row_grid", "row_pass", "row_sums", "size_of", "unpack"]

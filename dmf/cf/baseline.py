@@ -28,23 +28,27 @@ from typing import Any, ClassVar
 import dask.array as da
 import numpy as np
 
-from dmf.blocks import full_rows, row_pass
+from dmf.blocks import full_rows, row_pass, row_sums
 from dmf.cf.data import Ratings, as_ratings
 from dmf.cf.rows import as_csr, as_index
 from dmf.errors import InputError
-from dmf.linalg.products import stacked_sum
 from dmf.params import Estimator, Interval
 
 # -- per block ---------------------------------------------------------------------
 
 
 def _stats_block(block):
-    """[item sums, item counts, sum, count] of a block of user rows: 1 x (2n + 2)."""
+    """Each item's sum and count of ratings over a block of user rows, and
+    the block's sum and count of ratings (:func:`_stats_parts`)."""
     X = as_csr(block)
     n = X.shape[1]
     sums = np.bincount(X.indices, weights=X.data, minlength=n)
     counts = np.bincount(X.indices, minlength=n).astype(np.float64)
-    return np.concatenate([sums, counts, [X.data.sum(), X.nnz]])[None]
+    return {"item_sums": sums, "item_counts": counts, "total": X.data.sum(), "count": X.nnz}
+
+
+def _stats_parts(n: int) -> dict[str, tuple[int, ...]]:
+    return {"item_sums": (n,), "item_counts": (n,), "total": (), "count": ()}
 
 
 def _sweep_block(block, _b_u, b_i_row, mu, reg_user):
@@ -64,15 +68,11 @@ def _sweep_block(block, _b_u, b_i_row, mu, reg_user):
 
 
 def _rating_stats(X: da.Array) -> tuple[float, np.ndarray, np.ndarray]:
-    n = X.shape[1]
-    parts = da.blockwise(_stats_block, "ia", X, "ij", new_axes={"a": 2 * n + 2},
-                         adjust_chunks={"i": 1}, concatenate=True, dtype=np.float64,
-                         meta=np.empty((0, 0)))
-    stats = np.asarray(stacked_sum(parts).compute())
-    total, count = stats[-2], stats[-1]
+    stats = row_sums(_stats_block, X, parts=_stats_parts(X.shape[1]))
+    total, count = stats["total"], stats["count"]
     if count == 0:
         raise InputError("ratings: no ratings stored; a baseline needs at least one")
-    return float(total / count), stats[:n], stats[n:2 * n]
+    return float(total / count), stats["item_sums"], stats["item_counts"]
 
 
 def _sweep(X: da.Array, b_i: np.ndarray, mu: float, reg_user: float

@@ -78,6 +78,13 @@ def as_csr(block) -> scipy.sparse.csr_matrix:
     return block
 
 
+def item_counts(block) -> dict[str, np.ndarray]:
+    """Each item's ratings in a block of user rows, as the named sum
+    ``item_counts`` (:func:`dmf.blocks.row_sums`)."""
+    block = as_csr(block)
+    return {"item_counts": np.bincount(block.indices, minlength=block.shape[1])}
+
+
 def _facts(block) -> np.ndarray:
     block = scipy.sparse.csr_matrix(block)
     data = block.data

@@ -25,17 +25,16 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import dask.array as da
 import numpy as np
 import scipy.sparse
 import zarr
 
 from dmf._version import __version__
-from dmf.blocks import full_rows
+from dmf.blocks import full_rows, row_sums
 from dmf.cf.data import Ratings, as_ratings
+from dmf.cf.passes import item_counts
 from dmf.cf.rows import as_csr, block_bounds, user_rows
 from dmf.errors import DmfWarning, InputError, StoreError, warn
-from dmf.linalg.products import stacked_sum
 from dmf.store.dense import commit_target, dmf_attrs, prepare_target
 from dmf.store.dims import dimension_names
 from dmf.store.location import Location
@@ -109,14 +108,7 @@ def score_rows(n_items: int, score_bytes: int = SCORE_BYTES) -> int:
 
 def _item_counts_pass(R: Ratings) -> np.ndarray:
     X = full_rows(R.by_user)
-    n = X.shape[1]
-
-    def counts(block):
-        return np.bincount(as_csr(block).indices, minlength=n).astype(np.float64)[None]
-
-    parts = da.blockwise(counts, "ia", X, "ij", new_axes={"a": n}, adjust_chunks={"i": 1},
-                         concatenate=True, dtype=np.float64, meta=np.empty((0, 0)))
-    return np.asarray(stacked_sum(parts).compute())
+    return row_sums(item_counts, X, parts={"item_counts": (X.shape[1],)})["item_counts"]
 
 
 _COUNTS_CACHE: dict[str, np.ndarray] = {}

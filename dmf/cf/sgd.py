@@ -46,13 +46,13 @@ import dask
 import dask.array as da
 import numpy as np
 
-from dmf.blocks import one_key, per_row_grid, row_pass
+from dmf.blocks import one_key, per_row_grid, row_pass, row_sums
 from dmf.cf.checks import checked_ratings, integer, number
 from dmf.cf.explicit import finish
 from dmf.cf.fitting import fit_model
 from dmf.cf.model import LatentFactors
 from dmf.cf.params import LATENT_CONSTRAINTS, LatentFactorsMixin
-from dmf.cf.passes import OBJECTIVE_PARTS, as_csr, bounded_rows, random_rows
+from dmf.cf.passes import OBJECTIVE_PARTS, as_csr, bounded_rows, item_counts, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.linalg.products import part_of
@@ -191,10 +191,7 @@ class SgdSolver(Solver):
 
 def _item_counts(by_user: da.Array, n: int) -> np.ndarray:
     """n_i from the column indices of the by-user view (one pass)."""
-    parts = by_user.map_blocks(lambda b: np.bincount(b.indices, minlength=n)[None]
-                               .astype(np.float64), chunks=((1,) * by_user.numblocks[0], (n,)),
-                               dtype=np.float64, meta=np.empty((0, 0)))
-    return np.asarray(parts.sum(axis=0).compute())
+    return row_sums(item_counts, by_user, parts={"item_counts": (n,)})["item_counts"]
 
 
 def sgd(
