@@ -38,6 +38,7 @@ import numpy as np
 import scipy.sparse
 import zarr
 
+from dmf.blocks import row_sums
 from dmf.cf import explicit, implicit, masked
 from dmf.cf.data import Ratings, as_ratings, ratings_from_scipy
 from dmf.cf.passes import as_csr
@@ -229,15 +230,20 @@ def _typed(func, dtype, block) -> np.ndarray:
     return func(block).astype(dtype, copy=False)
 
 
-def _r2_terms(func, block) -> np.ndarray:
-    """[sum of squared errors, sum, sum of squares, count] of a block's
-    observed ratings against ``func``'s predictions of its rows."""
+#: The named sums of :func:`_r2_terms`.
+R2_PARTS = {"sse": (), "total": (), "squares": (), "count": ()}
+
+
+def _r2_terms(block, func) -> dict[str, float]:
+    """The sum of squared errors of a block's observed ratings against
+    ``func``'s predictions of its rows, and the ratings' sum, sum of squares
+    and count."""
     block = as_csr(block)
     predicted = func(block)[np.repeat(np.arange(block.shape[0]), np.diff(block.indptr)),
                             block.indices]
     r = block.data
-    return np.array([[float(((r - predicted) ** 2).sum()), float(r.sum()),
-                      float(r @ r), float(r.size)]])
+    return {"sse": float(((r - predicted) ** 2).sum()), "total": float(r.sum()),
+            "squares": float(r @ r), "count": float(r.size)}
 
 
 class MatrixMixin:
@@ -286,14 +292,9 @@ class MatrixMixin:
         rows' own ratings (higher is better; 1 is exact)."""
         rows, in_memory = self._fitted_rows(X)
         func = self._ratings_function()
-        if in_memory:
-            terms = _r2_terms(func, rows)[0]
-        else:
-            parts = rows.map_blocks(functools.partial(_r2_terms, func), dtype=np.float64,
-                                    chunks=((1,) * rows.numblocks[0], (4,)),
-                                    meta=np.empty((0, 0)))
-            terms = np.asarray(parts.sum(axis=0).compute())
-        sse, total, squares, count = terms
+        terms = (_r2_terms(rows, func) if in_memory
+                 else row_sums(_r2_terms, rows, func, parts=R2_PARTS))
+        sse, total, squares, count = (float(terms[name]) for name in R2_PARTS)
         spread = squares - total * total / count if count else 0.0
         return float(1.0 - sse / spread) if spread > 0 else 0.0
 
