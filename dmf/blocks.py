@@ -65,13 +65,15 @@ def one_key(A) -> da.Array:
 
 def per_row_grid(func, X: da.Array, W: da.Array, H, *args, dtype) -> da.Array:
     """``func(X_b, W_b, H, *args)`` (one value or object per row) for each
-    block row b of an X with whole rows (:func:`full_rows`), as an r x 1 x 1
-    grid. H (numpy or dask) goes whole, as one key: k x n (NMF's H) or n x k
-    (the other side's factor of a CF half-step), k being W's width. An
-    argument that is a 1-D dask array goes in block by block (in X's row
-    blocks); the others as they are. No index is contracted, so dask fuses
-    each chunk's read into its task and copies no block (see
+    block row b of X (whole rows: :func:`full_rows`, a no-op for dmf's
+    stores and ratings views), as an r x 1 x 1 grid. H (numpy or dask)
+    goes whole, as one key: k x n (NMF's H) or n x k (the other side's
+    factor of a CF half-step), k being W's width. An argument that is a
+    1-D dask array goes in block by block (in X's row blocks); the others
+    as they are. No index is contracted, so dask fuses each chunk's read
+    into its task and copies no block (see
     :func:`dmf.linalg.products.whole_rows`)."""
+    X = full_rows(X)
     H_key = one_key(H)
     H_index = "kj" if H.shape == (W.shape[1], X.shape[1]) else "jk"
     indexed = [a for arg in args
@@ -155,7 +157,7 @@ def row_sums(func: Callable, X: da.Array, *args, parts: Parts) -> dict[str, np.n
     block row of X (whole rows: :func:`full_rows`; ``args`` as they are),
     added up over the blocks in float64 by the tree of :func:`row_pass`,
     from one read of X."""
-    grid = X.map_blocks(_summed_task, func, dict(parts), *args,
+    grid = full_rows(X).map_blocks(_summed_task, func, dict(parts), *args,
                         chunks=((1,) * X.numblocks[0], (size_of(parts),)), dtype=np.float64,
                         meta=np.empty((0, 0)))
     return unpack(np.asarray(stacked_sum(grid).compute()), parts)
