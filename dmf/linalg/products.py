@@ -31,14 +31,12 @@ product task: measured slower (see benchmarks/README.md).
 
 from __future__ import annotations
 
-import math
-
 import dask.array as da
 import numpy as np
 import scipy.sparse
-from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
 from scipy.linalg.blas import dsyrk
+
+from dmf.blocks import flat_objects, part_of, stacked_sum, whole_rows
 
 #: Multiply at most this many bytes of a block at a time: the slice stays in
 #: cache (the fastest size measured, see benchmarks/README.md).
@@ -96,68 +94,6 @@ def small(M: np.ndarray, row_chunks) -> da.Array:
     """A small n x p matrix as a dask array split like X's columns (one graph
     key per piece: it travels to each worker once, not once per task)."""
     return da.from_array(np.asarray(M, dtype=np.float64), chunks=(row_chunks, -1))
-
-
-#: dask's default fan-in of a reduction tree (``split_every``)
-SPLIT_EVERY = 4
-
-
-def stacked_sum(parts: da.Array, item: int | None = None,
-                size: int | None = None) -> da.Array:
-    """Sum of per-row results (r x a x b, one chunk per row) as a lazy a x b
-    array, in float64.
-
-    Bit for bit what ``parts.sum(axis=0, dtype=np.float64)`` gives (dask's
-    tree: groups of SPLIT_EVERY consecutive blocks, its depth, rows added in
-    order), without that graph's first task per block, which "sums" the
-    block's single row: each task costs the scheduler about a millisecond of
-    the CPU the workers need (an NMF iteration over 15 blocks had 66).
-
-    With ``item``, ``parts`` is a per-row grid of one-element object blocks
-    and the sum is of their item ``item`` (each a 1 x ``size`` array),
-    picked by the tree's first nodes: one task per block fewer than a
-    ``part_of`` map before the sum."""
-    if any(size != 1 for size in parts.chunks[0]) or any(len(c) != 1 for c in parts.chunks[1:]):
-        return parts.sum(axis=0, dtype=np.float64)
-    rows = parts.numblocks[0]
-    shape = parts.shape[1:] if item is None else (size,)
-    name = f"stacked-sum-{tokenize(parts, item)}"
-    level = [(parts.name, b, *(0,) * (parts.ndim - 1)) for b in range(rows)]
-    # the depth dask gives the tree (math.log's rounding included)
-    depth = max(1, math.ceil(math.log(rows, SPLIT_EVERY))) if rows > 1 else 1
-    graph = {}
-    pick = item  # only the first nodes read the object blocks
-    for d in range(depth - 1):
-        groups = [level[i:i + SPLIT_EVERY] for i in range(0, len(level), SPLIT_EVERY)]
-        level = [(f"{name}-{d}", g) for g in range(len(groups))]
-        graph.update({key: (_sum_rows, group, True, pick)
-                      for key, group in zip(level, groups, strict=True)})
-        pick = None
-    graph[(name, *(0,) * len(shape))] = (_sum_rows, level, False, pick)
-    layers = HighLevelGraph.from_collections(name, graph, dependencies=[parts])
-    return da.Array(layers, name, chunks=tuple((size,) for size in shape), dtype=np.float64,
-                    meta=np.empty((0,) * len(shape)))
-
-
-def _sum_rows(parts: list, keepdims: bool, item: int | None = None) -> np.ndarray:
-    """One node of :func:`stacked_sum`'s tree: the parts (or their item
-    ``item``) stacked and added in order, in float64, as dask's reduction
-    does."""
-    if item is not None:
-        parts = [part_of(packed, item, False) for packed in parts]
-    return np.sum(np.concatenate(parts, axis=0), axis=0, dtype=np.float64, keepdims=keepdims)
-
-
-def whole_rows(X: da.Array) -> bool:
-    """Whether X's blocks span all of its columns: the per-row tasks then
-    take X's index ``"ij"`` uncontracted, which lets dask fuse reads in."""
-    return X.numblocks[1] == 1
-
-
-def flat_objects(packed: da.Array) -> da.Array:
-    """A per-row object array built as r x 1 x 1 (so that no index was
-    contracted) as the 1-D array of r objects the ``part_of`` maps take."""
-    return packed[:, 0, 0]
 
 
 # -- per block row -----------------------------------------------------------------
@@ -251,14 +187,6 @@ def _row_gram_keep(blocks, Vs):
 
 def _block_gram_keep(block, V):
     return _row_gram_keep([block], [V]).reshape(1, 1, 1)
-
-
-def part_of(packed, index: int, lead: bool):
-    """Item ``index`` of a one-element object block, of any number of
-    dimensions (``lead``: with a leading axis of length 1, for
-    :func:`stacked_sum`)."""
-    item = packed.flat[0][index]
-    return item[None] if lead else item
 
 
 def pack_moments(G: np.ndarray, moments: np.ndarray) -> np.ndarray:
