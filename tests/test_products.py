@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from dmf.linalg.products import column_moments, gram_with_moments, split_moments, unpack_moments
+from dmf.linalg.products import column_moments, gram_with_moments, split_gram, split_moments
 
 CHUNKINGS = {"regular": (100, 40), "irregular": ((50, 250, 120, 180), (30, 50)),
              "single": (-1, -1)}
@@ -27,9 +27,9 @@ def test_moments_with_a_pass_are_float64_sums(chunks, dtype):
     A = (np.random.default_rng(0).standard_normal((600, 80)) + 50).astype(dtype)
     want = exact_moments(A)
     X = da.from_array(A, chunks=chunks)
-    alone = np.hstack(split_moments(column_moments(X).compute()))
-    _, fused = unpack_moments(gram_with_moments(X, np.eye(80)[:, :3]).compute())
-    fused = np.hstack(fused)
+    alone = np.hstack(list(split_moments(column_moments(X).compute(), 80).values()))
+    _, fused = split_gram(gram_with_moments(X, np.eye(80)[:, :3]).compute(), 80, 3)
+    fused = np.hstack(list(fused.values()))
     for got in (alone, fused):
         assert np.max(np.abs(got - want) / np.abs(want)) < 1e-13
     assert np.array_equal(alone, fused)  # the same sums whichever pass made them
@@ -38,5 +38,5 @@ def test_moments_with_a_pass_are_float64_sums(chunks, dtype):
 def test_moments_of_sparse_blocks():
     S = scipy.sparse.random(300, 40, density=0.1, format="csr", random_state=0)
     X = da.from_array(S, chunks=(70, -1), asarray=False)
-    got = np.hstack(split_moments(column_moments(X).compute()))
+    got = np.hstack(list(split_moments(column_moments(X).compute(), 40).values()))
     assert np.allclose(got, exact_moments(S.toarray()), rtol=1e-13)

@@ -79,7 +79,7 @@ class EighSolver(Solver):
             Y, Yt, moments = dask.compute(
                 product, transpose_times(X, Zd) if not assume_symmetric else None,
                 column_moments(X))
-            new["colsum"], new["sumsq"], new["rowsq"] = split_moments(moments)
+            new.update(split_moments(moments, X.shape[1]))
             gap = (0.0 if assume_symmetric else
                    np.linalg.norm(Y - Yt) / max(np.linalg.norm(Y), np.finfo(float).tiny))
             if gap > self.tolerance:

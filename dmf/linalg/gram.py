@@ -26,7 +26,7 @@ import numpy as np
 
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
-from dmf.linalg.products import gram_matrix_with_moments, unpack_moments
+from dmf.linalg.products import gram_matrix_with_moments, split_gram
 
 #: G is n x n in memory: refused above this n.
 GRAM_MAX = 8192
@@ -69,8 +69,9 @@ class GramSolver(Solver):
         return {"G": np.zeros((n, n)), "colsum": np.zeros(n), "sumsq": 0.0, "rowsq": 0.0}
 
     def step(self, X, _state: State, _ctx: Context) -> tuple[State, Stats]:
-        G, (colsum, sumsq, rowsq) = unpack_moments(gram_matrix_with_moments(X).compute())
-        return ({"G": G, "colsum": colsum, "sumsq": sumsq, "rowsq": rowsq},
+        n = X.shape[1]
+        G, moments = split_gram(gram_matrix_with_moments(X).compute(), n, n)
+        return ({"G": G, **moments},
                 Stats(loss=0.0, done=True, extra={"note": "X^T X"}))
 
     def result(self, X, state: State):

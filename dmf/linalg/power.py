@@ -30,7 +30,7 @@ import numpy as np
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.errors import DmfWarning, warn
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
-from dmf.linalg.products import gram_apply, gram_with_moments, unpack_moments
+from dmf.linalg.products import gram_apply, gram_with_moments, split_gram
 
 
 def _project_out(w: np.ndarray, Q: np.ndarray) -> np.ndarray:
@@ -68,8 +68,7 @@ class PowerSolver(Solver):
         v, j, inner, top = state["v"], int(state["j"]), int(state["inner"]) + 1, state["top"]
         moments = {}
         if state["first"]:  # X's moments ride along with the first pass
-            w, (moments["colsum"], moments["sumsq"], moments["rowsq"]) = unpack_moments(
-                gram_with_moments(X, v[:, None]).compute())
+            w, moments = split_gram(gram_with_moments(X, v[:, None]).compute(), len(v), 1)
         else:
             w = gram_apply(X, v[:, None]).compute()
         w = _project_out(w[:, 0], V[:, :j])

@@ -36,7 +36,16 @@ import numpy as np
 import scipy.sparse
 from scipy.linalg.blas import dsyrk
 
-from dmf.blocks import flat_objects, part_of, stacked_sum, whole_rows
+from dmf.blocks import (
+    Parts,
+    flat_objects,
+    pack,
+    part_of,
+    size_of,
+    stacked_sum,
+    unpack,
+    whole_rows,
+)
 
 #: Multiply at most this many bytes of a block at a time: the slice stays in
 #: cache (the fastest size measured, see benchmarks/README.md).
@@ -96,6 +105,38 @@ def small(M: np.ndarray, row_chunks) -> da.Array:
     return da.from_array(np.asarray(M, dtype=np.float64), chunks=(row_chunks, -1))
 
 
+def moment_parts(n: int) -> Parts:
+    """The named moments of an m x n X: column sums, sum of squares and sum
+    of squared row sums (the last two numbers)."""
+    return {"colsum": (n,), "sumsq": (), "rowsq": ()}
+
+
+def gram_parts(n: int, p: int) -> Parts:
+    """X^T X V (n x p, named ``gram``) and X's moments (:func:`moment_parts`),
+    summed as one vector so that one task per block row returns both (one
+    consumer per block: a second one would keep blocks in memory until both
+    ran)."""
+    return {"gram": (n, p), **moment_parts(n)}
+
+
+def split_moments(values: np.ndarray, n: int) -> dict:
+    """The summed moments of :func:`column_moments` by name, the two numbers
+    as floats."""
+    return _as_moments(unpack(np.asarray(values), moment_parts(n)))
+
+
+def _as_moments(named: dict) -> dict:
+    return {"colsum": named["colsum"], "sumsq": float(named["sumsq"]),
+            "rowsq": float(named["rowsq"])}
+
+
+def split_gram(values: np.ndarray, n: int, p: int) -> tuple[np.ndarray, dict]:
+    """X^T X V and the moments (:func:`split_moments`) from the summed vector
+    of :func:`gram_with_moments` or :func:`gram_matrix_with_moments`."""
+    named = unpack(np.asarray(values), gram_parts(n, p))
+    return named["gram"], _as_moments(named)
+
+
 # -- per block row -----------------------------------------------------------------
 
 def _times(blocks, Ms, widen: bool = False):
@@ -119,11 +160,11 @@ def _times(blocks, Ms, widen: bool = False):
 
 def _gram_core(blocks, Vs, keep_y: bool, moments: bool = False):
     """X_r^T (X_r V) in float64; X_r V itself (float64) if ``keep_y``; the
-    row's packed moments (see :func:`row_moments`) if ``moments``."""
+    row's named moments (see :func:`moment_parts`) if ``moments``."""
     if len(blocks) > 1:
         Y = _times(blocks, Vs)
         return (_row_transpose(blocks, Y)[0], Y if keep_y else None,
-                row_moments(blocks)[0] if moments else None)
+                _named_moments(blocks) if moments else None)
     block = blocks[0]  # the common case: fuse per slice, never hold X_r V whole
     dtype = for_blas(block[:0]).dtype
     # Worked transposed, (V^T X_s^T) X_s: the second product then runs with
@@ -162,14 +203,14 @@ def _gram_core(blocks, Vs, keep_y: bool, moments: bool = False):
         if sums is not None:
             sums.add(xs)
     return (np.ascontiguousarray(out_t.T), None if Y_t is None else np.ascontiguousarray(Y_t.T),
-            None if sums is None else sums.packed())
+            None if sums is None else sums.named())
 
 
 def _row_gram(blocks, Vs, with_moments=False):
     G, _, moments = _gram_core(blocks, Vs, keep_y=False, moments=with_moments)
     if not with_moments:
         return G[None]
-    return pack_moments(G, moments)[None]
+    return pack({"gram": G, **moments}, gram_parts(*G.shape))[None, None]
 
 
 def _block_gram(block, V, with_moments=False):
@@ -187,24 +228,6 @@ def _row_gram_keep(blocks, Vs):
 
 def _block_gram_keep(block, V):
     return _row_gram_keep([block], [V]).reshape(1, 1, 1)
-
-
-def pack_moments(G: np.ndarray, moments: np.ndarray) -> np.ndarray:
-    """[[G, colsum], [sumsq, rowsq, 0...]]: (n + 1) x (p + 1), so that one
-    task per block row can return both (one consumer per block: a second
-    one would keep blocks in memory until both ran)."""
-    n, p = G.shape
-    out = np.zeros((n + 1, p + 1))
-    out[:n, :p] = G
-    out[:n, p] = moments[:n]
-    out[n, :2] = moments[n:]
-    return out
-
-
-def unpack_moments(packed: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, float, float]]:
-    """G and (column sums, sum of squares, squared row sums) from
-    :func:`pack_moments`'s layout."""
-    return packed[:-1, :-1], (packed[:-1, -1], float(packed[-1, 0]), float(packed[-1, 1]))
 
 
 def _row_transpose(blocks, Y):
@@ -272,18 +295,24 @@ class SliceMoments:
             self.sumsq += float(np.vdot(xs, xs))
         self.rowsq += float(rowsum @ rowsum)
 
-    def packed(self) -> np.ndarray:
-        """[column sums..., sum of squares, sum of squared row sums]."""
-        return np.concatenate([self.colsum, [self.sumsq, self.rowsq]])
+    def named(self) -> dict:
+        """The sums so far by name (see :func:`moment_parts`)."""
+        return {"colsum": self.colsum, "sumsq": self.sumsq, "rowsq": self.rowsq}
 
 
 def row_moments(blocks):
-    """[column sums..., sum of squares, sum of squared row sums], 1 x (n + 2)."""
+    """A block row's moments (:func:`moment_parts`) packed: 1 x (n + 2)."""
+    n = sum(block.shape[1] for block in blocks)
+    return pack(_named_moments(blocks), moment_parts(n))[None]
+
+
+def _named_moments(blocks) -> dict:
+    """A block row's moments by name (see :func:`moment_parts`)."""
     if len(blocks) == 1:
         sums = SliceMoments(blocks[0])
         for sl in row_slices(blocks[0]):
             sums.add(for_blas(blocks[0][sl]))
-        return sums.packed()[None]
+        return sums.named()
     colsums = []
     rowsum = np.zeros(blocks[0].shape[0])
     sumsq = 0.0
@@ -296,7 +325,7 @@ def row_moments(blocks):
             sumsq += float(xs.multiply(xs).sum(dtype=np.float64) if scipy.sparse.issparse(xs)
                            else np.einsum("ij,ij->", xs, xs, dtype=np.float64))
         colsums.append(acc)
-    return np.concatenate([*colsums, [sumsq, float(rowsum @ rowsum)]])[None]
+    return {"colsum": np.concatenate(colsums), "sumsq": sumsq, "rowsq": float(rowsum @ rowsum)}
 
 
 def _block_moments(block):
@@ -309,7 +338,7 @@ def _block_xtx(block):
 
 def _row_xtx(blocks):
     """X_r^T X_r (n x n) with the row's moments, packed (see
-    :func:`pack_moments`): 1 x (n + 1) x (n + 1). Every slice is widened to
+    :func:`gram_parts`): 1 x 1 x size. Every slice is widened to
     float64 before it is multiplied (float32 too: the Gram matrix squares
     the condition number, so its products get the full float64), and dense
     slices go through BLAS ``dsyrk`` (the upper triangle only: half of a
@@ -335,8 +364,8 @@ def _row_xtx(blocks):
             sums.add(xs)
     if upper_only:
         G = np.triu(G) + np.triu(G, 1).T
-    moments = sums.packed() if sums is not None else row_moments(blocks)[0]
-    return pack_moments(G, moments)[None]
+    moments = sums.named() if sums is not None else _named_moments(blocks)
+    return pack({"gram": G, **moments}, gram_parts(n, n))[None, None]
 
 
 # -- public ------------------------------------------------------------------------
@@ -357,16 +386,17 @@ def gram_apply(X: da.Array, V: np.ndarray) -> da.Array:
 
 def gram_with_moments(X: da.Array, V: np.ndarray) -> da.Array:
     """:func:`gram_apply` and :func:`column_moments` in the same tasks (one
-    pass, each block read and multiplied once); :func:`unpack_moments`
-    splits the result."""
+    pass, each block read and multiplied once), as one summed vector:
+    :func:`split_gram` names its parts."""
     return _gram(X, V, with_moments=True)
 
 
 def _gram(X: da.Array, V: np.ndarray, with_moments: bool) -> da.Array:
     n, p = X.shape[1], np.shape(V)[1]
-    extra = 1 if with_moments else 0
-    return _summed_per_row(_row_gram, _block_gram, X, small(V, X.chunks[1]), "jb",
-                           with_moments, None, shape=(n + extra, p + extra))
+    shape = (1, size_of(gram_parts(n, p))) if with_moments else (n, p)
+    summed = _summed_per_row(_row_gram, _block_gram, X, small(V, X.chunks[1]), "jb",
+                             with_moments, None, shape=shape)
+    return summed[0] if with_moments else summed
 
 
 def _summed_per_row(row_func, block_func, X: da.Array, *args, shape: tuple[int, int],
@@ -391,20 +421,21 @@ def _summed_per_row(row_func, block_func, X: da.Array, *args, shape: tuple[int, 
 
 def gram_matrix_with_moments(X: da.Array) -> da.Array:
     """Lazy X^T X in float64 (n x n, summed over row blocks by dask's fixed
-    tree) and :func:`column_moments`, from the same tasks: one pass;
-    :func:`unpack_moments` splits the result.
+    tree) and :func:`column_moments`, from the same tasks: one pass, as one
+    summed vector; :func:`split_gram` names its parts.
 
     Examples
     --------
     >>> import numpy as np, dask.array as da
     >>> A = np.arange(12.0).reshape(4, 3)
-    >>> G, (colsum, _, _) = unpack_moments(
-    ...     gram_matrix_with_moments(da.from_array(A, chunks=(3, 2))).compute())
-    >>> bool(np.allclose(G, A.T @ A) and np.allclose(colsum, A.sum(0)))
+    >>> G, moments = split_gram(
+    ...     gram_matrix_with_moments(da.from_array(A, chunks=(3, 2))).compute(), 3, 3)
+    >>> bool(np.allclose(G, A.T @ A) and np.allclose(moments["colsum"], A.sum(0)))
     True
     """
     n = X.shape[1]
-    return _summed_per_row(_row_xtx, _block_xtx, X, shape=(n + 1, n + 1), new_b=True)
+    size = size_of(gram_parts(n, n))
+    return _summed_per_row(_row_xtx, _block_xtx, X, shape=(1, size), new_b=True)[0]
 
 
 def gram_and_product(X: da.Array, V: np.ndarray) -> tuple[da.Array, da.Array]:
@@ -453,7 +484,7 @@ def column_moments(X: da.Array) -> da.Array:
     """Lazy [column sums..., sum of squares, sum of squared row sums] in
     float64: one pass, or none extra when computed in the same graph as
     another product of X. (The row sums serve the transposed problem.)
-    :func:`split_moments` unpacks it."""
+    :func:`split_moments` names its parts."""
     kwargs = {"dtype": np.float64, "meta": np.empty((0, 0))}
     if whole_rows(X):
         parts = da.blockwise(_block_moments, "ij", X, "ij",
@@ -463,6 +494,3 @@ def column_moments(X: da.Array) -> da.Array:
                              adjust_chunks={"i": 1}, concatenate=False, **kwargs)
     return stacked_sum(parts)
 
-
-def split_moments(values: np.ndarray) -> tuple[np.ndarray, float, float]:
-    return values[:-2], float(values[-2]), float(values[-1])

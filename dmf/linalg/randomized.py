@@ -49,8 +49,8 @@ from dmf.linalg.products import (
     gram_and_product,
     gram_apply,
     gram_with_moments,
+    split_gram,
     tall_times,
-    unpack_moments,
 )
 
 NORMALIZERS = ("auto", "QR", "LU", "none")
@@ -116,8 +116,8 @@ class RandomizedSolver(Solver):
         new = dict(state)
         last = j == n_iter
         if j == 0:  # X's column moments ride along with the first pass
-            G, (new["colsum"], new["sumsq"], new["rowsq"]) = unpack_moments(
-                gram_with_moments(X, Z).compute())
+            G, moments = split_gram(gram_with_moments(X, Z).compute(), *Z.shape)
+            new.update(moments)
             if last and keep_y:  # no power iteration: X Z in a pass of its own
                 new["Y"] = tall_times(X, Z, dtype=np.float64).persist()
         elif last and keep_y:  # keep X Z from the last pass: U is formed from it, not from X

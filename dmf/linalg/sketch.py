@@ -27,12 +27,14 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
+from dmf.blocks import pack
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import (
     SliceMoments,
     as_f64,
     for_blas,
+    moment_parts,
     part_of,
     row_slices,
     scratch,
@@ -85,7 +87,7 @@ def _row_sketch(block, Omega, seed, width, block_id=None):
         np.matmul(left[:, sl], xs, out=term)
         np.add(WE, term, out=WE)
     out = np.empty(1, dtype=object)
-    out[0] = (Y, WE, sums.packed())
+    out[0] = (Y, WE, pack(sums.named(), moment_parts(block.shape[1])))
     return out
 
 
@@ -145,9 +147,8 @@ class SketchSolver(Solver):
         Y, WE, moments = dask.persist(*sketch_pass(X, state["Omega"], state["seed"],
                                                    s_c + TEST_ROWS))
         WE, moments = dask.compute(WE, moments)
-        colsum, sumsq, rowsq = split_moments(moments)
-        new = {**state, "Y": Y, "W": WE[:s_c], "E": WE[s_c:], "colsum": colsum,
-               "sumsq": sumsq, "rowsq": rowsq, "done": True}
+        new = {**state, "Y": Y, "W": WE[:s_c], "E": WE[s_c:],
+               **split_moments(moments, X.shape[1]), "done": True}
         return new, Stats(loss=0.0, done=True, extra={"note": "sketched"})
 
     def result(self, X, state: State) -> tuple[dict, dict]:

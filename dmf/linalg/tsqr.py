@@ -73,9 +73,8 @@ class TsqrSolver(Solver):
         A = tall_blocks(X)
         _, R = da.linalg.tsqr(A)
         R, moments = dask.compute(R, column_moments(A))
-        colsum, sumsq, rowsq = split_moments(moments)
-        return ({"R": np.asarray(R, dtype=np.float64), "colsum": colsum, "sumsq": sumsq,
-                 "rowsq": rowsq}, Stats(loss=0.0, done=True))
+        return ({"R": np.asarray(R, dtype=np.float64), **split_moments(moments, A.shape[1])},
+                Stats(loss=0.0, done=True))
 
     def result(self, X, state: State):
         k = self.k
