@@ -36,7 +36,7 @@ Parts = Mapping[str, tuple[int, ...]]
 SPLIT_EVERY = 4
 
 
-def stacked_sum(parts: da.Array, item: int | None = None,
+def stacked_sum(parts: da.Array, item: int | str | None = None,
                 size: int | None = None) -> da.Array:
     """Sum of per-row results (r x a x b, one chunk per row) as a lazy a x b
     array, in float64.
@@ -64,16 +64,16 @@ def stacked_sum(parts: da.Array, item: int | None = None,
     for d in range(depth - 1):
         groups = [level[i:i + SPLIT_EVERY] for i in range(0, len(level), SPLIT_EVERY)]
         level = [(f"{name}-{d}", g) for g in range(len(groups))]
-        graph.update({key: (_sum_rows, group, True, pick)
+        graph.update({key: (functools.partial(_sum_rows, item=pick), group, True)
                       for key, group in zip(level, groups, strict=True)})
         pick = None
-    graph[(name, *(0,) * len(shape))] = (_sum_rows, level, False, pick)
+    graph[(name, *(0,) * len(shape))] = (functools.partial(_sum_rows, item=pick), level, False)
     layers = HighLevelGraph.from_collections(name, graph, dependencies=[parts])
     return da.Array(layers, name, chunks=tuple((size,) for size in shape), dtype=np.float64,
                     meta=np.empty((0,) * len(shape)))
 
 
-def _sum_rows(parts: list, keepdims: bool, item: int | None = None) -> np.ndarray:
+def _sum_rows(parts: list, keepdims: bool, item: int | str | None = None) -> np.ndarray:
     """One node of :func:`stacked_sum`'s tree: the parts (or their item
     ``item``) stacked and added in order, in float64, as dask's reduction
     does."""
@@ -94,10 +94,10 @@ def flat_objects(packed: da.Array) -> da.Array:
     return packed[:, 0, 0]
 
 
-def part_of(packed, index: int, lead: bool):
-    """Item ``index`` of a one-element object block, of any number of
-    dimensions (``lead``: with a leading axis of length 1, for
-    :func:`stacked_sum`)."""
+def part_of(packed, index: int | str, lead: bool):
+    """Item ``index`` (a name, or a position in a tuple) of a one-element
+    object block, of any number of dimensions (``lead``: with a leading axis
+    of length 1, for :func:`stacked_sum`)."""
     item = packed.flat[0][index]
     return item[None] if lead else item
 
@@ -185,10 +185,10 @@ def unpack(flat: np.ndarray, parts: Parts) -> dict[str, np.ndarray]:
 
 def _packed_task(func, parts: Parts, X_block, W_block, H, *args):
     """``func``'s (new rows, named sums) as the one-element object block
-    :func:`row_pass` splits: (new rows, the sums packed, 1 x size)."""
+    :func:`row_pass` splits: its new ``rows`` and its ``sums`` packed, 1 x size."""
     rows, named = func(X_block, W_block, H, *args)
     out = np.empty(1, dtype=object)
-    out[0] = (rows, pack(named, parts)[None])
+    out[0] = {"rows": rows, "sums": pack(named, parts)[None]}
     return out
 
 
@@ -210,9 +210,9 @@ def row_pass(func: Callable, X: da.Array, W: da.Array, H, *args,
     grid = per_row_grid(packed(func, parts), X, W, H, *args, dtype=object)
     # both picked from the r x 1 x 1 grid (a 1-D view of it would cost a task per
     # block); the sums by the first nodes of their tree
-    W_new = grid.map_blocks(part_of, 0, False, drop_axis=2, chunks=(X.chunks[0], (k,)),
+    W_new = grid.map_blocks(part_of, "rows", False, drop_axis=2, chunks=(X.chunks[0], (k,)),
                               dtype=np.float64, meta=np.empty((0, 0)))
-    sums = stacked_sum(grid, item=1, size=size)
+    sums = stacked_sum(grid, item="sums", size=size)
     # one persist for both, or each block would be read twice
     W_new, sums = dask.persist(W_new, sums)
     return W_new, unpack(np.asarray(sums.compute()), parts)

@@ -222,7 +222,8 @@ def _row_gram_keep(blocks, Vs):
     # each of its pieces comes as a list of one block
     Vs = [v[0] if isinstance(v, list) else v for v in Vs]
     out = np.empty(1, dtype=object)
-    out[0] = _gram_core(blocks, Vs, keep_y=True)[:2]
+    G, Y, _ = _gram_core(blocks, Vs, keep_y=True)
+    out[0] = {"gram": G, "rows": Y}
     return out
 
 
@@ -301,7 +302,7 @@ class SliceMoments:
 
 
 def row_moments(blocks):
-    """A block row's moments (:func:`moment_parts`) packed: 1 x (n + 2)."""
+    """A block row's moments (:func:`moment_parts`) packed: 1 x size."""
     n = sum(block.shape[1] for block in blocks)
     return pack(_named_moments(blocks), moment_parts(n))[None]
 
@@ -452,9 +453,9 @@ def gram_and_product(X: da.Array, V: np.ndarray) -> tuple[da.Array, da.Array]:
                               adjust_chunks={"i": 1}, concatenate=False, dtype=object,
                               meta=np.empty((0,), dtype=object))
     rows = X.numblocks[0]
-    G = packed.map_blocks(part_of, 0, True, new_axis=[1, 2], chunks=((1,) * rows, (n,), (p,)),
+    G = packed.map_blocks(part_of, "gram", True, new_axis=[1, 2], chunks=((1,) * rows, (n,), (p,)),
                           dtype=np.float64, meta=np.empty((0, 0, 0)))
-    Y = packed.map_blocks(part_of, 1, False, new_axis=1, chunks=(X.chunks[0], (p,)),
+    Y = packed.map_blocks(part_of, "rows", False, new_axis=1, chunks=(X.chunks[0], (p,)),
                           dtype=np.float64, meta=np.empty((0, 0)))
     return stacked_sum(G), Y
 
@@ -486,11 +487,12 @@ def column_moments(X: da.Array) -> da.Array:
     another product of X. (The row sums serve the transposed problem.)
     :func:`split_moments` names its parts."""
     kwargs = {"dtype": np.float64, "meta": np.empty((0, 0))}
+    size = size_of(moment_parts(X.shape[1]))
     if whole_rows(X):
         parts = da.blockwise(_block_moments, "ij", X, "ij",
-                             adjust_chunks={"i": 1, "j": X.shape[1] + 2}, **kwargs)
+                             adjust_chunks={"i": 1, "j": size}, **kwargs)
     else:
-        parts = da.blockwise(row_moments, "ia", X, "ij", new_axes={"a": X.shape[1] + 2},
+        parts = da.blockwise(row_moments, "ia", X, "ij", new_axes={"a": size},
                              adjust_chunks={"i": 1}, concatenate=False, **kwargs)
     return stacked_sum(parts)
 

@@ -27,7 +27,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.blocks import pack
+from dmf.blocks import pack, size_of
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import (
@@ -62,8 +62,9 @@ def _left(seed: int, block: int, rows: int, width: int) -> np.ndarray:
 
 def _row_sketch(block, Omega, seed, width, block_id=None):
     """Everything the one pass takes from a block row, in one task (a single
-    consumer per block, so each is freed as soon as it is used): its rows of
-    Y = X Omega, its term of [Psi; Theta] X, and its moments."""
+    consumer per block, so each is freed as soon as it is used), by name:
+    its ``rows`` of Y = X Omega, its term of [Psi; Theta] X (``sketch``) and
+    its ``moments`` (:func:`dmf.linalg.products.moment_parts`, packed)."""
     dtype = for_blas(block[:0]).dtype
     left = _left(seed, block_id[0], block.shape[0], width).astype(dtype)
     Om = Omega.astype(dtype)
@@ -87,7 +88,8 @@ def _row_sketch(block, Omega, seed, width, block_id=None):
         np.matmul(left[:, sl], xs, out=term)
         np.add(WE, term, out=WE)
     out = np.empty(1, dtype=object)
-    out[0] = (Y, WE, pack(sums.named(), moment_parts(block.shape[1])))
+    out[0] = {"rows": Y, "sketch": WE,
+              "moments": pack(sums.named(), moment_parts(block.shape[1]))}
     return out
 
 
@@ -104,12 +106,14 @@ def sketch_pass(X: da.Array, Omega: np.ndarray, seed: int, width: int):
     y_dtype = for_blas(X._meta).dtype  # the products' precision
     packed = X.map_blocks(_row_sketch, Omega, seed, width, drop_axis=1, chunks=((1,) * rows,),
                           dtype=object, meta=np.empty((0,), dtype=object))
-    Y = packed.map_blocks(part_of, 0, False, new_axis=1, chunks=(X.chunks[0], (s_r,)),
+    Y = packed.map_blocks(part_of, "rows", False, new_axis=1, chunks=(X.chunks[0], (s_r,)),
                           dtype=y_dtype, meta=np.empty((0, 0), dtype=y_dtype))
-    WE = packed.map_blocks(part_of, 1, True, new_axis=[1, 2], chunks=((1,) * rows, (width,), (n,)),
-                           dtype=np.float64, meta=np.empty((0, 0, 0)))
-    moments = packed.map_blocks(part_of, 2, True, new_axis=1, chunks=((1,) * rows, (n + 2,)),
-                                dtype=np.float64, meta=np.empty((0, 0)))
+    WE = packed.map_blocks(part_of, "sketch", True, new_axis=[1, 2],
+                           chunks=((1,) * rows, (width,), (n,)), dtype=np.float64,
+                           meta=np.empty((0, 0, 0)))
+    moments = packed.map_blocks(part_of, "moments", True, new_axis=1,
+                                chunks=((1,) * rows, (size_of(moment_parts(n)),)), dtype=np.float64,
+                                meta=np.empty((0, 0)))
     return Y, stacked_sum(WE), stacked_sum(moments)
 
 
