@@ -102,6 +102,69 @@ def part_of(packed, index: int | str, lead: bool):
     return item[None] if lead else item
 
 
+def _one_block_row(row_func, in_row: tuple[bool, ...], lead: int | None, block, *args):
+    """``row_func`` on a block row of a single block, called as on a row of
+    several: the block and each argument that comes per column block
+    (``in_row``) as a list of one. ``lead``: the result reshaped to that many
+    axes of length 1 (an object block of :func:`row_objects`)."""
+    out = row_func([block], *([a] if wrap else a for a, wrap in zip(args, in_row, strict=True)))
+    return out if lead is None else np.reshape(out, (1,) * lead)
+
+
+def _per_block(row_func, args: tuple, lead: int | None = None):
+    """:func:`_one_block_row` for blockwise's (argument, index) pairs ``args``:
+    an argument whose index has X's column index ``j`` comes per column block."""
+    in_row = tuple(index is not None and "j" in index for index in args[1::2])
+    return functools.partial(_one_block_row, row_func, in_row, lead)
+
+
+def row_sums_of(row_func: Callable, X: da.Array, *args, shape: tuple[int, ...],
+                new_b: bool = False) -> da.Array:
+    """Lazy sum over X's block rows of ``row_func(blocks, *args)``, a 1 x a
+    (``shape`` (a,)) or 1 x a x b (``shape`` (a, b)) float64 array per block
+    row, by the tree of :func:`stacked_sum`. X is never rechunked: the task
+    of block row r gets the row's list of blocks [X_r1 ... X_rc], and each
+    argument indexed with X's column index ``j`` as the list of its pieces.
+    ``args`` are blockwise's (argument, index) pairs, "i" being X's row
+    blocks and "b" the result's second axis (``new_b``: an axis of no
+    argument). When X has whole rows no index is contracted (the row is a
+    list of one block), so dask fuses each chunk's read into its task
+    (:func:`whole_rows`)."""
+    whole = whole_rows(X)
+    first = "j" if whole else "a"
+    out = "i" + first + ("b" if len(shape) == 2 else "")
+    new_axes = ({} if whole else {"a": shape[0]}) | ({"b": shape[1]} if new_b else {})
+    adjust = {"i": 1} | ({"j": shape[0]} if whole else {}) | (
+        {"b": shape[1]} if len(shape) == 2 else {})
+    func = _per_block(row_func, args) if whole else row_func
+    parts = da.blockwise(func, out, X, "ij", *args, new_axes=new_axes, adjust_chunks=adjust,
+                         concatenate=None if whole else False, dtype=np.float64,
+                         meta=np.empty((0,) * len(out)))
+    return stacked_sum(parts)
+
+
+def row_objects(row_func: Callable, X: da.Array, *args) -> da.Array:
+    """Lazy 1-D object array of ``row_func(blocks, *args)`` (a one-element
+    object array) per block row of X, called as :func:`row_sums_of` calls
+    it (X never rechunked; reads fused in for whole rows); :func:`part_of`
+    picks its items."""
+    if whole_rows(X):
+        return flat_objects(da.blockwise(
+            _per_block(row_func, args, lead=3), "ijb", X, "ij", *args,
+            adjust_chunks={"i": 1, "j": 1, "b": 1}, dtype=object,
+            meta=np.empty((0, 0, 0), dtype=object)))
+    return da.blockwise(row_func, "i", X, "ij", *args, adjust_chunks={"i": 1},
+                        concatenate=False, dtype=object, meta=np.empty((0,), dtype=object))
+
+
+def row_tall(row_func: Callable, X: da.Array, *args, width: int, dtype) -> da.Array:
+    """Lazy tall m x ``width`` array in X's row blocks, block row r being
+    ``row_func(blocks, *args)`` of the row's list of blocks (X never
+    rechunked)."""
+    return da.blockwise(row_func, "ib", X, "ij", *args, adjust_chunks={"b": width},
+                        concatenate=False, dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
+
+
 def full_rows(X: da.Array) -> da.Array:
     """X with whole rows per block (a no-op for dmf's row-blocked stores)."""
     return X if whole_rows(X) else X.rechunk({1: -1})
@@ -235,5 +298,5 @@ def row_sums(func: Callable, X: da.Array, *args, parts: Parts) -> dict[str, np.n
 
 
 __all__ = ["SPLIT_EVERY", "Parts", "flat_objects", "full_rows", "on_blocks", "one_key", "pack",
-           "packed", "part_of", "per_row", "per_row_grid", "row_pass", "row_sums", "size_of",
-           "stacked_sum", "unpack", "whole_rows"]
+           "packed", "part_of", "per_row", "per_row_grid", "row_objects", "row_pass", "row_sums",
+           "row_sums_of", "row_tall", "size_of", "stacked_sum", "unpack", "whole_rows"]

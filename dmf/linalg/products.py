@@ -38,13 +38,14 @@ from scipy.linalg.blas import dsyrk
 
 from dmf.blocks import (
     Parts,
-    flat_objects,
     pack,
     part_of,
+    row_objects,
+    row_sums_of,
+    row_tall,
     size_of,
     stacked_sum,
     unpack,
-    whole_rows,
 )
 
 #: Multiply at most this many bytes of a block at a time: the slice stays in
@@ -213,10 +214,6 @@ def _row_gram(blocks, Vs, with_moments=False):
     return pack({"gram": G, **moments}, gram_parts(*G.shape))[None, None]
 
 
-def _block_gram(block, V, with_moments=False):
-    return _row_gram([block], [V], with_moments)
-
-
 def _row_gram_keep(blocks, Vs):
     # V's column index is contracted here too (the output has no "b"), so
     # each of its pieces comes as a list of one block
@@ -225,10 +222,6 @@ def _row_gram_keep(blocks, Vs):
     G, Y, _ = _gram_core(blocks, Vs, keep_y=True)
     out[0] = {"gram": G, "rows": Y}
     return out
-
-
-def _block_gram_keep(block, V):
-    return _row_gram_keep([block], [V]).reshape(1, 1, 1)
 
 
 def _row_transpose(blocks, Y):
@@ -251,10 +244,6 @@ def _row_transpose(blocks, Y):
 
 def _row_transpose_times(blocks, Ys):
     return _row_transpose(blocks, Ys[0] if isinstance(Ys, list) else Ys)
-
-
-def _block_transpose_times(block, Y):
-    return _row_transpose([block], Y)
 
 
 def _row_tall(blocks, Ms, dtype, widen=False):
@@ -329,14 +318,6 @@ def _named_moments(blocks) -> dict:
     return {"colsum": np.concatenate(colsums), "sumsq": sumsq, "rowsq": float(rowsum @ rowsum)}
 
 
-def _block_moments(block):
-    return row_moments([block])
-
-
-def _block_xtx(block):
-    return _row_xtx([block])
-
-
 def _row_xtx(blocks):
     """X_r^T X_r (n x n) with the row's moments, packed (see
     :func:`gram_parts`): 1 x 1 x size. Every slice is widened to
@@ -395,29 +376,9 @@ def gram_with_moments(X: da.Array, V: np.ndarray) -> da.Array:
 def _gram(X: da.Array, V: np.ndarray, with_moments: bool) -> da.Array:
     n, p = X.shape[1], np.shape(V)[1]
     shape = (1, size_of(gram_parts(n, p))) if with_moments else (n, p)
-    summed = _summed_per_row(_row_gram, _block_gram, X, small(V, X.chunks[1]), "jb",
-                             with_moments, None, shape=shape)
+    summed = row_sums_of(_row_gram, X, small(V, X.chunks[1]), "jb", with_moments, None,
+                         shape=shape)
     return summed[0] if with_moments else summed
-
-
-def _summed_per_row(row_func, block_func, X: da.Array, *args, shape: tuple[int, int],
-                    new_b: bool = False) -> da.Array:
-    """An a x b result per block row (``shape``), summed by
-    :func:`stacked_sum`. ``block_func`` takes each block when X has whole
-    rows (no index contracted, so reads fuse in: :func:`whole_rows`), else
-    ``row_func`` each block row's list of blocks. ``args`` are blockwise's
-    (argument, index) pairs, "b" being the result's second axis (``new_b``:
-    an axis of no argument)."""
-    a, b = shape
-    new = {"b": b} if new_b else {}
-    kwargs = {"dtype": np.float64, "meta": np.empty((0, 0, 0))}
-    if whole_rows(X):
-        parts = da.blockwise(block_func, "ijb", X, "ij", *args, new_axes=new,
-                             adjust_chunks={"i": 1, "j": a, "b": b}, **kwargs)
-    else:
-        parts = da.blockwise(row_func, "iab", X, "ij", *args, new_axes={"a": a, **new},
-                             adjust_chunks={"i": 1, "b": b}, concatenate=False, **kwargs)
-    return stacked_sum(parts)
 
 
 def gram_matrix_with_moments(X: da.Array) -> da.Array:
@@ -436,22 +397,14 @@ def gram_matrix_with_moments(X: da.Array) -> da.Array:
     """
     n = X.shape[1]
     size = size_of(gram_parts(n, n))
-    return _summed_per_row(_row_xtx, _block_xtx, X, shape=(1, size), new_b=True)[0]
+    return row_sums_of(_row_xtx, X, shape=(1, size), new_b=True)[0]
 
 
 def gram_and_product(X: da.Array, V: np.ndarray) -> tuple[da.Array, da.Array]:
     """Lazy (X^T X V, X V) from the same tasks: one pass, the tall X V
     (float64, X's row blocks) kept instead of thrown away."""
     n, p = X.shape[1], np.shape(V)[1]
-    if whole_rows(X):
-        packed = flat_objects(da.blockwise(
-            _block_gram_keep, "ijb", X, "ij", small(V, X.chunks[1]), "jb",
-            adjust_chunks={"i": 1, "j": 1, "b": 1}, dtype=object,
-            meta=np.empty((0, 0, 0), dtype=object)))
-    else:
-        packed = da.blockwise(_row_gram_keep, "i", X, "ij", small(V, X.chunks[1]), "jb",
-                              adjust_chunks={"i": 1}, concatenate=False, dtype=object,
-                              meta=np.empty((0,), dtype=object))
+    packed = row_objects(_row_gram_keep, X, small(V, X.chunks[1]), "jb")
     rows = X.numblocks[0]
     G = packed.map_blocks(part_of, "gram", True, new_axis=[1, 2], chunks=((1,) * rows, (n,), (p,)),
                           dtype=np.float64, meta=np.empty((0, 0, 0)))
@@ -465,8 +418,7 @@ def transpose_times(X: da.Array, Y: da.Array) -> da.Array:
     blocks, a no-op when it has them): one pass."""
     n, p = X.shape[1], Y.shape[1]
     Y = Y.rechunk((X.chunks[0], -1))
-    return _summed_per_row(_row_transpose_times, _block_transpose_times, X, Y, "ib",
-                           shape=(n, p))
+    return row_sums_of(_row_transpose_times, X, Y, "ib", shape=(n, p))
 
 
 def tall_times(X: da.Array, M: np.ndarray, dtype=None, widen: bool = False) -> da.Array:
@@ -476,9 +428,8 @@ def tall_times(X: da.Array, M: np.ndarray, dtype=None, widen: bool = False) -> d
     s_j lose eps32 s_1 / s_j to a float32 product)."""
     dtype = np.dtype(dtype or X.dtype)
     p = np.shape(M)[1]
-    return da.blockwise(_row_tall, "ib", X, "ij", small(M, X.chunks[1]), "jb", dtype,
-                        None, widen, None, adjust_chunks={"b": p}, concatenate=False, dtype=dtype,
-                        meta=np.empty((0, 0), dtype=dtype))
+    return row_tall(_row_tall, X, small(M, X.chunks[1]), "jb", dtype, None, widen, None,
+                    width=p, dtype=dtype)
 
 
 def column_moments(X: da.Array) -> da.Array:
@@ -486,13 +437,5 @@ def column_moments(X: da.Array) -> da.Array:
     float64: one pass, or none extra when computed in the same graph as
     another product of X. (The row sums serve the transposed problem.)
     :func:`split_moments` names its parts."""
-    kwargs = {"dtype": np.float64, "meta": np.empty((0, 0))}
-    size = size_of(moment_parts(X.shape[1]))
-    if whole_rows(X):
-        parts = da.blockwise(_block_moments, "ij", X, "ij",
-                             adjust_chunks={"i": 1, "j": size}, **kwargs)
-    else:
-        parts = da.blockwise(row_moments, "ia", X, "ij", new_axes={"a": size},
-                             adjust_chunks={"i": 1}, concatenate=False, **kwargs)
-    return stacked_sum(parts)
+    return row_sums_of(row_moments, X, shape=(size_of(moment_parts(X.shape[1])),))
 
