@@ -24,10 +24,10 @@ base        modules every layer may use: ``errors``, ``wording``,
             ``_version``, ``lazy`` (the lazy packages' loader), ``params``
             (the estimators' parameter protocol)
 store       ``dmf.store`` (Zarr I/O, ingest)
-blocks      the row pass: ``dmf.blocks`` (NMF's and CF's solvers use it),
-            and ``dmf.linalg.products``, which still builds its own
-            per-row-block graphs until line 2 of issue 27 moves it onto
-            ``dmf.blocks``.
+blocks      the row pass: ``dmf.blocks`` (NMF's and CF's solvers use it;
+            it builds every per-row-block graph and its tree of sums), and
+            ``dmf.linalg.products``, the SVD family's row functions (block
+            products and moments) that ``dmf.blocks`` runs.
 engine      ``dmf.engine`` (the loop, checkpoints, cluster; knows no algorithm)
 algorithms  ``dmf.linalg``, ``dmf.nmf``, ``dmf.cf``, and ``validation``
             (the estimators' input checks and small-input scheduler, used
