@@ -165,6 +165,38 @@ def row_tall(row_func: Callable, X: da.Array, *args, width: int, dtype) -> da.Ar
                         concatenate=False, dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
 
 
+def picked(objects: da.Array, name: int | str, chunks: tuple, dtype=np.float64,
+           lead: bool = False) -> da.Array:
+    """Item ``name`` of each block of a 1-D per-row object array
+    (:func:`row_objects`, :func:`indexed_row_objects`), with ``chunks``: the
+    rows' pieces of a tall result, or (``lead``) a 1 x ... sum term per row
+    for :func:`stacked_sum`."""
+    new_axis = list(range(1, len(chunks)))
+    return objects.map_blocks(part_of, name, lead, new_axis=new_axis, chunks=chunks, dtype=dtype,
+                              meta=np.empty((0,) * len(chunks), dtype=dtype))
+
+
+def indexed_row_objects(func: Callable, X: da.Array, *args) -> da.Array:
+    """Lazy 1-D object array of ``func(X_b, *args, block_id=...)`` (a
+    one-element object array) per block row b of X (whole rows:
+    :func:`full_rows`), for a task that draws from a stream keyed by its
+    block's index (an index array as an input would let dask's ordering
+    read every block first)."""
+    X = full_rows(X)
+    return X.map_blocks(func, *args, drop_axis=1, chunks=((1,) * X.numblocks[0],),
+                        dtype=object, meta=np.empty((0,), dtype=object))
+
+
+def indexed_row_sums(func: Callable, T: da.Array, *args, shape: tuple[int, int]) -> da.Array:
+    """Lazy sum of ``func(T_b, *args, block_id=...)`` (1 x a x b, ``shape``
+    (a, b)) over the row blocks of a tall T of one column block, by the tree
+    of :func:`stacked_sum`."""
+    chunks = ((1,) * T.numblocks[0], *((size,) for size in shape))
+    parts = T.map_blocks(func, *args, new_axis=2, chunks=chunks, dtype=np.float64,
+                         meta=np.empty((0, 0, 0)))
+    return stacked_sum(parts)
+
+
 def full_rows(X: da.Array) -> da.Array:
     """X with whole rows per block (a no-op for dmf's row-blocked stores)."""
     return X if whole_rows(X) else X.rechunk({1: -1})
@@ -297,6 +329,7 @@ def row_sums(func: Callable, X: da.Array, *args, parts: Parts) -> dict[str, np.n
     return unpack(np.asarray(stacked_sum(grid).compute()), parts)
 
 
-__all__ = ["SPLIT_EVERY", "Parts", "flat_objects", "full_rows", "on_blocks", "one_key", "pack",
-           "packed", "part_of", "per_row", "per_row_grid", "row_objects", "row_pass", "row_sums",
-           "row_sums_of", "row_tall", "size_of", "stacked_sum", "unpack", "whole_rows"]
+__all__ = ["SPLIT_EVERY", "Parts", "flat_objects", "full_rows", "indexed_row_objects",
+           "indexed_row_sums", "on_blocks", "one_key", "pack", "packed", "part_of", "per_row",
+           "per_row_grid", "picked", "row_objects", "row_pass", "row_sums", "row_sums_of",
+           "row_tall", "size_of", "stacked_sum", "unpack", "whole_rows"]

@@ -39,7 +39,8 @@ from scipy.linalg.blas import dsyrk
 from dmf.blocks import (
     Parts,
     pack,
-    part_of,
+    part_of,  # noqa: F401 (dmf.cf.sgd imports it from here)
+    picked,
     row_objects,
     row_sums_of,
     row_tall,
@@ -405,12 +406,8 @@ def gram_and_product(X: da.Array, V: np.ndarray) -> tuple[da.Array, da.Array]:
     (float64, X's row blocks) kept instead of thrown away."""
     n, p = X.shape[1], np.shape(V)[1]
     packed = row_objects(_row_gram_keep, X, small(V, X.chunks[1]), "jb")
-    rows = X.numblocks[0]
-    G = packed.map_blocks(part_of, "gram", True, new_axis=[1, 2], chunks=((1,) * rows, (n,), (p,)),
-                          dtype=np.float64, meta=np.empty((0, 0, 0)))
-    Y = packed.map_blocks(part_of, "rows", False, new_axis=1, chunks=(X.chunks[0], (p,)),
-                          dtype=np.float64, meta=np.empty((0, 0)))
-    return stacked_sum(G), Y
+    G = picked(packed, "gram", ((1,) * X.numblocks[0], (n,), (p,)), lead=True)
+    return stacked_sum(G), picked(packed, "rows", (X.chunks[0], (p,)))
 
 
 def transpose_times(X: da.Array, Y: da.Array) -> da.Array:

@@ -27,7 +27,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.blocks import pack, size_of
+from dmf.blocks import indexed_row_objects, indexed_row_sums, pack, picked, size_of
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import (
@@ -35,7 +35,6 @@ from dmf.linalg.products import (
     as_f64,
     for_blas,
     moment_parts,
-    part_of,
     row_slices,
     scratch,
     split_moments,
@@ -101,19 +100,12 @@ def sketch_pass(X: da.Array, Omega: np.ndarray, seed: int, width: int):
     array as an input lets dask's ordering read every block before
     sketching any.
     """
-    X = X if X.numblocks[1] == 1 else X.rechunk({1: -1})  # one block row per task
     rows, n, s_r = X.numblocks[0], X.shape[1], Omega.shape[1]
     y_dtype = for_blas(X._meta).dtype  # the products' precision
-    packed = X.map_blocks(_row_sketch, Omega, seed, width, drop_axis=1, chunks=((1,) * rows,),
-                          dtype=object, meta=np.empty((0,), dtype=object))
-    Y = packed.map_blocks(part_of, "rows", False, new_axis=1, chunks=(X.chunks[0], (s_r,)),
-                          dtype=y_dtype, meta=np.empty((0, 0), dtype=y_dtype))
-    WE = packed.map_blocks(part_of, "sketch", True, new_axis=[1, 2],
-                           chunks=((1,) * rows, (width,), (n,)), dtype=np.float64,
-                           meta=np.empty((0, 0, 0)))
-    moments = packed.map_blocks(part_of, "moments", True, new_axis=1,
-                                chunks=((1,) * rows, (size_of(moment_parts(n)),)), dtype=np.float64,
-                                meta=np.empty((0, 0)))
+    packed = indexed_row_objects(_row_sketch, X, Omega, seed, width)  # whole rows per task
+    Y = picked(packed, "rows", (X.chunks[0], (s_r,)), dtype=y_dtype)
+    WE = picked(packed, "sketch", ((1,) * rows, (width,), (n,)), lead=True)
+    moments = picked(packed, "moments", ((1,) * rows, (size_of(moment_parts(n)),)), lead=True)
     return Y, stacked_sum(WE), stacked_sum(moments)
 
 
@@ -123,10 +115,7 @@ def _row_left_tall(q, seed, width, block_id=None):
 
 def left_times_tall(Q: da.Array, seed: int, width: int) -> da.Array:
     """Lazy [Psi; Theta] Q for a tall Q with the same row blocks as X."""
-    parts = Q.map_blocks(_row_left_tall, seed, width, new_axis=2,
-                         chunks=((1,) * Q.numblocks[0], (width,), (Q.shape[1],)),
-                         dtype=np.float64, meta=np.empty((0, 0, 0)))
-    return stacked_sum(parts)
+    return indexed_row_sums(_row_left_tall, Q, seed, width, shape=(width, Q.shape[1]))
 
 
 class SketchSolver(Solver):
