@@ -280,10 +280,11 @@ def unpack(flat: np.ndarray, parts: Parts) -> dict[str, np.ndarray]:
 
 def _packed_task(func, parts: Parts, X_block, W_block, H, *args):
     """``func``'s (new rows, named sums) as the one-element object block
-    :func:`row_pass` splits: its new ``rows`` and its ``sums`` packed, 1 x size."""
+    :func:`row_pass` splits: the pair (new rows, the sums packed, 1 x size), as
+    tests/test_nmf.py reads it."""
     rows, named = func(X_block, W_block, H, *args)
     out = np.empty(1, dtype=object)
-    out[0] = {"rows": rows, "sums": pack(named, parts)[None]}
+    out[0] = (rows, pack(named, parts)[None])
     return out
 
 
@@ -305,9 +306,9 @@ def row_pass(func: Callable, X: da.Array, W: da.Array, H, *args,
     grid = per_row_grid(packed(func, parts), X, W, H, *args, dtype=object)
     # both picked from the r x 1 x 1 grid (a 1-D view of it would cost a task per
     # block); the sums by the first nodes of their tree
-    W_new = grid.map_blocks(part_of, "rows", False, drop_axis=2, chunks=(X.chunks[0], (k,)),
+    W_new = grid.map_blocks(part_of, 0, False, drop_axis=2, chunks=(X.chunks[0], (k,)),
                               dtype=np.float64, meta=np.empty((0, 0)))
-    sums = stacked_sum(grid, item="sums", size=size)
+    sums = stacked_sum(grid, item=1, size=size)
     # one persist for both, or each block would be read twice
     W_new, sums = dask.persist(W_new, sums)
     return W_new, unpack(np.asarray(sums.compute()), parts)
