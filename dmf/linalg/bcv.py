@@ -30,6 +30,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
+from dmf.blocks import row_sums
 from dmf.errors import InputError
 from dmf.linalg.hashing import uniform_hash
 from dmf.linalg.products import as_f64, row_slices, transpose_times
@@ -117,20 +118,20 @@ def bcv_errors(X: da.Array, ks: list[int], *, folds: tuple[int, int], seed: int,
             UtC = np.asarray(transpose_times(kept_rows[:, cols_in], U).compute()).T
             scaled = np.where(usable[:, None], UtC / np.where(usable, S, 1.0)[:, None], 0.0)
             V = np.asarray(result.Vt, dtype=np.float64).T
-            parts = held_rows.map_blocks(
-                _block_errors, cols_in, V, scaled, np.asarray(ks), dtype=np.float64,
-                chunks=((1,) * held_rows.numblocks[0], (2 * len(ks) + 1,)))
-            flat = parts.sum(axis=0).compute()
-            sums += flat[:-1].reshape(len(ks), 2)
-            total_sq += float(flat[-1])
+            named = row_sums(_block_errors, held_rows, cols_in, V, scaled, np.asarray(ks),
+                             parts={"sse": (len(ks),), "sse2": (len(ks),), "total_sq": ()})
+            sums[:, 0] += named["sse"]
+            sums[:, 1] += named["sse2"]
+            total_sq += float(named["total_sq"])
     return BcvErrors(list(ks), sums[:, 0], sums[:, 1], m * n, total_sq)
 
 
-def _block_errors(block, cols_in, V, scaled, ks) -> np.ndarray:
-    """A held-out block row's e^2 and e^4 sums for each k, and its sum of
-    x^2 over A, flat in one row. ``block`` holds whole rows of X; the dense
+def _block_errors(block, cols_in, V, scaled, ks) -> dict:
+    """A held-out block row's e^2 and e^4 sums for each k (``sse``,
+    ``sse2``), and its sum of x^2 over A (``total_sq``), for
+    :func:`dmf.blocks.row_sums`. ``block`` holds whole rows of X; the dense
     prediction is formed one row slice at a time and dropped."""
-    out = np.zeros(2 * len(ks) + 1)
+    sse, sse2, total_sq = np.zeros(len(ks)), np.zeros(len(ks)), 0.0
     if scipy.sparse.issparse(block):
         block = block.tocsr()
     for sl in row_slices(block):
@@ -146,10 +147,10 @@ def _block_errors(block, cols_in, V, scaled, ks) -> np.ndarray:
                 done = k
             sq = A - prediction
             sq *= sq
-            out[2 * i] += sq.sum()
-            out[2 * i + 1] += np.vdot(sq, sq)
-        out[-1] += np.vdot(A, A)
-    return out[None]
+            sse[i] += sq.sum()
+            sse2[i] += np.vdot(sq, sq)
+        total_sq += np.vdot(A, A)
+    return {"sse": sse, "sse2": sse2, "total_sq": total_sq}
 
 
 __all__ = ["BcvErrors", "bcv_errors", "check_folds", "fold_ids"]
