@@ -61,7 +61,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.blocks import full_rows
+from dmf.blocks import full_rows, stacked_sum
 from dmf.cf.baseline import Baseline, baseline_biases
 from dmf.cf.data import Ratings, as_ratings
 from dmf.cf.knn_kernels import neighbourhood_terms, ordered_neighbours
@@ -70,7 +70,6 @@ from dmf.cf.params import CFEstimator, pairs, with_unseen
 from dmf.cf.rows import as_csr, as_index, user_rows
 from dmf.engine.cache import memory_budget
 from dmf.errors import InputError, not_fitted
-from dmf.linalg.products import stacked_sum
 from dmf.params import Interval, Options
 
 SIMILARITIES = ("cosine", "adjusted_cosine", "pearson", "pearson_baseline")

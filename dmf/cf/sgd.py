@@ -46,7 +46,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from dmf.blocks import one_key, per_row_grid, row_pass, row_sums
+from dmf.blocks import one_key, part_of, per_row_grid, row_pass, row_sums
 from dmf.cf.checks import checked_ratings, integer, number
 from dmf.cf.explicit import finish
 from dmf.cf.fitting import fit_model
@@ -55,7 +55,6 @@ from dmf.cf.params import LATENT_CONSTRAINTS, LatentFactorsMixin
 from dmf.cf.passes import OBJECTIVE_PARTS, as_csr, bounded_rows, item_counts, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.engine.options import RunKeywords, RunOptions, run_options
-from dmf.linalg.products import part_of
 from dmf.params import Interval
 
 #: Standard deviation of the random start of p and q (biases start at 0).

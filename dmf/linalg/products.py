@@ -39,7 +39,6 @@ from scipy.linalg.blas import dsyrk
 from dmf.blocks import (
     Parts,
     pack,
-    part_of,  # noqa: F401 (dmf.cf.sgd imports it from here)
     picked,
     row_objects,
     row_sums_of,
