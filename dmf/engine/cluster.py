@@ -260,14 +260,21 @@ def _abandon(cluster, children_before: set[int]) -> None:
     Dask's exit hook waiting for it. Dask's threads may still spawn workers
     meanwhile; one still reading what it was spawned with would print a
     traceback (EOFError, or FileNotFoundError for a semaphore) once this
-    process is gone. So no real worker is spawned from now on (see
-    :func:`~dmf.engine.spawn.refuse_new_workers`), and those already
-    spawned are killed now and again at exit (one forked just as this ran)."""
+    process is gone. Those spawned so far are killed now; at exit, no real
+    worker is spawned any more (see :func:`~dmf.engine.spawn.refuse_new_workers`:
+    only then, since a library user's interpreter may go on and start other
+    processes) and those spawned meanwhile are killed."""
     cluster.shutdown_on_close = False
     _silence_dask_logs()
+    _kill_new_children(children_before)
+    atexit.register(_end_abandoned_start, children_before)
+
+
+def _end_abandoned_start(children_before: set[int]) -> None:
+    """At exit after an abandoned start: spawns from here on run ``true``,
+    and the workers spawned since the abandonment are killed."""
     refuse_new_workers()
     _kill_new_children(children_before)
-    atexit.register(_kill_new_children, children_before)
 
 
 def _silence_dask_logs() -> None:

@@ -13,8 +13,9 @@ down (SIGTERM and SIGKILL still reach them).
 
 A start that is interrupted cannot be closed, and Dask's threads may go on
 spawning its workers while this process exits; a worker spawned then finds
-its parent gone and prints a traceback. :func:`refuse_new_workers` makes
-every later spawn run ``true`` instead, which exits at once and says nothing.
+its parent gone and prints a traceback. :func:`refuse_new_workers`, called
+at exit, makes every later spawn run ``true`` instead, which exits at once
+and says nothing.
 """
 
 from __future__ import annotations
@@ -88,9 +89,9 @@ def sigint_ignored_workers() -> Iterator[None]:
 def refuse_new_workers() -> None:
     """From now on, a process spawned by multiprocessing runs ``true``
     (found on PATH) instead of Python: it reads nothing from its parent and
-    exits at once, silently. For a process about to exit with a cluster's
-    start half done; the spawn itself then fails in Dask's thread, whose
-    logs dmf has silenced. multiprocessing's resource tracker, spawned
+    exits at once, silently. For a process exiting (an exit hook) with a
+    cluster's start half done: it is never undone. The spawn itself then
+    fails in Dask's thread, whose logs dmf has silenced. multiprocessing's resource tracker, spawned
     the same way, is started first if it is not running yet: a ``true``
     in its place would break the semaphores' clean-up at exit."""
     global _refused
