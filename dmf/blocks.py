@@ -36,8 +36,7 @@ Parts = Mapping[str, tuple[int, ...]]
 SPLIT_EVERY = 4
 
 
-def stacked_sum(parts: da.Array, item: int | str | None = None,
-                size: int | None = None) -> da.Array:
+def stacked_sum(parts: da.Array) -> da.Array:
     """Sum of per-row results (r x a x b, one chunk per row) as a lazy a x b
     array, in float64.
 
@@ -45,40 +44,29 @@ def stacked_sum(parts: da.Array, item: int | str | None = None,
     tree: groups of SPLIT_EVERY consecutive blocks, its depth, rows added in
     order), without that graph's first task per block, which "sums" the
     block's single row: each task costs the scheduler about a millisecond of
-    the CPU the workers need (an NMF iteration over 15 blocks had 66).
-
-    With ``item``, ``parts`` is a per-row grid of one-element object blocks
-    and the sum is of their item ``item`` (each a 1 x ``size`` array),
-    picked by the tree's first nodes: one task per block fewer than a
-    ``part_of`` map before the sum."""
+    the CPU the workers need (an NMF iteration over 15 blocks had 66)."""
     if any(size != 1 for size in parts.chunks[0]) or any(len(c) != 1 for c in parts.chunks[1:]):
         return parts.sum(axis=0, dtype=np.float64)
-    rows = parts.numblocks[0]
-    shape = parts.shape[1:] if item is None else (size,)
-    name = f"stacked-sum-{tokenize(parts, item)}"
-    level = [(parts.name, b, *(0,) * (parts.ndim - 1)) for b in range(rows)]
+    rows, shape = parts.numblocks[0], parts.shape[1:]
+    name = f"stacked-sum-{tokenize(parts)}"
+    level = [(parts.name, b, *(0,) * len(shape)) for b in range(rows)]
     # the depth dask gives the tree (math.log's rounding included)
     depth = max(1, math.ceil(math.log(rows, SPLIT_EVERY))) if rows > 1 else 1
     graph = {}
-    pick = item  # only the first nodes read the object blocks
     for d in range(depth - 1):
         groups = [level[i:i + SPLIT_EVERY] for i in range(0, len(level), SPLIT_EVERY)]
         level = [(f"{name}-{d}", g) for g in range(len(groups))]
-        graph.update({key: (functools.partial(_sum_rows, item=pick), group, True)
+        graph.update({key: (_sum_rows, group, True)
                       for key, group in zip(level, groups, strict=True)})
-        pick = None
-    graph[(name, *(0,) * len(shape))] = (functools.partial(_sum_rows, item=pick), level, False)
+    graph[(name, *(0,) * len(shape))] = (_sum_rows, level, False)
     layers = HighLevelGraph.from_collections(name, graph, dependencies=[parts])
     return da.Array(layers, name, chunks=tuple((size,) for size in shape), dtype=np.float64,
                     meta=np.empty((0,) * len(shape)))
 
 
-def _sum_rows(parts: list, keepdims: bool, item: int | str | None = None) -> np.ndarray:
-    """One node of :func:`stacked_sum`'s tree: the parts (or their item
-    ``item``) stacked and added in order, in float64, as dask's reduction
-    does."""
-    if item is not None:
-        parts = [part_of(packed, item, False) for packed in parts]
+def _sum_rows(parts: list, keepdims: bool) -> np.ndarray:
+    """One node of :func:`stacked_sum`'s tree: the parts stacked and added
+    in order, in float64, as dask's reduction does."""
     return np.sum(np.concatenate(parts, axis=0), axis=0, dtype=np.float64, keepdims=keepdims)
 
 
@@ -304,11 +292,13 @@ def row_pass(func: Callable, X: da.Array, W: da.Array, H, *args,
     k = W.shape[1]
     size = size_of(parts)
     grid = per_row_grid(packed(func, parts), X, W, H, *args, dtype=object)
-    # both picked from the r x 1 x 1 grid (a 1-D view of it would cost a task per
-    # block); the sums by the first nodes of their tree
+    # both picked from the r x 1 x 1 grid (a 1-D view of it would cost a task
+    # per block); dask fuses each pick into its block's task
     W_new = grid.map_blocks(part_of, 0, False, drop_axis=2, chunks=(X.chunks[0], (k,)),
-                              dtype=np.float64, meta=np.empty((0, 0)))
-    sums = stacked_sum(grid, item=1, size=size)
+                            dtype=np.float64, meta=np.empty((0, 0)))
+    sums = stacked_sum(grid.map_blocks(part_of, 1, False, drop_axis=2,
+                                       chunks=((1,) * X.numblocks[0], (size,)),
+                                       dtype=np.float64, meta=np.empty((0, 0))))
     # one persist for both, or each block would be read twice
     W_new, sums = dask.persist(W_new, sums)
     return W_new, unpack(np.asarray(sums.compute()), parts)
@@ -325,8 +315,8 @@ def row_sums(func: Callable, X: da.Array, *args, parts: Parts) -> dict[str, np.n
     added up over the blocks in float64 by the tree of :func:`row_pass`,
     from one read of X."""
     grid = full_rows(X).map_blocks(_summed_task, func, dict(parts), *args,
-                        chunks=((1,) * X.numblocks[0], (size_of(parts),)), dtype=np.float64,
-                        meta=np.empty((0, 0)))
+                                   chunks=((1,) * X.numblocks[0], (size_of(parts),)),
+                                   dtype=np.float64, meta=np.empty((0, 0)))
     return unpack(np.asarray(stacked_sum(grid).compute()), parts)
 
 
