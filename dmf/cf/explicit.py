@@ -38,6 +38,7 @@ import dask.array as da
 import numpy as np
 
 from dmf.blocks import row_pass
+from dmf.cf import kernels
 from dmf.cf.model import result_arrays
 from dmf.cf.passes import OBJECTIVE_PARTS, as_csr, bounded_rows, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
@@ -62,7 +63,6 @@ def _half_rows(block, own_b, other, errors, how: RowSolve):
     """New rows x_u = [p_u, b_u] of one block (compiled, one call), and the
     objective's sums (:data:`dmf.cf.passes.OBJECTIVE_PARTS`): sum n_u
     |x_u|^2, the new rows' squared error (if ``errors``), the ratings."""
-    from dmf.cf import kernels  # numba: imported by the tasks that need it
 
     mu, k, biases, reg = how.mu, how.k, how.biases, how.reg
     block = as_csr(block)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dmf.blocks import row_pass
+from dmf.cf import kernels
 from dmf.cf.explicit import finish
 from dmf.cf.passes import as_csr, bounded_rows, random_rows
 from dmf.engine.driver import Context, Solver, State, Stats
@@ -49,7 +50,6 @@ class RowSolve:
 def _half_rows(block, own_b, other, gram, losses, how: RowSolve):
     """New rows of one block by CG (compiled, one call), and their sums
     (:func:`gram_parts`)."""
-    from dmf.cf import kernels  # numba: imported by the tasks that need it
 
     alpha, reg, steps = how.alpha, how.reg, how.steps
     block = as_csr(block)

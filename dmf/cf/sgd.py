@@ -47,6 +47,7 @@ import dask.array as da
 import numpy as np
 
 from dmf.blocks import one_key, part_of, per_row_grid, row_pass, row_sums
+from dmf.cf import kernels
 from dmf.cf.checks import checked_ratings, integer, number
 from dmf.cf.explicit import finish
 from dmf.cf.fitting import fit_model
@@ -77,7 +78,6 @@ def sgd_block(block, Ub, V, seed: int, index: int, rule: Rule):
     """One block's share of an epoch (compiled, one call: see
     :func:`dmf.cf.kernels.sgd_block`). Returns (new U_b, new V, [sum of e^2
     before each update, sum n_u |[p_u, b_u]|^2 of the new rows])."""
-    from dmf.cf import kernels  # numba: imported by the tasks that need it
 
     mu, lr, reg, batch_size = rule.mu, rule.lr, rule.reg, rule.batch_size
     block = as_csr(block)
@@ -125,7 +125,6 @@ def _epoch(by_user: da.Array, U: da.Array, V: np.ndarray, seed, order, rule: Rul
 def _penalty_rows(block, own_b, other, mu, k, biases):
     """A block's rows as they are (no update) and the exact objective's sums
     of them (:data:`dmf.cf.passes.OBJECTIVE_PARTS`), compiled, one call."""
-    from dmf.cf import kernels  # numba: imported by the tasks that need it
 
     block = as_csr(block)
     x = kernels.aligned(own_b)
