@@ -39,7 +39,8 @@ import numpy as np
 
 from dmf.blocks import full_rows
 from dmf.engine.cache import cache_input, run_input
-from dmf.engine.driver import input_fingerprint, run
+from dmf.engine.driver import run
+from dmf.engine.identity import describe_input, job_identity
 from dmf.engine.lock import OutputLock
 from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.engine.output import JobOutput
@@ -338,16 +339,17 @@ def _stored_job(select, X, *, method, params, seed, token, opts) -> RankSelectio
     ``.OUT.dmf-next``, swapped in only once complete (as the engine does)."""
     location = Location.parse(opts.out, opts.storage_options)
     algorithm = f"rank-{method}"
-    fingerprint = {"algorithm": algorithm, "parameters": params,
-                   "input": input_fingerprint(X, token), "seed": seed}
+    # the identity the engine gives its own jobs (engine.driver.run)
+    identity = job_identity(algorithm, {"input": describe_input(X, token=token)},
+                            parameters=params, seed=seed)
     output = JobOutput(location)
     output.existing_meta()  # refuse a non-result before taking the lock there
     with OutputLock(location) as lock:
         output.fence = lock.check
-        status = output.check_job(fingerprint, resume=opts.resume)
+        status = output.check_job(identity, resume=opts.resume)
         if status == "complete":
             return _from_meta(location, output.meta(), output.read_arrays())
-        output.begin(fingerprint, {"algorithm": algorithm, "parameters": params,
+        output.begin(identity, {"algorithm": algorithm, "parameters": params,
                                    "seed": seed}, fresh=status == "fresh")
         # output.location: OUT, or its sibling when writing beside a complete table
         result = select({"location": output.location, "token": token})

@@ -38,7 +38,15 @@ from dmf.audio.grouping import group_components
 from dmf.audio.spectrogram import write_spectrogram
 from dmf.audio.stft import Stft
 from dmf.audio.synthesis import component_paths, synthesize
-from dmf.engine.identity import digest
+from dmf.engine.identity import (
+    OLDER,
+    describe_input,
+    difference,
+    digest,
+    job_identity,
+    recorded,
+    refusal,
+)
 from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.errors import InputError, StoreError
 from dmf.nmf.api import nmf
@@ -73,14 +81,14 @@ class Separation:
     skipped: bool = False
 
 
-def _identity(path: str) -> dict[str, Any]:
-    st = os.stat(path)
-    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def _digest(facts: dict) -> str:
-    """The marker's key: the separation's identity (:mod:`dmf.engine.identity`), short."""
-    return digest(facts)[:16]
+def _marker_difference(done: dict, identity: dict[str, Any]) -> str | None:
+    """How the separation in a marker differs from ``identity`` (None: the
+    same). A marker of an older dmf kept only ``key``, the short digest of
+    the recording's description and the settings: it is recomputed here."""
+    if "key" in done and "identity" not in done:
+        older = {"input": identity["inputs"]["recording"], **identity["parameters"]}
+        return None if done["key"] == digest(older)[:16] else OLDER
+    return difference(done, identity)
 
 
 def _check(src: str, outdir: str, sources: int, components: int, loss: str, n_fft: int,
@@ -191,25 +199,27 @@ def separate(
     facts = wav.info(src)
     _check(src, outdir, sources, k, loss, n_fft, hop)
     stft = Stft(n_fft, hop, facts.rate)
-    source_id = _identity(src)
-    spec_key = _digest({"input": source_id, "n_fft": n_fft, "hop": hop})
+    recording = {"recording": describe_input(src)}
+    spec_identity = job_identity("spectrogram", recording,
+                                 parameters={"n_fft": n_fft, "hop": hop})
     params = {"sources": sources, "components": k, "loss": loss, "n_fft": n_fft, "hop": hop,
               "max_iter": max_iter, "tol": tol, "seed": seed}
-    key = _digest({"input": source_id, **params})
+    identity = job_identity("audio-separate", recording, parameters=params)
     final, done = outdir, _read_marker(outdir)
     if done is not None:
-        if done.get("key") == key and not overwrite:
+        diff = _marker_difference(done, identity)
+        if diff is None and not overwrite:
             return _result(outdir, done, skipped=True)
-        outdir = _replacement_folder(outdir, overwrite)
+        outdir = _replacement_folder(outdir, diff, overwrite)
 
     _remove_stale_outputs(outdir)
-    spec_url, nmf_url = _spectrogram(src, outdir, stft, spec_key, block_frames=block_frames,
+    spec_url, nmf_url = _spectrogram(src, outdir, stft, spec_identity, block_frames=block_frames,
                                      keep_nmf=opts.resume and outdir == final)
     result = nmf(spec_url, k, loss=loss, solver="mu", init="random", max_iter=max_iter,
                  tol=tol, seed=seed, options=opts.replace(out=nmf_url, resume=True))
     groups, comp, src_paths = _synthesize(src, outdir, stft, result, sources,
                                           components=k, block_frames=block_frames)
-    done = {"key": key, "input": src, "rate": facts.rate, "seconds": facts.seconds,
+    done = {**recorded(identity), "input": src, "rate": facts.rate, "seconds": facts.seconds,
             "channels": facts.channels, **params, "groups": groups,
             "n_iter": result.n_iter, "converged": bool(result.converged),
             "reconstruction_err": float(result.reconstruction_err_),
@@ -241,13 +251,13 @@ def _read_marker(outdir: str) -> dict | None:
         return json.load(f)
 
 
-def _replacement_folder(outdir: str, overwrite: bool) -> str:
+def _replacement_folder(outdir: str, diff: str | None, overwrite: bool) -> str:
     """An empty folder beside OUTDIR for the separation that replaces the
-    complete one in it (refused without ``overwrite``): the complete one stays
-    whole until the new one is."""
+    complete one in it (refused without ``overwrite``, naming ``diff``, how
+    it differs): the complete one stays whole until the new one is."""
     if not overwrite:
-        raise StoreError(f"{outdir}: holds a complete separation of other input or "
-                         "settings; pass overwrite=True (CLI: --overwrite) to replace it")
+        raise StoreError(refusal(outdir, "a complete separation", diff or OLDER,
+                                 "pass overwrite=True (CLI: --overwrite) to replace it"))
     staged = _beside(outdir, "dmf-next")
     shutil.rmtree(staged, ignore_errors=True)  # an earlier replacement that was stopped
     os.makedirs(staged)
@@ -262,19 +272,19 @@ def _remove_stale_outputs(outdir: str) -> None:
         os.remove(os.path.join(outdir, "report.html"))
 
 
-def _spectrogram(src: str, outdir: str, stft: Stft, key: str, *, block_frames: int,
-                 keep_nmf: bool) -> tuple[str, str]:
+def _spectrogram(src: str, outdir: str, stft: Stft, identity: dict[str, Any], *,
+                 block_frames: int, keep_nmf: bool) -> tuple[str, str]:
     """The spectrogram's and the NMF's URLs in OUTDIR: the spectrogram is
-    written unless a complete one of this ``key`` is there; the NMF's store
+    written unless a complete one of this ``identity`` is there; the NMF's store
     goes with a rewritten spectrogram and, unless ``keep_nmf``, always."""
     spec_url = os.path.join(outdir, "spectrogram.zarr")
     nmf_url = os.path.join(outdir, "nmf.zarr")
-    if not _complete_spectrogram(spec_url, key):
+    if not _complete_spectrogram(spec_url, identity):
         shutil.rmtree(spec_url, ignore_errors=True)
         shutil.rmtree(nmf_url, ignore_errors=True)  # fitted to another spectrogram
         os.makedirs(outdir, exist_ok=True)
         write_spectrogram(src, spec_url, stft, block_frames=block_frames,
-                          attrs={"key": key})
+                          attrs=recorded(identity))
     elif not keep_nmf:
         shutil.rmtree(nmf_url, ignore_errors=True)
     return spec_url, nmf_url
@@ -329,7 +339,7 @@ def _move_in(staged: str, outdir: str) -> None:
     shutil.rmtree(staged)
 
 
-def _complete_spectrogram(url: str, key: str) -> bool:
+def _complete_spectrogram(url: str, identity: dict[str, Any]) -> bool:
     if not os.path.exists(url):
         return False
     import zarr
@@ -338,7 +348,7 @@ def _complete_spectrogram(url: str, key: str) -> bool:
         meta = dmf_attrs(zarr.open_array(url, mode="r"))
     except Exception:  # noqa: BLE001 - anything unreadable is rewritten
         return False
-    return meta.get("complete") is True and meta.get("audio", {}).get("key") == key
+    return meta.get("complete") is True and difference(meta.get("audio"), identity) is None
 
 
 def _result(outdir: str, done: dict, *, skipped: bool) -> Separation:

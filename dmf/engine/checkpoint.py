@@ -5,7 +5,7 @@ Layout, inside the job's output group::
     OUT/checkpoints/                group; attrs["dmf"]["latest"] is the pointer
     OUT/checkpoints/ckpt-00000010/  one checkpoint: a group of arrays, attrs hold
                                     iteration, RNG state, loss history, scalars,
-                                    fingerprint, complete
+                                    the job's identity, complete
 
 A checkpoint is written completely (arrays, then its attrs with
 ``complete: true``) before the pointer is moved to it; the pointer is one
@@ -44,6 +44,7 @@ import numpy as np
 import zarr
 
 from dmf.engine.faults import failpoint
+from dmf.engine.identity import FINGERPRINT, IDENTITY, recorded
 from dmf.engine.options import check_damaged_choice
 from dmf.errors import DamagedCheckpoint, DmfWarning, warn
 from dmf.store.dense import checked_array_options, open_dense, read_whole
@@ -66,7 +67,8 @@ class Checkpoint:
     state: dict[str, Any]
     rng_state: dict[str, Any]
     history: list[float]
-    fingerprint: dict[str, Any]
+    #: What the checkpoint recorded of its job (:func:`dmf.engine.identity.recorded`).
+    recorded: dict[str, Any]
     name: str
 
 
@@ -201,7 +203,7 @@ class Checkpoints:
             state=state,
             rng_state=meta["rng_state"],
             history=[float(h) for h in meta["history"]],
-            fingerprint=meta["fingerprint"],
+            recorded={k: meta[k] for k in (IDENTITY, FINGERPRINT) if k in meta},
             name=name,
         )
 
@@ -221,7 +223,7 @@ class Checkpoints:
         state: dict[str, Any],
         rng_state: dict[str, Any],
         history: list[float],
-        fingerprint: dict[str, Any],
+        identity: dict[str, Any],
     ) -> str:
         self.fence()
         name = f"ckpt-{iteration:08d}"
@@ -253,7 +255,7 @@ class Checkpoints:
         group.update_attributes({"dmf": {
             "iteration": iteration, "arrays": arrays, "chunks": chunks, "scalars": scalars,
             "rng_state": jsonable(rng_state), "history": [float(h) for h in history],
-            "fingerprint": jsonable(fingerprint), "complete": True,
+            **recorded(identity), "complete": True,
         }})
         failpoint("checkpoint-complete")
         self.fence()

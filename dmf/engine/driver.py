@@ -32,10 +32,11 @@ from threadpoolctl import threadpool_limits
 from dmf.engine.cluster import current_client
 from dmf.engine.faults import failpoint
 from dmf.engine.finite import check_run_options, check_step
+from dmf.engine.identity import describe_input, difference, job_identity, refusal
 from dmf.engine.liveness import workers_lost
 from dmf.engine.lock import OutputLock
 from dmf.engine.options import RunKeywords, RunOptions, run_options
-from dmf.engine.output import JobOutput, first_difference
+from dmf.engine.output import JobOutput
 from dmf.engine.progress import Progress
 from dmf.engine.signals import SignalGuard, StopRequested
 from dmf.errors import (
@@ -84,8 +85,8 @@ class Solver:
     loop reads as written. The driver owns everything between the calls.
 
     ``name`` and ``params`` (JSON-able) define the job: with the input and
-    the seed they form the fingerprint that a checkpoint must match to be
-    resumed.
+    the seed they form the job's identity (:mod:`dmf.engine.identity`) that
+    a result or checkpoint must match to be resumed.
     """
 
     name: str
@@ -161,14 +162,6 @@ def _held(array: da.Array, client) -> bool:
     return len(array.__dask_graph__()) == len(keys) and all(k in client.futures for k in keys)
 
 
-def input_fingerprint(X, token: str | None = None) -> dict[str, Any]:
-    """What identifies the input: shape, dtype, chunks and a token: the
-    dask name unless given (for a stored matrix it covers the URL and the
-    store's write id; for in-memory data the caller hashes the content)."""
-    return {"shape": list(X.shape), "dtype": str(X.dtype),
-            "chunks": [list(c) for c in X.chunks], "token": token or X.name}
-
-
 def run(
     solver: Solver,
     X,
@@ -205,7 +198,7 @@ def run(
         The fields of :class:`RunOptions` as keywords; beside ``options``
         they replace its fields (so a caller's wrapper can add a callback).
     input_token : str, optional
-        Identifies X's content in the fingerprint instead of its dask name
+        Identifies X's content in the job's identity instead of its dask name
         (which, for an array made from memory, is random).
     """
     options = (run_options(None, run_keywords, "run") if options is None
@@ -213,8 +206,8 @@ def run(
     check_run_options(solver.params, seed=seed, max_iter=max_iter, tol=tol, keep=keep)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % 2**32)
-    fingerprint = {"algorithm": solver.name, "parameters": solver.params,
-                   "input": input_fingerprint(X, input_token), "seed": seed}
+    identity = job_identity(solver.name, {"input": describe_input(X, token=input_token)},
+                            parameters=solver.params, seed=seed)
     location = (Location.parse(options.out, options.storage_options)
                 if options.out is not None else None)
     checkpoint_every, checkpoint_seconds = options.checkpoint_every, options.checkpoint_seconds
@@ -236,7 +229,7 @@ def run(
                 lock = OutputLock(location)
                 _hold_lock(lock, guard, stack)
                 output.fence = lock.check
-                status = output.check_job(fingerprint, resume=options.resume)
+                status = output.check_job(identity, resume=options.resume)
                 if status == "complete":
                     display.message(f"{location} is already complete; nothing to do "
                                     "(use --no-resume to recompute)")
@@ -244,13 +237,12 @@ def run(
                 if status == "resume":
                     checkpoint = output.checkpoints.latest(damaged=options.damaged_checkpoints)
                     if checkpoint is not None:
-                        diff = first_difference(checkpoint.fingerprint, fingerprint)
+                        diff = difference(checkpoint.recorded, identity)
                         if diff:
-                            raise CheckpointMismatch(f"{location}: checkpoint of a different "
-                                                     f"job ({diff}); use --no-resume to start "
-                                                     "over")
+                            raise CheckpointMismatch(refusal(location, "a checkpoint", diff,
+                                                             "use --no-resume to start over"))
                 with guard.critical():
-                    output.begin(fingerprint, {"algorithm": solver.name,
+                    output.begin(identity, {"algorithm": solver.name,
                                                "parameters": solver.params, "seed": seed},
                                  fresh=status == "fresh")
                 guard.raise_pending()
@@ -261,7 +253,7 @@ def run(
             stack.enter_context(threadpool_limits(limits=1))
         try:
             return _loop(solver, X, seed=seed, max_iter=max_iter, tol=tol, output=output,
-                         checkpoint=checkpoint, fingerprint=fingerprint,
+                         checkpoint=checkpoint, identity=identity,
                          checkpoint_every=checkpoint_every,
                          checkpoint_seconds=checkpoint_seconds, guard=guard,
                          display=display, callback=options.callback)
@@ -283,7 +275,7 @@ def _hold_lock(lock: OutputLock, guard: SignalGuard, stack: contextlib.ExitStack
     guard.raise_pending()
 
 
-def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
+def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, identity,
           checkpoint_every, checkpoint_seconds, guard, display, callback) -> RunResult:
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -309,7 +301,7 @@ def _loop(solver, X, *, seed, max_iter, tol, output, checkpoint, fingerprint,
             return
         _guarded(lambda: output.checkpoints.save(
             current_it, {**current_state, "_converged": is_converged},
-            rng.bit_generator.state, history, fingerprint), output, current_it)
+            rng.bit_generator.state, history, identity), output, current_it)
 
     def stop(signum: int) -> Interrupted:
         if output is None:

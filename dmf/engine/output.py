@@ -1,8 +1,8 @@
-"""A job's output group: fingerprint, status, checkpoints, final arrays.
+"""A job's output group: identity, status, checkpoints, final arrays.
 
 The output of a job is a Zarr group whose ``attrs["dmf"]`` says what made it
-(algorithm, parameters, input, seed: the *fingerprint*, its identity in the
-sense of :mod:`dmf.engine.identity`), and whether it is
+(algorithm, parameters, seed, input: its ``identity`` and ``fingerprint``,
+:mod:`dmf.engine.identity`), and whether it is
 ``running`` or ``complete``. Running the same job again resumes from its
 checkpoints, or does nothing when it is complete; a different job is refused
 (:class:`~dmf.errors.CheckpointMismatch`, naming what differs) unless told to
@@ -28,7 +28,7 @@ import zarr
 from dmf._version import __version__
 from dmf.engine.checkpoint import Checkpoints, jsonable
 from dmf.engine.faults import failpoint
-from dmf.engine.identity import first_difference
+from dmf.engine.identity import difference, recorded, refusal
 from dmf.engine.lock import LOCK_NAME
 from dmf.errors import CheckpointMismatch, InputError, StoreError
 from dmf.store.api import open_matrix
@@ -82,24 +82,21 @@ class JobOutput:
                              "not a dmf result; choose another output")
         return meta
 
-    def check_job(self, fingerprint: dict[str, Any], *, resume: bool) -> str:
-        """``"fresh"``, ``"resume"`` or ``"complete"`` for this job here."""
+    def check_job(self, identity: dict[str, Any], *, resume: bool) -> str:
+        """``"fresh"``, ``"resume"`` or ``"complete"`` for the job of
+        ``identity`` (:func:`dmf.engine.identity.job_identity`) here."""
         meta = self.existing_meta()
-        if meta is None:
+        if meta is None or not resume:
             return "fresh"
-        diff = first_difference(meta.get("fingerprint"), jsonable(fingerprint))
-        if not resume:
-            return "fresh"
+        diff = difference(meta, identity)
         if diff:
-            raise CheckpointMismatch(
-                f"{self.location}: holds a {meta.get('status', 'running')} result of a "
-                f"different job ({diff}); use --no-resume (resume=False) to replace it, "
-                "or another output"
-            )
+            raise CheckpointMismatch(refusal(
+                self.location, f"a {meta.get('status', 'running')} result", diff,
+                "use --no-resume (resume=False) to replace it, or another output"))
         return "complete" if meta.get("status") == "complete" else "resume"
 
     # -- writing ------------------------------------------------------------
-    def begin(self, fingerprint: dict[str, Any], meta: dict[str, Any], *, fresh: bool) -> None:
+    def begin(self, identity: dict[str, Any], meta: dict[str, Any], *, fresh: bool) -> None:
         """Mark the output as a running job; drop old checkpoints when fresh,
         and write beside a complete result that starting over would damage."""
         if fresh:
@@ -109,7 +106,7 @@ class JobOutput:
             self.checkpoints.clear()
         group = zarr.open_group(store=self.location.zarr_store(), mode="a", zarr_format=3)
         attrs = {"kind": "result", "status": "running", "dmf_version": __version__,
-                 "fingerprint": jsonable(fingerprint), **jsonable(meta)}
+                 **recorded(identity), **jsonable(meta)}
         group.update_attributes({"dmf": attrs})
 
     def write_result(self, arrays: dict[str, Any], meta: dict[str, Any]) -> None:

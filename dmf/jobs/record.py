@@ -3,7 +3,7 @@
 The root of a job is a Zarr group whose ``attrs["dmf"]`` holds::
 
     kind: job          job: NAME
-    steps: {NAME: {fingerprint, status, out, finished, facts}}
+    steps: {NAME: {identity, fingerprint, status, out, finished, facts}}
     runs: [the last RUNS_KEPT run records, newest last]
 
 Each step's result lives beside, as ``ROOT/NAME`` (unless the step says
@@ -114,27 +114,6 @@ def new_run(spec, scheduler: str | None) -> dict[str, Any]:
             "started": now(), "ended": None, "seconds": None, "status": "running",
             "exit_code": None, "error": None, "host": socket.gethostname(),
             "scheduler": scheduler, "versions": versions(), "steps": []}
-
-
-def identity(url: str, storage_options: dict | None) -> str | None:
-    """What a stored input is now: a hash of its Zarr metadata (which holds
-    the write id of a dmf store, its shape and attrs), or of a file's size
-    and modification time; None if nothing is there."""
-    location = Location.parse(url, storage_options)
-    fs, path = location.filesystem()
-    for name in ("zarr.json", ".zarray", ".zgroup", ".zattrs"):
-        try:
-            data = fs.cat_file(f"{path.rstrip('/')}/{name}")
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            continue
-        return hashlib.sha256(data).hexdigest()
-    try:
-        info = fs.info(path)
-    except FileNotFoundError:
-        return None
-    keys = ("size", "mtime", "ETag", "LastModified", "created")
-    facts = {k: str(info[k]) for k in keys if k in info}
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
 def format_summary(run: dict[str, Any]) -> str:

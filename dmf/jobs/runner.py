@@ -3,8 +3,9 @@
 For every step the runner computes its identity (:mod:`dmf.engine.identity`,
 as the engine does for a result): the step's kind, options and equivalent
 command line (with the URLs of its inputs and output) and what each input
-is right now (a hash of its Zarr metadata, which changes with every write).
-The step's record keeps it and its digest, the *fingerprint*. Then:
+is right now (a store's shape, dtype, chunks and write id, which changes
+with every write; a file's size and modification time). The step's record
+keeps it and its digest, the *fingerprint*. Then:
 
 - a step whose last run completed with the same fingerprint, and whose
   result is still there, is **skipped**;
@@ -31,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import json
 import logging
 import os
 import shlex
@@ -53,7 +53,7 @@ import dmf
 from dmf import engine
 from dmf.cli_args import cluster
 from dmf.engine import placement
-from dmf.engine.identity import digest, first_difference
+from dmf.engine.identity import OLDER, describe_input, difference, job_identity, recorded
 from dmf.engine.lock import OutputLock
 from dmf.engine.signals import SignalGuard, StopRequested
 from dmf.errors import ClusterError, DmfError, InputError, Interrupted
@@ -239,21 +239,23 @@ class Runner:
         started = time.perf_counter()
         storage_options = self._storage_options(step)
         inputs = {p: self.urls[ref] for p, ref in step.inputs.items()}
-        identities = {p: records.identity(url, storage_options) for p, url in inputs.items()}
-        missing = [f"{p} ({inputs[p]})" for p, ident in identities.items() if ident is None]
+        described = {p: describe_input(url, storage_options=storage_options)
+                     for p, url in inputs.items()}
+        missing = [f"{p} ({inputs[p]})" for p, ident in described.items() if ident is None]
         if missing:
             raise InputError(f"{self.spec.path}:{step.line}: step {step.name}: missing input "
                              f"{', '.join(missing)}")
-        identity = self._identity(step, identities)
-        fingerprint = digest(identity)
+        record = recorded(self._identity(step, described))
         previous = self.root.step_record(step.name)
         entry = {"name": step.name, "kind": step.kind, "out": step.out, "attempts": 0,
-                 "fingerprint": fingerprint}
+                 "fingerprint": record["fingerprint"]}
         outputs = self._outputs(step)
-        same = previous is not None and previous.get("fingerprint") == fingerprint
-        if previous is not None and not same and previous.get("identity") is not None:
-            log.info("step %s changed since its last run: %s", step.name,
-                     _changed(previous["identity"], identity))
+        same = previous is not None and previous.get("fingerprint") == record["fingerprint"]
+        if previous is not None and not same:
+            diff = difference(previous, record["identity"])
+            if diff == OLDER:
+                self.say(f"  its last run was {OLDER}: running it again")
+            log.info("step %s changed since its last run: %s", step.name, diff)
         if same and previous.get("status") == "complete" and all(
                 Location.parse(u, storage_options).exists() for u in outputs):
             where = printed_path(step.out) if step.out else "no output"
@@ -265,8 +267,7 @@ class Runner:
         attempts = step.retries if step.retries is not None else self.spec.retries["attempts"]
         try:
             action, staged = self._action(step, previous, same, storage_options)
-            self.root.set_step(step.name, {"fingerprint": fingerprint, "identity": identity,
-                                           "status": "running", "out": step.out,
+            self.root.set_step(step.name, {**record, "status": "running", "out": step.out,
                                            "started": records.now()})
             target = step.out + ".next" if staged else step.out
             address = self._address_for(step, inputs, storage_options, run)
@@ -281,8 +282,7 @@ class Runner:
             _swap(Location.parse(target, storage_options),
                   Location.parse(step.out, storage_options))
         facts = {**facts, **self._facts(step, storage_options)}
-        self.root.set_step(step.name, {"fingerprint": fingerprint, "identity": identity,
-                                       "status": "complete", "out": step.out,
+        self.root.set_step(step.name, {**record, "status": "complete", "out": step.out,
                                        "finished": records.now(), "facts": facts})
         entry.update(action="replaced" if staged else action, facts=facts,
                      seconds=round(time.perf_counter() - started, 3))
@@ -341,15 +341,15 @@ class Runner:
                 options[key], set_by[key] = value, ref
         return options
 
-    def _identity(self, step: Step, identities: dict[str, str]) -> dict[str, Any]:
-        """What made the step's result (:mod:`dmf.engine.identity`); a report's
-        includes the fingerprints of the steps it reports on."""
-        facts = {"kind": step.kind, "argv": _argv(step, self.urls), "params": step.params,
-                 "inputs": identities}
+    def _identity(self, step: Step, inputs: dict[str, dict]) -> dict[str, Any]:
+        """What made the step's result (:mod:`dmf.engine.identity`): its kind,
+        options and command line; a report's also the fingerprints of the
+        steps it reports on."""
+        groups: dict[str, Any] = {"params": step.params, "argv": _argv(step, self.urls)}
         if step.kind == "report":
-            facts["steps"] = {n: (self.root.step_record(n) or {}).get("fingerprint")
-                              for n in step.params["steps"]}
-        return json.loads(json.dumps(facts))  # as the record keeps it
+            groups["steps"] = {n: (self.root.step_record(n) or {}).get("fingerprint")
+                               for n in step.params["steps"]}
+        return job_identity(step.kind, inputs, **groups)
 
     def _outputs(self, step: Step) -> list[str]:
         if step.out is None:
@@ -483,14 +483,6 @@ def _made_bytes(step: Step) -> int | None:
     except ValueError:
         return None  # the command itself says what is wrong with the shape
     return m * n * (4 if step.params.get("dtype") == "float32" else 8)
-
-
-def _changed(stored: dict[str, Any], identity: dict[str, Any]) -> str | None:
-    """The first change from a step's stored identity to this run's, in its
-    options or inputs before its command line (which says the same, longer)."""
-    options = [{k: v for k, v in i.items() if k != "argv"} for i in (stored, identity)]
-    return first_difference(*options) or first_difference(stored.get("argv"),
-                                                          identity.get("argv"), "argv")
 
 
 def _swap(staged: Location, target: Location) -> None:
