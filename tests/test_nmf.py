@@ -393,10 +393,13 @@ def test_a_block_step_gives_the_same_bits_for_misaligned_arrays(beta):
     rng = np.random.default_rng(0)
     X, W, H = rng.random((150, 40)), rng.random((150, 5)), rng.random((5, 40))
     args = (H @ H.T, H.sum(axis=1), mu.RowUpdate(beta, mu.exponent(beta)))
-    task = blocks.packed(mu._row_step, mu.step_parts(beta, 5, 40))
-    aligned = blocks.on_blocks(task, X, W, H, *args)[0, 0, 0]
-    received = blocks.on_blocks(task, _misaligned(X), _misaligned(W), _misaligned(H),
-                                *args)[0, 0, 0]
+    def flat(rows_and_sums):  # the new rows, and the named sums in one vector
+        rows, named = rows_and_sums
+        return rows, np.concatenate([np.ravel(value) for value in named.values()])
+
+    aligned = flat(blocks.run_block(mu._row_step, X, W, H, *args))
+    received = flat(blocks.run_block(mu._row_step, _misaligned(X), _misaligned(W),
+                                     _misaligned(H), *args))
     assert aligned[0].tobytes() == received[0].tobytes()
     assert aligned[1].tobytes() == received[1].tobytes()
 

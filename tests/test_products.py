@@ -27,8 +27,8 @@ def test_moments_with_a_pass_are_float64_sums(chunks, dtype):
     A = (np.random.default_rng(0).standard_normal((600, 80)) + 50).astype(dtype)
     want = exact_moments(A)
     X = da.from_array(A, chunks=chunks)
-    alone = np.hstack(list(split_moments(column_moments(X).compute(), 80).values()))
-    _, fused = split_gram(gram_with_moments(X, np.eye(80)[:, :3]).compute(), 80, 3)
+    alone = np.hstack(list(split_moments(column_moments(X).compute()).values()))
+    _, fused = split_gram(gram_with_moments(X, np.eye(80)[:, :3]).compute())
     fused = np.hstack(list(fused.values()))
     for got in (alone, fused):
         assert np.max(np.abs(got - want) / np.abs(want)) < 1e-13
@@ -38,5 +38,5 @@ def test_moments_with_a_pass_are_float64_sums(chunks, dtype):
 def test_moments_of_sparse_blocks():
     S = scipy.sparse.random(300, 40, density=0.1, format="csr", random_state=0)
     X = da.from_array(S, chunks=(70, -1), asarray=False)
-    got = np.hstack(list(split_moments(column_moments(X).compute(), 40).values()))
+    got = np.hstack(list(split_moments(column_moments(X).compute()).values()))
     assert np.allclose(got, exact_moments(S.toarray()), rtol=1e-13)

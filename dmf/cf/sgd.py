@@ -46,7 +46,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from dmf.blocks import one_key, part_of, per_row_grid, row_pass, row_sums
+from dmf.blocks import Piece, Small, Tall, row_blocks, row_pass, row_sums
 from dmf.cf import kernels
 from dmf.cf.checks import checked_ratings, integer, number
 from dmf.cf.explicit import finish
@@ -76,8 +76,9 @@ class Rule:
 
 def sgd_block(block, Ub, V, seed: int, index: int, rule: Rule):
     """One block's share of an epoch (compiled, one call: see
-    :func:`dmf.cf.kernels.sgd_block`). Returns (new U_b, new V, [sum of e^2
-    before each update, sum n_u |[p_u, b_u]|^2 of the new rows])."""
+    :func:`dmf.cf.kernels.sgd_block`), by name: the new rows ``U``, the new
+    item side ``V`` and ``errors`` [[sum of e^2 before each update,
+    sum n_u |[p_u, b_u]|^2 of the new rows]]."""
 
     mu, lr, reg, batch_size = rule.mu, rule.lr, rule.reg, rule.batch_size
     block = as_csr(block)
@@ -86,9 +87,8 @@ def sgd_block(block, Ub, V, seed: int, index: int, rule: Rule):
     sq_err = kernels.sgd_block(*kernels.csr_arrays(block), U, V, float(mu), float(lr), float(reg),
                                np.uint64(seed), np.uint64(index), int(batch_size))
     counts = np.diff(block.indptr).astype(np.float64)
-    out = np.empty(1, dtype=object)
-    out[0] = (U, V, np.array([sq_err, float(counts @ np.einsum("ij,ij->i", U, U))]))
-    return out
+    return {"U": U, "V": V,
+            "errors": np.array([[sq_err, float(counts @ np.einsum("ij,ij->i", U, U))]])}
 
 
 def _epoch(by_user: da.Array, U: da.Array, V: np.ndarray, seed, order, rule: Rule):
@@ -97,24 +97,19 @@ def _epoch(by_user: da.Array, U: da.Array, V: np.ndarray, seed, order, rule: Rul
 
     Not a :func:`dmf.blocks.row_pass`: the item side is not a sum of the
     blocks' parts but passed down the chain, each task updating what the
-    previous one returned. Each task is :func:`dmf.blocks.per_row_grid` of
+    previous one returned. Each task is :func:`dmf.blocks.row_blocks` of
     one block (the block, its rows of U, the item side as one key)."""
     U = U.rechunk((by_user.chunks[0], (U.shape[1],)))
-    item_side = one_key(np.asarray(V, dtype=np.float64))
+    item_side = np.asarray(V, dtype=np.float64)
+    each = {"U": Piece((None, U.shape[1])), "V": Piece(V.shape), "errors": Piece((1, 2))}
     new_rows: dict[int, da.Array] = {}
     errors = []
     for b in order:
         b = int(b)
-        task = per_row_grid(sgd_block, by_user.blocks[b], U.blocks[b], item_side, seed, b, rule,
-                            dtype=object)
-        new_rows[b] = task.map_blocks(part_of, 0, False, drop_axis=2,
-                                      chunks=(by_user.chunks[0][b:b + 1], (U.shape[1],)),
-                                      dtype=np.float64, meta=np.empty((0, 0)))
-        item_side = task.map_blocks(part_of, 1, False, drop_axis=2,
-                                    chunks=((V.shape[0],), (V.shape[1],)),
-                                    dtype=np.float64, meta=np.empty((0, 0)))
-        errors.append(task.map_blocks(part_of, 2, True, drop_axis=2, chunks=((1,), (2,)),
-                                      dtype=np.float64, meta=np.empty((0, 0))))
+        task = row_blocks(sgd_block, by_user.blocks[b], Tall(U.blocks[b]), Small(item_side),
+                          seed, b, rule, each=each).each
+        new_rows[b], item_side = task["U"], task["V"]
+        errors.append(task["errors"])
     U_new = da.concatenate([new_rows[b] for b in range(by_user.numblocks[0])], axis=0)
     # summed in block order, whatever the epoch's order
     sums = da.concatenate([errors[int(np.flatnonzero(order == b)[0])]

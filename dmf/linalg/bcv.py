@@ -115,7 +115,7 @@ def bcv_errors(X: da.Array, ks: list[int], *, folds: tuple[int, int], seed: int,
             S = np.asarray(result.S, dtype=np.float64)
             usable = S > max(D.shape) * dtype_eps * S[0] if S[0] > 0 else np.zeros_like(S, bool)
             U = da.asarray(result.U).astype(np.float64)
-            UtC = np.asarray(transpose_times(kept_rows[:, cols_in], U).compute()).T
+            UtC = np.asarray(transpose_times(kept_rows[:, cols_in], U).compute()["product"]).T
             scaled = np.where(usable[:, None], UtC / np.where(usable, S, 1.0)[:, None], 0.0)
             V = np.asarray(result.Vt, dtype=np.float64).T
             named = row_sums(_block_errors, held_rows, cols_in, V, scaled, np.asarray(ks),

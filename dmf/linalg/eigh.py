@@ -79,7 +79,8 @@ class EighSolver(Solver):
             Y, Yt, moments = dask.compute(
                 product, transpose_times(X, Zd) if not assume_symmetric else None,
                 column_moments(X))
-            new.update(split_moments(moments, X.shape[1]))
+            Yt = None if Yt is None else Yt["product"]
+            new.update(split_moments(moments))
             gap = (0.0 if assume_symmetric else
                    np.linalg.norm(Y - Yt) / max(np.linalg.norm(Y), np.finfo(float).tiny))
             if gap > self.tolerance:

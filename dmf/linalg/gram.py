@@ -69,8 +69,7 @@ class GramSolver(Solver):
         return {"G": np.zeros((n, n)), "colsum": np.zeros(n), "sumsq": 0.0, "rowsq": 0.0}
 
     def step(self, X, _state: State, _ctx: Context) -> tuple[State, Stats]:
-        n = X.shape[1]
-        G, moments = split_gram(gram_matrix_with_moments(X).compute(), n, n)
+        G, moments = split_gram(gram_matrix_with_moments(X).compute())
         return ({"G": G, **moments},
                 Stats(loss=0.0, done=True, extra={"note": "X^T X"}))
 

@@ -44,7 +44,7 @@ def complete_basis(U: da.Array, missing: np.ndarray, *, seed: int = 0) -> da.Arr
     known = U[:, keep].astype(np.float64)
     for _ in range(2):  # project twice: orthogonal to working precision
         if len(keep):
-            G = G - known @ transpose_times(known, G).compute()
+            G = G - known @ transpose_times(known, G).compute()["product"]
         G = G.persist()
     Q, _ = da.linalg.tsqr(G)
     columns = []

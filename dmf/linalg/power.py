@@ -68,9 +68,9 @@ class PowerSolver(Solver):
         v, j, inner, top = state["v"], int(state["j"]), int(state["inner"]) + 1, state["top"]
         moments = {}
         if state["first"]:  # X's moments ride along with the first pass
-            w, moments = split_gram(gram_with_moments(X, v[:, None]).compute(), len(v), 1)
+            w, moments = split_gram(gram_with_moments(X, v[:, None]).compute())
         else:
-            w = gram_apply(X, v[:, None]).compute()
+            w = gram_apply(X, v[:, None]).compute()["gram"]
         w = _project_out(w[:, 0], V[:, :j])
         lam = float(v @ w)
         top = max(top, lam)

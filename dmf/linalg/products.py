@@ -34,19 +34,10 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 import scipy.sparse
+from dask.delayed import Delayed
 from scipy.linalg.blas import dsyrk
 
-from dmf.blocks import (
-    Parts,
-    pack,
-    picked,
-    row_objects,
-    row_sums_of,
-    row_tall,
-    size_of,
-    stacked_sum,
-    unpack,
-)
+from dmf.blocks import Parts, Piece, Pieces, Tall, row_blocks
 
 #: Multiply at most this many bytes of a block at a time: the slice stays in
 #: cache (the fastest size measured, see benchmarks/README.md).
@@ -100,12 +91,6 @@ def scratch(block, p: int, dtype) -> tuple[np.ndarray, np.ndarray]:
     return np.empty((step, p), dtype=dtype), np.empty((block.shape[1], p), dtype=dtype)
 
 
-def small(M: np.ndarray, row_chunks) -> da.Array:
-    """A small n x p matrix as a dask array split like X's columns (one graph
-    key per piece: it travels to each worker once, not once per task)."""
-    return da.from_array(np.asarray(M, dtype=np.float64), chunks=(row_chunks, -1))
-
-
 def moment_parts(n: int) -> Parts:
     """The named moments of an m x n X: column sums, sum of squares and sum
     of squared row sums (the last two numbers)."""
@@ -114,28 +99,23 @@ def moment_parts(n: int) -> Parts:
 
 def gram_parts(n: int, p: int) -> Parts:
     """X^T X V (n x p, named ``gram``) and X's moments (:func:`moment_parts`),
-    summed as one vector so that one task per block row returns both (one
+    summed together so that one task per block row returns both (one
     consumer per block: a second one would keep blocks in memory until both
     ran)."""
     return {"gram": (n, p), **moment_parts(n)}
 
 
-def split_moments(values: np.ndarray, n: int) -> dict:
-    """The summed moments of :func:`column_moments` by name, the two numbers
-    as floats."""
-    return _as_moments(unpack(np.asarray(values), moment_parts(n)))
-
-
-def _as_moments(named: dict) -> dict:
+def split_moments(named: dict) -> dict:
+    """The moments among the named sums of a pass (:func:`column_moments`,
+    :func:`gram_with_moments`), the two numbers as floats."""
     return {"colsum": named["colsum"], "sumsq": float(named["sumsq"]),
             "rowsq": float(named["rowsq"])}
 
 
-def split_gram(values: np.ndarray, n: int, p: int) -> tuple[np.ndarray, dict]:
-    """X^T X V and the moments (:func:`split_moments`) from the summed vector
+def split_gram(named: dict) -> tuple[np.ndarray, dict]:
+    """X^T X V and the moments (:func:`split_moments`) among the named sums
     of :func:`gram_with_moments` or :func:`gram_matrix_with_moments`."""
-    named = unpack(np.asarray(values), gram_parts(n, p))
-    return named["gram"], _as_moments(named)
+    return named["gram"], split_moments(named)
 
 
 # -- per block row -----------------------------------------------------------------
@@ -164,7 +144,7 @@ def _gram_core(blocks, Vs, keep_y: bool, moments: bool = False):
     row's named moments (see :func:`moment_parts`) if ``moments``."""
     if len(blocks) > 1:
         Y = _times(blocks, Vs)
-        return (_row_transpose(blocks, Y)[0], Y if keep_y else None,
+        return (_row_transpose(blocks, Y), Y if keep_y else None,
                 _named_moments(blocks) if moments else None)
     block = blocks[0]  # the common case: fuse per slice, never hold X_r V whole
     dtype = for_blas(block[:0]).dtype
@@ -207,25 +187,18 @@ def _gram_core(blocks, Vs, keep_y: bool, moments: bool = False):
             None if sums is None else sums.named())
 
 
-def _row_gram(blocks, Vs, with_moments=False):
+def _row_gram(blocks, Vs, with_moments=False) -> dict:
     G, _, moments = _gram_core(blocks, Vs, keep_y=False, moments=with_moments)
-    if not with_moments:
-        return G[None]
-    return pack({"gram": G, **moments}, gram_parts(*G.shape))[None, None]
+    return {"gram": G, **(moments or {})}
 
 
-def _row_gram_keep(blocks, Vs):
-    # V's column index is contracted here too (the output has no "b"), so
-    # each of its pieces comes as a list of one block
-    Vs = [v[0] if isinstance(v, list) else v for v in Vs]
-    out = np.empty(1, dtype=object)
+def _row_gram_keep(blocks, Vs) -> dict:
     G, Y, _ = _gram_core(blocks, Vs, keep_y=True)
-    out[0] = {"gram": G, "rows": Y}
-    return out
+    return {"gram": G, "rows": Y}
 
 
 def _row_transpose(blocks, Y):
-    """X_r^T Y_r in float64, stacked: 1 x n x p."""
+    """X_r^T Y_r in float64: n x p."""
     parts = []
     for block in blocks:
         Yb = np.require(Y, dtype=for_blas(block[:0]).dtype, requirements="A")
@@ -239,15 +212,15 @@ def _row_transpose(blocks, Y):
             np.matmul(xs.T, Yb[sl], out=acc)
             np.add(total, acc, out=total)
         parts.append(total)
-    return np.concatenate(parts)[None]
+    return np.concatenate(parts)
 
 
-def _row_transpose_times(blocks, Ys):
-    return _row_transpose(blocks, Ys[0] if isinstance(Ys, list) else Ys)
+def _row_transpose_times(blocks, Y) -> dict:
+    return {"product": _row_transpose(blocks, Y)}
 
 
-def _row_tall(blocks, Ms, dtype, widen=False):
-    return _times(blocks, Ms, widen).astype(dtype, copy=False)
+def _row_tall(blocks, Ms, dtype, widen=False) -> dict:
+    return {"rows": _times(blocks, Ms, widen).astype(dtype, copy=False)}
 
 
 class SliceMoments:
@@ -290,12 +263,6 @@ class SliceMoments:
         return {"colsum": self.colsum, "sumsq": self.sumsq, "rowsq": self.rowsq}
 
 
-def row_moments(blocks):
-    """A block row's moments (:func:`moment_parts`) packed: 1 x size."""
-    n = sum(block.shape[1] for block in blocks)
-    return pack(_named_moments(blocks), moment_parts(n))[None]
-
-
 def _named_moments(blocks) -> dict:
     """A block row's moments by name (see :func:`moment_parts`)."""
     if len(blocks) == 1:
@@ -319,8 +286,8 @@ def _named_moments(blocks) -> dict:
 
 
 def _row_xtx(blocks):
-    """X_r^T X_r (n x n) with the row's moments, packed (see
-    :func:`gram_parts`): 1 x 1 x size. Every slice is widened to
+    """X_r^T X_r (n x n, ``gram``) with the row's moments (see
+    :func:`gram_parts`). Every slice is widened to
     float64 before it is multiplied (float32 too: the Gram matrix squares
     the condition number, so its products get the full float64), and dense
     slices go through BLAS ``dsyrk`` (the upper triangle only: half of a
@@ -347,74 +314,67 @@ def _row_xtx(blocks):
     if upper_only:
         G = np.triu(G) + np.triu(G, 1).T
     moments = sums.named() if sums is not None else _named_moments(blocks)
-    return pack({"gram": G, **moments}, gram_parts(n, n))[None, None]
+    return {"gram": G, **moments}
 
 
 # -- public ------------------------------------------------------------------------
 
-def gram_apply(X: da.Array, V: np.ndarray) -> da.Array:
-    """Lazy X^T (X V) in float64 (n x p): one pass over X.
+def gram_apply(X: da.Array, V: np.ndarray) -> Delayed:
+    """Lazy X^T (X V) in float64 (n x p), named ``gram``: one pass over X.
 
     Examples
     --------
     >>> import numpy as np, dask.array as da
     >>> A = np.arange(12.0).reshape(4, 3)
     >>> V = np.eye(3)[:, :1]
-    >>> bool(np.allclose(gram_apply(da.from_array(A, chunks=2), V).compute(), A.T @ A @ V))
+    >>> G = gram_apply(da.from_array(A, chunks=2), V).compute()["gram"]
+    >>> bool(np.allclose(G, A.T @ A @ V))
     True
     """
-    return _gram(X, V, with_moments=False)
-
-
-def gram_with_moments(X: da.Array, V: np.ndarray) -> da.Array:
-    """:func:`gram_apply` and :func:`column_moments` in the same tasks (one
-    pass, each block read and multiplied once), as one summed vector:
-    :func:`split_gram` names its parts."""
-    return _gram(X, V, with_moments=True)
-
-
-def _gram(X: da.Array, V: np.ndarray, with_moments: bool) -> da.Array:
     n, p = X.shape[1], np.shape(V)[1]
-    shape = (1, size_of(gram_parts(n, p))) if with_moments else (n, p)
-    summed = row_sums_of(_row_gram, X, small(V, X.chunks[1]), "jb", with_moments, None,
-                         shape=shape)
-    return summed[0] if with_moments else summed
+    return row_blocks(_row_gram, X, Pieces(V), False, sums={"gram": (n, p)}, columns=True).sums
 
 
-def gram_matrix_with_moments(X: da.Array) -> da.Array:
+def gram_with_moments(X: da.Array, V: np.ndarray) -> Delayed:
+    """:func:`gram_apply` and :func:`column_moments` in the same tasks (one
+    pass, each block read and multiplied once), by name (:func:`gram_parts`;
+    :func:`split_gram`)."""
+    n, p = X.shape[1], np.shape(V)[1]
+    return row_blocks(_row_gram, X, Pieces(V), True, sums=gram_parts(n, p), columns=True).sums
+
+
+def gram_matrix_with_moments(X: da.Array) -> Delayed:
     """Lazy X^T X in float64 (n x n, summed over row blocks by dask's fixed
-    tree) and :func:`column_moments`, from the same tasks: one pass, as one
-    summed vector; :func:`split_gram` names its parts.
+    tree) and :func:`column_moments`, from the same tasks: one pass, by name
+    (:func:`gram_parts`; :func:`split_gram`).
 
     Examples
     --------
     >>> import numpy as np, dask.array as da
     >>> A = np.arange(12.0).reshape(4, 3)
-    >>> G, moments = split_gram(
-    ...     gram_matrix_with_moments(da.from_array(A, chunks=(3, 2))).compute(), 3, 3)
+    >>> G, moments = split_gram(gram_matrix_with_moments(da.from_array(A, chunks=(3, 2))).compute())
     >>> bool(np.allclose(G, A.T @ A) and np.allclose(moments["colsum"], A.sum(0)))
     True
     """
     n = X.shape[1]
-    size = size_of(gram_parts(n, n))
-    return row_sums_of(_row_xtx, X, shape=(1, size), new_b=True)[0]
+    return row_blocks(_row_xtx, X, sums=gram_parts(n, n), columns=True).sums
 
 
-def gram_and_product(X: da.Array, V: np.ndarray) -> tuple[da.Array, da.Array]:
-    """Lazy (X^T X V, X V) from the same tasks: one pass, the tall X V
-    (float64, X's row blocks) kept instead of thrown away."""
+def gram_and_product(X: da.Array, V: np.ndarray) -> tuple[Delayed, da.Array]:
+    """Lazy (X^T X V named ``gram``, X V) from the same tasks: one pass, the
+    tall X V (float64, X's row blocks) kept instead of thrown away."""
     n, p = X.shape[1], np.shape(V)[1]
-    packed = row_objects(_row_gram_keep, X, small(V, X.chunks[1]), "jb")
-    G = picked(packed, "gram", ((1,) * X.numblocks[0], (n,), (p,)), lead=True)
-    return stacked_sum(G), picked(packed, "rows", (X.chunks[0], (p,)))
+    run = row_blocks(_row_gram_keep, X, Pieces(V), sums={"gram": (n, p)},
+                     each={"rows": Piece((None, p))}, columns=True)
+    return run.sums, run.each["rows"]
 
 
-def transpose_times(X: da.Array, Y: da.Array) -> da.Array:
-    """Lazy X^T Y in float64 (n x p) for a tall Y (rechunked to X's row
-    blocks, a no-op when it has them): one pass."""
+def transpose_times(X: da.Array, Y: da.Array) -> Delayed:
+    """Lazy X^T Y in float64 (n x p), named ``product``, for a tall Y (in
+    X's row blocks, rechunked if it has others): one pass."""
     n, p = X.shape[1], Y.shape[1]
-    Y = Y.rechunk((X.chunks[0], -1))
-    return row_sums_of(_row_transpose_times, X, Y, "ib", shape=(n, p))
+    return row_blocks(_row_transpose_times, X, Tall(Y), sums={"product": (n, p)},
+                      columns=True).sums
 
 
 def tall_times(X: da.Array, M: np.ndarray, dtype=None, widen: bool = False) -> da.Array:
@@ -424,14 +384,13 @@ def tall_times(X: da.Array, M: np.ndarray, dtype=None, widen: bool = False) -> d
     s_j lose eps32 s_1 / s_j to a float32 product)."""
     dtype = np.dtype(dtype or X.dtype)
     p = np.shape(M)[1]
-    return row_tall(_row_tall, X, small(M, X.chunks[1]), "jb", dtype, None, widen, None,
-                    width=p, dtype=dtype)
+    return row_blocks(_row_tall, X, Pieces(M), dtype, widen, each={"rows": Piece((None, p), dtype)},
+                      columns=True).each["rows"]
 
 
-def column_moments(X: da.Array) -> da.Array:
-    """Lazy [column sums..., sum of squares, sum of squared row sums] in
-    float64: one pass, or none extra when computed in the same graph as
-    another product of X. (The row sums serve the transposed problem.)
-    :func:`split_moments` names its parts."""
-    return row_sums_of(row_moments, X, shape=(size_of(moment_parts(X.shape[1])),))
-
+def column_moments(X: da.Array) -> Delayed:
+    """Lazy column sums, sum of squares and sum of squared row sums of X by
+    name (:func:`moment_parts`; :func:`split_moments`), in float64: one
+    pass, or none extra when computed in the same graph as another product
+    of X. (The row sums serve the transposed problem.)"""
+    return row_blocks(_named_moments, X, sums=moment_parts(X.shape[1]), columns=True).sums

@@ -116,16 +116,16 @@ class RandomizedSolver(Solver):
         new = dict(state)
         last = j == n_iter
         if j == 0:  # X's column moments ride along with the first pass
-            G, moments = split_gram(gram_with_moments(X, Z).compute(), *Z.shape)
+            G, moments = split_gram(gram_with_moments(X, Z).compute())
             new.update(moments)
             if last and keep_y:  # no power iteration: X Z in a pass of its own
                 new["Y"] = tall_times(X, Z, dtype=np.float64).persist()
         elif last and keep_y:  # keep X Z from the last pass: U is formed from it, not from X
             # one persist for both, or X would be read once for each
             G, new["Y"] = dask.persist(*gram_and_product(X, Z))
-            G = G.compute()
+            G = G.compute()["gram"]
         else:
-            G = gram_apply(X, Z).compute()
+            G = gram_apply(X, Z).compute()["gram"]
         sigma = ritz_values(Z, G, self.k)
         change = (1.0 if j == 0 else
                   float(np.max(np.abs(sigma - state["sigma"]) / np.maximum(sigma, 1e-300))))

@@ -27,7 +27,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.blocks import indexed_row_objects, indexed_row_sums, pack, picked, size_of
+from dmf.blocks import Piece, row_blocks
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.common import assemble, finish_sides, null_cutoff
 from dmf.linalg.products import (
@@ -38,7 +38,6 @@ from dmf.linalg.products import (
     row_slices,
     scratch,
     split_moments,
-    stacked_sum,
 )
 
 #: Rows of the test sketch (Tropp et al. suggest 10).
@@ -59,13 +58,13 @@ def _left(seed: int, block: int, rows: int, width: int) -> np.ndarray:
     return rng.standard_normal((width, rows))
 
 
-def _row_sketch(block, Omega, seed, width, block_id=None):
-    """Everything the one pass takes from a block row, in one task (a single
-    consumer per block, so each is freed as soon as it is used), by name:
-    its ``rows`` of Y = X Omega, its term of [Psi; Theta] X (``sketch``) and
-    its ``moments`` (:func:`dmf.linalg.products.moment_parts`, packed)."""
+def _row_sketch(block, Omega, seed, width, index: int) -> dict:
+    """Everything the one pass takes from block row ``index``, in one task (a
+    single consumer per block, so each is freed as soon as it is used), by
+    name: its ``rows`` of Y = X Omega, its term of [Psi; Theta] X
+    (``sketch``) and its moments (:func:`dmf.linalg.products.moment_parts`)."""
     dtype = for_blas(block[:0]).dtype
-    left = _left(seed, block_id[0], block.shape[0], width).astype(dtype)
+    left = _left(seed, index, block.shape[0], width).astype(dtype)
     Om = Omega.astype(dtype)
     # Y in the products' precision: float32 X gives float32 products, and
     # holding them as float64 doubled the largest thing a worker keeps
@@ -86,36 +85,34 @@ def _row_sketch(block, Omega, seed, width, block_id=None):
         Y[sl] = y[:rows]
         np.matmul(left[:, sl], xs, out=term)
         np.add(WE, term, out=WE)
-    out = np.empty(1, dtype=object)
-    out[0] = {"rows": Y, "sketch": WE,
-              "moments": pack(sums.named(), moment_parts(block.shape[1]))}
-    return out
+    return {"rows": Y, "sketch": WE, **sums.named()}
 
 
 def sketch_pass(X: da.Array, Omega: np.ndarray, seed: int, width: int):
-    """Lazy (Y, [Psi; Theta] X, moments) from one read of X.
+    """Lazy (Y, the named sums: [Psi; Theta] X as ``sketch`` and the
+    moments) from one read of X (whole rows per task).
 
     Each block row draws its own rows of Psi from a stream keyed by its
-    index (``block_id``), so nothing but X and Omega is an input: an index
-    array as an input lets dask's ordering read every block before
-    sketching any.
+    index, so nothing but X and Omega is an input: an index array as an
+    input lets dask's ordering read every block before sketching any.
     """
-    rows, n, s_r = X.numblocks[0], X.shape[1], Omega.shape[1]
+    n, s_r = X.shape[1], Omega.shape[1]
     y_dtype = for_blas(X._meta).dtype  # the products' precision
-    packed = indexed_row_objects(_row_sketch, X, Omega, seed, width)  # whole rows per task
-    Y = picked(packed, "rows", (X.chunks[0], (s_r,)), dtype=y_dtype)
-    WE = picked(packed, "sketch", ((1,) * rows, (width,), (n,)), lead=True)
-    moments = picked(packed, "moments", ((1,) * rows, (size_of(moment_parts(n)),)), lead=True)
-    return Y, stacked_sum(WE), stacked_sum(moments)
+    run = row_blocks(_row_sketch, X, Omega, seed, width, index=True,
+                     each={"rows": Piece((None, s_r), y_dtype)},
+                     sums={"sketch": (width, n), **moment_parts(n)})
+    return run.each["rows"], run.sums
 
 
-def _row_left_tall(q, seed, width, block_id=None):
-    return (_left(seed, block_id[0], q.shape[0], width) @ as_f64(q))[None]
+def _row_left_tall(q, seed, width, index: int) -> dict:
+    return {"left": _left(seed, index, q.shape[0], width) @ as_f64(q)}
 
 
-def left_times_tall(Q: da.Array, seed: int, width: int) -> da.Array:
-    """Lazy [Psi; Theta] Q for a tall Q with the same row blocks as X."""
-    return indexed_row_sums(_row_left_tall, Q, seed, width, shape=(width, Q.shape[1]))
+def left_times_tall(Q: da.Array, seed: int, width: int):
+    """Lazy [Psi; Theta] Q (named ``left``) for a tall Q with the same row
+    blocks as X."""
+    return row_blocks(_row_left_tall, Q, seed, width, index=True,
+                      sums={"left": (width, Q.shape[1])}).sums
 
 
 class SketchSolver(Solver):
@@ -137,18 +134,18 @@ class SketchSolver(Solver):
 
     def step(self, X, state: State, _ctx: Context) -> tuple[State, Stats]:
         s_c = self.s_c
-        Y, WE, moments = dask.persist(*sketch_pass(X, state["Omega"], state["seed"],
-                                                   s_c + TEST_ROWS))
-        WE, moments = dask.compute(WE, moments)
-        new = {**state, "Y": Y, "W": WE[:s_c], "E": WE[s_c:],
-               **split_moments(moments, X.shape[1]), "done": True}
+        Y, sums = dask.persist(*sketch_pass(X, state["Omega"], state["seed"], s_c + TEST_ROWS))
+        sums = sums.compute()
+        WE = sums["sketch"]
+        new = {**state, "Y": Y, "W": WE[:s_c], "E": WE[s_c:], **split_moments(sums),
+               "done": True}
         return new, Stats(loss=0.0, done=True, extra={"note": "sketched"})
 
     def result(self, X, state: State) -> tuple[dict, dict]:
         k, s_r, s_c = self.k, self.s_r, self.s_c
         Y, W, E = state["Y"], state["W"], state["E"]
         Q, _ = da.linalg.tsqr(Y.rechunk({1: -1}).astype(np.float64))  # exact widening
-        PQ = left_times_tall(Q, state["seed"], s_c + TEST_ROWS).compute()
+        PQ = left_times_tall(Q, state["seed"], s_c + TEST_ROWS).compute()["left"]
         psi_q, theta_q = PQ[:s_c], PQ[s_c:]
         B = np.linalg.lstsq(psi_q, W, rcond=None)[0]          # s_r x n
         Ub, S, Vt = np.linalg.svd(B, full_matrices=False)

@@ -73,7 +73,7 @@ class TsqrSolver(Solver):
         A = tall_blocks(X)
         _, R = da.linalg.tsqr(A)
         R, moments = dask.compute(R, column_moments(A))
-        return ({"R": np.asarray(R, dtype=np.float64), **split_moments(moments, A.shape[1])},
+        return ({"R": np.asarray(R, dtype=np.float64), **split_moments(moments)},
                 Stats(loss=0.0, done=True))
 
     def result(self, X, state: State):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dask
 import numpy as np
 
-from dmf.blocks import full_rows, per_row, row_pass
+from dmf.blocks import Piece, Small, Tall, full_rows, row_blocks, row_pass
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import row_slices
 from dmf.nmf.beta import EPSILON, Scratch, apply_update
@@ -42,7 +42,7 @@ def _weighted(xs, WH, delta, scratch: Scratch, rows: int):
 
 
 def _row_abs(block, Wb, H):
-    """sum |X_b - W_b H| of a block row (1-element array)."""
+    """sum |X_b - W_b H| of a block row (a 1-element array, ``abs``)."""
     total = 0.0
     scratch = Scratch(next(row_slices(block)).stop if block.shape[0] else 0, H.shape[1],
                       H.shape[0])
@@ -51,7 +51,7 @@ def _row_abs(block, Wb, H):
         WH = scratch.product(Wb[sl], H)
         np.subtract(xs, WH, out=WH)
         total += float(np.abs(WH, out=WH).sum())
-    return np.array([total])
+    return {"abs": np.array([total])}
 
 
 def _row_l1(block, Wb, H, delta, l1_W, l2_W):
@@ -109,8 +109,9 @@ class L1Solver(Solver):
 
     def result(self, X, state: State):
         W, H = state["W"], state["H"]
-        parts = per_row(_row_abs, full_rows(X), W, H, dtype=np.float64)
-        l1, w_l1, w_l2 = (float(v) for v in dask.compute(parts.sum(), W.sum(), (W * W).sum()))
+        parts = row_blocks(_row_abs, X, Tall(W), Small(H), each={"abs": Piece((1,))}).each
+        l1, w_l1, w_l2 = (float(v) for v in
+                          dask.compute(parts["abs"].sum(), W.sum(), (W * W).sum()))
         meta = {"beta": "l1", "solver": "mu-l1", "parameters": self.params,
                 "final_objective": l1 + penalty(w_l1, w_l2, H, self.regularization),
                 "final_divergence": l1, "reconstruction_err": l1}

@@ -28,7 +28,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.blocks import full_rows, per_row, row_pass
+from dmf.blocks import Piece, Small, Tall, full_rows, row_blocks, row_pass
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import row_slices
 from dmf.nmf import orthogonal as orth
@@ -200,16 +200,17 @@ def _row_divergence(block, Wb, H, beta):
     return total
 
 
-def _row_divergence_1d(block, Wb, H, beta):
-    return np.array([_row_divergence(block, Wb, H, beta)])
+def _row_divergence_named(block, Wb, H, beta):
+    return {"divergence": np.array([_row_divergence(block, Wb, H, beta)])}
 
 
 def divergence(X: da.Array, W: da.Array, H: np.ndarray, beta: float) -> float:
     """D_beta(X | W H), one pass (scikit-learn's definition; 0.5 ||X - WH||^2
     for beta = 2)."""
     X = full_rows(X)
-    parts = per_row(_row_divergence_1d, X, W, H, beta, dtype=np.float64)
-    return float(parts.sum().compute())
+    each = {"divergence": Piece((1,))}
+    parts = row_blocks(_row_divergence_named, X, Tall(W), Small(H), beta, each=each).each
+    return float(parts["divergence"].sum().compute())
 
 
 def penalty(W_l1: float, W_l2: float, H: np.ndarray, regularization) -> float:
