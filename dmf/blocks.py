@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import dask
 import dask.array as da
 import numpy as np
-from dask._task_spec import Alias
+from dask._task_spec import Alias, Task, TaskRef
 from dask.array.optimization import optimize as optimize_array
 from dask.base import dont_optimize, tokenize
 from dask.blockwise import Blockwise
@@ -87,6 +87,13 @@ class Sums(Delayed):
     __slots__ = ()
     __dask_optimize__ = globalmethod(optimize_array, key="array_optimize",
                                      falsey=dont_optimize)
+
+    def then(self, func: Callable, *args) -> Sums:
+        """``func(totals, *args)`` of the dict of totals: one task more, lazy."""
+        name = f"{getattr(func, '__name__', 'then')}-{tokenize(self, func, *args)}"
+        graph = HighLevelGraph.from_collections(
+            name, {name: Task(name, func, TaskRef(self.key), *args)}, dependencies=[self])
+        return Sums(name, graph, layer=name)
 
 
 @dataclass
@@ -165,7 +172,7 @@ def full_rows(X: da.Array) -> da.Array:
     return X if whole_rows(X) else X.rechunk({1: -1})
 
 
-def one_key(A) -> da.Array:
+def _one_key(A) -> da.Array:
     """A small factor (numpy or dask) as a dask array of a single chunk: one
     graph key, sent to each worker once rather than embedded in every task."""
     if isinstance(A, da.Array):
@@ -177,19 +184,6 @@ def run_block(func: Callable, block, *args):
     """``func`` on one block and its arguments, arrays aligned first (see
     :func:`_aligned`): what each task of :func:`row_blocks` calls."""
     return func(_aligned(block), *(_aligned(a) for a in args))
-
-
-def stacked_sum(parts: da.Array) -> da.Array:
-    """Sum of per-row results (r x a x b, one chunk per row) as a lazy a x b
-    array, in float64, bit for bit what ``parts.sum(axis=0,
-    dtype=np.float64)`` gives (see :func:`_tree`)."""
-    if any(size != 1 for size in parts.chunks[0]) or any(len(c) != 1 for c in parts.chunks[1:]):
-        return parts.sum(axis=0, dtype=np.float64)
-    shape = parts.shape[1:]
-    name, graph = _tree(parts, functools.partial(_sum_rows, keepdims=False))
-    layers = HighLevelGraph.from_collections(name, graph, dependencies=[parts])
-    return da.Array(layers, name, chunks=tuple((size,) for size in shape), dtype=np.float64,
-                    meta=np.empty((0,) * len(shape)))
 
 
 # -- inside -----------------------------------------------------------------------
@@ -205,11 +199,11 @@ def _argument(arg, X: da.Array, whole: bool) -> tuple[str, list]:
     (argument, index) pair. No index but X's is contracted when X has whole
     rows (a contracted index keeps dask from fusing the reads in)."""
     if isinstance(arg, Small):
-        return "small", [_key(one_key(arg.value)), None]
+        return "small", [_key(_one_key(arg.value)), None]
     if isinstance(arg, Pieces):
         M = np.asarray(arg.value, dtype=np.float64)
         if whole:
-            return "pieces-whole", [_key(one_key(M)), None]
+            return "pieces-whole", [_key(_one_key(M)), None]
         return "pieces", [da.from_array(M, chunks=(X.chunks[1], -1)), "jb"]
     if isinstance(arg, Tall):
         T = arg.value
@@ -351,5 +345,4 @@ def _aligned(value):
 
 
 __all__ = ["SPLIT_EVERY", "Parts", "Piece", "Pieces", "RowBlocks", "Small", "Sums", "Tall",
-           "full_rows", "one_key", "row_blocks", "row_pass", "row_sums", "run_block",
-           "stacked_sum", "whole_rows"]
+           "full_rows", "row_blocks", "row_pass", "row_sums", "run_block", "whole_rows"]

@@ -61,7 +61,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.blocks import full_rows, stacked_sum
+from dmf.blocks import Sums, Tall, full_rows, row_blocks
 from dmf.cf.baseline import Baseline, baseline_biases
 from dmf.cf.data import Ratings, as_ratings
 from dmf.cf.knn_kernels import neighbourhood_terms, ordered_neighbours
@@ -92,9 +92,9 @@ def _n_terms(similarity: str) -> int:
 def _panel_terms(block, row_bias, c0: int, c1: int, col_bias: np.ndarray | None, *,
                  similarity: str, mu: float):
     """The block's terms for the panel of items [c0, c1): t x n x p, in the
-    order n, G, Q, Q^T (and A, A^T for pearson); 1 x t x n x p. With
+    order n, G, Q, Q^T (and A, A^T for pearson): t x n x p. With
     ``pearson_baseline`` the values are the baseline residuals
-    r_ui - mu - row_bias_u - col_bias_i."""
+    r_ui - mu - row_bias_u - col_bias_i. By name: ``terms``."""
     Y = as_csr(block)
     if similarity == "pearson_baseline":
         Y = Y.copy()
@@ -115,10 +115,10 @@ def _panel_terms(block, row_bias, c0: int, c1: int, col_bias: np.ndarray | None,
     products = [BT @ Bp, YT @ Yp, Y2.T.tocsr() @ Bp, BT @ Y2p]
     if similarity == "pearson":
         products += [YT @ Bp, BT @ Yp]
-    out = np.empty((1, len(products), Y.shape[1], c1 - c0))
+    out = np.empty((len(products), Y.shape[1], c1 - c0))
     for t, product in enumerate(products):
-        out[0, t] = product.toarray()
-    return out
+        out[t] = product.toarray()
+    return {"terms": out}
 
 
 # -- per panel ---------------------------------------------------------------------
@@ -173,27 +173,22 @@ def _top_k(S: np.ndarray, c0: int, k: int) -> np.ndarray:
     return np.stack([idx.astype(np.float64), vals])
 
 
-def _panel_top(terms, c0: int, k: int, similarity: str, shrinkage: float, min_support: int):
-    S = similarity_from_terms(terms[0] if terms.ndim == 4 else terms, similarity,
-                              shrinkage=shrinkage, min_support=min_support)
+def _panel_top(named, c0: int, k: int, similarity: str, shrinkage: float, min_support: int):
+    S = similarity_from_terms(named["terms"], similarity, shrinkage=shrinkage,
+                              min_support=min_support)
     return _top_k(S, c0, k)
 
 
 def _panel(X: da.Array, row_bias: da.Array, c0: int, c1: int, *, k: int, similarity: str,
-           shrinkage: float, min_support: int, mu: float, col_bias) -> da.Array:
-    """Lazy 2 x k x p neighbours of the items [c0, c1)."""
+           shrinkage: float, min_support: int, mu: float, col_bias) -> Sums:
+    """Lazy 2 x k x p neighbours of the items [c0, c1): the panel's terms
+    (``terms``, t x n x p) summed over X's row blocks, then the top k."""
     n, t, p = X.shape[1], _n_terms(similarity), c1 - c0
     # col_bias stays an argument of its own: dask makes a large one a single
     # graph key
     terms = functools.partial(_panel_terms, similarity=similarity, mu=mu)
-    parts = da.blockwise(terms, "itab", X, "ij", row_bias, "i", c0, None, c1, None,
-                         col_bias, None,
-                         new_axes={"t": t, "a": n, "b": p}, adjust_chunks={"i": 1},
-                         concatenate=True, dtype=np.float64, meta=np.empty((0, 0, 0, 0)))
-    sums = stacked_sum(parts)
-    return sums.map_blocks(_panel_top, c0, min(k, n), similarity, shrinkage, min_support,
-                           chunks=((2,), (min(k, n),), (p,)), dtype=np.float64,
-                           meta=np.empty((0, 0, 0)))
+    sums = row_blocks(terms, X, Tall(row_bias), c0, c1, col_bias, sums={"terms": (t, n, p)}).sums
+    return sums.then(_panel_top, c0, min(k, n), similarity, shrinkage, min_support)
 
 
 def _panel_width(n: int, similarity: str, panel_bytes: int) -> int:

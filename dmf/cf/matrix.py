@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse
 import zarr
 
-from dmf.blocks import row_sums
+from dmf.blocks import Piece, row_blocks, row_sums
 from dmf.cf import explicit, implicit, masked
 from dmf.cf.data import Ratings, as_ratings, ratings_from_scipy
 from dmf.cf.passes import as_csr
@@ -230,6 +230,10 @@ def _typed(func, dtype, block) -> np.ndarray:
     return func(block).astype(dtype, copy=False)
 
 
+def _named_rows(func, dtype, block) -> dict[str, np.ndarray]:
+    return {"rows": _typed(func, dtype, block)}
+
+
 #: The named sums of :func:`_r2_terms`.
 R2_PARTS = {"sse": (), "total": (), "squares": (), "count": ()}
 
@@ -284,8 +288,9 @@ class MatrixMixin:
         dtype = rows.dtype if rows.dtype in (np.float32, np.float64) else np.float64
         if in_memory:
             return _typed(func, dtype, rows)
-        return rows.map_blocks(functools.partial(_typed, func, dtype), dtype=dtype,
-                               chunks=(rows.chunks[0], (width,)), meta=np.empty((0, 0), dtype))
+        each = {"rows": Piece((None, width), dtype)}
+        return row_blocks(functools.partial(_named_rows, func, dtype), rows,
+                          each=each).each["rows"]
 
     def _score_matrix(self, X) -> float:
         """R^2 over the observed entries of X of their predictions from the

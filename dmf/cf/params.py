@@ -15,6 +15,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
+from dmf.blocks import Piece, row_blocks
 from dmf.cf.matrix import (
     INPUTS,
     MatrixMixin,
@@ -40,6 +41,11 @@ LATENT_CONSTRAINTS: dict[str, list[Any]] = {
     **run_option_constraints("out", "checkpoint_every", "progress", "options"),
 }
 
+
+
+def _named(predict, block) -> dict[str, np.ndarray]:
+    """Predicted ratings of a block of rows, by name (for :func:`row_blocks`)."""
+    return {"ratings": predict(block)}
 
 class CFEstimator(Estimator, MatrixMixin):
     """A CF model as a scikit-learn estimator: the parameter protocol of
@@ -160,8 +166,8 @@ class LatentFactorsMixin(CFEstimator):
             raise InputError(f"inverse_transform takes transform's output, {width} columns, "
                              f"got shape {X.shape}")
         if isinstance(X, da.Array):
-            return X.rechunk({1: -1}).map_blocks(predict, dtype=np.float64,
-                                                 chunks=(X.chunks[0], (self._n_items(),)))
+            each = {"ratings": Piece((None, self._n_items()))}
+            return row_blocks(functools.partial(_named, predict), X, each=each).each["ratings"]
         return predict(X)
 
     # What dmf.cf.recommend / evaluate need of a model, read from the fitted

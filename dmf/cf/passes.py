@@ -17,6 +17,8 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
+from dmf.blocks import Piece, row_blocks
+
 #: The named sums of a half-step that solves (or scores) rows with an
 #: objective of squared errors and count-weighted penalties: sum n_u |x_u|^2
 #: of the block's rows, their squared error (0 where not asked for) and the
@@ -85,21 +87,21 @@ def item_counts(block) -> dict[str, np.ndarray]:
     return {"item_counts": np.bincount(block.indices, minlength=block.shape[1])}
 
 
-def _facts(block) -> np.ndarray:
+def _facts(block) -> dict[str, np.ndarray]:
     block = scipy.sparse.csr_matrix(block)
     data = block.data
     finite = np.isfinite(data)
     good = data[finite]
-    return np.array([[float(good.sum(dtype=np.float64)), float(data.size),
-                      float(data.size - finite.sum()),
-                      float(good.min()) if good.size else np.inf]])
+    return {"facts": np.array([[float(good.sum(dtype=np.float64)), float(data.size),
+                                float(data.size - finite.sum()),
+                                float(good.min()) if good.size else np.inf]])}
 
 
 def rating_facts(view: da.Array) -> dict[str, float]:
     """Sum, count, non-finite count and minimum of the ratings: one pass
-    over the data arrays only."""
-    parts = view.map_blocks(_facts, chunks=((1,) * view.numblocks[0], (4,)),
-                            dtype=np.float64, meta=np.empty((0, 0)))
+    over the data arrays only (per block, not summed by name: a minimum is
+    not a sum, and dask's reductions keep the mean's bits)."""
+    parts = row_blocks(_facts, view, each={"facts": Piece((1, 4))}).each["facts"]
     total = parts[:, 0].sum()
     rest = da.stack([parts[:, 1].sum(), parts[:, 2].sum(), parts[:, 3].min()])
     total, rest = dask.compute(total, rest)

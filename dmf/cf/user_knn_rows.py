@@ -30,6 +30,7 @@ import dask
 import numpy as np
 import scipy.sparse
 
+from dmf.blocks import Piece, row_blocks
 from dmf.cf.data import Ratings
 from dmf.cf.knn import neighbour_terms, similarity_from_terms
 from dmf.cf.knn_kernels import ordered_neighbours
@@ -154,6 +155,7 @@ def item_means(ratings: Ratings) -> np.ndarray:
         counts = np.diff(block.indptr)
         rows = np.repeat(np.arange(block.shape[0]), counts)
         sums = np.bincount(rows, weights=block.data, minlength=block.shape[0])
-        return np.divide(sums, counts, out=np.zeros(block.shape[0]), where=counts > 0)
+        return {"means": np.divide(sums, counts, out=np.zeros(block.shape[0]), where=counts > 0)}
 
-    return np.asarray(ratings.by_item.map_blocks(part, drop_axis=1, dtype=np.float64).compute())
+    means = row_blocks(part, ratings.by_item, each={"means": Piece((None,))}).each["means"]
+    return np.asarray(means.compute())

@@ -2,12 +2,12 @@
 
 X is read block by block (dense or scipy.sparse blocks, any chunk grid: row
 blocks, column blocks or both, never rechunked). One task handles one block
-row X_r = [X_r1 ... X_rc] (``da.blockwise`` with ``concatenate=False`` hands
-it the row as a list), so a task holds at most one row of blocks. Small
-results are accumulated in float64 per row and summed by dask's reduction
-tree, whose shape depends only on the chunks, so they are bitwise the same
-whatever the number of workers; float32 blocks are widened to float64 a
-slice at a time.
+row X_r = [X_r1 ... X_rc] (:func:`dmf.blocks.row_blocks` with
+``columns=True`` hands it the row as a list), so a task holds at most one
+row of blocks. Small results are accumulated in float64 per row, named, and
+summed by the row pass's tree, whose shape depends only on the chunks, so
+they are bitwise the same whatever the number of workers; float32 blocks
+are widened to float64 a slice at a time.
 
 - ``gram_apply(X, V)``      = X^T X V, as sum_r X_r^T (X_r V): n x p.
 - ``transpose_times(X, Y)`` = X^T Y for a tall Y with X's row blocks: n x p.
@@ -18,15 +18,14 @@ slice at a time.
 - ``gram_matrix_with_moments(X)`` = X^T X itself (float64 throughout) and
   the moments, in the same tasks.
 
-Everything is built from dask array operations, never ``to_delayed``: a
-graph made that way names a persisted X's blocks without holding their
-futures, and the blocks are released under any lazy result built on them.
-
-When X has a single column block (dmf's row-blocked stores) the blockwise
-calls contract no index (:func:`whole_rows`): dask then fuses the read of a
-chunk into the task that multiplies it. With a contracted index it keeps
-them apart, and each block takes a read task, a scheduler round trip and a
-product task: measured slower (see benchmarks/README.md).
+Everything is built by :func:`dmf.blocks.row_blocks`, from dask array
+operations, never ``to_delayed`` of X: a graph made that way names a
+persisted X's blocks without holding their futures, and the blocks are
+released under any lazy result built on them. When X has a single column
+block (dmf's row-blocked stores) no index is contracted, and dask fuses the
+read of a chunk into the task that multiplies it (with a contracted index
+each block takes a read task, a scheduler round trip and a product task:
+measured slower, see benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -34,10 +33,9 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 import scipy.sparse
-from dask.delayed import Delayed
 from scipy.linalg.blas import dsyrk
 
-from dmf.blocks import Parts, Piece, Pieces, Tall, row_blocks
+from dmf.blocks import Parts, Piece, Pieces, Sums, Tall, row_blocks
 
 #: Multiply at most this many bytes of a block at a time: the slice stays in
 #: cache (the fastest size measured, see benchmarks/README.md).
@@ -319,7 +317,7 @@ def _row_xtx(blocks):
 
 # -- public ------------------------------------------------------------------------
 
-def gram_apply(X: da.Array, V: np.ndarray) -> Delayed:
+def gram_apply(X: da.Array, V: np.ndarray) -> Sums:
     """Lazy X^T (X V) in float64 (n x p), named ``gram``: one pass over X.
 
     Examples
@@ -335,7 +333,7 @@ def gram_apply(X: da.Array, V: np.ndarray) -> Delayed:
     return row_blocks(_row_gram, X, Pieces(V), False, sums={"gram": (n, p)}, columns=True).sums
 
 
-def gram_with_moments(X: da.Array, V: np.ndarray) -> Delayed:
+def gram_with_moments(X: da.Array, V: np.ndarray) -> Sums:
     """:func:`gram_apply` and :func:`column_moments` in the same tasks (one
     pass, each block read and multiplied once), by name (:func:`gram_parts`;
     :func:`split_gram`)."""
@@ -343,7 +341,7 @@ def gram_with_moments(X: da.Array, V: np.ndarray) -> Delayed:
     return row_blocks(_row_gram, X, Pieces(V), True, sums=gram_parts(n, p), columns=True).sums
 
 
-def gram_matrix_with_moments(X: da.Array) -> Delayed:
+def gram_matrix_with_moments(X: da.Array) -> Sums:
     """Lazy X^T X in float64 (n x n, summed over row blocks by dask's fixed
     tree) and :func:`column_moments`, from the same tasks: one pass, by name
     (:func:`gram_parts`; :func:`split_gram`).
@@ -360,7 +358,7 @@ def gram_matrix_with_moments(X: da.Array) -> Delayed:
     return row_blocks(_row_xtx, X, sums=gram_parts(n, n), columns=True).sums
 
 
-def gram_and_product(X: da.Array, V: np.ndarray) -> tuple[Delayed, da.Array]:
+def gram_and_product(X: da.Array, V: np.ndarray) -> tuple[Sums, da.Array]:
     """Lazy (X^T X V named ``gram``, X V) from the same tasks: one pass, the
     tall X V (float64, X's row blocks) kept instead of thrown away."""
     n, p = X.shape[1], np.shape(V)[1]
@@ -369,7 +367,7 @@ def gram_and_product(X: da.Array, V: np.ndarray) -> tuple[Delayed, da.Array]:
     return run.sums, run.each["rows"]
 
 
-def transpose_times(X: da.Array, Y: da.Array) -> Delayed:
+def transpose_times(X: da.Array, Y: da.Array) -> Sums:
     """Lazy X^T Y in float64 (n x p), named ``product``, for a tall Y (in
     X's row blocks, rechunked if it has others): one pass."""
     n, p = X.shape[1], Y.shape[1]
@@ -388,7 +386,7 @@ def tall_times(X: da.Array, M: np.ndarray, dtype=None, widen: bool = False) -> d
                       columns=True).each["rows"]
 
 
-def column_moments(X: da.Array) -> Delayed:
+def column_moments(X: da.Array) -> Sums:
     """Lazy column sums, sum of squares and sum of squared row sums of X by
     name (:func:`moment_parts`; :func:`split_moments`), in float64: one
     pass, or none extra when computed in the same graph as another product

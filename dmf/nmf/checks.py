@@ -8,6 +8,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
+from dmf.blocks import Piece, row_blocks
 from dmf.errors import InputError
 
 
@@ -19,11 +20,18 @@ def check_stopping(max_iter, tol) -> None:
         raise InputError(f"tol must be a number >= 0, got {tol!r}")
 
 
-def _block_facts(block, block_info=None):
+def _row_facts(blocks, row_starts, col_starts, ncols: int, index: int) -> dict:
+    """The ``facts`` (:func:`_block_facts`) of block row ``index``, 1 x 5
+    per block, side by side."""
+    r0 = int(row_starts[index])
+    return {"facts": np.concatenate([_block_facts(block, r0, int(c0), ncols)
+                                     for block, c0 in zip(blocks, col_starts, strict=True)],
+                                    axis=1)}
+
+
+def _block_facts(block, r0: int, c0: int, ncols: int):
     """[negatives, first negative (flat index in X, or -1), zeros, first
-    zero, sum] of a block."""
-    (r0, _), (c0, _) = block_info[0]["array-location"]
-    ncols = block_info[0]["shape"][1]
+    zero, sum] of the block at row ``r0``, column ``c0``."""
     if scipy.sparse.issparse(block):  # zeros are implicit: only the stored values can be < 0
         coo = scipy.sparse.coo_matrix(block)
         neg = coo.data < 0
@@ -60,8 +68,10 @@ def nonnegative_facts(X: da.Array, name: str, *, zeros_allowed: bool) -> dict:
     ...
     dmf.errors.InputError: X: 1 negative values (first at row 0, column 1); NMF needs X >= 0 ...
     """
-    facts = X.map_blocks(_block_facts, chunks=((1,) * X.numblocks[0], (5,) * X.numblocks[1]),
-                         dtype=np.float64, meta=np.empty((0, 0))).compute().reshape(-1, 5)
+    starts = [np.cumsum((0, *chunks[:-1])) for chunks in X.chunks]
+    each = {"facts": Piece((1, 5 * X.numblocks[1]))}
+    facts = row_blocks(_row_facts, X, *starts, X.shape[1], columns=True, index=True,
+                       each=each).each["facts"].compute().reshape(-1, 5)
     ncols = X.shape[1]
 
     def where(column: int) -> str:

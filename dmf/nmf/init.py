@@ -12,6 +12,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from dmf.blocks import Piece, row_blocks
 from dmf.engine.driver import Context
 from dmf.errors import DmfWarning, InputError, warn
 from dmf.linalg.svd import svd
@@ -75,10 +76,10 @@ def fixed_h_init(H, fill: float):
     return init
 
 
-def _nndsvd_rows(U, choice, scale, fill, avg, seed, *, block_info=None):
-    """W's rows from U's: column 0 |u_0|, column j the positive or negative
-    part of u_j (whichever ``choice`` says) scaled; small entries zeroed,
-    then filled as the variant says."""
+def _nndsvd_rows(U, choice, scale, fill, avg, seed, index: int) -> dict:
+    """W's rows (``W``) from block row ``index`` of U: column 0 |u_0|,
+    column j the positive or negative part of u_j (whichever ``choice``
+    says) scaled; small entries zeroed, then filled as the variant says."""
     W = np.abs(U[:, :1]) * scale[0]
     parts = np.where(choice[1:], np.maximum(U[:, 1:], 0), np.abs(np.minimum(U[:, 1:], 0)))
     W = np.concatenate([W, parts * scale[1:]], axis=1)
@@ -86,11 +87,10 @@ def _nndsvd_rows(U, choice, scale, fill, avg, seed, *, block_info=None):
     if fill == "nndsvda":
         W[W == 0] = avg
     elif fill == "nndsvdar":
-        block = block_info[None]["chunk-location"][0]
-        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(block,)))
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
         zero = W == 0
         W[zero] = np.abs(avg * rng.standard_normal(int(zero.sum())) / 100)
-    return W
+    return {"W": W}
 
 
 def nndsvd_init(k: int, variant: str, avg: float, *, solver: str):
@@ -133,9 +133,9 @@ def nndsvd_init(k: int, variant: str, avg: float, *, solver: str):
         elif variant == "nndsvdar":
             zero = H == 0
             H[zero] = np.abs(avg * ctx.rng.standard_normal(int(zero.sum())) / 100)
-        W = da.map_blocks(_nndsvd_rows, U, choice, scale_U, variant, avg,
-                          int(ctx.rng.integers(2**63)), dtype=np.float64,
-                          meta=np.empty((0, 0)))
+        W = row_blocks(_nndsvd_rows, U, choice, scale_U, variant, avg,
+                       int(ctx.rng.integers(2**63)), index=True,
+                       each={"W": Piece((None, U.shape[1]))}).each["W"]
         return W, H
 
     return init
