@@ -8,6 +8,8 @@ starts (never on resume).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import dask
 import dask.array as da
 import numpy as np
@@ -76,17 +78,27 @@ def fixed_h_init(H, fill: float):
     return init
 
 
-def _nndsvd_rows(U, choice, scale, fill, avg, seed, index: int) -> dict:
+@dataclass(frozen=True)
+class Fill:
+    """How NNDSVD fills W's zeros: the variant, X's mean, the stream's seed."""
+
+    variant: str
+    avg: float
+    seed: int
+
+
+def _nndsvd_rows(U, choice, scale, fill: Fill, index: int) -> dict:
     """W's rows (``W``) from block row ``index`` of U: column 0 |u_0|,
     column j the positive or negative part of u_j (whichever ``choice``
-    says) scaled; small entries zeroed, then filled as the variant says."""
+    says) scaled; small entries zeroed, then filled as ``fill`` says."""
+    avg, seed = fill.avg, fill.seed
     W = np.abs(U[:, :1]) * scale[0]
     parts = np.where(choice[1:], np.maximum(U[:, 1:], 0), np.abs(np.minimum(U[:, 1:], 0)))
     W = np.concatenate([W, parts * scale[1:]], axis=1)
     W[W < NNDSVD_EPS] = 0
-    if fill == "nndsvda":
+    if fill.variant == "nndsvda":
         W[W == 0] = avg
-    elif fill == "nndsvdar":
+    elif fill.variant == "nndsvdar":
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
         zero = W == 0
         W[zero] = np.abs(avg * rng.standard_normal(int(zero.sum())) / 100)
@@ -133,8 +145,8 @@ def nndsvd_init(k: int, variant: str, avg: float, *, solver: str):
         elif variant == "nndsvdar":
             zero = H == 0
             H[zero] = np.abs(avg * ctx.rng.standard_normal(int(zero.sum())) / 100)
-        W = row_blocks(_nndsvd_rows, U, choice, scale_U, variant, avg,
-                       int(ctx.rng.integers(2**63)), index=True,
+        fill = Fill(variant, avg, int(ctx.rng.integers(2**63)))
+        W = row_blocks(_nndsvd_rows, U, choice, scale_U, fill, index=True,
                        each={"W": Piece((None, U.shape[1]))}).each["W"]
         return W, H
 
