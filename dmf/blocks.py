@@ -17,6 +17,8 @@ contracted, and dask fuses each chunk's read into the task that uses it.
 X in column blocks is never rechunked by a function that takes the row's
 list of blocks (``columns=True``, :mod:`dmf.linalg.products`); the others
 get whole rows (:func:`full_rows`, a no-op for row-blocked stores).
+(What draws random rows in X's row blocks without reading X, as NMF's
+random start, is not a pass over X and stays a ``map_blocks``.)
 """
 
 from __future__ import annotations
@@ -115,6 +117,17 @@ def row_blocks(func: Callable, X: da.Array, *args, each: Mapping[str, Piece] | N
     :class:`Pieces` or anything else, passed as it is; with ``index`` the
     block row's index comes last. ``each`` names the results kept per block,
     ``sums`` those added up over the blocks (float64, dask's fixed tree).
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da
+    >>> X = da.from_array(np.arange(12.0).reshape(4, 3), chunks=(2, 3))
+    >>> def double(block, H):
+    ...     return {"rows": block @ H, "colsum": block.sum(axis=0), "count": len(block)}
+    >>> run = row_blocks(double, X, Small(2 * np.eye(3)), each={"rows": Piece((None, 3))},
+    ...                  sums={"colsum": (3,), "count": ()})
+    >>> run.each["rows"].compute()[1].tolist(), run.sums.compute()["colsum"].tolist()
+    ([6.0, 8.0, 10.0], [18.0, 22.0, 26.0])
     """
     each, sums = dict(each or {}), dict(sums or {})
     if not columns:

@@ -527,7 +527,7 @@ def implicit_rows(indptr, indices, data, Y, A0, X, alpha, steps, losses):
 def aligned(x, dtype=np.float64) -> np.ndarray:
     """``x`` as a C-contiguous, aligned array of ``dtype``, copied only when
     it is not one: an array that came inside a message may start at any byte
-    (see dmf.nmf's on_blocks), and numba would compile another version for
+    (see dmf.blocks.run_block), and numba would compile another version for
     it (and its vector loops may round differently)."""
     return np.require(x, dtype=dtype, requirements=["C", "A"])
 
