@@ -124,8 +124,7 @@ def _planted_clicks(ratings: Path, seed: int):
 
 
 def _complete(store: Path) -> bool:
-    from dmf.store.dense import dmf_attrs
-    from dmf.store.location import Location
+    from dmf.store.location import Location, dmf_attrs
 
     try:
         return dmf_attrs(Location.parse(store).open_node()).get("complete") is True

@@ -39,7 +39,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 import dmf
 from benchmarks.harness import Case, Data, Env, Suite, add_lowrank_arguments
 from dmf.store import codecs as dmf_codecs
-from dmf.store.dense import default_chunks
+from dmf.store.dense_read import default_chunks
 
 NAME = "codec"
 HELP = "full read pass per compression codec (raw I/O, threads, cluster; warm and cold)"

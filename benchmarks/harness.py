@@ -16,7 +16,7 @@ What is measured, per repetition:
   passed to read(), page-cache hits included) summed over this process, the
   cluster's workers and every descendant process, as a delta over the call,
   plus the chunk-file bytes dmf mapped in the same processes (a map never
-  calls read(): ``dmf.store.rawchunks.bytes_mapped``); divided by the bytes
+  calls read(): ``dmf.store.dense_read.bytes_mapped``); divided by the bytes
   of the data this is "passes over the data";
 - bytes fetched from storage (``read_bytes``, page-cache misses only), the
   same way: it shows whether a "cold" row really read from disk and a "warm"
@@ -295,9 +295,9 @@ def _io_delta(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, in
 def _mapped(env: Env) -> int:
     """Chunk-file bytes that dmf mapped, in this process and every worker:
     they never pass through ``read()``, so ``read_chars`` misses them (see
-    dmf.store.rawchunks). A worker that restarted in between restarts its
+    dmf.store.dense_read). A worker that restarted in between restarts its
     count: its share then reads low, as read_chars would."""
-    from dmf.store.rawchunks import bytes_mapped
+    from dmf.store.dense_read import bytes_mapped
 
     total = bytes_mapped()
     if env.client is not None:

@@ -34,7 +34,7 @@ from benchmarks import floor
 from benchmarks.codec import _complete, parse_size
 from benchmarks.harness import FLOAT32, Case, Data, Env, Result, Suite, build_parts, opened_store
 from benchmarks.summary import TARGETS_HEADER, by_name, ran, table_head, table_row, verdict
-from dmf.store.dense import default_chunks
+from dmf.store.dense_read import default_chunks
 
 NAME = "nmf"
 HELP = ("NMF: seconds and passes per iteration against a read pass out of core; time to "

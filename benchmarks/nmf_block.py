@@ -6,7 +6,7 @@
 Times, on one row block of X (64 MiB of float32 by default, the store's
 default chunk), a read of that block from a Zarr store with dmf's default
 codec (raw bytes + CRC-32C, page-cache warm) followed by ``np.sum``, both as
-dmf reads it (mapped, ``dmf.store.rawchunks``: the ratios' base) and through
+dmf reads it (mapped, ``dmf.store.dense_read``: the ratios' base) and through
 zarr's decoding, a plain copy + ``np.sum``, and the per-block task of each NMF solver (mu Frobenius,
 mu KL, hals), each the median of ``--repeat`` interleaved rounds. The task
 of an iteration is read + step, so (read + step) / read estimates the
@@ -27,7 +27,7 @@ import tempfile
 import time
 
 WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": "65536"}
-#: The read the ratios are taken against: dmf's own (see dmf.store.rawchunks).
+#: The read the ratios are taken against: dmf's own (see dmf.store.dense_read).
 READ = "read (dmf, mapped, sum)"
 
 
@@ -57,7 +57,7 @@ def main(argv=None) -> None:
     from dmf.nmf.hals import RowSweeps, _row_hals
     from dmf.nmf.mu import RowUpdate, _row_step
     from dmf.store.codecs import compressors
-    from dmf.store.rawchunks import RawChunks
+    from dmf.store.dense_read import RawChunks
 
     rng = np.random.default_rng(0)
     m, n, k = args.rows, args.cols, args.k

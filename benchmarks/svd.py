@@ -8,7 +8,7 @@ from the store:
 - ``read pass``: ``open_matrix(url).sum()``, one pass: the limit;
 - ``read pass, da.from_zarr``: ``da.from_zarr(url).sum()``: the same pass
   through zarr's own decoding (dmf reads plain chunks straight into their
-  arrays, see ``dmf.store.rawchunks``);
+  arrays, see ``dmf.store.dense_read``);
 - ``dmf randomized``: ``dmf.svd(method="randomized", n_iter=q, cache=False)``,
   q + 1 passes (its last pass keeps X Z, from which U is formed);
 - ``dmf sketch``: ``dmf.svd(method="sketch", cache=False)``, one pass;
@@ -62,7 +62,7 @@ from benchmarks.harness import (
     opened_store,
 )
 from benchmarks.summary import TARGETS_HEADER, by_name, ran, table_head, table_row, verdict
-from dmf.store.dense import default_chunks
+from dmf.store.dense_read import default_chunks
 
 NAME = "svd"
 HELP = ("truncated SVD: dmf randomized/sketch against dask svd_compressed out of core, "

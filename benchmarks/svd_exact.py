@@ -35,7 +35,7 @@ from benchmarks.codec import parse_size
 from benchmarks.harness import Case, Data, Env, Result, Suite, add_lowrank_arguments, opened_store
 from benchmarks.summary import by_name, ran, table_head, table_row
 from benchmarks.svd import _cached_reference, lowrank_store
-from dmf.store.dense import default_chunks
+from dmf.store.dense_read import default_chunks
 
 NAME = "svd-exact"
 HELP = ("exact SVD of a tall-skinny float64 store: dmf tsqr and gram against "

@@ -330,7 +330,7 @@ def slow_copy(block, seconds: float = 0.1):
 def bytes_read(proc) -> int:
     """Bytes the psutil process ``proc`` (this one) read from files: its
     ``read_chars`` and the chunk files dmf mapped, which ``read()`` never saw
-    (see dmf.store.rawchunks)."""
-    from dmf.store.rawchunks import bytes_mapped
+    (see dmf.store.dense_read)."""
+    from dmf.store.dense_read import bytes_mapped
 
     return proc.io_counters().read_chars + bytes_mapped()

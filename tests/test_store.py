@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 import dmf
 from dmf.errors import DmfWarning, InputError, StoreError
-from dmf.store.dense import TARGET_CHUNK_BYTES, default_chunks
+from dmf.store.dense_read import TARGET_CHUNK_BYTES, default_chunks
 
 # -- helpers -----------------------------------------------------------------
 
@@ -423,17 +423,17 @@ def test_corrupt_chunk_names_the_file(tmp_path, codec, damage):
 
 def test_a_checked_chunk_is_checked_again_once_its_file_changes(tmp_path, monkeypatch):
     """A plain chunk's checksum is computed once per version of its file in
-    a process (dmf.store.rawchunks): read again unchanged, it is not
+    a process (dmf.store.dense_read): read again unchanged, it is not
     recomputed; damaged in place afterwards, it is caught."""
-    from dmf.store import rawchunks
+    from dmf.store import dense_read
 
     x = np.random.default_rng(3).standard_normal((40, 6))
     url = str(tmp_path / "x.zarr")
     dmf.save_matrix(x, url, chunks=(10, 6))
-    monkeypatch.setattr(rawchunks, "SETTLED_NS", 0)  # the file was written just now
+    monkeypatch.setattr(dense_read, "SETTLED_NS", 0)  # the file was written just now
     calls = []
-    real = rawchunks.google_crc32c.value
-    monkeypatch.setattr(rawchunks.google_crc32c, "value", lambda b: calls.append(1) or real(b))
+    real = dense_read.google_crc32c.value
+    monkeypatch.setattr(dense_read.google_crc32c, "value", lambda b: calls.append(1) or real(b))
     y = dmf.open_matrix(url)
     assert_same_bits(y.compute(scheduler="sync"), x)
     assert len(calls) == 4
@@ -451,10 +451,10 @@ def test_a_checked_chunk_is_checked_again_once_its_file_changes(tmp_path, monkey
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_plain_chunks_read_straight_from_their_files(tmp_path, dtype, monkeypatch):
     """The default codec's chunks are mapped without zarr's decoding (see
-    dmf.store.rawchunks), or read where mapping fails: the same bits as zarr
+    dmf.store.dense_read), or read where mapping fails: the same bits as zarr
     for edge chunks and for a chunk of fill values (stored too: dmf writes
     every chunk); a checksummed trailer damaged alone is caught."""
-    from dmf.store.rawchunks import RawChunks, bytes_mapped
+    from dmf.store.dense_read import RawChunks, bytes_mapped
 
     x = np.random.default_rng(3).standard_normal((43, 11)).astype(dtype)
     x[10:20] = 0.0  # the fill value: zarr would write no file for that chunk

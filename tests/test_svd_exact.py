@@ -137,7 +137,7 @@ def test_without_u_nothing_is_formed_or_stored(tmp_path):
 _COUNT_PASSES = """
 import json, sys
 import psutil
-from dmf.store.rawchunks import bytes_mapped  # mapped chunks: read_chars misses them
+from dmf.store.dense_read import bytes_mapped  # mapped chunks: read_chars misses them
 import dask
 import dmf
 url, stored = sys.argv[1], int(sys.argv[2])

@@ -79,7 +79,7 @@ def test_rank_deficient_gives_exact_zeros_and_orthonormal_u():
 _COUNT_PASSES = """
 import json, sys
 import psutil
-from dmf.store.rawchunks import bytes_mapped  # mapped chunks: read_chars misses them
+from dmf.store.dense_read import bytes_mapped  # mapped chunks: read_chars misses them
 import dmf
 
 url, stored = sys.argv[1], int(sys.argv[2])

@@ -50,7 +50,7 @@ from dmf.engine.identity import (
 from dmf.engine.options import RunKeywords, RunOptions, run_options
 from dmf.errors import InputError, StoreError
 from dmf.nmf.api import nmf
-from dmf.store.dense import dmf_attrs
+from dmf.store.location import dmf_attrs
 
 __all__ = ["LOSSES", "Separation", "separate"]
 

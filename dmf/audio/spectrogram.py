@@ -20,7 +20,7 @@ import numpy as np
 
 from dmf.audio import wav
 from dmf.audio.stft import Stft
-from dmf.store.dense import create_dense, mark_complete
+from dmf.store.dense_write import create_dense, mark_complete
 from dmf.store.location import Location
 
 __all__ = ["floor_of", "write_spectrogram"]

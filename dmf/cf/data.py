@@ -27,7 +27,7 @@ import scipy.sparse
 from dask.highlevelgraph import HighLevelGraph
 
 from dmf.errors import InputError
-from dmf.store.dense import TARGET_CHUNK_BYTES
+from dmf.store.dense_read import TARGET_CHUNK_BYTES
 from dmf.store.location import Location
 from dmf.store.ratings import open_ratings_arrays, ratings_csr
 

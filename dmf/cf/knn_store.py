@@ -28,7 +28,7 @@ from dmf.cf.user_knn import UserKNN
 from dmf.engine.output import JobOutput, read_result_arrays
 from dmf.errors import InputError
 from dmf.store.api import open_matrix, save_matrix
-from dmf.store.dense import commit_target, prepare_target
+from dmf.store.dense_write import commit_target, prepare_target
 from dmf.store.location import Location
 
 ALGORITHM = "cf-knn"

@@ -35,9 +35,9 @@ from dmf.cf.data import Ratings, as_ratings
 from dmf.cf.passes import item_counts
 from dmf.cf.rows import as_csr, block_bounds, user_rows
 from dmf.errors import DmfWarning, InputError, StoreError, warn
-from dmf.store.dense import commit_target, dmf_attrs, prepare_target
+from dmf.store.dense_write import commit_target, prepare_target
 from dmf.store.dims import dimension_names
-from dmf.store.location import Location
+from dmf.store.location import Location, dmf_attrs
 
 #: Most bytes of dense scores held at once (one user block x all items).
 SCORE_BYTES = 128 * 2**20

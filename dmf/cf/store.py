@@ -22,7 +22,7 @@ import scipy.sparse
 
 from dmf.cf.data import Ratings, open_ratings
 from dmf.errors import InputError
-from dmf.store.dense import TARGET_CHUNK_BYTES
+from dmf.store.dense_read import TARGET_CHUNK_BYTES
 from dmf.store.location import Location
 from dmf.store.ratings import ratings_csr, write_ratings
 from dmf.store.sparse_format import canonical_csr

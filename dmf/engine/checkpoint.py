@@ -15,7 +15,7 @@ previous complete checkpoint. Older checkpoints, and any partial one a crash
 left behind, are pruned after the pointer moves.
 
 Every array of a checkpoint carries a CRC-32C per chunk and stores every
-chunk (see :mod:`dmf.store.dense`). Resuming reads the newest checkpoint
+chunk (see :mod:`dmf.store.dense_read`). Resuming reads the newest checkpoint
 whole and checks it: a checksum that fails, a missing chunk, unreadable
 metadata, a directory that is gone or values that are not finite make it
 skipped, with a warning naming it and why, and the previous one (``keep``
@@ -47,7 +47,8 @@ from dmf.engine.faults import failpoint
 from dmf.engine.identity import FINGERPRINT, IDENTITY, recorded
 from dmf.engine.options import check_damaged_choice
 from dmf.errors import DamagedCheckpoint, DmfWarning, warn
-from dmf.store.dense import checked_array_options, open_dense, read_whole
+from dmf.store.dense_read import open_dense, read_whole
+from dmf.store.dense_write import checked_array_options
 from dmf.store.dims import group_dimension_names
 from dmf.store.location import Location, one_line
 

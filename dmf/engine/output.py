@@ -11,7 +11,7 @@ start over.
 Starting over where a complete result is (``resume=False``, CLI
 ``--no-resume``) never damages it: the new run writes its checkpoints and
 result in a hidden sibling, ``.NAME.dmf-next``, swapped in only once
-complete (:func:`dmf.store.dense.commit_target`). A run killed before that
+complete (:func:`dmf.store.dense_write.commit_target`). A run killed before that
 leaves the old result whole, and the next start over clears the sibling.
 """
 
@@ -32,15 +32,10 @@ from dmf.engine.identity import difference, recorded, refusal
 from dmf.engine.lock import LOCK_NAME
 from dmf.errors import CheckpointMismatch, InputError, StoreError
 from dmf.store.api import open_matrix
-from dmf.store.dense import (
-    checked_array_options,
-    commit_target,
-    dmf_attrs,
-    read_whole,
-    save_dense,
-)
+from dmf.store.dense_read import read_whole
+from dmf.store.dense_write import checked_array_options, commit_target, save_dense
 from dmf.store.dims import group_dimension_names
-from dmf.store.location import Location
+from dmf.store.location import Location, dmf_attrs
 
 log = logging.getLogger(__name__)
 

@@ -11,15 +11,9 @@ import scipy.sparse
 import zarr
 
 from dmf.errors import InputError, StoreError
-from dmf.store.dense import (
-    as_dask,
-    default_chunks,
-    dmf_attrs,
-    location_of,
-    open_dense,
-    save_dense,
-)
-from dmf.store.location import Location
+from dmf.store.dense_read import as_dask, default_chunks, location_of, open_dense
+from dmf.store.dense_write import save_dense
+from dmf.store.location import Location, dmf_attrs
 from dmf.store.sparse_format import is_csr_group, is_sparse_dask
 from dmf.store.sparse_read import open_csr
 from dmf.store.sparse_write import save_csr
@@ -104,7 +98,7 @@ def save_matrix(
         Where to write: a local path or an fsspec URL.
     chunks : int or (int, int), optional
         Rows per block, or (rows, columns). Default: row blocks of about
-        64 MiB (:func:`dmf.store.dense.default_chunks`).
+        64 MiB (:func:`dmf.store.dense_read.default_chunks`).
     overwrite : bool
         Replace a store already there. The old store stays intact until the
         new one is completely written and checked.

@@ -30,11 +30,11 @@ import scipy.linalg
 import zarr
 
 from dmf.errors import InputError
-from dmf.store.dense import (
+from dmf.store.dense_read import normalize_chunks
+from dmf.store.dense_write import (
     commit_target,
     create_dense,
     mark_complete,
-    normalize_chunks,
     prepare_target,
     save_dense,
     write_dask,

@@ -32,7 +32,7 @@ import zarr
 
 from dmf.errors import InputError
 from dmf.store import codecs
-from dmf.store.dense import TARGET_CHUNK_BYTES
+from dmf.store.dense_read import TARGET_CHUNK_BYTES
 from dmf.store.dims import dimension_names
 from dmf.store.location import Location
 from dmf.store.planted import factors_location, stream

@@ -10,8 +10,7 @@ import numpy as np
 import zarr
 
 from dmf.store import codecs
-from dmf.store.dense import dmf_attrs
-from dmf.store.location import Location
+from dmf.store.location import Location, dmf_attrs
 from dmf.wording import plural
 
 

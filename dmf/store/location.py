@@ -258,7 +258,7 @@ class Location:
 
 
 def dmf_attrs(node: zarr.Array | zarr.Group) -> dict[str, Any]:
-    """``attrs["dmf"]`` of a Zarr node, or {} (here, not in :mod:`dmf.store.dense`,
+    """``attrs["dmf"]`` of a Zarr node, or {} (here, not in :mod:`dmf.store.dense_read`,
     so that reading a job's records imports no Dask)."""
     attrs = node.attrs.asdict() if hasattr(node.attrs, "asdict") else dict(node.attrs)
     value = attrs.get("dmf", {})

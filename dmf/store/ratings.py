@@ -21,7 +21,7 @@ reading a CSR store by column would mean a transpose in memory: the twin
 costs the store's size once more on disk and saves that at every pass.
 
 Writing goes to a staging place and is committed only once complete, as for
-every dmf store (:func:`dmf.store.dense.prepare_target`), so bad input
+every dmf store (:func:`dmf.store.dense_write.prepare_target`), so bad input
 never replaces a good store. The twin is built from the staged CSR itself
 through :func:`dmf.store.triplets.build_csr_from_triplets` (count, spill per
 row block of the transpose, sort), in bounded memory.
@@ -46,15 +46,10 @@ import zarr
 
 from dmf.errors import DmfWarning, InputError, StoreError, warn
 from dmf.store import codecs
-from dmf.store.dense import (
-    TARGET_CHUNK_BYTES,
-    commit_target,
-    dmf_attrs,
-    mark_complete,
-    prepare_target,
-)
+from dmf.store.dense_read import TARGET_CHUNK_BYTES
+from dmf.store.dense_write import commit_target, mark_complete, prepare_target
 from dmf.store.dims import dimension_names
-from dmf.store.location import Location
+from dmf.store.location import Location, dmf_attrs
 from dmf.store.sparse_format import canonical_csr, is_csr_group
 from dmf.store.sparse_read import open_csr, plan_csr
 from dmf.store.sparse_write import CsrWriter, csr_report

@@ -16,7 +16,7 @@ import scipy.sparse
 import zarr
 
 from dmf.errors import DmfWarning, StoreError, warn
-from dmf.store.dense import TARGET_CHUNK_BYTES, check_complete, check_every_chunk_present
+from dmf.store.dense_read import TARGET_CHUNK_BYTES, check_complete, check_every_chunk_present
 from dmf.store.location import Location, one_line
 from dmf.store.sparse_row_blocks import block_limits, even_row_blocks
 from dmf.store.validate import block_report, check_shape, raise_for_reports, storage_dtype

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dmf.store.dense import TARGET_CHUNK_BYTES
+from dmf.store.dense_read import TARGET_CHUNK_BYTES
 from dmf.store.sparse_format import CHUNK_ELEMENTS
 
 

@@ -23,14 +23,8 @@ import zarr
 from dmf._version import __version__
 from dmf.errors import InputError
 from dmf.store import codecs
-from dmf.store.dense import (
-    ALL_CHUNKS,
-    TARGET_CHUNK_BYTES,
-    WRITE_EVERY_CHUNK,
-    commit_target,
-    mark_complete,
-    prepare_target,
-)
+from dmf.store.dense_read import ALL_CHUNKS, TARGET_CHUNK_BYTES
+from dmf.store.dense_write import WRITE_EVERY_CHUNK, commit_target, mark_complete, prepare_target
 from dmf.store.dims import dimension_names
 from dmf.store.location import Location
 from dmf.store.sparse_format import (

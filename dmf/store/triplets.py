@@ -21,7 +21,8 @@ import numpy as np
 import zarr
 
 from dmf.errors import InputError
-from dmf.store.dense import TARGET_CHUNK_BYTES, commit_target, prepare_target
+from dmf.store.dense_read import TARGET_CHUNK_BYTES
+from dmf.store.dense_write import commit_target, prepare_target
 from dmf.store.location import Location
 from dmf.store.sparse_row_blocks import plan_row_blocks, slices_of
 from dmf.store.sparse_write import CsrWriter, csr_report

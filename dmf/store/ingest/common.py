@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from dmf.errors import DmfError, DmfWarning, InputError, warn
-from dmf.store.dense import (
+from dmf.store.dense_read import normalize_chunks
+from dmf.store.dense_write import (
     commit_target,
     create_dense,
     mark_complete,
-    normalize_chunks,
     prepare_target,
     write_block,
 )

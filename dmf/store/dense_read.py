@@ -1,11 +1,12 @@
-"""Dense matrices in Zarr: write them safely, read them lazily.
+"""Reading a dense matrix store: from the Zarr array to the bytes of a chunk.
 
 A dense matrix is a 2-D Zarr array (format 3 written; 2 and 3 read), chunked
-in row blocks of about 64 MiB, with ``attrs["dmf"] = {"kind": "dense", ...}``.
-
-Writes are safe for a good result already there: a new store is written next
-to it and swapped in only once complete and checked. ``attrs["dmf"]["complete"]``
-is set last.
+in row blocks of about 64 MiB, with ``attrs["dmf"] = {"kind": "dense", ...}``
+(written by :mod:`dmf.store.dense_write`). :func:`open_dense` gives a lazy
+dask array, one task per chunk, each reading its chunk through
+:class:`ChunkReader`: a store not marked complete is refused, a chunk that
+cannot be read is a StoreError naming its file, and a store swapped for
+another version while it is read is refused.
 
 Every array dmf writes stores every chunk, even one of zeros (Zarr leaves
 those out by default), and says so in ``attrs["dmf"]["chunks_written"]``
@@ -13,6 +14,47 @@ those out by default), and says so in ``attrs["dmf"]["chunks_written"]``
 error naming it, never a block of fill values. Arrays without that mark
 (other writers, older dmf) keep Zarr's meaning, where an absent chunk holds
 the fill value.
+
+Mapped chunks (:class:`RawChunks`). dmf's default codec is none, with a
+CRC-32C (see :mod:`dmf.store.codecs`): a chunk file is the chunk's raw
+little-endian bytes and four bytes of checksum. Zarr decodes such a chunk
+through three fresh buffers of the chunk's size (the file's bytes, the bytes
+without the checksum, the output array) and copies between them; on a Dask
+worker every fresh buffer above 128 KiB is also a fresh mmap whose pages
+fault in one by one (Dask sets ``MALLOC_TRIM_THRESHOLD_``). Here the file is
+mapped, privately (copy-on-write: writes to the array never reach the file),
+the array is a view of the map, and the checksum is computed over it.
+Mapping shares the page cache's pages instead of copying them, and on warm
+cache that copy is most of a read (measured by ``python -m
+benchmarks.nmf_block`` and ``python -m benchmarks svd``: see
+benchmarks/README.md).
+
+Mapped bytes never pass through ``read()``, so ``/proc/PID/io``'s
+``read_chars`` does not count them: :func:`bytes_mapped` does (tests and
+benchmarks that count passes over X add the two).
+
+Only what is certain to be that layout is read this way: Zarr format 3, a
+local directory store, a regular chunk grid, codecs ``bytes`` (little
+endian, on a little-endian machine) with or without ``crc32c``, and a
+request for exactly one whole chunk. Everything else goes through zarr.
+Where a file cannot be mapped (some network or FUSE filesystems) it is read
+into the array instead.
+
+A chunk's checksum is computed once per version of its file in a process:
+a file whose device, inode, size, modification and change times are those
+of a file already checked, with the same stored checksum, is not checked
+again (the check is a sizeable part of a mapped read with its use, on
+every pass of an iterative method). Any write to the file changes
+its change time, which no program can set back, and a rename brings
+another inode: a changed file is checked again. Files changed within the
+last second are checked every time (file times tick coarsely).
+
+A file truncated or rewritten in place while a chunk of it is mapped would
+fault (SIGBUS) or change under the array. Nothing in dmf's stack does that:
+zarr's local store writes every chunk to a temporary file and renames it
+over the old one, and dmf writes whole stores aside and swaps them in; a
+renamed-over or unlinked file stays whole for whoever maps it. Only another
+program rewriting chunk files in place while dmf reads them could.
 """
 
 from __future__ import annotations
@@ -20,29 +62,25 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import mmap
 import os
-import uuid
-from typing import Any
+import sys
+import time
+from dataclasses import dataclass
 
 import dask
 import dask.array as da
+import google_crc32c
 import numpy as np
 import zarr
 import zarr.storage
+from zarr.codecs import BytesCodec, Crc32cCodec
+from zarr.core.chunk_grids import RegularChunkGrid
+from zarr.storage import LocalStore
 
-from dmf._version import __version__
 from dmf.errors import DmfWarning, InputError, StoreError, warn
-from dmf.store import codecs
-from dmf.store.dims import MATRIX
 from dmf.store.location import Location, dmf_attrs, one_line
-from dmf.store.rawchunks import ChunkMissing, RawChunks
-from dmf.store.validate import (
-    block_report,
-    check_shape,
-    map_block_reports,
-    raise_for_reports,
-    storage_dtype,
-)
+from dmf.store.validate import check_shape, storage_dtype
 
 #: Target size of one chunk: large enough that per-chunk overhead is noise,
 #: small enough that a worker holds several at once.
@@ -98,19 +136,36 @@ def normalize_chunks(chunks, shape: tuple[int, int], dtype) -> tuple[int, int]:
     return (min(rows, shape[0]), min(cols, shape[1]))
 
 
-#: Zarr's array config for every array dmf writes: store all chunks.
-WRITE_EVERY_CHUNK = {"write_empty_chunks": True}
+def in_memory_chunks(shape: tuple[int, int], dtype, cores: int | None = None) -> tuple[int, int]:
+    """Row blocks for an array already in memory: up to
+    :data:`IN_MEMORY_CHUNK_BYTES` each (nothing is read, and the blocks are
+    views of the array, so large ones cost no memory), as few as that
+    allows, their number rounded up to a multiple of the cores when there
+    are several (5 blocks on 2 threads take 3 rounds where 6 smaller ones
+    take the time of 2.5).
+
+    Fewer, larger blocks mean fewer tasks per pass, which measured faster
+    (benchmarks/README.md).
+
+    Examples
+    --------
+    >>> in_memory_chunks((20000, 2000), "float64", cores=2)  # 2 blocks of 160 MB
+    (10000, 2000)
+    >>> in_memory_chunks((20000, 5000), "float64", cores=2)  # 4 blocks of 200 MB
+    (5000, 5000)
+    >>> in_memory_chunks((100, 10), "float64", cores=2)  # one block stays one
+    (100, 10)
+    """
+    rows, cols = default_chunks(shape, dtype, IN_MEMORY_CHUNK_BYTES)
+    blocks = math.ceil(shape[0] / rows)
+    cores = cores or os.cpu_count() or 1
+    if blocks < 2 or cols < shape[1] or blocks % cores == 0:
+        return rows, cols
+    return _even_split(shape[0], math.ceil(shape[0] / (math.ceil(blocks / cores) * cores))), cols
+
+
 #: ``attrs["dmf"]["chunks_written"]`` of an array whose every chunk is stored.
 ALL_CHUNKS = "all"
-
-
-def checked_array_options(**dmf_meta) -> dict[str, Any]:
-    """The options of ``create_array`` for an array dmf writes and reads back
-    (checkpoints, results): a CRC-32C of every chunk, every chunk stored,
-    and the mark that says so (set at creation: such arrays are written
-    whole, and their group's completion flag says when they are)."""
-    return {"compressors": codecs.compressors(None), "config": WRITE_EVERY_CHUNK,
-            "attributes": {"dmf": {"chunks_written": ALL_CHUNKS, **dmf_meta}}}
 
 
 def every_chunk_written(zarray: zarr.Array) -> bool:
@@ -149,6 +204,169 @@ def chunk_coords(key, shape, chunks) -> list[tuple[int, ...]]:
             index = int(k) % size if size else 0
             ranges.append(range(index // chunk, index // chunk + 1))
     return list(itertools.product(*ranges))
+
+
+# --------------------------------------------------------------------------
+# chunk files, mapped
+
+
+class ChunkDamaged(ValueError):
+    """The chunk file is not what its metadata says (short, long, or a
+    checksum that does not match)."""
+
+
+class ChunkMissing(LookupError):
+    """A chunk file of an array whose every chunk was written is gone (the
+    message is its key)."""
+
+
+@dataclass(frozen=True)
+class RawChunks:
+    """Where a plain array's chunk files are and how to read one."""
+
+    root: str
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype
+    fill_value: object
+    checksum: bool
+    zarray: zarr.Array
+    every_chunk: bool = False
+
+    @classmethod
+    def of(cls, zarray: zarr.Array, *, every_chunk: bool = False) -> RawChunks | None:
+        """The reader of ``zarray``'s chunks, or None where zarr must decode them."""
+        meta = zarray.metadata
+        if (getattr(meta, "zarr_format", None) != 3 or sys.byteorder != "little"
+                or not hasattr(mmap, "MAP_PRIVATE")
+                or not isinstance(zarray.store, LocalStore)
+                or not isinstance(meta.chunk_grid, RegularChunkGrid)):
+            return None
+        codecs = tuple(meta.codecs)
+        if not codecs or not isinstance(codecs[0], BytesCodec):
+            return None
+        if codecs[0].endian is not None and codecs[0].endian.value != "little":
+            return None
+        rest = codecs[1:]
+        if rest and not (len(rest) == 1 and isinstance(rest[0], Crc32cCodec)):
+            return None
+        dtype = np.dtype(zarray.dtype).newbyteorder("=")
+        if dtype.kind not in "fiub":
+            return None
+        root = os.path.join(str(zarray.store.root), zarray.path) if zarray.path else str(
+            zarray.store.root)
+        return cls(root=root, shape=tuple(zarray.shape), chunks=tuple(zarray.chunks),
+                   dtype=dtype, fill_value=meta.fill_value, checksum=bool(rest),
+                   zarray=zarray, every_chunk=every_chunk)
+
+    def region(self, key) -> tuple[tuple[int, ...], tuple[slice, ...]] | None:
+        """The chunk coordinates of ``key`` when it is exactly one whole chunk
+        (clipped at the array's edge), else None."""
+        if not isinstance(key, tuple) or len(key) != len(self.shape):
+            return None
+        coords, parts = [], []
+        for k, size, chunk in zip(key, self.shape, self.chunks, strict=True):
+            if not isinstance(k, slice) or k.step not in (None, 1):
+                return None
+            start, stop, _ = k.indices(size)
+            if start % chunk or stop != min(start + chunk, size):
+                return None
+            coords.append(start // chunk)
+            parts.append(slice(0, stop - start))
+        return tuple(coords), tuple(parts)
+
+    def path(self, coords: tuple[int, ...]) -> str:
+        return os.path.join(self.root, *self.zarray.metadata.encode_chunk_key(coords).split("/"))
+
+    def read(self, coords: tuple[int, ...], parts: tuple[slice, ...]) -> np.ndarray:
+        """The chunk at ``coords``, cut to ``parts`` (edge chunks are stored
+        whole); the fill value where no file was written (Zarr leaves out
+        chunks that hold only the fill value), unless every chunk was."""
+        try:
+            fd = os.open(self.path(coords), os.O_RDONLY)
+        except FileNotFoundError:
+            if self.every_chunk:
+                raise ChunkMissing(self.zarray.metadata.encode_chunk_key(coords)) from None
+            _note_absent(self.root)
+            return np.full(tuple(s.stop for s in parts), self.fill_value, dtype=self.dtype)
+        nbytes = math.prod(self.chunks) * self.dtype.itemsize
+        expected = nbytes + (4 if self.checksum else 0)
+        try:
+            stat = os.fstat(fd)
+            if stat.st_size != expected:
+                raise ChunkDamaged(f"{stat.st_size} bytes where {expected} were written")
+            out, trailer = _load(fd, stat.st_size, nbytes, self.dtype, self.chunks)
+        finally:
+            os.close(fd)
+        if self.checksum:
+            _check(out, trailer, stat)
+        if all(s.stop == c for s, c in zip(parts, self.chunks, strict=True)):
+            return out
+        return np.ascontiguousarray(out[parts])
+
+
+#: Arrays already noted as having absent chunks (one note per array and process).
+_noted: set[str] = set()
+
+
+def _note_absent(root: str) -> None:
+    if root not in _noted:
+        _noted.add(root)
+        warn(f"{root}: some chunk files are absent and read as the fill value, as "
+             "Zarr means them (a store dmf did not write)", DmfWarning)
+
+
+_mapped = [0]
+#: Chunk file versions whose checksum matched, with that checksum (see the
+#: module docstring); dropped whole when it grows past _VERIFIED_MAX.
+_verified: dict[tuple[int, ...], bytes] = {}
+_VERIFIED_MAX = 1 << 16
+
+
+#: A file is remembered as checked only if its change time was at least this
+#: long ago: file times come from a coarse clock (a tick of up to 10 ms), so
+#: a rewrite right after a check could otherwise keep the same times.
+SETTLED_NS = 1_000_000_000
+
+
+def _check(out: np.ndarray, trailer: bytes, stat: os.stat_result) -> None:
+    version = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if _verified.get(version) == trailer:
+        return
+    if google_crc32c.value(out) != int.from_bytes(trailer, "little"):
+        raise ChunkDamaged("its CRC-32C checksum does not match its bytes")
+    if time.time_ns() - stat.st_ctime_ns >= SETTLED_NS:
+        if len(_verified) >= _VERIFIED_MAX:
+            _verified.clear()
+        _verified[version] = bytes(trailer)
+
+
+def bytes_mapped() -> int:
+    """Bytes of chunk files this process has mapped (what ``read_chars``
+    misses), since it started."""
+    return _mapped[0]
+
+
+def _load(fd: int, size: int, nbytes: int, dtype: np.dtype, shape) -> tuple[np.ndarray, bytes]:
+    """The chunk as an array and its trailing bytes: over a private map of
+    the file, or read into a fresh array where mapping fails."""
+    if nbytes:
+        try:
+            buf = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE,
+                            prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        except (OSError, ValueError):
+            pass
+        else:
+            _mapped[0] += size
+            out = np.frombuffer(buf, dtype=dtype, count=nbytes // dtype.itemsize)
+            return out.reshape(shape), buf[nbytes:size]
+    out = np.empty(shape, dtype=dtype)
+    with open(fd, "rb", buffering=0, closefd=False) as f:
+        got = f.readinto(memoryview(out).cast("B")) if nbytes else 0
+        trailer = f.read()
+    if got != nbytes:
+        raise ChunkDamaged(f"{got + len(trailer)} bytes where {size} were written")
+    return out, trailer
 
 
 # --------------------------------------------------------------------------
@@ -236,7 +454,7 @@ class ChunkReader:
 
 def _identity(location: Location, write_id: str | None) -> tuple | None:
     """What tells this version of a store from the next one swapped in at
-    the same place (:func:`commit_target`): a local folder's device and
+    the same place (:func:`dmf.store.dense_write.commit_target`): a local folder's device and
     inode (one stat); elsewhere the write id in its ``zarr.json`` (one small
     read; only given ``write_id``, the one read at open, since a store
     without one cannot be told apart). None: nothing to check (memory,
@@ -322,110 +540,6 @@ def open_dense(zarray: zarr.Array, location: Location) -> da.Array:
     return x
 
 
-# --------------------------------------------------------------------------
-# writing
-
-
-def write_block(block, zarray, dtype, ncols, block_info=None):
-    (r0, r1), (c0, c1) = block_info[0]["array-location"]
-    report = block_report(block, r0, c0, ncols)
-    if not (report[0] or report[1] or report[3]):
-        # A bad block is not written: the whole store is dropped anyway.
-        zarray[r0:r1, c0:c1] = block.astype(dtype, copy=False)
-    return report[None, :]
-
-
-def create_dense(
-    location: Location, shape, dtype, chunks, *, codec: str | None = None, attrs=None,
-    dims: tuple[str, str] = MATRIX,
-) -> zarr.Array:
-    """An empty dense array marked incomplete, ready for blocks to be written;
-    ``dims`` are its axes' names (xarray reads them)."""
-    meta = {"kind": "dense", "complete": False, "dmf_version": __version__,
-            "write_id": uuid.uuid4().hex, **(attrs or {})}
-    return zarr.create_array(
-        store=location.zarr_store(),
-        shape=tuple(int(s) for s in shape),
-        chunks=tuple(int(c) for c in chunks),
-        dtype=np.dtype(dtype),
-        compressors=codecs.compressors(codec),
-        fill_value=0,
-        attributes={"dmf": meta},
-        dimension_names=dims,
-        zarr_format=3,
-        overwrite=True,
-        config=WRITE_EVERY_CHUNK,
-    )
-
-
-def mark_complete(zarray: zarr.Array | zarr.Group, **extra) -> None:
-    """Set ``complete``; for an array whose every chunk is stored, also the
-    mark that makes a missing chunk an error when read."""
-    meta = dmf_attrs(zarray)
-    if isinstance(zarray, zarr.Array) and zarray.nchunks_initialized == zarray.nchunks:
-        extra = {**extra, "chunks_written": ALL_CHUNKS}
-    meta.update(extra, complete=True)
-    zarray.update_attributes({"dmf": meta})
-
-
-def write_dask(
-    x: da.Array, zarray: zarr.Array, *, name: str, scheduler: str | None = None,
-    extra: list | None = None,
-) -> list:
-    """Write ``x`` into ``zarray`` block by block, checking every value on the
-    way (one pass). Raises :class:`InputError` naming the first bad value.
-
-    ``extra`` are further dask collections computed in the same pass (for
-    instance statistics of a generator); their results are returned.
-    """
-    x = x.rechunk(zarray.chunks)
-    reports = map_block_reports(x, write_block, zarray, zarray.dtype, x.shape[1])
-    kwargs = {"scheduler": scheduler} if scheduler else {}
-    reports, *results = dask.compute(reports, *(extra or []), **kwargs)
-    raise_for_reports(reports, x.shape, name)
-    return results
-
-
-def prepare_target(location: Location, overwrite: bool) -> Location:
-    """Where to write: the target itself when nothing good is there, else a
-    hidden sibling that replaces the target once complete."""
-    if not location.exists():
-        return location
-    if location.is_zarr_node():
-        try:
-            node = location.open_node()
-        except StoreError:
-            node = None
-        if node is not None and dmf_attrs(node).get("complete") is False:
-            return location  # the remains of an interrupted write: nothing to keep
-    if not overwrite:
-        raise StoreError(
-            f"{location}: already exists; pass overwrite=True (CLI: --overwrite) to replace it"
-        )
-    return location.sibling(f".{location.name}.dmf-tmp-{uuid.uuid4().hex[:8]}")
-
-
-def commit_target(staging: Location, location: Location) -> None:
-    """Put a completely written ``staging`` store in place of ``location``.
-
-    The old store is moved aside first and deleted last, so a crash in
-    between leaves it recoverable (``.NAME.dmf-old-*``) rather than lost.
-    """
-    if staging == location:
-        return
-    trash = location.sibling(f".{location.name}.dmf-old-{uuid.uuid4().hex[:8]}")
-    location.move_to(trash)
-    staging.move_to(location)
-    trash.remove()
-
-
-def scheduler_for(location: Location, *inputs) -> str | None:
-    """Force the threaded scheduler when data cannot leave this process."""
-    if location.is_process_local or any(isinstance(i, np.ndarray) for i in inputs):
-        return "threads"
-    return None
-
-
 class InMemory:
     """A numpy array as ``dask.array.from_array`` input, without the copy
     from_array makes of anything that has a ``copy`` method (a whole copy
@@ -457,34 +571,6 @@ def location_of(zarray: zarr.Array) -> Location:
     return Location(f"memory://zarr-{id(store):x}/{sub}")
 
 
-def in_memory_chunks(shape: tuple[int, int], dtype, cores: int | None = None) -> tuple[int, int]:
-    """Row blocks for an array already in memory: up to
-    :data:`IN_MEMORY_CHUNK_BYTES` each (nothing is read, and the blocks are
-    views of the array, so large ones cost no memory), as few as that
-    allows, their number rounded up to a multiple of the cores when there
-    are several (5 blocks on 2 threads take 3 rounds where 6 smaller ones
-    take the time of 2.5).
-
-    Fewer, larger blocks mean fewer tasks per pass, which measured faster
-    (benchmarks/README.md).
-
-    Examples
-    --------
-    >>> in_memory_chunks((20000, 2000), "float64", cores=2)  # 2 blocks of 160 MB
-    (10000, 2000)
-    >>> in_memory_chunks((20000, 5000), "float64", cores=2)  # 4 blocks of 200 MB
-    (5000, 5000)
-    >>> in_memory_chunks((100, 10), "float64", cores=2)  # one block stays one
-    (100, 10)
-    """
-    rows, cols = default_chunks(shape, dtype, IN_MEMORY_CHUNK_BYTES)
-    blocks = math.ceil(shape[0] / rows)
-    cores = cores or os.cpu_count() or 1
-    if blocks < 2 or cols < shape[1] or blocks % cores == 0:
-        return rows, cols
-    return _even_split(shape[0], math.ceil(shape[0] / (math.ceil(blocks / cores) * cores))), cols
-
-
 def as_dask(x, *, chunks=None) -> da.Array:
     """A dask array over an open matrix (zarr, dask, numpy); a URL is opened
     by :func:`dmf.store.api.open_matrix` first, which knows sparse stores too."""
@@ -501,28 +587,3 @@ def as_dask(x, *, chunks=None) -> da.Array:
     return da.from_array(InMemory(arr), chunks=normalize_chunks(chunks, arr.shape, arr.dtype)
                          if arr.ndim == 2 and arr.size else -1, name=False, asarray=False,
                          meta=np.empty((0,) * arr.ndim, dtype=arr.dtype))
-
-
-def save_dense(
-    x, location: Location, *, chunks=None, overwrite: bool = False, codec: str | None = None,
-    attrs: dict | None = None, name: str | None = None, dims: tuple[str, str] = MATRIX,
-) -> zarr.Array:
-    name = name or "input array"
-    arr = as_dask(x)
-    check_shape(arr.shape, name)
-    dtype = storage_dtype(arr.dtype, name)
-    extra_attrs = dict(attrs or {})
-    if dtype != arr.dtype:
-        extra_attrs.setdefault("source_dtype", str(arr.dtype))
-    chunks = normalize_chunks(chunks, arr.shape, dtype)
-    staging = prepare_target(location, overwrite)
-    try:
-        zarray = create_dense(staging, arr.shape, dtype, chunks, codec=codec, attrs=extra_attrs,
-                              dims=dims)
-        write_dask(arr, zarray, name=name, scheduler=scheduler_for(location, x))
-        mark_complete(zarray)
-    except BaseException:
-        staging.remove()
-        raise
-    commit_target(staging, location)
-    return zarr.open_array(store=location.zarr_store(read_only=True), mode="r")
