@@ -77,6 +77,7 @@ CHAOS_TESTS := tests/test_integrity.py tests/test_kill_resume.py \
 	tests/test_store.py::test_failed_overwrite_keeps_the_good_store \
 	tests/test_audio.py::test_killed_overwrite_never_damages_a_complete_separation \
 	tests/test_engine_cluster.py::test_killed_worker_gives_the_same_result \
+	tests/test_identity.py \
 	tests/test_engine_cluster.py::test_killed_scheduler_exits_nonzero_then_resumes_on_a_new_one
 chaos: $(VENV)/.installed-test
 	$(PYTEST) -n 2 --dist loadfile $(CHAOS_TESTS)

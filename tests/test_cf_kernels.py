@@ -161,7 +161,7 @@ def test_the_tasks_give_the_same_bits_for_misaligned_arrays():
                                                           explicit.RowSolve(3.0, 4, True, 0.1))),
         lambda B, V, U: rows_and_sums(implicit._half_rows(B, U, V, gram, True,
                                                           implicit.RowSolve(2.0, 0.1, 3))),
-        lambda B, V, U: sgd_block(B, U, V, 5, 1, Rule(3.0, 0.01, 0.02, 1))[0],
+        lambda B, V, U: list(sgd_block(B, U, V, 5, 1, Rule(3.0, 0.01, 0.02, 1)).values()),
         lambda B, V, U: rows_and_sums(_penalty_rows(B, U, V, 3.0, 4, True)),
     ]
     for t, run in enumerate(runs):
