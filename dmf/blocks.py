@@ -255,16 +255,12 @@ def _task(func, kinds, columns: bool, each: tuple, sums: tuple, X_part, *args):
             arg = [arg]
         elif kind == "pieces":  # the column index of M is contracted too
             arg = [piece[0] if isinstance(piece, list) else piece for piece in arg]
-        elif kind == "tall-list":
-            arg = arg[0]
-        elif kind == "index":
+        elif kind in ("tall-list", "index"):  # a one-element list per block row
             arg = arg[0]
         given.append(arg)
     if columns:
-        block = X_part if isinstance(X_part, list) else [X_part]
-        named = func([_aligned(b) for b in block], *(_aligned(a) for a in given))
-    else:
-        named = run_block(func, X_part, *given)
+        X_part = [_aligned(b) for b in (X_part if isinstance(X_part, list) else [X_part])]
+    named = run_block(func, X_part, *given)
     kept = {name: named[name] for name in each}
     if sums:
         kept[_PACKED] = np.concatenate([np.ravel(np.asarray(named[name], dtype=np.float64))
