@@ -190,9 +190,9 @@ def _row_gram(blocks, Vs, with_moments=False) -> dict:
     return {"gram": G, **(moments or {})}
 
 
-def _row_gram_keep(blocks, Vs) -> dict:
-    G, Y, _ = _gram_core(blocks, Vs, keep_y=True)
-    return {"gram": G, "rows": Y}
+def _row_gram_keep(blocks, Vs, with_moments=False) -> dict:
+    G, Y, moments = _gram_core(blocks, Vs, keep_y=True, moments=with_moments)
+    return {"gram": G, "rows": Y, **(moments or {})}
 
 
 def _row_transpose(blocks, Y):
@@ -358,11 +358,14 @@ def gram_matrix_with_moments(X: da.Array) -> Sums:
     return row_blocks(_row_xtx, X, sums=gram_parts(n, n), columns=True).sums
 
 
-def gram_and_product(X: da.Array, V: np.ndarray) -> tuple[Sums, da.Array]:
+def gram_and_product(X: da.Array, V: np.ndarray,
+                     moments: bool = False) -> tuple[Sums, da.Array]:
     """Lazy (X^T X V named ``gram``, X V) from the same tasks: one pass, the
-    tall X V (float64, X's row blocks) kept instead of thrown away."""
+    tall X V (float64, X's row blocks) kept instead of thrown away; with
+    ``moments``, X's moments among the sums too (:func:`gram_parts`)."""
     n, p = X.shape[1], np.shape(V)[1]
-    run = row_blocks(_row_gram_keep, X, Pieces(V), sums={"gram": (n, p)},
+    run = row_blocks(_row_gram_keep, X, Pieces(V), moments,
+                     sums=gram_parts(n, p) if moments else {"gram": (n, p)},
                      each={"rows": Piece((None, p))}, columns=True)
     return run.sums, run.each["rows"]
 

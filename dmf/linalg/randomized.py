@@ -50,7 +50,6 @@ from dmf.linalg.products import (
     gram_apply,
     gram_with_moments,
     split_gram,
-    tall_times,
 )
 
 NORMALIZERS = ("auto", "QR", "LU", "none")
@@ -115,11 +114,13 @@ class RandomizedSolver(Solver):
         Z, j = state["Z"], int(state["j"])
         new = dict(state)
         last = j == n_iter
-        if j == 0:  # X's column moments ride along with the first pass
+        if j == 0 and last and keep_y:  # no power iteration: X Z, the moments, one pass
+            sums, new["Y"] = dask.persist(*gram_and_product(X, Z, moments=True))
+            G, moments = split_gram(sums.compute())
+            new.update(moments)
+        elif j == 0:  # X's column moments ride along with the first pass
             G, moments = split_gram(gram_with_moments(X, Z).compute())
             new.update(moments)
-            if last and keep_y:  # no power iteration: X Z in a pass of its own
-                new["Y"] = tall_times(X, Z, dtype=np.float64).persist()
         elif last and keep_y:  # keep X Z from the last pass: U is formed from it, not from X
             # one persist for both, or X would be read once for each
             G, new["Y"] = dask.persist(*gram_and_product(X, Z))
