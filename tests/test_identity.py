@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -221,3 +222,23 @@ def test_an_older_audio_marker_is_still_read(tmp_path):
     assert dmf.audio.separate(mix, out, 2, **SEPARATE).skipped
     with pytest.raises(StoreError, match=r"made by an older dmf.*--overwrite"):
         dmf.audio.separate(mix, out, 2, **{**SEPARATE, "max_iter": 6})
+
+
+def test_an_older_spectrogram_is_kept_for_the_same_separation(tmp_path):
+    """A separation an older dmf stopped before its marker keeps its
+    spectrogram (and so its NMF's checkpoints): the older record, a short
+    key, is recomputed as for the marker."""
+    mix = dmf.audio.demo(tmp_path / "demo", seconds=0.5).mixture
+    out = tmp_path / "sep"
+    dmf.audio.separate(mix, out, 2, **SEPARATE)
+    (out / "separation.json").unlink()  # stopped after the spectrogram
+    shutil.rmtree(out / "nmf.zarr")
+    spectrogram = zarr.open_array(str(out / "spectrogram.zarr"), mode="r+")
+    st = os.stat(mix)
+    older = {"input": {"path": os.path.abspath(mix), "size": st.st_size,
+                       "mtime_ns": st.st_mtime_ns}, "n_fft": SEPARATE["n_fft"],
+             "hop": SEPARATE["hop"]}
+    spectrogram.attrs["dmf"] = {**spectrogram.attrs["dmf"], "audio": {"key": digest(older)[:16]}}
+    dmf.audio.separate(mix, out, 2, **SEPARATE)
+    kept = dmf_attrs(zarr.open_array(str(out / "spectrogram.zarr"), mode="r"))
+    assert kept["audio"] == {"key": digest(older)[:16]}  # not rewritten

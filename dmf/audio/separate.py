@@ -81,14 +81,16 @@ class Separation:
     skipped: bool = False
 
 
-def _marker_difference(done: dict, identity: dict[str, Any]) -> str | None:
-    """How the separation in a marker differs from ``identity`` (None: the
-    same). A marker of an older dmf kept only ``key``, the short digest of
-    the recording's description and the settings: it is recomputed here."""
-    if "key" in done and "identity" not in done:
+def _stored_difference(record: dict | None, identity: dict[str, Any]) -> str | None:
+    """How what a record (the marker, the spectrogram's attributes) was made
+    from differs from ``identity`` (None: the same). One of an older dmf kept
+    only ``key``, the short digest of the recording's description and the
+    settings: it is recomputed here."""
+    record = record or {}
+    if "key" in record and "identity" not in record:
         older = {"input": identity["inputs"]["recording"], **identity["parameters"]}
-        return None if done["key"] == digest(older)[:16] else OLDER
-    return difference(done, identity)
+        return None if record["key"] == digest(older)[:16] else OLDER
+    return difference(record, identity)
 
 
 def _check(src: str, outdir: str, sources: int, components: int, loss: str, n_fft: int,
@@ -207,7 +209,7 @@ def separate(
     identity = job_identity("audio-separate", recording, parameters=params)
     final, done = outdir, _read_marker(outdir)
     if done is not None:
-        diff = _marker_difference(done, identity)
+        diff = _stored_difference(done, identity)
         if diff is None and not overwrite:
             return _result(outdir, done, skipped=True)
         outdir = _replacement_folder(outdir, diff, overwrite)
@@ -348,7 +350,7 @@ def _complete_spectrogram(url: str, identity: dict[str, Any]) -> bool:
         meta = dmf_attrs(zarr.open_array(url, mode="r"))
     except Exception:  # noqa: BLE001 - anything unreadable is rewritten
         return False
-    return meta.get("complete") is True and difference(meta.get("audio"), identity) is None
+    return meta.get("complete") is True and _stored_difference(meta.get("audio"), identity) is None
 
 
 def _result(outdir: str, done: dict, *, skipped: bool) -> Separation:
