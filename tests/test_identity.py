@@ -87,6 +87,22 @@ def test_a_plain_file_is_described_by_path_size_and_mtime(tmp_path):
     assert describe_input(path)["size"] == 6
 
 
+
+def test_an_object_store_file_replaced_within_the_second_is_described_anew(s3):
+    """S3's LastModified has whole seconds: a same-size replacement within
+    one is told apart by the object's ETag."""
+    import fsspec
+
+    url = f"{s3.url}/a.wav"
+    with fsspec.open(url, "wb", **s3.storage_options) as f:
+        f.write(b"12345")
+    before = describe_input(url, storage_options=s3.storage_options)
+    with fsspec.open(url, "wb", **s3.storage_options) as f:
+        f.write(b"54321")
+    after = describe_input(url, storage_options=s3.storage_options)
+    assert before["size"] == after["size"] == 5
+    assert before != after
+
 # -- the four callers record the same form ------------------------------------
 
 def test_the_engine_records_the_one_form(tmp_path):

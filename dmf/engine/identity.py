@@ -25,6 +25,7 @@ identities without loading Dask.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import os
@@ -36,7 +37,8 @@ from dmf.store.location import Location
 
 #: Where a store keeps the identity whole, and where its digest.
 IDENTITY, FINGERPRINT = "identity", "fingerprint"
-#: The keys of an input's description: a matrix or Zarr store, a plain file.
+#: The keys of an input's description: a matrix or Zarr store, a plain file
+#: (on an object store also its version, ``token``: see :func:`_describe_file`).
 MATRIX_KEYS = ("shape", "dtype", "chunks", "token")
 FILE_KEYS = ("path", "size", "mtime_ns")
 #: Parameter groups that restate the others (a job step's command line):
@@ -221,7 +223,8 @@ def _describe_store(fs, path: str) -> dict[str, Any] | None:
 
 
 def _describe_file(location: Location, fs, path: str) -> dict[str, Any] | None:
-    """A plain file's path, size and modification time (ns); None if missing."""
+    """A plain file's path, size and modification time (ns), and on an object
+    store its version token; None if missing."""
     if location.is_local:
         try:
             st = os.stat(path)
@@ -232,8 +235,15 @@ def _describe_file(location: Location, fs, path: str) -> dict[str, Any] | None:
         info = fs.info(path)
     except FileNotFoundError:
         return None
-    when = next((info[k] for k in ("mtime", "LastModified", "created") if k in info), None)
-    return {"path": location.url, "size": info.get("size"), "mtime_ns": _nanoseconds(when)}
+    when = next((info[k] for k in ("mtime", "LastModified", "Last-Modified", "created")
+                 if k in info), None)
+    described = {"path": location.url, "size": info.get("size"), "mtime_ns": _nanoseconds(when)}
+    # an object store's own version of the content: a replacement of the same
+    # size within the second (S3's LastModified) or without a parsable time
+    # (HTTP) still differs by it
+    token = next((info[k] for k in ("ETag", "etag", "VersionId", "generation") if info.get(k)),
+                 None)
+    return {**described, "token": str(token)} if token is not None else described
 
 
 def _nanoseconds(when: Any) -> int | None:
@@ -245,7 +255,10 @@ def _nanoseconds(when: Any) -> int | None:
             try:
                 when = datetime.fromisoformat(when)
             except ValueError:
-                return None
+                try:  # HTTP's Last-Modified (RFC 1123)
+                    when = email.utils.parsedate_to_datetime(when)
+                except (TypeError, ValueError):
+                    return None
     if isinstance(when, datetime):
         when = when.timestamp()
     return int(when * 1e9) if isinstance(when, (int, float)) else None
