@@ -162,3 +162,18 @@ def test_constraints_admit_what_they_say():
     assert (1 in Options(1, 2), True in Options(1, 2)) == (True, False)
     assert is_satisfied("random_state", np.random.default_rng(0))
     assert not is_satisfied("random_state", -1) and not is_satisfied("boolean", 1)
+
+
+@pytest.mark.parametrize(("cls", "numpy_scalars"), [
+    (dmf.NMF, dict(max_iter=np.int64(5), tol=np.float32(0.0))),
+    (dmf.TruncatedSVD, dict(n_oversamples=np.int64(3))),
+    (ALS, dict(reg=np.float32(0.1), max_iter=np.int64(2), tol=np.float64(0.0))),
+    (SGD, dict(lr=np.float32(0.01), n_epochs=np.int64(2))),
+], ids=["NMF", "TruncatedSVD", "ALS", "SGD"])
+def test_numpy_scalars_the_table_accepts_also_fit(cls, numpy_scalars):
+    """A numpy number that passes the parameter table is not refused by the
+    solver's own check afterwards."""
+    k = {"n_components": 2} if cls in (dmf.NMF, dmf.TruncatedSVD) else {"k": 2}
+    model = cls(**k, **numpy_scalars)
+    model._validate_params()
+    model.fit(_data(cls))

@@ -3,7 +3,10 @@ says how to fix it."""
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
+
+import numpy as np
 
 from dmf.cf.data import Ratings, as_ratings
 from dmf.cf.passes import rating_facts
@@ -12,8 +15,9 @@ from dmf.linalg.svd import check_k
 
 
 def number(value, name: str, *, low: float = 0.0, strict: bool = False) -> float:
-    """``value`` as a float >= low (> low when ``strict``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+    """``value`` (a Python or numpy number, as the estimators' tables
+    accept) as a float >= low (> low when ``strict``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not (
             value > low if strict else value >= low):
         raise InputError(f"{name} must be a number {'>' if strict else '>='} {low:g}, "
                          f"got {value!r}")

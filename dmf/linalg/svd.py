@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Unpack
 
 import dask.array as da
@@ -268,8 +269,10 @@ def svd(
                          f"not {method!r}")
     if k is not None:
         k = check_k(k, X.shape)
-    if isinstance(n_oversamples, bool) or not isinstance(n_oversamples, int) or n_oversamples < 0:
+    if isinstance(n_oversamples, (bool, np.bool_)) \
+            or not isinstance(n_oversamples, numbers.Integral) or n_oversamples < 0:
         raise InputError(f"n_oversamples must be an integer >= 0, got {n_oversamples!r}")
+    n_oversamples = int(n_oversamples)
     requested = method
     method, reason = _resolved_method(method, X, k, n_oversamples)
     k = min(X.shape) if k is None else k

@@ -178,7 +178,7 @@ def nmf(
     for what, value, known in (("solver", solver, SOLVERS), ("init", init, INITS)):
         if value not in known:
             raise InputError(f"unknown NMF {what} {value!r}; available: {', '.join(known)}")
-    check_stopping(max_iter, tol)
+    max_iter, tol = check_stopping(max_iter, tol)
     opts = run_options(options, run_keywords, "nmf")
     X, cache, token, name = run_input(X, opts)
     _check_sparse_loss(X, name, loss, sparse_ok=not is_l1 and beta in SPARSE_BETAS)

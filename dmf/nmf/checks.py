@@ -4,6 +4,8 @@ initialization needs."""
 
 from __future__ import annotations
 
+import numbers
+
 import dask.array as da
 import numpy as np
 import scipy.sparse
@@ -12,12 +14,15 @@ from dmf.blocks import Piece, row_blocks
 from dmf.errors import InputError
 
 
-def check_stopping(max_iter, tol) -> None:
-    """``max_iter`` an integer >= 1 and ``tol`` a number >= 0, or InputError."""
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+def check_stopping(max_iter, tol) -> tuple[int, float]:
+    """``max_iter`` an integer >= 1 and ``tol`` a number >= 0 (Python or
+    numpy), as int and float, or InputError."""
+    if isinstance(max_iter, (bool, np.bool_)) or not isinstance(max_iter, numbers.Integral) \
+            or max_iter < 1:
         raise InputError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, numbers.Real) or not tol >= 0:
         raise InputError(f"tol must be a number >= 0, got {tol!r}")
+    return int(max_iter), float(tol)
 
 
 def _row_facts(blocks, row_starts, col_starts, ncols: int, index: int) -> dict:

@@ -252,7 +252,7 @@ def nmtf(
     orthogonal = orth.check_orthogonal(orthogonal, beta)
     if init not in TRI_INITS:
         raise InputError(f"unknown NMTF init {init!r}; available: {', '.join(TRI_INITS)}")
-    check_stopping(max_iter, tol)
+    max_iter, tol = check_stopping(max_iter, tol)
     opts = run_options(options, run_keywords, "nmtf")
     X, cache, token, name = run_input(X, opts)
     k1 = check_k(k1, X.shape, "k1")
