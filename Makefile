@@ -55,19 +55,13 @@ demo: $(VENV)/.installed-run
 digits: $(VENV)/.installed-test
 	$(BIN)/python examples/digits_parts.py $(DEMO_DIR)/digits-parts.png
 
-# The suite starts a few hundred Python processes (CLI runs, cluster workers,
-# xdist workers): with PYTHONDONTWRITEBYTECODE set (some shells and CI set it),
-# each would compile dmf and rewrite the test modules again, so pytest runs
-# with bytecode written (into the git-ignored __pycache__ folders).
-PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest
-
 test: $(VENV)/.installed-test
-	$(PYTEST) -n auto --maxprocesses=4 --dist loadfile -m "not slow"
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadfile -m "not slow"
 
 # scikit-learn's own test_nmf.py against dmf.NMF (tests/peer): 1.5 minutes on a quiet
 # 2-core machine, about 4 under load, so kept out of make test; CI runs both
 test-slow: $(VENV)/.installed-test
-	$(PYTEST) -n auto --maxprocesses=4 --dist loadfile -m slow
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadfile -m slow
 
 # Kills at every fail point, damaged and missing bytes, lock freeze and takeover,
 # overwrite while reading, hostile specs and headers: every test that
@@ -80,7 +74,7 @@ CHAOS_TESTS := tests/test_integrity.py tests/test_kill_resume.py \
 	tests/test_identity.py \
 	tests/test_engine_cluster.py::test_killed_scheduler_exits_nonzero_then_resumes_on_a_new_one
 chaos: $(VENV)/.installed-test
-	$(PYTEST) -n 2 --dist loadfile $(CHAOS_TESTS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(CHAOS_TESTS)
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e '.[compare]' || \
