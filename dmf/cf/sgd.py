@@ -46,7 +46,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from dmf.blocks import Piece, Small, Tall, row_blocks, row_pass, row_sums
+from dmf.blocks import Piece, Small, Tall, row_blocks, row_sums
 from dmf.cf import kernels
 from dmf.cf.checks import checked_ratings, integer, number
 from dmf.cf.explicit import finish
@@ -117,15 +117,14 @@ def _epoch(by_user: da.Array, U: da.Array, V: np.ndarray, seed, order, rule: Rul
     return U_new, item_side, sums
 
 
-def _penalty_rows(block, own_b, other, mu, k, biases):
-    """A block's rows as they are (no update) and the exact objective's sums
-    of them (:data:`dmf.cf.passes.OBJECTIVE_PARTS`), compiled, one call."""
+def _objective_sums(block, own_b, other, mu, k, biases) -> dict:
+    """The exact objective's sums of a block's rows as they are
+    (:data:`dmf.cf.passes.OBJECTIVE_PARTS`), compiled, one call."""
 
     block = as_csr(block)
-    x = kernels.aligned(own_b)
     penalty, sq_err = kernels.objective_rows(*kernels.csr_arrays(block), kernels.aligned(other),
-                                             x, float(mu), k, biases)
-    return x, {"penalty": penalty, "sq_err": sq_err, "count": float(block.nnz)}
+                                             kernels.aligned(own_b), float(mu), k, biases)
+    return {"penalty": penalty, "sq_err": sq_err, "count": float(block.nnz)}
 
 
 class SgdSolver(Solver):
@@ -168,8 +167,8 @@ class SgdSolver(Solver):
         # by users: each task reads its own users' rows in order and the
         # small item side at random (by items, every rating fetched a random
         # user row: measured slower)
-        _, user = row_pass(_penalty_rows, by_user, U, np.asarray(V, dtype=np.float64), mu, k,
-                           True, parts=OBJECTIVE_PARTS)
+        user = row_sums(_objective_sums, by_user, Tall(U), Small(np.asarray(V, dtype=np.float64)),
+                        mu, k, True, parts=OBJECTIVE_PARTS)
         sq_err, user_penalty = float(user["sq_err"]), float(user["penalty"])
         item_penalty = float(state["item_counts"] @ np.einsum("ij,ij->i", V, V))
         rmse = float(np.sqrt(sq_err / float(user["count"])))
