@@ -17,7 +17,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.blocks import Piece, row_blocks
+from dmf.blocks import Piece, row_blocks, row_sums
 
 #: The named sums of a half-step that solves (or scores) rows with an
 #: objective of squared errors and count-weighted penalties: sum n_u |x_u|^2
@@ -80,9 +80,14 @@ def as_csr(block) -> scipy.sparse.csr_matrix:
     return block
 
 
-def item_counts(block) -> dict[str, np.ndarray]:
-    """Each item's ratings in a block of user rows, as the named sum
-    ``item_counts`` (:func:`dmf.blocks.row_sums`)."""
+def item_counts(by_user: da.Array) -> np.ndarray:
+    """Each item's ratings, from the column indices of a by-user view (one
+    pass, the counts summed over its row blocks)."""
+    return row_sums(_block_item_counts, by_user,
+                    parts={"item_counts": (by_user.shape[1],)})["item_counts"]
+
+
+def _block_item_counts(block) -> dict[str, np.ndarray]:
     block = as_csr(block)
     return {"item_counts": np.bincount(block.indices, minlength=block.shape[1])}
 

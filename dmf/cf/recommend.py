@@ -30,7 +30,6 @@ import scipy.sparse
 import zarr
 
 from dmf._version import __version__
-from dmf.blocks import full_rows, row_sums
 from dmf.cf.data import Ratings, as_ratings
 from dmf.cf.passes import item_counts
 from dmf.cf.rows import as_csr, block_bounds, user_rows
@@ -106,11 +105,6 @@ def score_rows(n_items: int, score_bytes: int = SCORE_BYTES) -> int:
     return int(max(1, score_bytes // (8 * max(n_items, 1))))
 
 
-def _item_counts_pass(R: Ratings) -> np.ndarray:
-    X = full_rows(R.by_user)
-    return row_sums(item_counts, X, parts={"item_counts": (X.shape[1],)})["item_counts"]
-
-
 _COUNTS_CACHE: dict[str, np.ndarray] = {}
 
 
@@ -133,7 +127,7 @@ def popularity(model, ratings=None) -> np.ndarray:
     if R.token not in _COUNTS_CACHE:
         if len(_COUNTS_CACHE) > 8:
             _COUNTS_CACHE.clear()
-        _COUNTS_CACHE[R.token] = _item_counts_pass(R)
+        _COUNTS_CACHE[R.token] = item_counts(R.by_user)
     return _COUNTS_CACHE[R.token]
 
 

@@ -147,7 +147,7 @@ class SgdSolver(Solver):
         V = random_rows(self.by_item.chunks[0], self.width, seed + 1, INIT_SCALE,
                         zero_last=True)
         return {"U": U, "V": np.asarray(V.compute()),
-                "item_counts": _item_counts(self.by_user, V.shape[0])}
+                "item_counts": item_counts(self.by_user)}
 
     def step(self, _X, state: State, ctx: Context) -> tuple[State, Stats]:
         seed = int(ctx.rng.integers(2**63))
@@ -179,11 +179,6 @@ class SgdSolver(Solver):
 
 
 #: The name :func:`sgd` builds it by.
-
-
-def _item_counts(by_user: da.Array, n: int) -> np.ndarray:
-    """n_i from the column indices of the by-user view (one pass)."""
-    return row_sums(item_counts, by_user, parts={"item_counts": (n,)})["item_counts"]
 
 
 def sgd(
