@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 
-from dmf.blocks import full_rows, row_pass
+from dmf.blocks import row_pass
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.errors import InputError
 from dmf.linalg.products import row_slices
@@ -213,7 +213,6 @@ class HALSSolver(Solver):
         k, update_H, hals_sweeps, regularization = (self.k, self.update_H, self.hals_sweeps,
                                                     self.regularization)
         l1_W, l1_H, l2_W, l2_H = regularization
-        X = full_rows(X)
         W, H = state["W"], state["H"]
         n = H.shape[1]
         HHt = H @ H.T

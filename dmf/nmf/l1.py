@@ -21,7 +21,7 @@ from __future__ import annotations
 import dask
 import numpy as np
 
-from dmf.blocks import Piece, Small, Tall, full_rows, row_blocks, row_pass
+from dmf.blocks import Piece, Small, Tall, row_blocks, row_pass
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import row_slices
 from dmf.nmf.beta import EPSILON, Scratch, apply_update
@@ -93,7 +93,6 @@ class L1Solver(Solver):
     def step(self, X, state: State, _ctx: Context) -> tuple[State, Stats]:
         k = self.k
         l1_W, l1_H, l2_W, l2_H = self.regularization
-        X = full_rows(X)
         W, H = state["W"], state["H"]
         n = H.shape[1]
         parts = {"A": (k, n), "B": (k, n), "l1": (), "w_l1": (), "w_l2": ()}

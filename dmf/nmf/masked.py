@@ -28,7 +28,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.blocks import Tall, full_rows, row_pass
+from dmf.blocks import Tall, row_pass
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.hashing import uniform_hash
 from dmf.linalg.products import row_slices
@@ -122,7 +122,7 @@ def _masked_pass(X: da.Array, W: da.Array, H: np.ndarray, holdout: Holdout):
     # each block's global row numbers: its first one places the mask
     rows = da.arange(X.shape[0], chunks=(X.chunks[0],), dtype=np.int64)
     parts = {"A": (k, n), "B": (k, n), "held": (3,), "kept": (2,)}
-    return row_pass(_masked_step, full_rows(X), W, H, Tall(rows), holdout, parts=parts)
+    return row_pass(_masked_step, X, W, H, Tall(rows), holdout, parts=parts)
 
 
 class HoldoutSolver(Solver):

@@ -28,7 +28,7 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 
-from dmf.blocks import Piece, Small, Tall, full_rows, row_blocks, row_pass
+from dmf.blocks import Small, Tall, row_pass, row_sums
 from dmf.engine.driver import Context, Solver, State, Stats
 from dmf.linalg.products import row_slices
 from dmf.nmf import orthogonal as orth
@@ -201,16 +201,14 @@ def _row_divergence(block, Wb, H, beta):
 
 
 def _row_divergence_named(block, Wb, H, beta):
-    return {"divergence": np.array([_row_divergence(block, Wb, H, beta)])}
+    return {"divergence": _row_divergence(block, Wb, H, beta)}
 
 
 def divergence(X: da.Array, W: da.Array, H: np.ndarray, beta: float) -> float:
     """D_beta(X | W H), one pass (scikit-learn's definition; 0.5 ||X - WH||^2
     for beta = 2)."""
-    X = full_rows(X)
-    each = {"divergence": Piece((1,))}
-    parts = row_blocks(_row_divergence_named, X, Tall(W), Small(H), beta, each=each).each
-    return float(parts["divergence"].sum().compute())
+    return float(row_sums(_row_divergence_named, X, Tall(W), Small(H), beta,
+                          parts={"divergence": ()})["divergence"])
 
 
 def penalty(W_l1: float, W_l2: float, H: np.ndarray, regularization) -> float:
@@ -264,7 +262,6 @@ class MUSolver(Solver):
     def step(self, X, state: State, ctx: Context) -> tuple[State, Stats]:
         k, beta, orthogonal, update_H = self.k, self.beta, self.orthogonal, self.update_H
         l1_W, l1_H, l2_W, l2_H = self.regularization
-        X = full_rows(X)
         W, H = state["W"], state["H"]
         n = H.shape[1]
         HHt = H @ H.T if beta == 2 else None

@@ -105,7 +105,6 @@ class TriSolver(Solver):
 
     def step(self, X, state: State, ctx: Context) -> tuple[State, Stats]:
         k1, beta, orthogonal = self.k1, self.beta, self.orthogonal
-        X = full_rows(X)
         W, S, H = state["W"], state["S"], state["H"]
         n = H.shape[1]
         M = S @ H  # W's update is NMF's with H replaced by M = S H
@@ -162,7 +161,7 @@ class TriSolver(Solver):
     def result(self, X, state: State):
         k1, k2, beta, orthogonal = self.k1, self.k2, self.beta, self.orthogonal
         W, S, H = state["W"], state["S"], state["H"]
-        div = divergence(full_rows(X), W, S @ H, beta)
+        div = divergence(X, W, S @ H, beta)
         meta: dict[str, Any] = {
             "beta": beta, "solver": "mu", "parameters": self.params, "k1": k1, "k2": k2,
             "final_objective": div, "final_divergence": div,
