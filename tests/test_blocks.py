@@ -9,7 +9,7 @@ import scipy.sparse
 
 from dmf import blocks
 from dmf.cf.data import ratings_from_scipy
-from dmf.cf.passes import item_counts
+from dmf.cf.passes import _block_item_counts
 
 
 def _project(X_b, W_b, H, scale):
@@ -47,7 +47,7 @@ def test_row_sums_adds_named_parts_over_a_ratings_view():
     view = ratings_from_scipy(R, block_rows=20).by_user
     assert view.numblocks[0] > 1
     with dask.config.set(scheduler="synchronous"):
-        counts = blocks.row_sums(item_counts, view, parts={"item_counts": (25,)})
+        counts = blocks.row_sums(_block_item_counts, view, parts={"item_counts": (25,)})
     assert list(counts) == ["item_counts"]
     assert counts["item_counts"].dtype == np.float64
     assert np.array_equal(counts["item_counts"], np.bincount(R.indices, minlength=25))
